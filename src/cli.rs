@@ -1,0 +1,510 @@
+//! The sendmail command line, as Postfix's and Sendmail's `sendmail` accept it,
+//! turned into one `Invocation`. Nothing else in spoolmail looks at argv.
+//!
+//! Rule: a flag that spoolmail cannot honour is accepted and noted (shown
+//! under `-v`), so that no caller breaks; an unknown flag is a usage error.
+
+use crate::error::{Error, Result};
+use lexopt::prelude::*;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What the run is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Read a message on stdin and queue it (`-bm`, the default).
+    Submit,
+    /// List the queue (`-bp`, or run as `mailq`).
+    ListQueue,
+    /// SMTP on stdin/stdout (`-bs`).
+    SmtpStdio,
+    /// Check the aliases file (`-bi`, `-I`, or run as `newaliases`).
+    Newaliases,
+    /// Show where addresses would go (`-bv`).
+    Verify,
+    /// One dequeue pass, or one every `interval` (`-q`, `-q30m`, `-qR...`).
+    QueueRun { interval: Option<Duration>, select: Option<Selector> },
+    Help,
+    Version,
+}
+
+/// `-qI`, `-qR`, `-qS`: which messages a forced queue run takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    QueueId(String),
+    Recipient(String),
+    Sender(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryMode {
+    Background,
+    Interactive,
+    Queue,
+}
+
+/// How errors found during an interactive delivery are reported (`-oeX`/`-eX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorMode {
+    Mail,
+    Print,
+    Quiet,
+    Write,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyType {
+    SevenBit,
+    EightBitMime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ret {
+    Full,
+    Hdrs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub mode: Mode,
+    /// `-t`: recipients from the To, Cc and Bcc headers, added to argv's.
+    pub extract_recipients: bool,
+    /// `-i`/`-oi`: a line holding a single dot does not end the message.
+    pub ignore_dots: bool,
+    /// `-f`/`-r`: the envelope sender, as given.
+    pub sender: Option<String>,
+    /// `-F`: the full name for an added From header.
+    pub full_name: Option<String>,
+    pub recipients: Vec<String>,
+    /// `-C`: another configuration file.
+    pub config_file: Option<PathBuf>,
+    pub delivery_mode: Option<DeliveryMode>,
+    pub error_mode: Option<ErrorMode>,
+    pub body_type: Option<BodyType>,
+    /// `-N`: DSN NOTIFY for every recipient.
+    pub notify: Option<String>,
+    /// `-R`: DSN RET.
+    pub ret: Option<Ret>,
+    /// `-V`: DSN ENVID.
+    pub envid: Option<String>,
+    /// `-L`: the syslog tag.
+    pub log_tag: Option<String>,
+    pub verbose: bool,
+    /// Flags accepted but not honoured, explained under `-v`.
+    pub notes: Vec<String>,
+}
+
+impl Invocation {
+    fn new(mode: Mode) -> Invocation {
+        Invocation {
+            mode,
+            extract_recipients: false,
+            ignore_dots: false,
+            sender: None,
+            full_name: None,
+            recipients: Vec::new(),
+            config_file: None,
+            delivery_mode: None,
+            error_mode: None,
+            body_type: None,
+            notify: None,
+            ret: None,
+            envid: None,
+            log_tag: None,
+            verbose: false,
+            notes: Vec::new(),
+        }
+    }
+
+    fn ignore(&mut self, flag: &str, why: &str) {
+        self.notes.push(format!("ignoring {flag}: {why}"));
+    }
+}
+
+/// The mode implied by the name the binary was run as.
+pub fn mode_for_program(argv0: &str) -> Mode {
+    let name = argv0.rsplit('/').next().unwrap_or(argv0);
+    match name {
+        "mailq" => Mode::ListQueue,
+        "newaliases" => Mode::Newaliases,
+        _ => Mode::Submit,
+    }
+}
+
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
+    let mut args = args.into_iter();
+    let argv0 = args.next().map(to_string).transpose()?.unwrap_or_default();
+    let mut inv = Invocation::new(mode_for_program(&argv0));
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Short('t') => inv.extract_recipients = true,
+            Short('i') => inv.ignore_dots = true,
+            Short('v') => inv.verbose = true,
+            Short('f') | Short('r') => inv.sender = Some(value(&mut parser)?),
+            Short('F') => inv.full_name = Some(value(&mut parser)?),
+            Short('C') => inv.config_file = Some(PathBuf::from(value(&mut parser)?)),
+            Short('b') => set_b_mode(&mut inv, &value(&mut parser)?)?,
+            Short('I') => inv.mode = Mode::Newaliases,
+            Short('q') => parse_queue_flag(&mut inv, &mut parser)?,
+            Short('o') => parse_o_option(&mut inv, &value(&mut parser)?)?,
+            Short('e') => inv.error_mode = Some(error_mode(&value(&mut parser)?, "-e")?),
+            Short('B') => inv.body_type = Some(body_type(&value(&mut parser)?)?),
+            Short('N') => inv.notify = Some(notify(&value(&mut parser)?)?),
+            Short('R') => inv.ret = Some(ret(&value(&mut parser)?)?),
+            Short('V') => inv.envid = Some(envid(&value(&mut parser)?)?),
+            Short('L') => inv.log_tag = Some(log_tag(&value(&mut parser)?)?),
+            Short('h') => {
+                let v = value(&mut parser)?;
+                inv.ignore(&format!("-h {v}"), "hop counts are taken from Received headers");
+            }
+            Short('O') => {
+                let v = value(&mut parser)?;
+                inv.ignore(&format!("-O {v}"), "Sendmail options are not used");
+            }
+            Short('X') => {
+                let v = value(&mut parser)?;
+                inv.ignore(&format!("-X {v}"), "no traffic log is written to a caller's file");
+            }
+            Short('A') => {
+                let v = value(&mut parser)?;
+                inv.ignore(&format!("-A{v}"), "there is only one configuration");
+            }
+            Short('p') => {
+                let v = value(&mut parser)?;
+                inv.ignore(&format!("-p {v}"), "the protocol is always recorded as local");
+            }
+            Short('d') => {
+                let v = value(&mut parser)?;
+                inv.ignore(&format!("-d{v}"), "Sendmail debugging is not available; use -v");
+            }
+            Short('M') => {
+                let v = value(&mut parser)?;
+                inv.ignore(&format!("-M{v}"), "Sendmail macros are not used");
+            }
+            Short(c @ ('G' | 'U' | 'm' | 'n' | 's' | 'x')) => {
+                inv.ignore(&format!("-{c}"), "no effect in spoolmail");
+            }
+            Long("help") => inv.mode = Mode::Help,
+            Long("version") => inv.mode = Mode::Version,
+            Value(v) => inv.recipients.push(to_string(v)?),
+            Short(c) => return Err(Error::Usage(format!("unknown option -{c} (see --help)"))),
+            Long(name) => return Err(Error::Usage(format!("unknown option --{name} (see --help)"))),
+        }
+    }
+    Ok(inv)
+}
+
+fn usage(e: lexopt::Error) -> Error {
+    Error::Usage(e.to_string())
+}
+
+fn to_string(v: OsString) -> Result<String> {
+    v.into_string()
+        .map_err(|v| Error::Usage(format!("argument is not valid UTF-8: {}", v.to_string_lossy())))
+}
+
+fn value(parser: &mut lexopt::Parser) -> Result<String> {
+    to_string(parser.value().map_err(usage)?)
+}
+
+fn set_b_mode(inv: &mut Invocation, v: &str) -> Result<()> {
+    inv.mode = match v {
+        "m" => Mode::Submit,
+        "p" => Mode::ListQueue,
+        "s" => Mode::SmtpStdio,
+        "i" => Mode::Newaliases,
+        "v" => Mode::Verify,
+        "d" | "D" => return Err(Error::Unsupported(format!(
+            "-b{v}: spoolmail runs no daemon; queue runs come from `sendmail -q` in cron or `sendmail -q30m`"
+        ))),
+        "t" | "h" | "H" | "a" | "l" | "P" => {
+            return Err(Error::Unsupported(format!("-b{v} is a Sendmail mode that spoolmail does not have")));
+        }
+        _ => return Err(Error::Usage(format!("unknown mode -b{v} (see --help)"))),
+    };
+    Ok(())
+}
+
+/// `-q`, `-q30m`, `-qRsubstr`, `-qR substr`, `-qSsubstr`, `-qIqueueid`.
+fn parse_queue_flag(inv: &mut Invocation, parser: &mut lexopt::Parser) -> Result<()> {
+    let attached = parser.optional_value().map(to_string).transpose()?;
+    let mut interval = None;
+    let mut select = None;
+    if let Some(v) = attached {
+        let (kind, rest) = v.split_at(v.chars().next().map_or(0, char::len_utf8));
+        select = match kind {
+            "R" | "S" | "I" => {
+                let what = if rest.is_empty() { value(parser)? } else { rest.to_string() };
+                Some(match kind {
+                    "R" => Selector::Recipient(what),
+                    "S" => Selector::Sender(what),
+                    _ => Selector::QueueId(what),
+                })
+            }
+            "f" | "p" => {
+                inv.ignore(&format!("-q{v}"), "queue runs always run in the foreground once");
+                None
+            }
+            _ => {
+                interval = Some(parse_duration(&v).ok_or_else(|| {
+                    Error::Usage(format!("-q{v}: not a duration (like 30m, 1h, 90s) or R/S/I selector"))
+                })?);
+                None
+            }
+        };
+    }
+    inv.mode = Mode::QueueRun { interval, select };
+    Ok(())
+}
+
+/// `-oi`, `-odb`, `-oem`, and any other `-oX`, ignored with a note.
+fn parse_o_option(inv: &mut Invocation, v: &str) -> Result<()> {
+    match v.as_bytes() {
+        [b'i'] => inv.ignore_dots = true,
+        [b'd', m] => {
+            inv.delivery_mode = Some(match m {
+                b'b' => DeliveryMode::Background,
+                b'i' => DeliveryMode::Interactive,
+                b'q' | b'd' => DeliveryMode::Queue,
+                _ => return Err(Error::Usage(format!("-o{v}: delivery mode must be b, i or q"))),
+            })
+        }
+        [b'e', ..] => inv.error_mode = Some(error_mode(&v[1..], "-oe")?),
+        _ => inv.ignore(&format!("-o{v}"), "Sendmail option not used by spoolmail"),
+    }
+    Ok(())
+}
+
+fn error_mode(v: &str, flag: &str) -> Result<ErrorMode> {
+    Ok(match v {
+        "m" => ErrorMode::Mail,
+        "p" => ErrorMode::Print,
+        "q" => ErrorMode::Quiet,
+        "w" => ErrorMode::Write,
+        "e" => ErrorMode::Mail, // Berknet "error to sender", treated as -oem
+        _ => return Err(Error::Usage(format!("{flag}{v}: error mode must be m, p, q or w"))),
+    })
+}
+
+fn body_type(v: &str) -> Result<BodyType> {
+    match v.to_ascii_uppercase().as_str() {
+        "7BIT" => Ok(BodyType::SevenBit),
+        "8BITMIME" => Ok(BodyType::EightBitMime),
+        _ => Err(Error::Usage(format!("-B {v}: body type must be 7BIT or 8BITMIME"))),
+    }
+}
+
+fn notify(v: &str) -> Result<String> {
+    let words: Vec<String> = v.split(',').map(|w| w.trim().to_ascii_uppercase()).collect();
+    let ok = if words.iter().any(|w| w == "NEVER") {
+        words.len() == 1
+    } else {
+        words.iter().all(|w| matches!(w.as_str(), "SUCCESS" | "FAILURE" | "DELAY"))
+    };
+    if !ok {
+        return Err(Error::Usage(format!(
+            "-N {v}: must be never, or a comma list of success, failure, delay"
+        )));
+    }
+    Ok(words.join(","))
+}
+
+fn ret(v: &str) -> Result<Ret> {
+    match v.to_ascii_lowercase().as_str() {
+        "full" => Ok(Ret::Full),
+        "hdrs" => Ok(Ret::Hdrs),
+        _ => Err(Error::Usage(format!("-R {v}: must be full or hdrs"))),
+    }
+}
+
+/// ENVID travels in MAIL FROM as xtext: printable ASCII without spaces, at most 100 octets (RFC 3461).
+fn envid(v: &str) -> Result<String> {
+    if v.is_empty() || v.len() > 100 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Usage(format!(
+            "-V {}: an envelope id is 1 to 100 printable ASCII characters without spaces",
+            v.escape_debug()
+        )));
+    }
+    Ok(v.to_string())
+}
+
+fn log_tag(v: &str) -> Result<String> {
+    if v.is_empty() || v.len() > 32 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Usage(format!("-L {}: a log tag is 1 to 32 printable characters", v.escape_debug())));
+    }
+    Ok(v.to_string())
+}
+
+/// `90s`, `30m`, `4h`, `2d`, or plain seconds; also used by the config file.
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86400)?,
+        "w" => n.checked_mul(7 * 86400)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+pub const HELP: &str = "\
+spoolmail: a sendmail-compatible mail transfer agent shim
+
+Usage: sendmail [OPTIONS] [--] [RECIPIENT...]   queue the message on stdin
+       sendmail -bp | mailq                     list the queue
+       sendmail -q[DURATION] [-qR|-qS|-qI TEXT] run the queue
+       sendmail -bi | newaliases                check the aliases file
+
+Message submission:
+  -t            take recipients from To, Cc, Bcc (added to any on the command line)
+  -i, -oi       a line holding a single dot does not end the message
+  -f, -r ADDR   envelope sender (default: the submitting user)
+  -F NAME       full name for an added From header
+  -B TYPE       body type: 7BIT or 8BITMIME
+  -N NOTIFY     DSN notify: never, or success,failure,delay
+  -R full|hdrs  DSN return type
+  -V ENVID      DSN envelope id
+  -odb|-odi|-odq  deliver in background, interactively, or queue only
+  -oem|-oep|-oeq|-oew  how delivery errors are reported
+  -C FILE       use another configuration file
+  -L TAG        syslog tag
+  -v            verbose: notes on ignored flags, and the SMTP conversation
+
+Accepted and ignored (noted under -v): -Ac -Am -G -U -m -n -s -h N -O OPT=VAL
+-X FILE -p PROTO -dX -oX (other letters).
+
+Exit codes follow sysexits.h: 0 queued, 64 usage, 65 data, 67 no user,
+73 can't create, 74 I/O error, 75 temporary failure, 77 permission, 78 config.
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Invocation> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn attached_and_detached_values() {
+        let a = p(&["sendmail", "-fme@x", "-FCronDaemon", "bob"]).unwrap();
+        let b = p(&["sendmail", "-f", "me@x", "-F", "CronDaemon", "bob"]).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.sender.as_deref(), Some("me@x"));
+        assert_eq!(a.full_name.as_deref(), Some("CronDaemon"));
+        assert_eq!(a.recipients, vec!["bob"]);
+    }
+
+    #[test]
+    fn debian_cron_invocation() {
+        let inv = p(&["sendmail", "-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"]).unwrap();
+        assert!(inv.ignore_dots);
+        assert_eq!(inv.body_type, Some(BodyType::EightBitMime));
+        assert_eq!(inv.error_mode, Some(ErrorMode::Mail));
+        assert_eq!(inv.recipients, vec!["root"]);
+    }
+
+    #[test]
+    fn cronie_invocation() {
+        let inv = p(&["sendmail", "-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f", "root"]).unwrap();
+        assert!(inv.extract_recipients && inv.ignore_dots);
+        assert_eq!(inv.delivery_mode, Some(DeliveryMode::Interactive));
+        assert_eq!(inv.sender.as_deref(), Some("root"));
+        assert!(inv.recipients.is_empty());
+    }
+
+    #[test]
+    fn double_dash_ends_options() {
+        let inv = p(&["sendmail", "-oem", "-oi", "--", "-weird@x", "b@y"]).unwrap();
+        assert_eq!(inv.recipients, vec!["-weird@x", "b@y"]);
+    }
+
+    #[test]
+    fn q_does_not_swallow_next_argument() {
+        let inv = p(&["sendmail", "-q", "-v"]).unwrap();
+        assert_eq!(inv.mode, Mode::QueueRun { interval: None, select: None });
+        assert!(inv.verbose);
+        let inv = p(&["sendmail", "-q30m"]).unwrap();
+        assert_eq!(inv.mode, Mode::QueueRun { interval: Some(Duration::from_secs(1800)), select: None });
+    }
+
+    #[test]
+    fn q_selectors_attached_and_detached() {
+        for args in [&["sendmail", "-qR@"][..], &["sendmail", "-qR", "@"][..]] {
+            let inv = p(args).unwrap();
+            assert_eq!(inv.mode, Mode::QueueRun { interval: None, select: Some(Selector::Recipient("@".into())) });
+        }
+        let inv = p(&["sendmail", "-qSalice"]).unwrap();
+        assert_eq!(inv.mode, Mode::QueueRun { interval: None, select: Some(Selector::Sender("alice".into())) });
+        let inv = p(&["sendmail", "-qIABC"]).unwrap();
+        assert_eq!(inv.mode, Mode::QueueRun { interval: None, select: Some(Selector::QueueId("ABC".into())) });
+    }
+
+    #[test]
+    fn modes_and_program_names() {
+        assert_eq!(p(&["/usr/bin/mailq"]).unwrap().mode, Mode::ListQueue);
+        assert_eq!(p(&["newaliases"]).unwrap().mode, Mode::Newaliases);
+        assert_eq!(p(&["sendmail", "-bp"]).unwrap().mode, Mode::ListQueue);
+        assert_eq!(p(&["sendmail", "-bs"]).unwrap().mode, Mode::SmtpStdio);
+        assert_eq!(p(&["sendmail", "-bi"]).unwrap().mode, Mode::Newaliases);
+        assert_eq!(p(&["sendmail", "-I"]).unwrap().mode, Mode::Newaliases);
+        assert_eq!(p(&["spoolmail", "--version"]).unwrap().mode, Mode::Version);
+        assert_eq!(p(&["sendmail", "-bd"]).unwrap_err().exit_code(), 64);
+    }
+
+    #[test]
+    fn ignored_flags_are_noted_not_fatal() {
+        let inv = p(&[
+            "sendmail", "-Ac", "-Am", "-G", "-U", "-h", "5", "-O", "DeliveryMode=b", "-X", "/tmp/log", "-oQ/tmp",
+            "-m", "-L", "tag", "-v", "a@b",
+        ])
+        .unwrap();
+        assert_eq!(inv.notes.len(), 9, "{:?}", inv.notes);
+        assert_eq!(inv.log_tag.as_deref(), Some("tag"));
+        assert_eq!(inv.recipients, vec!["a@b"]);
+    }
+
+    #[test]
+    fn error_modes_both_spellings() {
+        for (flag, mode) in [("-em", ErrorMode::Mail), ("-oep", ErrorMode::Print), ("-eq", ErrorMode::Quiet), ("-oew", ErrorMode::Write)] {
+            assert_eq!(p(&["sendmail", flag]).unwrap().error_mode, Some(mode));
+        }
+    }
+
+    #[test]
+    fn dsn_flags_validated() {
+        let inv = p(&["sendmail", "-N", "success,failure", "-R", "hdrs", "-V", "abc123"]).unwrap();
+        assert_eq!(inv.notify.as_deref(), Some("SUCCESS,FAILURE"));
+        assert_eq!(inv.ret, Some(Ret::Hdrs));
+        assert_eq!(inv.envid.as_deref(), Some("abc123"));
+        assert!(p(&["sendmail", "-N", "never,success"]).is_err());
+        assert!(p(&["sendmail", "-V", "a b"]).is_err());
+        assert!(p(&["sendmail", "-V", "a\r\nRCPT TO:<x>"]).is_err());
+    }
+
+    #[test]
+    fn unknown_flag_names_it() {
+        let e = p(&["sendmail", "-Z"]).unwrap_err();
+        assert_eq!(e.exit_code(), 64);
+        assert!(e.to_string().contains("-Z"), "{e}");
+        assert!(p(&["sendmail", "-f"]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172800)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("5y"), None);
+    }
+}

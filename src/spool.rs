@@ -1,0 +1,469 @@
+//! The on-disk queue (format: doc/SPOOL.md, version 1): writing a message
+//! durably, reading envelopes and delivery state back, and listing the queue.
+//!
+//! The commit protocol is the whole promise of `sendmail`'s exit 0: write
+//! under `tmp/` with the file locked, fsync, rename into `queue/`, fsync the
+//! directory. A writer killed at any instant leaves nothing in `queue/` or the
+//! whole message; what it leaves in `tmp/` is unlocked and so recognisably dead.
+
+use crate::cli::{BodyType, Ret};
+use crate::error::{Error, Result};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+pub const MAGIC: &str = "SPOOLMAIL 1";
+pub const STATE_MAGIC: &str = "SPOOLMAIL-STATE 1";
+const STATE_SUFFIX: &str = ".state";
+/// The `body` value is written with room for the longest value, and patched
+/// in place once the content has been seen.
+const BODY_WIDTH: usize = "8bitmime".len();
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub address: String,
+    /// The address as the user wrote it, when it was rewritten (qualified).
+    pub orcpt: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub id: String,
+    pub arrival: u64,
+    pub uid: u32,
+    /// Empty for the null sender `<>`.
+    pub sender: String,
+    pub recipients: Vec<Recipient>,
+    pub ret: Option<Ret>,
+    pub envid: Option<String>,
+    pub notify: Option<String>,
+    pub body: BodyType,
+    pub smtputf8: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RcptStatus {
+    Pending,
+    Delivered,
+    Deferred,
+    Failed,
+}
+
+/// Per-recipient delivery state (`queue/QID.state`), written by queue runners.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    pub attempts: u32,
+    pub next_attempt: u64,
+    /// (recipient index, status, last reply or error)
+    pub recipients: Vec<(usize, RcptStatus, String)>,
+}
+
+impl State {
+    pub fn status_of(&self, index: usize) -> (RcptStatus, &str) {
+        self.recipients
+            .iter()
+            .rev()
+            .find(|(i, _, _)| *i == index)
+            .map(|(_, s, t)| (*s, t.as_str()))
+            .unwrap_or((RcptStatus::Pending, ""))
+    }
+}
+
+pub struct Spool {
+    dir: PathBuf,
+}
+
+pub struct QueueEntry {
+    pub id: String,
+    /// A state file exists: at least one delivery attempt was made.
+    pub has_state: bool,
+}
+
+/// A message being written: the envelope has been written; the content goes
+/// through `content()`.
+pub struct Draft<'f> {
+    out: BufWriter<&'f File>,
+    file: &'f File,
+    body_offset: u64,
+    content_len: u64,
+}
+
+impl Draft<'_> {
+    pub fn content(&mut self) -> &mut impl Write {
+        &mut self.out
+    }
+
+    pub fn add_content_len(&mut self, n: usize) {
+        self.content_len += n as u64;
+    }
+
+    pub fn content_len(&self) -> u64 {
+        self.content_len
+    }
+
+    /// Records that the content needs 8BITMIME, found after the envelope was written.
+    pub fn mark_8bit(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        self.file.write_all_at(b"8bitmime", self.body_offset)
+    }
+}
+
+impl Spool {
+    pub fn new(dir: &Path) -> Spool {
+        Spool { dir: dir.to_path_buf() }
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+
+    fn queue_dir(&self) -> PathBuf {
+        self.dir.join("queue")
+    }
+
+    pub fn message_path(&self, id: &str) -> PathBuf {
+        self.queue_dir().join(id)
+    }
+
+    pub fn state_path(&self, id: &str) -> PathBuf {
+        self.queue_dir().join(format!("{id}{STATE_SUFFIX}"))
+    }
+
+    /// Writes a new message: `envelope` (its id is filled in here), then
+    /// whatever `write_content` writes, and commits it durably. Returns the
+    /// queue id. On any error nothing is left in `queue/`, and the file in
+    /// `tmp/` is removed.
+    pub fn deposit<F>(&self, mut envelope: Envelope, write_content: F) -> Result<Envelope>
+    where
+        F: FnOnce(&mut Envelope, &mut Draft) -> Result<()>,
+    {
+        let (id, tmp_path, file) = self.create_tmp()?;
+        envelope.id = id;
+        let result = self.write_and_commit(&mut envelope, &tmp_path, file, write_content);
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp_path);
+        }
+        result.map(|()| envelope)
+    }
+
+    fn write_and_commit<F>(&self, envelope: &mut Envelope, tmp_path: &Path, file: File, write_content: F) -> Result<()>
+    where
+        F: FnOnce(&mut Envelope, &mut Draft) -> Result<()>,
+    {
+        let write_err = |e| Error::io(format!("cannot write {}", tmp_path.display()), e);
+        let mut lock = fd_lock::RwLock::new(file);
+        let guard = lock.try_write().map_err(write_err)?;
+        let file: &File = &guard;
+        let mut out = BufWriter::with_capacity(64 * 1024, file);
+        let body_offset = write_envelope(&mut out, envelope).map_err(write_err)?;
+        let mut draft = Draft { out, file, body_offset, content_len: 0 };
+        write_content(envelope, &mut draft)?;
+        draft.out.flush().map_err(write_err)?;
+        file.sync_all().map_err(|e| Error::io(format!("cannot fsync {}", tmp_path.display()), e))?;
+        let final_path = self.message_path(&envelope.id);
+        std::fs::rename(tmp_path, &final_path)
+            .map_err(|e| Error::io(format!("cannot move {} into the queue", tmp_path.display()), e))?;
+        sync_dir(&self.queue_dir())
+    }
+
+    /// Creates `tmp/QID` exclusively, drawing a new id on a collision.
+    fn create_tmp(&self) -> Result<(String, PathBuf, File)> {
+        let dir = self.tmp_dir();
+        for _ in 0..100 {
+            let id = new_queue_id();
+            let path = dir.join(&id);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o640)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)
+            {
+                Ok(f) => return Ok((id, path, f)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(Error::CantCreate {
+                        path,
+                        source: io::Error::new(e.kind(), format!("spool directory {} is missing (spool_dir; run scripts/install.sh)", dir.display())),
+                    });
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)) => {
+                    return Err(Error::io(format!("cannot create {}", path.display()), e));
+                }
+                Err(e) => return Err(Error::CantCreate { path, source: e }),
+            }
+        }
+        Err(Error::TempFail(format!("cannot find a free queue id in {}", dir.display())))
+    }
+
+    /// The queued messages, oldest first, from one directory scan.
+    pub fn scan(&self) -> Result<Vec<QueueEntry>> {
+        let dir = self.queue_dir();
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
+        let mut ids = Vec::new();
+        let mut with_state = std::collections::HashSet::new();
+        for name in entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()) {
+            match name.strip_suffix(STATE_SUFFIX) {
+                Some(id) if is_queue_id(id) => {
+                    with_state.insert(id.to_string());
+                }
+                None if is_queue_id(&name) => ids.push(name),
+                _ => {}
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids
+            .into_iter()
+            .map(|id| QueueEntry { has_state: with_state.contains(&id), id })
+            .collect())
+    }
+
+    /// Reads a message's envelope and the size of its content.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the queue runner reads envelopes; not built yet"))]
+    pub fn read_envelope(&self, id: &str) -> io::Result<(Envelope, u64)> {
+        read_envelope_from(&File::open(self.message_path(id))?)
+    }
+
+    /// As `read_envelope`, and whether a queue runner holds the message now.
+    pub fn read_envelope_for_listing(&self, id: &str) -> io::Result<(Envelope, u64, bool)> {
+        let file = File::open(self.message_path(id))?;
+        let busy = fd_lock::RwLock::new(&file).try_read().is_err();
+        let (envelope, size) = read_envelope_from(&file)?;
+        Ok((envelope, size, busy))
+    }
+
+    /// The delivery state, or the empty state when no attempt has been made.
+    pub fn read_state(&self, id: &str) -> io::Result<State> {
+        match std::fs::read_to_string(self.state_path(id)) {
+            Ok(text) => parse_state(&text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+}
+
+fn read_envelope_from(file: &File) -> io::Result<(Envelope, u64)> {
+    let total = file.metadata()?.len();
+    let mut reader = BufReader::with_capacity(4096, file);
+    let (envelope, header_len) = parse_envelope(&mut reader)?;
+    Ok((envelope, total.saturating_sub(header_len)))
+}
+
+/// 8 hex digits of seconds, 5 of microseconds, 3 random: sorts by arrival.
+fn new_queue_id() -> String {
+    let (secs, micros) = crate::system::now();
+    let rand = crate::system::random_u64() & 0xfff;
+    format!("{:08X}{:05X}{:03X}", secs as u32, micros, rand)
+}
+
+fn is_queue_id(name: &str) -> bool {
+    name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("cannot fsync directory {}", dir.display()), e))
+}
+
+/// Writes the envelope and its closing empty line; returns the file offset of
+/// the `body` value, to be patched when 8-bit content turns up.
+fn write_envelope(out: &mut impl Write, e: &Envelope) -> io::Result<u64> {
+    let mut head = String::with_capacity(256);
+    use std::fmt::Write as _;
+    let _ = writeln!(head, "{MAGIC}\nid {}\narrival {}\nuid {}\nsender {}", e.id, e.arrival, e.uid, e.sender);
+    if let Some(ret) = e.ret {
+        let _ = writeln!(head, "ret {}", if ret == Ret::Full { "full" } else { "hdrs" });
+    }
+    if let Some(envid) = &e.envid {
+        let _ = writeln!(head, "envid {envid}");
+    }
+    if let Some(notify) = &e.notify {
+        let _ = writeln!(head, "notify {notify}");
+    }
+    if e.smtputf8 {
+        head.push_str("smtputf8 yes\n");
+    }
+    head.push_str("body ");
+    let body_offset = head.len() as u64;
+    let body = if e.body == BodyType::EightBitMime { "8bitmime" } else { "7bit" };
+    let _ = writeln!(head, "{body:BODY_WIDTH$}");
+    for r in &e.recipients {
+        let _ = writeln!(head, "rcpt {}", r.address);
+        if let Some(o) = &r.orcpt {
+            let _ = writeln!(head, "orcpt {o}");
+        }
+    }
+    head.push('\n');
+    out.write_all(head.as_bytes())?;
+    Ok(body_offset)
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Reads the envelope up to its empty line; returns it with its length in bytes.
+pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> {
+    let mut line = String::new();
+    let mut consumed = reader.read_line(&mut line)? as u64;
+    if line.trim_end() != MAGIC {
+        return Err(invalid(format!("not a spool file of version 1 (first line `{}`)", line.trim_end().escape_debug())));
+    }
+    let mut e = Envelope {
+        id: String::new(),
+        arrival: 0,
+        uid: 0,
+        sender: String::new(),
+        recipients: Vec::new(),
+        ret: None,
+        envid: None,
+        notify: None,
+        body: BodyType::SevenBit,
+        smtputf8: false,
+    };
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line)?;
+        consumed += n as u64;
+        if n == 0 {
+            return Err(invalid("envelope without its closing empty line".into()));
+        }
+        let l = line.trim_end_matches('\n');
+        if l.is_empty() {
+            break;
+        }
+        let (key, value) = l.split_once(' ').unwrap_or((l, ""));
+        let value = value.trim_end_matches(' ');
+        match key {
+            "id" => e.id = value.to_string(),
+            "arrival" => e.arrival = value.parse().map_err(|_| invalid(format!("bad arrival `{value}`")))?,
+            "uid" => e.uid = value.parse().map_err(|_| invalid(format!("bad uid `{value}`")))?,
+            "sender" => e.sender = value.to_string(),
+            "ret" => e.ret = Some(if value == "full" { Ret::Full } else { Ret::Hdrs }),
+            "envid" => e.envid = Some(value.to_string()),
+            "notify" => e.notify = Some(value.to_string()),
+            "smtputf8" => e.smtputf8 = value == "yes",
+            "body" => e.body = if value == "8bitmime" { BodyType::EightBitMime } else { BodyType::SevenBit },
+            "rcpt" => e.recipients.push(Recipient { address: value.to_string(), orcpt: None }),
+            "orcpt" => {
+                if let Some(last) = e.recipients.last_mut() {
+                    last.orcpt = Some(value.to_string());
+                }
+            }
+            _ => {} // a later minor version's key
+        }
+    }
+    Ok((e, consumed))
+}
+
+pub fn parse_state(text: &str) -> io::Result<State> {
+    let mut lines = text.lines();
+    if lines.next() != Some(STATE_MAGIC) {
+        return Err(invalid("not a state file of version 1".into()));
+    }
+    let mut state = State::default();
+    for l in lines {
+        let (key, value) = l.split_once(' ').unwrap_or((l, ""));
+        match key {
+            "attempts" => state.attempts = value.parse().map_err(|_| invalid(format!("bad attempts `{value}`")))?,
+            "next" => state.next_attempt = value.parse().map_err(|_| invalid(format!("bad next `{value}`")))?,
+            "rcpt" => {
+                let mut parts = value.splitn(3, ' ');
+                let index = parts.next().and_then(|i| i.parse().ok()).ok_or_else(|| invalid(format!("bad rcpt `{value}`")))?;
+                let status = match parts.next() {
+                    Some("pending") => RcptStatus::Pending,
+                    Some("delivered") => RcptStatus::Delivered,
+                    Some("deferred") => RcptStatus::Deferred,
+                    Some("failed") => RcptStatus::Failed,
+                    other => return Err(invalid(format!("bad rcpt status `{}`", other.unwrap_or("")))),
+                };
+                state.recipients.push((index, status, parts.next().unwrap_or("").to_string()));
+            }
+            _ => {}
+        }
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            id: String::new(),
+            arrival: 1795305600,
+            uid: 1000,
+            sender: "alice@example.org".into(),
+            recipients: vec![
+                Recipient { address: "\"bob smith\"@example.com".into(), orcpt: None },
+                Recipient { address: "root@host.example.org".into(), orcpt: Some("root".into()) },
+            ],
+            ret: Some(Ret::Hdrs),
+            envid: Some("abc".into()),
+            notify: Some("SUCCESS,FAILURE".into()),
+            body: BodyType::SevenBit,
+            smtputf8: false,
+        }
+    }
+
+    fn spool() -> (PathBuf, Spool) {
+        let dir = std::env::temp_dir().join(format!("spoolmail-unit-{}-{}", std::process::id(), crate::system::random_u64()));
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
+        std::fs::create_dir_all(dir.join("queue")).unwrap();
+        let s = Spool::new(&dir);
+        (dir, s)
+    }
+
+    #[test]
+    fn deposit_then_read_back() {
+        let (dir, spool) = spool();
+        let written = spool
+            .deposit(envelope(), |_, d| {
+                d.content().write_all(b"Subject: hi\n\nb\xc3\xa4dy\n").unwrap();
+                d.add_content_len(19);
+                d.mark_8bit().unwrap();
+                Ok(())
+            })
+            .unwrap();
+        assert!(is_queue_id(&written.id), "{}", written.id);
+        assert_eq!(spool.scan().unwrap().iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![written.id.clone()]);
+        let (read, size) = spool.read_envelope(&written.id).unwrap();
+        assert_eq!(size, 19);
+        assert_eq!(read.body, BodyType::EightBitMime);
+        assert_eq!(read, Envelope { body: BodyType::EightBitMime, ..written });
+        assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn failed_write_leaves_nothing() {
+        let (dir, spool) = spool();
+        let r = spool.deposit(envelope(), |_, d| {
+            d.content().write_all(b"partial").unwrap();
+            Err(Error::TooBig { limit: 1 })
+        });
+        assert!(r.is_err());
+        assert!(spool.scan().unwrap().is_empty());
+        assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn state_round_trip() {
+        let s = parse_state("SPOOLMAIL-STATE 1\nattempts 2\nnext 99\nrcpt 0 delivered 250 2.0.0 Ok\nrcpt 1 deferred 451 4.3.0 later\n").unwrap();
+        assert_eq!(s.attempts, 2);
+        assert_eq!(s.status_of(1), (RcptStatus::Deferred, "451 4.3.0 later"));
+        assert_eq!(s.status_of(5), (RcptStatus::Pending, ""));
+        assert!(parse_state("SPOOLMAIL-STATE 9\n").is_err());
+    }
+
+    #[test]
+    fn unknown_version_refused() {
+        let mut r = io::Cursor::new(b"SPOOLMAIL 2\nid X\n\n".to_vec());
+        assert!(parse_envelope(&mut r).is_err());
+    }
+}

@@ -1,0 +1,576 @@
+//! Intake: from a caller's stdin to a committed spool file.
+//!
+//! Read the header block (bounded), decide the envelope (sender, recipients
+//! from argv and, with `-t`, the headers), then write the envelope, the
+//! processed header (Received added, Bcc removed, From/Date/Message-ID
+//! completed) and stream the body straight from stdin to the spool file, so
+//! memory stays flat however large the message is. Nothing else happens here:
+//! no DNS, no connecting; every caller waits on this path.
+
+use crate::address;
+use crate::cli::{BodyType, Invocation};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::spool::{Draft, Envelope, Recipient, Spool};
+use crate::system;
+use md5::{Digest, Md5};
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+/// The header block is held in memory to find recipients; past this size the
+/// rest of the message is treated as body, as Postfix does with header_size_limit.
+const MAX_HEADER_BLOCK: u64 = 1024 * 1024;
+
+/// Who is submitting and as which host: the parts of the context that come
+/// from the system rather than from the caller.
+pub struct Origin {
+    pub uid: u32,
+    /// Login name, when known (needed unless `-f` gives the sender).
+    pub user_name: Option<String>,
+    pub user_full_name: Option<String>,
+    /// This host's name, for Received and Message-ID.
+    pub host: String,
+    /// Domain for unqualified addresses.
+    pub domain: String,
+}
+
+impl Origin {
+    pub fn of_current_process(config: &Config, need_user: bool) -> Result<Origin> {
+        let host = config.helo_name.clone().unwrap_or_else(system::host_name);
+        let domain = config.qualify_domain.clone().unwrap_or_else(|| host.clone());
+        let (uid, user_name, user_full_name) = if need_user {
+            let u = system::current_user()?;
+            (u.uid, Some(u.name), u.full_name)
+        } else {
+            (system::current_uid(), None, None)
+        };
+        Ok(Origin { uid, user_name, user_full_name, host, domain })
+    }
+}
+
+/// Queues the message on `input` as `inv` describes; returns its envelope.
+pub fn submit(inv: &Invocation, config: &Config, origin: &Origin, input: impl Read) -> Result<(Envelope, u64)> {
+    let sender = envelope_sender(inv, origin)?;
+    let full_name = inv.full_name.as_deref().map(check_full_name).transpose()?;
+    let mut argv_rcpts = Vec::new();
+    for arg in &inv.recipients {
+        argv_rcpts.extend(address::parse_argument(arg)?);
+    }
+
+    let limit = config.max_message_size;
+    let mut reader = BufReader::with_capacity(64 * 1024, Normalizer::new(input, inv.ignore_dots));
+    let header = read_header_block(&mut reader)?;
+    check_size(header.len, limit)?;
+    let fields = Fields::parse(&header.bytes);
+
+    let mut recipients = argv_rcpts;
+    if inv.extract_recipients {
+        recipients.extend(fields.recipients()?);
+    }
+    let recipients = qualify_and_dedupe(recipients, &origin.domain)?;
+    if recipients.is_empty() {
+        return Err(Error::Usage(if inv.extract_recipients {
+            "no recipients: none on the command line and no To, Cc or Bcc header".into()
+        } else {
+            "no recipients: name them on the command line, or use -t".into()
+        }));
+    }
+
+    let (now, _) = system::now();
+    let envelope = Envelope {
+        id: String::new(),
+        arrival: now,
+        uid: origin.uid,
+        smtputf8: !sender.is_ascii() || recipients.iter().any(|r| !r.address.is_ascii()),
+        sender,
+        recipients,
+        ret: inv.ret,
+        envid: inv.envid.clone(),
+        notify: inv.notify.clone(),
+        body: inv.body_type.unwrap_or(BodyType::SevenBit),
+    };
+    let spool = Spool::new(&config.spool_dir);
+    let mut size = 0;
+    let envelope = spool.deposit(envelope, |env, draft| {
+        let added = added_headers(env, &fields, origin, full_name.as_deref());
+        write_header(draft, &added.top, &fields, &added.bottom)?;
+        if let Some(first) = &header.body_start {
+            write_content(draft, first)?;
+        }
+        let body_8bit = stream_body(&mut reader, draft, limit)?;
+        let eight_bit = header.eight_bit || body_8bit || header.body_start.as_ref().is_some_and(|l| has_8bit(l));
+        if eight_bit && env.body != BodyType::EightBitMime {
+            env.body = BodyType::EightBitMime;
+            draft.mark_8bit().map_err(|e| Error::io("cannot write to the spool", e))?;
+        }
+        size = draft.content_len();
+        Ok(())
+    })?;
+    Ok((envelope, size))
+}
+
+fn envelope_sender(inv: &Invocation, origin: &Origin) -> Result<String> {
+    match &inv.sender {
+        Some(s) => {
+            let s = address::parse_sender(s)?;
+            Ok(if s.is_empty() { s } else { address::qualify(&s, &origin.domain) })
+        }
+        None => {
+            let name = origin.user_name.as_deref().ok_or_else(|| Error::NoUser("no user name; give the sender with -f".into()))?;
+            address::validate(&address::qualify(name, &origin.domain))
+        }
+    }
+}
+
+/// `-F` goes into a From header: it must not be able to add header lines.
+fn check_full_name(name: &str) -> Result<String> {
+    if name.chars().any(char::is_control) {
+        return Err(Error::Data(format!("full name `{}` contains a control character", name.escape_debug())));
+    }
+    Ok(name.to_string())
+}
+
+fn qualify_and_dedupe(addrs: Vec<String>, domain: &str) -> Result<Vec<Recipient>> {
+    let mut out: Vec<Recipient> = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        let a = address::validate(&a)?;
+        let q = address::qualify(&a, domain);
+        if out.iter().any(|r| r.address.eq_ignore_ascii_case(&q)) {
+            continue;
+        }
+        let orcpt = (q != a).then_some(a);
+        out.push(Recipient { address: q, orcpt });
+    }
+    Ok(out)
+}
+
+fn check_size(len: u64, limit: u64) -> Result<()> {
+    if limit > 0 && len > limit { Err(Error::TooBig { limit }) } else { Ok(()) }
+}
+
+/// Reads stdin as lines ending in LF whatever the caller used (CRLF, LF or a
+/// bare CR), ends at a line holding a single dot unless `-i`, and ends the
+/// last line with LF.
+pub struct Normalizer<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    pos: usize,
+    len: usize,
+    ignore_dots: bool,
+    pending_cr: bool,
+    at_line_start: bool,
+    dot_pending: bool,
+    /// A byte owed to the caller when its buffer ran out.
+    held: Option<u8>,
+    done: bool,
+}
+
+impl<R: Read> Normalizer<R> {
+    pub fn new(inner: R, ignore_dots: bool) -> Self {
+        Normalizer {
+            inner,
+            buf: vec![0; 64 * 1024].into_boxed_slice(),
+            pos: 0,
+            len: 0,
+            ignore_dots,
+            pending_cr: false,
+            at_line_start: true,
+            dot_pending: false,
+            held: None,
+            done: false,
+        }
+    }
+
+    fn fill(&mut self) -> io::Result<bool> {
+        loop {
+            match self.inner.read(&mut self.buf) {
+                Ok(n) => {
+                    self.pos = 0;
+                    self.len = n;
+                    return Ok(n > 0);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for Normalizer<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        while n < out.len() {
+            if let Some(b) = self.held.take() {
+                out[n] = b;
+                n += 1;
+                continue;
+            }
+            if self.done {
+                break;
+            }
+            if self.pos == self.len {
+                if n > 0 {
+                    break;
+                }
+                if !self.fill()? {
+                    self.done = true;
+                    // A final line without its newline gets one; a final lone
+                    // dot without newline still ends the message.
+                    if !self.at_line_start && !self.dot_pending {
+                        self.held = Some(b'\n');
+                    }
+                    continue;
+                }
+            }
+            let mut b = self.buf[self.pos];
+            self.pos += 1;
+            if std::mem::take(&mut self.pending_cr) && b == b'\n' {
+                continue; // the LF of a CRLF, already emitted
+            }
+            if b == b'\r' {
+                self.pending_cr = true;
+                b = b'\n';
+            }
+            let line_start = std::mem::replace(&mut self.at_line_start, b == b'\n');
+            if std::mem::take(&mut self.dot_pending) {
+                if b == b'\n' {
+                    self.done = true; // "." alone on a line
+                    continue;
+                }
+                out[n] = b'.';
+                n += 1;
+                self.held = Some(b);
+                continue;
+            }
+            if b == b'.' && line_start && !self.ignore_dots {
+                self.dot_pending = true;
+                continue;
+            }
+            out[n] = b;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+struct HeaderBlock {
+    /// The header fields, each line ending in LF.
+    bytes: Vec<u8>,
+    /// The first body line when the header ended at a line that is not a
+    /// header field (rather than at an empty line); it is kept as body.
+    body_start: Option<Vec<u8>>,
+    len: u64,
+    eight_bit: bool,
+}
+
+fn read_header_block(reader: &mut impl BufRead) -> Result<HeaderBlock> {
+    let read_err = |e| Error::io("cannot read the message from standard input", e);
+    let mut bytes = Vec::with_capacity(4096);
+    let mut line = Vec::with_capacity(256);
+    let mut first = true;
+    let mut len = 0;
+    let body_start = loop {
+        line.clear();
+        let room = MAX_HEADER_BLOCK.saturating_sub(bytes.len() as u64);
+        let n = reader.by_ref().take(room.max(1)).read_until(b'\n', &mut line).map_err(read_err)?;
+        len += n as u64;
+        if n == 0 {
+            break None;
+        }
+        // An mbox "From " line from the caller is not a header; Postfix drops it too.
+        if first && line.starts_with(b"From ") {
+            first = false;
+            len -= n as u64;
+            continue;
+        }
+        first = false;
+        let complete = line.ends_with(b"\n");
+        if line == b"\n" {
+            break Some(Vec::new()); // the empty line; written back by write_header
+        }
+        let continuation = matches!(line[0], b' ' | b'\t') && !bytes.is_empty();
+        if !complete || !(continuation || is_field_start(&line)) || room == 0 {
+            break Some(std::mem::take(&mut line));
+        }
+        bytes.extend_from_slice(&line);
+    };
+    let eight_bit = has_8bit(&bytes);
+    Ok(HeaderBlock { bytes, body_start, len, eight_bit })
+}
+
+/// `Name:` with a name of printable ASCII other than the colon.
+fn is_field_start(line: &[u8]) -> bool {
+    match line.iter().position(|&b| b == b':') {
+        Some(0) | None => false,
+        Some(i) => line[..i].iter().all(|&b| (33..=126).contains(&b)),
+    }
+}
+
+/// The header fields, split by mail-parser's header parser, which gives each
+/// field's byte range so that fields are kept byte for byte as submitted.
+struct Fields<'a> {
+    raw: &'a [u8],
+    /// (lower-case name, start of field, start of value, end of field)
+    list: Vec<(String, usize, usize, usize)>,
+}
+
+impl<'a> Fields<'a> {
+    fn parse(raw: &'a [u8]) -> Fields<'a> {
+        let mut list = Vec::new();
+        if !raw.is_empty() {
+            let mut block = raw.to_vec();
+            block.push(b'\n'); // the parser wants the empty line that ends the header
+            if let Some(msg) = mail_parser::MessageParser::default().parse_headers(&block) {
+                for h in msg.headers() {
+                    let (field, value, end) = (h.offset_field as usize, h.offset_start as usize, h.offset_end as usize);
+                    if field < value && value <= end && end <= raw.len() {
+                        let name = String::from_utf8_lossy(&raw[field..value - 1]).trim().to_ascii_lowercase();
+                        list.push((name, field, value, end));
+                    }
+                }
+            }
+        }
+        Fields { raw, list }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.list.iter().any(|(n, ..)| n == name)
+    }
+
+    fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = String> + 's {
+        self.list
+            .iter()
+            .filter(move |(n, ..)| n == name)
+            .map(|&(_, _, v, e)| String::from_utf8_lossy(&self.raw[v..e]).into_owned())
+    }
+
+    /// `-t`: To, Cc and Bcc, or Resent-To/Cc/Bcc when Resent- headers are present.
+    fn recipients(&self) -> Result<Vec<String>> {
+        let resent = self.list.iter().any(|(n, ..)| n.starts_with("resent-"));
+        let names: [&str; 3] = if resent { ["resent-to", "resent-cc", "resent-bcc"] } else { ["to", "cc", "bcc"] };
+        let mut out = Vec::new();
+        for name in names {
+            for value in self.values(name) {
+                let list = address::parse_list(&value).map_err(|e| Error::Data(format!("{name} header: {e}")))?;
+                out.extend(list);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The fields that are written out: all but Bcc and Resent-Bcc, which
+    /// must never leave this host. Fields are written in the order submitted;
+    /// anything between the parser's fields (it should be nothing) is kept.
+    fn kept_ranges(&self) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        for (name, start, _, end) in &self.list {
+            if name == "bcc" || name == "resent-bcc" {
+                if pos < *start {
+                    out.push((pos, *start));
+                }
+                pos = *end;
+            }
+        }
+        if pos < self.raw.len() {
+            out.push((pos, self.raw.len()));
+        }
+        out
+    }
+}
+
+struct AddedHeaders {
+    top: String,
+    bottom: String,
+}
+
+/// Received on top; From, Date, Message-ID and To where missing, at the end,
+/// as Postfix adds them. The From name is `-F`'s, else the user's GECOS name.
+fn added_headers(env: &Envelope, fields: &Fields, origin: &Origin, full_name: Option<&str>) -> AddedHeaders {
+    let date = system::rfc5322_date(env.arrival);
+    let top = format!(
+        "Received: by {} (spoolmail, from userid {})\n\tid {}; {}\n",
+        origin.host, origin.uid, env.id, date
+    );
+    let mut bottom = String::new();
+    if !fields.has("from") {
+        let addr = if env.sender.is_empty() {
+            address::qualify(origin.user_name.as_deref().unwrap_or("MAILER-DAEMON"), &origin.domain)
+        } else {
+            env.sender.clone()
+        };
+        let name = full_name.map(str::to_string).or_else(|| origin.user_full_name.clone());
+        match name {
+            Some(n) => bottom.push_str(&format!("From: {} <{addr}>\n", display_name(&n))),
+            None => bottom.push_str(&format!("From: {addr}\n")),
+        }
+    }
+    if !fields.has("date") {
+        bottom.push_str(&format!("Date: {date}\n"));
+    }
+    if !fields.has("message-id") {
+        bottom.push_str(&format!("Message-ID: <{}@{}>\n", message_id_local(env, origin), origin.host));
+    }
+    if !["to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"].iter().any(|n| fields.has(n)) {
+        bottom.push_str("To: undisclosed-recipients:;\n");
+    }
+    AddedHeaders { top, bottom }
+}
+
+/// The local part of an added Message-ID: an MD5 of what makes this message
+/// unique, as Mail::Spool made its ids.
+fn message_id_local(env: &Envelope, origin: &Origin) -> String {
+    let mut h = Md5::new();
+    h.update(env.id.as_bytes());
+    h.update(origin.host.as_bytes());
+    h.update(std::process::id().to_le_bytes());
+    h.update(system::random_u64().to_le_bytes());
+    let digest = h.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}.{}", env.id, &hex[..16])
+}
+
+/// A display name as a phrase: plain words as they are, anything with
+/// specials quoted, non-ASCII as an RFC 2047 encoded word.
+fn display_name(name: &str) -> String {
+    if !name.is_ascii() {
+        return format!("=?UTF-8?B?{}?=", base64(name.as_bytes()));
+    }
+    if name.chars().all(|c| c.is_ascii_alphanumeric() || " !#$%&'*+-/=?^_`{|}~".contains(c)) {
+        return name.to_string();
+    }
+    let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{escaped}\"")
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn write_content(draft: &mut Draft, bytes: &[u8]) -> Result<()> {
+    draft.content().write_all(bytes).map_err(|e| Error::io("cannot write to the spool", e))?;
+    draft.add_content_len(bytes.len());
+    Ok(())
+}
+
+fn write_header(draft: &mut Draft, top: &str, fields: &Fields, bottom: &str) -> Result<()> {
+    write_content(draft, top.as_bytes())?;
+    for (start, end) in fields.kept_ranges() {
+        write_content(draft, &fields.raw[start..end])?;
+    }
+    write_content(draft, bottom.as_bytes())?;
+    write_content(draft, b"\n")
+}
+
+fn has_8bit(bytes: &[u8]) -> bool {
+    bytes.iter().any(|b| *b >= 0x80)
+}
+
+/// Copies the rest of stdin into the spool file, checking the size limit as
+/// it goes, so that an oversized message is refused without being held.
+fn stream_body(reader: &mut impl BufRead, draft: &mut Draft, limit: u64) -> Result<bool> {
+    let mut eight_bit = false;
+    loop {
+        let chunk = reader.fill_buf().map_err(|e| Error::io("cannot read the message from standard input", e))?;
+        if chunk.is_empty() {
+            break;
+        }
+        let n = chunk.len();
+        check_size(draft.content_len() + n as u64, limit)?;
+        eight_bit = eight_bit || has_8bit(chunk);
+        draft.content().write_all(chunk).map_err(|e| Error::io("cannot write to the spool", e))?;
+        draft.add_content_len(n);
+        reader.consume(n);
+    }
+    Ok(eight_bit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(input: &[u8], ignore_dots: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        Normalizer::new(input, ignore_dots).read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn line_endings_become_lf() {
+        assert_eq!(norm(b"a\r\nb\nc\rd", true), b"a\nb\nc\nd\n");
+        assert_eq!(norm(b"a\r\r\nb", true), b"a\n\nb\n");
+        assert_eq!(norm(b"", true), b"");
+        assert_eq!(norm(b"x\n", true), b"x\n");
+    }
+
+    #[test]
+    fn lone_dot_ends_input_without_i() {
+        assert_eq!(norm(b"a\n.\nb\n", false), b"a\n");
+        assert_eq!(norm(b"a\r\n.\r\nb\n", false), b"a\n");
+        assert_eq!(norm(b"a\n.", false), b"a\n");
+        assert_eq!(norm(b"a\n..\n.b\n", false), b"a\n..\n.b\n");
+        assert_eq!(norm(b".\n", false), b"");
+        assert_eq!(norm(b"a\n.\nb\n", true), b"a\n.\nb\n");
+    }
+
+    #[test]
+    fn normalizer_handles_tiny_reads() {
+        struct OneByte<'a>(&'a [u8]);
+        impl Read for OneByte<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() || out.is_empty() {
+                    return Ok(0);
+                }
+                out[0] = self.0[0];
+                self.0 = &self.0[1..];
+                Ok(1)
+            }
+        }
+        let mut out = Vec::new();
+        Normalizer::new(OneByte(b"a\r\n.x\r\n.\r\nafter"), false).read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"a\n.x\n");
+    }
+
+    #[test]
+    fn header_block_split() {
+        let mut r = io::Cursor::new(b"From x\nTo: a@b\n\tc@d\nSubject: s\n\nbody\n".to_vec());
+        let h = read_header_block(&mut r).unwrap();
+        assert_eq!(h.bytes, b"To: a@b\n\tc@d\nSubject: s\n");
+        assert_eq!(h.body_start, Some(Vec::new()));
+        let mut r = io::Cursor::new(b"To: a@b\nnot a header line\nmore\n".to_vec());
+        let h = read_header_block(&mut r).unwrap();
+        assert_eq!(h.bytes, b"To: a@b\n");
+        assert_eq!(h.body_start.as_deref(), Some(&b"not a header line\n"[..]));
+    }
+
+    #[test]
+    fn fields_and_bcc_removal() {
+        let raw = b"To: a@b,\n c@d\nBcc: secret@x\nSubject: s\nResent-Bcc: r@x\nX: y\n";
+        let f = Fields::parse(raw);
+        assert_eq!(f.recipients().unwrap(), vec!["r@x"]); // Resent- present
+        let kept: Vec<u8> = f.kept_ranges().iter().flat_map(|&(s, e)| raw[s..e].to_vec()).collect();
+        assert_eq!(kept, b"To: a@b,\n c@d\nSubject: s\nX: y\n");
+        let f = Fields::parse(b"To: a@b\nCc: G: c@d;\nBcc: e@f\n");
+        assert_eq!(f.recipients().unwrap(), vec!["a@b", "c@d", "e@f"]);
+    }
+
+    #[test]
+    fn display_names() {
+        assert_eq!(display_name("CronDaemon"), "CronDaemon");
+        assert_eq!(display_name("Smith, John"), "\"Smith, John\"");
+        assert_eq!(display_name("Jörg"), "=?UTF-8?B?SsO2cmc=?=");
+        assert_eq!(base64(b"ab"), "YWI=");
+    }
+}
