@@ -27,19 +27,24 @@ enum Token {
 /// argument) into addr-specs. Group names and display names are dropped;
 /// empty groups (`undisclosed-recipients:;`) give nothing.
 pub fn parse_list(text: &str) -> Result<Vec<String>> {
-    let bad = |why: &str| Error::Data(format!("malformed address list `{}`: {why}", text.escape_debug()));
-    let tokens = tokenize(text).map_err(|why| bad(why))?;
+    let bad = |why: &str| {
+        Error::Data(format!(
+            "malformed address list `{}`: {why}",
+            text.escape_debug()
+        ))
+    };
+    let tokens = tokenize(text).map_err(&bad)?;
     let mut out = Vec::new();
     let mut current: Vec<Token> = Vec::new();
     let mut angle: Option<Vec<Token>> = None;
     let mut found_angle: Option<String> = None;
     let mut in_group = false;
-    let mut iter = tokens.into_iter();
-    while let Some(tok) = iter.next() {
+    let iter = tokens.into_iter();
+    for tok in iter {
         if let Some(inner) = angle.as_mut() {
             match tok {
                 Token::Special('>') => {
-                    let spec = angle_contents(std::mem::take(inner)).map_err(|why| bad(why))?;
+                    let spec = angle_contents(std::mem::take(inner)).map_err(&bad)?;
                     found_angle = Some(spec);
                     angle = None;
                 }
@@ -67,7 +72,7 @@ pub fn parse_list(text: &str) -> Result<Vec<String>> {
                     }
                     in_group = false;
                 }
-                finish(&mut out, &mut current, &mut found_angle).map_err(|why| bad(why))?;
+                finish(&mut out, &mut current, &mut found_angle).map_err(&bad)?;
             }
             t => {
                 if found_angle.is_some() && t != Token::Gap {
@@ -80,11 +85,15 @@ pub fn parse_list(text: &str) -> Result<Vec<String>> {
     if angle.is_some() {
         return Err(bad("missing `>`"));
     }
-    finish(&mut out, &mut current, &mut found_angle).map_err(|why| bad(why))?;
+    finish(&mut out, &mut current, &mut found_angle).map_err(bad)?;
     Ok(out)
 }
 
-fn finish(out: &mut Vec<String>, current: &mut Vec<Token>, found_angle: &mut Option<String>) -> std::result::Result<(), &'static str> {
+fn finish(
+    out: &mut Vec<String>,
+    current: &mut Vec<Token>,
+    found_angle: &mut Option<String>,
+) -> std::result::Result<(), &'static str> {
     if let Some(spec) = found_angle.take() {
         current.clear();
         if !spec.is_empty() {
@@ -102,10 +111,13 @@ fn finish(out: &mut Vec<String>, current: &mut Vec<Token>, found_angle: &mut Opt
 
 /// `<@route,@route:local@domain>` or `<local@domain>`: the route is obsolete and dropped.
 fn angle_contents(mut tokens: Vec<Token>) -> std::result::Result<String, &'static str> {
-    if let Some(colon) = tokens.iter().position(|t| *t == Token::Special(':')) {
-        if matches!(tokens.iter().find(|t| **t != Token::Gap), Some(Token::Special('@'))) {
-            tokens.drain(..=colon);
-        }
+    if let Some(colon) = tokens.iter().position(|t| *t == Token::Special(':'))
+        && matches!(
+            tokens.iter().find(|t| **t != Token::Gap),
+            Some(Token::Special('@'))
+        )
+    {
+        tokens.drain(..=colon);
     }
     if tokens.iter().all(|t| *t == Token::Gap) {
         return Ok(String::new()); // <> : the null address
@@ -175,7 +187,9 @@ fn tokenize(text: &str) -> std::result::Result<Vec<Token>, &'static str> {
                         }
                         '"' => break,
                         '\r' | '\n' => {} // folding inside a quoted string
-                        c if c.is_control() && c != '\t' => return Err("control character in quoted string"),
+                        c if c.is_control() && c != '\t' => {
+                            return Err("control character in quoted string");
+                        }
                         c => q.push(c),
                     }
                 }
@@ -240,12 +254,20 @@ pub fn validate(addr: &str) -> Result<String> {
         if local.len() < 2 || !local.ends_with('"') {
             return Err(bad("bad quoting"));
         }
-    } else if local.split('.').any(str::is_empty) || local.contains(|c: char| " <>()[]\\,;:\"@".contains(c)) {
+    } else if local.split('.').any(str::is_empty)
+        || local.contains(|c: char| " <>()[]\\,;:\"@".contains(c))
+    {
         return Err(bad("bad local part"));
     }
     if let Some(domain) = domain {
-        let literal = domain.starts_with('[') && domain.ends_with(']') && !domain[1..domain.len() - 1].contains(['[', ']', ' ']);
-        let name = domain.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_'));
+        let literal = domain.starts_with('[')
+            && domain.ends_with(']')
+            && !domain[1..domain.len() - 1].contains(['[', ']', ' ']);
+        let name = domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+        });
         if !(literal || name) {
             return Err(bad("bad domain"));
         }
@@ -285,7 +307,10 @@ pub fn qualify(addr: &str, domain: &str) -> String {
 /// of them, or `Name <addr>`, each validated.
 pub fn parse_argument(arg: &str) -> Result<Vec<String>> {
     if arg.chars().any(|c| c.is_control()) {
-        return Err(Error::Data(format!("recipient `{}` contains a control character", arg.escape_debug())));
+        return Err(Error::Data(format!(
+            "recipient `{}` contains a control character",
+            arg.escape_debug()
+        )));
     }
     parse_list(arg)?.iter().map(|a| validate(a)).collect()
 }
@@ -293,13 +318,19 @@ pub fn parse_argument(arg: &str) -> Result<Vec<String>> {
 /// Parses the sender given with `-f`/`-r`: an address, `<addr>`, or `<>`/empty for the null sender.
 pub fn parse_sender(arg: &str) -> Result<String> {
     if arg.chars().any(|c| c.is_control()) {
-        return Err(Error::Data(format!("sender `{}` contains a control character", arg.escape_debug())));
+        return Err(Error::Data(format!(
+            "sender `{}` contains a control character",
+            arg.escape_debug()
+        )));
     }
     let list = parse_list(arg)?;
     match list.as_slice() {
         [] => Ok(String::new()),
         [one] => validate(one),
-        _ => Err(Error::Data(format!("sender `{}` names more than one address", arg.escape_debug()))),
+        _ => Err(Error::Data(format!(
+            "sender `{}` names more than one address",
+            arg.escape_debug()
+        ))),
     }
 }
 
@@ -314,26 +345,38 @@ mod tests {
     #[test]
     fn plain_and_named() {
         assert_eq!(list("a@b.c"), vec!["a@b.c"]);
-        assert_eq!(list("Bob (comment) <bob@x.org>, c@d"), vec!["bob@x.org", "c@d"]);
+        assert_eq!(
+            list("Bob (comment) <bob@x.org>, c@d"),
+            vec!["bob@x.org", "c@d"]
+        );
         assert_eq!(list("\"Smith, John\" <js@x.org>"), vec!["js@x.org"]);
         assert_eq!(list("root"), vec!["root"]);
     }
 
     #[test]
     fn quoted_local_parts_kept() {
-        assert_eq!(list("\"john doe\"@example.com"), vec!["\"john doe\"@example.com"]);
+        assert_eq!(
+            list("\"john doe\"@example.com"),
+            vec!["\"john doe\"@example.com"]
+        );
         assert_eq!(list("<\"a\\\"b\"@q.org>"), vec!["\"a\\\"b\"@q.org"]);
     }
 
     #[test]
     fn groups_and_empty_groups() {
         assert_eq!(list("undisclosed-recipients:;"), Vec::<String>::new());
-        assert_eq!(list("team: c1@x.org, \"C Two\" <c2@x.org>; , plain@z"), vec!["c1@x.org", "c2@x.org", "plain@z"]);
+        assert_eq!(
+            list("team: c1@x.org, \"C Two\" <c2@x.org>; , plain@z"),
+            vec!["c1@x.org", "c2@x.org", "plain@z"]
+        );
     }
 
     #[test]
     fn folding_and_comments() {
-        assert_eq!(list("a@b,\n\tc (x (nested)) @ d.org"), vec!["a@b", "c@d.org"]);
+        assert_eq!(
+            list("a@b,\n\tc (x (nested)) @ d.org"),
+            vec!["a@b", "c@d.org"]
+        );
         assert_eq!(list("<@relay.example:user@x.org>"), vec!["user@x.org"]);
         assert_eq!(list("user@[192.0.2.1]"), vec!["user@[192.0.2.1]"]);
         assert_eq!(list("jörg@exämple.de"), vec!["jörg@exämple.de"]);
@@ -341,14 +384,28 @@ mod tests {
 
     #[test]
     fn malformed_lists_refused() {
-        for s in ["John Smith", "a@b <c@d>x", "<a@b", "(unclosed", "\"open", "a@b;", "x <a\r\nRCPT TO:b>"] {
+        for s in [
+            "John Smith",
+            "a@b <c@d>x",
+            "<a@b",
+            "(unclosed",
+            "\"open",
+            "a@b;",
+            "x <a\r\nRCPT TO:b>",
+        ] {
             assert!(parse_list(s).is_err(), "{s}");
         }
     }
 
     #[test]
     fn injection_refused() {
-        for s in ["a@b\r\nRCPT TO:<x@y>", "a@b\nBcc: x@y", "a\0@b", "a@b\x1b", "a@b>\r\n"] {
+        for s in [
+            "a@b\r\nRCPT TO:<x@y>",
+            "a@b\nBcc: x@y",
+            "a\0@b",
+            "a@b\x1b",
+            "a@b>\r\n",
+        ] {
             assert!(parse_argument(s).is_err(), "{s:?}");
             assert!(parse_sender(s).is_err(), "{s:?}");
         }

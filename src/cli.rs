@@ -24,7 +24,10 @@ pub enum Mode {
     /// Show where addresses would go (`-bv`).
     Verify,
     /// One dequeue pass, or one every `interval` (`-q`, `-q30m`, `-qR...`).
-    QueueRun { interval: Option<Duration>, select: Option<Selector> },
+    QueueRun {
+        interval: Option<Duration>,
+        select: Option<Selector>,
+    },
     Help,
     Version,
 }
@@ -157,7 +160,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
             Short('L') => inv.log_tag = Some(log_tag(&value(&mut parser)?)?),
             Short('h') => {
                 let v = value(&mut parser)?;
-                inv.ignore(&format!("-h {v}"), "hop counts are taken from Received headers");
+                inv.ignore(
+                    &format!("-h {v}"),
+                    "hop counts are taken from Received headers",
+                );
             }
             Short('O') => {
                 let v = value(&mut parser)?;
@@ -165,7 +171,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
             }
             Short('X') => {
                 let v = value(&mut parser)?;
-                inv.ignore(&format!("-X {v}"), "no traffic log is written to a caller's file");
+                inv.ignore(
+                    &format!("-X {v}"),
+                    "no traffic log is written to a caller's file",
+                );
             }
             Short('A') => {
                 let v = value(&mut parser)?;
@@ -173,11 +182,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
             }
             Short('p') => {
                 let v = value(&mut parser)?;
-                inv.ignore(&format!("-p {v}"), "the protocol is always recorded as local");
+                inv.ignore(
+                    &format!("-p {v}"),
+                    "the protocol is always recorded as local",
+                );
             }
             Short('d') => {
                 let v = value(&mut parser)?;
-                inv.ignore(&format!("-d{v}"), "Sendmail debugging is not available; use -v");
+                inv.ignore(
+                    &format!("-d{v}"),
+                    "Sendmail debugging is not available; use -v",
+                );
             }
             Short('M') => {
                 let v = value(&mut parser)?;
@@ -190,7 +205,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
             Long("version") => inv.mode = Mode::Version,
             Value(v) => inv.recipients.push(to_string(v)?),
             Short(c) => return Err(Error::Usage(format!("unknown option -{c} (see --help)"))),
-            Long(name) => return Err(Error::Usage(format!("unknown option --{name} (see --help)"))),
+            Long(name) => {
+                return Err(Error::Usage(format!(
+                    "unknown option --{name} (see --help)"
+                )));
+            }
         }
     }
     Ok(inv)
@@ -201,8 +220,12 @@ fn usage(e: lexopt::Error) -> Error {
 }
 
 fn to_string(v: OsString) -> Result<String> {
-    v.into_string()
-        .map_err(|v| Error::Usage(format!("argument is not valid UTF-8: {}", v.to_string_lossy())))
+    v.into_string().map_err(|v| {
+        Error::Usage(format!(
+            "argument is not valid UTF-8: {}",
+            v.to_string_lossy()
+        ))
+    })
 }
 
 fn value(parser: &mut lexopt::Parser) -> Result<String> {
@@ -216,11 +239,15 @@ fn set_b_mode(inv: &mut Invocation, v: &str) -> Result<()> {
         "s" => Mode::SmtpStdio,
         "i" => Mode::Newaliases,
         "v" => Mode::Verify,
-        "d" | "D" => return Err(Error::Unsupported(format!(
-            "-b{v}: spoolmail runs no daemon; queue runs come from `sendmail -q` in cron or `sendmail -q30m`"
-        ))),
+        "d" | "D" => {
+            return Err(Error::Unsupported(format!(
+                "-b{v}: spoolmail runs no daemon; queue runs come from `sendmail -q` in cron or `sendmail -q30m`"
+            )));
+        }
         "t" | "h" | "H" | "a" | "l" | "P" => {
-            return Err(Error::Unsupported(format!("-b{v} is a Sendmail mode that spoolmail does not have")));
+            return Err(Error::Unsupported(format!(
+                "-b{v} is a Sendmail mode that spoolmail does not have"
+            )));
         }
         _ => return Err(Error::Usage(format!("unknown mode -b{v} (see --help)"))),
     };
@@ -236,7 +263,11 @@ fn parse_queue_flag(inv: &mut Invocation, parser: &mut lexopt::Parser) -> Result
         let (kind, rest) = v.split_at(v.chars().next().map_or(0, char::len_utf8));
         select = match kind {
             "R" | "S" | "I" => {
-                let what = if rest.is_empty() { value(parser)? } else { rest.to_string() };
+                let what = if rest.is_empty() {
+                    value(parser)?
+                } else {
+                    rest.to_string()
+                };
                 Some(match kind {
                     "R" => Selector::Recipient(what),
                     "S" => Selector::Sender(what),
@@ -244,12 +275,17 @@ fn parse_queue_flag(inv: &mut Invocation, parser: &mut lexopt::Parser) -> Result
                 })
             }
             "f" | "p" => {
-                inv.ignore(&format!("-q{v}"), "queue runs always run in the foreground once");
+                inv.ignore(
+                    &format!("-q{v}"),
+                    "queue runs always run in the foreground once",
+                );
                 None
             }
             _ => {
                 interval = Some(parse_duration(&v).ok_or_else(|| {
-                    Error::Usage(format!("-q{v}: not a duration (like 30m, 1h, 90s) or R/S/I selector"))
+                    Error::Usage(format!(
+                        "-q{v}: not a duration (like 30m, 1h, 90s) or R/S/I selector"
+                    ))
                 })?);
                 None
             }
@@ -268,7 +304,11 @@ fn parse_o_option(inv: &mut Invocation, v: &str) -> Result<()> {
                 b'b' => DeliveryMode::Background,
                 b'i' => DeliveryMode::Interactive,
                 b'q' | b'd' => DeliveryMode::Queue,
-                _ => return Err(Error::Usage(format!("-o{v}: delivery mode must be b, i or q"))),
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "-o{v}: delivery mode must be b, i or q"
+                    )));
+                }
             })
         }
         [b'e', ..] => inv.error_mode = Some(error_mode(&v[1..], "-oe")?),
@@ -284,7 +324,11 @@ fn error_mode(v: &str, flag: &str) -> Result<ErrorMode> {
         "q" => ErrorMode::Quiet,
         "w" => ErrorMode::Write,
         "e" => ErrorMode::Mail, // Berknet "error to sender", treated as -oem
-        _ => return Err(Error::Usage(format!("{flag}{v}: error mode must be m, p, q or w"))),
+        _ => {
+            return Err(Error::Usage(format!(
+                "{flag}{v}: error mode must be m, p, q or w"
+            )));
+        }
     })
 }
 
@@ -292,16 +336,23 @@ fn body_type(v: &str) -> Result<BodyType> {
     match v.to_ascii_uppercase().as_str() {
         "7BIT" => Ok(BodyType::SevenBit),
         "8BITMIME" => Ok(BodyType::EightBitMime),
-        _ => Err(Error::Usage(format!("-B {v}: body type must be 7BIT or 8BITMIME"))),
+        _ => Err(Error::Usage(format!(
+            "-B {v}: body type must be 7BIT or 8BITMIME"
+        ))),
     }
 }
 
 fn notify(v: &str) -> Result<String> {
-    let words: Vec<String> = v.split(',').map(|w| w.trim().to_ascii_uppercase()).collect();
+    let words: Vec<String> = v
+        .split(',')
+        .map(|w| w.trim().to_ascii_uppercase())
+        .collect();
     let ok = if words.iter().any(|w| w == "NEVER") {
         words.len() == 1
     } else {
-        words.iter().all(|w| matches!(w.as_str(), "SUCCESS" | "FAILURE" | "DELAY"))
+        words
+            .iter()
+            .all(|w| matches!(w.as_str(), "SUCCESS" | "FAILURE" | "DELAY"))
     };
     if !ok {
         return Err(Error::Usage(format!(
@@ -332,7 +383,10 @@ fn envid(v: &str) -> Result<String> {
 
 fn log_tag(v: &str) -> Result<String> {
     if v.is_empty() || v.len() > 32 || !v.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::Usage(format!("-L {}: a log tag is 1 to 32 printable characters", v.escape_debug())));
+        return Err(Error::Usage(format!(
+            "-L {}: a log tag is 1 to 32 printable characters",
+            v.escape_debug()
+        )));
     }
     Ok(v.to_string())
 }
@@ -406,7 +460,15 @@ mod tests {
 
     #[test]
     fn debian_cron_invocation() {
-        let inv = p(&["sendmail", "-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"]).unwrap();
+        let inv = p(&[
+            "sendmail",
+            "-FCronDaemon",
+            "-i",
+            "-B8BITMIME",
+            "-oem",
+            "root",
+        ])
+        .unwrap();
         assert!(inv.ignore_dots);
         assert_eq!(inv.body_type, Some(BodyType::EightBitMime));
         assert_eq!(inv.error_mode, Some(ErrorMode::Mail));
@@ -415,7 +477,18 @@ mod tests {
 
     #[test]
     fn cronie_invocation() {
-        let inv = p(&["sendmail", "-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f", "root"]).unwrap();
+        let inv = p(&[
+            "sendmail",
+            "-FCronDaemon",
+            "-i",
+            "-odi",
+            "-oem",
+            "-oi",
+            "-t",
+            "-f",
+            "root",
+        ])
+        .unwrap();
         assert!(inv.extract_recipients && inv.ignore_dots);
         assert_eq!(inv.delivery_mode, Some(DeliveryMode::Interactive));
         assert_eq!(inv.sender.as_deref(), Some("root"));
@@ -431,22 +504,52 @@ mod tests {
     #[test]
     fn q_does_not_swallow_next_argument() {
         let inv = p(&["sendmail", "-q", "-v"]).unwrap();
-        assert_eq!(inv.mode, Mode::QueueRun { interval: None, select: None });
+        assert_eq!(
+            inv.mode,
+            Mode::QueueRun {
+                interval: None,
+                select: None
+            }
+        );
         assert!(inv.verbose);
         let inv = p(&["sendmail", "-q30m"]).unwrap();
-        assert_eq!(inv.mode, Mode::QueueRun { interval: Some(Duration::from_secs(1800)), select: None });
+        assert_eq!(
+            inv.mode,
+            Mode::QueueRun {
+                interval: Some(Duration::from_secs(1800)),
+                select: None
+            }
+        );
     }
 
     #[test]
     fn q_selectors_attached_and_detached() {
         for args in [&["sendmail", "-qR@"][..], &["sendmail", "-qR", "@"][..]] {
             let inv = p(args).unwrap();
-            assert_eq!(inv.mode, Mode::QueueRun { interval: None, select: Some(Selector::Recipient("@".into())) });
+            assert_eq!(
+                inv.mode,
+                Mode::QueueRun {
+                    interval: None,
+                    select: Some(Selector::Recipient("@".into()))
+                }
+            );
         }
         let inv = p(&["sendmail", "-qSalice"]).unwrap();
-        assert_eq!(inv.mode, Mode::QueueRun { interval: None, select: Some(Selector::Sender("alice".into())) });
+        assert_eq!(
+            inv.mode,
+            Mode::QueueRun {
+                interval: None,
+                select: Some(Selector::Sender("alice".into()))
+            }
+        );
         let inv = p(&["sendmail", "-qIABC"]).unwrap();
-        assert_eq!(inv.mode, Mode::QueueRun { interval: None, select: Some(Selector::QueueId("ABC".into())) });
+        assert_eq!(
+            inv.mode,
+            Mode::QueueRun {
+                interval: None,
+                select: Some(Selector::QueueId("ABC".into()))
+            }
+        );
     }
 
     #[test]
@@ -464,8 +567,23 @@ mod tests {
     #[test]
     fn ignored_flags_are_noted_not_fatal() {
         let inv = p(&[
-            "sendmail", "-Ac", "-Am", "-G", "-U", "-h", "5", "-O", "DeliveryMode=b", "-X", "/tmp/log", "-oQ/tmp",
-            "-m", "-L", "tag", "-v", "a@b",
+            "sendmail",
+            "-Ac",
+            "-Am",
+            "-G",
+            "-U",
+            "-h",
+            "5",
+            "-O",
+            "DeliveryMode=b",
+            "-X",
+            "/tmp/log",
+            "-oQ/tmp",
+            "-m",
+            "-L",
+            "tag",
+            "-v",
+            "a@b",
         ])
         .unwrap();
         assert_eq!(inv.notes.len(), 9, "{:?}", inv.notes);
@@ -475,14 +593,28 @@ mod tests {
 
     #[test]
     fn error_modes_both_spellings() {
-        for (flag, mode) in [("-em", ErrorMode::Mail), ("-oep", ErrorMode::Print), ("-eq", ErrorMode::Quiet), ("-oew", ErrorMode::Write)] {
+        for (flag, mode) in [
+            ("-em", ErrorMode::Mail),
+            ("-oep", ErrorMode::Print),
+            ("-eq", ErrorMode::Quiet),
+            ("-oew", ErrorMode::Write),
+        ] {
             assert_eq!(p(&["sendmail", flag]).unwrap().error_mode, Some(mode));
         }
     }
 
     #[test]
     fn dsn_flags_validated() {
-        let inv = p(&["sendmail", "-N", "success,failure", "-R", "hdrs", "-V", "abc123"]).unwrap();
+        let inv = p(&[
+            "sendmail",
+            "-N",
+            "success,failure",
+            "-R",
+            "hdrs",
+            "-V",
+            "abc123",
+        ])
+        .unwrap();
         assert_eq!(inv.notify.as_deref(), Some("SUCCESS,FAILURE"));
         assert_eq!(inv.ret, Some(Ret::Hdrs));
         assert_eq!(inv.envid.as_deref(), Some("abc123"));

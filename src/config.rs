@@ -7,7 +7,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const DEFAULT_FILE: &str = "/etc/spoolmail.conf";
+/// The config file read without `-C`. Set at build time with
+/// `SPOOLMAIL_CONFIG=/path cargo build` (as scripts/install.sh does for a
+/// private prefix), never from the run-time environment, which a caller of a
+/// setgid program controls.
+pub const DEFAULT_FILE: &str = match option_env!("SPOOLMAIL_CONFIG") {
+    Some(path) => path,
+    None => "/etc/spoolmail.conf",
+};
 pub const DEFAULT_SPOOL: &str = "/var/spool/spoolmail";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +91,14 @@ impl Config {
                 })?;
                 Config::parse(&text, path)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound && explicit.is_none() => Ok(Config::default()),
-            Err(e) => Err(Error::Config { file: path.to_path_buf(), line: 0, msg: format!("cannot read: {e}") }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && explicit.is_none() => {
+                Ok(Config::default())
+            }
+            Err(e) => Err(Error::Config {
+                file: path.to_path_buf(),
+                line: 0,
+                msg: format!("cannot read: {e}"),
+            }),
         }
     }
 
@@ -96,8 +109,14 @@ impl Config {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let err = |msg: String| Error::Config { file: file.to_path_buf(), line: i + 1, msg };
-            let (key, value) = line.split_once('=').ok_or_else(|| err("expected `key = value`".into()))?;
+            let err = |msg: String| Error::Config {
+                file: file.to_path_buf(),
+                line: i + 1,
+                msg,
+            };
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| err("expected `key = value`".into()))?;
             cfg.set(key.trim(), value.trim()).map_err(err)?;
         }
         Ok(cfg)
@@ -110,7 +129,9 @@ impl Config {
         match key {
             "spool_dir" => self.spool_dir = absolute_path(key, v)?,
             "smarthost" => {
-                self.smarthosts = words(v).map(|h| host_port(key, h).map(|_| h.to_string())).collect::<std::result::Result<_, _>>()?
+                self.smarthosts = words(v)
+                    .map(|h| host_port(key, h).map(|_| h.to_string()))
+                    .collect::<std::result::Result<_, _>>()?
             }
             "dns_server" => {
                 v.parse::<std::net::SocketAddr>()
@@ -119,7 +140,11 @@ impl Config {
                     .map_err(|_| format!("dns_server: `{v}` is not IP or IP:PORT ([IPv6]:PORT)"))?;
                 self.dns_server = Some(v.to_string());
             }
-            "smtp_port" => self.smtp_port = v.parse().map_err(|_| format!("smtp_port: `{v}` is not a port number"))?,
+            "smtp_port" => {
+                self.smtp_port = v
+                    .parse()
+                    .map_err(|_| format!("smtp_port: `{v}` is not a port number"))?
+            }
             "helo_name" => self.helo_name = Some(hostname(key, v)?),
             "qualify_domain" => self.qualify_domain = Some(hostname(key, v)?),
             "tls" => {
@@ -135,7 +160,11 @@ impl Config {
                     "background" => DeliveryMode::Background,
                     "interactive" => DeliveryMode::Interactive,
                     "queue" => DeliveryMode::Queue,
-                    _ => return Err(format!("delivery_mode: `{v}` must be background, interactive or queue")),
+                    _ => {
+                        return Err(format!(
+                            "delivery_mode: `{v}` must be background, interactive or queue"
+                        ));
+                    }
                 }
             }
             "max_message_size" => self.max_message_size = size(key, v)?,
@@ -147,19 +176,29 @@ impl Config {
                 }
             }
             "max_children" => {
-                self.max_children = v.parse().ok().filter(|n| *n > 0).ok_or(format!("max_children: `{v}` is not a positive number"))?
+                self.max_children = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(format!("max_children: `{v}` is not a positive number"))?
             }
             "retry_schedule" => {
                 self.retry_schedule = words(v)
-                    .map(|d| parse_duration(d).ok_or(format!("retry_schedule: `{d}` is not a duration (30s, 30m, 4h, 2d)")))
+                    .map(|d| {
+                        parse_duration(d).ok_or(format!(
+                            "retry_schedule: `{d}` is not a duration (30s, 30m, 4h, 2d)"
+                        ))
+                    })
                     .collect::<std::result::Result<_, _>>()?;
                 if self.retry_schedule.is_empty() {
                     return Err("retry_schedule: needs at least one duration".into());
                 }
             }
             "max_queue_lifetime" => {
-                self.max_queue_lifetime =
-                    Some(parse_duration(v).ok_or(format!("max_queue_lifetime: `{v}` is not a duration"))?)
+                self.max_queue_lifetime = Some(
+                    parse_duration(v)
+                        .ok_or(format!("max_queue_lifetime: `{v}` is not a duration"))?,
+                )
             }
             "double_bounce_recipient" => self.double_bounce_recipient = Some(v.to_string()),
             _ => return Err(format!("unknown key `{key}`")),
@@ -184,15 +223,23 @@ fn absolute_path(key: &str, v: &str) -> std::result::Result<PathBuf, String> {
 fn hostname(key: &str, v: &str) -> std::result::Result<String, String> {
     let ok = !v.is_empty()
         && v.len() <= 253
-        && v.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_alphanumeric() || c == '-'));
-    if ok { Ok(v.to_string()) } else { Err(format!("{key}: `{v}` is not a host name")) }
+        && v.split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_alphanumeric() || c == '-'));
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(format!("{key}: `{v}` is not a host name"))
+    }
 }
 
 fn host_port(key: &str, v: &str) -> std::result::Result<(), String> {
     // [IPv6]:PORT, HOST:PORT, or HOST
     let (host, port) = if let Some(rest) = v.strip_prefix('[') {
-        let (h, after) = rest.split_once(']').ok_or(format!("{key}: `{v}`: missing ]"))?;
-        h.parse::<std::net::Ipv6Addr>().map_err(|_| format!("{key}: `{h}` is not an IPv6 address"))?;
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or(format!("{key}: `{v}`: missing ]"))?;
+        h.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("{key}: `{h}` is not an IPv6 address"))?;
         (None, after.strip_prefix(':'))
     } else {
         match v.rsplit_once(':') {
@@ -204,7 +251,10 @@ fn host_port(key: &str, v: &str) -> std::result::Result<(), String> {
         hostname(key, h)?;
     }
     if let Some(p) = port {
-        p.parse::<u16>().ok().filter(|p| *p > 0).ok_or(format!("{key}: `{p}` is not a port number"))?;
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or(format!("{key}: `{p}` is not a port number"))?;
     }
     Ok(())
 }
@@ -218,7 +268,11 @@ fn size(key: &str, v: &str) -> std::result::Result<u64, String> {
         Some((i, 'g' | 'G')) => (&v[..i], 1024 * 1024 * 1024),
         _ => (v, 1),
     };
-    num.trim().parse::<u64>().map_err(|_| err())?.checked_mul(mult).ok_or_else(err)
+    num.trim()
+        .parse::<u64>()
+        .map_err(|_| err())?
+        .checked_mul(mult)
+        .ok_or_else(err)
 }
 
 #[cfg(test)]
@@ -250,13 +304,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.spool_dir, Path::new("/tmp/q"));
-        assert_eq!(c.smarthosts, vec!["relay.example.org:587", "[::1]:2525", "backup"]);
+        assert_eq!(
+            c.smarthosts,
+            vec!["relay.example.org:587", "[::1]:2525", "backup"]
+        );
         assert_eq!(c.smtp_port, 2525);
         assert_eq!(c.tls, TlsPolicy::Required);
         assert_eq!(c.delivery_mode, DeliveryMode::Queue);
         assert_eq!(c.max_message_size, 10 * 1024 * 1024);
         assert_eq!(c.log, LogTarget::File("/var/log/spoolmail.log".into()));
-        assert_eq!(c.retry_schedule, vec![Duration::ZERO, Duration::from_secs(60), Duration::from_secs(7200)]);
+        assert_eq!(
+            c.retry_schedule,
+            vec![
+                Duration::ZERO,
+                Duration::from_secs(60),
+                Duration::from_secs(7200)
+            ]
+        );
     }
 
     #[test]
@@ -265,7 +329,10 @@ mod tests {
         assert_eq!(e.exit_code(), 78);
         assert_eq!(e.to_string(), "/etc/test.conf:3: unknown key `bogus`");
         let e = parse("smtp_port = 99999\n").unwrap_err();
-        assert!(e.to_string().starts_with("/etc/test.conf:1: smtp_port"), "{e}");
+        assert!(
+            e.to_string().starts_with("/etc/test.conf:1: smtp_port"),
+            "{e}"
+        );
         assert!(parse("spool_dir = relative\n").is_err());
         assert!(parse("smarthost = bad host!\n").is_err());
         assert!(parse("tls = maybe\n").is_err());

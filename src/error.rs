@@ -29,7 +29,11 @@ pub enum Error {
     /// The submitting user cannot be identified.
     NoUser(String),
     /// A configuration file problem, with the line it is on (0: the file as a whole).
-    Config { file: PathBuf, line: usize, msg: String },
+    Config {
+        file: PathBuf,
+        line: usize,
+        msg: String,
+    },
     /// A file or directory could not be created where spoolmail must create it.
     CantCreate { path: PathBuf, source: io::Error },
     /// An I/O failure while doing `what`.
@@ -50,9 +54,7 @@ impl Error {
     pub fn io(what: impl Into<String>, source: io::Error) -> Error {
         let what = what.into();
         match source.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
-                Error::TempFail(format!("{what}: {source}"))
-            }
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::TempFail(format!("{what}: {source}")),
             Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
                 Error::NoPerm(format!("{what}: {source}"))
             }

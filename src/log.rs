@@ -45,12 +45,18 @@ impl Log {
             {
                 Ok(f) => Sink::File(f),
                 Err(e) => {
-                    eprintln!("{tag}: cannot open log file {}: {e}; logging to stderr", path.display());
+                    eprintln!(
+                        "{tag}: cannot open log file {}: {e}; logging to stderr",
+                        path.display()
+                    );
                     Sink::Stderr
                 }
             },
         };
-        Log { tag: tag.to_string(), sink }
+        Log {
+            tag: tag.to_string(),
+            sink,
+        }
     }
 
     pub fn info(&mut self, msg: &str) {
@@ -63,9 +69,7 @@ impl Log {
         let msg = escape_controls(msg);
         let pid = std::process::id();
         let ok = match &mut self.sink {
-            Sink::Syslog(logger) => {
-                logger.info(&*msg).is_ok()
-            }
+            Sink::Syslog(logger) => logger.info(&*msg).is_ok(),
             Sink::File(f) => {
                 let stamp = crate::system::mailq_date(crate::system::now().0);
                 writeln!(f, "{stamp} {}[{pid}]: {msg}", self.tag).is_ok()

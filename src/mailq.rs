@@ -24,8 +24,12 @@ pub fn list(spool: &Spool, out: &mut impl Write) -> Result<()> {
         writeln!(out, "Mail queue is empty").map_err(out_err)?;
         return Ok(());
     }
-    writeln!(out, "{:<10} {:>8} {:<20} {}", "-Queue ID-", "--Size--", "----Arrival Time----", "-Sender/Recipient-------")
-        .map_err(out_err)?;
+    writeln!(
+        out,
+        "{:<10} {:>8} {:<20} -Sender/Recipient-------",
+        "-Queue ID-", "--Size--", "----Arrival Time----"
+    )
+    .map_err(out_err)?;
     let mut total_size = 0u64;
     let mut count = 0usize;
     for entry in entries {
@@ -43,20 +47,38 @@ pub fn list(spool: &Spool, out: &mut impl Write) -> Result<()> {
         }
     }
     let plural = if count == 1 { "" } else { "s" };
-    writeln!(out, "-- {} Kbytes in {count} Request{plural}.", total_size.div_ceil(1024)).map_err(out_err)?;
+    writeln!(
+        out,
+        "-- {} Kbytes in {count} Request{plural}.",
+        total_size.div_ceil(1024)
+    )
+    .map_err(out_err)?;
     Ok(())
 }
 
 /// Prints one message; returns its size, or None when it vanished meanwhile.
-fn show_message(spool: &Spool, id: &str, has_state: bool, out: &mut impl Write) -> io::Result<Option<u64>> {
+fn show_message(
+    spool: &Spool,
+    id: &str,
+    has_state: bool,
+    out: &mut impl Write,
+) -> io::Result<Option<u64>> {
     let (envelope, size, busy) = match spool.read_envelope_for_listing(id) {
         Ok(v) => v,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let state = if has_state { spool.read_state(id)? } else { Default::default() };
+    let state = if has_state {
+        spool.read_state(id)?
+    } else {
+        Default::default()
+    };
     let mark = if busy { '*' } else { ' ' };
-    let sender = if envelope.sender.is_empty() { "MAILER-DAEMON" } else { &envelope.sender };
+    let sender = if envelope.sender.is_empty() {
+        "MAILER-DAEMON"
+    } else {
+        &envelope.sender
+    };
     let arrival = system::mailq_date(envelope.arrival);
     writeln!(out, "{id:<10}{mark}{size:>8} {arrival:<20} {sender}")?;
     // Recipients grouped under their last error, as Postfix shows them.

@@ -62,12 +62,19 @@ fn run() -> Result<u8> {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             mailq::list(&spool::Spool::new(&config.spool_dir), &mut out)?;
-            out.flush().map_err(|e| Error::io("cannot write the listing", e))?;
+            out.flush()
+                .map_err(|e| Error::io("cannot write the listing", e))?;
             Ok(exit::OK)
         }
-        Mode::SmtpStdio => Err(Error::Unsupported("-bs (SMTP on standard input) is not built yet".into())),
-        Mode::Newaliases => Err(Error::Unsupported("newaliases (-bi): aliases are not built yet".into())),
-        Mode::Verify => Err(Error::Unsupported("-bv (address verification) is not built yet".into())),
+        Mode::SmtpStdio => Err(Error::Unsupported(
+            "-bs (SMTP on standard input) is not built yet".into(),
+        )),
+        Mode::Newaliases => Err(Error::Unsupported(
+            "newaliases (-bi): aliases are not built yet".into(),
+        )),
+        Mode::Verify => Err(Error::Unsupported(
+            "-bv (address verification) is not built yet".into(),
+        )),
         Mode::QueueRun { .. } => Err(Error::Unsupported(
             "queue runs (-q) are not built yet: messages stay queued; see README".into(),
         )),
@@ -89,7 +96,9 @@ fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
     if inv.verbose {
         eprintln!("spoolmail: queued as {}", envelope.id);
         if mode != DeliveryMode::Queue {
-            eprintln!("spoolmail: delivery is not built yet; the message stays queued (as with -odq)");
+            eprintln!(
+                "spoolmail: delivery is not built yet; the message stays queued (as with -odq)"
+            );
         }
     }
     Ok(exit::OK)

@@ -111,7 +111,9 @@ impl Draft<'_> {
 
 impl Spool {
     pub fn new(dir: &Path) -> Spool {
-        Spool { dir: dir.to_path_buf() }
+        Spool {
+            dir: dir.to_path_buf(),
+        }
     }
 
     fn tmp_dir(&self) -> PathBuf {
@@ -147,7 +149,13 @@ impl Spool {
         result.map(|()| envelope)
     }
 
-    fn write_and_commit<F>(&self, envelope: &mut Envelope, tmp_path: &Path, file: File, write_content: F) -> Result<()>
+    fn write_and_commit<F>(
+        &self,
+        envelope: &mut Envelope,
+        tmp_path: &Path,
+        file: File,
+        write_content: F,
+    ) -> Result<()>
     where
         F: FnOnce(&mut Envelope, &mut Draft) -> Result<()>,
     {
@@ -157,13 +165,23 @@ impl Spool {
         let file: &File = &guard;
         let mut out = BufWriter::with_capacity(64 * 1024, file);
         let body_offset = write_envelope(&mut out, envelope).map_err(write_err)?;
-        let mut draft = Draft { out, file, body_offset, content_len: 0 };
+        let mut draft = Draft {
+            out,
+            file,
+            body_offset,
+            content_len: 0,
+        };
         write_content(envelope, &mut draft)?;
         draft.out.flush().map_err(write_err)?;
-        file.sync_all().map_err(|e| Error::io(format!("cannot fsync {}", tmp_path.display()), e))?;
+        file.sync_all()
+            .map_err(|e| Error::io(format!("cannot fsync {}", tmp_path.display()), e))?;
         let final_path = self.message_path(&envelope.id);
-        std::fs::rename(tmp_path, &final_path)
-            .map_err(|e| Error::io(format!("cannot move {} into the queue", tmp_path.display()), e))?;
+        std::fs::rename(tmp_path, &final_path).map_err(|e| {
+            Error::io(
+                format!("cannot move {} into the queue", tmp_path.display()),
+                e,
+            )
+        })?;
         sync_dir(&self.queue_dir())
     }
 
@@ -185,25 +203,47 @@ impl Spool {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     return Err(Error::CantCreate {
                         path,
-                        source: io::Error::new(e.kind(), format!("spool directory {} is missing (spool_dir; run scripts/install.sh)", dir.display())),
+                        source: io::Error::new(
+                            e.kind(),
+                            format!(
+                                "spool directory {} is missing (spool_dir; run scripts/install.sh)",
+                                dir.display()
+                            ),
+                        ),
                     });
                 }
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)) => {
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOSPC)
+                            | Some(libc::EDQUOT)
+                            | Some(libc::EACCES)
+                            | Some(libc::EPERM)
+                            | Some(libc::EROFS)
+                    ) =>
+                {
                     return Err(Error::io(format!("cannot create {}", path.display()), e));
                 }
                 Err(e) => return Err(Error::CantCreate { path, source: e }),
             }
         }
-        Err(Error::TempFail(format!("cannot find a free queue id in {}", dir.display())))
+        Err(Error::TempFail(format!(
+            "cannot find a free queue id in {}",
+            dir.display()
+        )))
     }
 
     /// The queued messages, oldest first, from one directory scan.
     pub fn scan(&self) -> Result<Vec<QueueEntry>> {
         let dir = self.queue_dir();
-        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
         let mut ids = Vec::new();
         let mut with_state = std::collections::HashSet::new();
-        for name in entries.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()) {
+        for name in entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+        {
             match name.strip_suffix(STATE_SUFFIX) {
                 Some(id) if is_queue_id(id) => {
                     with_state.insert(id.to_string());
@@ -215,12 +255,18 @@ impl Spool {
         ids.sort_unstable();
         Ok(ids
             .into_iter()
-            .map(|id| QueueEntry { has_state: with_state.contains(&id), id })
+            .map(|id| QueueEntry {
+                has_state: with_state.contains(&id),
+                id,
+            })
             .collect())
     }
 
     /// Reads a message's envelope and the size of its content.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the queue runner reads envelopes; not built yet"))]
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the queue runner reads envelopes; not built yet")
+    )]
     pub fn read_envelope(&self, id: &str) -> io::Result<(Envelope, u64)> {
         read_envelope_from(&File::open(self.message_path(id))?)
     }
@@ -241,7 +287,6 @@ impl Spool {
             Err(e) => Err(e),
         }
     }
-
 }
 
 fn read_envelope_from(file: &File) -> io::Result<(Envelope, u64)> {
@@ -259,7 +304,10 @@ fn new_queue_id() -> String {
 }
 
 fn is_queue_id(name: &str) -> bool {
-    name.len() == 16 && name.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
+    name.len() == 16
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -273,9 +321,17 @@ fn sync_dir(dir: &Path) -> Result<()> {
 fn write_envelope(out: &mut impl Write, e: &Envelope) -> io::Result<u64> {
     let mut head = String::with_capacity(256);
     use std::fmt::Write as _;
-    let _ = writeln!(head, "{MAGIC}\nid {}\narrival {}\nuid {}\nsender {}", e.id, e.arrival, e.uid, e.sender);
+    let _ = writeln!(
+        head,
+        "{MAGIC}\nid {}\narrival {}\nuid {}\nsender {}",
+        e.id, e.arrival, e.uid, e.sender
+    );
     if let Some(ret) = e.ret {
-        let _ = writeln!(head, "ret {}", if ret == Ret::Full { "full" } else { "hdrs" });
+        let _ = writeln!(
+            head,
+            "ret {}",
+            if ret == Ret::Full { "full" } else { "hdrs" }
+        );
     }
     if let Some(envid) = &e.envid {
         let _ = writeln!(head, "envid {envid}");
@@ -288,7 +344,11 @@ fn write_envelope(out: &mut impl Write, e: &Envelope) -> io::Result<u64> {
     }
     head.push_str("body ");
     let body_offset = head.len() as u64;
-    let body = if e.body == BodyType::EightBitMime { "8bitmime" } else { "7bit" };
+    let body = if e.body == BodyType::EightBitMime {
+        "8bitmime"
+    } else {
+        "7bit"
+    };
     let _ = writeln!(head, "{body:BODY_WIDTH$}");
     for r in &e.recipients {
         let _ = writeln!(head, "rcpt {}", r.address);
@@ -310,7 +370,10 @@ pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> 
     let mut line = String::new();
     let mut consumed = reader.read_line(&mut line)? as u64;
     if line.trim_end() != MAGIC {
-        return Err(invalid(format!("not a spool file of version 1 (first line `{}`)", line.trim_end().escape_debug())));
+        return Err(invalid(format!(
+            "not a spool file of version 1 (first line `{}`)",
+            line.trim_end().escape_debug()
+        )));
     }
     let mut e = Envelope {
         id: String::new(),
@@ -339,15 +402,38 @@ pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> 
         let value = value.trim_end_matches(' ');
         match key {
             "id" => e.id = value.to_string(),
-            "arrival" => e.arrival = value.parse().map_err(|_| invalid(format!("bad arrival `{value}`")))?,
-            "uid" => e.uid = value.parse().map_err(|_| invalid(format!("bad uid `{value}`")))?,
+            "arrival" => {
+                e.arrival = value
+                    .parse()
+                    .map_err(|_| invalid(format!("bad arrival `{value}`")))?
+            }
+            "uid" => {
+                e.uid = value
+                    .parse()
+                    .map_err(|_| invalid(format!("bad uid `{value}`")))?
+            }
             "sender" => e.sender = value.to_string(),
-            "ret" => e.ret = Some(if value == "full" { Ret::Full } else { Ret::Hdrs }),
+            "ret" => {
+                e.ret = Some(if value == "full" {
+                    Ret::Full
+                } else {
+                    Ret::Hdrs
+                })
+            }
             "envid" => e.envid = Some(value.to_string()),
             "notify" => e.notify = Some(value.to_string()),
             "smtputf8" => e.smtputf8 = value == "yes",
-            "body" => e.body = if value == "8bitmime" { BodyType::EightBitMime } else { BodyType::SevenBit },
-            "rcpt" => e.recipients.push(Recipient { address: value.to_string(), orcpt: None }),
+            "body" => {
+                e.body = if value == "8bitmime" {
+                    BodyType::EightBitMime
+                } else {
+                    BodyType::SevenBit
+                }
+            }
+            "rcpt" => e.recipients.push(Recipient {
+                address: value.to_string(),
+                orcpt: None,
+            }),
             "orcpt" => {
                 if let Some(last) = e.recipients.last_mut() {
                     last.orcpt = Some(value.to_string());
@@ -368,19 +454,37 @@ pub fn parse_state(text: &str) -> io::Result<State> {
     for l in lines {
         let (key, value) = l.split_once(' ').unwrap_or((l, ""));
         match key {
-            "attempts" => state.attempts = value.parse().map_err(|_| invalid(format!("bad attempts `{value}`")))?,
-            "next" => state.next_attempt = value.parse().map_err(|_| invalid(format!("bad next `{value}`")))?,
+            "attempts" => {
+                state.attempts = value
+                    .parse()
+                    .map_err(|_| invalid(format!("bad attempts `{value}`")))?
+            }
+            "next" => {
+                state.next_attempt = value
+                    .parse()
+                    .map_err(|_| invalid(format!("bad next `{value}`")))?
+            }
             "rcpt" => {
                 let mut parts = value.splitn(3, ' ');
-                let index = parts.next().and_then(|i| i.parse().ok()).ok_or_else(|| invalid(format!("bad rcpt `{value}`")))?;
+                let index = parts
+                    .next()
+                    .and_then(|i| i.parse().ok())
+                    .ok_or_else(|| invalid(format!("bad rcpt `{value}`")))?;
                 let status = match parts.next() {
                     Some("pending") => RcptStatus::Pending,
                     Some("delivered") => RcptStatus::Delivered,
                     Some("deferred") => RcptStatus::Deferred,
                     Some("failed") => RcptStatus::Failed,
-                    other => return Err(invalid(format!("bad rcpt status `{}`", other.unwrap_or("")))),
+                    other => {
+                        return Err(invalid(format!(
+                            "bad rcpt status `{}`",
+                            other.unwrap_or("")
+                        )));
+                    }
                 };
-                state.recipients.push((index, status, parts.next().unwrap_or("").to_string()));
+                state
+                    .recipients
+                    .push((index, status, parts.next().unwrap_or("").to_string()));
             }
             _ => {}
         }
@@ -399,8 +503,14 @@ mod tests {
             uid: 1000,
             sender: "alice@example.org".into(),
             recipients: vec![
-                Recipient { address: "\"bob smith\"@example.com".into(), orcpt: None },
-                Recipient { address: "root@host.example.org".into(), orcpt: Some("root".into()) },
+                Recipient {
+                    address: "\"bob smith\"@example.com".into(),
+                    orcpt: None,
+                },
+                Recipient {
+                    address: "root@host.example.org".into(),
+                    orcpt: Some("root".into()),
+                },
             ],
             ret: Some(Ret::Hdrs),
             envid: Some("abc".into()),
@@ -411,7 +521,11 @@ mod tests {
     }
 
     fn spool() -> (PathBuf, Spool) {
-        let dir = std::env::temp_dir().join(format!("spoolmail-unit-{}-{}", std::process::id(), crate::system::random_u64()));
+        let dir = std::env::temp_dir().join(format!(
+            "spoolmail-unit-{}-{}",
+            std::process::id(),
+            crate::system::random_u64()
+        ));
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         std::fs::create_dir_all(dir.join("queue")).unwrap();
         let s = Spool::new(&dir);
@@ -423,18 +537,34 @@ mod tests {
         let (dir, spool) = spool();
         let written = spool
             .deposit(envelope(), |_, d| {
-                d.content().write_all(b"Subject: hi\n\nb\xc3\xa4dy\n").unwrap();
+                d.content()
+                    .write_all(b"Subject: hi\n\nb\xc3\xa4dy\n")
+                    .unwrap();
                 d.add_content_len(19);
                 d.mark_8bit().unwrap();
                 Ok(())
             })
             .unwrap();
         assert!(is_queue_id(&written.id), "{}", written.id);
-        assert_eq!(spool.scan().unwrap().iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![written.id.clone()]);
+        assert_eq!(
+            spool
+                .scan()
+                .unwrap()
+                .iter()
+                .map(|e| e.id.clone())
+                .collect::<Vec<_>>(),
+            vec![written.id.clone()]
+        );
         let (read, size) = spool.read_envelope(&written.id).unwrap();
         assert_eq!(size, 19);
         assert_eq!(read.body, BodyType::EightBitMime);
-        assert_eq!(read, Envelope { body: BodyType::EightBitMime, ..written });
+        assert_eq!(
+            read,
+            Envelope {
+                body: BodyType::EightBitMime,
+                ..written
+            }
+        );
         assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -36,19 +36,33 @@ pub struct Origin {
 impl Origin {
     pub fn of_current_process(config: &Config, need_user: bool) -> Result<Origin> {
         let host = config.helo_name.clone().unwrap_or_else(system::host_name);
-        let domain = config.qualify_domain.clone().unwrap_or_else(|| host.clone());
+        let domain = config
+            .qualify_domain
+            .clone()
+            .unwrap_or_else(|| host.clone());
         let (uid, user_name, user_full_name) = if need_user {
             let u = system::current_user()?;
             (u.uid, Some(u.name), u.full_name)
         } else {
             (system::current_uid(), None, None)
         };
-        Ok(Origin { uid, user_name, user_full_name, host, domain })
+        Ok(Origin {
+            uid,
+            user_name,
+            user_full_name,
+            host,
+            domain,
+        })
     }
 }
 
 /// Queues the message on `input` as `inv` describes; returns its envelope.
-pub fn submit(inv: &Invocation, config: &Config, origin: &Origin, input: impl Read) -> Result<(Envelope, u64)> {
+pub fn submit(
+    inv: &Invocation,
+    config: &Config,
+    origin: &Origin,
+    input: impl Read,
+) -> Result<(Envelope, u64)> {
     let sender = envelope_sender(inv, origin)?;
     let full_name = inv.full_name.as_deref().map(check_full_name).transpose()?;
     let mut argv_rcpts = Vec::new();
@@ -97,10 +111,14 @@ pub fn submit(inv: &Invocation, config: &Config, origin: &Origin, input: impl Re
             write_content(draft, first)?;
         }
         let body_8bit = stream_body(&mut reader, draft, limit)?;
-        let eight_bit = header.eight_bit || body_8bit || header.body_start.as_ref().is_some_and(|l| has_8bit(l));
+        let eight_bit = header.eight_bit
+            || body_8bit
+            || header.body_start.as_ref().is_some_and(|l| has_8bit(l));
         if eight_bit && env.body != BodyType::EightBitMime {
             env.body = BodyType::EightBitMime;
-            draft.mark_8bit().map_err(|e| Error::io("cannot write to the spool", e))?;
+            draft
+                .mark_8bit()
+                .map_err(|e| Error::io("cannot write to the spool", e))?;
         }
         size = draft.content_len();
         Ok(())
@@ -112,10 +130,17 @@ fn envelope_sender(inv: &Invocation, origin: &Origin) -> Result<String> {
     match &inv.sender {
         Some(s) => {
             let s = address::parse_sender(s)?;
-            Ok(if s.is_empty() { s } else { address::qualify(&s, &origin.domain) })
+            Ok(if s.is_empty() {
+                s
+            } else {
+                address::qualify(&s, &origin.domain)
+            })
         }
         None => {
-            let name = origin.user_name.as_deref().ok_or_else(|| Error::NoUser("no user name; give the sender with -f".into()))?;
+            let name = origin
+                .user_name
+                .as_deref()
+                .ok_or_else(|| Error::NoUser("no user name; give the sender with -f".into()))?;
             address::validate(&address::qualify(name, &origin.domain))
         }
     }
@@ -124,7 +149,10 @@ fn envelope_sender(inv: &Invocation, origin: &Origin) -> Result<String> {
 /// `-F` goes into a From header: it must not be able to add header lines.
 fn check_full_name(name: &str) -> Result<String> {
     if name.chars().any(char::is_control) {
-        return Err(Error::Data(format!("full name `{}` contains a control character", name.escape_debug())));
+        return Err(Error::Data(format!(
+            "full name `{}` contains a control character",
+            name.escape_debug()
+        )));
     }
     Ok(name.to_string())
 }
@@ -144,7 +172,11 @@ fn qualify_and_dedupe(addrs: Vec<String>, domain: &str) -> Result<Vec<Recipient>
 }
 
 fn check_size(len: u64, limit: u64) -> Result<()> {
-    if limit > 0 && len > limit { Err(Error::TooBig { limit }) } else { Ok(()) }
+    if limit > 0 && len > limit {
+        Err(Error::TooBig { limit })
+    } else {
+        Ok(())
+    }
 }
 
 /// Reads stdin as lines ending in LF whatever the caller used (CRLF, LF or a
@@ -271,7 +303,11 @@ fn read_header_block(reader: &mut impl BufRead) -> Result<HeaderBlock> {
     let body_start = loop {
         line.clear();
         let room = MAX_HEADER_BLOCK.saturating_sub(bytes.len() as u64);
-        let n = reader.by_ref().take(room.max(1)).read_until(b'\n', &mut line).map_err(read_err)?;
+        let n = reader
+            .by_ref()
+            .take(room.max(1))
+            .read_until(b'\n', &mut line)
+            .map_err(read_err)?;
         len += n as u64;
         if n == 0 {
             break None;
@@ -294,7 +330,12 @@ fn read_header_block(reader: &mut impl BufRead) -> Result<HeaderBlock> {
         bytes.extend_from_slice(&line);
     };
     let eight_bit = has_8bit(&bytes);
-    Ok(HeaderBlock { bytes, body_start, len, eight_bit })
+    Ok(HeaderBlock {
+        bytes,
+        body_start,
+        len,
+        eight_bit,
+    })
 }
 
 /// `Name:` with a name of printable ASCII other than the colon.
@@ -321,9 +362,15 @@ impl<'a> Fields<'a> {
             block.push(b'\n'); // the parser wants the empty line that ends the header
             if let Some(msg) = mail_parser::MessageParser::default().parse_headers(&block) {
                 for h in msg.headers() {
-                    let (field, value, end) = (h.offset_field as usize, h.offset_start as usize, h.offset_end as usize);
+                    let (field, value, end) = (
+                        h.offset_field as usize,
+                        h.offset_start as usize,
+                        h.offset_end as usize,
+                    );
                     if field < value && value <= end && end <= raw.len() {
-                        let name = String::from_utf8_lossy(&raw[field..value - 1]).trim().to_ascii_lowercase();
+                        let name = String::from_utf8_lossy(&raw[field..value - 1])
+                            .trim()
+                            .to_ascii_lowercase();
                         list.push((name, field, value, end));
                     }
                 }
@@ -346,11 +393,16 @@ impl<'a> Fields<'a> {
     /// `-t`: To, Cc and Bcc, or Resent-To/Cc/Bcc when Resent- headers are present.
     fn recipients(&self) -> Result<Vec<String>> {
         let resent = self.list.iter().any(|(n, ..)| n.starts_with("resent-"));
-        let names: [&str; 3] = if resent { ["resent-to", "resent-cc", "resent-bcc"] } else { ["to", "cc", "bcc"] };
+        let names: [&str; 3] = if resent {
+            ["resent-to", "resent-cc", "resent-bcc"]
+        } else {
+            ["to", "cc", "bcc"]
+        };
         let mut out = Vec::new();
         for name in names {
             for value in self.values(name) {
-                let list = address::parse_list(&value).map_err(|e| Error::Data(format!("{name} header: {e}")))?;
+                let list = address::parse_list(&value)
+                    .map_err(|e| Error::Data(format!("{name} header: {e}")))?;
                 out.extend(list);
             }
         }
@@ -385,7 +437,12 @@ struct AddedHeaders {
 
 /// Received on top; From, Date, Message-ID and To where missing, at the end,
 /// as Postfix adds them. The From name is `-F`'s, else the user's GECOS name.
-fn added_headers(env: &Envelope, fields: &Fields, origin: &Origin, full_name: Option<&str>) -> AddedHeaders {
+fn added_headers(
+    env: &Envelope,
+    fields: &Fields,
+    origin: &Origin,
+    full_name: Option<&str>,
+) -> AddedHeaders {
     let date = system::rfc5322_date(env.arrival);
     let top = format!(
         "Received: by {} (spoolmail, from userid {})\n\tid {}; {}\n",
@@ -394,11 +451,16 @@ fn added_headers(env: &Envelope, fields: &Fields, origin: &Origin, full_name: Op
     let mut bottom = String::new();
     if !fields.has("from") {
         let addr = if env.sender.is_empty() {
-            address::qualify(origin.user_name.as_deref().unwrap_or("MAILER-DAEMON"), &origin.domain)
+            address::qualify(
+                origin.user_name.as_deref().unwrap_or("MAILER-DAEMON"),
+                &origin.domain,
+            )
         } else {
             env.sender.clone()
         };
-        let name = full_name.map(str::to_string).or_else(|| origin.user_full_name.clone());
+        let name = full_name
+            .map(str::to_string)
+            .or_else(|| origin.user_full_name.clone());
         match name {
             Some(n) => bottom.push_str(&format!("From: {} <{addr}>\n", display_name(&n))),
             None => bottom.push_str(&format!("From: {addr}\n")),
@@ -408,9 +470,16 @@ fn added_headers(env: &Envelope, fields: &Fields, origin: &Origin, full_name: Op
         bottom.push_str(&format!("Date: {date}\n"));
     }
     if !fields.has("message-id") {
-        bottom.push_str(&format!("Message-ID: <{}@{}>\n", message_id_local(env, origin), origin.host));
+        bottom.push_str(&format!(
+            "Message-ID: <{}@{}>\n",
+            message_id_local(env, origin),
+            origin.host
+        ));
     }
-    if !["to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"].iter().any(|n| fields.has(n)) {
+    if !["to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"]
+        .iter()
+        .any(|n| fields.has(n))
+    {
         bottom.push_str("To: undisclosed-recipients:;\n");
     }
     AddedHeaders { top, bottom }
@@ -435,7 +504,10 @@ fn display_name(name: &str) -> String {
     if !name.is_ascii() {
         return format!("=?UTF-8?B?{}?=", base64(name.as_bytes()));
     }
-    if name.chars().all(|c| c.is_ascii_alphanumeric() || " !#$%&'*+-/=?^_`{|}~".contains(c)) {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || " !#$%&'*+-/=?^_`{|}~".contains(c))
+    {
         return name.to_string();
     }
     let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
@@ -446,7 +518,11 @@ fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
         for i in 0..4 {
             if i <= chunk.len() {
@@ -460,7 +536,10 @@ fn base64(data: &[u8]) -> String {
 }
 
 fn write_content(draft: &mut Draft, bytes: &[u8]) -> Result<()> {
-    draft.content().write_all(bytes).map_err(|e| Error::io("cannot write to the spool", e))?;
+    draft
+        .content()
+        .write_all(bytes)
+        .map_err(|e| Error::io("cannot write to the spool", e))?;
     draft.add_content_len(bytes.len());
     Ok(())
 }
@@ -483,14 +562,19 @@ fn has_8bit(bytes: &[u8]) -> bool {
 fn stream_body(reader: &mut impl BufRead, draft: &mut Draft, limit: u64) -> Result<bool> {
     let mut eight_bit = false;
     loop {
-        let chunk = reader.fill_buf().map_err(|e| Error::io("cannot read the message from standard input", e))?;
+        let chunk = reader
+            .fill_buf()
+            .map_err(|e| Error::io("cannot read the message from standard input", e))?;
         if chunk.is_empty() {
             break;
         }
         let n = chunk.len();
         check_size(draft.content_len() + n as u64, limit)?;
         eight_bit = eight_bit || has_8bit(chunk);
-        draft.content().write_all(chunk).map_err(|e| Error::io("cannot write to the spool", e))?;
+        draft
+            .content()
+            .write_all(chunk)
+            .map_err(|e| Error::io("cannot write to the spool", e))?;
         draft.add_content_len(n);
         reader.consume(n);
     }
@@ -503,7 +587,9 @@ mod tests {
 
     fn norm(input: &[u8], ignore_dots: bool) -> Vec<u8> {
         let mut out = Vec::new();
-        Normalizer::new(input, ignore_dots).read_to_end(&mut out).unwrap();
+        Normalizer::new(input, ignore_dots)
+            .read_to_end(&mut out)
+            .unwrap();
         out
     }
 
@@ -539,7 +625,9 @@ mod tests {
             }
         }
         let mut out = Vec::new();
-        Normalizer::new(OneByte(b"a\r\n.x\r\n.\r\nafter"), false).read_to_end(&mut out).unwrap();
+        Normalizer::new(OneByte(b"a\r\n.x\r\n.\r\nafter"), false)
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, b"a\n.x\n");
     }
 
@@ -560,7 +648,11 @@ mod tests {
         let raw = b"To: a@b,\n c@d\nBcc: secret@x\nSubject: s\nResent-Bcc: r@x\nX: y\n";
         let f = Fields::parse(raw);
         assert_eq!(f.recipients().unwrap(), vec!["r@x"]); // Resent- present
-        let kept: Vec<u8> = f.kept_ranges().iter().flat_map(|&(s, e)| raw[s..e].to_vec()).collect();
+        let kept: Vec<u8> = f
+            .kept_ranges()
+            .iter()
+            .flat_map(|&(s, e)| raw[s..e].to_vec())
+            .collect();
         assert_eq!(kept, b"To: a@b,\n c@d\nSubject: s\nX: y\n");
         let f = Fields::parse(b"To: a@b\nCc: G: c@d;\nBcc: e@f\n");
         assert_eq!(f.recipients().unwrap(), vec!["a@b", "c@d", "e@f"]);

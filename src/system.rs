@@ -21,20 +21,41 @@ pub fn current_user() -> Result<User> {
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buf = vec![0u8; 4096];
     let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
     if rc != 0 || result.is_null() {
         return Err(Error::NoUser(format!(
             "no user name for uid {uid} (no passwd entry); give the sender with -f"
         )));
     }
-    let name = unsafe { CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned();
+    let name = unsafe { CStr::from_ptr(pwd.pw_name) }
+        .to_string_lossy()
+        .into_owned();
     let gecos = if pwd.pw_gecos.is_null() {
         String::new()
     } else {
-        unsafe { CStr::from_ptr(pwd.pw_gecos) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(pwd.pw_gecos) }
+            .to_string_lossy()
+            .into_owned()
     };
-    let full_name = gecos.split(',').next().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
-    Ok(User { uid, name, full_name })
+    let full_name = gecos
+        .split(',')
+        .next()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    Ok(User {
+        uid,
+        name,
+        full_name,
+    })
 }
 
 /// The uid alone, for when `-f` makes the name unnecessary and the user may
@@ -67,7 +88,11 @@ fn kernel_host_name() -> String {
         String::new()
     };
     // Only a name that is safe in EHLO and headers is used.
-    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+    if !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
         name
     } else {
         "localhost".to_string()
@@ -79,20 +104,27 @@ fn fqdn_from_hosts(hosts: &str, short: &str) -> Option<String> {
     hosts.lines().find_map(|line| {
         let line = line.split('#').next()?;
         let names: Vec<&str> = line.split_whitespace().skip(1).collect();
-        let matches = names.iter().any(|n| *n == short || n.split('.').next() == Some(short));
+        let matches = names
+            .iter()
+            .any(|n| *n == short || n.split('.').next() == Some(short));
         if !matches {
             return None;
         }
         names
             .iter()
             .find(|n| n.contains('.') && n.split('.').next() == Some(short))
-            .filter(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+            .filter(|n| {
+                n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            })
             .map(|n| n.to_string())
     })
 }
 
 pub fn now() -> (u64, u32) {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     (d.as_secs(), d.subsec_micros())
 }
 
@@ -140,7 +172,11 @@ pub fn random_u64() -> u64 {
 pub fn sanitize_process() {
     for fd in 0..3 {
         if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-            let flags = if fd == 0 { libc::O_RDONLY } else { libc::O_WRONLY };
+            let flags = if fd == 0 {
+                libc::O_RDONLY
+            } else {
+                libc::O_WRONLY
+            };
             unsafe { libc::open(c"/dev/null".as_ptr(), flags) };
         }
     }
@@ -174,7 +210,10 @@ mod tests {
     #[test]
     fn fqdn_from_etc_hosts() {
         let hosts = "127.0.0.1 localhost\n127.0.1.1 box.example.org box # me\n";
-        assert_eq!(fqdn_from_hosts(hosts, "box").as_deref(), Some("box.example.org"));
+        assert_eq!(
+            fqdn_from_hosts(hosts, "box").as_deref(),
+            Some("box.example.org")
+        );
         assert_eq!(fqdn_from_hosts(hosts, "other"), None);
         assert_eq!(fqdn_from_hosts("10.0.0.1 box\n", "box"), None);
     }
@@ -182,7 +221,10 @@ mod tests {
     #[test]
     fn dates_are_rfc5322() {
         let d = rfc5322_date(0);
-        assert!(d.ends_with("1970 00:00:00 +0000") || d.contains("1970") || d.contains("1969"), "{d}");
+        assert!(
+            d.ends_with("1970 00:00:00 +0000") || d.contains("1970") || d.contains("1969"),
+            "{d}"
+        );
         let parts: Vec<&str> = d.split(' ').collect();
         assert_eq!(parts.len(), 6, "{d}");
         assert!(parts[0].ends_with(','));
