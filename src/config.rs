@@ -50,6 +50,13 @@ pub struct Config {
     pub retry_schedule: Vec<Duration>,
     pub max_queue_lifetime: Option<Duration>,
     pub double_bounce_recipient: Option<String>,
+    /// At most this many children deliver to one destination at once, so
+    /// that a slow destination leaves room for the others.
+    pub max_per_destination: u32,
+    /// One message's transaction (connecting included) is abandoned and
+    /// deferred after this long; its child is killed.
+    pub transaction_deadline: Duration,
+    pub timeouts: crate::smtp::Timeouts,
 }
 
 impl Default for Config {
@@ -73,6 +80,9 @@ impl Default for Config {
                 .collect(),
             max_queue_lifetime: None,
             double_bounce_recipient: None,
+            max_per_destination: 10,
+            transaction_deadline: Duration::from_secs(15 * 60),
+            timeouts: crate::smtp::Timeouts::default(),
         }
     }
 }
@@ -200,11 +210,37 @@ impl Config {
                         .ok_or(format!("max_queue_lifetime: `{v}` is not a duration"))?,
                 )
             }
-            "double_bounce_recipient" => self.double_bounce_recipient = Some(v.to_string()),
+            "double_bounce_recipient" => {
+                let a = crate::address::validate(v)
+                    .map_err(|e| format!("double_bounce_recipient: {e}"))?;
+                self.double_bounce_recipient = Some(a);
+            }
+            "max_per_destination" => {
+                self.max_per_destination = v.parse().ok().filter(|n| *n > 0).ok_or(format!(
+                    "max_per_destination: `{v}` is not a positive number"
+                ))?
+            }
+            "transaction_deadline" => self.transaction_deadline = positive_duration(key, v)?,
+            "connect_timeout" => self.timeouts.connect = positive_duration(key, v)?,
+            "command_timeout" => {
+                let d = positive_duration(key, v)?;
+                let t = &mut self.timeouts;
+                (t.greeting, t.helo, t.mail, t.rcpt, t.data_init) = (d, d, d, d, d);
+            }
+            "data_timeout" => {
+                let d = positive_duration(key, v)?;
+                (self.timeouts.data_block, self.timeouts.data_done) = (d, d);
+            }
             _ => return Err(format!("unknown key `{key}`")),
         }
         Ok(())
     }
+}
+
+fn positive_duration(key: &str, v: &str) -> std::result::Result<Duration, String> {
+    parse_duration(v)
+        .filter(|d| !d.is_zero())
+        .ok_or(format!("{key}: `{v}` is not a duration (30s, 5m, 1h)"))
 }
 
 fn words(v: &str) -> impl Iterator<Item = &str> {

@@ -7,7 +7,7 @@
 //! (connect to mx.example.com[192.0.2.1]:25: Connection refused)
 //!                                          bob@example.com
 //!
-//! -- 3 Kbytes in 1 Request.
+//! -- 2 Kbytes in 1 Request.
 //! ```
 //!
 //! `*` after the id marks a message a queue runner is delivering now.
@@ -26,7 +26,7 @@ pub fn list(spool: &Spool, out: &mut impl Write) -> Result<()> {
     }
     writeln!(
         out,
-        "{:<10} {:>8} {:<20} -Sender/Recipient-------",
+        "{:<11} {:>7} {:<20} -Sender/Recipient-------",
         "-Queue ID-", "--Size--", "----Arrival Time----"
     )
     .map_err(out_err)?;
@@ -50,7 +50,7 @@ pub fn list(spool: &Spool, out: &mut impl Write) -> Result<()> {
     writeln!(
         out,
         "-- {} Kbytes in {count} Request{plural}.",
-        total_size.div_ceil(1024)
+        total_size / 1024
     )
     .map_err(out_err)?;
     Ok(())
@@ -81,8 +81,9 @@ fn show_message(
     };
     let arrival = system::mailq_date(envelope.arrival);
     writeln!(out, "{id:<10}{mark}{size:>8} {arrival:<20} {sender}")?;
-    // Recipients grouped under their last error, as Postfix shows them.
-    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    // Recipients grouped under their last error, as Postfix shows them; the
+    // ones not tried yet first, so that none reads as under another's error.
+    let mut groups: Vec<(&str, Vec<&str>)> = vec![("", Vec::new())];
     for (i, r) in envelope.recipients.iter().enumerate() {
         let (status, reason) = state.status_of(i);
         if matches!(status, RcptStatus::Delivered | RcptStatus::Failed) {

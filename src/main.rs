@@ -3,11 +3,16 @@
 //! becomes a line on stderr and a sysexits.h exit code.
 
 mod address;
+mod bounce;
 mod cli;
 mod config;
+mod deliver;
 mod error;
 mod log;
 mod mailq;
+mod queue;
+mod route;
+mod smtp;
 mod spool;
 mod submit;
 mod system;
@@ -75,9 +80,19 @@ fn run() -> Result<u8> {
         Mode::Verify => Err(Error::Unsupported(
             "-bv (address verification) is not built yet".into(),
         )),
-        Mode::QueueRun { .. } => Err(Error::Unsupported(
-            "queue runs (-q) are not built yet: messages stay queued; see README".into(),
-        )),
+        Mode::QueueRun { interval, select } => {
+            let selection = queue::Selection {
+                select: select.clone(),
+                force: select.is_some(),
+            };
+            loop {
+                queue::run_pass(&config, &selection, inv.verbose)?;
+                match interval {
+                    Some(every) => std::thread::sleep(*every),
+                    None => return Ok(exit::OK),
+                }
+            }
+        }
         Mode::Help | Mode::Version => unreachable!("handled above"),
     }
 }
@@ -92,14 +107,64 @@ fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
         envelope.sender,
         envelope.recipients.len()
     ));
-    let mode = inv.delivery_mode.unwrap_or(config.delivery_mode);
     if inv.verbose {
         eprintln!("spoolmail: queued as {}", envelope.id);
-        if mode != DeliveryMode::Queue {
-            eprintln!(
-                "spoolmail: delivery is not built yet; the message stays queued (as with -odq)"
-            );
+    }
+    let selection = queue::Selection {
+        select: Some(cli::Selector::QueueId(envelope.id.clone())),
+        force: true,
+    };
+    match inv.delivery_mode.unwrap_or(config.delivery_mode) {
+        DeliveryMode::Queue => Ok(exit::OK),
+        DeliveryMode::Background => {
+            deliver_in_background(config, &selection);
+            Ok(exit::OK)
+        }
+        DeliveryMode::Interactive => {
+            queue::run_pass(config, &selection, inv.verbose)?;
+            Ok(report_interactive(inv, config, &envelope))
         }
     }
-    Ok(exit::OK)
+}
+
+/// `-odb`: a detached grandchild delivers while the caller goes on. It lets
+/// go of the caller's stdin, stdout and stderr first, so that a caller
+/// reading our output to its end is not kept waiting for the delivery.
+fn deliver_in_background(config: &Config, selection: &queue::Selection) {
+    match unsafe { libc::fork() } {
+        0 => {
+            unsafe { libc::setsid() };
+            if unsafe { libc::fork() } == 0 {
+                system::detach_stdio();
+                let _ = queue::run_pass(config, selection, false);
+            }
+            unsafe { libc::_exit(0) }
+        }
+        -1 => {} // the message is queued; the next queue run delivers it
+        pid => {
+            let mut status = 0;
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+        }
+    }
+}
+
+/// `-odi`: after the attempt, under `-oep` the recipients that failed are
+/// printed and the exit code says so (they are bounced as well); under the
+/// other error modes the bounce is the report.
+fn report_interactive(inv: &Invocation, config: &Config, envelope: &spool::Envelope) -> u8 {
+    if inv.error_mode != Some(cli::ErrorMode::Print) {
+        return exit::OK;
+    }
+    let spool = spool::Spool::new(&config.spool_dir);
+    let Ok(state) = spool.read_state(&envelope.id) else {
+        return exit::OK;
+    };
+    let mut failed = false;
+    for (i, status, text) in &state.recipients {
+        if *status == spool::RcptStatus::Failed {
+            eprintln!("sendmail: {}: {text}", envelope.recipients[*i].address);
+            failed = true;
+        }
+    }
+    if failed { exit::NOUSER } else { exit::OK }
 }

@@ -60,6 +60,13 @@ pub struct State {
 }
 
 impl State {
+    /// Records a recipient's outcome, replacing any earlier line for it.
+    pub fn set(&mut self, index: usize, status: RcptStatus, text: &str) {
+        self.recipients.retain(|(i, _, _)| *i != index);
+        self.recipients.push((index, status, text.to_string()));
+        self.recipients.sort_by_key(|(i, _, _)| *i);
+    }
+
     pub fn status_of(&self, index: usize) -> (RcptStatus, &str) {
         self.recipients
             .iter()
@@ -263,10 +270,6 @@ impl Spool {
     }
 
     /// Reads a message's envelope and the size of its content.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the queue runner reads envelopes; not built yet")
-    )]
     pub fn read_envelope(&self, id: &str) -> io::Result<(Envelope, u64)> {
         read_envelope_from(&File::open(self.message_path(id))?)
     }
@@ -277,6 +280,119 @@ impl Spool {
         let busy = fd_lock::RwLock::new(&file).try_read().is_err();
         let (envelope, size) = read_envelope_from(&file)?;
         Ok((envelope, size, busy))
+    }
+
+    /// Claims a message for delivery; None when another runner holds it or
+    /// it has been delivered and removed meanwhile.
+    pub fn claim(&self, id: &str) -> io::Result<Option<Claim>> {
+        let file = match File::open(self.message_path(id)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut lock = fd_lock::RwLock::new(file.try_clone()?);
+        match lock.try_write() {
+            // The guard would unlock on drop; the claim keeps the lock instead.
+            Ok(guard) => std::mem::forget(guard),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        // Removed by the runner that held it before us: nothing left to do.
+        if std::os::unix::fs::MetadataExt::nlink(&file.metadata()?) == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Claim {
+            id: id.to_string(),
+            file,
+            _lock: lock,
+        }))
+    }
+
+    /// Replaces the state of a claimed message durably: temporary file in
+    /// `tmp/`, fsync, rename, directory fsync.
+    pub fn write_state(&self, claim: &Claim, state: &State) -> Result<()> {
+        let tmp = self
+            .tmp_dir()
+            .join(format!("{}.state.{}", claim.id, std::process::id()));
+        let text = format_state(state);
+        let write = || -> io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o640)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.state_path(&claim.id))
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(format!("cannot write the state of {}", claim.id), e)
+        })?;
+        sync_dir(&self.queue_dir())
+    }
+
+    /// Removes a message whose every recipient is done. The message goes
+    /// first: a state file without its message is a harmless leftover, a
+    /// message without its state would be delivered again.
+    pub fn remove(&self, claim: Claim) -> Result<()> {
+        let rm = |p: PathBuf| match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(Error::io(format!("cannot remove {}", p.display()), e))
+            }
+            _ => Ok(()),
+        };
+        rm(self.message_path(&claim.id))?;
+        rm(self.state_path(&claim.id))?;
+        sync_dir(&self.queue_dir())
+    }
+
+    /// Removes what dead writers and runners left: unlocked files in `tmp/`
+    /// older than `min_age` (younger ones may belong to a writer that has
+    /// created its file but not locked it yet), and state files whose message
+    /// is gone. Returns how many files were removed.
+    pub fn recover_leftovers(&self, min_age: std::time::Duration) -> usize {
+        let mut removed = 0;
+        let now = std::time::SystemTime::now();
+        if let Ok(entries) = std::fs::read_dir(self.tmp_dir()) {
+            for entry in entries.flatten() {
+                let old_enough = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= min_age);
+                if !old_enough {
+                    continue;
+                }
+                let Ok(f) = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(entry.path())
+                else {
+                    continue;
+                };
+                let mut lock = fd_lock::RwLock::new(f);
+                if lock.try_write().is_ok() && std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.queue_dir()) {
+            for name in entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+            {
+                if let Some(id) = name.strip_suffix(STATE_SUFFIX)
+                    && is_queue_id(id)
+                    && !self.message_path(id).exists()
+                    && std::fs::remove_file(self.state_path(id)).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
     }
 
     /// The delivery state, or the empty state when no attempt has been made.
@@ -296,7 +412,19 @@ fn read_envelope_from(file: &File) -> io::Result<(Envelope, u64)> {
     Ok((envelope, total.saturating_sub(header_len)))
 }
 
-/// 8 hex digits of seconds, 5 of microseconds, 3 random: sorts by arrival.
+/// A message claimed by one queue runner: an exclusive flock on
+/// `queue/QID`, held until the claim is dropped. Only the holder writes the
+/// message's state or removes it, so concurrent runners (also on other hosts
+/// sharing the spool) never deliver to the same recipient twice.
+pub struct Claim {
+    pub id: String,
+    pub file: File,
+    /// Holds the flock: it belongs to the open file description that `file`
+    /// shares, and ends when both are closed.
+    _lock: fd_lock::RwLock<File>,
+}
+
+/// 8 hex digits of seconds/// 8 hex digits of seconds, 5 of microseconds, 3 random: sorts by arrival.
 fn new_queue_id() -> String {
     let (secs, micros) = crate::system::now();
     let rand = crate::system::random_u64() & 0xfff;
@@ -445,6 +573,29 @@ pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> 
     Ok((e, consumed))
 }
 
+fn format_state(state: &State) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "{STATE_MAGIC}\nattempts {}\nnext {}\n",
+        state.attempts, state.next_attempt
+    );
+    for (i, status, text) in &state.recipients {
+        let status = match status {
+            RcptStatus::Pending => "pending",
+            RcptStatus::Delivered => "delivered",
+            RcptStatus::Deferred => "deferred",
+            RcptStatus::Failed => "failed",
+        };
+        // Replies come from remote servers: one line, no control characters.
+        let text: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let _ = writeln!(out, "rcpt {i} {status} {text}");
+    }
+    out
+}
+
 pub fn parse_state(text: &str) -> io::Result<State> {
     let mut lines = text.lines();
     if lines.next() != Some(STATE_MAGIC) {
@@ -579,6 +730,36 @@ mod tests {
         assert!(r.is_err());
         assert!(spool.scan().unwrap().is_empty());
         assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn state_written_and_claims_exclusive() {
+        let (dir, spool) = spool();
+        let env = spool.deposit(envelope(), |_, _| Ok(())).unwrap();
+        let claim = spool.claim(&env.id).unwrap().expect("first claim");
+        assert!(
+            spool.claim(&env.id).unwrap().is_none(),
+            "second claim must fail"
+        );
+        let mut st = State {
+            attempts: 1,
+            next_attempt: 42,
+            ..State::default()
+        };
+        st.set(1, RcptStatus::Deferred, "451 4.3.0 later\r\nINJECT");
+        st.set(0, RcptStatus::Delivered, "250 ok");
+        spool.write_state(&claim, &st).unwrap();
+        let back = spool.read_state(&env.id).unwrap();
+        assert_eq!(back.status_of(0), (RcptStatus::Delivered, "250 ok"));
+        assert_eq!(
+            back.status_of(1),
+            (RcptStatus::Deferred, "451 4.3.0 later  INJECT")
+        );
+        spool.remove(claim).unwrap();
+        assert!(spool.scan().unwrap().is_empty());
+        assert!(spool.claim(&env.id).unwrap().is_none());
+        assert!(!spool.state_path(&env.id).exists());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -183,6 +183,19 @@ pub fn sanitize_process() {
     unsafe { libc::umask(0o027) };
 }
 
+/// Points stdin, stdout and stderr at /dev/null (a detached background run).
+pub fn detach_stdio() {
+    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+    if fd >= 0 {
+        for target in 0..3 {
+            unsafe { libc::dup2(fd, target) };
+        }
+        if fd > 2 {
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
 /// True when running setgid (or setuid) for someone else.
 pub fn is_privileged() -> bool {
     unsafe { libc::getegid() != libc::getgid() || libc::geteuid() != libc::getuid() }

@@ -1,0 +1,240 @@
+//! Delivery status notifications (RFC 3464) for recipients that failed for
+//! good: a multipart/report from MAILER-DAEMON with the null sender, queued
+//! like any other message. A bounce is never bounced: when one fails it goes
+//! to `double_bounce_recipient`, or is logged and dropped.
+
+use crate::cli::{BodyType, Ret};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::spool::{Envelope, Recipient, Spool};
+use crate::system;
+use std::io::{BufRead, Write};
+
+/// The original is returned whole (RET=FULL) only up to this size; past it,
+/// its header only.
+const MAX_RETURNED: u64 = 1024 * 1024;
+
+pub struct Failure {
+    pub address: String,
+    pub orcpt: Option<String>,
+    /// The server's reply or our own reason, one line.
+    pub reason: String,
+    /// `host[ip]:port` of the server that gave the reason, if one did.
+    pub remote: Option<String>,
+    /// The attempts ran out rather than a server refusing.
+    pub expired: bool,
+}
+
+/// Who reports: this host's name, and the domain of MAILER-DAEMON.
+pub struct Mta<'a> {
+    pub host: &'a str,
+    pub domain: &'a str,
+}
+
+/// Where the bounce of `original` goes, or None when it must not be sent.
+pub fn recipient_for(original: &Envelope, config: &Config) -> Option<String> {
+    if !original.sender.is_empty() {
+        return (original.notify.as_deref() != Some("NEVER")).then(|| original.sender.clone());
+    }
+    // A bounce failed: the postmaster may want it, but never twice.
+    let double = config.double_bounce_recipient.clone()?;
+    let is_double_bounce_already = original
+        .recipients
+        .iter()
+        .any(|r| r.address.eq_ignore_ascii_case(&double));
+    (!is_double_bounce_already).then_some(double)
+}
+
+/// Queues a DSN for `failures` of `original`; returns the new queue id.
+pub fn queue(
+    spool: &Spool,
+    mta: &Mta,
+    original: &Envelope,
+    content: &mut impl BufRead,
+    content_len: u64,
+    failures: &[Failure],
+    to: &str,
+) -> Result<String> {
+    let (host, domain) = (mta.host, mta.domain);
+    let envelope = Envelope {
+        id: String::new(),
+        arrival: system::now().0,
+        uid: 0,
+        sender: String::new(),
+        recipients: vec![Recipient {
+            address: to.to_string(),
+            orcpt: None,
+        }],
+        ret: None,
+        envid: None,
+        notify: None,
+        body: BodyType::SevenBit,
+        smtputf8: !to.is_ascii(),
+    };
+    let full = original.ret == Some(Ret::Full) && content_len <= MAX_RETURNED;
+    let written = spool.deposit(envelope, |env, draft| {
+        let werr = |e| Error::io("cannot write a bounce to the spool", e);
+        let head = report_head(env, original, failures, to, host, domain, full);
+        draft.content().write_all(head.as_bytes()).map_err(werr)?;
+        draft.add_content_len(head.len());
+        let mut eight_bit = false;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = content
+                .read_until(b'\n', &mut line)
+                .map_err(|e| Error::io("cannot read the bounced message", e))?;
+            if n == 0 || (!full && line == b"\n") {
+                break;
+            }
+            eight_bit |= line.iter().any(|b| *b >= 0x80);
+            draft.content().write_all(&line).map_err(werr)?;
+            draft.add_content_len(n);
+        }
+        let tail = format!("\n--{}--\n", boundary(env));
+        draft.content().write_all(tail.as_bytes()).map_err(werr)?;
+        draft.add_content_len(tail.len());
+        if eight_bit {
+            env.body = BodyType::EightBitMime;
+            draft.mark_8bit().map_err(werr)?;
+        }
+        Ok(())
+    })?;
+    Ok(written.id)
+}
+
+fn boundary(env: &Envelope) -> String {
+    format!("{}.bounce/spoolmail", env.id)
+}
+
+fn report_head(
+    env: &Envelope,
+    original: &Envelope,
+    failures: &[Failure],
+    to: &str,
+    host: &str,
+    domain: &str,
+    full: bool,
+) -> String {
+    let b = boundary(env);
+    let date = system::rfc5322_date(env.arrival);
+    let mut s = String::with_capacity(2048);
+    s.push_str(&format!(
+        "Date: {date}\nFrom: MAILER-DAEMON@{domain} (Mail Delivery System)\nTo: <{to}>\n\
+         Subject: Undelivered Mail Returned to Sender\nMessage-ID: <{}.bounce@{host}>\n\
+         Auto-Submitted: auto-replied\nMIME-Version: 1.0\n\
+         Content-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"{b}\"\n\n\
+         This is a MIME-encapsulated message.\n\n--{b}\nContent-Type: text/plain; charset=utf-8\n\n",
+        env.id
+    ));
+    s.push_str(&format!(
+        "This is the mail system at host {host}.\n\nI'm sorry to have to inform you that your message could not\n\
+         be delivered to one or more recipients. The reasons are below.\n\n"
+    ));
+    for f in failures {
+        s.push_str(&format!("<{}>: {}\n", f.address, f.reason));
+    }
+    s.push_str(&format!(
+        "\n--{b}\nContent-Type: message/delivery-status\n\n"
+    ));
+    s.push_str(&format!(
+        "Reporting-MTA: dns; {host}\nX-Spoolmail-Queue-ID: {}\n",
+        original.id
+    ));
+    if !original.sender.is_empty() {
+        s.push_str(&format!(
+            "X-Spoolmail-Sender: rfc822; {}\n",
+            original.sender
+        ));
+    }
+    s.push_str(&format!(
+        "Arrival-Date: {}\n",
+        system::rfc5322_date(original.arrival)
+    ));
+    if let Some(envid) = &original.envid {
+        s.push_str(&format!("Original-Envelope-Id: {envid}\n"));
+    }
+    for f in failures {
+        s.push_str(&format!("\nFinal-Recipient: rfc822; {}\n", f.address));
+        if let Some(o) = &f.orcpt {
+            s.push_str(&format!("Original-Recipient: rfc822; {o}\n"));
+        }
+        s.push_str(&format!("Action: failed\nStatus: {}\n", status_code(f)));
+        match &f.remote {
+            Some(remote) => {
+                let host = remote.split('[').next().unwrap_or(remote);
+                s.push_str(&format!(
+                    "Remote-MTA: dns; {host}\nDiagnostic-Code: smtp; {}\n",
+                    f.reason
+                ));
+            }
+            None => s.push_str(&format!("Diagnostic-Code: X-Spoolmail; {}\n", f.reason)),
+        }
+    }
+    let part = if full {
+        "message/rfc822"
+    } else {
+        "text/rfc822-headers"
+    };
+    s.push_str(&format!(
+        "\n--{b}\nContent-Description: {}\nContent-Type: {part}\n\n",
+        if full {
+            "Undelivered Message"
+        } else {
+            "Undelivered Message Headers"
+        }
+    ));
+    s
+}
+
+/// The enhanced status code from the reason (`550 5.1.1 ...`), else one
+/// that fits: 4.4.7 for an expired message, 5.0.0 otherwise.
+fn status_code(f: &Failure) -> String {
+    if f.expired {
+        return "4.4.7".to_string();
+    }
+    let words: Vec<&str> = f.reason.split_whitespace().take(2).collect();
+    if let [code, enhanced] = words.as_slice()
+        && code.len() == 3
+        && code.starts_with('5')
+        && enhanced.starts_with('5')
+        && enhanced.split('.').count() == 3
+        && enhanced
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return enhanced.to_string();
+    }
+    "5.0.0".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(reason: &str) -> Failure {
+        Failure {
+            address: "a@b".into(),
+            orcpt: None,
+            reason: reason.into(),
+            remote: None,
+            expired: false,
+        }
+    }
+
+    #[test]
+    fn status_codes() {
+        assert_eq!(
+            status_code(&failure("550 5.1.1 <a@b>: user unknown")),
+            "5.1.1"
+        );
+        assert_eq!(status_code(&failure("550 user unknown")), "5.0.0");
+        assert_eq!(
+            status_code(&Failure {
+                expired: true,
+                ..failure("451 later")
+            }),
+            "4.4.7"
+        );
+    }
+}

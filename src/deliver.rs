@@ -1,0 +1,446 @@
+//! A delivery child: serves one destination over one connection at a time,
+//! taking messages one by one from the queue runner, and records every
+//! recipient's outcome durably before asking for the next.
+//!
+//! The conversation with the parent is one line each way over a socketpair:
+//! the child says `next` (or `dead REASON` when the destination cannot be
+//! reached at all); the parent answers `job QID I,J,...` or `quit`.
+
+use crate::bounce::{self, Failure};
+use crate::config::Config;
+use crate::log::Log;
+use crate::route::{RouteError, Router, Target};
+use crate::smtp::{Client, Outcome, Rcpt};
+use crate::spool::{Claim, Envelope, RcptStatus, Spool, State};
+use crate::system;
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::os::unix::net::UnixStream;
+
+/// What a job ended with, as far as the parent needs to know.
+enum JobEnd {
+    Done,
+    /// No host of the destination could be reached: skip it for this pass.
+    DestinationDead(String),
+}
+
+pub struct Worker<'c> {
+    config: &'c Config,
+    spool: Spool,
+    destination: String,
+    router: Router<'c>,
+    targets: Option<Result<Vec<Target>, RouteError>>,
+    client: Option<Client>,
+    host: String,
+    log: Log,
+    verbose: bool,
+}
+
+/// The child's main loop; returns its exit code.
+pub fn worker_main(sock: UnixStream, destination: String, config: &Config, verbose: bool) -> i32 {
+    let host = config.helo_name.clone().unwrap_or_else(system::host_name);
+    let mut worker = Worker {
+        config,
+        spool: Spool::new(&config.spool_dir),
+        router: Router::new(config),
+        targets: None,
+        client: None,
+        host,
+        log: Log::open(&config.log, "spoolmail"),
+        verbose,
+        destination,
+    };
+    let mut reader = BufReader::new(match sock.try_clone() {
+        Ok(s) => s,
+        Err(_) => return 75,
+    });
+    let mut writer = sock;
+    let mut report = String::from("next\n");
+    loop {
+        if writer.write_all(report.as_bytes()).is_err() {
+            break;
+        }
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let Some(job) = line.trim_end().strip_prefix("job ") else {
+            break; // quit
+        };
+        let (id, indices) = job.split_once(' ').unwrap_or((job, ""));
+        let indices: Vec<usize> = indices.split(',').filter_map(|i| i.parse().ok()).collect();
+        report = match worker.run_job(id, &indices) {
+            JobEnd::Done => "next\n".into(),
+            JobEnd::DestinationDead(reason) => {
+                format!("dead {}\n", reason.replace(['\r', '\n'], " "))
+            }
+        };
+    }
+    if let Some(client) = worker.client.take() {
+        client.quit();
+    }
+    0
+}
+
+impl Worker<'_> {
+    fn run_job(&mut self, id: &str, indices: &[usize]) -> JobEnd {
+        let Ok(Some(claim)) = self.spool.claim(id) else {
+            return JobEnd::Done; // another runner has it, or it is gone
+        };
+        let (envelope, header_len, size) = match read_claimed(&claim) {
+            Ok(v) => v,
+            Err(e) => {
+                self.log
+                    .info(&format!("{id}: cannot read queued message: {e}"));
+                return JobEnd::Done;
+            }
+        };
+        let state = self.spool.read_state(id).unwrap_or_default();
+        let rcpts: Vec<usize> = indices
+            .iter()
+            .copied()
+            .filter(|&i| {
+                i < envelope.recipients.len()
+                    && matches!(
+                        state.status_of(i).0,
+                        RcptStatus::Pending | RcptStatus::Deferred
+                    )
+            })
+            .collect();
+        if rcpts.is_empty() {
+            return JobEnd::Done;
+        }
+        let mut end = JobEnd::Done;
+        let (outcomes, relay) = match self.connection() {
+            Ok(()) => self.transaction(&claim, &envelope, &rcpts, header_len, size),
+            Err((outcome, dead)) => {
+                if let Some(reason) = dead {
+                    end = JobEnd::DestinationDead(reason);
+                }
+                (rcpts.iter().map(|&i| (i, outcome.clone())).collect(), None)
+            }
+        };
+        let ctx = RecordContext {
+            spool: &self.spool,
+            config: self.config,
+            host: &self.host,
+        };
+        if let Err(e) = record(
+            &ctx,
+            claim,
+            &envelope,
+            state,
+            &outcomes,
+            relay.as_deref(),
+            &mut self.log,
+        ) {
+            self.log
+                .info(&format!("{id}: cannot record delivery state: {e}"));
+        }
+        end
+    }
+
+    /// Makes sure a connection is open; on failure, the outcome for the
+    /// job's recipients and, when the whole destination is unreachable, why.
+    fn connection(&mut self) -> Result<(), (Outcome, Option<String>)> {
+        if self.client.is_some() {
+            return Ok(());
+        }
+        if self.targets.is_none() {
+            self.targets = Some(self.router.targets(&self.destination));
+        }
+        let targets = match self.targets.as_ref().expect("just set") {
+            Ok(t) => t.clone(),
+            Err(RouteError::Permanent(r)) => return Err((Outcome::Failed(r.clone()), None)),
+            Err(RouteError::Temporary(r)) => {
+                return Err((Outcome::Deferred(r.clone()), Some(r.clone())));
+            }
+        };
+        let helo = self
+            .config
+            .helo_name
+            .clone()
+            .unwrap_or_else(|| self.host.clone());
+        let mut errors = Vec::new();
+        let mut all_permanent = true;
+        for t in &targets {
+            match Client::connect(&t.host, t.addr, &helo, &self.config.timeouts, self.verbose) {
+                Ok(c) => {
+                    self.client = Some(c);
+                    return Ok(());
+                }
+                Err(e) => {
+                    all_permanent &= e.permanent;
+                    errors.push(e.text);
+                }
+            }
+        }
+        let reason = errors
+            .last()
+            .cloned()
+            .unwrap_or_else(|| "no address to connect to".into());
+        if all_permanent && !errors.is_empty() {
+            Err((Outcome::Failed(reason), None))
+        } else {
+            Err((Outcome::Deferred(reason.clone()), Some(reason)))
+        }
+    }
+
+    fn transaction(
+        &mut self,
+        claim: &Claim,
+        env: &Envelope,
+        rcpts: &[usize],
+        header_len: u64,
+        size: u64,
+    ) -> (Vec<(usize, Outcome)>, Option<String>) {
+        let client = self.client.as_mut().expect("connected");
+        let relay = client.peer.clone();
+        let list: Vec<Rcpt> = rcpts
+            .iter()
+            .map(|&i| Rcpt {
+                index: i,
+                address: &env.recipients[i].address,
+                orcpt: env.recipients[i].orcpt.as_deref(),
+            })
+            .collect();
+        let mut file = &claim.file;
+        let result = file
+            .seek(SeekFrom::Start(header_len))
+            .map_err(|e| crate::smtp::SessionError {
+                text: format!("cannot read the queued message: {e}"),
+                permanent: false,
+            })
+            .and_then(|_| {
+                client.send(
+                    env,
+                    &list,
+                    &mut BufReader::with_capacity(64 * 1024, file),
+                    size,
+                    &self.config.timeouts,
+                )
+            });
+        match result {
+            Ok(outcomes) => (outcomes, Some(relay)),
+            Err(e) => {
+                self.client = None; // the connection is unusable; the next job reconnects
+                (
+                    rcpts
+                        .iter()
+                        .map(|&i| (i, Outcome::Deferred(e.text.clone())))
+                        .collect(),
+                    Some(relay),
+                )
+            }
+        }
+    }
+}
+
+fn read_claimed(claim: &Claim) -> std::io::Result<(Envelope, u64, u64)> {
+    let total = claim.file.metadata()?.len();
+    let mut reader = BufReader::with_capacity(4096, &claim.file);
+    let (envelope, header_len) = crate::spool::parse_envelope(&mut reader)?;
+    Ok((envelope, header_len, total.saturating_sub(header_len)))
+}
+
+pub struct RecordContext<'a> {
+    pub spool: &'a Spool,
+    pub config: &'a Config,
+    pub host: &'a str,
+}
+
+/// Records the outcomes of one attempt for a claimed message: advances the
+/// retry schedule, expires what has waited too long, queues the bounce for
+/// what failed (before the failure is recorded, so a crash in between can
+/// only bounce twice, never lose the notice), then writes the state or
+/// removes the message when every recipient is done.
+pub fn record(
+    ctx: &RecordContext,
+    claim: Claim,
+    env: &Envelope,
+    mut state: State,
+    outcomes: &[(usize, Outcome)],
+    relay: Option<&str>,
+    log: &mut Log,
+) -> crate::error::Result<()> {
+    let (now, _) = system::now();
+    let schedule = &ctx.config.retry_schedule;
+    let due = state.attempts == 0 || state.next_attempt <= now;
+    if due {
+        state.attempts += 1;
+    }
+    let age = now.saturating_sub(env.arrival);
+    let out_of_time = state.attempts as usize >= schedule.len()
+        || ctx
+            .config
+            .max_queue_lifetime
+            .is_some_and(|l| age >= l.as_secs());
+    let mut failures = Vec::new();
+    for (i, outcome) in outcomes {
+        let r = &env.recipients[*i];
+        let (status, text, log_status, expired) = match outcome {
+            Outcome::Sent(t) => (RcptStatus::Delivered, t.clone(), "sent", false),
+            Outcome::Failed(t) => (RcptStatus::Failed, t.clone(), "bounced", false),
+            Outcome::Deferred(t) if out_of_time => {
+                let t = format!(
+                    "message expired after {} attempts over {}; last error: {t}",
+                    state.attempts,
+                    human_age(age)
+                );
+                (RcptStatus::Failed, t, "expired", true)
+            }
+            Outcome::Deferred(t) => (RcptStatus::Deferred, t.clone(), "deferred", false),
+        };
+        log.info(&format!(
+            "{}: to=<{}>, relay={}, delay={age}, dsn={}, status={log_status} ({text})",
+            env.id,
+            r.address,
+            relay.unwrap_or("none"),
+            dsn_of(&text, status)
+        ));
+        if status == RcptStatus::Failed {
+            let remote = relay
+                .filter(|_| !expired && text.get(..1).is_some_and(|c| c == "5"))
+                .map(str::to_string);
+            failures.push(Failure {
+                address: r.address.clone(),
+                orcpt: r.orcpt.clone(),
+                reason: text.clone(),
+                remote,
+                expired,
+            });
+        }
+        state.set(*i, status, &text);
+    }
+    if !failures.is_empty() {
+        queue_bounce(ctx, &claim, env, &failures, log);
+    }
+    if due {
+        let wait = schedule
+            .get(state.attempts as usize)
+            .copied()
+            .unwrap_or_default();
+        state.next_attempt = now + wait.as_secs();
+    }
+    let done = (0..env.recipients.len()).all(|i| {
+        matches!(
+            state.status_of(i).0,
+            RcptStatus::Delivered | RcptStatus::Failed
+        )
+    });
+    if done {
+        ctx.spool.remove(claim)?;
+        log.info(&format!("{}: removed", env.id));
+        Ok(())
+    } else {
+        ctx.spool.write_state(&claim, &state)
+    }
+}
+
+fn queue_bounce(
+    ctx: &RecordContext,
+    claim: &Claim,
+    env: &Envelope,
+    failures: &[Failure],
+    log: &mut Log,
+) {
+    let Some(to) = bounce::recipient_for(env, ctx.config) else {
+        log.info(&format!(
+            "{}: no bounce sent (null sender or NOTIFY=NEVER)",
+            env.id
+        ));
+        return;
+    };
+    let result = read_claimed(claim).and_then(|(_, header_len, size)| {
+        let mut file = &claim.file;
+        file.seek(SeekFrom::Start(header_len))?;
+        Ok((BufReader::new(file), size))
+    });
+    let domain = ctx
+        .config
+        .qualify_domain
+        .clone()
+        .unwrap_or_else(|| ctx.host.to_string());
+    match result {
+        Ok((mut content, size)) => match bounce::queue(
+            ctx.spool,
+            &bounce::Mta {
+                host: ctx.host,
+                domain: &domain,
+            },
+            env,
+            &mut content,
+            size,
+            failures,
+            &to,
+        ) {
+            Ok(id) => log.info(&format!(
+                "{}: sender non-delivery notification: {id}",
+                env.id
+            )),
+            Err(e) => log.info(&format!("{}: cannot queue the bounce: {e}", env.id)),
+        },
+        Err(e) => log.info(&format!(
+            "{}: cannot read the message for its bounce: {e}",
+            env.id
+        )),
+    }
+}
+
+/// Defers a job without trying it (its destination is dead for this pass,
+/// or its child was killed): claims the message and records `reason`.
+pub fn defer(ctx: &RecordContext, id: &str, indices: &[usize], reason: &str, log: &mut Log) {
+    let Ok(Some(claim)) = ctx.spool.claim(id) else {
+        return;
+    };
+    let Ok((env, _, _)) = read_claimed(&claim) else {
+        return;
+    };
+    let state = ctx.spool.read_state(id).unwrap_or_default();
+    let outcomes: Vec<(usize, Outcome)> = indices
+        .iter()
+        .filter(|&&i| {
+            i < env.recipients.len()
+                && matches!(
+                    state.status_of(i).0,
+                    RcptStatus::Pending | RcptStatus::Deferred
+                )
+        })
+        .map(|&i| (i, Outcome::Deferred(reason.to_string())))
+        .collect();
+    if outcomes.is_empty() {
+        return;
+    }
+    if let Err(e) = record(ctx, claim, &env, state, &outcomes, None, log) {
+        log.info(&format!("{id}: cannot record delivery state: {e}"));
+    }
+}
+
+/// The enhanced status code for a log line: the reply's own, else by class.
+fn dsn_of(text: &str, status: RcptStatus) -> String {
+    let mut words = text.split_whitespace();
+    if let (Some(code), Some(enh)) = (words.next(), words.next())
+        && code.len() == 3
+        && code.bytes().all(|b| b.is_ascii_digit())
+        && enh.split('.').count() == 3
+        && enh
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return enh.to_string();
+    }
+    match status {
+        RcptStatus::Delivered => "2.0.0",
+        RcptStatus::Failed => "5.0.0",
+        _ => "4.0.0",
+    }
+    .to_string()
+}
+
+fn human_age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}

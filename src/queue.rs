@@ -1,0 +1,353 @@
+//! One dequeue pass (`sendmail -q`): recover leftovers, pick what is due,
+//! queue it per destination, and hand it out one message at a time to
+//! delivery children, each holding one connection to its destination.
+//!
+//! The parent is single-threaded and never touches the network: it forks,
+//! and DNS, sockets and TLS live in the children. Handing out one message at
+//! a time is what keeps one slow message from holding the ones behind it: a
+//! child stuck in a transaction holds only that message, the others go to
+//! other children. Per-destination limits keep a slow destination from taking
+//! every child; a transaction past `transaction_deadline` is killed and
+//! deferred; a destination that cannot be reached at all is skipped for the
+//! rest of the pass (Postfix's dead destination).
+
+use crate::cli::Selector;
+use crate::config::Config;
+use crate::deliver::{self, RecordContext};
+use crate::error::{Error, Result};
+use crate::log::Log;
+use crate::route::destination_of;
+use crate::spool::{RcptStatus, Spool};
+use crate::system;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+/// Leftovers in tmp/ younger than this may belong to a live writer that has
+/// created its file but not yet locked it.
+const LEFTOVER_MIN_AGE: Duration = Duration::from_secs(60);
+
+/// A child whose message has taken this long no longer counts against its
+/// destination's limit, so that another can start on the messages behind it.
+const STALLED_AFTER: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+struct Job {
+    id: String,
+    rcpts: Vec<usize>,
+}
+
+struct Child {
+    pid: libc::pid_t,
+    sock: UnixStream,
+    inbox: Vec<u8>,
+    destination: String,
+    job: Option<(Job, Instant)>,
+    killed: bool,
+}
+
+/// Which messages a pass takes.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// `-qI`, `-qR`, `-qS`; also the message just submitted with `-odb`/`-odi`.
+    pub select: Option<Selector>,
+    /// Deliver what is selected now, whatever its schedule.
+    pub force: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct PassSummary {
+    pub jobs: usize,
+    pub children: usize,
+}
+
+pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result<PassSummary> {
+    let spool = Spool::new(&config.spool_dir);
+    let mut log = Log::open(&config.log, "spoolmail");
+    let recovered = spool.recover_leftovers(LEFTOVER_MIN_AGE);
+    if recovered > 0 {
+        log.info(&format!(
+            "removed {recovered} leftover files of dead writers"
+        ));
+    }
+    let mut queues = collect_jobs(&spool, config, selection)?;
+    let mut summary = PassSummary {
+        jobs: queues.values().map(VecDeque::len).sum(),
+        children: 0,
+    };
+    if verbose {
+        eprintln!(
+            "spoolmail: queue run: {} deliveries to {} destinations",
+            summary.jobs,
+            queues.len()
+        );
+    }
+    let host = config.helo_name.clone().unwrap_or_else(system::host_name);
+    let ctx = RecordContext {
+        spool: &spool,
+        config,
+        host: &host,
+    };
+    let mut children: Vec<Child> = Vec::new();
+    loop {
+        start_children(config, &mut queues, &mut children, verbose, &mut summary)?;
+        if children.is_empty() {
+            break;
+        }
+        wait_for_children(&children, Duration::from_millis(200));
+        for child in children.iter_mut() {
+            serve(child, &mut queues, &ctx, &mut log);
+        }
+        enforce_deadlines(config, &mut children);
+        reap(&mut children, &ctx, &mut log);
+    }
+    Ok(summary)
+}
+
+/// Every due recipient of every selected message, queued by destination.
+fn collect_jobs(
+    spool: &Spool,
+    config: &Config,
+    selection: &Selection,
+) -> Result<BTreeMap<String, VecDeque<Job>>> {
+    let (now, _) = system::now();
+    let mut queues: BTreeMap<String, VecDeque<Job>> = BTreeMap::new();
+    for entry in spool.scan()? {
+        let Ok((env, _)) = spool.read_envelope(&entry.id) else {
+            continue;
+        };
+        if !selected(&env, selection.select.as_ref()) {
+            continue;
+        }
+        let state = if entry.has_state {
+            spool.read_state(&entry.id).unwrap_or_default()
+        } else {
+            Default::default()
+        };
+        if !selection.force && state.attempts > 0 && state.next_attempt > now {
+            continue;
+        }
+        let mut by_destination: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, r) in env.recipients.iter().enumerate() {
+            if matches!(
+                state.status_of(i).0,
+                RcptStatus::Pending | RcptStatus::Deferred
+            ) {
+                by_destination
+                    .entry(destination_of(&r.address, config))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        for (destination, rcpts) in by_destination {
+            queues.entry(destination).or_default().push_back(Job {
+                id: entry.id.clone(),
+                rcpts,
+            });
+        }
+    }
+    Ok(queues)
+}
+
+fn selected(env: &crate::spool::Envelope, select: Option<&Selector>) -> bool {
+    let contains = |hay: &str, needle: &str| {
+        hay.to_ascii_lowercase()
+            .contains(&needle.to_ascii_lowercase())
+    };
+    match select {
+        None => true,
+        Some(Selector::QueueId(id)) => contains(&env.id, id),
+        Some(Selector::Recipient(r)) => env.recipients.iter().any(|x| contains(&x.address, r)),
+        Some(Selector::Sender(s)) => contains(&env.sender, s),
+    }
+}
+
+fn start_children(
+    config: &Config,
+    queues: &mut BTreeMap<String, VecDeque<Job>>,
+    children: &mut Vec<Child>,
+    verbose: bool,
+    summary: &mut PassSummary,
+) -> Result<()> {
+    let now = Instant::now();
+    for (destination, queue) in queues.iter() {
+        loop {
+            if children.len() >= config.max_children as usize || queue.is_empty() {
+                break;
+            }
+            let active = children
+                .iter()
+                .filter(|c| c.destination == *destination)
+                .filter(|c| {
+                    c.job
+                        .as_ref()
+                        .is_none_or(|(_, started)| now - *started <= STALLED_AFTER)
+                })
+                .count();
+            let idle = children
+                .iter()
+                .filter(|c| c.destination == *destination && c.job.is_none())
+                .count();
+            // Enough children for what is queued, counting the idle ones that will take it.
+            if active >= config.max_per_destination as usize || idle >= queue.len() {
+                break;
+            }
+            children.push(fork_child(config, destination, children, verbose)?);
+            summary.children += 1;
+        }
+    }
+    Ok(())
+}
+
+fn fork_child(
+    config: &Config,
+    destination: &str,
+    siblings: &[Child],
+    verbose: bool,
+) -> Result<Child> {
+    let (ours, theirs) =
+        UnixStream::pair().map_err(|e| Error::io("cannot create a socket pair", e))?;
+    // Nothing buffered may be written twice by parent and child.
+    let _ = std::io::stdout().flush();
+    match unsafe { libc::fork() } {
+        -1 => Err(Error::io(
+            "cannot fork a delivery child",
+            std::io::Error::last_os_error(),
+        )),
+        0 => {
+            drop(ours);
+            for s in siblings {
+                unsafe { libc::close(s.sock.as_raw_fd()) };
+            }
+            let code = deliver::worker_main(theirs, destination.to_string(), config, verbose);
+            unsafe { libc::_exit(code) }
+        }
+        pid => {
+            drop(theirs);
+            let _ = ours.set_nonblocking(true);
+            Ok(Child {
+                pid,
+                sock: ours,
+                inbox: Vec::new(),
+                destination: destination.to_string(),
+                job: None,
+                killed: false,
+            })
+        }
+    }
+}
+
+fn wait_for_children(children: &[Child], timeout: Duration) {
+    let mut fds: Vec<libc::pollfd> = children
+        .iter()
+        .map(|c| libc::pollfd {
+            fd: c.sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    unsafe {
+        libc::poll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            timeout.as_millis() as libc::c_int,
+        )
+    };
+}
+
+/// Answers what a child said: the next message of its destination, or quit.
+fn serve(
+    child: &mut Child,
+    queues: &mut BTreeMap<String, VecDeque<Job>>,
+    ctx: &RecordContext,
+    log: &mut Log,
+) {
+    let mut buf = [0u8; 1024];
+    loop {
+        match child.sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => child.inbox.extend_from_slice(&buf[..n]),
+            Err(_) => break, // WouldBlock: nothing more for now
+        }
+    }
+    while let Some(end) = child.inbox.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = child.inbox.drain(..=end).collect();
+        let line = String::from_utf8_lossy(&line).trim_end().to_string();
+        child.job = None; // whatever it said, its last job is recorded
+        if let Some(reason) = line.strip_prefix("dead ") {
+            // Every other message for this destination would wait out the same failure.
+            if let Some(queue) = queues.get_mut(&child.destination) {
+                for job in queue.drain(..) {
+                    deliver::defer(ctx, &job.id, &job.rcpts, reason, log);
+                }
+            }
+        }
+        let next = queues
+            .get_mut(&child.destination)
+            .and_then(VecDeque::pop_front);
+        let reply = match &next {
+            Some(job) => {
+                let rcpts: Vec<String> = job.rcpts.iter().map(usize::to_string).collect();
+                format!("job {} {}\n", job.id, rcpts.join(","))
+            }
+            None => "quit\n".to_string(),
+        };
+        let _ = child.sock.set_nonblocking(false);
+        let sent = child.sock.write_all(reply.as_bytes()).is_ok();
+        let _ = child.sock.set_nonblocking(true);
+        match next {
+            Some(job) if sent => child.job = Some((job, Instant::now())),
+            Some(job) => queues
+                .entry(child.destination.clone())
+                .or_default()
+                .push_front(job),
+            None => {}
+        }
+    }
+}
+
+fn enforce_deadlines(config: &Config, children: &mut [Child]) {
+    let now = Instant::now();
+    for child in children.iter_mut() {
+        if let Some((_, started)) = &child.job
+            && !child.killed
+            && now - *started > config.transaction_deadline
+        {
+            unsafe { libc::kill(child.pid, libc::SIGKILL) };
+            child.killed = true;
+        }
+    }
+}
+
+/// Collects exited children; a message a child held when it died or was
+/// killed is deferred, never lost: the state it had stays, with the reason.
+fn reap(children: &mut Vec<Child>, ctx: &RecordContext, log: &mut Log) {
+    loop {
+        let mut status = 0;
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            break;
+        }
+        let Some(pos) = children.iter().position(|c| c.pid == pid) else {
+            continue;
+        };
+        let child = children.swap_remove(pos);
+        if let Some((job, started)) = child.job {
+            let reason = if child.killed {
+                format!(
+                    "delivery to {} timed out after {}s",
+                    child.destination,
+                    started.elapsed().as_secs()
+                )
+            } else {
+                format!(
+                    "delivery process for {} died (wait status {status})",
+                    child.destination
+                )
+            };
+            deliver::defer(ctx, &job.id, &job.rcpts, &reason, log);
+        }
+    }
+}

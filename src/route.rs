@@ -1,0 +1,277 @@
+//! Where a destination's mail goes: the smarthosts in order, or the
+//! domain's MX hosts by preference (equal preferences shuffled), the domain's
+//! own address when it has no MX (the implicit MX), never anywhere for a null
+//! MX (RFC 7505) or a domain that does not exist.
+//!
+//! Runs in a delivery child only: hickory-resolver is asynchronous, and its
+//! current-thread runtime is built here, after the fork, never in the parent.
+
+use crate::config::Config;
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// The destination key of every recipient when smarthosts are configured.
+pub const SMARTHOST: &str = "[smarthost]";
+
+/// One address to try, with the name it was found under (for EHLO logs,
+/// TLS names and the Remote-MTA of bounces).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// The domain cannot receive mail: bounce.
+    Permanent(String),
+    /// Try again later.
+    Temporary(String),
+}
+
+/// The destination a recipient belongs to: all of them share the smarthost,
+/// otherwise recipients are grouped by domain.
+pub fn destination_of(recipient: &str, config: &Config) -> String {
+    if !config.smarthosts.is_empty() {
+        return SMARTHOST.to_string();
+    }
+    recipient
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+pub struct Router<'c> {
+    config: &'c Config,
+    dns: Option<(tokio::runtime::Runtime, TokioResolver)>,
+}
+
+impl<'c> Router<'c> {
+    pub fn new(config: &'c Config) -> Router<'c> {
+        Router { config, dns: None }
+    }
+
+    /// Every address to try for `destination`, in order.
+    pub fn targets(&mut self, destination: &str) -> Result<Vec<Target>, RouteError> {
+        if destination == SMARTHOST {
+            return self.smarthost_targets();
+        }
+        if let Some(literal) = destination
+            .strip_prefix('[')
+            .and_then(|d| d.strip_suffix(']'))
+        {
+            let ip = literal.strip_prefix("IPv6:").unwrap_or(literal);
+            let ip: IpAddr = ip
+                .parse()
+                .map_err(|_| RouteError::Permanent(format!("bad address literal [{literal}]")))?;
+            return Ok(vec![Target {
+                host: format!("[{literal}]"),
+                addr: SocketAddr::new(ip, self.config.smtp_port),
+            }]);
+        }
+        self.mx_targets(destination)
+    }
+
+    fn smarthost_targets(&self) -> Result<Vec<Target>, RouteError> {
+        let mut targets = Vec::new();
+        let mut errors = Vec::new();
+        for entry in &self.config.smarthosts {
+            let (host, port) = split_host_port(entry, 25);
+            // Smarthost names go through the system resolver, so /etc/hosts works for them.
+            match (host.as_str(), port).to_socket_addrs() {
+                Ok(addrs) => targets.extend(addrs.map(|addr| Target {
+                    host: host.clone(),
+                    addr,
+                })),
+                Err(e) => errors.push(format!("{host}: {e}")),
+            }
+        }
+        if targets.is_empty() {
+            return Err(RouteError::Temporary(format!(
+                "cannot resolve the smarthost: {}",
+                errors.join("; ")
+            )));
+        }
+        Ok(targets)
+    }
+
+    fn mx_targets(&mut self, domain: &str) -> Result<Vec<Target>, RouteError> {
+        let port = self.config.smtp_port;
+        let fqdn = format!("{}.", domain.trim_end_matches('.'));
+        let (rt, resolver) = self.resolver()?;
+        let mx = rt.block_on(resolver.mx_lookup(fqdn.as_str()));
+        let mut exchanges: Vec<(u16, String)> = match mx {
+            Ok(lookup) => lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) if e.is_nx_domain() => {
+                return Err(RouteError::Permanent(format!(
+                    "Host or domain name not found. Name service error for name={domain} type=MX: Host not found"
+                )));
+            }
+            Err(e) if e.is_no_records_found() => Vec::new(),
+            Err(e) => {
+                return Err(RouteError::Temporary(format!(
+                    "DNS lookup of MX for {domain} failed: {e}"
+                )));
+            }
+        };
+        if exchanges.len() == 1 && exchanges[0].1 == "." {
+            return Err(RouteError::Permanent(format!(
+                "domain {domain} does not accept mail (null MX)"
+            )));
+        }
+        exchanges.retain(|(_, host)| host != ".");
+        if exchanges.is_empty() {
+            // No MX: the domain's own addresses (the implicit MX, RFC 5321 5.1).
+            return match rt.block_on(resolver.lookup_ip(fqdn.as_str())) {
+                Ok(ips) => Ok(ips
+                    .iter()
+                    .map(|ip| Target {
+                        host: domain.to_string(),
+                        addr: SocketAddr::new(ip, port),
+                    })
+                    .collect()),
+                Err(e) if e.is_no_records_found() => Err(RouteError::Permanent(format!(
+                    "Host or domain name not found: no MX or address records for {domain}"
+                ))),
+                Err(e) => Err(RouteError::Temporary(format!(
+                    "DNS lookup of {domain} failed: {e}"
+                ))),
+            };
+        }
+        shuffle_equal_preferences(&mut exchanges);
+        let mut targets = Vec::new();
+        let mut last_error = String::new();
+        for (_, host) in &exchanges {
+            match rt.block_on(resolver.lookup_ip(host.as_str())) {
+                Ok(ips) => {
+                    let name = host.trim_end_matches('.').to_string();
+                    targets.extend(ips.iter().map(|ip| Target {
+                        host: name.clone(),
+                        addr: SocketAddr::new(ip, port),
+                    }));
+                }
+                Err(e) => last_error = format!("cannot resolve MX host {host}: {e}"),
+            }
+        }
+        if targets.is_empty() {
+            return Err(RouteError::Temporary(last_error));
+        }
+        Ok(targets)
+    }
+
+    fn resolver(&mut self) -> Result<(&tokio::runtime::Runtime, &TokioResolver), RouteError> {
+        if self.dns.is_none() {
+            let fail =
+                |e: String| RouteError::Temporary(format!("cannot start the DNS resolver: {e}"));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| fail(e.to_string()))?;
+            let provider = TokioRuntimeProvider::default();
+            let mut builder = match &self.config.dns_server {
+                Some(server) => {
+                    let (ip, port) = parse_dns_server(server);
+                    let mut ns = NameServerConfig::udp_and_tcp(ip);
+                    for c in &mut ns.connections {
+                        c.port = port;
+                    }
+                    TokioResolver::builder_with_config(
+                        ResolverConfig::from_name_servers(vec![ns]),
+                        provider,
+                    )
+                }
+                None => TokioResolver::builder(provider).map_err(|e| fail(e.to_string()))?,
+            };
+            let opts = builder.options_mut();
+            opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+            opts.timeout = Duration::from_secs(5);
+            opts.attempts = 2;
+            let resolver = {
+                let _guard = rt.enter();
+                builder.build().map_err(|e| fail(e.to_string()))?
+            };
+            self.dns = Some((rt, resolver));
+        }
+        let (rt, r) = self.dns.as_ref().expect("just built");
+        Ok((rt, r))
+    }
+}
+
+fn parse_dns_server(s: &str) -> (IpAddr, u16) {
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return (sa.ip(), sa.port());
+    }
+    (s.parse().unwrap_or(IpAddr::from([127, 0, 0, 1])), 53)
+}
+
+/// `host`, `host:port`, `[v6]:port`.
+fn split_host_port(entry: &str, default_port: u16) -> (String, u16) {
+    if let Some(rest) = entry.strip_prefix('[')
+        && let Some((h, after)) = rest.split_once(']')
+    {
+        return (
+            h.to_string(),
+            after
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(default_port),
+        );
+    }
+    match entry.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse().unwrap_or(default_port)),
+        None => (entry.to_string(), default_port),
+    }
+}
+
+/// Sorts by preference; hosts of equal preference in random order (RFC 5321 5.1).
+fn shuffle_equal_preferences(list: &mut [(u16, String)]) {
+    let mut keyed: Vec<(u16, u64, String)> = list
+        .iter()
+        .map(|(p, h)| (*p, crate::system::random_u64(), h.clone()))
+        .collect();
+    keyed.sort();
+    for (slot, (p, _, h)) in list.iter_mut().zip(keyed) {
+        *slot = (p, h);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(
+            split_host_port("relay.example:587", 25),
+            ("relay.example".into(), 587)
+        );
+        assert_eq!(
+            split_host_port("relay.example", 25),
+            ("relay.example".into(), 25)
+        );
+        assert_eq!(split_host_port("[::1]:2525", 25), ("::1".into(), 2525));
+    }
+
+    #[test]
+    fn preferences_sorted() {
+        let mut l = vec![
+            (20, "b".to_string()),
+            (10, "a".to_string()),
+            (20, "c".to_string()),
+        ];
+        shuffle_equal_preferences(&mut l);
+        assert_eq!(l[0], (10, "a".to_string()));
+        assert!(l[1..].iter().all(|(p, _)| *p == 20));
+    }
+}

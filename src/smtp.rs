@@ -1,0 +1,601 @@
+//! The SMTP client: one connection to one server, any number of
+//! transactions over it. EHLO (HELO fallback), PIPELINING, SIZE, 8BITMIME,
+//! SMTPUTF8, DSN parameters, enhanced status codes, and the message streamed
+//! from the spool with CRLF and dot-stuffing.
+//!
+//! Every read has a timeout (RFC 5321 section 4.5.3.2's by default); a server
+//! that stops talking costs one step's timeout, and the queue runner's
+//! deadline per transaction bounds the whole.
+
+use crate::spool::Envelope;
+use std::fmt;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// A reply line longer than this, or a reply of more lines, is a protocol
+/// error: a hostile server cannot make the client buffer without bound.
+const MAX_REPLY_LINE: usize = 4096;
+const MAX_REPLY_LINES: usize = 200;
+
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub greeting: Duration,
+    pub helo: Duration,
+    pub mail: Duration,
+    pub rcpt: Duration,
+    pub data_init: Duration,
+    pub data_block: Duration,
+    pub data_done: Duration,
+}
+
+impl Default for Timeouts {
+    /// RFC 5321 section 4.5.3.2, and Postfix's 30 s for connecting.
+    fn default() -> Timeouts {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        Timeouts {
+            connect: Duration::from_secs(30),
+            greeting: m(5),
+            helo: m(5),
+            mail: m(5),
+            rcpt: m(5),
+            data_init: m(2),
+            data_block: m(3),
+            data_done: m(10),
+        }
+    }
+}
+
+/// One server's reply: the code and its lines, control characters removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        self.code >= 500
+    }
+}
+
+impl fmt::Display for Reply {
+    /// `550 5.1.1 <bob@x>: user unknown`, multi-line replies joined by spaces.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.code, self.lines.join(" ").trim())
+    }
+}
+
+/// A failure of the connection as a whole: every recipient of the
+/// transaction in progress waits for the next attempt.
+#[derive(Debug)]
+pub struct SessionError {
+    pub text: String,
+    /// The server said no with a 5xx at the greeting or EHLO/HELO: another
+    /// MX may still take it, but this host will not.
+    pub permanent: bool,
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// What happened to one recipient in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent(String),
+    Deferred(String),
+    Failed(String),
+}
+
+impl Outcome {
+    fn from_reply(r: &Reply) -> Outcome {
+        if r.is_positive() {
+            Outcome::Sent(r.to_string())
+        } else if r.is_permanent() {
+            Outcome::Failed(r.to_string())
+        } else {
+            Outcome::Deferred(r.to_string())
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Capabilities {
+    pub pipelining: bool,
+    /// The server's SIZE limit; 0 for none given.
+    pub size: Option<u64>,
+    pub eightbitmime: bool,
+    pub smtputf8: bool,
+    pub dsn: bool,
+    pub starttls: bool,
+}
+
+impl Capabilities {
+    fn from_ehlo(reply: &Reply) -> Capabilities {
+        let mut c = Capabilities::default();
+        for line in reply.lines.iter().skip(1) {
+            let mut words = line.split_whitespace();
+            let keyword = words.next().unwrap_or("").to_ascii_uppercase();
+            match keyword.as_str() {
+                "PIPELINING" => c.pipelining = true,
+                "SIZE" => c.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
+                "8BITMIME" => c.eightbitmime = true,
+                "SMTPUTF8" => c.smtputf8 = true,
+                "DSN" => c.dsn = true,
+                "STARTTLS" => c.starttls = true,
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
+/// One recipient of a transaction: its index in the envelope, the address,
+/// and the address as the user wrote it (for ORCPT).
+pub struct Rcpt<'a> {
+    pub index: usize,
+    pub address: &'a str,
+    pub orcpt: Option<&'a str>,
+}
+
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: BufWriter<TcpStream>,
+    /// `host[ip]:port`, as Postfix logs a relay.
+    pub peer: String,
+    pub caps: Capabilities,
+    verbose: bool,
+    transactions: u32,
+}
+
+impl Client {
+    /// Connects, reads the greeting and introduces itself with EHLO, or
+    /// HELO when EHLO is refused.
+    pub fn connect(
+        host: &str,
+        addr: SocketAddr,
+        helo_name: &str,
+        t: &Timeouts,
+        verbose: bool,
+    ) -> Result<Client, SessionError> {
+        let peer = format!("{host}[{}]:{}", addr.ip(), addr.port());
+        let stream = TcpStream::connect_timeout(&addr, t.connect).map_err(|e| SessionError {
+            text: format!("connect to {peer}: {}", describe_io(&e)),
+            permanent: false,
+        })?;
+        let _ = stream.set_nodelay(true);
+        let reader_stream = stream.try_clone().map_err(|e| SessionError {
+            text: format!("{peer}: {e}"),
+            permanent: false,
+        })?;
+        let mut client = Client {
+            reader: BufReader::with_capacity(16 * 1024, reader_stream),
+            writer: BufWriter::with_capacity(64 * 1024, stream),
+            peer,
+            caps: Capabilities::default(),
+            verbose,
+            transactions: 0,
+        };
+        let greeting = client.read_reply(t.greeting, "the greeting")?;
+        if greeting.code != 220 {
+            return Err(client.refused("greeted us with", &greeting));
+        }
+        client.send_line(&format!("EHLO {helo_name}"))?;
+        let ehlo = client.read_reply(t.helo, "EHLO")?;
+        if ehlo.code == 250 {
+            client.caps = Capabilities::from_ehlo(&ehlo);
+        } else {
+            client.send_line(&format!("HELO {helo_name}"))?;
+            let helo = client.read_reply(t.helo, "HELO")?;
+            if helo.code != 250 {
+                return Err(client.refused("refused HELO:", &helo));
+            }
+        }
+        Ok(client)
+    }
+
+    fn refused(&self, what: &str, reply: &Reply) -> SessionError {
+        SessionError {
+            text: format!("host {} {what} {reply}", self.peer),
+            permanent: reply.is_permanent(),
+        }
+    }
+
+    /// Sends one message to `rcpts` and returns each recipient's outcome.
+    /// `content` is the stored message (LF line endings), `size` its length.
+    /// An Err means the connection is no longer usable.
+    pub fn send(
+        &mut self,
+        env: &Envelope,
+        rcpts: &[Rcpt],
+        content: &mut impl BufRead,
+        size: u64,
+        t: &Timeouts,
+    ) -> Result<Vec<(usize, Outcome)>, SessionError> {
+        let all = |o: Outcome| {
+            rcpts
+                .iter()
+                .map(|r| (r.index, o.clone()))
+                .collect::<Vec<_>>()
+        };
+        if let Some(limit) = self.caps.size.filter(|l| *l > 0 && size > *l) {
+            return Ok(all(Outcome::Failed(format!(
+                "552 5.3.4 message size {size} exceeds size limit {limit} of server {}",
+                self.peer
+            ))));
+        }
+        if env.smtputf8 && !self.caps.smtputf8 {
+            return Ok(all(Outcome::Failed(format!(
+                "553 5.6.7 SMTPUTF8 is required for a non-ASCII address, but was not offered by {}",
+                self.peer
+            ))));
+        }
+        if self.transactions > 0 {
+            self.send_line("RSET")?;
+            let rset = self.read_reply(t.mail, "RSET")?;
+            if !rset.is_positive() {
+                return Err(SessionError {
+                    text: format!("host {} said {rset} to RSET", self.peer),
+                    permanent: false,
+                });
+            }
+        }
+        self.transactions += 1;
+
+        let mail = self.mail_command(env, size);
+        let rcpt_cmds: Vec<String> = rcpts.iter().map(|r| self.rcpt_command(env, r)).collect();
+        let (mail_reply, rcpt_replies, data_reply) = if self.caps.pipelining {
+            // One write for the whole envelope: no round trip per command.
+            self.queue_line(&mail)?;
+            for c in &rcpt_cmds {
+                self.queue_line(c)?;
+            }
+            self.queue_line("DATA")?;
+            self.flush()?;
+            let m = self.read_reply(t.mail, "MAIL FROM")?;
+            let mut rs = Vec::with_capacity(rcpts.len());
+            for _ in rcpts {
+                rs.push(self.read_reply(t.rcpt, "RCPT TO")?);
+            }
+            let d = self.read_reply(t.data_init, "DATA")?;
+            (m, rs, Some(d))
+        } else {
+            self.send_line(&mail)?;
+            let m = self.read_reply(t.mail, "MAIL FROM")?;
+            let mut rs = Vec::new();
+            if m.is_positive() {
+                for c in &rcpt_cmds {
+                    self.send_line(c)?;
+                    rs.push(self.read_reply(t.rcpt, "RCPT TO")?);
+                }
+            }
+            let d = if rs.iter().any(Reply::is_positive) {
+                self.send_line("DATA")?;
+                Some(self.read_reply(t.data_init, "DATA")?)
+            } else {
+                None
+            };
+            (m, rs, d)
+        };
+
+        if !mail_reply.is_positive() {
+            if data_reply.as_ref().is_some_and(|d| d.code == 354) {
+                self.end_data_empty(t)?;
+            }
+            return Ok(all(Outcome::from_reply(&mail_reply)));
+        }
+        let mut outcomes: Vec<(usize, Outcome)> = Vec::with_capacity(rcpts.len());
+        let mut accepted = Vec::new();
+        for (r, reply) in rcpts.iter().zip(&rcpt_replies) {
+            if reply.is_positive() {
+                accepted.push(r.index);
+            } else {
+                outcomes.push((r.index, Outcome::from_reply(reply)));
+            }
+        }
+        let Some(data_reply) = data_reply else {
+            return Ok(outcomes);
+        };
+        if data_reply.code != 354 {
+            for i in accepted {
+                outcomes.push((i, Outcome::from_reply(&data_reply)));
+            }
+            return Ok(outcomes);
+        }
+        if accepted.is_empty() {
+            // Every RCPT failed but the server still wants data: send none.
+            self.end_data_empty(t)?;
+            return Ok(outcomes);
+        }
+        self.stream_data(content, t)?;
+        let done = self.read_reply(t.data_done, "the end of data")?;
+        for i in accepted {
+            outcomes.push((i, Outcome::from_reply(&done)));
+        }
+        Ok(outcomes)
+    }
+
+    pub fn quit(mut self) {
+        if self.send_line("QUIT").is_ok() {
+            let _ = self.read_reply(Duration::from_secs(5), "QUIT");
+        }
+    }
+
+    fn mail_command(&self, env: &Envelope, size: u64) -> String {
+        let mut cmd = format!("MAIL FROM:<{}>", env.sender);
+        if self.caps.size.is_some() {
+            cmd.push_str(&format!(" SIZE={size}"));
+        }
+        if env.body == crate::cli::BodyType::EightBitMime && self.caps.eightbitmime {
+            cmd.push_str(" BODY=8BITMIME");
+        }
+        if env.smtputf8 {
+            cmd.push_str(" SMTPUTF8");
+        }
+        if self.caps.dsn {
+            if let Some(ret) = env.ret {
+                cmd.push_str(if ret == crate::cli::Ret::Full {
+                    " RET=FULL"
+                } else {
+                    " RET=HDRS"
+                });
+            }
+            if let Some(envid) = &env.envid {
+                cmd.push_str(&format!(" ENVID={}", xtext(envid)));
+            }
+        }
+        cmd
+    }
+
+    fn rcpt_command(&self, env: &Envelope, r: &Rcpt) -> String {
+        let mut cmd = format!("RCPT TO:<{}>", r.address);
+        if self.caps.dsn {
+            if let Some(notify) = &env.notify {
+                cmd.push_str(&format!(" NOTIFY={notify}"));
+            }
+            if let Some(orcpt) = r.orcpt.filter(|o| o.is_ascii()) {
+                cmd.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));
+            }
+        }
+        cmd
+    }
+
+    /// The message, LF lines turned into CRLF and leading dots doubled,
+    /// then the terminating dot. Written in large buffered writes: a client
+    /// that writes line by line stalls on the peer's delayed ACK.
+    fn stream_data(
+        &mut self,
+        content: &mut impl BufRead,
+        t: &Timeouts,
+    ) -> Result<(), SessionError> {
+        self.set_write_timeout(t.data_block)?;
+        let peer = self.peer.clone();
+        let werr = |e: io::Error| SessionError {
+            text: format!(
+                "lost connection with {peer} while sending message content: {}",
+                describe_io(&e)
+            ),
+            permanent: false,
+        };
+        let mut at_line_start = true;
+        loop {
+            let chunk = content.fill_buf().map_err(|e| SessionError {
+                text: format!("cannot read the queued message: {e}"),
+                permanent: false,
+            })?;
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len();
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                if at_line_start && rest[0] == b'.' {
+                    self.writer.write_all(b".").map_err(werr)?;
+                }
+                match rest.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        self.writer.write_all(&rest[..i]).map_err(werr)?;
+                        self.writer.write_all(b"\r\n").map_err(werr)?;
+                        rest = &rest[i + 1..];
+                        at_line_start = true;
+                    }
+                    None => {
+                        self.writer.write_all(rest).map_err(werr)?;
+                        rest = &[];
+                        at_line_start = false;
+                    }
+                }
+            }
+            content.consume(n);
+        }
+        if !at_line_start {
+            self.writer.write_all(b"\r\n").map_err(werr)?;
+        }
+        if self.verbose {
+            eprintln!(">>> (message content)");
+        }
+        self.queue_line(".")?;
+        self.flush()
+    }
+
+    fn end_data_empty(&mut self, t: &Timeouts) -> Result<(), SessionError> {
+        self.send_line(".")?;
+        self.read_reply(t.data_done, "the end of data").map(|_| ())
+    }
+
+    fn set_write_timeout(&mut self, d: Duration) -> Result<(), SessionError> {
+        self.writer
+            .get_ref()
+            .set_write_timeout(Some(d))
+            .map_err(|e| SessionError {
+                text: format!("{}: {e}", self.peer),
+                permanent: false,
+            })
+    }
+
+    fn queue_line(&mut self, line: &str) -> Result<(), SessionError> {
+        debug_assert!(
+            !line.contains(['\r', '\n']),
+            "SMTP command with a line break"
+        );
+        if self.verbose {
+            eprintln!(">>> {line}");
+        }
+        let r = self
+            .writer
+            .write_all(line.as_bytes())
+            .and_then(|()| self.writer.write_all(b"\r\n"));
+        r.map_err(|e| self.lost(&e, line))
+    }
+
+    fn flush(&mut self) -> Result<(), SessionError> {
+        self.writer.flush().map_err(|e| self.lost(&e, "commands"))
+    }
+
+    fn send_line(&mut self, line: &str) -> Result<(), SessionError> {
+        self.set_write_timeout(Duration::from_secs(300))?;
+        self.queue_line(line)?;
+        self.flush()
+    }
+
+    fn lost(&self, e: &io::Error, during: &str) -> SessionError {
+        let during = during.split(':').next().unwrap_or(during);
+        SessionError {
+            text: format!(
+                "lost connection with {} while sending {during}: {}",
+                self.peer,
+                describe_io(e)
+            ),
+            permanent: false,
+        }
+    }
+
+    fn read_reply(&mut self, timeout: Duration, after: &str) -> Result<Reply, SessionError> {
+        let peer = self.peer.clone();
+        let fail = |what: String| SessionError {
+            text: format!("{what} with {peer} while waiting for the reply to {after}"),
+            permanent: false,
+        };
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| fail(e.to_string()))?;
+        let mut lines = Vec::new();
+        let mut line = Vec::with_capacity(128);
+        loop {
+            line.clear();
+            let n = (&mut self.reader)
+                .take(MAX_REPLY_LINE as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                        fail(format!("timeout after {}s", timeout.as_secs()))
+                    }
+                    _ => fail(format!("lost connection ({})", describe_io(&e))),
+                })?;
+            if n == 0 {
+                return Err(fail("lost connection".into()));
+            }
+            if n > MAX_REPLY_LINE || lines.len() >= MAX_REPLY_LINES {
+                return Err(fail("reply too long".into()));
+            }
+            let text: String = String::from_utf8_lossy(&line)
+                .trim_end_matches(['\r', '\n'])
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect();
+            if self.verbose {
+                eprintln!("<<< {text}");
+            }
+            let code = text
+                .get(..3)
+                .and_then(|c| c.parse::<u16>().ok())
+                .filter(|c| (200..600).contains(c));
+            let Some(code) = code else {
+                return Err(fail(format!(
+                    "malformed reply `{}`",
+                    text.chars().take(80).collect::<String>()
+                )));
+            };
+            let sep = text.as_bytes().get(3).copied();
+            lines.push(text.get(4..).unwrap_or("").to_string());
+            match sep {
+                Some(b'-') => continue,
+                None | Some(b' ') => return Ok(Reply { code, lines }),
+                Some(_) => return Err(fail("malformed reply".into())),
+            }
+        }
+    }
+}
+
+/// RFC 3461 xtext: `+` and `=`, controls and non-printables as `+HH`.
+fn xtext(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+fn describe_io(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "Connection timed out".into(),
+        io::ErrorKind::ConnectionRefused => "Connection refused".into(),
+        io::ErrorKind::ConnectionReset => "Connection reset by peer".into(),
+        io::ErrorKind::BrokenPipe => "Broken pipe".into(),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_display_on_one_line() {
+        let r = Reply {
+            code: 550,
+            lines: vec!["5.1.1 <a@b>:".into(), "user unknown".into()],
+        };
+        assert_eq!(r.to_string(), "550 5.1.1 <a@b>: user unknown");
+        assert!(r.is_permanent() && !r.is_positive());
+    }
+
+    #[test]
+    fn ehlo_capabilities() {
+        let r = Reply {
+            code: 250,
+            lines: [
+                "mx.example",
+                "PIPELINING",
+                "SIZE 10240000",
+                "8BITMIME",
+                "DSN",
+                "SMTPUTF8",
+                "STARTTLS",
+            ]
+            .map(String::from)
+            .to_vec(),
+        };
+        let c = Capabilities::from_ehlo(&r);
+        assert!(c.pipelining && c.eightbitmime && c.dsn && c.smtputf8 && c.starttls);
+        assert_eq!(c.size, Some(10240000));
+    }
+
+    #[test]
+    fn xtext_encoding() {
+        assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+    }
+}
