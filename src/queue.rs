@@ -45,6 +45,10 @@ struct Child {
     inbox: Vec<u8>,
     destination: String,
     job: Option<(Job, Instant)>,
+    /// Asked for work while every queued message of its destination was in
+    /// another child's hands (a message with recipients at several
+    /// destinations); answered as soon as one is free.
+    waiting: bool,
     killed: bool,
 }
 
@@ -97,8 +101,8 @@ pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result
             break;
         }
         wait_for_children(&children, Duration::from_millis(200));
-        for child in children.iter_mut() {
-            serve(child, &mut queues, &ctx, &mut log);
+        for i in 0..children.len() {
+            serve(i, &mut children, &mut queues, &ctx, &mut log);
         }
         enforce_deadlines(config, &mut children);
         reap(&mut children, &ctx, &mut log);
@@ -233,6 +237,7 @@ fn fork_child(
                 inbox: Vec::new(),
                 destination: destination.to_string(),
                 job: None,
+                waiting: false,
                 killed: false,
             })
         }
@@ -257,54 +262,72 @@ fn wait_for_children(children: &[Child], timeout: Duration) {
     };
 }
 
-/// Answers what a child said: the next message of its destination, or quit.
+/// Reads what a child said and answers it, and answers a waiting child
+/// whose message has become free.
 fn serve(
-    child: &mut Child,
+    i: usize,
+    children: &mut [Child],
     queues: &mut BTreeMap<String, VecDeque<Job>>,
     ctx: &RecordContext,
     log: &mut Log,
 ) {
     let mut buf = [0u8; 1024];
     loop {
-        match child.sock.read(&mut buf) {
+        match children[i].sock.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => child.inbox.extend_from_slice(&buf[..n]),
+            Ok(n) => children[i].inbox.extend_from_slice(&buf[..n]),
             Err(_) => break, // WouldBlock: nothing more for now
         }
     }
-    while let Some(end) = child.inbox.iter().position(|&b| b == b'\n') {
-        let line: Vec<u8> = child.inbox.drain(..=end).collect();
+    while let Some(end) = children[i].inbox.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = children[i].inbox.drain(..=end).collect();
         let line = String::from_utf8_lossy(&line).trim_end().to_string();
-        child.job = None; // whatever it said, its last job is recorded
+        children[i].job = None; // whatever it said, its last job is recorded
+        children[i].waiting = true;
         if let Some(reason) = line.strip_prefix("dead ") {
             // Every other message for this destination would wait out the same failure.
-            if let Some(queue) = queues.get_mut(&child.destination) {
+            if let Some(queue) = queues.get_mut(&children[i].destination) {
                 for job in queue.drain(..) {
                     deliver::defer(ctx, &job.id, &job.rcpts, reason, log);
                 }
             }
         }
-        let next = queues
-            .get_mut(&child.destination)
-            .and_then(VecDeque::pop_front);
-        let reply = match &next {
-            Some(job) => {
-                let rcpts: Vec<String> = job.rcpts.iter().map(usize::to_string).collect();
-                format!("job {} {}\n", job.id, rcpts.join(","))
-            }
-            None => "quit\n".to_string(),
-        };
-        let _ = child.sock.set_nonblocking(false);
-        let sent = child.sock.write_all(reply.as_bytes()).is_ok();
-        let _ = child.sock.set_nonblocking(true);
-        match next {
-            Some(job) if sent => child.job = Some((job, Instant::now())),
-            Some(job) => queues
-                .entry(child.destination.clone())
-                .or_default()
-                .push_front(job),
-            None => {}
+    }
+    if children[i].waiting {
+        assign(i, children, queues);
+    }
+}
+
+/// Gives a waiting child the first message of its destination that no other
+/// child holds, or `quit` when there is none left; leaves it waiting while
+/// the only ones left are in other children's hands.
+fn assign(i: usize, children: &mut [Child], queues: &mut BTreeMap<String, VecDeque<Job>>) {
+    let queue = queues.entry(children[i].destination.clone()).or_default();
+    let in_flight = |id: &str| {
+        children
+            .iter()
+            .any(|c| c.job.as_ref().is_some_and(|(j, _)| j.id == id))
+    };
+    let free = queue.iter().position(|job| !in_flight(&job.id));
+    let reply = match free {
+        None if !queue.is_empty() => return,
+        None => "quit\n".to_string(),
+        Some(pos) => {
+            let job = &queue[pos];
+            let rcpts: Vec<String> = job.rcpts.iter().map(usize::to_string).collect();
+            format!("job {} {}\n", job.id, rcpts.join(","))
         }
+    };
+    let child = &mut children[i];
+    child.waiting = false;
+    let _ = child.sock.set_nonblocking(false);
+    let sent = child.sock.write_all(reply.as_bytes()).is_ok();
+    let _ = child.sock.set_nonblocking(true);
+    if let Some(pos) = free
+        && sent
+    {
+        let job = queue.remove(pos).expect("found above");
+        child.job = Some((job, Instant::now()));
     }
 }
 
