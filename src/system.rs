@@ -165,21 +165,10 @@ pub fn random_u64() -> u64 {
     v
 }
 
-/// Before anything else: make sure fds 0, 1 and 2 are open, so that a file
-/// spoolmail opens can never be one a caller closed and later writes to by
-/// accident (a stray error message landing in a spool file), and set the
-/// umask that keeps spool files from other users.
+/// Sets the umask that keeps spool files from other users. (Closed fds 0,
+/// 1 and 2 need no care here: Rust's runtime reopens them on /dev/null before
+/// `main`, so no file spoolmail opens can take their place.)
 pub fn sanitize_process() {
-    for fd in 0..3 {
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-            let flags = if fd == 0 {
-                libc::O_RDONLY
-            } else {
-                libc::O_WRONLY
-            };
-            unsafe { libc::open(c"/dev/null".as_ptr(), flags) };
-        }
-    }
     unsafe { libc::umask(0o027) };
 }
 
