@@ -71,13 +71,17 @@ impl Log {
         let ok = match &mut self.sink {
             Sink::Syslog(logger) => logger.info(&*msg).is_ok(),
             Sink::File(f) => {
+                // One write(2) per line: with O_APPEND, lines of concurrent
+                // processes never interleave.
                 let stamp = crate::system::mailq_date(crate::system::now().0);
-                writeln!(f, "{stamp} {}[{pid}]: {msg}", self.tag).is_ok()
+                let line = format!("{stamp} {}[{pid}]: {msg}\n", self.tag);
+                f.write_all(line.as_bytes()).is_ok()
             }
             Sink::Stderr => false,
         };
         if !ok {
-            eprintln!("{}[{pid}]: {msg}", self.tag);
+            let line = format!("{}[{pid}]: {msg}\n", self.tag);
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }
 }
