@@ -206,9 +206,8 @@ impl Worker<'_> {
         let mut file = &claim.file;
         let result = file
             .seek(SeekFrom::Start(header_len))
-            .map_err(|e| crate::smtp::SessionError {
-                text: format!("cannot read the queued message: {e}"),
-                permanent: false,
+            .map_err(|e| {
+                crate::smtp::SessionError::temporary(format!("cannot read the queued message: {e}"))
             })
             .and_then(|_| {
                 client.send(

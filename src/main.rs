@@ -85,12 +85,16 @@ fn run() -> Result<u8> {
                 select: select.clone(),
                 force: select.is_some(),
             };
-            loop {
+            let Some(every) = interval else {
                 queue::run_pass(&config, &selection, inv.verbose)?;
-                match interval {
-                    Some(every) => std::thread::sleep(*every),
-                    None => return Ok(exit::OK),
+                return Ok(exit::OK);
+            };
+            // -qDURATION stands in for cron: a failed pass is reported, not fatal.
+            loop {
+                if let Err(e) = queue::run_pass(&config, &selection, inv.verbose) {
+                    eprintln!("sendmail: queue run failed: {e}");
                 }
+                std::thread::sleep(*every);
             }
         }
         Mode::Help | Mode::Version => unreachable!("handled above"),

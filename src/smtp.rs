@@ -79,6 +79,20 @@ pub struct SessionError {
     /// The server said no with a 5xx at the greeting or EHLO/HELO: another
     /// MX may still take it, but this host will not.
     pub permanent: bool,
+    /// A reused connection failed before the server took anything of this
+    /// message (the server closed an idle connection, or said 421): safe to
+    /// try the message again at once on a fresh connection.
+    pub stale: bool,
+}
+
+impl SessionError {
+    pub fn temporary(text: String) -> SessionError {
+        SessionError {
+            text,
+            permanent: false,
+            stale: false,
+        }
+    }
 }
 
 impl fmt::Display for SessionError {
@@ -167,15 +181,13 @@ impl Client {
         verbose: bool,
     ) -> Result<Client, SessionError> {
         let peer = format!("{host}[{}]:{}", addr.ip(), addr.port());
-        let stream = TcpStream::connect_timeout(&addr, t.connect).map_err(|e| SessionError {
-            text: format!("connect to {peer}: {}", describe_io(&e)),
-            permanent: false,
+        let stream = TcpStream::connect_timeout(&addr, t.connect).map_err(|e| {
+            SessionError::temporary(format!("connect to {peer}: {}", describe_io(&e)))
         })?;
         let _ = stream.set_nodelay(true);
-        let reader_stream = stream.try_clone().map_err(|e| SessionError {
-            text: format!("{peer}: {e}"),
-            permanent: false,
-        })?;
+        let reader_stream = stream
+            .try_clone()
+            .map_err(|e| SessionError::temporary(format!("{peer}: {e}")))?;
         let mut client = Client {
             reader: BufReader::with_capacity(16 * 1024, reader_stream),
             writer: BufWriter::with_capacity(64 * 1024, stream),
@@ -206,6 +218,7 @@ impl Client {
         SessionError {
             text: format!("host {} {what} {reply}", self.peer),
             permanent: reply.is_permanent(),
+            stale: false,
         }
     }
 
@@ -238,14 +251,19 @@ impl Client {
                 self.peer
             ))));
         }
-        if self.transactions > 0 {
-            self.send_line("RSET")?;
-            let rset = self.read_reply(t.mail, "RSET")?;
+        let reused = self.transactions > 0;
+        let stale = |mut e: SessionError| {
+            e.stale = reused;
+            e
+        };
+        if reused {
+            self.send_line("RSET").map_err(stale)?;
+            let rset = self.read_reply(t.mail, "RSET").map_err(stale)?;
             if !rset.is_positive() {
-                return Err(SessionError {
-                    text: format!("host {} said {rset} to RSET", self.peer),
-                    permanent: false,
-                });
+                return Err(stale(SessionError::temporary(format!(
+                    "host {} said {rset} to RSET",
+                    self.peer
+                ))));
             }
         }
         self.transactions += 1;
@@ -259,8 +277,8 @@ impl Client {
                 self.queue_line(c)?;
             }
             self.queue_line("DATA")?;
-            self.flush()?;
-            let m = self.read_reply(t.mail, "MAIL FROM")?;
+            self.flush().map_err(stale)?;
+            let m = self.read_reply(t.mail, "MAIL FROM").map_err(stale)?;
             let mut rs = Vec::with_capacity(rcpts.len());
             for _ in rcpts {
                 rs.push(self.read_reply(t.rcpt, "RCPT TO")?);
@@ -268,8 +286,8 @@ impl Client {
             let d = self.read_reply(t.data_init, "DATA")?;
             (m, rs, Some(d))
         } else {
-            self.send_line(&mail)?;
-            let m = self.read_reply(t.mail, "MAIL FROM")?;
+            self.send_line(&mail).map_err(stale)?;
+            let m = self.read_reply(t.mail, "MAIL FROM").map_err(stale)?;
             let mut rs = Vec::new();
             if m.is_positive() {
                 for c in &rcpt_cmds {
@@ -286,6 +304,12 @@ impl Client {
             (m, rs, d)
         };
 
+        if reused && mail_reply.code == 421 {
+            return Err(stale(SessionError::temporary(format!(
+                "host {} said {mail_reply}",
+                self.peer
+            ))));
+        }
         if !mail_reply.is_positive() {
             if data_reply.as_ref().is_some_and(|d| d.code == 354) {
                 self.end_data_empty(t)?;
@@ -378,18 +402,16 @@ impl Client {
     ) -> Result<(), SessionError> {
         self.set_write_timeout(t.data_block)?;
         let peer = self.peer.clone();
-        let werr = |e: io::Error| SessionError {
-            text: format!(
+        let werr = |e: io::Error| {
+            SessionError::temporary(format!(
                 "lost connection with {peer} while sending message content: {}",
                 describe_io(&e)
-            ),
-            permanent: false,
+            ))
         };
         let mut at_line_start = true;
         loop {
-            let chunk = content.fill_buf().map_err(|e| SessionError {
-                text: format!("cannot read the queued message: {e}"),
-                permanent: false,
+            let chunk = content.fill_buf().map_err(|e| {
+                SessionError::temporary(format!("cannot read the queued message: {e}"))
             })?;
             if chunk.is_empty() {
                 break;
@@ -435,10 +457,7 @@ impl Client {
         self.writer
             .get_ref()
             .set_write_timeout(Some(d))
-            .map_err(|e| SessionError {
-                text: format!("{}: {e}", self.peer),
-                permanent: false,
-            })
+            .map_err(|e| SessionError::temporary(format!("{}: {e}", self.peer)))
     }
 
     fn queue_line(&mut self, line: &str) -> Result<(), SessionError> {
@@ -468,21 +487,19 @@ impl Client {
 
     fn lost(&self, e: &io::Error, during: &str) -> SessionError {
         let during = during.split(':').next().unwrap_or(during);
-        SessionError {
-            text: format!(
-                "lost connection with {} while sending {during}: {}",
-                self.peer,
-                describe_io(e)
-            ),
-            permanent: false,
-        }
+        SessionError::temporary(format!(
+            "lost connection with {} while sending {during}: {}",
+            self.peer,
+            describe_io(e)
+        ))
     }
 
     fn read_reply(&mut self, timeout: Duration, after: &str) -> Result<Reply, SessionError> {
         let peer = self.peer.clone();
-        let fail = |what: String| SessionError {
-            text: format!("{what} with {peer} while waiting for the reply to {after}"),
-            permanent: false,
+        let fail = |what: String| {
+            SessionError::temporary(format!(
+                "{what} with {peer} while waiting for the reply to {after}"
+            ))
         };
         self.reader
             .get_ref()
