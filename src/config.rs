@@ -57,6 +57,10 @@ pub struct Config {
     /// deferred after this long; its child is killed.
     pub transaction_deadline: Duration,
     pub timeouts: crate::smtp::Timeouts,
+    /// Recipients accepted in one `-bs` transaction.
+    pub max_recipients: usize,
+    /// Members may set any sender in `-bs` without an X-Authentication-Warning.
+    pub trusted_group: Option<String>,
 }
 
 impl Default for Config {
@@ -83,6 +87,8 @@ impl Default for Config {
             max_per_destination: 10,
             transaction_deadline: Duration::from_secs(15 * 60),
             timeouts: crate::smtp::Timeouts::default(),
+            max_recipients: 1000,
+            trusted_group: None,
         }
     }
 }
@@ -214,6 +220,23 @@ impl Config {
                 let a = crate::address::validate(v)
                     .map_err(|e| format!("double_bounce_recipient: {e}"))?;
                 self.double_bounce_recipient = Some(a);
+            }
+            "max_recipients" => {
+                self.max_recipients = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(format!("max_recipients: `{v}` is not a positive number"))?
+            }
+            "trusted_group" => {
+                if v.is_empty()
+                    || !v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                {
+                    return Err(format!("trusted_group: `{v}` is not a group name"));
+                }
+                self.trusted_group = Some(v.to_string());
             }
             "max_per_destination" => {
                 self.max_per_destination = v.parse().ok().filter(|n| *n > 0).ok_or(format!(

@@ -13,6 +13,7 @@ mod mailq;
 mod queue;
 mod route;
 mod smtp;
+mod smtpd;
 mod spool;
 mod submit;
 mod system;
@@ -71,9 +72,7 @@ fn run() -> Result<u8> {
                 .map_err(|e| Error::io("cannot write the listing", e))?;
             Ok(exit::OK)
         }
-        Mode::SmtpStdio => Err(Error::Unsupported(
-            "-bs (SMTP on standard input) is not built yet".into(),
-        )),
+        Mode::SmtpStdio => smtp_session(&inv, &config),
         Mode::Newaliases => Err(Error::Unsupported(
             "newaliases (-bi): aliases are not built yet".into(),
         )),
@@ -101,16 +100,57 @@ fn run() -> Result<u8> {
     }
 }
 
-fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
-    let origin = submit::Origin::of_current_process(config, inv.sender.is_none())?;
-    let (envelope, size) = submit::submit(inv, config, &origin, std::io::stdin().lock())?;
+/// `-bs`: an SMTP session on stdin/stdout; every accepted message is
+/// logged and delivered as any submission is.
+fn smtp_session(inv: &Invocation, config: &Config) -> Result<u8> {
+    let origin = submit::Origin::of_current_process(config, false)?;
+    let user = system::current_user()
+        .map(|u| u.name)
+        .unwrap_or_else(|_| format!("uid{}", origin.uid));
+    let peer = smtpd::Peer {
+        trusted: system::user_is_trusted(config.trusted_group.as_deref()),
+        user,
+    };
     let mut log = log::Log::open(&config.log, inv.log_tag.as_deref().unwrap_or("spoolmail"));
+    let mode = inv.delivery_mode.unwrap_or(config.delivery_mode);
+    let stdout = std::io::stdout();
+    let result = smtpd::serve(
+        config,
+        &origin,
+        &peer,
+        std::io::stdin().lock(),
+        stdout.lock(),
+        |envelope, size| {
+            log_queued(&mut log, envelope, size);
+            if mode != DeliveryMode::Queue {
+                // An SMTP client waits for the next reply: delivery goes to the background.
+                let selection = queue::Selection {
+                    select: Some(cli::Selector::QueueId(envelope.id.clone())),
+                    force: true,
+                };
+                deliver_in_background(config, &selection);
+            }
+        },
+    );
+    result.map_err(|e| Error::io("SMTP session on standard input", e))?;
+    Ok(exit::OK)
+}
+
+fn log_queued(log: &mut log::Log, envelope: &spool::Envelope, size: u64) {
     log.info(&format!(
         "{}: from=<{}>, size={size}, nrcpt={} (queue active)",
         envelope.id,
         envelope.sender,
         envelope.recipients.len()
     ));
+}
+
+fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
+    let origin = submit::Origin::of_current_process(config, inv.sender.is_none())?;
+    let submission = submit::Submission::from_invocation(inv, &origin)?;
+    let (envelope, size) = submit::submit(&submission, config, &origin, std::io::stdin().lock())?;
+    let mut log = log::Log::open(&config.log, inv.log_tag.as_deref().unwrap_or("spoolmail"));
+    log_queued(&mut log, &envelope, size);
     if inv.verbose {
         eprintln!("spoolmail: queued as {}", envelope.id);
     }

@@ -56,33 +56,72 @@ impl Origin {
     }
 }
 
-/// Queues the message on `input` as `inv` describes; returns its envelope.
+/// What a submission says about its envelope, however it arrived: from the
+/// command line, or from an SMTP session on stdin (`-bs`).
+#[derive(Debug, Clone, Default)]
+pub struct Submission {
+    /// Validated and qualified; empty for the null sender.
+    pub sender: String,
+    /// Validated addr-specs; bare names are qualified on intake.
+    pub recipients: Vec<String>,
+    /// `-t`: add the recipients of the To, Cc and Bcc headers.
+    pub extract_recipients: bool,
+    /// Without it, a line holding a single dot ends the input.
+    pub ignore_dots: bool,
+    /// For an added From header.
+    pub full_name: Option<String>,
+    pub body_type: Option<BodyType>,
+    pub ret: Option<crate::cli::Ret>,
+    pub envid: Option<String>,
+    pub notify: Option<String>,
+    /// Whole header fields (each ending in LF) added above the message's own,
+    /// under the Received line: X-Authentication-Warning.
+    pub extra_headers: String,
+}
+
+impl Submission {
+    pub fn from_invocation(inv: &Invocation, origin: &Origin) -> Result<Submission> {
+        let mut recipients = Vec::new();
+        for arg in &inv.recipients {
+            recipients.extend(address::parse_argument(arg)?);
+        }
+        Ok(Submission {
+            sender: envelope_sender(inv.sender.as_deref(), origin)?,
+            recipients,
+            extract_recipients: inv.extract_recipients,
+            ignore_dots: inv.ignore_dots,
+            full_name: inv.full_name.as_deref().map(check_full_name).transpose()?,
+            body_type: inv.body_type,
+            ret: inv.ret,
+            envid: inv.envid.clone(),
+            notify: inv.notify.clone(),
+            extra_headers: String::new(),
+        })
+    }
+}
+
+/// Queues the message on `input` as `sub` describes; returns its envelope
+/// and the size of its content.
 pub fn submit(
-    inv: &Invocation,
+    sub: &Submission,
     config: &Config,
     origin: &Origin,
     input: impl Read,
 ) -> Result<(Envelope, u64)> {
-    let sender = envelope_sender(inv, origin)?;
-    let full_name = inv.full_name.as_deref().map(check_full_name).transpose()?;
-    let mut argv_rcpts = Vec::new();
-    for arg in &inv.recipients {
-        argv_rcpts.extend(address::parse_argument(arg)?);
-    }
-
+    let full_name = sub.full_name.clone();
     let limit = config.max_message_size;
-    let mut reader = BufReader::with_capacity(64 * 1024, Normalizer::new(input, inv.ignore_dots));
+    let mut reader = BufReader::with_capacity(64 * 1024, Normalizer::new(input, sub.ignore_dots));
     let header = read_header_block(&mut reader)?;
     check_size(header.len, limit)?;
     let fields = Fields::parse(&header.bytes);
 
-    let mut recipients = argv_rcpts;
-    if inv.extract_recipients {
+    let mut recipients = sub.recipients.clone();
+    if sub.extract_recipients {
         recipients.extend(fields.recipients()?);
     }
     let recipients = qualify_and_dedupe(recipients, &origin.domain)?;
     if recipients.is_empty() {
-        return Err(Error::Usage(if inv.extract_recipients {
+        return Err(Error::Usage(if sub.extract_recipients {
             "no recipients: none on the command line and no To, Cc or Bcc header".into()
         } else {
             "no recipients: name them on the command line, or use -t".into()
@@ -94,18 +133,19 @@ pub fn submit(
         id: String::new(),
         arrival: now,
         uid: origin.uid,
-        smtputf8: !sender.is_ascii() || recipients.iter().any(|r| !r.address.is_ascii()),
-        sender,
+        smtputf8: !sub.sender.is_ascii() || recipients.iter().any(|r| !r.address.is_ascii()),
+        sender: sub.sender.clone(),
         recipients,
-        ret: inv.ret,
-        envid: inv.envid.clone(),
-        notify: inv.notify.clone(),
-        body: inv.body_type.unwrap_or(BodyType::SevenBit),
+        ret: sub.ret,
+        envid: sub.envid.clone(),
+        notify: sub.notify.clone(),
+        body: sub.body_type.unwrap_or(BodyType::SevenBit),
     };
     let spool = Spool::new(&config.spool_dir);
     let mut size = 0;
     let envelope = spool.deposit(envelope, |env, draft| {
-        let added = added_headers(env, &fields, origin, full_name.as_deref());
+        let mut added = added_headers(env, &fields, origin, full_name.as_deref());
+        added.top.push_str(&sub.extra_headers);
         write_header(draft, &added.top, &fields, &added.bottom)?;
         if let Some(first) = &header.body_start {
             write_content(draft, first)?;
@@ -126,8 +166,10 @@ pub fn submit(
     Ok((envelope, size))
 }
 
-fn envelope_sender(inv: &Invocation, origin: &Origin) -> Result<String> {
-    match &inv.sender {
+/// The envelope sender: `given` (from `-f`, or MAIL FROM), qualified, else
+/// the submitting user at the qualifying domain.
+pub fn envelope_sender(given: Option<&str>, origin: &Origin) -> Result<String> {
+    match given {
         Some(s) => {
             let s = address::parse_sender(s)?;
             Ok(if s.is_empty() {

@@ -185,6 +185,44 @@ pub fn detach_stdio() {
     }
 }
 
+/// True when the real user is root or belongs to `group` (by its real or a
+/// supplementary group; the setgid group of the binary does not count).
+pub fn user_is_trusted(group: Option<&str>) -> bool {
+    if unsafe { libc::getuid() } == 0 {
+        return true;
+    }
+    let Some(group) = group else { return false };
+    let Ok(cname) = std::ffi::CString::new(group) else {
+        return false;
+    };
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    let rc = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return false;
+    }
+    let gid = grp.gr_gid;
+    if unsafe { libc::getgid() } == gid {
+        return true;
+    }
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    if n <= 0 {
+        return false;
+    }
+    let mut groups = vec![0 as libc::gid_t; n as usize];
+    let n = unsafe { libc::getgroups(n, groups.as_mut_ptr()) };
+    n > 0 && groups[..n as usize].contains(&gid)
+}
+
 /// True when running setgid (or setuid) for someone else.
 pub fn is_privileged() -> bool {
     unsafe { libc::getegid() != libc::getgid() || libc::geteuid() != libc::getuid() }
