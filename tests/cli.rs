@@ -641,12 +641,17 @@ fn smtp_mode_bs_speaks_smtp_on_stdio() {
     // The full -bs behaviour is tested in tests/smtpd.rs; here only that the
     // flag selects the mode and a session queues a message.
     let t = TestSpool::new("mode-bs");
-    let session = b"EHLO c\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n\
+    let session =
+        b"EHLO c\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n\
 Subject: bs\r\n\r\nhello\r\n.\r\nQUIT\r\n";
     let out = t.run(&["-bs"], session);
     out.assert_ok();
     assert!(out.stdout.starts_with("220 "), "{}", out.stdout);
-    assert!(out.stdout.contains("250 2.0.0 Ok: queued as "), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("250 2.0.0 Ok: queued as "),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.ends_with("221 2.0.0 Bye\r\n"), "{}", out.stdout);
     let q = t.only_message();
     assert_eq!(q.rcpts(), vec!["bob@example.com"]);
