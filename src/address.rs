@@ -303,6 +303,109 @@ pub fn qualify(addr: &str, domain: &str) -> String {
     }
 }
 
+/// Qualifies the bare local names in an address-list header value (`To:
+/// root`, `From: "Cron Daemon" <root>`) with `@domain`, as Postfix does, so
+/// that no relay refuses the message for an address without a domain.
+/// Everything else in the value (names, comments, folding) is kept as it
+/// is. None when nothing needs qualifying or the value is not a parsable list.
+pub fn qualify_header_value(value: &str, domain: &str) -> Option<String> {
+    let addrs = parse_list(value).ok()?;
+    if addrs.iter().all(|a| split_at_domain(a).1.is_some()) {
+        return None;
+    }
+    let mut inserts = Vec::new();
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut comment = 0usize;
+    let mut angle: Option<(usize, bool)> = None; // (start of contents, has @)
+    let mut seen_angle = false;
+    let mut has_at = false;
+    let mut word_end: Option<usize> = None;
+    let mut in_group = false;
+    let finish =
+        |inserts: &mut Vec<usize>, seen_angle: bool, has_at: bool, word_end: Option<usize>| {
+            if let (false, false, Some(end)) = (seen_angle, has_at, word_end) {
+                inserts.push(end);
+            }
+        };
+    for (i, c) in value.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        if quoted {
+            match c {
+                '\\' => escaped = true,
+                '"' => {
+                    quoted = false;
+                    if angle.is_none() {
+                        word_end = Some(i + 1);
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        if comment > 0 {
+            match c {
+                '\\' => escaped = true,
+                '(' => comment += 1,
+                ')' => comment -= 1,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => quoted = true,
+            '(' => comment = 1,
+            '<' if angle.is_none() => {
+                angle = Some((i + 1, false));
+                seen_angle = true;
+            }
+            '>' => {
+                if let Some((start, at)) = angle.take()
+                    && !at
+                    && !value[start..i].trim().is_empty()
+                {
+                    inserts.push(i);
+                }
+            }
+            '@' => match angle.as_mut() {
+                Some((_, at)) => *at = true,
+                None => has_at = true,
+            },
+            ':' if angle.is_none() && !in_group => {
+                in_group = true; // what came before was the group's name
+                (seen_angle, has_at, word_end) = (false, false, None);
+            }
+            ',' | ';' if angle.is_none() => {
+                finish(&mut inserts, seen_angle, has_at, word_end);
+                if c == ';' {
+                    in_group = false;
+                }
+                (seen_angle, has_at, word_end) = (false, false, None);
+            }
+            c if c.is_whitespace() => {}
+            _ if angle.is_none() => word_end = Some(i + c.len_utf8()),
+            _ => {}
+        }
+    }
+    finish(&mut inserts, seen_angle, has_at, word_end);
+    if inserts.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(value.len() + inserts.len() * (domain.len() + 1));
+    let mut last = 0;
+    for at in inserts {
+        out.push_str(&value[last..at]);
+        out.push('@');
+        out.push_str(domain);
+        last = at;
+    }
+    out.push_str(&value[last..]);
+    Some(out)
+}
+
 /// Parses one recipient argument from the command line: an address, a list
 /// of them, or `Name <addr>`, each validated.
 pub fn parse_argument(arg: &str) -> Result<Vec<String>> {
@@ -421,6 +524,28 @@ mod tests {
         assert_eq!(parse_sender("").unwrap(), "");
         assert_eq!(parse_sender("Me <me@x.org>").unwrap(), "me@x.org");
         assert!(parse_sender("a@b, c@d").is_err());
+    }
+
+    #[test]
+    fn header_values_qualified_in_place() {
+        let q = |v: &str| qualify_header_value(v, "example.org");
+        assert_eq!(q(" root\n").as_deref(), Some(" root@example.org\n"));
+        assert_eq!(
+            q(" \"(Cron Daemon)\" <root>\n").as_deref(),
+            Some(" \"(Cron Daemon)\" <root@example.org>\n")
+        );
+        assert_eq!(
+            q(" root (Cron Daemon), bob@x.org,\n\tadmin\n").as_deref(),
+            Some(" root@example.org (Cron Daemon), bob@x.org,\n\tadmin@example.org\n")
+        );
+        assert_eq!(
+            q(" Team: root, a@b;\n").as_deref(),
+            Some(" Team: root@example.org, a@b;\n")
+        );
+        assert_eq!(q(" \"x y\"\n").as_deref(), Some(" \"x y\"@example.org\n"));
+        assert_eq!(q(" a@b, \"C\" <c@d>\n"), None);
+        assert_eq!(q(" undisclosed-recipients:;\n"), None);
+        assert_eq!(q(" John Smith\n"), None);
     }
 
     #[test]

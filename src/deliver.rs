@@ -234,9 +234,14 @@ impl Worker<'_> {
     }
 }
 
+/// The envelope of a claimed message, the length of the envelope (where the
+/// content starts) and the content's size. Reads from the start of the file,
+/// wherever an earlier read left its position.
 fn read_claimed(claim: &Claim) -> std::io::Result<(Envelope, u64, u64)> {
     let total = claim.file.metadata()?.len();
-    let mut reader = BufReader::with_capacity(4096, &claim.file);
+    let mut file = &claim.file;
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = BufReader::with_capacity(4096, file);
     let (envelope, header_len) = crate::spool::parse_envelope(&mut reader)?;
     Ok((envelope, header_len, total.saturating_sub(header_len)))
 }

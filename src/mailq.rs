@@ -7,6 +7,7 @@
 //! (connect to mx.example.com[192.0.2.1]:25: Connection refused)
 //!                                          bob@example.com
 //!
+//! \t\tTotal requests: 1
 //! -- 2 Kbytes in 1 Request.
 //! ```
 //!
@@ -46,6 +47,9 @@ pub fn list(spool: &Spool, out: &mut impl Write) -> Result<()> {
             }
         }
     }
+    // Sendmail's count line, for tools that parse Sendmail's listing
+    // (check_mailq's default mode); Postfix's parsers read only the last line.
+    writeln!(out, "\t\tTotal requests: {count}").map_err(out_err)?;
     let plural = if count == 1 { "" } else { "s" };
     writeln!(
         out,

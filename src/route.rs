@@ -152,6 +152,7 @@ impl<'c> Router<'c> {
         shuffle_equal_preferences(&mut exchanges);
         let mut targets = Vec::new();
         let mut last_error = String::new();
+        let mut only_missing_hosts = true;
         for (_, host) in &exchanges {
             match rt.block_on(resolver.lookup_ip(host.as_str())) {
                 Ok(ips) => {
@@ -161,11 +162,22 @@ impl<'c> Router<'c> {
                         addr: SocketAddr::new(ip, port),
                     }));
                 }
-                Err(e) => last_error = format!("cannot resolve MX host {host}: {e}"),
+                Err(e) => {
+                    only_missing_hosts &= e.is_no_records_found();
+                    last_error = format!(
+                        "cannot resolve MX host {} of {domain}: {e}",
+                        host.trim_end_matches('.')
+                    );
+                }
             }
         }
         if targets.is_empty() {
-            return Err(RouteError::Temporary(last_error));
+            // MX hosts that do not exist will not exist on retry either.
+            return Err(if only_missing_hosts {
+                RouteError::Permanent(format!("Host or domain name not found: {last_error}"))
+            } else {
+                RouteError::Temporary(last_error)
+            });
         }
         Ok(targets)
     }

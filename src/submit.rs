@@ -14,7 +14,22 @@ use crate::error::{Error, Result};
 use crate::spool::{Draft, Envelope, Recipient, Spool};
 use crate::system;
 use md5::{Digest, Md5};
+use std::borrow::Cow;
 use std::io::{self, BufRead, BufReader, Read, Write};
+
+/// Header fields whose bare local names are qualified, as Postfix's
+/// cleanup does.
+const ADDRESS_FIELDS: [&str; 9] = [
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "resent-from",
+    "resent-sender",
+    "resent-to",
+    "resent-cc",
+];
 
 /// The header block is held in memory to find recipients; past this size the
 /// rest of the message is treated as body, as Postfix does with header_size_limit.
@@ -146,7 +161,7 @@ pub fn submit(
     let envelope = spool.deposit(envelope, |env, draft| {
         let mut added = added_headers(env, &fields, origin, full_name.as_deref());
         added.top.push_str(&sub.extra_headers);
-        write_header(draft, &added.top, &fields, &added.bottom)?;
+        write_header(draft, &added.top, &fields, &added.bottom, &origin.domain)?;
         if let Some(first) = &header.body_start {
             write_content(draft, first)?;
         }
@@ -451,22 +466,37 @@ impl<'a> Fields<'a> {
         Ok(out)
     }
 
-    /// The fields that are written out: all but Bcc and Resent-Bcc, which
-    /// must never leave this host. Fields are written in the order submitted;
-    /// anything between the parser's fields (it should be nothing) is kept.
-    fn kept_ranges(&self) -> Vec<(usize, usize)> {
-        let mut out = Vec::new();
+    /// The header as it is written out, in the order submitted: without Bcc
+    /// and Resent-Bcc, which must never leave this host, and with bare local
+    /// names in address fields qualified (`To: root` to `To: root@DOMAIN`).
+    /// Anything between the parser's fields (it should be nothing) is kept.
+    fn output(&self, domain: &str) -> Vec<Cow<'a, [u8]>> {
+        let mut out = Vec::with_capacity(self.list.len() + 1);
         let mut pos = 0;
-        for (name, start, _, end) in &self.list {
+        for (name, start, value, end) in &self.list {
+            if pos < *start {
+                out.push(Cow::Borrowed(&self.raw[pos..*start]));
+            }
+            pos = *end;
             if name == "bcc" || name == "resent-bcc" {
-                if pos < *start {
-                    out.push((pos, *start));
+                continue;
+            }
+            let qualified = ADDRESS_FIELDS
+                .contains(&name.as_str())
+                .then(|| std::str::from_utf8(&self.raw[*value..*end]).ok())
+                .flatten()
+                .and_then(|v| address::qualify_header_value(v, domain));
+            match qualified {
+                Some(v) => {
+                    let mut field = self.raw[*start..*value].to_vec();
+                    field.extend_from_slice(v.as_bytes());
+                    out.push(Cow::Owned(field));
                 }
-                pos = *end;
+                None => out.push(Cow::Borrowed(&self.raw[*start..*end])),
             }
         }
         if pos < self.raw.len() {
-            out.push((pos, self.raw.len()));
+            out.push(Cow::Borrowed(&self.raw[pos..]));
         }
         out
     }
@@ -586,10 +616,16 @@ fn write_content(draft: &mut Draft, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn write_header(draft: &mut Draft, top: &str, fields: &Fields, bottom: &str) -> Result<()> {
+fn write_header(
+    draft: &mut Draft,
+    top: &str,
+    fields: &Fields,
+    bottom: &str,
+    domain: &str,
+) -> Result<()> {
     write_content(draft, top.as_bytes())?;
-    for (start, end) in fields.kept_ranges() {
-        write_content(draft, &fields.raw[start..end])?;
+    for field in fields.output(domain) {
+        write_content(draft, &field)?;
     }
     write_content(draft, bottom.as_bytes())?;
     write_content(draft, b"\n")
@@ -687,15 +723,11 @@ mod tests {
 
     #[test]
     fn fields_and_bcc_removal() {
-        let raw = b"To: a@b,\n c@d\nBcc: secret@x\nSubject: s\nResent-Bcc: r@x\nX: y\n";
+        let raw = b"To: a@b,\n root\nBcc: secret@x\nSubject: s\nResent-Bcc: r@x\nX: y\n";
         let f = Fields::parse(raw);
         assert_eq!(f.recipients().unwrap(), vec!["r@x"]); // Resent- present
-        let kept: Vec<u8> = f
-            .kept_ranges()
-            .iter()
-            .flat_map(|&(s, e)| raw[s..e].to_vec())
-            .collect();
-        assert_eq!(kept, b"To: a@b,\n c@d\nSubject: s\nX: y\n");
+        let kept: Vec<u8> = f.output("ex.org").concat();
+        assert_eq!(kept, b"To: a@b,\n root@ex.org\nSubject: s\nX: y\n");
         let f = Fields::parse(b"To: a@b\nCc: G: c@d;\nBcc: e@f\n");
         assert_eq!(f.recipients().unwrap(), vec!["a@b", "c@d", "e@f"]);
     }

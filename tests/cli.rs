@@ -1607,8 +1607,9 @@ fn mailq_lists_messages_senders_and_recipients() {
     out.assert_ok();
     assert_eq!(out.stderr, "");
     let lines: Vec<&str> = out.stdout.lines().collect();
-    // Heading, message 1 (3 lines), empty, message 2 (2 lines), empty, trailer.
-    assert_eq!(lines.len(), 9, "{}", out.stdout);
+    // Heading, message 1 (3 lines), empty, message 2 (2 lines), empty,
+    // Sendmail's count line (for check_mailq's sendmail mode), trailer.
+    assert_eq!(lines.len(), 10, "{}", out.stdout);
     let (a, b) = if q1.id < q2.id {
         (&q1, &q2)
     } else {
@@ -1638,12 +1639,13 @@ fn mailq_lists_messages_senders_and_recipients() {
     }
     assert_eq!(lines[4], "");
     assert_eq!(lines[7], "");
+    assert_eq!(lines[8], "\t\tTotal requests: 2");
     assert!(
-        lines[8].starts_with("-- ") && lines[8].ends_with(" Kbytes in 2 Requests."),
+        lines[9].starts_with("-- ") && lines[9].ends_with(" Kbytes in 2 Requests."),
         "{}",
-        lines[8]
+        lines[9]
     );
-    let n: u64 = lines[8][3..lines[8].find(" Kbytes").unwrap()]
+    let n: u64 = lines[9][3..lines[9].find(" Kbytes").unwrap()]
         .parse()
         .unwrap();
     let total = (q1.content.len() + q2.content.len()) as u64;
