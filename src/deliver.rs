@@ -68,12 +68,16 @@ pub fn worker_main(sock: UnixStream, destination: String, config: &Config, verbo
         };
         let (id, indices) = job.split_once(' ').unwrap_or((job, ""));
         let indices: Vec<usize> = indices.split(',').filter_map(|i| i.parse().ok()).collect();
-        report = match worker.run_job(id, &indices) {
-            JobEnd::Done => "next\n".into(),
-            JobEnd::DestinationDead(reason) => {
-                format!("dead {}\n", reason.replace(['\r', '\n'], " "))
-            }
-        };
+        let (end, failed) = worker.run_job(id, &indices);
+        // Permanent failures first, for `-odi -oep`, which reports them.
+        report = failed
+            .iter()
+            .map(|(i, text)| format!("failed {id} {i} {}\n", one_line(text)))
+            .collect();
+        report.push_str(&match end {
+            JobEnd::Done => "next\n".to_string(),
+            JobEnd::DestinationDead(reason) => format!("dead {}\n", one_line(&reason)),
+        });
     }
     if let Some(client) = worker.client.take() {
         client.quit();
@@ -82,16 +86,18 @@ pub fn worker_main(sock: UnixStream, destination: String, config: &Config, verbo
 }
 
 impl Worker<'_> {
-    fn run_job(&mut self, id: &str, indices: &[usize]) -> JobEnd {
+    /// Delivers one message to this destination's recipients; returns how
+    /// the job ended and the recipients that failed for good.
+    fn run_job(&mut self, id: &str, indices: &[usize]) -> (JobEnd, Vec<(usize, String)>) {
         let Ok(Some(claim)) = self.spool.claim(id) else {
-            return JobEnd::Done; // another runner has it, or it is gone
+            return (JobEnd::Done, Vec::new()); // another runner has it, or it is gone
         };
         let (envelope, header_len, size) = match read_claimed(&claim) {
             Ok(v) => v,
             Err(e) => {
                 self.log
                     .info(&format!("{id}: cannot read queued message: {e}"));
-                return JobEnd::Done;
+                return (JobEnd::Done, Vec::new());
             }
         };
         let state = self.spool.read_state(id).unwrap_or_default();
@@ -107,7 +113,7 @@ impl Worker<'_> {
             })
             .collect();
         if rcpts.is_empty() {
-            return JobEnd::Done;
+            return (JobEnd::Done, Vec::new());
         }
         let mut end = JobEnd::Done;
         let (outcomes, relay) = match self.connection() {
@@ -124,7 +130,7 @@ impl Worker<'_> {
             config: self.config,
             host: &self.host,
         };
-        if let Err(e) = record(
+        match record(
             &ctx,
             claim,
             &envelope,
@@ -133,10 +139,13 @@ impl Worker<'_> {
             relay.as_deref(),
             &mut self.log,
         ) {
-            self.log
-                .info(&format!("{id}: cannot record delivery state: {e}"));
+            Ok(failed) => (end, failed),
+            Err(e) => {
+                self.log
+                    .info(&format!("{id}: cannot record delivery state: {e}"));
+                (end, Vec::new())
+            }
         }
-        end
     }
 
     /// Makes sure a connection is open; on failure, the outcome for the
@@ -256,7 +265,8 @@ pub struct RecordContext<'a> {
 /// retry schedule, expires what has waited too long, queues the bounce for
 /// what failed (before the failure is recorded, so a crash in between can
 /// only bounce twice, never lose the notice), then writes the state or
-/// removes the message when every recipient is done.
+/// removes the message when every recipient is done. Returns the recipients
+/// that failed for good in this attempt, with why.
 pub fn record(
     ctx: &RecordContext,
     claim: Claim,
@@ -265,7 +275,7 @@ pub fn record(
     outcomes: &[(usize, Outcome)],
     relay: Option<&str>,
     log: &mut Log,
-) -> crate::error::Result<()> {
+) -> crate::error::Result<Vec<(usize, String)>> {
     let (now, _) = system::now();
     let schedule = &ctx.config.retry_schedule;
     let due = state.attempts == 0 || state.next_attempt <= now;
@@ -334,10 +344,16 @@ pub fn record(
     if done {
         ctx.spool.remove(claim)?;
         log.info(&format!("{}: removed", env.id));
-        Ok(())
     } else {
-        ctx.spool.write_state(&claim, &state)
+        ctx.spool.write_state(&claim, &state)?;
     }
+    Ok(outcomes
+        .iter()
+        .filter_map(|(i, _)| match state.status_of(*i) {
+            (RcptStatus::Failed, text) => Some((*i, text.to_string())),
+            _ => None,
+        })
+        .collect())
 }
 
 fn queue_bounce(
@@ -392,12 +408,19 @@ fn queue_bounce(
 
 /// Defers a job without trying it (its destination is dead for this pass,
 /// or its child was killed): claims the message and records `reason`.
-pub fn defer(ctx: &RecordContext, id: &str, indices: &[usize], reason: &str, log: &mut Log) {
+/// Returns the recipients that failed for good (the deferral expired them).
+pub fn defer(
+    ctx: &RecordContext,
+    id: &str,
+    indices: &[usize],
+    reason: &str,
+    log: &mut Log,
+) -> Vec<(usize, String)> {
     let Ok(Some(claim)) = ctx.spool.claim(id) else {
-        return;
+        return Vec::new();
     };
     let Ok((env, _, _)) = read_claimed(&claim) else {
-        return;
+        return Vec::new();
     };
     let state = ctx.spool.read_state(id).unwrap_or_default();
     let outcomes: Vec<(usize, Outcome)> = indices
@@ -412,11 +435,17 @@ pub fn defer(ctx: &RecordContext, id: &str, indices: &[usize], reason: &str, log
         .map(|&i| (i, Outcome::Deferred(reason.to_string())))
         .collect();
     if outcomes.is_empty() {
-        return;
+        return Vec::new();
     }
-    if let Err(e) = record(ctx, claim, &env, state, &outcomes, None, log) {
+    record(ctx, claim, &env, state, &outcomes, None, log).unwrap_or_else(|e| {
         log.info(&format!("{id}: cannot record delivery state: {e}"));
-    }
+        Vec::new()
+    })
+}
+
+/// Text that travels on the parent's one-line protocol.
+fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
 }
 
 /// The enhanced status code for a log line: the reply's own, else by class.

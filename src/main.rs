@@ -165,8 +165,8 @@ fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
             Ok(exit::OK)
         }
         DeliveryMode::Interactive => {
-            queue::run_pass(config, &selection, inv.verbose)?;
-            Ok(report_interactive(inv, config, &envelope))
+            let summary = queue::run_pass(config, &selection, inv.verbose)?;
+            Ok(report_interactive(inv, &envelope, &summary))
         }
     }
 }
@@ -195,20 +195,22 @@ fn deliver_in_background(config: &Config, selection: &queue::Selection) {
 /// `-odi`: after the attempt, under `-oep` the recipients that failed are
 /// printed and the exit code says so (they are bounced as well); under the
 /// other error modes the bounce is the report.
-fn report_interactive(inv: &Invocation, config: &Config, envelope: &spool::Envelope) -> u8 {
+fn report_interactive(
+    inv: &Invocation,
+    envelope: &spool::Envelope,
+    summary: &queue::PassSummary,
+) -> u8 {
     if inv.error_mode != Some(cli::ErrorMode::Print) {
         return exit::OK;
     }
-    let spool = spool::Spool::new(&config.spool_dir);
-    let Ok(state) = spool.read_state(&envelope.id) else {
-        return exit::OK;
-    };
-    let mut failed = false;
-    for (i, status, text) in &state.recipients {
-        if *status == spool::RcptStatus::Failed {
-            eprintln!("sendmail: {}: {text}", envelope.recipients[*i].address);
-            failed = true;
+    let mut code = exit::OK;
+    for (id, i, text) in &summary.failed {
+        if *id == envelope.id
+            && let Some(r) = envelope.recipients.get(*i)
+        {
+            eprintln!("sendmail: {}: {text}", r.address);
+            code = exit::NOUSER;
         }
     }
-    if failed { exit::NOUSER } else { exit::OK }
+    code
 }

@@ -65,6 +65,9 @@ pub struct Selection {
 pub struct PassSummary {
     pub jobs: usize,
     pub children: usize,
+    /// (queue id, recipient index, reason) of every recipient that failed
+    /// for good in this pass, for `-odi -oep`.
+    pub failed: Vec<(String, usize, String)>,
 }
 
 pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result<PassSummary> {
@@ -79,7 +82,7 @@ pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result
     let mut queues = collect_jobs(&spool, config, selection)?;
     let mut summary = PassSummary {
         jobs: queues.values().map(VecDeque::len).sum(),
-        children: 0,
+        ..Default::default()
     };
     if verbose {
         eprintln!(
@@ -102,10 +105,10 @@ pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result
         }
         wait_for_children(&children, Duration::from_millis(200));
         for i in 0..children.len() {
-            serve(i, &mut children, &mut queues, &ctx, &mut log);
+            serve(i, &mut children, &mut queues, &ctx, &mut log, &mut summary);
         }
         enforce_deadlines(config, &mut children);
-        reap(&mut children, &ctx, &mut log);
+        reap(&mut children, &ctx, &mut log, &mut summary);
     }
     Ok(summary)
 }
@@ -270,6 +273,7 @@ fn serve(
     queues: &mut BTreeMap<String, VecDeque<Job>>,
     ctx: &RecordContext,
     log: &mut Log,
+    summary: &mut PassSummary,
 ) {
     let mut buf = [0u8; 1024];
     loop {
@@ -282,13 +286,27 @@ fn serve(
     while let Some(end) = children[i].inbox.iter().position(|&b| b == b'\n') {
         let line: Vec<u8> = children[i].inbox.drain(..=end).collect();
         let line = String::from_utf8_lossy(&line).trim_end().to_string();
-        children[i].job = None; // whatever it said, its last job is recorded
+        if let Some(failure) = line.strip_prefix("failed ") {
+            let mut parts = failure.splitn(3, ' ');
+            if let (Some(id), Some(Ok(index)), Some(text)) =
+                (parts.next(), parts.next().map(str::parse), parts.next())
+            {
+                summary
+                    .failed
+                    .push((id.to_string(), index, text.to_string()));
+            }
+            continue;
+        }
+        children[i].job = None; // `next` or `dead`: its last job is recorded
         children[i].waiting = true;
         if let Some(reason) = line.strip_prefix("dead ") {
             // Every other message for this destination would wait out the same failure.
             if let Some(queue) = queues.get_mut(&children[i].destination) {
                 for job in queue.drain(..) {
-                    deliver::defer(ctx, &job.id, &job.rcpts, reason, log);
+                    let failed = deliver::defer(ctx, &job.id, &job.rcpts, reason, log);
+                    summary
+                        .failed
+                        .extend(failed.into_iter().map(|(i, t)| (job.id.clone(), i, t)));
                 }
             }
         }
@@ -346,7 +364,7 @@ fn enforce_deadlines(config: &Config, children: &mut [Child]) {
 
 /// Collects exited children; a message a child held when it died or was
 /// killed is deferred, never lost: the state it had stays, with the reason.
-fn reap(children: &mut Vec<Child>, ctx: &RecordContext, log: &mut Log) {
+fn reap(children: &mut Vec<Child>, ctx: &RecordContext, log: &mut Log, summary: &mut PassSummary) {
     loop {
         let mut status = 0;
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
@@ -370,7 +388,10 @@ fn reap(children: &mut Vec<Child>, ctx: &RecordContext, log: &mut Log) {
                     child.destination
                 )
             };
-            deliver::defer(ctx, &job.id, &job.rcpts, &reason, log);
+            let failed = deliver::defer(ctx, &job.id, &job.rcpts, &reason, log);
+            summary
+                .failed
+                .extend(failed.into_iter().map(|(i, t)| (job.id.clone(), i, t)));
         }
     }
 }

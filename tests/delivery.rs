@@ -1,0 +1,792 @@
+//! Delivery (`sendmail -q`, `-odi`) against real servers on loopback: the
+//! aiosmtpd sink for the normal path, the scripted server for faults, and
+//! dnsmasq for MX routing. Every message is either delivered, still queued,
+//! or bounced to its sender: these tests look for each of the three.
+
+mod support;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::{Dns, DnsZone, Fixture, Smtp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_spoolmail");
+
+/// A private spool with its config and log, removed on drop.
+struct Spool {
+    root: PathBuf,
+}
+
+impl Spool {
+    /// `config`: lines added to the base config (spool, log, queue-only
+    /// submissions, short time-outs, a retry schedule that is always due).
+    fn new(config: &str) -> Spool {
+        let root = support::scratch_dir("delivery");
+        fs::create_dir_all(root.join("spool/tmp")).unwrap();
+        fs::create_dir_all(root.join("spool/queue")).unwrap();
+        let base = format!(
+            "spool_dir = {}\nlog = {}\nqualify_domain = example.org\nhelo_name = client.test\n\
+             delivery_mode = queue\nconnect_timeout = 3s\ncommand_timeout = 10s\ndata_timeout = 10s\n\
+             retry_schedule = 0 0 0 0\n",
+            root.join("spool").display(),
+            root.join("maillog").display()
+        );
+        fs::write(root.join("spoolmail.conf"), format!("{base}{config}")).unwrap();
+        Spool { root }
+    }
+
+    fn conf(&self) -> String {
+        self.root.join("spoolmail.conf").display().to_string()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("-C").arg(self.conf()).args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        wait_output(child, Duration::from_secs(60))
+    }
+
+    fn submit(&self, args: &[&str], message: &str) {
+        let out = self.run(args, message.as_bytes());
+        assert!(
+            out.status.success(),
+            "submit {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// One queue run, to completion.
+    fn pass(&self) -> Output {
+        let out = self.run(&["-q"], b"");
+        assert!(
+            out.status.success(),
+            "-q: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn queue_dir(&self) -> PathBuf {
+        self.root.join("spool/queue")
+    }
+
+    /// Queued message ids.
+    fn queued(&self) -> Vec<String> {
+        let mut ids: Vec<String> = fs::read_dir(self.queue_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".state"))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn file(&self, id: &str) -> String {
+        fs::read_to_string(self.queue_dir().join(id)).unwrap()
+    }
+
+    fn state(&self, id: &str) -> String {
+        fs::read_to_string(self.queue_dir().join(format!("{id}.state"))).unwrap_or_default()
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.root.join("maillog")).unwrap_or_default()
+    }
+
+    fn mailq(&self) -> String {
+        String::from_utf8(self.run(&["-bp"], b"").stdout).unwrap()
+    }
+
+    /// Queued bounces: messages with the null sender.
+    fn bounces(&self) -> Vec<String> {
+        self.queued()
+            .into_iter()
+            .map(|id| self.file(&id))
+            .filter(|f| f.lines().any(|l| l == "sender "))
+            .collect()
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("spoolmail did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn message(subject: &str, body: &str) -> String {
+    format!(
+        "From: Alice <alice@example.org>\nTo: someone@example.net\nSubject: {subject}\n\n{body}"
+    )
+}
+
+/// The stored content of a message as the SMTP client sends it: CRLF lines.
+fn as_sent(stored: &str) -> Vec<u8> {
+    let content = stored.split_once("\n\n").unwrap().1;
+    content.replace('\n', "\r\n").into_bytes()
+}
+
+#[test]
+fn smarthost_receives_the_message_byte_for_byte() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    let body = "first line\n.a line that starts with a dot\n..two dots\n.\nlast line\n";
+    let msg = format!("To: bob@example.net\nBcc: hidden@example.net\nSubject: exact\n\n{body}");
+    s.submit(&["-i", "-f", "alice@example.org", "-t"], &msg);
+    let id = s.queued().pop().unwrap();
+    let stored = s.file(&id);
+    s.pass();
+    let got = sink.wait_for_messages(1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1);
+    let m = &got[0];
+    assert_eq!(m.mail_from, "alice@example.org");
+    let mut rcpts = m.rcpt_tos.clone();
+    rcpts.sort();
+    assert_eq!(rcpts, vec!["bob@example.net", "hidden@example.net"]);
+    assert_eq!(
+        m.data,
+        as_sent(&stored),
+        "the server got exactly the stored message, CRLF, dots unstuffed"
+    );
+    assert!(!m.text().contains("Bcc:"), "{}", m.text());
+    assert_eq!(m.helo, "client.test");
+    assert!(m.esmtp);
+    assert!(s.queued().is_empty(), "delivered messages leave the queue");
+    assert_eq!(s.mailq(), "Mail queue is empty\n");
+    let log = s.log();
+    assert!(
+        log.contains(&format!("{id}: to=<bob@example.net>, relay=")),
+        "{log}"
+    );
+    assert!(log.contains("status=sent (250"), "{log}");
+}
+
+#[test]
+fn one_connection_carries_many_messages() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(&format!(
+        "smarthost = {}\nmax_per_destination = 2\n",
+        sink.addr()
+    ));
+    for i in 0..30 {
+        s.submit(&["bob@example.net"], &message(&format!("m{i}"), "hello\n"));
+    }
+    s.pass();
+    assert_eq!(
+        sink.wait_for_messages(30, Duration::from_secs(20)).len(),
+        30
+    );
+    let connections = sink.connections();
+    assert!(
+        (1..=2).contains(&connections),
+        "30 messages over {connections} connections"
+    );
+    assert!(s.queued().is_empty());
+}
+
+#[test]
+fn dsn_and_8bitmime_parameters_are_passed_on() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    s.submit(
+        &[
+            "-N",
+            "success,failure",
+            "-R",
+            "hdrs",
+            "-V",
+            "env+id=1",
+            "bob@example.net",
+        ],
+        &message("dsn", "caf\u{e9}\n"),
+    );
+    s.pass();
+    let m = &sink.wait_for_messages(1, Duration::from_secs(10))[0];
+    let opts = m.mail_options.join(" ");
+    assert!(opts.contains("BODY=8BITMIME"), "{opts}");
+    assert!(opts.contains("RET=HDRS"), "{opts}");
+    assert!(opts.contains("ENVID=env+2Bid+3D1"), "xtext-encoded: {opts}");
+    assert!(opts.contains("SIZE="), "{opts}");
+    assert_eq!(m.rcpt_options[0], vec!["NOTIFY=SUCCESS,FAILURE"]);
+}
+
+#[test]
+fn temporary_failure_then_success_delivers_exactly_once() {
+    let server = Smtp::faulty("tempfail-once", &[]);
+    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    s.submit(&["bob@example.net"], &message("retry", "x\n"));
+    let id = s.queued().pop().unwrap();
+    s.pass();
+    assert_eq!(server.message_count(), 0);
+    assert!(
+        s.state(&id).contains("rcpt 0 deferred 451 4.3.0"),
+        "{}",
+        s.state(&id)
+    );
+    assert!(
+        s.mailq().contains("(451 4.3.0"),
+        "mailq shows why: {}",
+        s.mailq()
+    );
+    s.pass();
+    assert_eq!(
+        server.wait_for_messages(1, Duration::from_secs(10)).len(),
+        1
+    );
+    s.pass(); // nothing left to send again
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.message_count(), 1, "delivered exactly once");
+    assert!(s.queued().is_empty());
+}
+
+#[test]
+fn permanent_failure_bounces_one_dsn_to_the_sender() {
+    let server = Smtp::faulty("reject-rcpt", &[]);
+    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    s.submit(
+        &[
+            "-f",
+            "alice@example.org",
+            "bad1@example.net",
+            "good@example.net",
+        ],
+        &message("bounce me", "body text\n"),
+    );
+    let id = s.queued().pop().unwrap();
+    s.pass();
+    // The good recipient got it; the bad one is bounced: the original is gone,
+    // a DSN with the null sender is queued for alice.
+    let delivered = server.wait_for_messages(1, Duration::from_secs(10));
+    assert_eq!(delivered[0].rcpt_tos, vec!["good@example.net"]);
+    assert!(!s.queued().contains(&id), "the original is done");
+    let bounces = s.bounces();
+    assert_eq!(bounces.len(), 1, "exactly one DSN");
+    // The next run delivers the DSN to the sender, with MAIL FROM:<>.
+    s.pass();
+    let all = server.wait_for_messages(2, Duration::from_secs(10));
+    let dsn = all
+        .iter()
+        .find(|m| m.mail_from.is_empty())
+        .expect("a DSN with the null sender");
+    assert_eq!(dsn.rcpt_tos, vec!["alice@example.org"]);
+    let text = dsn.text();
+    for needle in [
+        "Content-Type: multipart/report; report-type=delivery-status;",
+        "Content-Type: message/delivery-status",
+        "Final-Recipient: rfc822; bad1@example.net",
+        "Action: failed",
+        "Status: 5.1.1",
+        "Remote-MTA: dns; ",
+        "Diagnostic-Code: smtp; 550 5.1.1",
+        "Content-Type: text/rfc822-headers",
+        "Subject: bounce me",
+        "Auto-Submitted: auto-replied",
+    ] {
+        assert!(text.contains(needle), "DSN lacks {needle:?}:\n{text}");
+    }
+    assert!(
+        !text.contains("Final-Recipient: rfc822; good@example.net"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("body text"),
+        "RET unset: headers only\n{text}"
+    );
+    assert!(s.queued().is_empty());
+}
+
+#[test]
+fn rejected_data_bounces_and_dropped_connection_defers() {
+    let rejecting = Smtp::faulty("reject-data", &[]);
+    let s = Spool::new(&format!("smarthost = {}\n", rejecting.addr()));
+    s.submit(
+        &["-f", "alice@example.org", "bob@example.net"],
+        &message("too big", "x\n"),
+    );
+    s.pass();
+    let bounces = s.bounces();
+    assert_eq!(bounces.len(), 1, "552 at the end of data bounces");
+    assert!(bounces[0].contains("Status: 5.3.4"), "{}", bounces[0]);
+
+    let dropping = Smtp::faulty("drop-mid-data", &[]);
+    let s = Spool::new(&format!("smarthost = {}\n", dropping.addr()));
+    s.submit(&["bob@example.net"], &message("dropped", "x\ny\nz\n"));
+    let id = s.queued().pop().unwrap();
+    s.pass();
+    assert_eq!(
+        s.queued(),
+        vec![id.clone()],
+        "still queued after a dropped connection"
+    );
+    let state = s.state(&id);
+    assert!(
+        state.contains("rcpt 0 deferred") && state.contains("lost connection"),
+        "{state}"
+    );
+    assert!(s.bounces().is_empty());
+}
+
+#[test]
+fn server_size_limit_fails_without_sending() {
+    let sink = Smtp::sink(&["--size-limit", "200"]);
+    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    s.submit(
+        &["-f", "alice@example.org", "bob@example.net"],
+        &message("big", &"x".repeat(1000)),
+    );
+    s.pass();
+    assert_eq!(sink.message_count(), 0);
+    // The original is failed; the bounce (small) is queued for alice.
+    let bounces = s.bounces();
+    assert_eq!(bounces.len(), 1);
+    assert!(bounces[0].contains("exceeds size limit"), "{}", bounces[0]);
+}
+
+#[test]
+fn ehlo_refused_falls_back_to_helo() {
+    let server = Smtp::faulty("no-ehlo", &[]);
+    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    s.submit(&["bob@example.net"], &message("helo", "x\n"));
+    s.pass();
+    let m = &server.wait_for_messages(1, Duration::from_secs(10))[0];
+    assert!(!m.esmtp, "sent after HELO");
+    assert!(
+        m.mail_options.is_empty(),
+        "no ESMTP parameters to a HELO server: {:?}",
+        m.mail_options
+    );
+    assert!(s.queued().is_empty());
+}
+
+#[test]
+fn smarthost_list_fails_over_in_order() {
+    let sink = Smtp::sink(&[]);
+    let dead_host = support::loopback_host();
+    let dead = format!("{dead_host}:{}", support::free_port(&dead_host));
+    let s = Spool::new(&format!("smarthost = {dead} {}\n", sink.addr()));
+    s.submit(&["bob@example.net"], &message("failover", "x\n"));
+    s.pass();
+    assert_eq!(sink.wait_for_messages(1, Duration::from_secs(10)).len(), 1);
+    assert!(s.queued().is_empty());
+}
+
+#[test]
+fn verbose_queue_run_shows_the_conversation() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    s.submit(&["bob@example.net"], &message("v", "x\n"));
+    let out = s.run(&["-q", "-v"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(">>> MAIL FROM:<"), "{err}");
+    assert!(err.contains(">>> RCPT TO:<bob@example.net>"), "{err}");
+    assert!(err.contains("<<< 250"), "{err}");
+}
+
+#[test]
+fn interactive_delivery_reports_permanent_failure_under_oep() {
+    let server = Smtp::faulty("reject-rcpt", &[]);
+    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    let out = s.run(
+        &["-odi", "-oep", "-f", "alice@example.org", "bad@example.net"],
+        message("i", "x\n").as_bytes(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(67),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad@example.net") && err.contains("550 5.1.1"),
+        "{err}"
+    );
+
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    let out = s.run(&["-odi", "bob@example.net"], message("i", "x\n").as_bytes());
+    assert!(out.status.success());
+    assert_eq!(sink.message_count(), 1, "-odi delivered before returning");
+    assert!(s.queued().is_empty());
+}
+
+#[test]
+fn expired_message_bounces_with_4_4_7() {
+    let server = Smtp::faulty("tempfail-always", &[]);
+    let s = Spool::new(&format!(
+        "smarthost = {}\nretry_schedule = 0 0\n",
+        server.addr()
+    ));
+    s.submit(
+        &["-f", "alice@example.org", "bob@example.net"],
+        &message("expire", "x\n"),
+    );
+    let id = s.queued().pop().unwrap();
+    s.pass();
+    assert!(s.queued().contains(&id), "deferred after the first attempt");
+    s.pass();
+    assert!(
+        !s.queued().contains(&id),
+        "expired after the last attempt of the schedule"
+    );
+    let bounces = s.bounces();
+    assert_eq!(bounces.len(), 1, "{:?}", s.queued());
+    assert!(bounces[0].contains("Status: 4.4.7"), "{}", bounces[0]);
+    assert!(
+        bounces[0].contains("message expired after 2 attempts"),
+        "{}",
+        bounces[0]
+    );
+    assert!(
+        bounces[0].contains("rcpt alice@example.org"),
+        "{}",
+        bounces[0]
+    );
+}
+
+#[test]
+fn a_failed_bounce_is_never_bounced_again() {
+    let server = Smtp::faulty("reject-rcpt", &[]);
+    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    s.submit(
+        &["-f", "<>", "bad@example.net"],
+        &message("null sender", "x\n"),
+    );
+    s.pass();
+    assert!(
+        s.queued().is_empty(),
+        "dropped, not bounced: {:?}",
+        s.queued()
+    );
+    assert!(s.log().contains("no bounce sent"), "{}", s.log());
+
+    let s = Spool::new(&format!(
+        "smarthost = {}\ndouble_bounce_recipient = postmaster@example.org\n",
+        server.addr()
+    ));
+    s.submit(
+        &["-f", "<>", "bad@example.net"],
+        &message("null sender", "x\n"),
+    );
+    s.pass();
+    let bounces = s.bounces();
+    assert_eq!(bounces.len(), 1);
+    assert!(
+        bounces[0].contains("rcpt postmaster@example.org"),
+        "{}",
+        bounces[0]
+    );
+}
+
+#[test]
+fn stuck_transaction_is_killed_at_the_deadline_and_deferred() {
+    let server = Smtp::faulty("slow-rcpt", &["--delay", "60"]);
+    let s = Spool::new(&format!(
+        "smarthost = {}\ntransaction_deadline = 2s\n",
+        server.addr()
+    ));
+    s.submit(&["bob@example.net"], &message("slow", "x\n"));
+    let id = s.queued().pop().unwrap();
+    let started = Instant::now();
+    s.pass();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the pass ended at the deadline: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.queued(), vec![id.clone()]);
+    assert!(s.state(&id).contains("timed out"), "{}", s.state(&id));
+}
+
+fn dns_config(dns: &Dns, port: u16) -> String {
+    format!("dns_server = {}\nsmtp_port = {port}\n", dns.addr())
+}
+
+#[test]
+fn mx_routing_with_dnsmasq() {
+    let servers = Smtp::start_same_port(&[(Fixture::Sink, &[]), (Fixture::Sink, &[])]);
+    let (primary, secondary) = (&servers[0], &servers[1]);
+    let dns = Dns::start(&DnsZone::standard(&primary.host, &secondary.host));
+    let s = Spool::new(&dns_config(&dns, primary.port));
+    s.submit(
+        &["-f", "alice@mx.test", "a@mx.test", "b@implicit.test"],
+        &message("mx", "x\n"),
+    );
+    s.submit(
+        &["-f", "alice@mx.test", "c@servfail.test"],
+        &message("servfail", "x\n"),
+    );
+    s.submit(
+        &["-f", "alice@mx.test", "d@nullmx.test"],
+        &message("nullmx", "x\n"),
+    );
+    s.submit(
+        &["-f", "alice@mx.test", "e@nxdomain.test"],
+        &message("nx", "x\n"),
+    );
+    s.submit(
+        &["-f", "alice@mx.test", "f@dangling.test"],
+        &message("dangling", "x\n"),
+    );
+    s.pass();
+    // MX and implicit MX both lead to the primary.
+    let got = primary.wait_for_messages(2, Duration::from_secs(10));
+    let mut rcpts: Vec<String> = got.iter().flat_map(|m| m.rcpt_tos.clone()).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, vec!["a@mx.test", "b@implicit.test"]);
+    // SERVFAIL: deferred, with the DNS error as the reason.
+    let mailq = s.mailq();
+    assert!(mailq.contains("c@servfail.test"), "{mailq}");
+    assert!(
+        mailq.contains("DNS lookup of MX for servfail.test failed"),
+        "{mailq}"
+    );
+    // Null MX, NXDOMAIN, a dangling MX: bounced (one DSN each) to alice.
+    let bounces = s.bounces();
+    assert_eq!(bounces.len(), 3, "{mailq}");
+    let all = bounces.join("\n");
+    assert!(
+        all.contains("Final-Recipient: rfc822; d@nullmx.test") && all.contains("null MX"),
+        "{all}"
+    );
+    assert!(
+        all.contains("Final-Recipient: rfc822; e@nxdomain.test"),
+        "{all}"
+    );
+    assert!(
+        all.contains("Final-Recipient: rfc822; f@dangling.test"),
+        "{all}"
+    );
+}
+
+#[test]
+fn mx_failover_to_the_secondary() {
+    // The primary MX host's address has nothing listening; the secondary
+    // (preference 20) is the sink.
+    let sink = Smtp::sink(&[]);
+    let dead = support::loopback_host();
+    let dns = Dns::start(&DnsZone::standard(&dead, &sink.host));
+    let s = Spool::new(&dns_config(&dns, sink.port));
+    s.submit(&["a@failover.test"], &message("failover", "x\n"));
+    s.pass();
+    assert_eq!(sink.wait_for_messages(1, Duration::from_secs(10)).len(), 1);
+    assert!(s.queued().is_empty());
+}
+
+#[test]
+fn tarpit_does_not_delay_other_destinations() {
+    let servers = Smtp::start_same_port(&[(Fixture::Sink, &[]), (Fixture::Faulty("tarpit"), &[])]);
+    let (fast, tarpit) = (&servers[0], &servers[1]);
+    let zone = DnsZone::new()
+        .mx("fast.test", 10, "mx.fast.test")
+        .host("mx.fast.test", &[&fast.host])
+        .mx("slow.test", 10, "mx.slow.test")
+        .host("mx.slow.test", &[&tarpit.host]);
+    let dns = Dns::start(&zone);
+    let s = Spool::new(&format!(
+        "{}transaction_deadline = 60s\n",
+        dns_config(&dns, fast.port)
+    ));
+    for i in 0..5 {
+        s.submit(&[&format!("u{i}@slow.test")], &message("slow", "x\n"));
+    }
+    for i in 0..40 {
+        s.submit(&[&format!("u{i}@fast.test")], &message("fast", "x\n"));
+    }
+    let started = Instant::now();
+    let mut pass = s
+        .command(&["-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let all_fast = support::wait_until(Duration::from_secs(20), || fast.message_count() == 40);
+    let elapsed = started.elapsed();
+    let still_running = pass.try_wait().unwrap().is_none();
+    let _ = pass.kill();
+    let _ = pass.wait();
+    assert!(
+        all_fast,
+        "only {} of 40 fast messages arrived",
+        fast.message_count()
+    );
+    assert!(
+        still_running,
+        "the tarpit was still holding the pass when the fast host had everything"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "fast messages took {elapsed:?}"
+    );
+    assert!(tarpit.connections() >= 1);
+    // Killing the pass loses nothing: the tarpit's five are still queued.
+    let left: Vec<String> = s.queued().iter().map(|id| s.file(id)).collect();
+    assert_eq!(left.len(), 5, "{left:?}");
+    assert!(left.iter().all(|f| f.contains("@slow.test")));
+}
+
+fn marker_counts(server: &Smtp) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for m in server.messages() {
+        let text = m.text();
+        let subject = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Subject: "))
+            .unwrap_or("")
+            .to_string();
+        *counts.entry(subject).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn submit_many(s: &Spool, n: usize, rcpt: &str) {
+    // Queue-only submissions in parallel batches, for speed.
+    for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+        let children: Vec<Child> = chunk
+            .iter()
+            .map(|i| {
+                let mut c = s
+                    .command(&[rcpt])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                c.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(message(&format!("m{i:04}"), "x\n").as_bytes())
+                    .unwrap();
+                c
+            })
+            .collect();
+        for c in children {
+            let out = wait_output(c, Duration::from_secs(30));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn three_concurrent_passes_deliver_each_message_once() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    submit_many(&s, 500, "bob@example.net");
+    let passes: Vec<Child> = (0..3)
+        .map(|_| {
+            s.command(&["-q"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for p in passes {
+        assert!(wait_output(p, Duration::from_secs(120)).status.success());
+    }
+    let counts = marker_counts(&sink);
+    assert_eq!(counts.len(), 500, "every message arrived");
+    let doubles: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(doubles.is_empty(), "delivered more than once: {doubles:?}");
+    assert!(s.queued().is_empty());
+}
+
+#[test]
+fn pass_killed_halfway_loses_nothing() {
+    let server = Smtp::faulty("slow-data", &["--delay", "0.05"]);
+    let s = Spool::new(&format!(
+        "smarthost = {}\nmax_per_destination = 2\n",
+        server.addr()
+    ));
+    submit_many(&s, 100, "bob@example.net");
+    let mut pass = s
+        .command(&["-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let some = support::wait_until(Duration::from_secs(30), || server.message_count() >= 20);
+    // The parent dies at once; its children notice the closed socket and stop.
+    unsafe { libc::kill(pass.id() as i32, libc::SIGKILL) };
+    let _ = pass.wait();
+    assert!(some, "the pass made progress before the kill");
+    assert!(server.message_count() < 100, "killed before the end");
+    std::thread::sleep(Duration::from_millis(500));
+    s.pass();
+    let counts = marker_counts(&server);
+    assert_eq!(
+        counts.len(),
+        100,
+        "nothing lost: {} distinct of 100",
+        counts.len()
+    );
+    assert!(s.queued().is_empty(), "{:?}", s.queued());
+}
+
+#[test]
+fn leftovers_of_dead_writers_are_removed_by_the_pass() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    let tmp = s.root.join("spool/tmp");
+    let old = tmp.join("0000000000000AAA");
+    let young = tmp.join("0000000000000BBB");
+    fs::write(&old, "SPOOLMAIL 1\nid 0000000000000AAA\n").unwrap();
+    fs::write(&young, "SPOOLMAIL 1\n").unwrap();
+    set_mtime(&old, 3600);
+    let orphan_state = s.queue_dir().join("0000000000000CCC.state");
+    fs::write(&orphan_state, "SPOOLMAIL-STATE 1\n").unwrap();
+    s.pass();
+    assert!(!old.exists(), "an unlocked hour-old leftover is removed");
+    assert!(young.exists(), "a fresh file may belong to a live writer");
+    assert!(
+        !orphan_state.exists(),
+        "a state file without its message is removed"
+    );
+}
+
+fn set_mtime(path: &Path, seconds_ago: i64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let t = libc::timespec {
+        tv_sec: (now - seconds_ago) as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) },
+        0
+    );
+}
