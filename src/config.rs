@@ -61,6 +61,12 @@ pub struct Config {
     pub max_recipients: usize,
     /// Members may set any sender in `-bs` without an X-Authentication-Warning.
     pub trusted_group: Option<String>,
+    /// The aliases file for unqualified recipients; None: no aliases.
+    pub aliases_file: Option<PathBuf>,
+    /// Where unqualified recipients go when no alias takes them (nullmailer's adminaddr).
+    pub local_recipient_fallback: Option<String>,
+    /// Senders at this host (`user@localhost`, `user@HOSTNAME`) are rewritten to this domain.
+    pub masquerade_domain: Option<String>,
 }
 
 impl Default for Config {
@@ -89,6 +95,9 @@ impl Default for Config {
             timeouts: crate::smtp::Timeouts::default(),
             max_recipients: 1000,
             trusted_group: None,
+            aliases_file: Some(PathBuf::from(crate::aliases::DEFAULT_FILE)),
+            local_recipient_fallback: None,
+            masquerade_domain: None,
         }
     }
 }
@@ -228,6 +237,21 @@ impl Config {
                     .filter(|n| *n > 0)
                     .ok_or(format!("max_recipients: `{v}` is not a positive number"))?
             }
+            "aliases_file" => {
+                self.aliases_file = if v == "none" {
+                    None
+                } else {
+                    Some(absolute_path(key, v)?)
+                };
+            }
+            "local_recipient_fallback" => {
+                let a = crate::address::validate(v).map_err(|e| format!("{key}: {e}"))?;
+                if !a.contains('@') {
+                    return Err(format!("{key}: `{v}` must be a full address (user@domain)"));
+                }
+                self.local_recipient_fallback = Some(a);
+            }
+            "masquerade_domain" => self.masquerade_domain = Some(hostname(key, v)?),
             "trusted_group" => {
                 if v.is_empty()
                     || !v

@@ -87,15 +87,20 @@ fn show_message(
     writeln!(out, "{id:<10}{mark}{size:>8} {arrival:<20} {sender}")?;
     // Recipients grouped under their last error, as Postfix shows them; the
     // ones not tried yet first, so that none reads as under another's error.
-    let mut groups: Vec<(&str, Vec<&str>)> = vec![("", Vec::new())];
+    let mut groups: Vec<(&str, Vec<String>)> = vec![("", Vec::new())];
     for (i, r) in envelope.recipients.iter().enumerate() {
         let (status, reason) = state.status_of(i);
         if matches!(status, RcptStatus::Delivered | RcptStatus::Failed) {
             continue;
         }
+        // The address as it was written, when aliases or qualifying changed it.
+        let shown = match &r.orcpt {
+            Some(o) => format!("{} ({o})", r.address),
+            None => r.address.clone(),
+        };
         match groups.iter_mut().find(|(g, _)| *g == reason) {
-            Some((_, list)) => list.push(&r.address),
-            None => groups.push((reason, vec![&r.address])),
+            Some((_, list)) => list.push(shown),
+            None => groups.push((reason, vec![shown])),
         }
     }
     for (reason, list) in groups {

@@ -3,6 +3,7 @@
 //! becomes a line on stderr and a sysexits.h exit code.
 
 mod address;
+mod aliases;
 mod bounce;
 mod cli;
 mod config;
@@ -73,12 +74,8 @@ fn run() -> Result<u8> {
             Ok(exit::OK)
         }
         Mode::SmtpStdio => smtp_session(&inv, &config),
-        Mode::Newaliases => Err(Error::Unsupported(
-            "newaliases (-bi): aliases are not built yet".into(),
-        )),
-        Mode::Verify => Err(Error::Unsupported(
-            "-bv (address verification) is not built yet".into(),
-        )),
+        Mode::Newaliases => Ok(newaliases(&config)),
+        Mode::Verify => verify(&inv, &config),
         Mode::QueueRun { interval, select } => {
             let selection = queue::Selection {
                 select: select.clone(),
@@ -120,8 +117,9 @@ fn smtp_session(inv: &Invocation, config: &Config) -> Result<u8> {
         &peer,
         std::io::stdin().lock(),
         stdout.lock(),
-        |envelope, size| {
-            log_queued(&mut log, envelope, size);
+        |done| {
+            log_queued(&mut log, done);
+            let envelope = &done.envelope;
             if mode != DeliveryMode::Queue {
                 // An SMTP client waits for the next reply: delivery goes to the background.
                 let selection = queue::Selection {
@@ -136,11 +134,67 @@ fn smtp_session(inv: &Invocation, config: &Config) -> Result<u8> {
     Ok(exit::OK)
 }
 
-fn log_queued(log: &mut log::Log, envelope: &spool::Envelope, size: u64) {
+/// `newaliases`, `-bi`: checks the aliases file (spoolmail reads the text
+/// itself; there is no database to build) and reports every problem.
+fn newaliases(config: &Config) -> u8 {
+    let Some(path) = &config.aliases_file else {
+        println!("newaliases: aliases are off (aliases_file = none)");
+        return exit::OK;
+    };
+    if !path.exists() {
+        println!("newaliases: {}: no such file; no aliases", path.display());
+        return exit::OK;
+    }
+    let table = aliases::Aliases::check(path);
+    for p in &table.problems {
+        eprintln!("newaliases: {p}");
+    }
+    println!("{}: {} aliases", path.display(), table.len());
+    if table.problems.iter().any(|p| !p.warning) {
+        exit::CONFIG
+    } else {
+        exit::OK
+    }
+}
+
+/// `-bv`: where each address would go, in Sendmail's words.
+fn verify(inv: &Invocation, config: &Config) -> Result<u8> {
+    if inv.recipients.is_empty() {
+        return Err(Error::Usage("-bv needs addresses to verify".into()));
+    }
+    let origin = submit::Origin::of_current_process(config, false)?;
+    for arg in &inv.recipients {
+        let addrs = address::parse_argument(arg)?;
+        let (recipients, notes) = aliases::resolve(addrs, config, &origin.domain);
+        for r in recipients {
+            let host = route::destination_of(&r.address, config);
+            let via = r
+                .orcpt
+                .as_ref()
+                .map(|o| format!(" (from {o})"))
+                .unwrap_or_default();
+            println!(
+                "{}... deliverable: mailer esmtp, host {host}, user {}{via}",
+                r.address, r.address
+            );
+        }
+        for n in notes {
+            println!("{arg}... not deliverable: {n}");
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn log_queued(log: &mut log::Log, done: &submit::Submitted) {
+    let envelope = &done.envelope;
+    for note in &done.notes {
+        log.info(&format!("{}: {note}", envelope.id));
+    }
     log.info(&format!(
-        "{}: from=<{}>, size={size}, nrcpt={} (queue active)",
+        "{}: from=<{}>, size={}, nrcpt={} (queue active)",
         envelope.id,
         envelope.sender,
+        done.size,
         envelope.recipients.len()
     ));
 }
@@ -148,9 +202,10 @@ fn log_queued(log: &mut log::Log, envelope: &spool::Envelope, size: u64) {
 fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
     let origin = submit::Origin::of_current_process(config, inv.sender.is_none())?;
     let submission = submit::Submission::from_invocation(inv, &origin)?;
-    let (envelope, size) = submit::submit(&submission, config, &origin, std::io::stdin().lock())?;
+    let done = submit::submit(&submission, config, &origin, std::io::stdin().lock())?;
     let mut log = log::Log::open(&config.log, inv.log_tag.as_deref().unwrap_or("spoolmail"));
-    log_queued(&mut log, &envelope, size);
+    log_queued(&mut log, &done);
+    let envelope = done.envelope;
     if inv.verbose {
         eprintln!("spoolmail: queued as {}", envelope.id);
     }

@@ -12,8 +12,7 @@ use crate::address;
 use crate::cli::{BodyType, Ret};
 use crate::config::Config;
 use crate::error::Error;
-use crate::spool::Envelope;
-use crate::submit::{self, Origin, Submission};
+use crate::submit::{self, Origin, Submission, Submitted};
 use std::io::{self, BufRead, BufReader, Read, Write};
 
 /// Longest command line accepted, CRLF included: RFC 5321's 512 plus room
@@ -35,7 +34,7 @@ pub fn serve(
     peer: &Peer,
     input: impl Read,
     output: impl Write,
-    mut queued: impl FnMut(&Envelope, u64),
+    mut queued: impl FnMut(&Submitted),
 ) -> io::Result<()> {
     let mut s = Session {
         config,
@@ -58,6 +57,10 @@ pub fn serve(
                 s.reply(500, "5.5.2 Error: line too long")?;
                 continue;
             }
+            Command::NotUtf8 => {
+                s.reply(501, "5.5.2 Error: command is not valid UTF-8")?;
+                continue;
+            }
             Command::Line(l) => l,
         };
         let (verb, arg) = line.split_once(' ').unwrap_or((&line, ""));
@@ -71,7 +74,7 @@ pub fn serve(
             "RCPT" => s.rcpt(arg)?,
             "DATA" => {
                 if let Some(env) = s.data()? {
-                    queued(&env.0, env.1);
+                    queued(&env);
                 }
             }
             "RSET" => {
@@ -109,6 +112,7 @@ struct Transaction {
 enum Command {
     Line(String),
     TooLong,
+    NotUtf8,
     Eof,
 }
 
@@ -143,10 +147,13 @@ impl<R: Read, W: Write> Session<'_, R, W> {
             skip_to_line_end(&mut self.input)?;
             return Ok(Command::TooLong);
         }
-        let text = String::from_utf8_lossy(&line)
-            .trim_end_matches(['\r', '\n'])
-            .to_string();
-        Ok(Command::Line(text))
+        // Addresses reach the envelope from here: no byte may be replaced.
+        match String::from_utf8(line) {
+            Ok(text) => Ok(Command::Line(
+                text.trim_end_matches(['\r', '\n']).to_string(),
+            )),
+            Err(_) => Ok(Command::NotUtf8),
+        }
     }
 
     fn ehlo(&mut self, _arg: &str) -> io::Result<()> {
@@ -284,7 +291,7 @@ impl<R: Read, W: Write> Session<'_, R, W> {
     }
 
     /// Reads the message and queues it; the envelope when it was queued.
-    fn data(&mut self) -> io::Result<Option<(Envelope, u64)>> {
+    fn data(&mut self) -> io::Result<Option<Submitted>> {
         let Some(tx) = self.tx.take() else {
             return self
                 .reply(503, "5.5.1 Error: need RCPT command")
@@ -313,7 +320,9 @@ impl<R: Read, W: Write> Session<'_, R, W> {
         let result = submit::submit(&sub, self.config, self.origin, &mut data);
         // Whatever happened, the rest of the data is read, so that the
         // session stays in step with the client.
-        io::copy(&mut data, &mut io::sink())?;
+        if !data.eof_before_end {
+            io::copy(&mut data, &mut io::sink())?;
+        }
         if data.eof_before_end {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -321,9 +330,9 @@ impl<R: Read, W: Write> Session<'_, R, W> {
             ));
         }
         match result {
-            Ok((envelope, size)) => {
-                self.reply(250, &format!("2.0.0 Ok: queued as {}", envelope.id))?;
-                Ok(Some((envelope, size)))
+            Ok(done) => {
+                self.reply(250, &format!("2.0.0 Ok: queued as {}", done.envelope.id))?;
+                Ok(Some(done))
             }
             Err(Error::TooBig { .. }) => self
                 .reply(552, "5.3.4 Error: message file too big")
@@ -466,9 +475,14 @@ impl<'r, R: Read> DataReader<'r, R> {
             .take(64 * 1024)
             .read_until(b'\n', &mut self.pending)?;
         if n == 0 {
+            // The client went away: an error, so that intake discards the
+            // draft instead of queuing a truncated message.
             self.done = true;
             self.eof_before_end = true;
-            return Ok(());
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "client went away during DATA",
+            ));
         }
         let line_start = self.after_crlf && !self.mid_line;
         if line_start && self.pending == b".\r\n" {

@@ -11,7 +11,7 @@ use crate::address;
 use crate::cli::{BodyType, Invocation};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::spool::{Draft, Envelope, Recipient, Spool};
+use crate::spool::{Draft, Envelope, Spool};
 use crate::system;
 use md5::{Digest, Md5};
 use std::borrow::Cow;
@@ -71,6 +71,14 @@ impl Origin {
     }
 }
 
+/// A queued message: its envelope, the size of its content, and notes for
+/// the log (alias targets that were skipped).
+pub struct Submitted {
+    pub envelope: Envelope,
+    pub size: u64,
+    pub notes: Vec<String>,
+}
+
 /// What a submission says about its envelope, however it arrived: from the
 /// command line, or from an SMTP session on stdin (`-bs`).
 #[derive(Debug, Clone, Default)]
@@ -122,7 +130,7 @@ pub fn submit(
     config: &Config,
     origin: &Origin,
     input: impl Read,
-) -> Result<(Envelope, u64)> {
+) -> Result<Submitted> {
     let full_name = sub.full_name.clone();
     let limit = config.max_message_size;
     let mut reader = BufReader::with_capacity(64 * 1024, Normalizer::new(input, sub.ignore_dots));
@@ -134,7 +142,10 @@ pub fn submit(
     if sub.extract_recipients {
         recipients.extend(fields.recipients()?);
     }
-    let recipients = qualify_and_dedupe(recipients, &origin.domain)?;
+    for r in &recipients {
+        address::validate(r)?;
+    }
+    let (recipients, notes) = crate::aliases::resolve(recipients, config, &origin.domain);
     if recipients.is_empty() {
         return Err(Error::Usage(if sub.extract_recipients {
             "no recipients: none on the command line and no To, Cc or Bcc header".into()
@@ -143,13 +154,17 @@ pub fn submit(
         }));
     }
 
+    let masquerade = crate::aliases::Masquerade::new(config, &origin.host, &origin.domain);
     let (now, _) = system::now();
     let envelope = Envelope {
         id: String::new(),
         arrival: now,
         uid: origin.uid,
         smtputf8: !sub.sender.is_ascii() || recipients.iter().any(|r| !r.address.is_ascii()),
-        sender: sub.sender.clone(),
+        sender: masquerade
+            .as_ref()
+            .and_then(|m| m.address(&sub.sender))
+            .unwrap_or_else(|| sub.sender.clone()),
         recipients,
         ret: sub.ret,
         envid: sub.envid.clone(),
@@ -161,7 +176,7 @@ pub fn submit(
     let envelope = spool.deposit(envelope, |env, draft| {
         let mut added = added_headers(env, &fields, origin, full_name.as_deref());
         added.top.push_str(&sub.extra_headers);
-        write_header(draft, &added.top, &fields, &added.bottom, &origin.domain)?;
+        write_header(draft, &added, &fields, &origin.domain, masquerade.as_ref())?;
         if let Some(first) = &header.body_start {
             write_content(draft, first)?;
         }
@@ -178,7 +193,11 @@ pub fn submit(
         size = draft.content_len();
         Ok(())
     })?;
-    Ok((envelope, size))
+    Ok(Submitted {
+        envelope,
+        size,
+        notes,
+    })
 }
 
 /// The envelope sender: `given` (from `-f`, or MAIL FROM), qualified, else
@@ -212,20 +231,6 @@ fn check_full_name(name: &str) -> Result<String> {
         )));
     }
     Ok(name.to_string())
-}
-
-fn qualify_and_dedupe(addrs: Vec<String>, domain: &str) -> Result<Vec<Recipient>> {
-    let mut out: Vec<Recipient> = Vec::with_capacity(addrs.len());
-    for a in addrs {
-        let a = address::validate(&a)?;
-        let q = address::qualify(&a, domain);
-        if out.iter().any(|r| r.address.eq_ignore_ascii_case(&q)) {
-            continue;
-        }
-        let orcpt = (q != a).then_some(a);
-        out.push(Recipient { address: q, orcpt });
-    }
-    Ok(out)
 }
 
 fn check_size(len: u64, limit: u64) -> Result<()> {
@@ -470,7 +475,11 @@ impl<'a> Fields<'a> {
     /// and Resent-Bcc, which must never leave this host, and with bare local
     /// names in address fields qualified (`To: root` to `To: root@DOMAIN`).
     /// Anything between the parser's fields (it should be nothing) is kept.
-    fn output(&self, domain: &str) -> Vec<Cow<'a, [u8]>> {
+    fn output(
+        &self,
+        domain: &str,
+        masquerade: Option<&crate::aliases::Masquerade>,
+    ) -> Vec<Cow<'a, [u8]>> {
         let mut out = Vec::with_capacity(self.list.len() + 1);
         let mut pos = 0;
         for (name, start, value, end) in &self.list {
@@ -481,11 +490,15 @@ impl<'a> Fields<'a> {
             if name == "bcc" || name == "resent-bcc" {
                 continue;
             }
-            let qualified = ADDRESS_FIELDS
+            let original = ADDRESS_FIELDS
                 .contains(&name.as_str())
                 .then(|| std::str::from_utf8(&self.raw[*value..*end]).ok())
-                .flatten()
-                .and_then(|v| address::qualify_header_value(v, domain));
+                .flatten();
+            let mut qualified = original.and_then(|v| address::qualify_header_value(v, domain));
+            if let (Some(m), "from", Some(v)) = (masquerade, name.as_str(), original) {
+                let current = qualified.as_deref().unwrap_or(v);
+                qualified = m.header_value(current).or(qualified);
+            }
             match qualified {
                 Some(v) => {
                     let mut field = self.raw[*start..*value].to_vec();
@@ -618,16 +631,16 @@ fn write_content(draft: &mut Draft, bytes: &[u8]) -> Result<()> {
 
 fn write_header(
     draft: &mut Draft,
-    top: &str,
+    added: &AddedHeaders,
     fields: &Fields,
-    bottom: &str,
     domain: &str,
+    masquerade: Option<&crate::aliases::Masquerade>,
 ) -> Result<()> {
-    write_content(draft, top.as_bytes())?;
-    for field in fields.output(domain) {
+    write_content(draft, added.top.as_bytes())?;
+    for field in fields.output(domain, masquerade) {
         write_content(draft, &field)?;
     }
-    write_content(draft, bottom.as_bytes())?;
+    write_content(draft, added.bottom.as_bytes())?;
     write_content(draft, b"\n")
 }
 
@@ -726,7 +739,7 @@ mod tests {
         let raw = b"To: a@b,\n root\nBcc: secret@x\nSubject: s\nResent-Bcc: r@x\nX: y\n";
         let f = Fields::parse(raw);
         assert_eq!(f.recipients().unwrap(), vec!["r@x"]); // Resent- present
-        let kept: Vec<u8> = f.output("ex.org").concat();
+        let kept: Vec<u8> = f.output("ex.org", None).concat();
         assert_eq!(kept, b"To: a@b,\n root@ex.org\nSubject: s\nX: y\n");
         let f = Fields::parse(b"To: a@b\nCc: G: c@d;\nBcc: e@f\n");
         assert_eq!(f.recipients().unwrap(), vec!["a@b", "c@d", "e@f"]);

@@ -78,7 +78,7 @@ pub fn host_name() -> String {
         .unwrap_or(short)
 }
 
-fn kernel_host_name() -> String {
+pub fn kernel_host_name() -> String {
     let mut buf = [0u8; 256];
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
     let name = if rc == 0 {
