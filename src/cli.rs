@@ -343,6 +343,16 @@ fn body_type(v: &str) -> Result<BodyType> {
 }
 
 fn notify(v: &str) -> Result<String> {
+    parse_notify(v).ok_or_else(|| {
+        Error::Usage(format!(
+            "-N {v}: must be never, or a comma list of success, failure, delay"
+        ))
+    })
+}
+
+/// A DSN NOTIFY value (RFC 3461), from `-N` or RCPT TO: `NEVER`, or a list
+/// of SUCCESS, FAILURE, DELAY; returned upper-case.
+pub fn parse_notify(v: &str) -> Option<String> {
     let words: Vec<String> = v
         .split(',')
         .map(|w| w.trim().to_ascii_uppercase())
@@ -354,12 +364,7 @@ fn notify(v: &str) -> Result<String> {
             .iter()
             .all(|w| matches!(w.as_str(), "SUCCESS" | "FAILURE" | "DELAY"))
     };
-    if !ok {
-        return Err(Error::Usage(format!(
-            "-N {v}: must be never, or a comma list of success, failure, delay"
-        )));
-    }
-    Ok(words.join(","))
+    ok.then(|| words.join(","))
 }
 
 fn ret(v: &str) -> Result<Ret> {

@@ -259,21 +259,10 @@ impl<R: Read, W: Write> Session<'_, R, W> {
         for p in params {
             let (key, value) = p.split_once('=').unwrap_or((p, ""));
             match key.to_ascii_uppercase().as_str() {
-                "NOTIFY" => {
-                    let words: Vec<String> =
-                        value.split(',').map(str::to_ascii_uppercase).collect();
-                    let ok = if words.iter().any(|w| w == "NEVER") {
-                        words.len() == 1
-                    } else {
-                        words
-                            .iter()
-                            .all(|w| matches!(w.as_str(), "SUCCESS" | "FAILURE" | "DELAY"))
-                    };
-                    if !ok {
-                        return self.reply(501, "5.5.4 Bad NOTIFY parameter");
-                    }
-                    notify = Some(words.join(","));
-                }
+                "NOTIFY" => match crate::cli::parse_notify(value) {
+                    Some(n) => notify = Some(n),
+                    None => return self.reply(501, "5.5.4 Bad NOTIFY parameter"),
+                },
                 // Accepted; spoolmail records the address as given instead.
                 "ORCPT" => {}
                 _ => return self.reply(555, "5.5.4 Unsupported option"),
