@@ -24,6 +24,14 @@ pub enum TlsPolicy {
     Required,
 }
 
+/// How TLS starts with a smarthost: STARTTLS on a plain connection, or TLS
+/// from the first byte (port 465, RFC 8314).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmarthostTls {
+    Starttls,
+    Implicit,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogTarget {
     Syslog,
@@ -40,6 +48,19 @@ pub struct Config {
     pub smtp_port: u16,
     pub helo_name: Option<String>,
     pub tls: TlsPolicy,
+    /// None: implicit TLS for a smarthost on port 465, STARTTLS otherwise.
+    pub smarthost_tls: Option<SmarthostTls>,
+    /// Trust anchors instead of the system's CA bundle.
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate and its key, shown to servers that ask.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// SMTP AUTH with smarthosts (never with MX hosts) when set.
+    pub auth_user: Option<String>,
+    pub auth_password_file: Option<PathBuf>,
+    pub auth_xoauth2_token_file: Option<PathBuf>,
+    /// Credentials may go over a connection without verified TLS.
+    pub auth_allow_plaintext: bool,
     pub delivery_mode: DeliveryMode,
     /// Bytes; 0 means no limit.
     pub max_message_size: u64,
@@ -78,6 +99,14 @@ impl Default for Config {
             smtp_port: 25,
             helo_name: None,
             tls: TlsPolicy::Opportunistic,
+            smarthost_tls: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            auth_user: None,
+            auth_password_file: None,
+            auth_xoauth2_token_file: None,
+            auth_allow_plaintext: false,
             // -odq until the delivery half exists; see README.
             delivery_mode: DeliveryMode::Background,
             max_message_size: 50 * 1024 * 1024,
@@ -144,6 +173,11 @@ impl Config {
                 .ok_or_else(|| err("expected `key = value`".into()))?;
             cfg.set(key.trim(), value.trim()).map_err(err)?;
         }
+        cfg.check_tls_auth().map_err(|msg| Error::Config {
+            file: file.to_path_buf(),
+            line: 0,
+            msg,
+        })?;
         Ok(cfg)
     }
 
@@ -178,6 +212,31 @@ impl Config {
                     "opportunistic" => TlsPolicy::Opportunistic,
                     "required" => TlsPolicy::Required,
                     _ => return Err(format!("tls: `{v}` must be off, opportunistic or required")),
+                }
+            }
+            "smarthost_tls" => {
+                self.smarthost_tls = Some(match v {
+                    "starttls" => SmarthostTls::Starttls,
+                    "implicit" => SmarthostTls::Implicit,
+                    _ => return Err(format!("smarthost_tls: `{v}` must be starttls or implicit")),
+                })
+            }
+            "tls_ca_file" => self.tls_ca_file = Some(absolute_path(key, v)?),
+            "tls_cert_file" => self.tls_cert_file = Some(absolute_path(key, v)?),
+            "tls_key_file" => self.tls_key_file = Some(absolute_path(key, v)?),
+            "auth_user" => {
+                if v.is_empty() {
+                    return Err("auth_user: empty".into());
+                }
+                self.auth_user = Some(v.to_string());
+            }
+            "auth_password_file" => self.auth_password_file = Some(secret_file(key, v)?),
+            "auth_xoauth2_token_file" => self.auth_xoauth2_token_file = Some(secret_file(key, v)?),
+            "auth_allow_plaintext" => {
+                self.auth_allow_plaintext = match v {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(format!("auth_allow_plaintext: `{v}` must be yes or no")),
                 }
             }
             "delivery_mode" => {
@@ -282,6 +341,52 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    /// What only the keys together can tell about TLS and AUTH.
+    fn check_tls_auth(&self) -> std::result::Result<(), String> {
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err("tls_cert_file and tls_key_file go together".into());
+        }
+        let secret = self.auth_password_file.is_some() || self.auth_xoauth2_token_file.is_some();
+        if self.auth_password_file.is_some() && self.auth_xoauth2_token_file.is_some() {
+            return Err(
+                "auth_password_file and auth_xoauth2_token_file: give one, not both".into(),
+            );
+        }
+        match (&self.auth_user, secret) {
+            (Some(_), false) => {
+                Err("auth_user needs auth_password_file or auth_xoauth2_token_file".into())
+            }
+            (None, true) => Err("auth_password_file or auth_xoauth2_token_file needs auth_user".into()),
+            (Some(_), true) if self.smarthosts.is_empty() => Err(
+                "auth_user is only used with a smarthost (credentials never go to MX hosts); set smarthost"
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A file holding a password or token: absolute, and not readable (nor
+/// writable) by others. Its absence or a directory we may not search is
+/// left to delivery, which defers with the reason, rather than refusing
+/// every submission for a delivery setting.
+fn secret_file(key: &str, v: &str) -> std::result::Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = absolute_path(key, v)?;
+    if let Ok(meta) = std::fs::metadata(&path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o007 != 0 {
+            return Err(format!(
+                "{key}: {v} is mode {:04o}: others can read it; make it readable only by root \
+                 and spoolmail's group (chmod 0640, chown root:spoolmail)",
+                mode & 0o7777
+            ));
+        }
+    }
+    Ok(path)
 }
 
 fn positive_duration(key: &str, v: &str) -> std::result::Result<Duration, String> {

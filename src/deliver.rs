@@ -6,14 +6,17 @@
 //! the child says `next` (or `dead REASON` when the destination cannot be
 //! reached at all); the parent answers `job QID I,J,...` or `quit`.
 
+use crate::auth::Credentials;
 use crate::bounce::{self, Failure};
-use crate::config::Config;
+use crate::config::{Config, SmarthostTls, TlsPolicy};
 use crate::log::Log;
-use crate::route::{RouteError, Router, Target};
-use crate::smtp::{Client, Outcome, Rcpt};
+use crate::route::{RouteError, Router, SMARTHOST, Target};
+use crate::smtp::{Client, Outcome, Rcpt, Setup, TlsMode};
 use crate::spool::{Claim, Envelope, RcptStatus, Spool, State};
 use crate::system;
+use crate::tls::Tls;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 
 /// What a job ended with, as far as the parent needs to know.
@@ -30,6 +33,13 @@ pub struct Worker<'c> {
     router: Router<'c>,
     targets: Option<Result<Vec<Target>, RouteError>>,
     client: Option<Client>,
+    /// Trust anchors and client certificate, loaded on the first TLS connection.
+    tls: Option<Result<Tls, String>>,
+    /// AUTH credentials (smarthosts only), read on the first connection.
+    credentials: Option<Result<Option<Credentials>, String>>,
+    /// Hosts whose TLS handshake failed in this pass: plain text from now on
+    /// (opportunistic TLS only).
+    plaintext_only: Vec<SocketAddr>,
     host: String,
     log: Log,
     verbose: bool,
@@ -44,6 +54,9 @@ pub fn worker_main(sock: UnixStream, destination: String, config: &Config, verbo
         router: Router::new(config),
         targets: None,
         client: None,
+        tls: None,
+        credentials: None,
+        plaintext_only: Vec::new(),
         host,
         log: Log::open(&config.log, "spoolmail"),
         verbose,
@@ -169,11 +182,87 @@ impl Worker<'_> {
             .helo_name
             .clone()
             .unwrap_or_else(|| self.host.clone());
+        let smarthost = self.destination == SMARTHOST;
+        let implicit_for = |t: &Target| {
+            smarthost
+                && match self.config.smarthost_tls {
+                    Some(SmarthostTls::Implicit) => true,
+                    Some(SmarthostTls::Starttls) => false,
+                    None => t.addr.port() == 465,
+                }
+        };
+        let policy = self.config.tls;
+        let required = policy == TlsPolicy::Required;
+        if (policy != TlsPolicy::Off || targets.iter().any(implicit_for)) && self.tls.is_none() {
+            let loaded = Tls::new(self.config);
+            if self.verbose
+                && let Ok(t) = &loaded
+            {
+                eprintln!("spoolmail: TLS trust anchors from {}", t.anchors);
+            }
+            self.tls = Some(loaded);
+        }
+        if smarthost && self.credentials.is_none() {
+            self.credentials = Some(Credentials::load(self.config));
+        }
+        // A broken tls_ca_file or an unreadable password file: the admin
+        // can fix it, the mail waits.
+        if let Some(broken) = [
+            self.tls.as_ref().and_then(|t| t.as_ref().err()),
+            self.credentials.as_ref().and_then(|c| c.as_ref().err()),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+        {
+            return Err((Outcome::Deferred(broken.clone()), Some(broken.clone())));
+        }
+        let tls = self.tls.as_ref().and_then(|t| t.as_ref().ok());
+        let auth = self
+            .credentials
+            .as_ref()
+            .and_then(|c| c.as_ref().ok())
+            .and_then(Option::as_ref);
         let mut errors = Vec::new();
         let mut all_permanent = true;
         for t in &targets {
-            match Client::connect(&t.host, t.addr, &helo, &self.config.timeouts, self.verbose) {
+            let mode = match tls {
+                Some(tls) if implicit_for(t) => TlsMode::Implicit { tls, required },
+                Some(_) if policy == TlsPolicy::Off => TlsMode::Off,
+                Some(_) if !required && self.plaintext_only.contains(&t.addr) => TlsMode::Off,
+                Some(tls) => TlsMode::Starttls { tls, required },
+                None => TlsMode::Off,
+            };
+            let starttls = matches!(mode, TlsMode::Starttls { .. });
+            let mut setup = Setup {
+                helo_name: &helo,
+                timeouts: &self.config.timeouts,
+                verbose: self.verbose,
+                tls: mode,
+                auth,
+            };
+            let mut result = Client::connect(&t.host, t.addr, &setup);
+            if let Err(e) = &result
+                && e.tls_failed
+                && starttls
+                && !required
+            {
+                // Opportunistic TLS, as Postfix's `may`: a failed handshake
+                // is retried at once without TLS, and never bounces mail.
+                self.log
+                    .info(&format!("{}; trying again without TLS", e.text));
+                self.plaintext_only.push(t.addr);
+                setup.tls = TlsMode::Off;
+                result = Client::connect(&t.host, t.addr, &setup);
+            }
+            match result {
                 Ok(c) => {
+                    if let Some(info) = &c.tls {
+                        self.log.info(&info.log_line(&c.peer));
+                    }
+                    for note in &c.notes {
+                        self.log.info(note);
+                    }
                     self.client = Some(c);
                     return Ok(());
                 }

@@ -4,6 +4,7 @@
 
 mod address;
 mod aliases;
+mod auth;
 mod bounce;
 mod cli;
 mod config;
@@ -11,6 +12,7 @@ mod deliver;
 mod error;
 mod log;
 mod mailq;
+mod mime;
 mod queue;
 mod route;
 mod smtp;
@@ -18,6 +20,7 @@ mod smtpd;
 mod spool;
 mod submit;
 mod system;
+mod tls;
 
 use cli::{DeliveryMode, Invocation, Mode};
 use config::Config;

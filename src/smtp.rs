@@ -6,12 +6,23 @@
 //! Every read has a timeout (RFC 5321 section 4.5.3.2's by default); a server
 //! that stops talking costs one step's timeout, and the queue runner's
 //! deadline per transaction bounds the whole.
+//!
+//! Securing the connection happens in `connect`: TLS from the first byte or
+//! STARTTLS (RFC 3207: nothing the server sent before the handshake may be
+//! read after it, and everything learned before it is forgotten), then AUTH
+//! (RFC 4954) when credentials are given, never without verified TLS unless
+//! allowed, and never shown: the `-v` transcript says `AUTH PLAIN ***`.
 
+use crate::auth::Credentials;
 use crate::spool::Envelope;
+use crate::tls::{HandshakeError, Stream, Tls, TlsInfo, Trust};
 use std::fmt;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
+
+/// Commands and message data are written in chunks of this size at most.
+const WRITE_CHUNK: usize = 64 * 1024;
 
 /// A reply line longer than this, or a reply of more lines, is a protocol
 /// error: a hostile server cannot make the client buffer without bound.
@@ -83,6 +94,9 @@ pub struct SessionError {
     /// message (the server closed an idle connection, or said 421): safe to
     /// try the message again at once on a fresh connection.
     pub stale: bool,
+    /// The TLS handshake failed (not: the certificate did not verify): a
+    /// new connection without TLS may work, where policy allows it.
+    pub tls_failed: bool,
 }
 
 impl SessionError {
@@ -91,6 +105,7 @@ impl SessionError {
             text,
             permanent: false,
             stale: false,
+            tls_failed: false,
         }
     }
 }
@@ -130,6 +145,8 @@ pub struct Capabilities {
     pub smtputf8: bool,
     pub dsn: bool,
     pub starttls: bool,
+    /// The SASL mechanisms offered with AUTH.
+    pub auth: Vec<String>,
 }
 
 impl Capabilities {
@@ -145,6 +162,12 @@ impl Capabilities {
                 "SMTPUTF8" => c.smtputf8 = true,
                 "DSN" => c.dsn = true,
                 "STARTTLS" => c.starttls = true,
+                "AUTH" => c.auth.extend(words.map(str::to_ascii_uppercase)),
+                // The pre-RFC 4954 form some servers still send as well.
+                k if k.starts_with("AUTH=") => {
+                    c.auth.push(k["AUTH=".len()..].to_string());
+                    c.auth.extend(words.map(str::to_ascii_uppercase));
+                }
                 _ => {}
             }
         }
@@ -160,58 +183,253 @@ pub struct Rcpt<'a> {
     pub orcpt: Option<&'a str>,
 }
 
+/// How one connection is secured.
+pub enum TlsMode<'a> {
+    /// Plain text (`tls = off`, or a retry after a failed handshake).
+    Off,
+    /// STARTTLS when offered; with `required`, STARTTLS is mandatory and the
+    /// certificate must verify.
+    Starttls { tls: &'a Tls, required: bool },
+    /// TLS from the first byte (port 465); with `required`, the certificate
+    /// must verify.
+    Implicit { tls: &'a Tls, required: bool },
+}
+
+/// Everything `connect` needs besides the address.
+pub struct Setup<'a> {
+    pub helo_name: &'a str,
+    pub timeouts: &'a Timeouts,
+    pub verbose: bool,
+    pub tls: TlsMode<'a>,
+    /// AUTH with these (smarthosts only).
+    pub auth: Option<&'a Credentials>,
+}
+
 pub struct Client {
-    reader: BufReader<TcpStream>,
-    writer: BufWriter<TcpStream>,
+    /// Reads go through the buffer; writes collect in `out` and go to
+    /// `reader.get_mut()` in large chunks.
+    reader: BufReader<Stream>,
+    out: Vec<u8>,
     /// `host[ip]:port`, as Postfix logs a relay.
     pub peer: String,
     pub caps: Capabilities,
+    /// The connection's TLS, when it has any.
+    pub tls: Option<TlsInfo>,
+    /// What happened while connecting that the log should say (STARTTLS
+    /// refused, going on in plain text).
+    pub notes: Vec<String>,
     verbose: bool,
     transactions: u32,
 }
 
 impl Client {
-    /// Connects, reads the greeting and introduces itself with EHLO, or
-    /// HELO when EHLO is refused.
-    pub fn connect(
-        host: &str,
-        addr: SocketAddr,
-        helo_name: &str,
-        t: &Timeouts,
-        verbose: bool,
-    ) -> Result<Client, SessionError> {
+    /// Connects, reads the greeting and introduces itself with EHLO (HELO
+    /// when EHLO is refused), secures the connection as `setup.tls` says
+    /// and authenticates when credentials are given.
+    pub fn connect(host: &str, addr: SocketAddr, setup: &Setup) -> Result<Client, SessionError> {
+        let t = setup.timeouts;
         let peer = format!("{host}[{}]:{}", addr.ip(), addr.port());
-        let stream = TcpStream::connect_timeout(&addr, t.connect).map_err(|e| {
+        let tcp = TcpStream::connect_timeout(&addr, t.connect).map_err(|e| {
             SessionError::temporary(format!("connect to {peer}: {}", describe_io(&e)))
         })?;
-        let _ = stream.set_nodelay(true);
-        let reader_stream = stream
-            .try_clone()
-            .map_err(|e| SessionError::temporary(format!("{peer}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let (stream, tls) = match setup.tls {
+            TlsMode::Implicit { tls, required } => {
+                let (s, info) = handshake(tls, tcp, host, required, &peer, t.greeting)?;
+                (s, Some(info))
+            }
+            _ => (Stream::Plain(tcp), None),
+        };
         let mut client = Client {
-            reader: BufReader::with_capacity(16 * 1024, reader_stream),
-            writer: BufWriter::with_capacity(64 * 1024, stream),
+            reader: BufReader::with_capacity(16 * 1024, stream),
+            out: Vec::with_capacity(WRITE_CHUNK),
             peer,
             caps: Capabilities::default(),
-            verbose,
+            tls,
+            notes: Vec::new(),
+            verbose: setup.verbose,
             transactions: 0,
         };
+        client.show_tls();
         let greeting = client.read_reply(t.greeting, "the greeting")?;
         if greeting.code != 220 {
             return Err(client.refused("greeted us with", &greeting));
         }
-        client.send_line(&format!("EHLO {helo_name}"))?;
+        client.send_line(&format!("EHLO {}", setup.helo_name))?;
         let ehlo = client.read_reply(t.helo, "EHLO")?;
         if ehlo.code == 250 {
             client.caps = Capabilities::from_ehlo(&ehlo);
         } else {
-            client.send_line(&format!("HELO {helo_name}"))?;
+            client.send_line(&format!("HELO {}", setup.helo_name))?;
             let helo = client.read_reply(t.helo, "HELO")?;
             if helo.code != 250 {
                 return Err(client.refused("refused HELO:", &helo));
             }
         }
+        if let TlsMode::Starttls { tls, required } = setup.tls {
+            client = client.starttls(tls, required, host, setup)?;
+        }
+        if let Some(creds) = setup.auth {
+            client.authenticate(creds, t)?;
+        }
         Ok(client)
+    }
+
+    /// STARTTLS when offered (or required), the handshake, and EHLO again
+    /// over TLS with everything learned before forgotten (RFC 3207 4.2).
+    fn starttls(
+        mut self,
+        tls: &Tls,
+        required: bool,
+        host: &str,
+        setup: &Setup,
+    ) -> Result<Client, SessionError> {
+        let t = setup.timeouts;
+        if !self.caps.starttls {
+            if required {
+                let text = format!(
+                    "TLS is required, but host {} does not offer STARTTLS",
+                    self.peer
+                );
+                self.quit();
+                return Err(SessionError::temporary(text));
+            }
+            return Ok(self);
+        }
+        self.send_line("STARTTLS")?;
+        let reply = self.read_reply(t.helo, "STARTTLS")?;
+        if reply.code != 220 {
+            let text = format!("host {} said {reply} to STARTTLS", self.peer);
+            if required {
+                self.quit();
+                return Err(SessionError::temporary(format!(
+                    "TLS is required, but {text}"
+                )));
+            }
+            self.notes.push(format!("{text}; going on without TLS"));
+            return Ok(self);
+        }
+        // Whatever follows the 220 before our handshake was never sent under
+        // TLS, yet would be read as if it were (the STARTTLS injection of
+        // CVE-2011-0411, turned against a client): refuse, say nothing more.
+        if !self.reader.buffer().is_empty() || bytes_waiting(self.reader.get_ref().tcp()) {
+            return Err(SessionError::temporary(format!(
+                "host {} sent data after its 220 reply to STARTTLS, before the TLS handshake \
+                 (a STARTTLS injection attempt?); connection closed",
+                self.peer
+            )));
+        }
+        let Client {
+            reader,
+            out,
+            peer,
+            verbose,
+            ..
+        } = self;
+        let Stream::Plain(tcp) = reader.into_inner() else {
+            unreachable!("STARTTLS is only offered to a plain connection")
+        };
+        let (stream, info) = handshake(tls, tcp, host, required, &peer, t.helo)?;
+        let mut client = Client {
+            reader: BufReader::with_capacity(16 * 1024, stream),
+            out,
+            peer,
+            caps: Capabilities::default(),
+            tls: Some(info),
+            notes: Vec::new(),
+            verbose,
+            transactions: 0,
+        };
+        client.show_tls();
+        client.send_line(&format!("EHLO {}", setup.helo_name))?;
+        let ehlo = client.read_reply(t.helo, "EHLO")?;
+        if ehlo.code != 250 {
+            return Err(client.refused("refused EHLO after STARTTLS:", &ehlo));
+        }
+        client.caps = Capabilities::from_ehlo(&ehlo);
+        Ok(client)
+    }
+
+    /// AUTH with the first mechanism the server offers that the credentials
+    /// can use. Credentials go only over TLS whose certificate verified,
+    /// unless `auth_allow_plaintext`. Every failure is temporary: a 535 may
+    /// be a password about to be fixed, and must never bounce mail.
+    fn authenticate(&mut self, creds: &Credentials, t: &Timeouts) -> Result<(), SessionError> {
+        let verified = self
+            .tls
+            .as_ref()
+            .is_some_and(|i| i.trust == Trust::Verified);
+        if !verified && !creds.allow_plaintext {
+            let how = match &self.tls {
+                None => "without TLS".to_string(),
+                Some(i) => format!(
+                    "over TLS whose certificate did not verify ({})",
+                    i.problem.as_deref().unwrap_or("not verified")
+                ),
+            };
+            let text = format!(
+                "not sending credentials to {} {how} (tls = required, tls_ca_file, \
+                 or auth_allow_plaintext = yes)",
+                self.peer
+            );
+            self.quit_in_place();
+            return Err(SessionError::temporary(text));
+        }
+        if self.caps.auth.is_empty() {
+            let text = format!(
+                "host {} does not offer AUTH, but auth_user is set",
+                self.peer
+            );
+            self.quit_in_place();
+            return Err(SessionError::temporary(text));
+        }
+        let Some(mech) = creds.choose(&self.caps.auth) else {
+            let usable: Vec<&str> = creds.usable().iter().map(|m| m.name()).collect();
+            let text = format!(
+                "host {} offers AUTH {}, but these credentials need {}",
+                self.peer,
+                self.caps.auth.join(" "),
+                usable.join(" or ")
+            );
+            self.quit_in_place();
+            return Err(SessionError::temporary(text));
+        };
+        let exchange = creds.exchange(mech);
+        self.send_secret(&exchange.command, &format!("AUTH {} ***", mech.name()))?;
+        let mut responses = exchange.responses.into_iter();
+        // A server that keeps asking is cut short.
+        for _ in 0..8 {
+            let reply = self.read_reply(t.helo, "AUTH")?;
+            match reply.code {
+                235 => return Ok(()),
+                334 => {
+                    let next = responses.next().unwrap_or_default();
+                    self.send_secret(&next, if next.is_empty() { "" } else { "***" })?;
+                }
+                _ => {
+                    let text = format!(
+                        "SASL authentication failed; server {} said: {reply} (AUTH {})",
+                        self.peer,
+                        mech.name()
+                    );
+                    self.quit_in_place();
+                    return Err(SessionError::temporary(text));
+                }
+            }
+        }
+        Err(SessionError::temporary(format!(
+            "SASL authentication with {} did not end (AUTH {})",
+            self.peer,
+            mech.name()
+        )))
+    }
+
+    fn show_tls(&self) {
+        if self.verbose
+            && let Some(info) = &self.tls
+        {
+            eprintln!("spoolmail: {}", info.log_line(&self.peer));
+        }
     }
 
     fn refused(&self, what: &str, reply: &Reply) -> SessionError {
@@ -219,6 +437,7 @@ impl Client {
             text: format!("host {} {what} {reply}", self.peer),
             permanent: reply.is_permanent(),
             stale: false,
+            tls_failed: false,
         }
     }
 
@@ -348,9 +567,15 @@ impl Client {
     }
 
     pub fn quit(mut self) {
+        self.quit_in_place();
+    }
+
+    /// QUIT, its reply, and TLS's close_notify; the connection is done.
+    fn quit_in_place(&mut self) {
         if self.send_line("QUIT").is_ok() {
             let _ = self.read_reply(Duration::from_secs(5), "QUIT");
         }
+        self.reader.get_mut().close_notify();
     }
 
     fn mail_command(&self, env: &Envelope, size: u64) -> String {
@@ -420,17 +645,17 @@ impl Client {
             let mut rest = chunk;
             while !rest.is_empty() {
                 if at_line_start && rest[0] == b'.' {
-                    self.writer.write_all(b".").map_err(werr)?;
+                    self.put(b".").map_err(werr)?;
                 }
                 match rest.iter().position(|&b| b == b'\n') {
                     Some(i) => {
-                        self.writer.write_all(&rest[..i]).map_err(werr)?;
-                        self.writer.write_all(b"\r\n").map_err(werr)?;
+                        self.put(&rest[..i]).map_err(werr)?;
+                        self.put(b"\r\n").map_err(werr)?;
                         rest = &rest[i + 1..];
                         at_line_start = true;
                     }
                     None => {
-                        self.writer.write_all(rest).map_err(werr)?;
+                        self.put(rest).map_err(werr)?;
                         rest = &[];
                         at_line_start = false;
                     }
@@ -439,7 +664,7 @@ impl Client {
             content.consume(n);
         }
         if !at_line_start {
-            self.writer.write_all(b"\r\n").map_err(werr)?;
+            self.put(b"\r\n").map_err(werr)?;
         }
         if self.verbose {
             eprintln!(">>> (message content)");
@@ -454,34 +679,62 @@ impl Client {
     }
 
     fn set_write_timeout(&mut self, d: Duration) -> Result<(), SessionError> {
-        self.writer
+        self.reader
             .get_ref()
+            .tcp()
             .set_write_timeout(Some(d))
             .map_err(|e| SessionError::temporary(format!("{}: {e}", self.peer)))
     }
 
+    /// Adds to the output, writing it out once a chunk is full.
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.extend_from_slice(bytes);
+        if self.out.len() >= WRITE_CHUNK {
+            self.write_out()?;
+        }
+        Ok(())
+    }
+
+    fn write_out(&mut self) -> io::Result<()> {
+        let stream = self.reader.get_mut();
+        stream.write_all(&self.out)?;
+        stream.flush()?;
+        self.out.clear();
+        Ok(())
+    }
+
     fn queue_line(&mut self, line: &str) -> Result<(), SessionError> {
+        self.queue_line_shown(line, line)
+    }
+
+    /// Queues `line`, showing `shown` in the `-v` transcript instead (a
+    /// secret as `***`).
+    fn queue_line_shown(&mut self, line: &str, shown: &str) -> Result<(), SessionError> {
         debug_assert!(
             !line.contains(['\r', '\n']),
             "SMTP command with a line break"
         );
         if self.verbose {
-            eprintln!(">>> {line}");
+            eprintln!(">>> {shown}");
         }
-        let r = self
-            .writer
-            .write_all(line.as_bytes())
-            .and_then(|()| self.writer.write_all(b"\r\n"));
-        r.map_err(|e| self.lost(&e, line))
+        let r = self.put(line.as_bytes()).and_then(|()| self.put(b"\r\n"));
+        let during = if line == shown { line } else { "AUTH" };
+        r.map_err(|e| self.lost(&e, during))
     }
 
     fn flush(&mut self) -> Result<(), SessionError> {
-        self.writer.flush().map_err(|e| self.lost(&e, "commands"))
+        self.write_out().map_err(|e| self.lost(&e, "commands"))
     }
 
     fn send_line(&mut self, line: &str) -> Result<(), SessionError> {
         self.set_write_timeout(Duration::from_secs(300))?;
         self.queue_line(line)?;
+        self.flush()
+    }
+
+    fn send_secret(&mut self, line: &str, shown: &str) -> Result<(), SessionError> {
+        self.set_write_timeout(Duration::from_secs(300))?;
+        self.queue_line_shown(line, shown)?;
         self.flush()
     }
 
@@ -503,6 +756,7 @@ impl Client {
         };
         self.reader
             .get_ref()
+            .tcp()
             .set_read_timeout(Some(timeout))
             .map_err(|e| fail(e.to_string()))?;
         let mut lines = Vec::new();
@@ -551,6 +805,41 @@ impl Client {
             }
         }
     }
+}
+
+/// The TLS handshake, bounded by `timeout` each way, as a SessionError
+/// when it fails.
+fn handshake(
+    tls: &Tls,
+    tcp: TcpStream,
+    host: &str,
+    required: bool,
+    peer: &str,
+    timeout: Duration,
+) -> Result<(Stream, TlsInfo), SessionError> {
+    let _ = tcp.set_read_timeout(Some(timeout));
+    let _ = tcp.set_write_timeout(Some(timeout));
+    tls.handshake(tcp, host, required).map_err(|e| match e {
+        HandshakeError::NotVerified(why) => SessionError::temporary(format!(
+            "TLS is required, but the certificate of {peer} did not verify: {why}"
+        )),
+        HandshakeError::Failed(why) => SessionError {
+            text: format!("TLS handshake with {peer} failed: {why}"),
+            permanent: false,
+            stale: false,
+            tls_failed: true,
+        },
+    })
+}
+
+/// Whether the server has sent anything not yet read (without waiting).
+fn bytes_waiting(tcp: &TcpStream) -> bool {
+    if tcp.set_nonblocking(true).is_err() {
+        return true; // cannot tell: assume the worst
+    }
+    let waiting = matches!(tcp.peek(&mut [0u8; 1]), Ok(n) if n > 0);
+    let _ = tcp.set_nonblocking(false);
+    waiting
 }
 
 /// RFC 3461 xtext: `+` and `=`, controls and non-printables as `+HH`.
@@ -609,6 +898,17 @@ mod tests {
         let c = Capabilities::from_ehlo(&r);
         assert!(c.pipelining && c.eightbitmime && c.dsn && c.smtputf8 && c.starttls);
         assert_eq!(c.size, Some(10240000));
+        assert!(c.auth.is_empty());
+        let r = Reply {
+            code: 250,
+            lines: ["relay.example", "AUTH plain LOGIN", "AUTH=XOAUTH2"]
+                .map(String::from)
+                .to_vec(),
+        };
+        assert_eq!(
+            Capabilities::from_ehlo(&r).auth,
+            vec!["PLAIN", "LOGIN", "XOAUTH2"]
+        );
     }
 
     #[test]

@@ -165,11 +165,23 @@ pub fn random_u64() -> u64 {
     v
 }
 
-/// Sets the umask that keeps spool files from other users. (Closed fds 0,
-/// 1 and 2 need no care here: Rust's runtime reopens them on /dev/null before
-/// `main`, so no file spoolmail opens can take their place.)
+/// Sets the umask that keeps spool files from other users and, when running
+/// setgid for someone else, empties the environment but for TZ, so that no
+/// library spoolmail uses, now or later, lets a caller steer it (a CA bundle
+/// path, a resolver option). Closed fds 0, 1 and 2 need no care here: Rust's
+/// runtime reopens them on /dev/null before `main`.
 pub fn sanitize_process() {
     unsafe { libc::umask(0o027) };
+    if is_privileged() {
+        let names: Vec<std::ffi::OsString> = std::env::vars_os()
+            .map(|(k, _)| k)
+            .filter(|k| k != "TZ")
+            .collect();
+        for name in names {
+            // SAFETY: called first thing in main, before any thread exists.
+            unsafe { std::env::remove_var(name) };
+        }
+    }
 }
 
 /// Points stdin, stdout and stderr at /dev/null (a detached background run).

@@ -1,0 +1,696 @@
+//! STARTTLS, implicit TLS and AUTH against real TLS servers on loopback
+//! (aiosmtpd with certificates made here by a test CA; the scripted server
+//! for handshakes that fail, injections and AUTH offered in the clear).
+//! Each policy's outcome is checked: delivered, or deferred with its reason
+//! in mailq and the log, never bounced; and no secret crosses a connection
+//! it should not, nor reaches a log, a transcript or the queue.
+
+mod support;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::{Cert, Dns, DnsZone, Fixture, Pki, Smtp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_spoolmail");
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A private spool with its config and log, removed on drop.
+struct Spool {
+    root: PathBuf,
+}
+
+impl Spool {
+    /// `config`: lines added to the base config (spool, log, queue-only
+    /// submissions, short time-outs, a retry schedule that is always due).
+    fn new(config: &str) -> Spool {
+        let root = support::scratch_dir("tls");
+        fs::create_dir_all(root.join("spool/tmp")).unwrap();
+        fs::create_dir_all(root.join("spool/queue")).unwrap();
+        let s = Spool { root };
+        s.configure(config);
+        s
+    }
+
+    fn configure(&self, config: &str) {
+        let base = format!(
+            "spool_dir = {}\nlog = {}\nqualify_domain = example.org\nhelo_name = client.test\n\
+             delivery_mode = queue\nconnect_timeout = 3s\ncommand_timeout = 10s\ndata_timeout = 10s\n\
+             retry_schedule = 0 0 0 0\n",
+            self.root.join("spool").display(),
+            self.root.join("maillog").display()
+        );
+        fs::write(self.conf(), format!("{base}{config}")).unwrap();
+    }
+
+    /// A file only its owner can read (as a password file must be).
+    fn secret(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.root.join(name);
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.root.join("spoolmail.conf")
+    }
+
+    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = Command::new(BIN)
+            .arg("-C")
+            .arg(self.conf())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("spoolmail {args:?} did not finish within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    fn submit(&self, rcpt: &str) {
+        let msg = format!("From: alice@example.org\nTo: {rcpt}\nSubject: tls\n\nover TLS\n");
+        let out = self.run(&["-f", "alice@example.org", rcpt], msg.as_bytes());
+        assert!(
+            out.status.success(),
+            "submit: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// One queue run, to completion; returns its stderr (the transcript under -v).
+    fn pass(&self, args: &[&str]) -> String {
+        let mut all = vec!["-q"];
+        all.extend(args);
+        let out = self.run(&all, b"");
+        assert!(
+            out.status.success(),
+            "-q: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn queued(&self) -> Vec<String> {
+        fs::read_dir(self.root.join("spool/queue"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".state"))
+            .collect()
+    }
+
+    /// Every file of the queue, state files included, as one text.
+    fn queue_text(&self) -> String {
+        let mut text = String::new();
+        for e in fs::read_dir(self.root.join("spool/queue")).unwrap() {
+            text.push_str(&fs::read_to_string(e.unwrap().path()).unwrap_or_default());
+        }
+        text
+    }
+
+    fn bounces(&self) -> usize {
+        self.queued()
+            .iter()
+            .filter(|id| {
+                fs::read_to_string(self.root.join("spool/queue").join(id))
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l == "sender ")
+            })
+            .count()
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.root.join("maillog")).unwrap_or_default()
+    }
+
+    fn mailq(&self) -> String {
+        String::from_utf8(self.run(&["-bp"], b"").stdout).unwrap()
+    }
+
+    /// Still queued, deferred (not bounced), with `reason` in mailq and the log.
+    fn assert_deferred(&self, reason: &str) {
+        assert_eq!(self.queued().len(), 1, "still queued: {}", self.mailq());
+        assert_eq!(self.bounces(), 0, "no bounce: {}", self.mailq());
+        let mailq = self.mailq();
+        assert!(mailq.contains(reason), "mailq lacks {reason:?}:\n{mailq}");
+        let log = self.log();
+        assert!(log.contains("status=deferred"), "{log}");
+        assert!(log.contains(reason), "log lacks {reason:?}:\n{log}");
+    }
+
+    fn assert_delivered(&self) {
+        assert!(self.queued().is_empty(), "{}\n{}", self.mailq(), self.log());
+        assert!(self.log().contains("status=sent"), "{}", self.log());
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// sink.py on a loopback address of its own with a certificate `cert_for`
+/// makes for that address, and more arguments.
+fn tls_sink(cert_for: impl Fn(&str) -> Cert, extra: &[&str]) -> Smtp {
+    let host = support::loopback_host();
+    let cert = cert_for(&host);
+    let mut args = cert.sink_args();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Smtp::start(Fixture::Sink, &host, 0, &args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn verified_line(sink: &Smtp) -> String {
+    format!(
+        "Verified TLS connection established to {h}[{h}]:{p}: TLSv1.3 with cipher TLS13_",
+        h = sink.host,
+        p = sink.port
+    )
+}
+
+fn auth_config(s: &Spool, ca: &Path, password: &str) -> String {
+    let pw = s.secret("password", &format!("{password}\n"));
+    format!(
+        "tls_ca_file = {}\nauth_user = alice\nauth_password_file = {}\n",
+        ca.display(),
+        pw.display()
+    )
+}
+
+#[test]
+fn starttls_and_auth_with_a_trusted_ca_under_required() {
+    let pki = Pki::new();
+    let user_pass = format!("--auth=alice:{PASSWORD}");
+    let sink = tls_sink(|h| pki.server(&[h]), &[&user_pass]);
+    let s = Spool::new("");
+    s.configure(&format!(
+        "smarthost = {}\ntls = required\n{}",
+        sink.addr(),
+        auth_config(&s, &pki.ca, PASSWORD)
+    ));
+    s.submit("bob@example.net");
+    s.pass(&[]);
+    let got = sink.wait_for_messages(1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1, "{}", s.log());
+    assert_eq!(got[0].tls, "TLSv1.3");
+    assert_eq!(got[0].auth, "alice");
+    assert_eq!(got[0].helo, "client.test", "EHLO again after STARTTLS");
+    s.assert_delivered();
+    let log = s.log();
+    assert!(log.contains(&verified_line(&sink)), "{log}");
+    assert!(!log.contains(PASSWORD), "{log}");
+}
+
+#[test]
+fn mx_host_verified_by_its_name() {
+    let pki = Pki::new();
+    let sink = tls_sink(|_| pki.server(&["mx1.mx.test"]), &[]);
+    let dns = Dns::start(
+        &DnsZone::new()
+            .mx("mx.test", 10, "mx1.mx.test")
+            .host("mx1.mx.test", &[&sink.host]),
+    );
+    let s = Spool::new(&format!(
+        "dns_server = {}\nsmtp_port = {}\ntls = required\ntls_ca_file = {}\n",
+        dns.addr(),
+        sink.port,
+        pki.ca.display()
+    ));
+    s.submit("user@mx.test");
+    s.pass(&[]);
+    assert_eq!(
+        sink.wait_for_messages(1, Duration::from_secs(10))[0].tls,
+        "TLSv1.3"
+    );
+    s.assert_delivered();
+    let expected = format!(
+        "Verified TLS connection established to mx1.mx.test[{}]:{}: TLSv1.3",
+        sink.host, sink.port
+    );
+    assert!(s.log().contains(&expected), "{}", s.log());
+}
+
+#[test]
+fn implicit_tls_with_auth_login() {
+    let pki = Pki::new();
+    let user_pass = format!("--auth=alice:{PASSWORD}");
+    let sink = tls_sink(
+        |h| pki.server(&[h]),
+        &["--implicit-tls", &user_pass, "--auth-mechanisms=LOGIN"],
+    );
+    let s = Spool::new("");
+    s.configure(&format!(
+        "smarthost = {}\nsmarthost_tls = implicit\n{}",
+        sink.addr(),
+        auth_config(&s, &pki.ca, PASSWORD)
+    ));
+    s.submit("bob@example.net");
+    let transcript = s.pass(&["-v"]);
+    let got = sink.wait_for_messages(1, Duration::from_secs(10));
+    assert_eq!(
+        (got[0].tls.as_str(), got[0].auth.as_str()),
+        ("TLSv1.3", "alice")
+    );
+    s.assert_delivered();
+    assert!(s.log().contains(&verified_line(&sink)), "{}", s.log());
+    assert!(transcript.contains(">>> AUTH LOGIN ***"), "{transcript}");
+    assert!(!transcript.contains("STARTTLS"), "{transcript}");
+    assert!(!transcript.contains(PASSWORD), "{transcript}");
+}
+
+#[test]
+fn xoauth2_bearer_token() {
+    let pki = Pki::new();
+    let sink = tls_sink(
+        |h| pki.server(&[h]),
+        &["--auth=alice:ya29.token-of-the-day"],
+    );
+    let s = Spool::new("");
+    let token = s.secret("token", "ya29.token-of-the-day\n");
+    s.configure(&format!(
+        "smarthost = {}\ntls_ca_file = {}\nauth_user = alice\nauth_xoauth2_token_file = {}\n",
+        sink.addr(),
+        pki.ca.display(),
+        token.display()
+    ));
+    s.submit("bob@example.net");
+    let transcript = s.pass(&["-v"]);
+    assert_eq!(
+        sink.wait_for_messages(1, Duration::from_secs(10))[0].auth,
+        "alice"
+    );
+    s.assert_delivered();
+    assert!(transcript.contains(">>> AUTH XOAUTH2 ***"), "{transcript}");
+    assert!(!transcript.contains("ya29"), "{transcript}");
+
+    // An expired token: the server's 334 error, an empty answer, its 535.
+    fs::write(&token, "ya29.token-of-yesterday\n").unwrap();
+    s.submit("bob@example.net");
+    let transcript = s.pass(&["-v"]);
+    s.assert_deferred("SASL authentication failed");
+    assert!(transcript.contains("<<< 334 "), "{transcript}");
+    assert!(!transcript.contains("ya29"), "{transcript}");
+    assert_eq!(sink.message_count(), 1);
+}
+
+#[test]
+fn server_without_starttls() {
+    // Opportunistic (the default): plain text.
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    s.submit("bob@example.net");
+    s.pass(&[]);
+    assert_eq!(
+        sink.wait_for_messages(1, Duration::from_secs(10))[0].tls,
+        ""
+    );
+    s.assert_delivered();
+    assert!(
+        !s.log().contains("TLS connection established"),
+        "{}",
+        s.log()
+    );
+
+    // Required: deferred with the reason, never sent in plain text.
+    let s = Spool::new(&format!("smarthost = {}\ntls = required\n", sink.addr()));
+    s.submit("bob@example.net");
+    s.pass(&[]);
+    s.assert_deferred("TLS is required, but host");
+    assert!(
+        s.mailq().contains("does not offer STARTTLS"),
+        "{}",
+        s.mailq()
+    );
+    assert_eq!(sink.message_count(), 1, "nothing more was sent");
+}
+
+#[test]
+fn certificate_that_does_not_verify() {
+    let pki = Pki::new();
+    let sink = tls_sink(|h| pki.self_signed(&[h]), &[]);
+    // Opportunistic: encrypted, delivered, and logged as Untrusted.
+    let s = Spool::new(&format!(
+        "smarthost = {}\ntls_ca_file = {}\n",
+        sink.addr(),
+        pki.ca.display()
+    ));
+    s.submit("bob@example.net");
+    s.pass(&[]);
+    assert_eq!(
+        sink.wait_for_messages(1, Duration::from_secs(10))[0].tls,
+        "TLSv1.3"
+    );
+    s.assert_delivered();
+    let untrusted = format!(
+        "Untrusted TLS connection established to {h}[{h}]:{p}: TLSv1.3",
+        h = sink.host,
+        p = sink.port
+    );
+    assert!(s.log().contains(&untrusted), "{}", s.log());
+
+    // Required: deferred, the reason in mailq.
+    let s = Spool::new(&format!(
+        "smarthost = {}\ntls = required\ntls_ca_file = {}\n",
+        sink.addr(),
+        pki.ca.display()
+    ));
+    s.submit("bob@example.net");
+    s.pass(&[]);
+    s.assert_deferred("did not verify");
+    assert!(s.mailq().contains("unknown issuer"), "{}", s.mailq());
+    assert_eq!(sink.message_count(), 1);
+}
+
+#[test]
+fn certificate_for_another_name() {
+    let pki = Pki::new();
+    let sink = tls_sink(|_| pki.server(&["other.test"]), &[]);
+    let s = Spool::new(&format!(
+        "smarthost = {}\ntls_ca_file = {}\n",
+        sink.addr(),
+        pki.ca.display()
+    ));
+    s.submit("bob@example.net");
+    s.pass(&[]);
+    s.assert_delivered();
+    let trusted = format!("Trusted TLS connection established to {}", sink.host);
+    assert!(s.log().contains(&trusted), "{}", s.log());
+
+    let s = Spool::new(&format!(
+        "smarthost = {}\ntls = required\ntls_ca_file = {}\n",
+        sink.addr(),
+        pki.ca.display()
+    ));
+    s.submit("bob@example.net");
+    s.pass(&[]);
+    s.assert_deferred(&format!(
+        "certificate is for other.test, not for {}",
+        sink.host
+    ));
+}
+
+#[test]
+fn failed_handshake_falls_back_to_plain_text_in_the_same_pass() {
+    for script in ["starttls-garbage", "starttls-close"] {
+        let server = Smtp::faulty(script, &[]);
+        let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+        s.submit("bob@example.net");
+        s.pass(&[]);
+        assert_eq!(
+            server.wait_for_messages(1, Duration::from_secs(10)).len(),
+            1,
+            "{script}"
+        );
+        s.assert_delivered();
+        assert!(server.session_log(1).contains("C: STARTTLS"), "{script}");
+        assert!(
+            !server.session_log(2).contains("C: STARTTLS"),
+            "{script}: {}",
+            server.session_log(2)
+        );
+        let log = s.log();
+        assert!(log.contains("TLS handshake with"), "{script}: {log}");
+        assert!(log.contains("trying again without TLS"), "{script}: {log}");
+
+        // Required: no fallback.
+        let s = Spool::new(&format!("smarthost = {}\ntls = required\n", server.addr()));
+        s.submit("bob@example.net");
+        s.pass(&[]);
+        s.assert_deferred("TLS handshake with");
+        assert_eq!(server.message_count(), 1, "{script}");
+    }
+}
+
+#[test]
+fn starttls_refused_with_454() {
+    let server = Smtp::faulty("starttls-454", &[]);
+    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    s.submit("bob@example.net");
+    s.pass(&[]);
+    s.assert_delivered();
+    assert_eq!(
+        server.connections(),
+        1,
+        "went on in plain text on the same connection"
+    );
+    assert!(s.log().contains("said 454 4.7.0"), "{}", s.log());
+
+    let s = Spool::new(&format!("smarthost = {}\ntls = required\n", server.addr()));
+    s.submit("bob@example.net");
+    s.pass(&[]);
+    s.assert_deferred("TLS is required, but host");
+}
+
+#[test]
+fn data_pipelined_after_the_starttls_reply_is_refused() {
+    let server = Smtp::faulty("starttls-inject", &[]);
+    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    s.submit("bob@example.net");
+    s.pass(&[]);
+    s.assert_deferred("sent data after its 220 reply to STARTTLS");
+    assert_eq!(server.message_count(), 0);
+    let transcript = server.session_log(1);
+    let after = transcript
+        .split("C: STARTTLS")
+        .nth(1)
+        .expect("STARTTLS sent");
+    assert!(
+        !after.contains("C: "),
+        "the client sent nothing after STARTTLS:\n{transcript}"
+    );
+}
+
+#[test]
+fn no_password_over_plain_text() {
+    let server = Smtp::faulty("auth-plain", &[]);
+    let s = Spool::new("");
+    let pw = s.secret("password", &format!("{PASSWORD}\n"));
+    let config = format!(
+        "smarthost = {}\nauth_user = alice\nauth_password_file = {}\n",
+        server.addr(),
+        pw.display()
+    );
+    s.configure(&config);
+    s.submit("bob@example.net");
+    s.pass(&[]);
+    s.assert_deferred("not sending credentials to");
+    assert_eq!(server.message_count(), 0);
+    let transcript = server.session_log(1);
+    assert!(
+        transcript.contains("AUTH PLAIN LOGIN"),
+        "it was offered:\n{transcript}"
+    );
+    assert!(!transcript.contains("C: AUTH"), "{transcript}");
+    let b64 = base64(format!("\0alice\0{PASSWORD}").as_bytes());
+    assert!(
+        !transcript.contains(PASSWORD) && !transcript.contains(&b64),
+        "{transcript}"
+    );
+
+    // Only when the admin says so.
+    s.configure(&format!("{config}auth_allow_plaintext = yes\n"));
+    s.pass(&[]);
+    s.assert_delivered();
+    assert!(
+        server
+            .session_log(2)
+            .contains(&format!("C: AUTH PLAIN {b64}")),
+        "{}",
+        server.session_log(2)
+    );
+}
+
+#[test]
+fn no_password_over_tls_that_did_not_verify() {
+    let pki = Pki::new();
+    let user_pass = format!("--auth=alice:{PASSWORD}");
+    let sink = tls_sink(|h| pki.self_signed(&[h]), &[&user_pass]);
+    let s = Spool::new("");
+    s.configure(&format!(
+        "smarthost = {}\n{}",
+        sink.addr(),
+        auth_config(&s, &pki.ca, PASSWORD)
+    ));
+    s.submit("bob@example.net");
+    s.pass(&[]);
+    s.assert_deferred("not sending credentials to");
+    assert!(s.mailq().contains("did not verify"), "{}", s.mailq());
+    assert_eq!(sink.message_count(), 0);
+}
+
+#[test]
+fn bad_password_defers_and_never_bounces() {
+    let pki = Pki::new();
+    let sink = tls_sink(|h| pki.server(&[h]), &["--auth=alice:the-right-one"]);
+    let s = Spool::new("");
+    s.configure(&format!(
+        "smarthost = {}\ntls = required\n{}",
+        sink.addr(),
+        auth_config(&s, &pki.ca, PASSWORD)
+    ));
+    s.submit("bob@example.net");
+    for _ in 0..2 {
+        s.pass(&[]);
+    }
+    s.assert_deferred("SASL authentication failed");
+    assert!(s.mailq().contains("535"), "{}", s.mailq());
+    assert_eq!(sink.message_count(), 0);
+    let b64 = base64(format!("\0alice\0{PASSWORD}").as_bytes());
+    for (what, text) in [
+        ("log", s.log()),
+        ("mailq", s.mailq()),
+        ("queue", s.queue_text()),
+    ] {
+        assert!(
+            !text.contains(PASSWORD) && !text.contains(&b64),
+            "{what}: {text}"
+        );
+    }
+}
+
+#[test]
+fn verbose_transcript_hides_the_secret() {
+    let pki = Pki::new();
+    let user_pass = format!("--auth=alice:{PASSWORD}");
+    let sink = tls_sink(|h| pki.server(&[h]), &[&user_pass]);
+    let s = Spool::new("");
+    s.configure(&format!(
+        "smarthost = {}\n{}",
+        sink.addr(),
+        auth_config(&s, &pki.ca, PASSWORD)
+    ));
+    s.submit("bob@example.net");
+    let transcript = s.pass(&["-v"]);
+    s.assert_delivered();
+    assert!(transcript.contains(">>> STARTTLS"), "{transcript}");
+    assert!(transcript.contains(">>> AUTH PLAIN ***"), "{transcript}");
+    assert!(transcript.contains("<<< 235"), "{transcript}");
+    let b64 = base64(format!("\0alice\0{PASSWORD}").as_bytes());
+    assert!(
+        !transcript.contains(PASSWORD) && !transcript.contains(&b64),
+        "{transcript}"
+    );
+}
+
+#[test]
+fn password_file_others_can_read_is_a_config_error() {
+    let s = Spool::new("");
+    let pw = s.secret("password", "secret\n");
+    fs::set_permissions(&pw, fs::Permissions::from_mode(0o644)).unwrap();
+    s.configure(&format!(
+        "smarthost = relay.test\nauth_user = alice\nauth_password_file = {}\n",
+        pw.display()
+    ));
+    let out = s.run(&["-bp"], b"");
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = fs::read_to_string(s.conf())
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("auth_password_file"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!(
+            "{}:{line}: auth_password_file",
+            s.conf().display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("0644") && err.contains("others can read"),
+        "{err}"
+    );
+}
+
+#[test]
+fn keys_that_only_make_sense_together() {
+    let s = Spool::new("");
+    let pw = s.secret("password", "secret\n");
+    for (config, error) in [
+        (
+            format!("auth_user = alice\nauth_password_file = {}\n", pw.display()),
+            "auth_user is only used with a smarthost",
+        ),
+        (
+            "smarthost = relay.test\nauth_user = alice\n".to_string(),
+            "auth_user needs auth_password_file",
+        ),
+        (
+            "tls_cert_file = /etc/client.pem\n".to_string(),
+            "tls_cert_file and tls_key_file go together",
+        ),
+        (
+            "smarthost_tls = maybe\n".to_string(),
+            "smarthost_tls: `maybe` must be starttls or implicit",
+        ),
+        (
+            "auth_allow_plaintext = sometimes\n".to_string(),
+            "auth_allow_plaintext: `sometimes` must be yes or no",
+        ),
+    ] {
+        s.configure(&config);
+        let out = s.run(&["-bp"], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{config}: {err}");
+        assert!(err.contains(error), "{config}: {err}");
+    }
+}
+
+#[test]
+fn tls_connections_are_reused() {
+    let pki = Pki::new();
+    let sink = tls_sink(|h| pki.server(&[h]), &[]);
+    let s = Spool::new(&format!(
+        "smarthost = {}\ntls = required\ntls_ca_file = {}\nmax_per_destination = 2\n",
+        sink.addr(),
+        pki.ca.display()
+    ));
+    for _ in 0..20 {
+        s.submit("bob@example.net");
+    }
+    s.pass(&[]);
+    let got = sink.wait_for_messages(20, Duration::from_secs(20));
+    assert_eq!(got.len(), 20);
+    assert!(got.iter().all(|m| m.tls == "TLSv1.3"));
+    assert!(
+        sink.connections() <= 2,
+        "{} handshakes for 20 messages",
+        sink.connections()
+    );
+    s.assert_delivered();
+}
+
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                ABC[(n >> (18 - 6 * i)) as usize & 63] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
