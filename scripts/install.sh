@@ -7,7 +7,8 @@
 # The binary is setgid to group `spoolmail` and the spool is writable by that
 # group only, as Postfix's postdrop and dma are set up: any local user can
 # submit, nobody but root and the group can read queued mail.
-# Environment: GROUP (default spoolmail), CARGO_TARGET_DIR as usual.
+# Environment: GROUP (default spoolmail), CARGO_TARGET_DIR as usual, PROFILE
+# (default release; the tests use dev, which skips the slow LTO build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,8 +21,11 @@ else
     sbin=$prefix/sbin; bin=$prefix/bin; conf=$prefix/etc/spoolmail.conf; spool=$prefix/spool
 fi
 
-SPOOLMAIL_CONFIG=$conf cargo build --release --locked --quiet
-target=${CARGO_TARGET_DIR:-target}/release/spoolmail
+profile=${PROFILE:-release}
+SPOOLMAIL_CONFIG=$conf cargo build --profile "$profile" --locked --quiet
+profile_dir=$profile
+[ "$profile" = dev ] && profile_dir=debug
+target=${CARGO_TARGET_DIR:-target}/$profile_dir/spoolmail
 
 as_root=false
 [ "$(id -u)" = 0 ] && as_root=true
