@@ -193,19 +193,10 @@ fn status_code(f: &Failure) -> String {
     if f.expired {
         return "4.4.7".to_string();
     }
-    let words: Vec<&str> = f.reason.split_whitespace().take(2).collect();
-    if let [code, enhanced] = words.as_slice()
-        && code.len() == 3
-        && code.starts_with('5')
-        && enhanced.starts_with('5')
-        && enhanced.split('.').count() == 3
-        && enhanced
-            .split('.')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return enhanced.to_string();
+    match crate::smtp::enhanced_code(&f.reason) {
+        Some(code) if code.starts_with('5') => code.to_string(),
+        _ => "5.0.0".to_string(),
     }
-    "5.0.0".to_string()
 }
 
 #[cfg(test)]

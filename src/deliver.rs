@@ -10,8 +10,9 @@ use crate::auth::Credentials;
 use crate::bounce::{self, Failure};
 use crate::config::{Config, SmarthostTls, TlsPolicy};
 use crate::log::Log;
+use crate::mime;
 use crate::route::{RouteError, Router, SMARTHOST, Target};
-use crate::smtp::{Client, Outcome, Rcpt, Setup, TlsMode};
+use crate::smtp::{Client, Outcome, Rcpt, SessionError, Setup, TlsMode};
 use crate::spool::{Claim, Envelope, RcptStatus, Spool, State};
 use crate::system;
 use crate::tls::Tls;
@@ -283,6 +284,9 @@ impl Worker<'_> {
         }
     }
 
+    /// Sends the message over the open connection; when that connection
+    /// turns out to have gone stale (the server closed it while idle, or
+    /// said 421 before taking anything), once more over a fresh one.
     fn transaction(
         &mut self,
         claim: &Claim,
@@ -291,6 +295,42 @@ impl Worker<'_> {
         header_len: u64,
         size: u64,
     ) -> (Vec<(usize, Outcome)>, Option<String>) {
+        let reencoded = reencoded_content(claim, header_len, size);
+        let mut result =
+            self.try_transaction(claim, env, rcpts, header_len, size, reencoded.as_deref());
+        if let Err((e, _)) = &result
+            && e.stale
+        {
+            self.client = None;
+            if let Err((outcome, _)) = self.connection() {
+                return (rcpts.iter().map(|&i| (i, outcome.clone())).collect(), None);
+            }
+            result =
+                self.try_transaction(claim, env, rcpts, header_len, size, reencoded.as_deref());
+        }
+        match result {
+            Ok((outcomes, relay)) => (outcomes, Some(relay)),
+            Err((e, relay)) => {
+                self.client = None; // the connection is unusable; the next job reconnects
+                let deferred = rcpts
+                    .iter()
+                    .map(|&i| (i, Outcome::Deferred(e.text.clone())));
+                (deferred.collect(), Some(relay))
+            }
+        }
+    }
+
+    /// One attempt over the open connection: the re-encoded content when
+    /// there is one, else the message as stored, streamed from the spool.
+    fn try_transaction(
+        &mut self,
+        claim: &Claim,
+        env: &Envelope,
+        rcpts: &[usize],
+        header_len: u64,
+        size: u64,
+        reencoded: Option<&[u8]>,
+    ) -> Result<Attempt, (SessionError, String)> {
         let client = self.client.as_mut().expect("connected");
         let relay = client.peer.clone();
         let list: Vec<Rcpt> = rcpts
@@ -301,35 +341,68 @@ impl Worker<'_> {
                 orcpt: env.recipients[i].orcpt.as_deref(),
             })
             .collect();
-        let mut file = &claim.file;
-        let result = file
-            .seek(SeekFrom::Start(header_len))
-            .map_err(|e| {
-                crate::smtp::SessionError::temporary(format!("cannot read the queued message: {e}"))
-            })
-            .and_then(|_| {
-                client.send(
-                    env,
-                    &list,
-                    &mut BufReader::with_capacity(64 * 1024, file),
-                    size,
-                    &self.config.timeouts,
-                )
-            });
-        match result {
-            Ok(outcomes) => (outcomes, Some(relay)),
-            Err(e) => {
-                self.client = None; // the connection is unusable; the next job reconnects
-                (
-                    rcpts
-                        .iter()
-                        .map(|&i| (i, Outcome::Deferred(e.text.clone())))
-                        .collect(),
-                    Some(relay),
-                )
+        let t = &self.config.timeouts;
+        let result = match reencoded {
+            Some(bytes) => client.send(env, &list, &mut &bytes[..], bytes.len() as u64, t),
+            None => {
+                let mut file = &claim.file;
+                match file.seek(SeekFrom::Start(header_len)) {
+                    Ok(_) => client.send(
+                        env,
+                        &list,
+                        &mut BufReader::with_capacity(64 * 1024, file),
+                        size,
+                        t,
+                    ),
+                    Err(e) => Err(SessionError::temporary(format!(
+                        "cannot read the queued message: {e}"
+                    ))),
+                }
             }
-        }
+        };
+        result.map(|o| (o, relay.clone())).map_err(|e| (e, relay))
     }
+}
+
+/// Each recipient's outcome of a transaction, and the relay (`host[ip]:port`).
+type Attempt = (Vec<(usize, Outcome)>, String);
+
+/// Messages up to this size are re-encoded in memory when they need it;
+/// larger ones go as they are.
+const MAX_REENCODE: u64 = 32 * 1024 * 1024;
+
+/// The content re-encoded for SMTP when a text part has lines over 998
+/// octets (see `mime::reencode_long_lines`); None to send it as stored. A
+/// streaming scan comes first, so that ordinary messages are never held in
+/// memory.
+fn reencoded_content(claim: &Claim, header_len: u64, size: u64) -> Option<Vec<u8>> {
+    if size <= mime::MAX_LINE as u64 || size > MAX_REENCODE {
+        return None;
+    }
+    let mut file = &claim.file;
+    file.seek(SeekFrom::Start(header_len)).ok()?;
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut line_len = 0usize;
+    let mut long = false;
+    while !long {
+        let chunk = reader.fill_buf().ok()?;
+        if chunk.is_empty() {
+            break;
+        }
+        for &b in chunk {
+            line_len = if b == b'\n' { 0 } else { line_len + 1 };
+            long |= line_len > mime::MAX_LINE;
+        }
+        let n = chunk.len();
+        reader.consume(n);
+    }
+    if !long {
+        return None;
+    }
+    let mut content = Vec::with_capacity(size as usize);
+    file.seek(SeekFrom::Start(header_len)).ok()?;
+    std::io::Read::read_to_end(&mut file, &mut content).ok()?;
+    mime::reencode_long_lines(&content)
 }
 
 /// The envelope of a claimed message, the length of the envelope (where the
@@ -539,16 +612,8 @@ fn one_line(text: &str) -> String {
 
 /// The enhanced status code for a log line: the reply's own, else by class.
 fn dsn_of(text: &str, status: RcptStatus) -> String {
-    let mut words = text.split_whitespace();
-    if let (Some(code), Some(enh)) = (words.next(), words.next())
-        && code.len() == 3
-        && code.bytes().all(|b| b.is_ascii_digit())
-        && enh.split('.').count() == 3
-        && enh
-            .split('.')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return enh.to_string();
+    if let Some(code) = crate::smtp::enhanced_code(text) {
+        return code.to_string();
     }
     match status {
         RcptStatus::Delivered => "2.0.0",

@@ -842,6 +842,22 @@ fn bytes_waiting(tcp: &TcpStream) -> bool {
     waiting
 }
 
+/// The enhanced status code (RFC 3463) of a reply as spoolmail records it
+/// (`550 5.1.1 <bob@x>: user unknown` gives `5.1.1`), if it has one.
+pub fn enhanced_code(reply: &str) -> Option<&str> {
+    let mut words = reply.split_whitespace();
+    let (code, enhanced) = (words.next()?, words.next()?);
+    let parts: Vec<&str> = enhanced.split('.').collect();
+    let ok = code.len() == 3
+        && code.bytes().all(|b| b.is_ascii_digit())
+        && parts.len() == 3
+        && parts[0] == &code[..1]
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
+    ok.then_some(enhanced)
+}
+
 /// RFC 3461 xtext: `+` and `=`, controls and non-printables as `+HH`.
 fn xtext(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -909,6 +925,18 @@ mod tests {
             Capabilities::from_ehlo(&r).auth,
             vec!["PLAIN", "LOGIN", "XOAUTH2"]
         );
+    }
+
+    #[test]
+    fn enhanced_codes() {
+        assert_eq!(
+            enhanced_code("550 5.1.1 <a@b>: user unknown"),
+            Some("5.1.1")
+        );
+        assert_eq!(enhanced_code("451 4.3.0 later"), Some("4.3.0"));
+        assert_eq!(enhanced_code("550 user unknown"), None);
+        assert_eq!(enhanced_code("550 4.1.1 mismatched class"), None);
+        assert_eq!(enhanced_code("connect to x: refused"), None);
     }
 
     #[test]

@@ -790,3 +790,59 @@ fn set_mtime(path: &Path, seconds_ago: i64) {
         0
     );
 }
+
+#[test]
+fn long_lines_in_text_parts_go_as_quoted_printable() {
+    // The sink, like a strict server, refuses lines over 1001 octets; the
+    // message must arrive anyway, and decode to exactly what was submitted.
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    let line = format!(
+        "<a href=\"https://example.org/{}\">caf\u{e9} = ok</a>",
+        "x".repeat(3000)
+    );
+    let msg = format!(
+        "From: a@example.org\nTo: b@example.net\nSubject: long\nMIME-Version: 1.0\n\
+         Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{line}\nshort line\n"
+    );
+    s.submit(&["b@example.net"], &msg);
+    let stored = s.file(&s.queued()[0]);
+    assert!(stored.contains(&line), "stored as it came");
+    s.pass();
+    let m = &sink.wait_for_messages(1, Duration::from_secs(10))[0];
+    let text = m.text();
+    assert!(
+        text.split("\r\n").all(|l| l.len() <= 998),
+        "no line over 998 octets on the wire"
+    );
+    assert!(
+        text.contains("Content-Transfer-Encoding: quoted-printable\r\n"),
+        "{text}"
+    );
+    assert!(!text.contains("Content-Transfer-Encoding: 8bit"), "{text}");
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    assert_eq!(
+        decode_qp(body.as_bytes()),
+        format!("{line}\r\nshort line\r\n").as_bytes()
+    );
+    assert!(s.queued().is_empty());
+}
+
+/// Quoted-printable decoding (RFC 2045 6.7) of CRLF text.
+fn decode_qp(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'=' && s.get(i + 1) == Some(&b'\r') {
+            i += 3; // soft line break
+        } else if s[i] == b'=' {
+            let hex = std::str::from_utf8(&s[i + 1..i + 3]).unwrap();
+            out.push(u8::from_str_radix(hex, 16).unwrap());
+            i += 3;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    out
+}
