@@ -846,3 +846,26 @@ fn decode_qp(s: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn a_server_closing_reused_connections_costs_no_message_an_attempt() {
+    let server = Smtp::faulty("one-per-connection", &[]);
+    let s = Spool::new(&format!(
+        "smarthost = {}\nmax_per_destination = 1\n",
+        server.addr()
+    ));
+    for i in 0..5 {
+        s.submit(&["bob@example.net"], &message(&format!("m{i}"), "x\n"));
+    }
+    s.pass();
+    assert_eq!(
+        server.wait_for_messages(5, Duration::from_secs(10)).len(),
+        5
+    );
+    assert!(s.queued().is_empty(), "none deferred: {}", s.mailq());
+    assert_eq!(
+        server.connections(),
+        5,
+        "a new connection for each after the 421"
+    );
+}
