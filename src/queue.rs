@@ -29,14 +29,20 @@ use std::time::{Duration, Instant};
 /// created its file but not yet locked it.
 const LEFTOVER_MIN_AGE: Duration = Duration::from_secs(60);
 
-/// A child whose message has taken this long no longer counts against its
-/// destination's limit, so that another can start on the messages behind it.
-const STALLED_AFTER: Duration = Duration::from_secs(10);
+/// A child whose message has taken this long is stalled: it no longer counts
+/// against its destination's limit (another child starts on the messages
+/// behind it), up to `max_children` stalled ones come on top of
+/// `max_children`, and messages to the same recipient domain wait while
+/// others can go (a relay that holds one domain's RCPT holds them all).
+const STALLED_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 struct Job {
     id: String,
     rcpts: Vec<usize>,
+    /// The recipients' domains, to keep messages away from a domain that
+    /// has a transaction stalled.
+    domains: Vec<String>,
 }
 
 struct Child {
@@ -149,9 +155,16 @@ fn collect_jobs(
             }
         }
         for (destination, rcpts) in by_destination {
+            let mut domains: Vec<String> = rcpts
+                .iter()
+                .filter_map(|&i| env.recipients[i].address.rsplit_once('@'))
+                .map(|(_, d)| d.to_ascii_lowercase())
+                .collect();
+            domains.dedup();
             queues.entry(destination).or_default().push_back(Job {
                 id: entry.id.clone(),
                 rcpts,
+                domains,
             });
         }
     }
@@ -179,19 +192,16 @@ fn start_children(
     summary: &mut PassSummary,
 ) -> Result<()> {
     let now = Instant::now();
+    let max = config.max_children as usize;
     for (destination, queue) in queues.iter() {
         loop {
-            if children.len() >= config.max_children as usize || queue.is_empty() {
+            let stalled = children.iter().filter(|c| is_stalled(c, now)).count();
+            if children.len() >= max + stalled.min(max) || queue.is_empty() {
                 break;
             }
             let active = children
                 .iter()
-                .filter(|c| c.destination == *destination)
-                .filter(|c| {
-                    c.job
-                        .as_ref()
-                        .is_none_or(|(_, started)| now - *started <= STALLED_AFTER)
-                })
+                .filter(|c| c.destination == *destination && !is_stalled(c, now))
                 .count();
             let idle = children
                 .iter()
@@ -321,12 +331,27 @@ fn serve(
 /// the only ones left are in other children's hands.
 fn assign(i: usize, children: &mut [Child], queues: &mut BTreeMap<String, VecDeque<Job>>) {
     let queue = queues.entry(children[i].destination.clone()).or_default();
+    let now = Instant::now();
     let in_flight = |id: &str| {
         children
             .iter()
             .any(|c| c.job.as_ref().is_some_and(|(j, _)| j.id == id))
     };
-    let free = queue.iter().position(|job| !in_flight(&job.id));
+    let slow_domains: Vec<&str> = children
+        .iter()
+        .filter(|c| is_stalled(c, now))
+        .filter_map(|c| c.job.as_ref())
+        .flat_map(|(j, _)| j.domains.iter().map(String::as_str))
+        .collect();
+    let to_slow_domain = |job: &Job| {
+        job.domains
+            .iter()
+            .any(|d| slow_domains.contains(&d.as_str()))
+    };
+    let free = queue
+        .iter()
+        .position(|job| !in_flight(&job.id) && !to_slow_domain(job))
+        .or_else(|| queue.iter().position(|job| !in_flight(&job.id)));
     let reply = match free {
         None if !queue.is_empty() => return,
         None => "quit\n".to_string(),
@@ -347,6 +372,13 @@ fn assign(i: usize, children: &mut [Child], queues: &mut BTreeMap<String, VecDeq
         let job = queue.remove(pos).expect("found above");
         child.job = Some((job, Instant::now()));
     }
+}
+
+fn is_stalled(child: &Child, now: Instant) -> bool {
+    child
+        .job
+        .as_ref()
+        .is_some_and(|(_, started)| now - *started > STALLED_AFTER)
 }
 
 fn enforce_deadlines(config: &Config, children: &mut [Child]) {

@@ -220,6 +220,9 @@ pub struct Client {
     pub notes: Vec<String>,
     verbose: bool,
     transactions: u32,
+    /// A MAIL was accepted and the transaction did not reach its end of
+    /// data: the next one starts with RSET.
+    open_transaction: bool,
 }
 
 impl Client {
@@ -249,6 +252,7 @@ impl Client {
             notes: Vec::new(),
             verbose: setup.verbose,
             transactions: 0,
+            open_transaction: false,
         };
         client.show_tls();
         let greeting = client.read_reply(t.greeting, "the greeting")?;
@@ -339,6 +343,7 @@ impl Client {
             notes: Vec::new(),
             verbose,
             transactions: 0,
+            open_transaction: false,
         };
         client.show_tls();
         client.send_line(&format!("EHLO {}", setup.helo_name))?;
@@ -475,7 +480,11 @@ impl Client {
             e.stale = reused;
             e
         };
-        if reused {
+        // RSET only after a transaction left open (MAIL taken, no end of
+        // data): after a finished one the server is ready for MAIL, and an
+        // RSET would cost a round trip per message.
+        if self.open_transaction {
+            self.open_transaction = false;
             self.send_line("RSET").map_err(stale)?;
             let rset = self.read_reply(t.mail, "RSET").map_err(stale)?;
             if !rset.is_positive() {
@@ -498,11 +507,21 @@ impl Client {
             self.queue_line("DATA")?;
             self.flush().map_err(stale)?;
             let m = self.read_reply(t.mail, "MAIL FROM").map_err(stale)?;
+            if reused && m.code == 421 {
+                return Err(stale(SessionError::temporary(format!(
+                    "host {} said {m}",
+                    self.peer
+                ))));
+            }
+            // After a refused MAIL nothing of this message was taken: a
+            // connection lost now is as safe to retry as one lost before.
+            let taken = m.is_positive();
+            let after_mail = |e: SessionError| if taken { e } else { stale(e) };
             let mut rs = Vec::with_capacity(rcpts.len());
             for _ in rcpts {
-                rs.push(self.read_reply(t.rcpt, "RCPT TO")?);
+                rs.push(self.read_reply(t.rcpt, "RCPT TO").map_err(after_mail)?);
             }
-            let d = self.read_reply(t.data_init, "DATA")?;
+            let d = self.read_reply(t.data_init, "DATA").map_err(after_mail)?;
             (m, rs, Some(d))
         } else {
             self.send_line(&mail).map_err(stale)?;
@@ -523,6 +542,7 @@ impl Client {
             (m, rs, d)
         };
 
+        self.open_transaction = mail_reply.is_positive();
         if reused && mail_reply.code == 421 {
             return Err(stale(SessionError::temporary(format!(
                 "host {} said {mail_reply}",
@@ -556,10 +576,12 @@ impl Client {
         if accepted.is_empty() {
             // Every RCPT failed but the server still wants data: send none.
             self.end_data_empty(t)?;
+            self.open_transaction = false;
             return Ok(outcomes);
         }
         self.stream_data(content, t)?;
         let done = self.read_reply(t.data_done, "the end of data")?;
+        self.open_transaction = false;
         for i in accepted {
             outcomes.push((i, Outcome::from_reply(&done)));
         }

@@ -869,3 +869,60 @@ fn a_server_closing_reused_connections_costs_no_message_an_attempt() {
         "a new connection for each after the 421"
     );
 }
+
+#[test]
+fn relay_holding_one_domain_does_not_hold_the_others() {
+    // DESIGN.md's trap: through one smarthost, a relay holds the reply to
+    // RCPT TO for one recipient domain. More such messages than max_children
+    // are queued first; the ordinary ones behind them must still go out.
+    let relay = Smtp::faulty("slow-rcpt", &["--delay", "60", "--match", "@slow.example"]);
+    let s = Spool::new(&format!(
+        "smarthost = {}\nmax_children = 3\nmax_per_destination = 3\n",
+        relay.addr()
+    ));
+    for i in 0..6 {
+        s.submit(
+            &[&format!("u{i}@slow.example")],
+            &message(&format!("slow{i}"), "x\n"),
+        );
+    }
+    for i in 0..10 {
+        s.submit(
+            &[&format!("u{i}@example.net")],
+            &message(&format!("ordinary{i}"), "x\n"),
+        );
+    }
+    let started = Instant::now();
+    let mut pass = s
+        .command(&["-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let all = support::wait_until(Duration::from_secs(40), || relay.message_count() == 10);
+    let elapsed = started.elapsed();
+    let still_running = pass.try_wait().unwrap().is_none();
+    let _ = pass.kill();
+    let _ = pass.wait();
+    assert!(
+        all,
+        "only {} of 10 ordinary messages arrived",
+        relay.message_count()
+    );
+    assert!(still_running, "the slow ones were still held");
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "ordinary messages took {elapsed:?}"
+    );
+    assert!(
+        relay
+            .messages()
+            .iter()
+            .all(|m| m.rcpt_tos[0].ends_with("@example.net"))
+    );
+    assert_eq!(
+        s.queued().len(),
+        6,
+        "the held ones are still queued, none lost"
+    );
+}
