@@ -15,6 +15,24 @@
                                 COUNTS after each change
   tarpit IP:PORT COUNTS         accepts TCP connections and never says a word;
                                 writes `conns=N` to COUNTS
+  tls-sink IP:PORT COUNTS SEQS CERT KEY [--workers N]
+                                an SMTP sink (PIPELINING) that offers STARTTLS
+                                with CERT/KEY and takes mail only under TLS
+                                (530 to MAIL before it); each message's
+                                X-Bench-Seq is appended to SEQS; writes
+                                `conns=N starttls=N tls=N resumed=N
+                                tlsfail=N plain=N mesg=N` to COUNTS (tls:
+                                handshakes done, resumed: of which resumed
+                                sessions, plain: MAILs refused without TLS);
+                                N (2) processes share the listening socket;
+                                no per-command time-out: it lives until
+                                SIGTERM, at most an hour
+  tls-blast IP:PORT CA COUNT CONNS
+                                a trivial client for measuring tls-sink alone:
+                                CONNS processes, one connection each (CONNS
+                                0: one connection per message, 10 processes),
+                                STARTTLS verified against CA, COUNT messages
+                                in all, MAIL/RCPT/DATA pipelined
   timeit COUNTS KEY TARGET TIMEOUT [--wait-cmd S] [--kill-cmd] -- CMD...
                                 starts CMD (own session), polls COUNTS every
                                 5 ms until the last KEY=N in it reaches TARGET;
@@ -25,6 +43,7 @@
   counts FILE KEY...            the last value of each KEY=N in FILE (0 if none)
   verify-dump DIR FIRST COUNT   every X-Bench-Seq FIRST..FIRST+COUNT-1 exactly
                                 once among smtp-sink's dump files
+  verify-seqs FILE FIRST COUNT  the same over tls-sink's SEQS file
   ready IP:PORT TIMEOUT         waits until a TCP connect succeeds
   report RESULTS COUNT HOLD     the tables (RESULTS: PART CONTENDER RUN STATUS
                                 SECS CONNS NOTE per line, tab-separated);
@@ -35,6 +54,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -165,6 +185,301 @@ async def tarpit_session(reader, writer, counts):
         pass
     finally:
         writer.close()
+
+
+
+BENCH_SEQ = re.compile(rb"^X-Bench-Seq: (\d+)\r?$", re.M)
+
+
+async def tls_sink_session(reader, writer, st, ctx):
+    counts, seqs = st
+    counts.bump("conns")
+
+    out = []
+
+    def reply(text):
+        out.append(text.encode() + b"\r\n")
+
+    async def flush():
+        if out:
+            writer.write(b"".join(out))
+            out.clear()
+            await writer.drain()
+
+    tls, mail, rcpts = False, False, 0
+    try:
+        reply("220 bench-tls-sink ESMTP")
+        await flush()
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                reply("250-bench-tls-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+                      + ("" if tls else "250-STARTTLS\r\n") + "250 ENHANCEDSTATUSCODES")
+            elif verb == b"HELO":
+                reply("250 bench-tls-sink")
+            elif verb == b"STAR" and line[:8].upper() == b"STARTTLS":
+                if tls:
+                    reply("503 5.5.1 Error: TLS already active")
+                    continue
+                counts.bump("starttls")
+                # Anything pipelined after STARTTLS is the injection class of
+                # bugs (CVE-2011-0411): a correct client sends nothing more.
+                if reader._buffer:  # noqa: SLF001 (asyncio has no public peek)
+                    counts.bump("tlsfail")
+                    reply("554 5.5.1 Error: commands pipelined after STARTTLS")
+                    await flush()
+                    return
+                reply("220 2.0.0 Ready to start TLS")
+                await flush()
+                try:
+                    await asyncio.wait_for(writer.start_tls(ctx), 30)
+                except (ssl.SSLError, OSError, asyncio.TimeoutError, ConnectionError):
+                    counts.bump("tlsfail")
+                    return
+                tls, mail, rcpts = True, False, 0
+                sslobj = writer.get_extra_info("ssl_object")
+                if sslobj is not None and sslobj.session_reused:
+                    counts.bump("resumed")
+                counts.bump("tls")
+                continue  # nothing to flush: the next reply is to the new EHLO
+            elif verb == b"MAIL":
+                if not tls:
+                    counts.bump("plain")
+                    reply("530 5.7.0 Must issue a STARTTLS command first")
+                else:
+                    mail, rcpts = True, 0
+                    reply("250 2.1.0 Ok")
+            elif verb == b"RCPT":
+                if not mail:
+                    reply("503 5.5.1 Error: need MAIL command")
+                else:
+                    rcpts += 1
+                    reply("250 2.1.5 Ok")
+            elif verb == b"DATA":
+                if not rcpts:
+                    reply("503 5.5.1 Error: need RCPT command")
+                else:
+                    reply("354 End data with <CR><LF>.<CR><LF>")
+                    await flush()
+                    first = await reader.readline()
+                    if not first:
+                        return
+                    if first in (b".\r\n", b".\n"):
+                        data = b""
+                    else:
+                        data = first + await reader.readuntil(b"\r\n.\r\n")
+                    m = BENCH_SEQ.search(data)
+                    os.write(seqs, (m.group(1) if m else b"none") + b"\n")  # O_APPEND: one line, whole
+                    counts.bump("mesg")
+                    mail, rcpts = False, 0
+                    reply("250 2.0.0 Ok: queued")
+            elif verb == b"RSET":
+                mail, rcpts = False, 0
+                reply("250 2.0.0 Ok")
+            elif verb == b"NOOP":
+                reply("250 2.0.0 Ok")
+            elif verb == b"QUIT":
+                reply("221 2.0.0 Bye")
+                await flush()
+                return
+            else:
+                reply("502 5.5.2 Error: command not recognized")
+            # Replies to pipelined commands go out together.
+            if not reader._buffer:  # noqa: SLF001
+                await flush()
+    except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+            ConnectionError, ssl.SSLError, OSError):
+        pass
+    finally:
+        try:
+            writer.close()
+        except Exception:  # noqa: BLE001 (a TLS transport closing mid-way)
+            pass
+
+
+def tls_blast(listen, ca, count, conns):
+    """Clients for tls-sink alone: how many messages a second it can take."""
+    import multiprocessing
+    per_msg = conns == 0
+    procs = 10 if per_msg else conns
+    shares = [count // procs + (1 if i < count % procs else 0) for i in range(procs)]
+    firsts = [1 + sum(shares[:i]) for i in range(procs)]
+    start = time.monotonic()
+    with multiprocessing.Pool(procs) as pool:
+        handshakes = sum(pool.starmap(_blast_one, [(listen, ca, f, n, per_msg) for f, n in zip(firsts, shares)]))
+    secs = time.monotonic() - start
+    print(f"tls-blast: {count} messages, {handshakes} handshakes, {procs} processes, "
+          f"{secs:.3f} s, {count / secs:.0f} msgs/s")
+
+
+def _blast_one(listen, ca, first, n, per_msg):
+    host, port = hostport(listen)
+    ctx = ssl.create_default_context(cafile=ca)
+    body = "".join(f"Line {i:02d} of the body, padding the message to two kilobytes.......\r\n" for i in range(1, 41))
+    handshakes = 0
+    sock = f = None
+
+    def expect(code):
+        while True:
+            line = f.readline()
+            if not line.startswith(code):
+                raise SystemExit(f"tls-blast: wanted {code}, got {line!r}")
+            if line[3:4] != b"-":
+                return
+
+    def connect():
+        nonlocal sock, f, handshakes
+        raw = socket.create_connection((host, port))
+        f = raw.makefile("rwb")
+        expect(b"220")
+        f.write(b"EHLO blast\r\n"); f.flush(); expect(b"250")
+        f.write(b"STARTTLS\r\n"); f.flush(); expect(b"220")
+        f.close()
+        sock = ctx.wrap_socket(raw, server_hostname=host)
+        handshakes += 1
+        f = sock.makefile("rwb")
+        f.write(b"EHLO blast\r\n"); f.flush(); expect(b"250")
+
+    for seq in range(first, first + n):
+        if sock is None:
+            connect()
+        f.write(b"MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
+        f.flush()
+        expect(b"250"); expect(b"250"); expect(b"354")
+        msg = f"To: bob@example.com\r\nX-Bench-Seq: {seq}\r\n\r\n" + body
+        f.write(msg.encode() + b".\r\n"); f.flush(); expect(b"250")
+        if per_msg:
+            f.write(b"QUIT\r\n"); f.flush(); expect(b"221")
+            f.close(); sock.close(); sock = None
+    if sock is not None:
+        f.write(b"QUIT\r\n"); f.flush(); expect(b"221")
+        f.close(); sock.close()
+    return handshakes
+
+
+def verify_seqs(path, first, count):
+    seen = {}
+    with open(path) as f:
+        for line in f:
+            k = line.strip()
+            seen[k] = seen.get(k, 0) + 1
+    want = {str(n) for n in range(first, first + count)}
+    missing = sorted(want - seen.keys(), key=lambda x: int(x))
+    dup = sorted(k for k, v in seen.items() if v > 1)
+    extra = sorted(seen.keys() - want)
+    if missing or dup or extra:
+        sys.exit(f"verify-seqs: {sum(seen.values())} messages; missing {len(missing)} {missing[:5]}, "
+                 f"duplicated {len(dup)} {dup[:5]}, unexpected {len(extra)} {extra[:5]}")
+    print(f"verified {count} distinct messages")
+
+
+TLS_SINK_FIELDS = ("conns", "starttls", "tls", "resumed", "tlsfail", "plain", "mesg")
+
+
+class SharedCounts:
+    """tls-sink's counters: one slot per worker in shared memory; whichever
+    worker counts writes the sums (under a lock, so that the file never goes
+    back to an older sum), at most once every 2 ms."""
+
+    def __init__(self, path, shm, slot):
+        self.path, self.shm, self.slot, self.pending = path, shm, slot, False
+        self.lock = open(path + ".lock", "a")
+
+    def bump(self, key):
+        i = (self.slot * len(TLS_SINK_FIELDS) + TLS_SINK_FIELDS.index(key)) * 8
+        self.shm[i:i + 8] = (int.from_bytes(self.shm[i:i + 8], "little") + 1).to_bytes(8, "little")
+        if not self.pending:
+            self.pending = True
+            asyncio.get_running_loop().call_later(0.002, self.write)
+
+    def write(self):
+        import fcntl
+        self.pending = False
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
+        try:
+            write_sums(self.path, self.shm)
+        finally:
+            fcntl.flock(self.lock, fcntl.LOCK_UN)
+
+
+def write_sums(path, shm):
+    n = len(TLS_SINK_FIELDS)
+    sums = [0] * n
+    for j in range(len(shm) // 8):
+        sums[j % n] += int.from_bytes(shm[j * 8:j * 8 + 8], "little")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(" ".join(f"{k}={v}" for k, v in zip(TLS_SINK_FIELDS, sums)) + "\n")
+    os.replace(tmp, path)
+
+
+def tls_sink(listen, counts_path, seqs_path, cert, key, workers):
+    """WORKERS processes (a Python event loop is one core's worth, and a TLS
+    handshake costs it about 1.3 ms) sharing one listening socket."""
+    import mmap
+    host, port = hostport(listen)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    shm = mmap.mmap(-1, 8 * len(TLS_SINK_FIELDS) * workers)
+    write_sums(counts_path, shm)
+    seqs = os.open(seqs_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+    parent = os.getpid()
+    children = []
+    for slot in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                asyncio.run(tls_sink_worker(sock, ctx, SharedCounts(counts_path, shm, slot), seqs, parent))
+            finally:
+                os._exit(0)
+        children.append(pid)
+    sock.close()
+
+    def stop(*_):
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGALRM, stop)
+    signal.alarm(3600)  # bounded whatever happens: at most an hour
+    for pid in children:
+        while True:
+            try:
+                os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                break
+
+
+async def tls_sink_worker(sock, ctx, counts, seqs, parent):
+    loop = asyncio.get_running_loop()
+    # asyncio reports every TLS connection that ends without close_notify.
+    loop.set_exception_handler(lambda loop, c: None)
+    st = (counts, seqs)
+    server = await asyncio.start_server(lambda r, w: tls_sink_session(r, w, st, ctx),
+                                        sock=sock, limit=2 ** 22)
+    stop = asyncio.Event()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(s, stop.set)
+    async with server:
+        while not stop.is_set() and os.getppid() == parent:
+            try:
+                await asyncio.wait_for(stop.wait(), 1)
+            except asyncio.TimeoutError:
+                pass
+    counts.write()
 
 
 async def serve(kind, listen, counts_path, hold=0.0, prefix="slow"):
@@ -326,6 +641,38 @@ def report(path, count, hold):
             failed |= not (ok1 and ok2)
             print(f"   goal: spoolmail >= 1.5x Postfix's rate: {'MET' if ok1 else 'NOT MET'} ({ratio:.2f}x);"
                   f" connections <= Postfix's: {'MET' if ok2 else 'NOT MET'} ({fmt_n(sm[3])} vs {fmt_n(pf[3])})")
+    if "tls" in rows:
+        t = rows["tls"]
+        print()
+        print(f"1b. TLS: the same {count} messages to a sink that offers STARTTLS (certificate from a throwaway CA)")
+        print("   and takes mail only under TLS; handshakes counted at the sink, one per STARTTLS (every run")
+        print("   verified: count, every X-Bench-Seq once, no MAIL refused without TLS, empty queue)")
+        print(f"   {'contender':<14} {'msgs/s':>7} {'secs':>7}  {'runs (s)':<20} {'conns':>6} {'handshakes':>10} {'vs postfix':>10}  notes")
+        res = {}
+        for w, runs in t.items():
+            st = summary([r[:3] + ("-",) + r[4:] for r in runs])  # conns carry C:H:R
+            cs = [r[3].split(":") for r in runs if r[1] == "ok" and ":" in r[3]]
+            conns = statistics.median(int(c[0]) for c in cs) if cs else None
+            hs = statistics.median(int(c[1]) for c in cs) if cs else None
+            resumed = sum(int(c[2]) for c in cs)
+            res[w] = (st, conns, hs, resumed)
+        pf = res.get("postfix")
+        pf_rate = count / pf[0][1] if pf and pf[0][0] == "ok" else None
+        for w, ((status, med, secs, _, notes), conns, hs, resumed) in res.items():
+            if status != "ok":
+                failed |= status == "FAILED"
+                print(f"   {w:<14} {status}: {'; '.join(notes)}")
+                continue
+            rate = count / med
+            vs = f"{rate / pf_rate:.2f}x" if pf_rate else "-"
+            extra = (f"; {resumed} resumed sessions" if resumed else "")
+            print(f"   {w:<14} {rate:>7.0f} {med:>7.2f}  {fmt_runs(secs):<20} {fmt_n(conns):>6} {fmt_n(hs):>10} {vs:>10}  {' | '.join(notes)}{extra}")
+        sm = res.get("spoolmail")
+        if sm and sm[0][0] == "ok":
+            ok = sm[2] is not None and sm[2] <= count / 50
+            failed |= not ok
+            print(f"   goal: spoolmail's handshakes far fewer than the messages (at most 1 in 50): "
+                  f"{'MET' if ok else 'NOT MET'} ({fmt_n(sm[2])} for {count}); each one logged Verified")
     if "slowhost" in rows:
         t = rows["slowhost"]
         print()
@@ -377,6 +724,11 @@ def main(argv):
         asyncio.run(serve("relay", argv[1], argv[2], float(argv[3]), argv[4].lower()))
     elif cmd == "tarpit":
         asyncio.run(serve("tarpit", argv[1], argv[2]))
+    elif cmd == "tls-sink":
+        workers = int(argv[7]) if len(argv) > 7 and argv[6] == "--workers" else 2
+        tls_sink(argv[1], argv[2], argv[3], argv[4], argv[5], workers)
+    elif cmd == "tls-blast":
+        tls_blast(argv[1], argv[2], int(argv[3]), int(argv[4]))
     elif cmd == "timeit":
         counts, key, target, timeout = argv[1], argv[2], int(argv[3]), float(argv[4])
         rest = argv[5:]
@@ -395,6 +747,8 @@ def main(argv):
         print(" ".join(str(v) for v in read_counts(argv[1], argv[2:])))
     elif cmd == "verify-dump":
         verify_dump(argv[1], int(argv[2]), int(argv[3]))
+    elif cmd == "verify-seqs":
+        verify_seqs(argv[1], int(argv[2]), int(argv[3]))
     elif cmd == "report":
         report(argv[1], int(argv[2]), int(argv[3]))
     elif cmd == "ready":
