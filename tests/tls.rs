@@ -694,3 +694,39 @@ fn base64(data: &[u8]) -> String {
     }
     out
 }
+
+#[test]
+fn client_certificate_presented_when_configured() {
+    let pki = Pki::new();
+    let ca = pki.ca.display().to_string();
+    let sink = tls_sink(|h| pki.server(&[h]), &["--client-ca", &ca]);
+    let client = pki.server(&["client.test"]);
+    let s = Spool::new("");
+    s.configure(&format!(
+        "smarthost = {}\ntls = required\ntls_ca_file = {ca}\ntls_cert_file = {}\ntls_key_file = {}\n",
+        sink.addr(),
+        client.cert.display(),
+        client.key.display()
+    ));
+    s.submit("bob@example.net");
+    s.pass(&[]);
+    let got = sink.wait_for_messages(1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1, "{}", s.log());
+    assert_eq!(
+        got[0].client_cert, "client.test",
+        "the server saw our certificate"
+    );
+    s.assert_delivered();
+
+    // Without one, the server refuses the handshake: deferred, not bounced.
+    let s = Spool::new("");
+    s.configure(&format!(
+        "smarthost = {}\ntls = required\ntls_ca_file = {ca}\n",
+        sink.addr()
+    ));
+    s.submit("carol@example.net");
+    s.pass(&[]);
+    assert_eq!(sink.message_count(), 1, "nothing more arrived");
+    assert_eq!(s.queued().len(), 1, "still queued: {}", s.mailq());
+    assert_eq!(s.bounces(), 0);
+}

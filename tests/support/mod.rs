@@ -329,6 +329,8 @@ pub struct Message {
     pub esmtp: bool,
     /// sink.py: the TLS version of its connection ("TLSv1.3"), "" for none.
     pub tls: String,
+    /// The CN of the client certificate presented, "" for none.
+    pub client_cert: String,
     /// sink.py: the user its connection authenticated as, "" for none.
     pub auth: String,
     pub file: PathBuf,
@@ -527,6 +529,7 @@ fn parse_message(file: &Path) -> Message {
         helo: s("helo"),
         esmtp: j.get("esmtp") == Some(&Json::Bool(true)),
         tls: s("tls"),
+        client_cert: s("client_cert"),
         auth: s("auth"),
         file: file.to_path_buf(),
     }
@@ -723,7 +726,7 @@ fn server_extensions(names: &[&str]) -> String {
     format!(
         "[req]\ndistinguished_name = dn\n[dn]\n[server]\nsubjectAltName = {}\n\
          basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n\
-         extendedKeyUsage = serverAuth\n",
+         extendedKeyUsage = serverAuth,clientAuth\n",
         san.join(",")
     )
 }
