@@ -451,20 +451,25 @@ pub fn record(
             .max_queue_lifetime
             .is_some_and(|l| age >= l.as_secs());
     let mut failures = Vec::new();
+    let mut failed_indices = Vec::new();
     for (i, outcome) in outcomes {
         let r = &env.recipients[*i];
+        // Our own errors (I/O, DNS) may span lines; server replies are
+        // already one. Nothing here may add a line to a log, a state file
+        // or the DSN.
         let (status, text, log_status, expired) = match outcome {
-            Outcome::Sent(t) => (RcptStatus::Delivered, t.clone(), "sent", false),
-            Outcome::Failed(t) => (RcptStatus::Failed, t.clone(), "bounced", false),
+            Outcome::Sent(t) => (RcptStatus::Delivered, one_line(t), "sent", false),
+            Outcome::Failed(t) => (RcptStatus::Failed, one_line(t), "bounced", false),
             Outcome::Deferred(t) if out_of_time => {
                 let t = format!(
-                    "message expired after {} attempts over {}; last error: {t}",
+                    "message expired after {} attempts over {}; last error: {}",
                     state.attempts,
-                    human_age(age)
+                    human_age(age),
+                    one_line(t)
                 );
                 (RcptStatus::Failed, t, "expired", true)
             }
-            Outcome::Deferred(t) => (RcptStatus::Deferred, t.clone(), "deferred", false),
+            Outcome::Deferred(t) => (RcptStatus::Deferred, one_line(t), "deferred", false),
         };
         log.info(&format!(
             "{}: to=<{}>, relay={}, delay={age}, dsn={}, status={log_status} ({text})",
@@ -477,6 +482,7 @@ pub fn record(
             let remote = relay
                 .filter(|_| !expired && text.get(..1).is_some_and(|c| c == "5"))
                 .map(str::to_string);
+            failed_indices.push(*i);
             failures.push(Failure {
                 address: r.address.clone(),
                 orcpt: r.orcpt.clone(),
@@ -487,8 +493,15 @@ pub fn record(
         }
         state.set(*i, status, &text);
     }
-    if !failures.is_empty() {
-        queue_bounce(ctx, &claim, env, &failures, log);
+    if !failures.is_empty()
+        && let Err(e) = queue_bounce(ctx, &claim, env, &failures, log)
+    {
+        // The notice is all the sender will get: rather than lose it, the
+        // recipients wait for the next attempt, which fails and bounces again.
+        for (i, f) in failed_indices.iter().zip(&failures) {
+            let text = format!("{} (its bounce could not be queued: {e})", f.reason);
+            state.set(*i, RcptStatus::Deferred, &one_line(&text));
+        }
     }
     if due {
         let wait = schedule
@@ -518,53 +531,56 @@ pub fn record(
         .collect())
 }
 
+/// Queues the DSN for `failures`, or decides that none is sent (null
+/// sender, NOTIFY=NEVER). An Err means a notice is owed and not queued.
 fn queue_bounce(
     ctx: &RecordContext,
     claim: &Claim,
     env: &Envelope,
     failures: &[Failure],
     log: &mut Log,
-) {
+) -> Result<(), String> {
     let Some(to) = bounce::recipient_for(env, ctx.config) else {
         log.info(&format!(
             "{}: no bounce sent (null sender or NOTIFY=NEVER)",
             env.id
         ));
-        return;
+        return Ok(());
     };
-    let result = read_claimed(claim).and_then(|(_, header_len, size)| {
-        let mut file = &claim.file;
-        file.seek(SeekFrom::Start(header_len))?;
-        Ok((BufReader::new(file), size))
-    });
+    let (_, header_len, size) =
+        read_claimed(claim).map_err(|e| format!("cannot read the message: {e}"))?;
+    let mut file = &claim.file;
+    file.seek(SeekFrom::Start(header_len))
+        .map_err(|e| format!("cannot read the message: {e}"))?;
     let domain = ctx
         .config
         .qualify_domain
         .clone()
         .unwrap_or_else(|| ctx.host.to_string());
-    match result {
-        Ok((mut content, size)) => match bounce::queue(
-            ctx.spool,
-            &bounce::Mta {
-                host: ctx.host,
-                domain: &domain,
-            },
-            env,
-            &mut content,
-            size,
-            failures,
-            &to,
-        ) {
-            Ok(id) => log.info(&format!(
+    let mta = bounce::Mta {
+        host: ctx.host,
+        domain: &domain,
+    };
+    match bounce::queue(
+        ctx.spool,
+        &mta,
+        env,
+        &mut BufReader::new(file),
+        size,
+        failures,
+        &to,
+    ) {
+        Ok(id) => {
+            log.info(&format!(
                 "{}: sender non-delivery notification: {id}",
                 env.id
-            )),
-            Err(e) => log.info(&format!("{}: cannot queue the bounce: {e}", env.id)),
-        },
-        Err(e) => log.info(&format!(
-            "{}: cannot read the message for its bounce: {e}",
-            env.id
-        )),
+            ));
+            Ok(())
+        }
+        Err(e) => {
+            log.info(&format!("{}: cannot queue the bounce: {e}", env.id));
+            Err(e.to_string())
+        }
     }
 }
 
@@ -606,8 +622,12 @@ pub fn defer(
 }
 
 /// Text that travels on the parent's one-line protocol.
+/// Text on one line, without control characters: for the parent's
+/// protocol, log lines, state files and DSNs.
 fn one_line(text: &str) -> String {
-    text.replace(['\r', '\n'], " ")
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// The enhanced status code for a log line: the reply's own, else by class.

@@ -926,3 +926,33 @@ fn relay_holding_one_domain_does_not_hold_the_others() {
         "the held ones are still queued, none lost"
     );
 }
+
+#[test]
+fn a_bounce_that_cannot_be_queued_keeps_the_message() {
+    let server = Smtp::faulty("reject-rcpt", &[]);
+    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    s.submit(
+        &["-f", "alice@example.org", "bad@example.net"],
+        &message("no room", "x\n"),
+    );
+    let id = s.queued().pop().unwrap();
+    // New spool files start in tmp/: without it no bounce can be written.
+    let tmp = s.root.join("spool/tmp");
+    fs::remove_dir(&tmp).unwrap();
+    s.pass();
+    assert_eq!(
+        s.queued(),
+        vec![id.clone()],
+        "the failed message stays until its notice exists"
+    );
+    fs::create_dir(&tmp).unwrap();
+    s.pass();
+    assert!(!s.queued().contains(&id), "failed again, and now bounced");
+    let bounces = s.bounces();
+    assert_eq!(bounces.len(), 1);
+    assert!(
+        bounces[0].contains("Final-Recipient: rfc822; bad@example.net"),
+        "{}",
+        bounces[0]
+    );
+}
