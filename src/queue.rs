@@ -85,7 +85,7 @@ pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result
             "removed {recovered} leftover files of dead writers"
         ));
     }
-    let mut queues = collect_jobs(&spool, config, selection)?;
+    let mut queues = collect_jobs(&spool, config, selection, &mut log)?;
     let mut summary = PassSummary {
         jobs: queues.values().map(VecDeque::len).sum(),
         ..Default::default()
@@ -124,22 +124,33 @@ fn collect_jobs(
     spool: &Spool,
     config: &Config,
     selection: &Selection,
+    log: &mut Log,
 ) -> Result<BTreeMap<String, VecDeque<Job>>> {
     let (now, _) = system::now();
     let mut queues: BTreeMap<String, VecDeque<Job>> = BTreeMap::new();
     for entry in spool.scan()? {
-        let Ok((env, _)) = spool.read_envelope(&entry.id) else {
-            continue;
-        };
-        if !selected(&env, selection.select.as_ref()) {
-            continue;
-        }
+        // The state first: most of a large queue is waiting for its next
+        // attempt, and its envelopes need not be read at all.
         let state = if entry.has_state {
             spool.read_state(&entry.id).unwrap_or_default()
         } else {
             Default::default()
         };
         if !selection.force && state.attempts > 0 && state.next_attempt > now {
+            continue;
+        }
+        let env = match spool.read_envelope(&entry.id) {
+            Ok((env, _)) => env,
+            Err(e) => {
+                // Left as it is (a later version may read it), but never silently.
+                log.info(&format!(
+                    "{}: cannot read the queued message, left alone: {e}",
+                    entry.id
+                ));
+                continue;
+            }
+        };
+        if !selected(&env, selection.select.as_ref()) {
             continue;
         }
         let mut by_destination: BTreeMap<String, Vec<usize>> = BTreeMap::new();
