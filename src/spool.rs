@@ -530,16 +530,8 @@ pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> 
         let value = value.trim_end_matches(' ');
         match key {
             "id" => e.id = value.to_string(),
-            "arrival" => {
-                e.arrival = value
-                    .parse()
-                    .map_err(|_| invalid(format!("bad arrival `{value}`")))?
-            }
-            "uid" => {
-                e.uid = value
-                    .parse()
-                    .map_err(|_| invalid(format!("bad uid `{value}`")))?
-            }
+            "arrival" => e.arrival = number("arrival", value)?,
+            "uid" => e.uid = number("uid", value)?,
             "sender" => e.sender = value.to_string(),
             "ret" => {
                 e.ret = Some(if value == "full" {
@@ -596,6 +588,12 @@ fn format_state(state: &State) -> String {
     out
 }
 
+fn number<T: std::str::FromStr>(key: &str, value: &str) -> io::Result<T> {
+    value
+        .parse()
+        .map_err(|_| invalid(format!("bad {key} `{value}`")))
+}
+
 pub fn parse_state(text: &str) -> io::Result<State> {
     let mut lines = text.lines();
     if lines.next() != Some(STATE_MAGIC) {
@@ -605,16 +603,8 @@ pub fn parse_state(text: &str) -> io::Result<State> {
     for l in lines {
         let (key, value) = l.split_once(' ').unwrap_or((l, ""));
         match key {
-            "attempts" => {
-                state.attempts = value
-                    .parse()
-                    .map_err(|_| invalid(format!("bad attempts `{value}`")))?
-            }
-            "next" => {
-                state.next_attempt = value
-                    .parse()
-                    .map_err(|_| invalid(format!("bad next `{value}`")))?
-            }
+            "attempts" => state.attempts = number("attempts", value)?,
+            "next" => state.next_attempt = number("next", value)?,
             "rcpt" => {
                 let mut parts = value.splitn(3, ' ');
                 let index = parts
