@@ -83,6 +83,7 @@ fn run() -> Result<u8> {
             let selection = queue::Selection {
                 select: select.clone(),
                 force: select.is_some(),
+                message: None,
             };
             let Some(every) = interval else {
                 queue::run_pass(&config, &selection, inv.verbose)?;
@@ -125,10 +126,7 @@ fn smtp_session(inv: &Invocation, config: &Config) -> Result<u8> {
             let envelope = &done.envelope;
             if mode != DeliveryMode::Queue {
                 // An SMTP client waits for the next reply: delivery goes to the background.
-                let selection = queue::Selection {
-                    select: Some(cli::Selector::QueueId(envelope.id.clone())),
-                    force: true,
-                };
+                let selection = queue::Selection::message(&envelope.id);
                 deliver_in_background(config, &selection);
             }
         },
@@ -212,10 +210,7 @@ fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
     if inv.verbose {
         eprintln!("spoolmail: queued as {}", envelope.id);
     }
-    let selection = queue::Selection {
-        select: Some(cli::Selector::QueueId(envelope.id.clone())),
-        force: true,
-    };
+    let selection = queue::Selection::message(&envelope.id);
     match inv.delivery_mode.unwrap_or(config.delivery_mode) {
         DeliveryMode::Queue => Ok(exit::OK),
         DeliveryMode::Background => {

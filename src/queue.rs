@@ -61,10 +61,25 @@ struct Child {
 /// Which messages a pass takes.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
-    /// `-qI`, `-qR`, `-qS`; also the message just submitted with `-odb`/`-odi`.
+    /// `-qI`, `-qR`, `-qS`.
     pub select: Option<Selector>,
     /// Deliver what is selected now, whatever its schedule.
     pub force: bool,
+    /// Only this message: the one just submitted (`-odb`, `-odi`, `-bs`).
+    /// Such a pass opens that message alone: no directory scan, no
+    /// leftover recovery, which are the cron pass's work.
+    pub message: Option<String>,
+}
+
+impl Selection {
+    /// The pass right after a submission: this message, now.
+    pub fn message(id: &str) -> Selection {
+        Selection {
+            select: None,
+            force: true,
+            message: Some(id.to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -79,7 +94,11 @@ pub struct PassSummary {
 pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result<PassSummary> {
     let spool = Spool::new(&config.spool_dir);
     let mut log = Log::open(&config.log, "spoolmail");
-    let recovered = spool.recover_leftovers(LEFTOVER_MIN_AGE);
+    let recovered = if selection.message.is_none() {
+        spool.recover_leftovers(LEFTOVER_MIN_AGE)
+    } else {
+        0
+    };
     if recovered > 0 {
         log.info(&format!(
             "removed {recovered} leftover files of dead writers"
@@ -128,7 +147,11 @@ fn collect_jobs(
 ) -> Result<BTreeMap<String, VecDeque<Job>>> {
     let (now, _) = system::now();
     let mut queues: BTreeMap<String, VecDeque<Job>> = BTreeMap::new();
-    for entry in spool.scan()? {
+    let entries = match &selection.message {
+        Some(id) => vec![spool.entry(id)],
+        None => spool.scan()?,
+    };
+    for entry in entries {
         // The state first: most of a large queue is waiting for its next
         // attempt, and its envelopes need not be read at all.
         let state = if entry.has_state {
@@ -141,6 +164,8 @@ fn collect_jobs(
         }
         let env = match spool.read_envelope(&entry.id) {
             Ok((env, _)) => env,
+            // Delivered and removed by another pass since.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
                 // Left as it is (a later version may read it), but never silently.
                 log.info(&format!(

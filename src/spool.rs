@@ -269,6 +269,14 @@ impl Spool {
             .collect())
     }
 
+    /// One message as `scan` would list it, without reading the directory.
+    pub fn entry(&self, id: &str) -> QueueEntry {
+        QueueEntry {
+            id: id.to_string(),
+            has_state: self.state_path(id).exists(),
+        }
+    }
+
     /// Reads a message's envelope and the size of its content.
     pub fn read_envelope(&self, id: &str) -> io::Result<(Envelope, u64)> {
         read_envelope_from(&File::open(self.message_path(id))?)

@@ -960,3 +960,27 @@ fn a_bounce_that_cannot_be_queued_keeps_the_message() {
         bounces[0]
     );
 }
+
+#[test]
+fn a_submissions_own_pass_takes_that_message_only() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    s.submit(
+        &["-odq", "waiting@example.net"],
+        &message("waits for cron", "x\n"),
+    );
+    let waiting = s.queued();
+    let out = s.run(
+        &["-odi", "now@example.net"],
+        message("now", "x\n").as_bytes(),
+    );
+    assert!(out.status.success());
+    let got = sink.wait_for_messages(1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpt_tos, vec!["now@example.net"]);
+    assert_eq!(
+        s.queued(),
+        waiting,
+        "the rest of the queue is the cron pass's"
+    );
+}
