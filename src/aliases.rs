@@ -196,6 +196,10 @@ impl Aliases {
         self.entries.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Where `name` (an unqualified recipient) goes.
     pub fn expand(&self, name: &str) -> Expansion {
         let mut out = Expansion::default();

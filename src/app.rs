@@ -1,0 +1,234 @@
+//! What the binary does with a parsed command line: dispatch by mode
+//! (submit, list, `-bs`, `newaliases`, `-bv`, queue runs). Errors are
+//! returned to `main`, the one place where they become exit codes.
+
+use crate::cli::{self, DeliveryMode, Invocation, Mode};
+use crate::config::Config;
+use crate::error::{Error, Result, exit};
+use crate::{address, aliases, log, mailq, queue, route, smtpd, spool, submit, system};
+use std::io::Write;
+
+pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
+    let inv = cli::parse(args)?;
+    // Another config file could name another spool: only with the caller's own rights.
+    if inv.config_file.is_some() && system::is_privileged() {
+        system::drop_privileges()?;
+    }
+    if inv.verbose {
+        for note in &inv.notes {
+            eprintln!("spoolmail: {note}");
+        }
+    }
+    match &inv.mode {
+        Mode::Help => {
+            print!("{}", cli::HELP);
+            return Ok(exit::OK);
+        }
+        Mode::Version => {
+            println!("spoolmail {}", env!("CARGO_PKG_VERSION"));
+            return Ok(exit::OK);
+        }
+        _ => {}
+    }
+    let config = Config::load(inv.config_file.as_deref())?;
+    match &inv.mode {
+        Mode::Submit => submit(&inv, &config),
+        Mode::ListQueue => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            mailq::list(&spool::Spool::new(&config.spool_dir), &mut out)?;
+            out.flush()
+                .map_err(|e| Error::io("cannot write the listing", e))?;
+            Ok(exit::OK)
+        }
+        Mode::SmtpStdio => smtp_session(&inv, &config),
+        Mode::Newaliases => Ok(newaliases(&config)),
+        Mode::Verify => verify(&inv, &config),
+        Mode::QueueRun { interval, select } => {
+            let selection = queue::Selection {
+                select: select.clone(),
+                force: select.is_some(),
+                message: None,
+            };
+            let Some(every) = interval else {
+                queue::run_pass(&config, &selection, inv.verbose)?;
+                return Ok(exit::OK);
+            };
+            // -qDURATION stands in for cron: a failed pass is reported, not fatal.
+            loop {
+                if let Err(e) = queue::run_pass(&config, &selection, inv.verbose) {
+                    eprintln!("sendmail: queue run failed: {e}");
+                }
+                std::thread::sleep(*every);
+            }
+        }
+        Mode::Help | Mode::Version => unreachable!("handled above"),
+    }
+}
+
+/// `-bs`: an SMTP session on stdin/stdout; every accepted message is
+/// logged and delivered as any submission is.
+fn smtp_session(inv: &Invocation, config: &Config) -> Result<u8> {
+    let origin = submit::Origin::of_current_process(config, false)?;
+    let user = system::current_user()
+        .map(|u| u.name)
+        .unwrap_or_else(|_| format!("uid{}", origin.uid));
+    let peer = smtpd::Peer {
+        trusted: system::user_is_trusted(config.trusted_group.as_deref()),
+        user,
+    };
+    let mut log = log::Log::open(&config.log, inv.log_tag.as_deref().unwrap_or("spoolmail"));
+    let mode = inv.delivery_mode.unwrap_or(config.delivery_mode);
+    let stdout = std::io::stdout();
+    let result = smtpd::serve(
+        config,
+        &origin,
+        &peer,
+        std::io::stdin().lock(),
+        stdout.lock(),
+        |done| {
+            log_queued(&mut log, done);
+            let envelope = &done.envelope;
+            if mode != DeliveryMode::Queue {
+                // An SMTP client waits for the next reply: delivery goes to the background.
+                let selection = queue::Selection::message(&envelope.id);
+                deliver_in_background(config, &selection);
+            }
+        },
+    );
+    result.map_err(|e| Error::io("SMTP session on standard input", e))?;
+    Ok(exit::OK)
+}
+
+/// `newaliases`, `-bi`: checks the aliases file (spoolmail reads the text
+/// itself; there is no database to build) and reports every problem.
+fn newaliases(config: &Config) -> u8 {
+    let Some(path) = &config.aliases_file else {
+        println!("newaliases: aliases are off (aliases_file = none)");
+        return exit::OK;
+    };
+    if !path.exists() {
+        println!("newaliases: {}: no such file; no aliases", path.display());
+        return exit::OK;
+    }
+    let table = aliases::Aliases::check(path);
+    for p in &table.problems {
+        eprintln!("newaliases: {p}");
+    }
+    println!("{}: {} aliases", path.display(), table.len());
+    if table.problems.iter().any(|p| !p.warning) {
+        exit::CONFIG
+    } else {
+        exit::OK
+    }
+}
+
+/// `-bv`: where each address would go, in Sendmail's words.
+fn verify(inv: &Invocation, config: &Config) -> Result<u8> {
+    if inv.recipients.is_empty() {
+        return Err(Error::Usage("-bv needs addresses to verify".into()));
+    }
+    let origin = submit::Origin::of_current_process(config, false)?;
+    for arg in &inv.recipients {
+        let addrs = address::parse_argument(arg)?;
+        let (recipients, notes) = aliases::resolve(addrs, config, &origin.domain);
+        for r in recipients {
+            let host = route::destination_of(&r.address, config);
+            let via = r
+                .orcpt
+                .as_ref()
+                .map(|o| format!(" (from {o})"))
+                .unwrap_or_default();
+            println!(
+                "{}... deliverable: mailer esmtp, host {host}, user {}{via}",
+                r.address, r.address
+            );
+        }
+        for n in notes {
+            println!("{arg}... not deliverable: {n}");
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn log_queued(log: &mut log::Log, done: &submit::Submitted) {
+    let envelope = &done.envelope;
+    for note in &done.notes {
+        log.info(&format!("{}: {note}", envelope.id));
+    }
+    log.info(&format!(
+        "{}: from=<{}>, size={}, nrcpt={} (queue active)",
+        envelope.id,
+        envelope.sender,
+        done.size,
+        envelope.recipients.len()
+    ));
+}
+
+fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
+    let origin = submit::Origin::of_current_process(config, inv.sender.is_none())?;
+    let submission = submit::Submission::from_invocation(inv, &origin)?;
+    let done = submit::submit(&submission, config, &origin, std::io::stdin().lock())?;
+    let mut log = log::Log::open(&config.log, inv.log_tag.as_deref().unwrap_or("spoolmail"));
+    log_queued(&mut log, &done);
+    let envelope = done.envelope;
+    if inv.verbose {
+        eprintln!("spoolmail: queued as {}", envelope.id);
+    }
+    let selection = queue::Selection::message(&envelope.id);
+    match inv.delivery_mode.unwrap_or(config.delivery_mode) {
+        DeliveryMode::Queue => Ok(exit::OK),
+        DeliveryMode::Background => {
+            deliver_in_background(config, &selection);
+            Ok(exit::OK)
+        }
+        DeliveryMode::Interactive => {
+            let summary = queue::run_pass(config, &selection, inv.verbose)?;
+            Ok(report_interactive(inv, &envelope, &summary))
+        }
+    }
+}
+
+/// `-odb`: a detached grandchild delivers while the caller goes on. It lets
+/// go of the caller's stdin, stdout and stderr first, so that a caller
+/// reading our output to its end is not kept waiting for the delivery.
+fn deliver_in_background(config: &Config, selection: &queue::Selection) {
+    match unsafe { libc::fork() } {
+        0 => {
+            unsafe { libc::setsid() };
+            if unsafe { libc::fork() } == 0 {
+                system::detach_stdio();
+                let _ = queue::run_pass(config, selection, false);
+            }
+            unsafe { libc::_exit(0) }
+        }
+        -1 => {} // the message is queued; the next queue run delivers it
+        pid => {
+            let mut status = 0;
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+        }
+    }
+}
+
+/// `-odi`: after the attempt, under `-oep` the recipients that failed are
+/// printed and the exit code says so (they are bounced as well); under the
+/// other error modes the bounce is the report.
+fn report_interactive(
+    inv: &Invocation,
+    envelope: &spool::Envelope,
+    summary: &queue::PassSummary,
+) -> u8 {
+    if inv.error_mode != Some(cli::ErrorMode::Print) {
+        return exit::OK;
+    }
+    let mut code = exit::OK;
+    for (id, i, text) in &summary.failed {
+        if *id == envelope.id
+            && let Some(r) = envelope.recipients.get(*i)
+        {
+            eprintln!("sendmail: {}: {text}", r.address);
+            code = exit::NOUSER;
+        }
+    }
+    code
+}

@@ -1,0 +1,49 @@
+//! spoolmail: a sendmail-compatible mail transfer agent shim.
+//!
+//! One binary is `sendmail`, `mailq` and `newaliases`. A submission writes
+//! the message durably into the spool and returns; a queue pass
+//! (`sendmail -q`) forks delivery children that send it over SMTP.
+//!
+//! # How a message travels
+//!
+//! Read these modules top to bottom to follow a message from stdin to the
+//! remote server (doc/ARCHITECTURE.md has the process model and the rules
+//! for which module may use which):
+//!
+//! 1. [`app`]: dispatch by mode (`src/main.rs` only turns its result into an exit code).
+//! 2. [`cli`]: sendmail's flags into one `Invocation`.
+//! 3. [`config`]: the config file.
+//! 4. [`submit`]: intake, streamed from stdin into the spool.
+//! 5. [`spool`]: the on-disk format, the commit protocol, claims and state.
+//! 6. [`queue`]: one dequeue pass, the parent that hands messages to children.
+//! 7. [`deliver`]: a delivery child: claim, route, send, record, bounce.
+//! 8. [`route`]: smarthosts or MX via hickory-resolver.
+//! 9. [`smtp`]: the SMTP client, with [`tls`] (rustls) and [`auth`] (SASL).
+//! 10. [`bounce`]: delivery status notifications.
+//!
+//! Also [`address`] (address lists and validation), [`aliases`], [`smtpd`]
+//! (`-bs`), [`mailq`], [`mime`], [`log`], [`system`] and [`error`] (every
+//! failure and its sysexits.h code).
+
+pub mod address;
+pub mod aliases;
+pub mod app;
+pub mod auth;
+pub mod bounce;
+pub mod cli;
+pub mod config;
+pub mod deliver;
+pub mod error;
+pub mod log;
+pub mod mailq;
+pub mod mime;
+pub mod queue;
+pub mod route;
+pub mod smtp;
+pub mod smtpd;
+pub mod spool;
+pub mod submit;
+pub mod system;
+pub mod tls;
+
+pub use app::run;
