@@ -2,15 +2,16 @@
 //! taking messages one by one from the queue runner, and records every
 //! recipient's outcome durably before asking for the next.
 //!
-//! The conversation with the parent is one line each way over a socketpair:
-//! the child says `next` (or `dead REASON` when the destination cannot be
-//! reached at all); the parent answers `job QID I,J,...` or `quit`.
+//! The conversation with the parent is one line each way over a socketpair
+//! (see `pass_protocol`): the child says `next` (or `dead REASON` when the
+//! destination cannot be reached at all); the parent answers `job` or `quit`.
 
 use crate::auth::Credentials;
 use crate::bounce::{self, Failure};
 use crate::config::{Config, SmarthostTls, TlsPolicy};
 use crate::log::Log;
 use crate::mime;
+use crate::pass_protocol::{Message, one_line};
 use crate::route::{RouteError, Router, SMARTHOST, Target};
 use crate::smtp::{Client, Outcome, Rcpt, SessionError, Setup, TlsMode};
 use crate::spool::{Claim, Envelope, RcptStatus, Spool, State};
@@ -68,7 +69,7 @@ pub fn worker_main(sock: UnixStream, destination: String, config: &Config, verbo
         Err(_) => return 75,
     });
     let mut writer = sock;
-    let mut report = String::from("next\n");
+    let mut report = Message::Next.encode();
     loop {
         if writer.write_all(report.as_bytes()).is_err() {
             break;
@@ -77,21 +78,24 @@ pub fn worker_main(sock: UnixStream, destination: String, config: &Config, verbo
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             break;
         }
-        let Some(job) = line.trim_end().strip_prefix("job ") else {
+        let Some(Message::Job { id, rcpts }) = Message::decode(&line) else {
             break; // quit
         };
-        let (id, indices) = job.split_once(' ').unwrap_or((job, ""));
-        let indices: Vec<usize> = indices.split(',').filter_map(|i| i.parse().ok()).collect();
-        let (end, failed) = worker.run_job(id, &indices);
+        let (end, failed) = worker.run_job(&id, &rcpts);
         // Permanent failures first, for `-odi -oep`, which reports them.
-        report = failed
-            .iter()
-            .map(|(i, text)| format!("failed {id} {i} {}\n", one_line(text)))
+        let mut lines: Vec<Message> = failed
+            .into_iter()
+            .map(|(index, reason)| Message::Failed {
+                id: id.clone(),
+                index,
+                reason,
+            })
             .collect();
-        report.push_str(&match end {
-            JobEnd::Done => "next\n".to_string(),
-            JobEnd::DestinationDead(reason) => format!("dead {}\n", one_line(&reason)),
+        lines.push(match end {
+            JobEnd::Done => Message::Next,
+            JobEnd::DestinationDead(reason) => Message::Dead { reason },
         });
+        report = lines.iter().map(Message::encode).collect();
     }
     if let Some(client) = worker.client.take() {
         client.quit();
@@ -619,15 +623,6 @@ pub fn defer(
         log.info(&format!("{id}: cannot record delivery state: {e}"));
         Vec::new()
     })
-}
-
-/// Text that travels on the parent's one-line protocol.
-/// Text on one line, without control characters: for the parent's
-/// protocol, log lines, state files and DSNs.
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 /// The enhanced status code for a log line: the reply's own, else by class.

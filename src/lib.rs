@@ -16,7 +16,8 @@
 //! 4. [`submit`]: intake, streamed from stdin into the spool.
 //! 5. [`spool`]: the on-disk format, the commit protocol, claims and state.
 //! 6. [`queue`]: one dequeue pass, the parent that hands messages to children.
-//! 7. [`deliver`]: a delivery child: claim, route, send, record, bounce.
+//! 7. [`deliver`]: a delivery child: claim, route, send, record, bounce;
+//!    [`pass_protocol`] is what parent and children say to each other.
 //! 8. [`route`]: smarthosts or MX via hickory-resolver.
 //! 9. [`smtp`]: the SMTP client, with [`tls`] (rustls) and [`auth`] (SASL).
 //! 10. [`bounce`]: delivery status notifications.
@@ -37,6 +38,7 @@ pub mod error;
 pub mod log;
 pub mod mailq;
 pub mod mime;
+pub mod pass_protocol;
 pub mod queue;
 pub mod route;
 pub mod smtp;

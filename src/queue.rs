@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::deliver::{self, RecordContext};
 use crate::error::{Error, Result};
 use crate::log::Log;
+use crate::pass_protocol::Message;
 use crate::route::destination_of;
 use crate::spool::{RcptStatus, Spool};
 use crate::system;
@@ -331,25 +332,30 @@ fn serve(
     }
     while let Some(end) = children[i].inbox.iter().position(|&b| b == b'\n') {
         let line: Vec<u8> = children[i].inbox.drain(..=end).collect();
-        let line = String::from_utf8_lossy(&line).trim_end().to_string();
-        if let Some(failure) = line.strip_prefix("failed ") {
-            let mut parts = failure.splitn(3, ' ');
-            if let (Some(id), Some(Ok(index)), Some(text)) =
-                (parts.next(), parts.next().map(str::parse), parts.next())
-            {
-                summary
-                    .failed
-                    .push((id.to_string(), index, text.to_string()));
+        let line = String::from_utf8_lossy(&line);
+        let reason = match Message::decode(&line) {
+            Some(Message::Failed { id, index, reason }) => {
+                summary.failed.push((id, index, reason));
+                continue;
             }
-            continue;
-        }
+            Some(Message::Next) => None,
+            Some(Message::Dead { reason }) => Some(reason),
+            _ => {
+                log.info(&format!(
+                    "delivery child for {} said {:?}: ignored",
+                    children[i].destination,
+                    line.trim_end()
+                ));
+                continue;
+            }
+        };
         children[i].job = None; // `next` or `dead`: its last job is recorded
         children[i].waiting = true;
-        if let Some(reason) = line.strip_prefix("dead ") {
+        if let Some(reason) = reason {
             // Every other message for this destination would wait out the same failure.
             if let Some(queue) = queues.get_mut(&children[i].destination) {
                 for job in queue.drain(..) {
-                    let failed = deliver::defer(ctx, &job.id, &job.rcpts, reason, log);
+                    let failed = deliver::defer(ctx, &job.id, &job.rcpts, &reason, log);
                     summary
                         .failed
                         .extend(failed.into_iter().map(|(i, t)| (job.id.clone(), i, t)));
@@ -390,17 +396,16 @@ fn assign(i: usize, children: &mut [Child], queues: &mut BTreeMap<String, VecDeq
         .or_else(|| queue.iter().position(|job| !in_flight(&job.id)));
     let reply = match free {
         None if !queue.is_empty() => return,
-        None => "quit\n".to_string(),
-        Some(pos) => {
-            let job = &queue[pos];
-            let rcpts: Vec<String> = job.rcpts.iter().map(usize::to_string).collect();
-            format!("job {} {}\n", job.id, rcpts.join(","))
-        }
+        None => Message::Quit,
+        Some(pos) => Message::Job {
+            id: queue[pos].id.clone(),
+            rcpts: queue[pos].rcpts.clone(),
+        },
     };
     let child = &mut children[i];
     child.waiting = false;
     let _ = child.sock.set_nonblocking(false);
-    let sent = child.sock.write_all(reply.as_bytes()).is_ok();
+    let sent = child.sock.write_all(reply.encode().as_bytes()).is_ok();
     let _ = child.sock.set_nonblocking(true);
     if let Some(pos) = free
         && sent

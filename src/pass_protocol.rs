@@ -1,0 +1,183 @@
+//! The line protocol between a queue pass's parent and its delivery
+//! children, one message per line over a socketpair. Both sides encode and
+//! decode here, so the two cannot drift apart.
+//!
+//! The child speaks first and after every job: any `failed` lines for
+//! recipients that failed for good (so that `-odi -oep` can report them),
+//! then `next`, or `dead REASON` when its destination cannot be reached at
+//! all. The parent answers `job QID I,J,...` (the message and the indices of
+//! the recipients to try) or `quit`.
+
+/// One line of the conversation, either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Parent to child: deliver these recipients of this message.
+    Job { id: String, rcpts: Vec<usize> },
+    /// Parent to child: nothing more for you; finish and exit.
+    Quit,
+    /// Child to parent: the last job is recorded; give me another.
+    Next,
+    /// Child to parent: the last job is recorded, and no host of the
+    /// destination could be reached; defer the rest of its queue.
+    Dead { reason: String },
+    /// Child to parent: this recipient failed for good in the last job.
+    Failed {
+        id: String,
+        index: usize,
+        reason: String,
+    },
+}
+
+impl Message {
+    /// The line for the socket, `\n` included. Reasons lose their control
+    /// characters (a line ending inside one would end the message); queue
+    /// ids never have spaces or control characters (spool::new_id).
+    pub fn encode(&self) -> String {
+        match self {
+            Message::Job { id, rcpts } => {
+                let list: Vec<String> = rcpts.iter().map(usize::to_string).collect();
+                format!("job {id} {}\n", list.join(","))
+            }
+            Message::Quit => "quit\n".to_string(),
+            Message::Next => "next\n".to_string(),
+            Message::Dead { reason } => format!("dead {}\n", one_line(reason)),
+            Message::Failed { id, index, reason } => {
+                format!("failed {id} {index} {}\n", one_line(reason))
+            }
+        }
+    }
+
+    /// One line as read, with or without its `\n`; None for anything that
+    /// is not a well-formed message.
+    pub fn decode(line: &str) -> Option<Message> {
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match word {
+            "quit" if rest.is_empty() => Some(Message::Quit),
+            "next" if rest.is_empty() => Some(Message::Next),
+            "dead" => Some(Message::Dead {
+                reason: rest.to_string(),
+            }),
+            "job" => {
+                let (id, list) = rest.split_once(' ')?;
+                let rcpts = list
+                    .split(',')
+                    .filter(|i| !i.is_empty())
+                    .map(|i| i.parse().ok())
+                    .collect::<Option<Vec<usize>>>()?;
+                Some(Message::Job {
+                    id: word_of(id)?,
+                    rcpts,
+                })
+            }
+            "failed" => {
+                let mut parts = rest.splitn(3, ' ');
+                let id = word_of(parts.next()?)?;
+                let index = parts.next()?.parse().ok()?;
+                let reason = parts.next()?.to_string();
+                Some(Message::Failed { id, index, reason })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn word_of(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// Text on one line, without control characters: for this protocol, log
+/// lines, state files and DSNs.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, rcpts: &[usize]) -> Message {
+        Message::Job {
+            id: id.into(),
+            rcpts: rcpts.to_vec(),
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let cases = [
+            (job("1A2B3C.0F", &[0, 3, 12]), "job 1A2B3C.0F 0,3,12\n"),
+            (job("1A2B3C.0F", &[7]), "job 1A2B3C.0F 7\n"),
+            (job("1A2B3C.0F", &[]), "job 1A2B3C.0F \n"),
+            (Message::Quit, "quit\n"),
+            (Message::Next, "next\n"),
+            (
+                Message::Dead {
+                    reason: "connect to mx.example.org[192.0.2.1]:25: refused".into(),
+                },
+                "dead connect to mx.example.org[192.0.2.1]:25: refused\n",
+            ),
+            (Message::Dead { reason: "".into() }, "dead \n"),
+            (
+                Message::Failed {
+                    id: "1A2B3C.0F".into(),
+                    index: 4,
+                    reason: "550 5.1.1 <b@example.org>: no such user".into(),
+                },
+                "failed 1A2B3C.0F 4 550 5.1.1 <b@example.org>: no such user\n",
+            ),
+        ];
+        for (message, line) in cases {
+            assert_eq!(message.encode(), line, "{message:?}");
+            assert_eq!(Message::decode(line), Some(message.clone()), "{line:?}");
+            // A line read without its terminator means the same.
+            assert_eq!(Message::decode(line.trim_end_matches('\n')), Some(message));
+        }
+    }
+
+    #[test]
+    fn reasons_stay_on_one_line() {
+        let m = Message::Failed {
+            id: "Q1".into(),
+            index: 0,
+            reason: "550-first\r\n550 second\tline".into(),
+        };
+        let line = m.encode();
+        assert_eq!(line, "failed Q1 0 550-first  550 second line\n");
+        assert_eq!(line.matches('\n').count(), 1);
+        let m = Message::Dead {
+            reason: "resolver:\nno answer".into(),
+        };
+        assert_eq!(m.encode(), "dead resolver: no answer\n");
+        assert_eq!(
+            Message::decode(&m.encode()),
+            Some(Message::Dead {
+                reason: "resolver: no answer".into()
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_lines_are_refused() {
+        for line in [
+            "",
+            "\n",
+            "nxt\n",
+            "next please\n",
+            "quit now\n",
+            "job\n",
+            "job Q1\n",
+            "job  1,2\n",
+            "job Q1 1,x\n",
+            "job Q1 -1\n",
+            "failed Q1 4\n",
+            "failed Q1 four reason\n",
+            "failed  4 reason\n",
+            "JOB Q1 1\n",
+        ] {
+            assert_eq!(Message::decode(line), None, "{line:?}");
+        }
+    }
+}
