@@ -385,7 +385,7 @@ fn fixtures_stop_on_drop_lifetime_and_stdin_eof() {
 
     // EOF on stdin (the test process died) ends it too.
     let dir = support::scratch_dir("stdin-eof");
-    let mut child = Command::new(support::setup())
+    let mut child = Command::new(support::python())
         .arg(support::fixtures_dir().join("sink.py"))
         .args(["--host", &support::loopback_host(), "--outdir"])
         .arg(&dir)

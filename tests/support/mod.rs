@@ -43,32 +43,32 @@ pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// Runs tests/fixtures/setup.sh once per test binary (installing aiosmtpd,
-/// dnspython and dnsmasq when missing) and returns the python interpreter
-/// the fixtures run with (`$PYTHON`, else `python3`, resolved to its real
-/// executable so that no wrapper script is paid for on each start).
-pub fn setup() -> &'static Path {
+/// What to tell a test run that lacks a fixture's program or module.
+const INSTALL_HINT: &str = "run scripts/test-deps (as root, or with sudo) to install it";
+
+/// The python interpreter the fixtures run with (`$PYTHON`, else `python3`,
+/// resolved to its real executable so that no wrapper script is paid for on
+/// each start), once it has shown it can import aiosmtpd and dnspython.
+/// Nothing is installed here: a machine without them fails the test with
+/// what is missing and how to get it.
+pub fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(fixtures_dir().join("setup.sh"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("running tests/fixtures/setup.sh");
-        assert!(
-            out.status.success(),
-            "tests/fixtures/setup.sh failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
         let py = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
         let out = Command::new(&py)
-            .args(["-c", "import sys; print(sys.executable)"])
+            .args([
+                "-c",
+                "import sys, aiosmtpd.smtp, dns.resolver; print(sys.executable)",
+            ])
             .stdin(Stdio::null())
             .output()
-            .expect("running python3");
-        assert!(out.status.success(), "python3 -c failed");
+            .unwrap_or_else(|e| panic!("missing {}: {e}; {INSTALL_HINT}", py.to_string_lossy()));
+        assert!(
+            out.status.success(),
+            "missing: the python modules aiosmtpd and dnspython for {} ({}); {INSTALL_HINT}",
+            py.to_string_lossy(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
         let exe = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if exe.is_empty() {
             PathBuf::from(py)
@@ -76,6 +76,18 @@ pub fn setup() -> &'static Path {
             PathBuf::from(exe)
         }
     })
+}
+
+/// Fails the test, saying what is missing and how to install it, unless
+/// `program` is on PATH (or in /usr/sbin, where Debian puts dnsmasq).
+pub fn require_program(program: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin")])
+        .any(|dir| dir.join(program).is_file());
+    assert!(found, "missing program: {program}; {INSTALL_HINT}");
 }
 
 /// A loopback address of its own for each call in this process:
@@ -169,7 +181,7 @@ impl Proc {
         dir: &Path,
         what: &str,
     ) -> Result<(Proc, String, u16), StartError> {
-        let python = setup();
+        let python = python();
         let stderr = fs::File::create(dir.join("stderr.log")).expect("create stderr.log");
         let mut child = Command::new(python)
             .arg(fixtures_dir().join(script))
@@ -539,7 +551,7 @@ fn parse_message(file: &Path) -> Message {
 // Certificates for the TLS fixtures
 
 /// A test CA and the certificates it (or nobody) signs, made with the
-/// `openssl` command (tests/fixtures/setup.sh installs it) in a scratch dir
+/// `openssl` command (scripts/test-deps installs it) in a scratch dir
 /// removed on drop. EC P-256 keys: fast to make, and what rustls and
 /// Python's ssl both speak.
 pub struct Pki {
@@ -571,7 +583,7 @@ impl Cert {
 impl Pki {
     /// A new CA (`CN=spoolmail test CA`), valid for two days.
     pub fn new() -> Pki {
-        setup();
+        require_program("openssl");
         let dir = scratch_dir("pki");
         let ca = dir.join("ca.pem");
         openssl(
@@ -737,7 +749,7 @@ fn openssl(dir: &Path, args: &[&str]) {
         .current_dir(dir)
         .stdin(Stdio::null())
         .output()
-        .expect("running openssl (tests/fixtures/setup.sh installs it)");
+        .unwrap_or_else(|e| panic!("running openssl: {e}; {INSTALL_HINT}"));
     assert!(
         out.status.success(),
         "openssl {args:?} failed:\n{}",
@@ -875,6 +887,7 @@ impl Dns {
 
     /// Same, with extra dns_server.py arguments (e.g. `["--lifetime", "5"]`).
     pub fn start_with(zone: &DnsZone, extra: &[&str]) -> Dns {
+        require_program("dnsmasq");
         let outdir = scratch_dir("dns");
         let mut argv: Vec<String> = vec![
             "--outdir".into(),
@@ -913,7 +926,7 @@ impl Dns {
     /// Asks several questions in one python process; a qtype written
     /// "tcp:MX" asks over TCP.
     pub fn query_many(&self, questions: &[(&str, &str)]) -> Vec<DnsAnswer> {
-        let mut cmd = Command::new(setup());
+        let mut cmd = Command::new(python());
         cmd.arg(fixtures_dir().join("dnsq.py")).args([
             "--timeout",
             "1",
