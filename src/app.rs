@@ -5,7 +5,7 @@
 use crate::cli::{self, DeliveryMode, Invocation, Mode};
 use crate::config::Config;
 use crate::error::{Error, Result, exit};
-use crate::{address, aliases, log, mailq, queue, route, smtpd, spool, submit, system};
+use crate::{address, aliases, log, mailq, queue, route, smtpd, spool, submit, sys, system};
 use std::io::Write;
 
 pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
@@ -193,19 +193,18 @@ fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
 /// go of the caller's stdin, stdout and stderr first, so that a caller
 /// reading our output to its end is not kept waiting for the delivery.
 fn deliver_in_background(config: &Config, selection: &queue::Selection) {
-    match unsafe { libc::fork() } {
-        0 => {
-            unsafe { libc::setsid() };
-            if unsafe { libc::fork() } == 0 {
+    match sys::fork() {
+        Ok(sys::Forked::Child) => {
+            sys::setsid();
+            if let Ok(sys::Forked::Child) = sys::fork() {
                 system::detach_stdio();
                 let _ = queue::run_pass(config, selection, false);
             }
-            unsafe { libc::_exit(0) }
+            sys::exit_child(0)
         }
-        -1 => {} // the message is queued; the next queue run delivers it
-        pid => {
-            let mut status = 0;
-            unsafe { libc::waitpid(pid, &mut status, 0) };
+        Err(_) => {} // the message is queued; the next queue run delivers it
+        Ok(sys::Forked::Parent(pid)) => {
+            sys::wait_for(pid);
         }
     }
 }

@@ -23,7 +23,7 @@
 //! 10. [`bounce`]: delivery status notifications.
 //!
 //! Also [`address`] (address lists and validation), [`aliases`], [`smtpd`]
-//! (`-bs`), [`mailq`], [`mime`], [`log`], [`system`] and [`error`] (every
+//! (`-bs`), [`mailq`], [`mime`], [`log`], [`system`] (built on [`sys`], the one module with `unsafe`) and [`error`] (every
 //! failure and its sysexits.h code).
 
 pub mod address;
@@ -45,6 +45,7 @@ pub mod smtp;
 pub mod smtpd;
 pub mod spool;
 pub mod submit;
+pub mod sys;
 pub mod system;
 pub mod tls;
 

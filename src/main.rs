@@ -5,12 +5,12 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    spoolmail::system::sanitize_process();
+    let sanitized = spoolmail::system::sanitize_process();
     let program = std::env::args()
         .next()
         .and_then(|a| a.rsplit('/').next().map(str::to_string))
         .unwrap_or_else(|| "sendmail".into());
-    match spoolmail::run(std::env::args_os()) {
+    match sanitized.and_then(|()| spoolmail::run(std::env::args_os())) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("{program}: {e}");

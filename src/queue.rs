@@ -19,10 +19,11 @@ use crate::log::Log;
 use crate::pass_protocol::Message;
 use crate::route::destination_of;
 use crate::spool::{RcptStatus, Spool};
+use crate::sys;
 use crate::system;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -47,7 +48,7 @@ struct Job {
 }
 
 struct Child {
-    pid: libc::pid_t,
+    pid: sys::pid_t,
     sock: UnixStream,
     inbox: Vec<u8>,
     destination: String,
@@ -248,7 +249,8 @@ fn start_children(
             if active >= config.max_per_destination as usize || idle >= queue.len() {
                 break;
             }
-            children.push(fork_child(config, destination, children, verbose)?);
+            let child = fork_child(config, destination, children, verbose)?;
+            children.push(child);
             summary.children += 1;
         }
     }
@@ -258,27 +260,24 @@ fn start_children(
 fn fork_child(
     config: &Config,
     destination: &str,
-    siblings: &[Child],
+    siblings: &mut Vec<Child>,
     verbose: bool,
 ) -> Result<Child> {
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| Error::io("cannot create a socket pair", e))?;
     // Nothing buffered may be written twice by parent and child.
     let _ = std::io::stdout().flush();
-    match unsafe { libc::fork() } {
-        -1 => Err(Error::io(
-            "cannot fork a delivery child",
-            std::io::Error::last_os_error(),
-        )),
-        0 => {
+    match sys::fork() {
+        Err(e) => Err(Error::io("cannot fork a delivery child", e)),
+        Ok(sys::Forked::Child) => {
             drop(ours);
-            for s in siblings {
-                unsafe { libc::close(s.sock.as_raw_fd()) };
-            }
+            // The siblings' sockets are the parent's: dropped here, so that a
+            // sibling sees end of file when the parent goes, whatever this child does.
+            siblings.clear();
             let code = deliver::worker_main(theirs, destination.to_string(), config, verbose);
-            unsafe { libc::_exit(code) }
+            sys::exit_child(code)
         }
-        pid => {
+        Ok(sys::Forked::Parent(pid)) => {
             drop(theirs);
             let _ = ours.set_nonblocking(true);
             Ok(Child {
@@ -295,21 +294,8 @@ fn fork_child(
 }
 
 fn wait_for_children(children: &[Child], timeout: Duration) {
-    let mut fds: Vec<libc::pollfd> = children
-        .iter()
-        .map(|c| libc::pollfd {
-            fd: c.sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    unsafe {
-        libc::poll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            timeout.as_millis() as libc::c_int,
-        )
-    };
+    let fds: Vec<BorrowedFd> = children.iter().map(|c| c.sock.as_fd()).collect();
+    sys::poll_readable(&fds, timeout);
 }
 
 /// Reads what a child said and answers it, and answers a waiting child
@@ -429,7 +415,7 @@ fn enforce_deadlines(config: &Config, children: &mut [Child]) {
             && !child.killed
             && now - *started > config.transaction_deadline
         {
-            unsafe { libc::kill(child.pid, libc::SIGKILL) };
+            sys::kill_hard(child.pid);
             child.killed = true;
         }
     }
@@ -438,12 +424,7 @@ fn enforce_deadlines(config: &Config, children: &mut [Child]) {
 /// Collects exited children; a message a child held when it died or was
 /// killed is deferred, never lost: the state it had stays, with the reason.
 fn reap(children: &mut Vec<Child>, ctx: &RecordContext, log: &mut Log, summary: &mut PassSummary) {
-    loop {
-        let mut status = 0;
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            break;
-        }
+    while let Some((pid, status)) = sys::reap_any() {
         let Some(pos) = children.iter().position(|c| c.pid == pid) else {
             continue;
         };

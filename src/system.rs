@@ -3,6 +3,7 @@
 //! hygiene a setgid program owes its callers.
 
 use crate::error::{Error, Result};
+use crate::sys;
 use std::ffi::CStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,34 +18,22 @@ pub struct User {
 }
 
 pub fn current_user() -> Result<User> {
-    let uid = unsafe { libc::getuid() };
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0u8; 4096];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
+    let uid = sys::getuid();
+    let entry = match sys::getpwuid(uid) {
+        Ok(Some(entry)) => entry,
+        Ok(None) => {
+            return Err(Error::NoUser(format!(
+                "no user name for uid {uid} (no passwd entry); give the sender with -f"
+            )));
+        }
+        Err(e) => {
+            return Err(Error::NoUser(format!(
+                "no user name for uid {uid} ({e}); give the sender with -f"
+            )));
+        }
     };
-    if rc != 0 || result.is_null() {
-        return Err(Error::NoUser(format!(
-            "no user name for uid {uid} (no passwd entry); give the sender with -f"
-        )));
-    }
-    let name = unsafe { CStr::from_ptr(pwd.pw_name) }
-        .to_string_lossy()
-        .into_owned();
-    let gecos = if pwd.pw_gecos.is_null() {
-        String::new()
-    } else {
-        unsafe { CStr::from_ptr(pwd.pw_gecos) }
-            .to_string_lossy()
-            .into_owned()
-    };
+    let name = String::from_utf8_lossy(&entry.name).into_owned();
+    let gecos = String::from_utf8_lossy(&entry.gecos);
     let full_name = gecos
         .split(',')
         .next()
@@ -61,7 +50,7 @@ pub fn current_user() -> Result<User> {
 /// The uid alone, for when `-f` makes the name unnecessary and the user may
 /// have no passwd entry (containers running as an arbitrary uid).
 pub fn current_uid() -> u32 {
-    unsafe { libc::getuid() }
+    sys::getuid()
 }
 
 /// This host's name, fully qualified where the system knows it without DNS:
@@ -79,14 +68,9 @@ pub fn host_name() -> String {
 }
 
 pub fn kernel_host_name() -> String {
-    let mut buf = [0u8; 256];
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let name = if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        String::new()
-    };
+    let name = sys::gethostname()
+        .map(|name| String::from_utf8_lossy(&name).into_owned())
+        .unwrap_or_default();
     // Only a name that is safe in EHLO and headers is used.
     if !name.is_empty()
         && name
@@ -139,30 +123,21 @@ pub fn mailq_date(unix: u64) -> String {
 }
 
 fn format_local(unix: u64, fmt: &CStr) -> String {
-    let t = unix as libc::time_t;
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let mut buf = [0u8; 64];
     // spoolmail never calls setlocale, so strftime's names are the C locale's,
     // as RFC 5322 requires.
-    let n = unsafe {
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            return String::from("Thu, 01 Jan 1970 00:00:00 +0000");
-        }
-        libc::strftime(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr(), &tm)
-    };
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    sys::strftime_local(unix as i64, fmt)
+        .unwrap_or_else(|| String::from("Thu, 01 Jan 1970 00:00:00 +0000"))
 }
 
 /// Random bits from the kernel, for queue ids and message ids.
 pub fn random_u64() -> u64 {
-    let mut v = 0u64;
-    let n = unsafe { libc::getrandom((&mut v as *mut u64).cast(), 8, 0) };
-    if n != 8 {
-        // getrandom cannot fail for 8 bytes after boot; fall back to time and pid anyway.
-        let (s, us) = now();
-        v = s ^ ((us as u64) << 20) ^ ((std::process::id() as u64) << 40);
+    let mut bytes = [0u8; 8];
+    if sys::getrandom(&mut bytes) {
+        return u64::from_ne_bytes(bytes);
     }
-    v
+    // getrandom cannot fail for 8 bytes after boot; fall back to time and pid anyway.
+    let (s, us) = now();
+    s ^ ((us as u64) << 20) ^ ((std::process::id() as u64) << 40)
 }
 
 /// Sets the umask that keeps spool files from other users and, when running
@@ -170,89 +145,50 @@ pub fn random_u64() -> u64 {
 /// library spoolmail uses, now or later, lets a caller steer it (a CA bundle
 /// path, a resolver option). Closed fds 0, 1 and 2 need no care here: Rust's
 /// runtime reopens them on /dev/null before `main`.
-pub fn sanitize_process() {
-    unsafe { libc::umask(0o027) };
+pub fn sanitize_process() -> Result<()> {
+    sys::umask(0o027);
     if is_privileged() {
-        let names: Vec<std::ffi::OsString> = std::env::vars_os()
-            .map(|(k, _)| k)
-            .filter(|k| k != "TZ")
-            .collect();
-        for name in names {
-            // SAFETY: called first thing in main, before any thread exists.
-            unsafe { std::env::remove_var(name) };
-        }
+        // Called first thing in main, before any thread exists: clearing the
+        // environment is only allowed then (sys checks it).
+        sys::clear_env_except("TZ").map_err(|e| Error::TempFail(e.to_string()))?;
     }
+    Ok(())
 }
 
 /// Points stdin, stdout and stderr at /dev/null (a detached background run).
 pub fn detach_stdio() {
-    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
-    if fd >= 0 {
-        for target in 0..3 {
-            unsafe { libc::dup2(fd, target) };
-        }
-        if fd > 2 {
-            unsafe { libc::close(fd) };
-        }
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        sys::redirect_stdio(null);
     }
 }
 
 /// True when the real user is root or belongs to `group` (by its real or a
 /// supplementary group; the setgid group of the binary does not count).
 pub fn user_is_trusted(group: Option<&str>) -> bool {
-    if unsafe { libc::getuid() } == 0 {
+    if sys::getuid() == 0 {
         return true;
     }
     let Some(group) = group else { return false };
-    let Ok(cname) = std::ffi::CString::new(group) else {
+    let Ok(Some(gid)) = sys::getgrnam_gid(group) else {
         return false;
     };
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    let rc = unsafe {
-        libc::getgrnam_r(
-            cname.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return false;
-    }
-    let gid = grp.gr_gid;
-    if unsafe { libc::getgid() } == gid {
-        return true;
-    }
-    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
-    if n <= 0 {
-        return false;
-    }
-    let mut groups = vec![0 as libc::gid_t; n as usize];
-    let n = unsafe { libc::getgroups(n, groups.as_mut_ptr()) };
-    n > 0 && groups[..n as usize].contains(&gid)
+    sys::getgid() == gid || sys::getgroups().is_ok_and(|groups| groups.contains(&gid))
 }
 
 /// True when running setgid (or setuid) for someone else.
 pub fn is_privileged() -> bool {
-    unsafe { libc::getegid() != libc::getgid() || libc::geteuid() != libc::getuid() }
+    sys::getegid() != sys::getgid() || sys::geteuid() != sys::getuid()
 }
 
 /// Gives up the setgid (and any setuid) privilege for good: used when a user
 /// points spoolmail at another config (`-C`), as Sendmail does.
 pub fn drop_privileges() -> Result<()> {
-    unsafe {
-        let (gid, uid) = (libc::getgid(), libc::getuid());
-        if libc::setresgid(gid, gid, gid) != 0 || libc::setresuid(uid, uid, uid) != 0 {
-            return Err(Error::NoPerm(format!(
-                "cannot drop privileges: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
-    }
-    Ok(())
+    sys::set_all_ids(sys::getuid(), sys::getgid())
+        .map_err(|e| Error::NoPerm(format!("cannot drop privileges: {e}")))
 }
 
 #[cfg(test)]

@@ -1,0 +1,408 @@
+//! Every call into the C library that the compiler cannot check, behind safe
+//! functions. This is the only module of spoolmail with `unsafe`; each block
+//! says why it holds. What is built on these calls (users, host name, dates,
+//! privileges) is in [`crate::system`].
+//!
+//! Two facts about the process make several of these sound, and the rest of
+//! the crate keeps them true:
+//! - spoolmail's own processes are single-threaded wherever they fork or
+//!   change the environment: the submitter and the queue parent start no
+//!   threads, and DNS runs in the delivery children on a current-thread
+//!   runtime, after which they never fork.
+//! - a forked child ends with [`exit_child`], never by returning into its
+//!   parent's code.
+
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd};
+use std::time::Duration;
+
+pub use libc::{gid_t, pid_t, uid_t};
+
+/// The first size of the buffer the `get*_r` lookups fill, and the most they
+/// grow it to on ERANGE (doubling): a group with thousands of members needs
+/// more than the first, nothing sane needs more than the last.
+const LOOKUP_BUFFER_START: usize = 4096;
+const LOOKUP_BUFFER_MAX: usize = 1 << 20;
+
+/// Which side of a [`fork`] this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    Child,
+    Parent(pid_t),
+}
+
+/// Forks the process. The caller must be single-threaded (see the module
+/// docs), and the child must end with [`exit_child`].
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: fork has no memory-safety precondition in a single-threaded
+    // process, which is the only kind that calls it (module docs): the child
+    // gets a copy of every lock and allocator state in a consistent state.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Ends a forked child at once, without running the parent's exit handlers
+/// or flushing stdio buffers it inherited (they would be written twice).
+pub fn exit_child(code: i32) -> ! {
+    // SAFETY: _exit takes any int and only ends the process.
+    unsafe { libc::_exit(code) }
+}
+
+/// Starts a new session, letting go of the controlling terminal.
+pub fn setsid() {
+    // SAFETY: setsid takes no arguments and touches no memory of ours; its
+    // failure (already a group leader) leaves the process as it was.
+    unsafe { libc::setsid() };
+}
+
+/// Waits for one child to end; its wait status, or None when it is not ours.
+pub fn wait_for(pid: pid_t) -> Option<i32> {
+    let mut status = 0;
+    // SAFETY: status is a live, writable int for the duration of the call.
+    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+    (rc == pid).then_some(status)
+}
+
+/// Collects one child that has ended, without waiting: its pid and wait
+/// status, or None when none has ended (or there are no children).
+pub fn reap_any() -> Option<(pid_t, i32)> {
+    let mut status = 0;
+    // SAFETY: status is a live, writable int for the duration of the call.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    (pid > 0).then_some((pid, status))
+}
+
+/// Kills a child with SIGKILL (it cannot be caught: the child ends).
+pub fn kill_hard(pid: pid_t) {
+    // SAFETY: kill only sends a signal; pid is a child this process forked
+    // and has not reaped, so the pid cannot have been reused.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// Waits until one of `fds` is readable (or closed) or `timeout` passes.
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) {
+    let mut polls: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: polls is a live array of exactly polls.len() pollfd structs,
+    // and every fd in it is open for the call (the BorrowedFds say so).
+    unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, millis) };
+}
+
+/// Makes `file` the process's stdin, stdout and stderr.
+pub fn redirect_stdio(file: File) {
+    for target in 0..3 {
+        // SAFETY: dup2 replaces fds 0-2 atomically; std's stdio handles use
+        // them by number and own nothing that this invalidates.
+        unsafe { libc::dup2(file.as_raw_fd(), target) };
+    }
+    if file.as_raw_fd() <= 2 {
+        // It is one of the three now: closing it would undo the redirect.
+        let _ = file.into_raw_fd();
+    }
+}
+
+/// The real user id.
+pub fn getuid() -> uid_t {
+    // SAFETY: getuid takes nothing and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// The effective user id.
+pub fn geteuid() -> uid_t {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The real group id.
+pub fn getgid() -> gid_t {
+    // SAFETY: getgid takes nothing and cannot fail.
+    unsafe { libc::getgid() }
+}
+
+/// The effective group id.
+pub fn getegid() -> gid_t {
+    // SAFETY: getegid takes nothing and cannot fail.
+    unsafe { libc::getegid() }
+}
+
+/// The supplementary groups of the process.
+pub fn getgroups() -> io::Result<Vec<gid_t>> {
+    // SAFETY: a size of 0 with a null list only asks for the count.
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut groups = vec![0 as gid_t; n as usize];
+    // SAFETY: groups has room for exactly n entries, the size passed.
+    let n = unsafe { libc::getgroups(n, groups.as_mut_ptr()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    groups.truncate(n as usize);
+    Ok(groups)
+}
+
+/// Sets the real, effective and saved group ids, then user ids, to `gid` and
+/// `uid`: after this no earlier privilege can be taken back.
+pub fn set_all_ids(uid: uid_t, gid: gid_t) -> io::Result<()> {
+    // SAFETY: setresgid and setresuid take plain integers and touch no memory.
+    let rc = unsafe { libc::setresgid(gid, gid, gid) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let rc = unsafe { libc::setresuid(uid, uid, uid) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the file mode creation mask.
+pub fn umask(mask: u32) {
+    // SAFETY: umask takes a plain integer and cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) };
+}
+
+/// The kernel's host name, as bytes.
+pub fn gethostname() -> io::Result<Vec<u8>> {
+    // Linux host names are at most 64 bytes; 256 is POSIX's HOST_NAME_MAX bound.
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is writable for buf.len() bytes, the length passed.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Ok(buf[..end].to_vec())
+}
+
+/// `unix` in the local time zone, formatted by strftime's `fmt`; None when
+/// the time cannot be converted or the result does not fit in 64 bytes.
+pub fn strftime_local(unix: i64, fmt: &CStr) -> Option<String> {
+    let t = unix as libc::time_t;
+    // SAFETY: tm is a plain C struct of integers and a pointer, for which
+    // all zeros is a valid value; localtime_r fills it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals for the duration of the call.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return None;
+    }
+    let mut buf = [0u8; 64];
+    // SAFETY: buf is writable for buf.len() bytes, the length passed; fmt is
+    // NUL-terminated; tm was filled by localtime_r.
+    let n = unsafe { libc::strftime(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr(), &tm) };
+    (n > 0).then(|| String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Fills `buf` from the kernel's random source; false when it could not.
+pub fn getrandom(buf: &mut [u8]) -> bool {
+    // SAFETY: buf is writable for buf.len() bytes, the length passed.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    n == buf.len() as isize
+}
+
+/// True when the process is known to have one thread (Linux's
+/// /proc/self/status says so); false when it has more or cannot be told.
+pub fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|l| l.strip_prefix("Threads:").map(str::trim) == Some("1"))
+    })
+}
+
+/// Removes every environment variable but `keep`. Refuses (changing nothing)
+/// unless the process is known to be single-threaded, as removing a variable
+/// while another thread reads the environment is undefined behaviour.
+pub fn clear_env_except(keep: &str) -> io::Result<()> {
+    if !single_threaded() {
+        return Err(io::Error::other(
+            "cannot clear the environment: the process is not known to be single-threaded",
+        ));
+    }
+    let names: Vec<std::ffi::OsString> = std::env::vars_os()
+        .map(|(k, _)| k)
+        .filter(|k| k != keep)
+        .collect();
+    for name in names {
+        // SAFETY: the process has one thread (checked above), so nothing
+        // reads the environment while it changes.
+        unsafe { std::env::remove_var(name) };
+    }
+    Ok(())
+}
+
+/// A user's passwd entry, the fields spoolmail uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passwd {
+    pub name: Vec<u8>,
+    pub gecos: Vec<u8>,
+}
+
+/// The passwd entry of `uid`; None when there is none.
+pub fn getpwuid(uid: uid_t) -> io::Result<Option<Passwd>> {
+    getpwuid_from(uid, LOOKUP_BUFFER_START)
+}
+
+fn getpwuid_from(uid: uid_t, start: usize) -> io::Result<Option<Passwd>> {
+    with_growing_buffer(start, |buf| {
+        // SAFETY: passwd is a C struct of integers and pointers, for which
+        // all zeros is a valid value; getpwuid_r fills it.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is to a live local or to buf, writable for
+        // buf.len() bytes, the length passed.
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc != 0 || result.is_null() {
+            return (rc, None);
+        }
+        // SAFETY: on success pw_name and pw_gecos are null or NUL-terminated
+        // strings inside buf, which lives until after they are copied here.
+        let entry = unsafe {
+            Passwd {
+                name: c_bytes(pwd.pw_name),
+                gecos: c_bytes(pwd.pw_gecos),
+            }
+        };
+        (0, Some(entry))
+    })
+}
+
+/// The id of the group named `name`; None when there is none.
+pub fn getgrnam_gid(name: &str) -> io::Result<Option<gid_t>> {
+    getgrnam_gid_from(name, LOOKUP_BUFFER_START)
+}
+
+fn getgrnam_gid_from(name: &str, start: usize) -> io::Result<Option<gid_t>> {
+    let Ok(cname) = CString::new(name) else {
+        return Ok(None); // a name with a NUL names no group
+    };
+    with_growing_buffer(start, |buf| {
+        // SAFETY: group is a C struct of integers and pointers, for which
+        // all zeros is a valid value; getgrnam_r fills it.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: cname is NUL-terminated; every other pointer is to a live
+        // local or to buf, writable for buf.len() bytes, the length passed.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        match rc {
+            0 if !result.is_null() => (0, Some(grp.gr_gid)),
+            rc => (rc, None),
+        }
+    })
+}
+
+/// Runs a `get*_r` lookup with a buffer that doubles on ERANGE (the entry
+/// did not fit) up to LOOKUP_BUFFER_MAX. `lookup` returns the call's error
+/// number (0 for success or no entry) and what it found.
+fn with_growing_buffer<T>(
+    start: usize,
+    mut lookup: impl FnMut(&mut [u8]) -> (i32, Option<T>),
+) -> io::Result<Option<T>> {
+    let mut size = start.max(1);
+    loop {
+        let mut buf = vec![0u8; size];
+        match lookup(&mut buf) {
+            (0, found) => return Ok(found),
+            (libc::ERANGE, _) if size < LOOKUP_BUFFER_MAX => size *= 2,
+            (libc::EINTR, _) => {}
+            (rc, _) => return Err(io::Error::from_raw_os_error(rc)),
+        }
+    }
+}
+
+/// The bytes of a C string, or none for a null pointer.
+///
+/// # Safety
+/// `p` is null or points to a NUL-terminated string that stays valid for the call.
+unsafe fn c_bytes(p: *const libc::c_char) -> Vec<u8> {
+    if p.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: p is non-null and, by this function's contract, NUL-terminated and valid.
+    unsafe { CStr::from_ptr(p) }.to_bytes().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_lookup_grows_a_tiny_buffer() {
+        let uid = getuid();
+        let full = getpwuid(uid).unwrap();
+        assert_eq!(getpwuid_from(uid, 1).unwrap(), full);
+        if let Some(p) = &full {
+            assert!(!p.name.is_empty());
+        }
+    }
+
+    #[test]
+    fn group_lookup_grows_a_tiny_buffer() {
+        let full = getgrnam_gid("root").unwrap();
+        assert_eq!(getgrnam_gid_from("root", 1).unwrap(), full);
+        assert_eq!(getgrnam_gid_from("no such group here", 1).unwrap(), None);
+        assert_eq!(getgrnam_gid("a\0b").unwrap(), None);
+    }
+
+    #[test]
+    fn the_buffer_doubles_on_erange_only() {
+        let mut sizes = Vec::new();
+        let found = with_growing_buffer(1, |buf| {
+            sizes.push(buf.len());
+            if buf.len() < 8 {
+                (libc::ERANGE, None)
+            } else {
+                (0, Some(buf.len()))
+            }
+        });
+        assert_eq!(found.unwrap(), Some(8));
+        assert_eq!(sizes, [1, 2, 4, 8]);
+        let err = with_growing_buffer::<()>(1, |_| (libc::EIO, None)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EIO));
+        let mut calls = 0;
+        let gave_up = with_growing_buffer::<()>(LOOKUP_BUFFER_MAX, |_| {
+            calls += 1;
+            (libc::ERANGE, None)
+        });
+        assert!(gave_up.is_err());
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn dates_and_random_bytes() {
+        assert!(strftime_local(0, c"%Y").is_some_and(|y| y == "1970" || y == "1969"));
+        let mut a = [0u8; 16];
+        assert!(getrandom(&mut a));
+        assert_ne!(a, [0u8; 16]);
+    }
+}
