@@ -11,7 +11,6 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub const DEFAULT_FILE: &str = "/etc/aliases";
 /// Expansion stops this deep, as a backstop to loop detection.
 const MAX_DEPTH: usize = 20;
 

@@ -2,8 +2,8 @@
 //! (submit, list, `-bs`, `newaliases`, `-bv`, queue runs). Errors are
 //! returned to `main`, the one place where they become exit codes.
 
-use crate::cli::{self, DeliveryMode, Invocation, Mode};
-use crate::config::Config;
+use crate::cli::{self, Invocation, Mode};
+use crate::config::{Config, DeliveryMode};
 use crate::error::{Error, Result, exit};
 use crate::{address, aliases, log, mailq, queue, route, smtpd, spool, submit, sys, system};
 use std::io::Write;

@@ -4,6 +4,7 @@
 //! Rule: a flag that spoolmail cannot honour is accepted and noted (shown
 //! under `-v`), so that no caller breaks; an unknown flag is a usage error.
 
+use crate::config::{DeliveryMode, parse_duration};
 use crate::error::{Error, Result};
 use lexopt::prelude::*;
 use std::ffi::OsString;
@@ -38,13 +39,6 @@ pub enum Selector {
     QueueId(String),
     Recipient(String),
     Sender(String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryMode {
-    Background,
-    Interactive,
-    Queue,
 }
 
 /// How errors found during an interactive delivery are reported (`-oeX`/`-eX`).
@@ -396,25 +390,6 @@ fn log_tag(v: &str) -> Result<String> {
     Ok(v.to_string())
 }
 
-/// `90s`, `30m`, `4h`, `2d`, or plain seconds; also used by the config file.
-pub fn parse_duration(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => v.split_at(i),
-        None => (v, "s"),
-    };
-    let n: u64 = num.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        "d" => n.checked_mul(86400)?,
-        "w" => n.checked_mul(7 * 86400)?,
-        _ => return None,
-    };
-    Some(Duration::from_secs(secs))
-}
-
 pub const HELP: &str = "\
 spoolmail: a sendmail-compatible mail transfer agent shim
 
@@ -634,14 +609,5 @@ mod tests {
         assert_eq!(e.exit_code(), 64);
         assert!(e.to_string().contains("-Z"), "{e}");
         assert!(p(&["sendmail", "-f"]).is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
-        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172800)));
-        assert_eq!(parse_duration("x"), None);
-        assert_eq!(parse_duration("5y"), None);
     }
 }

@@ -1,7 +1,6 @@
 //! The configuration file: one `key = value` a line, `#` comments, embedded
 //! defaults for every key, and `FILE:LINE:` on every error.
 
-use crate::cli::{DeliveryMode, parse_duration};
 use crate::error::{Error, Result};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,6 +15,18 @@ pub const DEFAULT_FILE: &str = match option_env!("SPOOLMAIL_CONFIG") {
     None => "/etc/spoolmail.conf",
 };
 pub const DEFAULT_SPOOL: &str = "/var/spool/spoolmail";
+pub const DEFAULT_ALIASES: &str = "/etc/aliases";
+
+/// When a submission's message is delivered: `delivery_mode`, or `-odX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryMode {
+    /// A pass for this message starts in the background (`-odb`).
+    Background,
+    /// The submitter waits for the pass (`-odi`).
+    Interactive,
+    /// Only queued; the next cron pass sends it (`-odq`).
+    Queue,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsPolicy {
@@ -77,7 +88,7 @@ pub struct Config {
     /// One message's transaction (connecting included) is abandoned and
     /// deferred after this long; its child is killed.
     pub transaction_deadline: Duration,
-    pub timeouts: crate::smtp::Timeouts,
+    pub timeouts: Timeouts,
     /// Recipients accepted in one `-bs` transaction.
     pub max_recipients: usize,
     /// Members may set any sender in `-bs` without an X-Authentication-Warning.
@@ -88,6 +99,36 @@ pub struct Config {
     pub local_recipient_fallback: Option<String>,
     /// Senders at this host (`user@localhost`, `user@HOSTNAME`) are rewritten to this domain.
     pub masquerade_domain: Option<String>,
+}
+
+/// How long the SMTP client waits for each step of a session.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub greeting: Duration,
+    pub helo: Duration,
+    pub mail: Duration,
+    pub rcpt: Duration,
+    pub data_init: Duration,
+    pub data_block: Duration,
+    pub data_done: Duration,
+}
+
+impl Default for Timeouts {
+    /// RFC 5321 section 4.5.3.2, and Postfix's 30 s for connecting.
+    fn default() -> Timeouts {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        Timeouts {
+            connect: Duration::from_secs(30),
+            greeting: m(5),
+            helo: m(5),
+            mail: m(5),
+            rcpt: m(5),
+            data_init: m(2),
+            data_block: m(3),
+            data_done: m(10),
+        }
+    }
 }
 
 impl Default for Config {
@@ -121,10 +162,10 @@ impl Default for Config {
             double_bounce_recipient: None,
             max_per_destination: 10,
             transaction_deadline: Duration::from_secs(15 * 60),
-            timeouts: crate::smtp::Timeouts::default(),
+            timeouts: Timeouts::default(),
             max_recipients: 1000,
             trusted_group: None,
-            aliases_file: Some(PathBuf::from(crate::aliases::DEFAULT_FILE)),
+            aliases_file: Some(PathBuf::from(DEFAULT_ALIASES)),
             local_recipient_fallback: None,
             masquerade_domain: None,
         }
@@ -181,167 +222,147 @@ impl Config {
         Ok(cfg)
     }
 
+    /// One `key = value`: the key's parser from `KEYS` stores the value.
     fn set(&mut self, key: &str, v: &str) -> std::result::Result<(), String> {
         if v.chars().any(char::is_control) {
             return Err(format!("{key}: value contains a control character"));
         }
-        match key {
-            "spool_dir" => self.spool_dir = absolute_path(key, v)?,
-            "smarthost" => {
-                self.smarthosts = words(v)
-                    .map(|h| host_port(key, h).map(|_| h.to_string()))
-                    .collect::<std::result::Result<_, _>>()?
-            }
-            "dns_server" => {
-                v.parse::<std::net::SocketAddr>()
-                    .map(|_| ())
-                    .or_else(|_| v.parse::<std::net::IpAddr>().map(|_| ()))
-                    .map_err(|_| format!("dns_server: `{v}` is not IP or IP:PORT ([IPv6]:PORT)"))?;
-                self.dns_server = Some(v.to_string());
-            }
-            "smtp_port" => {
-                self.smtp_port = v
-                    .parse()
-                    .map_err(|_| format!("smtp_port: `{v}` is not a port number"))?
-            }
-            "helo_name" => self.helo_name = Some(hostname(key, v)?),
-            "qualify_domain" => self.qualify_domain = Some(hostname(key, v)?),
-            "tls" => {
-                self.tls = match v {
-                    "off" => TlsPolicy::Off,
-                    "opportunistic" => TlsPolicy::Opportunistic,
-                    "required" => TlsPolicy::Required,
-                    _ => return Err(format!("tls: `{v}` must be off, opportunistic or required")),
-                }
-            }
-            "smarthost_tls" => {
-                self.smarthost_tls = Some(match v {
-                    "starttls" => SmarthostTls::Starttls,
-                    "implicit" => SmarthostTls::Implicit,
-                    _ => return Err(format!("smarthost_tls: `{v}` must be starttls or implicit")),
-                })
-            }
-            "tls_ca_file" => self.tls_ca_file = Some(absolute_path(key, v)?),
-            "tls_cert_file" => self.tls_cert_file = Some(absolute_path(key, v)?),
-            "tls_key_file" => self.tls_key_file = Some(absolute_path(key, v)?),
-            "auth_user" => {
-                if v.is_empty() {
-                    return Err("auth_user: empty".into());
-                }
-                self.auth_user = Some(v.to_string());
-            }
-            "auth_password_file" => self.auth_password_file = Some(secret_file(key, v)?),
-            "auth_xoauth2_token_file" => self.auth_xoauth2_token_file = Some(secret_file(key, v)?),
-            "auth_allow_plaintext" => {
-                self.auth_allow_plaintext = match v {
-                    "yes" => true,
-                    "no" => false,
-                    _ => return Err(format!("auth_allow_plaintext: `{v}` must be yes or no")),
-                }
-            }
-            "delivery_mode" => {
-                self.delivery_mode = match v {
-                    "background" => DeliveryMode::Background,
-                    "interactive" => DeliveryMode::Interactive,
-                    "queue" => DeliveryMode::Queue,
-                    _ => {
-                        return Err(format!(
-                            "delivery_mode: `{v}` must be background, interactive or queue"
-                        ));
-                    }
-                }
-            }
-            "max_message_size" => self.max_message_size = size(key, v)?,
-            "log" => {
-                self.log = match v {
-                    "syslog" => LogTarget::Syslog,
-                    "stderr" => LogTarget::Stderr,
-                    _ => LogTarget::File(absolute_path(key, v)?),
-                }
-            }
-            "max_children" => {
-                self.max_children = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or(format!("max_children: `{v}` is not a positive number"))?
-            }
-            "retry_schedule" => {
-                self.retry_schedule = words(v)
-                    .map(|d| {
-                        parse_duration(d).ok_or(format!(
-                            "retry_schedule: `{d}` is not a duration (30s, 30m, 4h, 2d)"
-                        ))
-                    })
-                    .collect::<std::result::Result<_, _>>()?;
-                if self.retry_schedule.is_empty() {
-                    return Err("retry_schedule: needs at least one duration".into());
-                }
-            }
-            "max_queue_lifetime" => {
-                self.max_queue_lifetime = Some(
-                    parse_duration(v)
-                        .ok_or(format!("max_queue_lifetime: `{v}` is not a duration"))?,
-                )
-            }
-            "double_bounce_recipient" => {
-                let a = crate::address::validate(v)
-                    .map_err(|e| format!("double_bounce_recipient: {e}"))?;
-                self.double_bounce_recipient = Some(a);
-            }
-            "max_recipients" => {
-                self.max_recipients = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or(format!("max_recipients: `{v}` is not a positive number"))?
-            }
-            "aliases_file" => {
-                self.aliases_file = if v == "none" {
-                    None
-                } else {
-                    Some(absolute_path(key, v)?)
-                };
-            }
-            "local_recipient_fallback" => {
-                let a = crate::address::validate(v).map_err(|e| format!("{key}: {e}"))?;
-                if !a.contains('@') {
-                    return Err(format!("{key}: `{v}` must be a full address (user@domain)"));
-                }
-                self.local_recipient_fallback = Some(a);
-            }
-            "masquerade_domain" => self.masquerade_domain = Some(hostname(key, v)?),
-            "trusted_group" => {
-                if v.is_empty()
-                    || !v
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-                {
-                    return Err(format!("trusted_group: `{v}` is not a group name"));
-                }
-                self.trusted_group = Some(v.to_string());
-            }
-            "max_per_destination" => {
-                self.max_per_destination = v.parse().ok().filter(|n| *n > 0).ok_or(format!(
-                    "max_per_destination: `{v}` is not a positive number"
-                ))?
-            }
-            "transaction_deadline" => self.transaction_deadline = positive_duration(key, v)?,
-            "connect_timeout" => self.timeouts.connect = positive_duration(key, v)?,
-            "command_timeout" => {
-                let d = positive_duration(key, v)?;
-                let t = &mut self.timeouts;
-                (t.greeting, t.helo, t.mail, t.rcpt, t.data_init) = (d, d, d, d, d);
-            }
-            "data_timeout" => {
-                let d = positive_duration(key, v)?;
-                (self.timeouts.data_block, self.timeouts.data_done) = (d, d);
-            }
-            _ => return Err(format!("unknown key `{key}`")),
-        }
-        Ok(())
+        let (_, setter) = KEYS
+            .iter()
+            .find(|(k, _)| *k == key)
+            .ok_or_else(|| format!("unknown key `{key}`"))?;
+        setter(self, key, v)
     }
 }
+
+/// Parses one key's value (the key is given for the error message) and
+/// stores it in the config.
+type Setter = fn(&mut Config, &str, &str) -> std::result::Result<(), String>;
+
+/// Every key of the config file, with the kind of value it takes.
+const KEYS: &[(&str, Setter)] = &[
+    ("spool_dir", |c, k, v| {
+        absolute_path(k, v).map(|p| c.spool_dir = p)
+    }),
+    ("smarthost", |c, k, v| {
+        list(k, v, host_port).map(|h| c.smarthosts = h)
+    }),
+    ("dns_server", |c, _, v| {
+        dns_server(v).map(|s| c.dns_server = Some(s))
+    }),
+    ("smtp_port", |c, _, v| smtp_port(v).map(|p| c.smtp_port = p)),
+    ("helo_name", |c, k, v| {
+        hostname(k, v).map(|h| c.helo_name = Some(h))
+    }),
+    ("qualify_domain", |c, k, v| {
+        hostname(k, v).map(|h| c.qualify_domain = Some(h))
+    }),
+    ("tls", |c, k, v| {
+        choice(k, v, TLS_POLICIES).map(|t| c.tls = t)
+    }),
+    ("smarthost_tls", |c, k, v| {
+        choice(k, v, SMARTHOST_TLS).map(|t| c.smarthost_tls = Some(t))
+    }),
+    ("tls_ca_file", |c, k, v| {
+        absolute_path(k, v).map(|p| c.tls_ca_file = Some(p))
+    }),
+    ("tls_cert_file", |c, k, v| {
+        absolute_path(k, v).map(|p| c.tls_cert_file = Some(p))
+    }),
+    ("tls_key_file", |c, k, v| {
+        absolute_path(k, v).map(|p| c.tls_key_file = Some(p))
+    }),
+    ("auth_user", |c, k, v| {
+        not_empty(k, v).map(|u| c.auth_user = Some(u))
+    }),
+    ("auth_password_file", |c, k, v| {
+        secret_file(k, v).map(|p| c.auth_password_file = Some(p))
+    }),
+    ("auth_xoauth2_token_file", |c, k, v| {
+        secret_file(k, v).map(|p| c.auth_xoauth2_token_file = Some(p))
+    }),
+    ("auth_allow_plaintext", |c, k, v| {
+        choice(k, v, YES_NO).map(|b| c.auth_allow_plaintext = b)
+    }),
+    ("delivery_mode", |c, k, v| {
+        choice(k, v, DELIVERY_MODES).map(|m| c.delivery_mode = m)
+    }),
+    ("max_message_size", |c, k, v| {
+        size(k, v).map(|n| c.max_message_size = n)
+    }),
+    ("log", |c, k, v| log_target(k, v).map(|l| c.log = l)),
+    ("max_children", |c, k, v| {
+        positive(k, v).map(|n| c.max_children = n)
+    }),
+    ("retry_schedule", |c, k, v| {
+        retry_schedule(k, v).map(|s| c.retry_schedule = s)
+    }),
+    ("max_queue_lifetime", |c, k, v| {
+        let d = parse_duration(v).ok_or(format!("{k}: `{v}` is not a duration"))?;
+        c.max_queue_lifetime = Some(d);
+        Ok(())
+    }),
+    ("double_bounce_recipient", |c, k, v| {
+        address(k, v).map(|a| c.double_bounce_recipient = Some(a))
+    }),
+    ("max_recipients", |c, k, v| {
+        positive(k, v).map(|n| c.max_recipients = n)
+    }),
+    ("aliases_file", |c, k, v| {
+        let file = if v == "none" {
+            None
+        } else {
+            Some(absolute_path(k, v)?)
+        };
+        c.aliases_file = file;
+        Ok(())
+    }),
+    ("local_recipient_fallback", |c, k, v| {
+        full_address(k, v).map(|a| c.local_recipient_fallback = Some(a))
+    }),
+    ("masquerade_domain", |c, k, v| {
+        hostname(k, v).map(|h| c.masquerade_domain = Some(h))
+    }),
+    ("trusted_group", |c, k, v| {
+        group_name(k, v).map(|g| c.trusted_group = Some(g))
+    }),
+    ("max_per_destination", |c, k, v| {
+        positive(k, v).map(|n| c.max_per_destination = n)
+    }),
+    ("transaction_deadline", |c, k, v| {
+        positive_duration(k, v).map(|d| c.transaction_deadline = d)
+    }),
+    ("connect_timeout", |c, k, v| {
+        positive_duration(k, v).map(|d| c.timeouts.connect = d)
+    }),
+    ("command_timeout", |c, k, v| {
+        let d = positive_duration(k, v)?;
+        let t = &mut c.timeouts;
+        (t.greeting, t.helo, t.mail, t.rcpt, t.data_init) = (d, d, d, d, d);
+        Ok(())
+    }),
+    ("data_timeout", |c, k, v| {
+        let d = positive_duration(k, v)?;
+        (c.timeouts.data_block, c.timeouts.data_done) = (d, d);
+        Ok(())
+    }),
+];
+
+const TLS_POLICIES: &[(&str, TlsPolicy)] = &[
+    ("off", TlsPolicy::Off),
+    ("opportunistic", TlsPolicy::Opportunistic),
+    ("required", TlsPolicy::Required),
+];
+const SMARTHOST_TLS: &[(&str, SmarthostTls)] = &[
+    ("starttls", SmarthostTls::Starttls),
+    ("implicit", SmarthostTls::Implicit),
+];
+const DELIVERY_MODES: &[(&str, DeliveryMode)] = &[
+    ("background", DeliveryMode::Background),
+    ("interactive", DeliveryMode::Interactive),
+    ("queue", DeliveryMode::Queue),
+];
+const YES_NO: &[(&str, bool)] = &[("yes", true), ("no", false)];
 
 impl Config {
     /// What only the keys together can tell about TLS and AUTH.
@@ -387,6 +408,105 @@ fn secret_file(key: &str, v: &str) -> std::result::Result<PathBuf, String> {
         }
     }
     Ok(path)
+}
+
+/// One of the words in `options`: `tls: `maybe` must be off, opportunistic or required`.
+fn choice<T: Copy>(key: &str, v: &str, options: &[(&str, T)]) -> std::result::Result<T, String> {
+    if let Some((_, value)) = options.iter().find(|(word, _)| *word == v) {
+        return Ok(*value);
+    }
+    let words: Vec<&str> = options.iter().map(|(word, _)| *word).collect();
+    let (last, rest) = words.split_last().expect("options are never empty");
+    Err(format!(
+        "{key}: `{v}` must be {} or {last}",
+        rest.join(", ")
+    ))
+}
+
+/// A number above zero.
+fn positive<T>(key: &str, v: &str) -> std::result::Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + Default,
+{
+    v.parse()
+        .ok()
+        .filter(|n| *n > T::default())
+        .ok_or(format!("{key}: `{v}` is not a positive number"))
+}
+
+/// Items separated by spaces, tabs or commas, each checked by `item`.
+fn list(
+    key: &str,
+    v: &str,
+    item: fn(&str, &str) -> std::result::Result<(), String>,
+) -> std::result::Result<Vec<String>, String> {
+    words(v)
+        .map(|w| item(key, w).map(|_| w.to_string()))
+        .collect()
+}
+
+fn not_empty(key: &str, v: &str) -> std::result::Result<String, String> {
+    if v.is_empty() {
+        return Err(format!("{key}: empty"));
+    }
+    Ok(v.to_string())
+}
+
+fn dns_server(v: &str) -> std::result::Result<String, String> {
+    v.parse::<std::net::SocketAddr>()
+        .map(|_| ())
+        .or_else(|_| v.parse::<std::net::IpAddr>().map(|_| ()))
+        .map_err(|_| format!("dns_server: `{v}` is not IP or IP:PORT ([IPv6]:PORT)"))?;
+    Ok(v.to_string())
+}
+
+/// Any port number, 0 included (as before: the tests' servers never use it).
+fn smtp_port(v: &str) -> std::result::Result<u16, String> {
+    v.parse()
+        .map_err(|_| format!("smtp_port: `{v}` is not a port number"))
+}
+
+fn log_target(key: &str, v: &str) -> std::result::Result<LogTarget, String> {
+    Ok(match v {
+        "syslog" => LogTarget::Syslog,
+        "stderr" => LogTarget::Stderr,
+        _ => LogTarget::File(absolute_path(key, v)?),
+    })
+}
+
+fn retry_schedule(key: &str, v: &str) -> std::result::Result<Vec<Duration>, String> {
+    let schedule = words(v)
+        .map(|d| {
+            parse_duration(d).ok_or(format!("{key}: `{d}` is not a duration (30s, 30m, 4h, 2d)"))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    if schedule.is_empty() {
+        return Err(format!("{key}: needs at least one duration"));
+    }
+    Ok(schedule)
+}
+
+fn address(key: &str, v: &str) -> std::result::Result<String, String> {
+    crate::address::validate(v).map_err(|e| format!("{key}: {e}"))
+}
+
+/// An address with its domain: where mail for local names may go.
+fn full_address(key: &str, v: &str) -> std::result::Result<String, String> {
+    let a = address(key, v)?;
+    if !a.contains('@') {
+        return Err(format!("{key}: `{v}` must be a full address (user@domain)"));
+    }
+    Ok(a)
+}
+
+fn group_name(key: &str, v: &str) -> std::result::Result<String, String> {
+    let ok = !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !ok {
+        return Err(format!("{key}: `{v}` is not a group name"));
+    }
+    Ok(v.to_string())
 }
 
 fn positive_duration(key: &str, v: &str) -> std::result::Result<Duration, String> {
@@ -445,6 +565,26 @@ fn host_port(key: &str, v: &str) -> std::result::Result<(), String> {
             .ok_or(format!("{key}: `{p}` is not a port number"))?;
     }
     Ok(())
+}
+
+/// `90s`, `30m`, `4h`, `2d`, `1w`, or plain seconds; also used by the
+/// command line (`-q30m`).
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86400)?,
+        "w" => n.checked_mul(7 * 86400)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
 }
 
 /// `52428800`, `50M`, `512k`, `1G`; 0 for no limit.
@@ -508,6 +648,143 @@ mod tests {
                 Duration::from_secs(60),
                 Duration::from_secs(7200)
             ]
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172800)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("5y"), None);
+    }
+
+    /// Every kind of value refuses bad input with the message it always had.
+    #[test]
+    fn every_kind_of_value_says_what_is_wrong() {
+        let cases = [
+            ("spool_dir = q", "spool_dir: `q` is not an absolute path"),
+            ("smarthost = a:0", "smarthost: `0` is not a port number"),
+            ("smarthost = [::1", "smarthost: `[::1`: missing ]"),
+            (
+                "dns_server = x",
+                "dns_server: `x` is not IP or IP:PORT ([IPv6]:PORT)",
+            ),
+            ("smtp_port = -1", "smtp_port: `-1` is not a port number"),
+            ("helo_name = a..b", "helo_name: `a..b` is not a host name"),
+            (
+                "tls = on",
+                "tls: `on` must be off, opportunistic or required",
+            ),
+            (
+                "smarthost_tls = ssl",
+                "smarthost_tls: `ssl` must be starttls or implicit",
+            ),
+            ("auth_user =", "auth_user: empty"),
+            (
+                "auth_password_file = pw",
+                "auth_password_file: `pw` is not an absolute path",
+            ),
+            (
+                "auth_allow_plaintext = 1",
+                "auth_allow_plaintext: `1` must be yes or no",
+            ),
+            (
+                "delivery_mode = now",
+                "delivery_mode: `now` must be background, interactive or queue",
+            ),
+            (
+                "max_message_size = 5T",
+                "max_message_size: `5T` is not a size (bytes, or with k, M or G)",
+            ),
+            ("log = syslog2", "log: `syslog2` is not an absolute path"),
+            (
+                "max_children = 0",
+                "max_children: `0` is not a positive number",
+            ),
+            (
+                "retry_schedule = 1m, soon",
+                "retry_schedule: `soon` is not a duration (30s, 30m, 4h, 2d)",
+            ),
+            (
+                "retry_schedule = ,",
+                "retry_schedule: needs at least one duration",
+            ),
+            (
+                "max_queue_lifetime = 5y",
+                "max_queue_lifetime: `5y` is not a duration",
+            ),
+            (
+                "max_recipients = -3",
+                "max_recipients: `-3` is not a positive number",
+            ),
+            (
+                "aliases_file = aliases",
+                "aliases_file: `aliases` is not an absolute path",
+            ),
+            (
+                "local_recipient_fallback = root",
+                "local_recipient_fallback: `root` must be a full address (user@domain)",
+            ),
+            (
+                "trusted_group = a b",
+                "trusted_group: `a b` is not a group name",
+            ),
+            (
+                "max_per_destination = x",
+                "max_per_destination: `x` is not a positive number",
+            ),
+            (
+                "transaction_deadline = 0",
+                "transaction_deadline: `0` is not a duration (30s, 5m, 1h)",
+            ),
+            (
+                "connect_timeout = 1y",
+                "connect_timeout: `1y` is not a duration (30s, 5m, 1h)",
+            ),
+            (
+                "command_timeout = 0s",
+                "command_timeout: `0s` is not a duration (30s, 5m, 1h)",
+            ),
+            (
+                "data_timeout = -",
+                "data_timeout: `-` is not a duration (30s, 5m, 1h)",
+            ),
+            (
+                "helo_name = a\u{7}b",
+                "helo_name: value contains a control character",
+            ),
+        ];
+        for (line, msg) in cases {
+            let e = parse(&format!("{line}\n")).unwrap_err();
+            assert_eq!(e.to_string(), format!("/etc/test.conf:1: {msg}"), "{line}");
+        }
+    }
+
+    #[test]
+    fn timeouts_and_lists_set_every_field() {
+        let c = parse(
+            "command_timeout = 7s\ndata_timeout = 9s\nconnect_timeout = 3s\n\
+             aliases_file = none\nmax_queue_lifetime = 0\nauth_allow_plaintext = yes\n\
+             smarthost_tls = implicit\nmax_children = 3\nmax_recipients = 5\n",
+        )
+        .unwrap();
+        let s = Duration::from_secs;
+        let t = &c.timeouts;
+        assert_eq!(
+            (t.greeting, t.helo, t.mail, t.rcpt, t.data_init),
+            (s(7), s(7), s(7), s(7), s(7))
+        );
+        assert_eq!((t.data_block, t.data_done, t.connect), (s(9), s(9), s(3)));
+        assert_eq!(c.aliases_file, None);
+        assert_eq!(c.max_queue_lifetime, Some(Duration::ZERO));
+        assert!(c.auth_allow_plaintext);
+        assert_eq!(c.smarthost_tls, Some(SmarthostTls::Implicit));
+        assert_eq!((c.max_children, c.max_recipients), (3, 5));
+        assert_eq!(
+            Config::default().aliases_file.as_deref(),
+            Some(Path::new("/etc/aliases"))
         );
     }
 

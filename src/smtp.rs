@@ -14,6 +14,7 @@
 //! allowed, and never shown: the `-v` transcript says `AUTH PLAIN ***`.
 
 use crate::auth::Credentials;
+use crate::config::Timeouts;
 use crate::spool::Envelope;
 use crate::tls::{HandshakeError, Stream, Tls, TlsInfo, Trust};
 use std::fmt;
@@ -28,35 +29,6 @@ const WRITE_CHUNK: usize = 64 * 1024;
 /// error: a hostile server cannot make the client buffer without bound.
 const MAX_REPLY_LINE: usize = 4096;
 const MAX_REPLY_LINES: usize = 200;
-
-#[derive(Debug, Clone)]
-pub struct Timeouts {
-    pub connect: Duration,
-    pub greeting: Duration,
-    pub helo: Duration,
-    pub mail: Duration,
-    pub rcpt: Duration,
-    pub data_init: Duration,
-    pub data_block: Duration,
-    pub data_done: Duration,
-}
-
-impl Default for Timeouts {
-    /// RFC 5321 section 4.5.3.2, and Postfix's 30 s for connecting.
-    fn default() -> Timeouts {
-        let m = |n: u64| Duration::from_secs(60 * n);
-        Timeouts {
-            connect: Duration::from_secs(30),
-            greeting: m(5),
-            helo: m(5),
-            mail: m(5),
-            rcpt: m(5),
-            data_init: m(2),
-            data_block: m(3),
-            data_done: m(10),
-        }
-    }
-}
 
 /// One server's reply: the code and its lines, control characters removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
