@@ -14,7 +14,7 @@ use crate::mime;
 use crate::pass_protocol::{Message, one_line};
 use crate::route::{RouteError, Router, SMARTHOST, Target};
 use crate::smtp::{Client, Outcome, Rcpt, SessionError, Setup, TlsMode};
-use crate::spool::{Claim, Envelope, RcptStatus, Spool, State};
+use crate::spool::{Claim, ClaimSlot, Envelope, RcptStatus, Spool, State};
 use crate::system;
 use crate::tls::Tls;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -107,7 +107,8 @@ impl Worker<'_> {
     /// Delivers one message to this destination's recipients; returns how
     /// the job ended and the recipients that failed for good.
     fn run_job(&mut self, id: &str, indices: &[usize]) -> (JobEnd, Vec<(usize, String)>) {
-        let Ok(Some(claim)) = self.spool.claim(id) else {
+        let mut slot = ClaimSlot::default();
+        let Ok(Some(claim)) = self.spool.claim(id, &mut slot) else {
             return (JobEnd::Done, Vec::new()); // another runner has it, or it is gone
         };
         let (envelope, header_len, size) = match read_claimed(&claim) {
@@ -349,7 +350,7 @@ impl Worker<'_> {
         let result = match reencoded {
             Some(bytes) => client.send(env, &list, &mut &bytes[..], bytes.len() as u64, t),
             None => {
-                let mut file = &claim.file;
+                let mut file = claim.file();
                 match file.seek(SeekFrom::Start(header_len)) {
                     Ok(_) => client.send(
                         env,
@@ -383,7 +384,7 @@ fn reencoded_content(claim: &Claim, header_len: u64, size: u64) -> Option<Vec<u8
     if size <= mime::MAX_LINE as u64 || size > MAX_REENCODE {
         return None;
     }
-    let mut file = &claim.file;
+    let mut file = claim.file();
     file.seek(SeekFrom::Start(header_len)).ok()?;
     let mut reader = BufReader::with_capacity(64 * 1024, file);
     let mut line_len = 0usize;
@@ -413,8 +414,8 @@ fn reencoded_content(claim: &Claim, header_len: u64, size: u64) -> Option<Vec<u8
 /// content starts) and the content's size. Reads from the start of the file,
 /// wherever an earlier read left its position.
 fn read_claimed(claim: &Claim) -> std::io::Result<(Envelope, u64, u64)> {
-    let total = claim.file.metadata()?.len();
-    let mut file = &claim.file;
+    let total = claim.file().metadata()?.len();
+    let mut file = claim.file();
     file.seek(SeekFrom::Start(0))?;
     let mut reader = BufReader::with_capacity(4096, file);
     let (envelope, header_len) = crate::spool::parse_envelope(&mut reader)?;
@@ -553,7 +554,7 @@ fn queue_bounce(
     };
     let (_, header_len, size) =
         read_claimed(claim).map_err(|e| format!("cannot read the message: {e}"))?;
-    let mut file = &claim.file;
+    let mut file = claim.file();
     file.seek(SeekFrom::Start(header_len))
         .map_err(|e| format!("cannot read the message: {e}"))?;
     let domain = ctx
@@ -598,7 +599,8 @@ pub fn defer(
     reason: &str,
     log: &mut Log,
 ) -> Vec<(usize, String)> {
-    let Ok(Some(claim)) = ctx.spool.claim(id) else {
+    let mut slot = ClaimSlot::default();
+    let Ok(Some(claim)) = ctx.spool.claim(id, &mut slot) else {
         return Vec::new();
     };
     let Ok((env, _, _)) = read_claimed(&claim) else {

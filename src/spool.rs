@@ -291,28 +291,28 @@ impl Spool {
     }
 
     /// Claims a message for delivery; None when another runner holds it or
-    /// it has been delivered and removed meanwhile.
-    pub fn claim(&self, id: &str) -> io::Result<Option<Claim>> {
+    /// it has been delivered and removed meanwhile. The message file stays
+    /// open in `slot`, which the claim borrows: the flock is held until the
+    /// claim is dropped.
+    pub fn claim<'s>(&self, id: &str, slot: &'s mut ClaimSlot) -> io::Result<Option<Claim<'s>>> {
         let file = match File::open(self.message_path(id)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let mut lock = fd_lock::RwLock::new(file.try_clone()?);
-        match lock.try_write() {
-            // The guard would unlock on drop; the claim keeps the lock instead.
-            Ok(guard) => std::mem::forget(guard),
+        let guard = match slot.0.insert(fd_lock::RwLock::new(file)).try_write() {
+            Ok(guard) => guard,
+            // The file, unlocked, stays in the slot until the caller drops it.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             Err(e) => return Err(e),
-        }
+        };
         // Removed by the runner that held it before us: nothing left to do.
-        if std::os::unix::fs::MetadataExt::nlink(&file.metadata()?) == 0 {
+        if std::os::unix::fs::MetadataExt::nlink(&guard.metadata()?) == 0 {
             return Ok(None);
         }
         Ok(Some(Claim {
             id: id.to_string(),
-            file,
-            _lock: lock,
+            guard,
         }))
     }
 
@@ -424,13 +424,26 @@ fn read_envelope_from(file: &File) -> io::Result<(Envelope, u64)> {
 /// `queue/QID`, held until the claim is dropped. Only the holder writes the
 /// message's state or removes it, so concurrent runners (also on other hosts
 /// sharing the spool) never deliver to the same recipient twice.
-pub struct Claim {
+pub struct Claim<'s> {
     pub id: String,
-    pub file: File,
-    /// Holds the flock: it belongs to the open file description that `file`
-    /// shares, and ends when both are closed.
-    _lock: fd_lock::RwLock<File>,
+    /// Unlocks when the claim is dropped; the open file it locks is in the
+    /// [`ClaimSlot`] the claim borrows, so it cannot be closed before.
+    guard: fd_lock::RwLockWriteGuard<'s, File>,
 }
+
+impl Claim<'_> {
+    /// The claimed message file.
+    pub fn file(&self) -> &File {
+        &self.guard
+    }
+}
+
+/// Where a [`Claim`] keeps the message file it locks. The lock guard borrows
+/// the lock, so the two cannot live in one value without unsafe code; the
+/// caller keeps this one for the claim's lifetime instead:
+/// `let mut slot = ClaimSlot::default(); let claim = spool.claim(id, &mut slot)?;`
+#[derive(Default)]
+pub struct ClaimSlot(Option<fd_lock::RwLock<File>>);
 
 /// 8 hex digits of seconds/// 8 hex digits of seconds, 5 of microseconds, 3 random: sorts by arrival.
 fn new_queue_id() -> String {
@@ -735,9 +748,16 @@ mod tests {
     fn state_written_and_claims_exclusive() {
         let (dir, spool) = spool();
         let env = spool.deposit(envelope(), |_, _| Ok(())).unwrap();
-        let claim = spool.claim(&env.id).unwrap().expect("first claim");
+        let mut slot = ClaimSlot::default();
+        let claim = spool
+            .claim(&env.id, &mut slot)
+            .unwrap()
+            .expect("first claim");
         assert!(
-            spool.claim(&env.id).unwrap().is_none(),
+            spool
+                .claim(&env.id, &mut ClaimSlot::default())
+                .unwrap()
+                .is_none(),
             "second claim must fail"
         );
         let mut st = State {
@@ -756,8 +776,33 @@ mod tests {
         );
         spool.remove(claim).unwrap();
         assert!(spool.scan().unwrap().is_empty());
-        assert!(spool.claim(&env.id).unwrap().is_none());
+        assert!(spool.claim(&env.id, &mut slot).unwrap().is_none());
         assert!(!spool.state_path(&env.id).exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_claim_holds_its_lock_until_it_is_dropped() {
+        let (dir, spool) = spool();
+        let env = spool.deposit(envelope(), |_, _| Ok(())).unwrap();
+        let busy = |spool: &Spool| spool.read_envelope_for_listing(&env.id).unwrap().2;
+        assert!(!busy(&spool));
+        let mut slot = ClaimSlot::default();
+        let claim = spool.claim(&env.id, &mut slot).unwrap().expect("claim");
+        assert!(busy(&spool), "mailq sees the claim");
+        assert!(
+            spool
+                .claim(&env.id, &mut ClaimSlot::default())
+                .unwrap()
+                .is_none()
+        );
+        drop(claim);
+        assert!(
+            !busy(&spool),
+            "dropping the claim unlocks, with the slot still open"
+        );
+        let again = spool.claim(&env.id, &mut slot).unwrap();
+        assert!(again.is_some(), "the message can be claimed again");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
