@@ -7,16 +7,28 @@
 //! Microsoft's SASL mechanism for OAuth 2.0). This module only encodes: the
 //! SMTP client drives the exchange and shows every secret line as `***`.
 
-use crate::config::Config;
 use crate::mime::base64;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What proves who we are.
 pub enum Secret {
     Password(String),
     /// An OAuth 2.0 access token, kept fresh in its file by another program.
     Bearer(String),
+}
+
+/// Where the credentials come from: `auth_user`, `auth_password_file`,
+/// `auth_xoauth2_token_file` and `auth_allow_plaintext` of the config
+/// (deliver builds this from it, so that this module needs nothing else of
+/// the config).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub xoauth2_token_file: Option<PathBuf>,
+    /// Credentials may go over a connection without verified TLS.
+    pub allow_plaintext: bool,
 }
 
 pub struct Credentials {
@@ -37,11 +49,11 @@ impl Credentials {
     /// The configured credentials, read from their file; None when no
     /// `auth_user` is set. An Err says which file could not be read (the
     /// message then waits: the file may be fixed).
-    pub fn load(config: &Config) -> Result<Option<Credentials>, String> {
-        let Some(user) = &config.auth_user else {
+    pub fn load(settings: &Settings) -> Result<Option<Credentials>, String> {
+        let Some(user) = &settings.user else {
             return Ok(None);
         };
-        let secret = match (&config.auth_password_file, &config.auth_xoauth2_token_file) {
+        let secret = match (&settings.password_file, &settings.xoauth2_token_file) {
             (_, Some(file)) => Secret::Bearer(first_line(file, "auth_xoauth2_token_file")?),
             (Some(file), None) => Secret::Password(first_line(file, "auth_password_file")?),
             (None, None) => {
@@ -54,7 +66,7 @@ impl Credentials {
         Ok(Some(Credentials {
             user: user.clone(),
             secret,
-            allow_plaintext: config.auth_allow_plaintext,
+            allow_plaintext: settings.allow_plaintext,
         }))
     }
 

@@ -6,7 +6,7 @@
 //! (see `pass_protocol`): the child says `next` (or `dead REASON` when the
 //! destination cannot be reached at all); the parent answers `job` or `quit`.
 
-use crate::auth::Credentials;
+use crate::auth::{self, Credentials};
 use crate::bounce::{self, Failure};
 use crate::config::{Config, SmarthostTls, TlsPolicy};
 use crate::log::Log;
@@ -16,7 +16,7 @@ use crate::route::{RouteError, Router, SMARTHOST, Target};
 use crate::smtp::{Client, Outcome, Rcpt, SessionError, Setup, TlsMode};
 use crate::spool::{Claim, ClaimSlot, Envelope, RcptStatus, Spool, State};
 use crate::system;
-use crate::tls::Tls;
+use crate::tls::{self, Tls};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
@@ -200,7 +200,7 @@ impl Worker<'_> {
         let policy = self.config.tls;
         let required = policy == TlsPolicy::Required;
         if (policy != TlsPolicy::Off || targets.iter().any(implicit_for)) && self.tls.is_none() {
-            let loaded = Tls::new(self.config);
+            let loaded = Tls::new(&tls_settings(self.config));
             if self.verbose
                 && let Ok(t) = &loaded
             {
@@ -209,7 +209,7 @@ impl Worker<'_> {
             self.tls = Some(loaded);
         }
         if smarthost && self.credentials.is_none() {
-            self.credentials = Some(Credentials::load(self.config));
+            self.credentials = Some(Credentials::load(&auth_settings(self.config)));
         }
         // A broken tls_ca_file or an unreadable password file: the admin
         // can fix it, the mail waits.
@@ -366,6 +366,25 @@ impl Worker<'_> {
             }
         };
         result.map(|o| (o, relay.clone())).map_err(|e| (e, relay))
+    }
+}
+
+/// The part of the config that TLS is set up from.
+fn tls_settings(config: &Config) -> tls::Settings {
+    tls::Settings {
+        ca_file: config.tls_ca_file.clone(),
+        cert_file: config.tls_cert_file.clone(),
+        key_file: config.tls_key_file.clone(),
+    }
+}
+
+/// The part of the config that AUTH credentials come from.
+fn auth_settings(config: &Config) -> auth::Settings {
+    auth::Settings {
+        user: config.auth_user.clone(),
+        password_file: config.auth_password_file.clone(),
+        xoauth2_token_file: config.auth_xoauth2_token_file.clone(),
+        allow_plaintext: config.auth_allow_plaintext,
     }
 }
 

@@ -17,7 +17,6 @@
 //! Runs in delivery children only (rustls may not start threads, but all of
 //! this is per-connection state that the parent never needs).
 
-use crate::config::Config;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
@@ -30,7 +29,7 @@ use rustls::{
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Where distributions keep the system's CA bundle, in the order tried
@@ -159,6 +158,18 @@ impl Write for Stream {
     }
 }
 
+/// The files TLS is set up from: `tls_ca_file`, `tls_cert_file` and
+/// `tls_key_file` of the config (deliver builds this from it, so that this
+/// module needs nothing else of the config).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Trust anchors instead of the system's CA bundle.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key, shown to servers that ask.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
 /// What every handshake of a delivery child shares: the crypto provider, the
 /// certificate verifier with its trust anchors, the client certificate.
 pub struct Tls {
@@ -170,12 +181,12 @@ pub struct Tls {
 }
 
 impl Tls {
-    /// Loads the trust anchors and the client certificate the config names.
+    /// Loads the trust anchors and the client certificate the settings name.
     /// An Err is a reason to defer: the files are wrong or unreadable.
-    pub fn new(config: &Config) -> Result<Tls, String> {
+    pub fn new(settings: &Settings) -> Result<Tls, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = RootCertStore::empty();
-        let anchors = match &config.tls_ca_file {
+        let anchors = match &settings.ca_file {
             Some(file) => {
                 let certs = read_certs(file, "tls_ca_file")?;
                 let (added, _) = roots.add_parsable_certificates(certs);
@@ -206,7 +217,7 @@ impl Tls {
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
                 .map_err(|e| format!("cannot set up certificate verification: {e}"))?;
-        let client_cert = match (&config.tls_cert_file, &config.tls_key_file) {
+        let client_cert = match (&settings.cert_file, &settings.key_file) {
             (Some(cert), Some(key)) => {
                 let certs = read_certs(cert, "tls_cert_file")?;
                 if certs.is_empty() {
