@@ -11,6 +11,7 @@
 //! as an extra SMTP command or header.
 
 use crate::error::{Error, Result};
+use crate::model::Address;
 
 #[derive(Debug, PartialEq)]
 enum Token {
@@ -239,65 +240,19 @@ fn tokenize(text: &str) -> std::result::Result<Vec<Token>, &'static str> {
 /// `-f`/on the command line in plain form) and returns it. The empty string
 /// is the null sender and is only valid where the caller allows it.
 pub fn validate(addr: &str) -> Result<String> {
-    let bad = |why: &str| Error::Data(format!("invalid address `{}`: {why}", addr.escape_debug()));
-    if addr.chars().any(|c| c.is_control()) {
-        return Err(bad("contains a control character"));
-    }
-    if addr.len() > 512 {
-        return Err(bad("longer than 512 characters"));
-    }
-    let (local, domain) = split_at_domain(addr);
-    if local.is_empty() {
-        return Err(bad("empty local part"));
-    }
-    if local.starts_with('"') {
-        if local.len() < 2 || !local.ends_with('"') {
-            return Err(bad("bad quoting"));
-        }
-    } else if local.split('.').any(str::is_empty)
-        || local.contains(|c: char| " <>()[]\\,;:\"@".contains(c))
-    {
-        return Err(bad("bad local part"));
-    }
-    if let Some(domain) = domain {
-        let literal = domain.starts_with('[')
-            && domain.ends_with(']')
-            && !domain[1..domain.len() - 1].contains(['[', ']', ' ']);
-        let name = domain.split('.').all(|l| {
-            !l.is_empty()
-                && l.chars()
-                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
-        });
-        if !(literal || name) {
-            return Err(bad("bad domain"));
-        }
-    }
-    Ok(addr.to_string())
+    parse(addr).map(|a| a.to_string())
 }
 
-/// Splits at the last `@` outside quotes.
-fn split_at_domain(addr: &str) -> (&str, Option<&str>) {
-    let mut in_quotes = false;
-    let mut escaped = false;
-    let mut at = None;
-    for (i, c) in addr.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            '@' if !in_quotes => at = Some(i),
-            _ => {}
-        }
-    }
-    match at {
-        Some(i) => (&addr[..i], Some(&addr[i + 1..])),
-        None => (addr, None),
-    }
+/// [`Address::parse`], with the address named in the error.
+pub fn parse(addr: &str) -> Result<Address> {
+    Address::parse(addr)
+        .map_err(|why| Error::Data(format!("invalid address `{}`: {why}", addr.escape_debug())))
 }
 
 /// `root` becomes `root@DOMAIN`; a qualified address is returned as it is.
+/// `"x@y"` is unqualified: its `@` is inside the quotes.
 pub fn qualify(addr: &str, domain: &str) -> String {
-    match split_at_domain(addr) {
+    match Address::split(addr) {
         (_, Some(_)) => addr.to_string(),
         (local, None) => format!("{local}@{domain}"),
     }
@@ -310,7 +265,7 @@ pub fn qualify(addr: &str, domain: &str) -> String {
 /// is. None when nothing needs qualifying or the value is not a parsable list.
 pub fn qualify_header_value(value: &str, domain: &str) -> Option<String> {
     let addrs = parse_list(value).ok()?;
-    if addrs.iter().all(|a| split_at_domain(a).1.is_some()) {
+    if addrs.iter().all(|a| Address::split(a).1.is_some()) {
         return None;
     }
     let mut inserts = Vec::new();

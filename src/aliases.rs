@@ -7,6 +7,7 @@
 //! files cannot be honoured by a relay-only MTA: `newaliases` reports them
 //! and expansion skips them with a log line, never silently.
 
+use crate::model::Address;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -257,7 +258,7 @@ pub fn resolve(
     let mut out: Vec<crate::spool::Recipient> = Vec::with_capacity(addrs.len());
     let mut notes = Vec::new();
     for written in addrs {
-        let finals = if written.contains('@') {
+        let finals = if is_qualified(&written) {
             vec![written.clone()]
         } else if let Some(path) = &config.aliases_file {
             let t = table.get_or_insert_with(|| Aliases::load(path));
@@ -275,7 +276,7 @@ pub fn resolve(
             vec![written.clone()]
         };
         for f in finals {
-            let address = match (&config.local_recipient_fallback, f.contains('@')) {
+            let address = match (&config.local_recipient_fallback, is_qualified(&f)) {
                 (_, true) => f,
                 (Some(fallback), false) => fallback.clone(),
                 (None, false) => crate::address::qualify(&f, domain),
@@ -288,6 +289,11 @@ pub fn resolve(
         }
     }
     (out, notes)
+}
+
+/// Whether `addr` has a domain: `"x@y"` has none, its `@` is quoted.
+fn is_qualified(addr: &str) -> bool {
+    Address::split(addr).1.is_some()
 }
 
 /// `masquerade_domain`: senders at this host (`user@localhost`,
@@ -319,7 +325,8 @@ impl Masquerade {
 
     /// The rewritten address, or None when it is not at this host.
     pub fn address(&self, addr: &str) -> Option<String> {
-        let (user, dom) = addr.rsplit_once('@')?;
+        let (user, dom) = Address::split(addr);
+        let dom = dom?;
         self.local
             .iter()
             .any(|l| l.eq_ignore_ascii_case(dom))
@@ -407,7 +414,7 @@ fn parse_target(
         .into_iter()
         .map(|a| {
             let a = crate::address::validate(&a).map_err(|e| e.to_string())?;
-            Ok(if a.contains('@') {
+            Ok(if is_qualified(&a) {
                 Target::Address(a)
             } else {
                 Target::Name(a.to_ascii_lowercase())

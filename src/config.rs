@@ -493,7 +493,7 @@ fn address(key: &str, v: &str) -> std::result::Result<String, String> {
 /// An address with its domain: where mail for local names may go.
 fn full_address(key: &str, v: &str) -> std::result::Result<String, String> {
     let a = address(key, v)?;
-    if !a.contains('@') {
+    if crate::model::Address::split(&a).1.is_none() {
         return Err(format!("{key}: `{v}` must be a full address (user@domain)"));
     }
     Ok(a)

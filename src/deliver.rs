@@ -11,8 +11,9 @@ use crate::bounce::{self, Failure};
 use crate::config::{Config, SmarthostTls, TlsPolicy};
 use crate::log::Log;
 use crate::mime;
+use crate::model::Destination;
 use crate::pass_protocol::{Message, one_line};
-use crate::route::{RouteError, Router, SMARTHOST, Target};
+use crate::route::{RouteError, Router, Target};
 use crate::smtp::{Client, Outcome, Rcpt, SessionError, Setup, TlsMode};
 use crate::spool::{Claim, ClaimSlot, Envelope, RcptStatus, Spool, State};
 use crate::system;
@@ -31,7 +32,7 @@ enum JobEnd {
 pub struct Worker<'c> {
     config: &'c Config,
     spool: Spool,
-    destination: String,
+    destination: Destination,
     router: Router<'c>,
     targets: Option<Result<Vec<Target>, RouteError>>,
     client: Option<Client>,
@@ -48,7 +49,12 @@ pub struct Worker<'c> {
 }
 
 /// The child's main loop; returns its exit code.
-pub fn worker_main(sock: UnixStream, destination: String, config: &Config, verbose: bool) -> i32 {
+pub fn worker_main(
+    sock: UnixStream,
+    destination: Destination,
+    config: &Config,
+    verbose: bool,
+) -> i32 {
     let host = config.helo_name.clone().unwrap_or_else(system::host_name);
     let mut worker = Worker {
         config,
@@ -188,7 +194,7 @@ impl Worker<'_> {
             .helo_name
             .clone()
             .unwrap_or_else(|| self.host.clone());
-        let smarthost = self.destination == SMARTHOST;
+        let smarthost = self.destination == Destination::Smarthost;
         let implicit_for = |t: &Target| {
             smarthost
                 && match self.config.smarthost_tls {

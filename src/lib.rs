@@ -22,7 +22,10 @@
 //! 9. [`smtp`]: the SMTP client, with [`tls`] (rustls) and [`auth`] (SASL).
 //! 10. [`bounce`]: delivery status notifications.
 //!
-//! Also [`address`] (address lists and validation), [`aliases`], [`smtpd`]
+//! At the bottom, [`model`]: the typed values (addresses, queue ids,
+//! destinations, DSN parameters) that everything else uses.
+//!
+//! Also [`address`] (address lists), [`aliases`], [`smtpd`]
 //! (`-bs`), [`mailq`], [`mime`], [`log`], [`system`] (built on [`sys`], the one module with `unsafe`) and [`error`] (every
 //! failure and its sysexits.h code).
 
@@ -38,6 +41,7 @@ pub mod error;
 pub mod log;
 pub mod mailq;
 pub mod mime;
+pub mod model;
 pub mod pass_protocol;
 pub mod queue;
 pub mod route;

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::deliver::{self, RecordContext};
 use crate::error::{Error, Result};
 use crate::log::Log;
+use crate::model::{Address, Destination};
 use crate::pass_protocol::Message;
 use crate::route::destination_of;
 use crate::spool::{RcptStatus, Spool};
@@ -51,7 +52,7 @@ struct Child {
     pid: sys::pid_t,
     sock: UnixStream,
     inbox: Vec<u8>,
-    destination: String,
+    destination: Destination,
     job: Option<(Job, Instant)>,
     /// Asked for work while every queued message of its destination was in
     /// another child's hands (a message with recipients at several
@@ -146,9 +147,9 @@ fn collect_jobs(
     config: &Config,
     selection: &Selection,
     log: &mut Log,
-) -> Result<BTreeMap<String, VecDeque<Job>>> {
+) -> Result<BTreeMap<Destination, VecDeque<Job>>> {
     let (now, _) = system::now();
-    let mut queues: BTreeMap<String, VecDeque<Job>> = BTreeMap::new();
+    let mut queues: BTreeMap<Destination, VecDeque<Job>> = BTreeMap::new();
     let entries = match &selection.message {
         Some(id) => vec![spool.entry(id)],
         None => spool.scan()?,
@@ -180,7 +181,7 @@ fn collect_jobs(
         if !selected(&env, selection.select.as_ref()) {
             continue;
         }
-        let mut by_destination: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut by_destination: BTreeMap<Destination, Vec<usize>> = BTreeMap::new();
         for (i, r) in env.recipients.iter().enumerate() {
             if matches!(
                 state.status_of(i).0,
@@ -195,8 +196,8 @@ fn collect_jobs(
         for (destination, rcpts) in by_destination {
             let mut domains: Vec<String> = rcpts
                 .iter()
-                .filter_map(|&i| env.recipients[i].address.rsplit_once('@'))
-                .map(|(_, d)| d.to_ascii_lowercase())
+                .filter_map(|&i| Address::split(&env.recipients[i].address).1)
+                .map(str::to_ascii_lowercase)
                 .collect();
             domains.dedup();
             queues.entry(destination).or_default().push_back(Job {
@@ -224,7 +225,7 @@ fn selected(env: &crate::spool::Envelope, select: Option<&Selector>) -> bool {
 
 fn start_children(
     config: &Config,
-    queues: &mut BTreeMap<String, VecDeque<Job>>,
+    queues: &mut BTreeMap<Destination, VecDeque<Job>>,
     children: &mut Vec<Child>,
     verbose: bool,
     summary: &mut PassSummary,
@@ -259,7 +260,7 @@ fn start_children(
 
 fn fork_child(
     config: &Config,
-    destination: &str,
+    destination: &Destination,
     siblings: &mut Vec<Child>,
     verbose: bool,
 ) -> Result<Child> {
@@ -274,7 +275,7 @@ fn fork_child(
             // The siblings' sockets are the parent's: dropped here, so that a
             // sibling sees end of file when the parent goes, whatever this child does.
             siblings.clear();
-            let code = deliver::worker_main(theirs, destination.to_string(), config, verbose);
+            let code = deliver::worker_main(theirs, destination.clone(), config, verbose);
             sys::exit_child(code)
         }
         Ok(sys::Forked::Parent(pid)) => {
@@ -284,7 +285,7 @@ fn fork_child(
                 pid,
                 sock: ours,
                 inbox: Vec::new(),
-                destination: destination.to_string(),
+                destination: destination.clone(),
                 job: None,
                 waiting: false,
                 killed: false,
@@ -303,7 +304,7 @@ fn wait_for_children(children: &[Child], timeout: Duration) {
 fn serve(
     i: usize,
     children: &mut [Child],
-    queues: &mut BTreeMap<String, VecDeque<Job>>,
+    queues: &mut BTreeMap<Destination, VecDeque<Job>>,
     ctx: &RecordContext,
     log: &mut Log,
     summary: &mut PassSummary,
@@ -357,7 +358,7 @@ fn serve(
 /// Gives a waiting child the first message of its destination that no other
 /// child holds, or `quit` when there is none left; leaves it waiting while
 /// the only ones left are in other children's hands.
-fn assign(i: usize, children: &mut [Child], queues: &mut BTreeMap<String, VecDeque<Job>>) {
+fn assign(i: usize, children: &mut [Child], queues: &mut BTreeMap<Destination, VecDeque<Job>>) {
     let queue = queues.entry(children[i].destination.clone()).or_default();
     let now = Instant::now();
     let in_flight = |id: &str| {

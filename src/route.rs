@@ -7,15 +7,13 @@
 //! current-thread runtime is built here, after the fork, never in the parent.
 
 use crate::config::Config;
+use crate::model::Destination;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
-
-/// The destination key of every recipient when smarthosts are configured.
-pub const SMARTHOST: &str = "[smarthost]";
 
 /// One address to try, with the name it was found under (for EHLO logs,
 /// TLS names and the Remote-MTA of bounces).
@@ -34,15 +32,9 @@ pub enum RouteError {
 }
 
 /// The destination a recipient belongs to: all of them share the smarthost,
-/// otherwise recipients are grouped by domain.
-pub fn destination_of(recipient: &str, config: &Config) -> String {
-    if !config.smarthosts.is_empty() {
-        return SMARTHOST.to_string();
-    }
-    recipient
-        .rsplit_once('@')
-        .map(|(_, d)| d.to_ascii_lowercase())
-        .unwrap_or_default()
+/// otherwise recipients are grouped by domain (or address literal).
+pub fn destination_of(recipient: &str, config: &Config) -> Destination {
+    Destination::of(recipient, !config.smarthosts.is_empty())
 }
 
 pub struct Router<'c> {
@@ -56,24 +48,19 @@ impl<'c> Router<'c> {
     }
 
     /// Every address to try for `destination`, in order.
-    pub fn targets(&mut self, destination: &str) -> Result<Vec<Target>, RouteError> {
-        if destination == SMARTHOST {
-            return self.smarthost_targets();
+    pub fn targets(&mut self, destination: &Destination) -> Result<Vec<Target>, RouteError> {
+        match destination {
+            Destination::Smarthost => self.smarthost_targets(),
+            Destination::Literal(ip) => Ok(vec![Target {
+                host: destination.to_string(),
+                addr: SocketAddr::new(*ip, self.config.smtp_port),
+            }]),
+            // Refused at submission; only a queue written before that has these.
+            Destination::Domain(d) if d.starts_with('[') => {
+                Err(RouteError::Permanent(format!("bad address literal {d}")))
+            }
+            Destination::Domain(d) => self.mx_targets(d),
         }
-        if let Some(literal) = destination
-            .strip_prefix('[')
-            .and_then(|d| d.strip_suffix(']'))
-        {
-            let ip = literal.strip_prefix("IPv6:").unwrap_or(literal);
-            let ip: IpAddr = ip
-                .parse()
-                .map_err(|_| RouteError::Permanent(format!("bad address literal [{literal}]")))?;
-            return Ok(vec![Target {
-                host: format!("[{literal}]"),
-                addr: SocketAddr::new(ip, self.config.smtp_port),
-            }]);
-        }
-        self.mx_targets(destination)
     }
 
     fn smarthost_targets(&self) -> Result<Vec<Target>, RouteError> {

@@ -445,11 +445,11 @@ impl<'a> Fields<'a> {
         self.list.iter().any(|(n, ..)| n == name)
     }
 
-    fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = String> + 's {
+    fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
         self.list
             .iter()
             .filter(move |(n, ..)| n == name)
-            .map(|&(_, _, v, e)| String::from_utf8_lossy(&self.raw[v..e]).into_owned())
+            .map(|&(_, _, v, e)| &self.raw[v..e])
     }
 
     /// `-t`: To, Cc and Bcc, or Resent-To/Cc/Bcc when Resent- headers are present.
@@ -463,7 +463,11 @@ impl<'a> Fields<'a> {
         let mut out = Vec::new();
         for name in names {
             for value in self.values(name) {
-                let list = address::parse_list(&value)
+                // Decoding lossily would queue U+FFFD in place of the octet:
+                // an envelope recipient that differs from the header's.
+                let value = std::str::from_utf8(value)
+                    .map_err(|_| Error::Data(format!("{name} header: not valid UTF-8")))?;
+                let list = address::parse_list(value)
                     .map_err(|e| Error::Data(format!("{name} header: {e}")))?;
                 out.extend(list);
             }

@@ -1794,3 +1794,59 @@ fn one_postfix_style_log_line_per_message() {
         assert!(line.contains("spoolmail["), "{line}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Addresses (issue 10)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn address_literals_that_are_no_addresses_are_refused_at_submission() {
+    // Without a smarthost, `[smarthost]` once matched the routing marker and
+    // waited days for "the smarthost"; it is no literal, like `[bogus]`.
+    let t = TestSpool::with_config("bad-literal", "smarthost =\n");
+    for rcpt in ["a@[smarthost]", "a@[bogus]", "a@[IPv6:bogus]", "a@[::1]"] {
+        let out = t.run(&["-i", rcpt], SIMPLE);
+        let line = out.assert_fails_one_line(&[65]);
+        assert!(line.contains("address literal"), "{rcpt}: {line}");
+        t.assert_untouched();
+    }
+    let out = t.run(&["-i", "-t"], b"To: a@[smarthost]\n\nbody\n");
+    assert!(out.assert_fails_one_line(&[65]).contains("address literal"));
+    t.assert_untouched();
+    let q = t.submit(&["-i", "b@[127.0.0.1]", "c@[IPv6:::1]"], SIMPLE);
+    assert_eq!(q.rcpts(), ["b@[127.0.0.1]", "c@[IPv6:::1]"]);
+}
+
+#[test]
+fn quoted_local_part_with_at_is_unqualified() {
+    let t = TestSpool::with_config("quoted-at", "smarthost =\n");
+    let out = t.run(&["-bv", "\"x@y\""], b"");
+    out.assert_ok();
+    assert_eq!(
+        out.stdout,
+        "\"x@y\"@example.org... deliverable: mailer esmtp, host example.org, \
+         user \"x@y\"@example.org (from \"x@y\")\n"
+    );
+    let q = t.submit(&["-i", "\"x@y\""], SIMPLE);
+    assert_eq!(
+        q.rcpts_with_orcpt(),
+        [("\"x@y\"@example.org", Some("\"x@y\""))]
+    );
+}
+
+#[test]
+fn invalid_utf8_in_an_address_header_under_t_is_refused() {
+    let t = TestSpool::new("t-bad-utf8");
+    for (msg, header) in [
+        (&b"To: b\xffob@example.com\n\nbody\n"[..], "to"),
+        (
+            b"To: a@example.com\nCc: <c\xc3@example.com>\n\nbody\n",
+            "cc",
+        ),
+    ] {
+        let out = t.run(&["-i", "-t"], msg);
+        let line = out.assert_fails_one_line(&[65]).to_ascii_lowercase();
+        assert!(line.contains(&format!("{header} header")), "{line}");
+        t.assert_untouched();
+    }
+}

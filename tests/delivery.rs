@@ -984,3 +984,35 @@ fn a_submissions_own_pass_takes_that_message_only() {
         "the rest of the queue is the cron pass's"
     );
 }
+
+/// `a@[IPv6:::1]` once bounced ("bad address literal"): the domain was
+/// lower-cased before the `IPv6:` tag was looked for.
+#[test]
+fn address_literals_are_delivered_to_that_address() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(&format!("smtp_port = {}\n", sink.port));
+    let rcpt = format!("b@[{}]", sink.host);
+    s.submit(&["-f", "alice@example.org", &rcpt], &message("v4", "x\n"));
+    s.pass();
+    let got = sink.wait_for_messages(1, Duration::from_secs(10));
+    assert_eq!(got[0].rcpt_tos, [rcpt.as_str()]);
+    assert!(s.queued().is_empty(), "{}", s.log());
+
+    let v6 = match Smtp::start(Fixture::Sink, "::1", 0, &[]) {
+        Ok(sink) => sink,
+        Err(e) => {
+            eprintln!("SKIPPED the IPv6 half: no sink on ::1 ({e})");
+            return;
+        }
+    };
+    let s = Spool::new(&format!("smtp_port = {}\n", v6.port));
+    for rcpt in ["a@[IPv6:::1]", "c@[ipv6:0::1]"] {
+        s.submit(&["-f", "alice@example.org", rcpt], &message("v6", "x\n"));
+    }
+    s.pass();
+    let got = v6.wait_for_messages(2, Duration::from_secs(10));
+    let mut rcpts: Vec<String> = got.iter().flat_map(|m| m.rcpt_tos.clone()).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["a@[IPv6:::1]", "c@[ipv6:0::1]"]);
+    assert!(s.queued().is_empty(), "{}", s.log());
+}

@@ -1,0 +1,300 @@
+//! One envelope address, as an addr-spec: a local part and, when qualified,
+//! a domain. This is the one place an address is split, checked and written.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// An addr-spec that passed [`Address::parse`]: no control characters, no
+/// spaces or angle brackets outside quotes, so nothing written from it can
+/// become an extra SMTP command or header.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Address {
+    /// As written, with its quotes and escapes when quoted.
+    local: String,
+    /// None for an unqualified address (`root`, `"x@y"`).
+    domain: Option<String>,
+}
+
+/// Why a text is not an address (the caller adds the text itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressError(pub &'static str);
+
+impl fmt::Display for AddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for AddressError {}
+
+/// Longer addresses are refused (RFC 5321 allows 64 + 1 + 255).
+const MAX_LEN: usize = 512;
+
+impl Address {
+    /// Splits at the last `@` outside quotes: (local part, domain). An `@`
+    /// inside a quoted local part (`"x@y"`) does not qualify the address.
+    pub fn split(text: &str) -> (&str, Option<&str>) {
+        let mut in_quotes = false;
+        let mut escaped = false;
+        let mut at = None;
+        for (i, c) in text.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if in_quotes => escaped = true,
+                '"' => in_quotes = !in_quotes,
+                '@' if !in_quotes => at = Some(i),
+                _ => {}
+            }
+        }
+        match at {
+            Some(i) => (&text[..i], Some(&text[i + 1..])),
+            None => (text, None),
+        }
+    }
+
+    /// Checks an addr-spec (`local`, `local@domain`, `"quoted"@domain`,
+    /// `local@[192.0.2.1]`, `local@[IPv6:2001:db8::1]`).
+    pub fn parse(text: &str) -> Result<Address, AddressError> {
+        if text.chars().any(|c| c.is_control()) {
+            return Err(AddressError("contains a control character"));
+        }
+        if text.len() > MAX_LEN {
+            return Err(AddressError("longer than 512 characters"));
+        }
+        let (local, domain) = Address::split(text);
+        check_local(local)?;
+        if let Some(domain) = domain {
+            check_domain(domain)?;
+        }
+        Ok(Address {
+            local: local.to_string(),
+            domain: domain.map(str::to_string),
+        })
+    }
+
+    /// The local part as written (quoted ones with their quotes).
+    pub fn local(&self) -> &str {
+        &self.local
+    }
+
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+
+    pub fn is_quoted(&self) -> bool {
+        self.local.starts_with('"')
+    }
+
+    pub fn is_qualified(&self) -> bool {
+        self.domain.is_some()
+    }
+
+    /// `root` becomes `root@domain`; a qualified address stays as it is.
+    pub fn qualified(self, domain: &str) -> Address {
+        match self.domain {
+            Some(_) => self,
+            None => self.with_domain(domain),
+        }
+    }
+
+    /// The same local part at another domain (masquerading).
+    pub fn with_domain(self, domain: &str) -> Address {
+        Address {
+            local: self.local,
+            domain: Some(domain.to_string()),
+        }
+    }
+
+    /// The address of a domain literal: `Some(Some(ip))` for `[192.0.2.1]`
+    /// or `[IPv6:2001:db8::1]` (the tag in any case, RFC 5321 4.1.3),
+    /// `Some(None)` for a bracketed text that is neither, None for a name.
+    pub fn literal(domain: &str) -> Option<Option<IpAddr>> {
+        let inner = domain.strip_prefix('[')?.strip_suffix(']')?;
+        let v6 = inner
+            .get(..5)
+            .filter(|tag| tag.eq_ignore_ascii_case("IPv6:"))
+            .map(|_| &inner[5..]);
+        Some(match v6 {
+            Some(v6) => v6.parse::<Ipv6Addr>().ok().map(IpAddr::V6),
+            None => inner.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
+        })
+    }
+}
+
+fn check_local(local: &str) -> Result<(), AddressError> {
+    if local.is_empty() {
+        return Err(AddressError("empty local part"));
+    }
+    if local.starts_with('"') {
+        if local.len() < 2 || !local.ends_with('"') {
+            return Err(AddressError("bad quoting"));
+        }
+    } else if local.split('.').any(str::is_empty)
+        || local.contains(|c: char| " <>()[]\\,;:\"@".contains(c))
+    {
+        return Err(AddressError("bad local part"));
+    }
+    Ok(())
+}
+
+fn check_domain(domain: &str) -> Result<(), AddressError> {
+    match Address::literal(domain) {
+        Some(Some(_)) => Ok(()),
+        Some(None) => Err(AddressError(
+            "invalid address literal (use [192.0.2.1] or [IPv6:2001:db8::1])",
+        )),
+        None => {
+            let name = domain.split('.').all(|l| {
+                !l.is_empty()
+                    && l.chars()
+                        .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+            });
+            if name {
+                Ok(())
+            } else {
+                Err(AddressError("bad domain"))
+            }
+        }
+    }
+}
+
+/// The addr-spec: `local@domain`, or `local` when unqualified.
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.domain {
+            Some(d) => write!(f, "{}@{d}", self.local),
+            None => f.write_str(&self.local),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitting() {
+        for (text, local, domain) in [
+            ("a@b.c", "a", Some("b.c")),
+            ("root", "root", None),
+            ("\"x@y\"", "\"x@y\"", None),
+            ("\"x@y\"@z.org", "\"x@y\"", Some("z.org")),
+            ("\"a\\\"@b\"@c", "\"a\\\"@b\"", Some("c")),
+            ("a@b@c", "a@b", Some("c")),
+            ("a@", "a", Some("")),
+            ("@b", "", Some("b")),
+            ("", "", None),
+        ] {
+            assert_eq!(Address::split(text), (local, domain), "{text}");
+        }
+    }
+
+    #[test]
+    fn parsing_and_display() {
+        for (text, local, domain, quoted) in [
+            ("a@b.c", "a", Some("b.c"), false),
+            (
+                "first.last@ex-ample.org",
+                "first.last",
+                Some("ex-ample.org"),
+                false,
+            ),
+            ("root", "root", None, false),
+            ("\"x@y\"", "\"x@y\"", None, true),
+            (
+                "\"john doe\"@example.com",
+                "\"john doe\"",
+                Some("example.com"),
+                true,
+            ),
+            ("jörg@exämple.de", "jörg", Some("exämple.de"), false),
+            ("u@[192.0.2.1]", "u", Some("[192.0.2.1]"), false),
+            ("u@[IPv6:::1]", "u", Some("[IPv6:::1]"), false),
+            (
+                "u@[ipv6:2001:DB8::1]",
+                "u",
+                Some("[ipv6:2001:DB8::1]"),
+                false,
+            ),
+        ] {
+            let a = Address::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(
+                (a.local(), a.domain(), a.is_quoted(), a.is_qualified()),
+                (local, domain, quoted, domain.is_some()),
+                "{text}"
+            );
+            assert_eq!(a.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn refused() {
+        let long = format!("{}@b", "a".repeat(511));
+        for (text, why) in [
+            ("", "empty local part"),
+            ("@b", "empty local part"),
+            ("a b@c", "bad local part"),
+            ("a..b@c", "bad local part"),
+            (".a@c", "bad local part"),
+            ("<a@b>", "bad local part"),
+            ("\"a@b", "bad quoting"),
+            ("\"@b", "bad quoting"),
+            ("a@b c", "bad domain"),
+            ("a@b>", "bad domain"),
+            ("a@", "bad domain"),
+            ("a@b..c", "bad domain"),
+            ("a@b\r\nRCPT TO:<x@y>", "contains a control character"),
+            ("a\0@b", "contains a control character"),
+            (long.as_str(), "longer than 512 characters"),
+        ] {
+            assert_eq!(Address::parse(text), Err(AddressError(why)), "{text}");
+        }
+        for text in [
+            "a@[smarthost]",
+            "a@[bogus]",
+            "a@[::1]",
+            "a@[IPv6:127.0.0.1]",
+            "a@[IPv6:zz::1]",
+            "a@[256.0.0.1]",
+            "a@[]",
+            "a@[1.2.3.4",
+        ] {
+            let e = Address::parse(text).unwrap_err();
+            assert!(
+                e.0.contains("address literal") || e.0 == "bad domain",
+                "{text}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn literals() {
+        for (domain, want) in [
+            ("[127.0.0.1]", Some(Some("127.0.0.1"))),
+            ("[IPv6:::1]", Some(Some("::1"))),
+            ("[IPV6:2001:db8::1]", Some(Some("2001:db8::1"))),
+            ("[ipv6:::1]", Some(Some("::1"))),
+            ("[smarthost]", Some(None)),
+            ("[::1]", Some(None)),
+            ("[IPv6:]", Some(None)),
+            ("example.org", None),
+            ("[example.org", None),
+        ] {
+            let got = Address::literal(domain).map(|o| o.map(|ip| ip.to_string()));
+            assert_eq!(got.as_ref().map(|o| o.as_deref()), want, "{domain}");
+        }
+    }
+
+    #[test]
+    fn qualifying() {
+        let q =
+            |text: &str, domain: &str| Address::parse(text).unwrap().qualified(domain).to_string();
+        assert_eq!(q("root", "host.example.org"), "root@host.example.org");
+        assert_eq!(q("a@b", "host"), "a@b");
+        assert_eq!(q("\"x@y\"", "h"), "\"x@y\"@h");
+        let moved = Address::parse("u@localhost")
+            .unwrap()
+            .with_domain("example.org");
+        assert_eq!(moved.to_string(), "u@example.org");
+    }
+}

@@ -1,0 +1,81 @@
+//! Where a recipient's mail goes: the key by which a queue pass groups
+//! recipients and hands them to one delivery child.
+
+use super::Address;
+use std::fmt;
+use std::net::IpAddr;
+
+/// A destination of its own kind, so that no domain or literal can be taken
+/// for the smarthost (or the other way round).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Destination {
+    /// Every recipient when smarthosts are configured.
+    Smarthost,
+    /// A domain, lower-cased, whose MX hosts take the mail. A bracketed text
+    /// that is no address literal (a queue written before literals were
+    /// checked at submission) stays here and bounces as a bad literal.
+    Domain(String),
+    /// An address literal: that host, directly.
+    Literal(IpAddr),
+}
+
+impl Destination {
+    /// The destination of `recipient`, an addr-spec as stored in the spool.
+    pub fn of(recipient: &str, via_smarthost: bool) -> Destination {
+        if via_smarthost {
+            return Destination::Smarthost;
+        }
+        let domain = Address::split(recipient).1.unwrap_or_default();
+        match Address::literal(domain) {
+            Some(Some(ip)) => Destination::Literal(ip),
+            _ => Destination::Domain(domain.to_ascii_lowercase()),
+        }
+    }
+}
+
+/// As in logs and `-bv`: `[smarthost]`, the domain, or the literal
+/// (`[192.0.2.1]`, `[IPv6:2001:db8::1]`).
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Smarthost => f.write_str("[smarthost]"),
+            Destination::Domain(d) => f.write_str(d),
+            Destination::Literal(IpAddr::V4(ip)) => write!(f, "[{ip}]"),
+            Destination::Literal(IpAddr::V6(ip)) => write!(f, "[IPv6:{ip}]"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations() {
+        let ip = |s: &str| Destination::Literal(s.parse().unwrap());
+        let dom = |s: &str| Destination::Domain(s.into());
+        for (rcpt, smarthost, want, shown) in [
+            ("a@Example.ORG", false, dom("example.org"), "example.org"),
+            ("a@example.org", true, Destination::Smarthost, "[smarthost]"),
+            ("a@[127.0.0.1]", true, Destination::Smarthost, "[smarthost]"),
+            ("b@[127.0.0.1]", false, ip("127.0.0.1"), "[127.0.0.1]"),
+            ("a@[IPv6:::1]", false, ip("::1"), "[IPv6:::1]"),
+            (
+                "a@[ipv6:2001:DB8::1]",
+                false,
+                ip("2001:db8::1"),
+                "[IPv6:2001:db8::1]",
+            ),
+            ("a@[smarthost]", false, dom("[smarthost]"), "[smarthost]"),
+            ("a@[Bogus]", false, dom("[bogus]"), "[bogus]"),
+            ("\"x@y\"@z.org", false, dom("z.org"), "z.org"),
+            ("root", false, dom(""), ""),
+        ] {
+            let d = Destination::of(rcpt, smarthost);
+            assert_eq!(d, want, "{rcpt}");
+            assert_eq!(d.to_string(), shown, "{rcpt}");
+        }
+        // Shown alike, but never equal: the marker is not a domain.
+        assert_ne!(Destination::Smarthost, dom("[smarthost]"));
+    }
+}

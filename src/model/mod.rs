@@ -1,0 +1,21 @@
+//! The values spoolmail works with, as types that say what they are: an
+//! envelope address, a queue id, where a recipient's mail goes, and the DSN
+//! and body parameters of a message.
+//!
+//! This layer does no I/O and uses nothing else in the crate, so that every
+//! other module can depend on it and it can be tested on its own. Its errors
+//! are its own small types; callers turn them into `crate::error::Error`.
+
+mod address;
+mod body_type;
+mod destination;
+mod notify;
+mod queue_id;
+mod ret;
+
+pub use address::{Address, AddressError};
+pub use body_type::BodyType;
+pub use destination::Destination;
+pub use notify::Notify;
+pub use queue_id::QueueId;
+pub use ret::Ret;
