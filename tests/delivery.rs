@@ -3,141 +3,27 @@
 //! dnsmasq for MX routing. Every message is either delivered, still queued,
 //! or bounced to its sender: these tests look for each of the three.
 
-mod support;
+mod harness;
 
+use harness::{Config, Dns, DnsZone, Fixture, Smtp, Spool, wait_output};
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support::{Dns, DnsZone, Fixture, Smtp};
 
-const BIN: &str = env!("CARGO_BIN_EXE_spoolmail");
-
-/// A private spool with its config and log, removed on drop.
-struct Spool {
-    root: PathBuf,
+/// A spool for delivery tests: `config`, lines added to the delivery config
+/// (spool, log, queue-only submissions, short time-outs, a retry schedule
+/// that is always due).
+fn spool(config: &str) -> Spool {
+    Spool::new("delivery", &Config::delivery().lines(config))
 }
 
 impl Spool {
-    /// `config`: lines added to the base config (spool, log, queue-only
-    /// submissions, short time-outs, a retry schedule that is always due).
-    fn new(config: &str) -> Spool {
-        let root = support::scratch_dir("delivery");
-        fs::create_dir_all(root.join("spool/tmp")).unwrap();
-        fs::create_dir_all(root.join("spool/queue")).unwrap();
-        let base = format!(
-            "spool_dir = {}\nlog = {}\nqualify_domain = example.org\nhelo_name = client.test\n\
-             delivery_mode = queue\nconnect_timeout = 3s\ncommand_timeout = 10s\ndata_timeout = 10s\n\
-             retry_schedule = 0 0 0 0\n",
-            root.join("spool").display(),
-            root.join("maillog").display()
-        );
-        fs::write(root.join("spoolmail.conf"), format!("{base}{config}")).unwrap();
-        Spool { root }
-    }
-
-    fn conf(&self) -> String {
-        self.root.join("spoolmail.conf").display().to_string()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("-C").arg(self.conf()).args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        wait_output(child, Duration::from_secs(60))
-    }
-
+    /// Submits `message` with `args`, which must exit 0.
     fn submit(&self, args: &[&str], message: &str) {
-        let out = self.run(args, message.as_bytes());
-        assert!(
-            out.status.success(),
-            "submit {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.run_ok(args, message.as_bytes());
     }
-
-    /// One queue run, to completion.
-    fn pass(&self) -> Output {
-        let out = self.run(&["-q"], b"");
-        assert!(
-            out.status.success(),
-            "-q: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn queue_dir(&self) -> PathBuf {
-        self.root.join("spool/queue")
-    }
-
-    /// Queued message ids.
-    fn queued(&self) -> Vec<String> {
-        let mut ids: Vec<String> = fs::read_dir(self.queue_dir())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.ends_with(".state"))
-            .collect();
-        ids.sort();
-        ids
-    }
-
-    fn file(&self, id: &str) -> String {
-        fs::read_to_string(self.queue_dir().join(id)).unwrap()
-    }
-
-    fn state(&self, id: &str) -> String {
-        fs::read_to_string(self.queue_dir().join(format!("{id}.state"))).unwrap_or_default()
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.root.join("maillog")).unwrap_or_default()
-    }
-
-    fn mailq(&self) -> String {
-        String::from_utf8(self.run(&["-bp"], b"").stdout).unwrap()
-    }
-
-    /// Queued bounces: messages with the null sender.
-    fn bounces(&self) -> Vec<String> {
-        self.queued()
-            .into_iter()
-            .map(|id| self.file(&id))
-            .filter(|f| f.lines().any(|l| l == "sender "))
-            .collect()
-    }
-}
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.root);
-        }
-    }
-}
-
-fn wait_output(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("spoolmail did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
 }
 
 fn message(subject: &str, body: &str) -> String {
@@ -155,13 +41,13 @@ fn as_sent(stored: &str) -> Vec<u8> {
 #[test]
 fn smarthost_receives_the_message_byte_for_byte() {
     let sink = Smtp::sink(&[]);
-    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    let s = spool(&format!("smarthost = {}\n", sink.addr()));
     let body = "first line\n.a line that starts with a dot\n..two dots\n.\nlast line\n";
     let msg = format!("To: bob@example.net\nBcc: hidden@example.net\nSubject: exact\n\n{body}");
     s.submit(&["-i", "-f", "alice@example.org", "-t"], &msg);
-    let id = s.queued().pop().unwrap();
+    let id = s.queue_ids().pop().unwrap();
     let stored = s.file(&id);
-    s.pass();
+    s.pass(&[]);
     let got = sink.wait_for_messages(1, Duration::from_secs(10));
     assert_eq!(got.len(), 1);
     let m = &got[0];
@@ -177,7 +63,10 @@ fn smarthost_receives_the_message_byte_for_byte() {
     assert!(!m.text().contains("Bcc:"), "{}", m.text());
     assert_eq!(m.helo, "client.test");
     assert!(m.esmtp);
-    assert!(s.queued().is_empty(), "delivered messages leave the queue");
+    assert!(
+        s.queue_ids().is_empty(),
+        "delivered messages leave the queue"
+    );
     assert_eq!(s.mailq(), "Mail queue is empty\n");
     let log = s.log();
     assert!(
@@ -190,14 +79,14 @@ fn smarthost_receives_the_message_byte_for_byte() {
 #[test]
 fn one_connection_carries_many_messages() {
     let sink = Smtp::sink(&[]);
-    let s = Spool::new(&format!(
+    let s = spool(&format!(
         "smarthost = {}\nmax_per_destination = 2\n",
         sink.addr()
     ));
     for i in 0..30 {
         s.submit(&["bob@example.net"], &message(&format!("m{i}"), "hello\n"));
     }
-    s.pass();
+    s.pass(&[]);
     assert_eq!(
         sink.wait_for_messages(30, Duration::from_secs(20)).len(),
         30
@@ -207,13 +96,13 @@ fn one_connection_carries_many_messages() {
         (1..=2).contains(&connections),
         "30 messages over {connections} connections"
     );
-    assert!(s.queued().is_empty());
+    assert!(s.queue_ids().is_empty());
 }
 
 #[test]
 fn dsn_and_8bitmime_parameters_are_passed_on() {
     let sink = Smtp::sink(&[]);
-    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    let s = spool(&format!("smarthost = {}\n", sink.addr()));
     s.submit(
         &[
             "-N",
@@ -226,7 +115,7 @@ fn dsn_and_8bitmime_parameters_are_passed_on() {
         ],
         &message("dsn", "caf\u{e9}\n"),
     );
-    s.pass();
+    s.pass(&[]);
     let m = &sink.wait_for_messages(1, Duration::from_secs(10))[0];
     let opts = m.mail_options.join(" ");
     assert!(opts.contains("BODY=8BITMIME"), "{opts}");
@@ -239,10 +128,10 @@ fn dsn_and_8bitmime_parameters_are_passed_on() {
 #[test]
 fn temporary_failure_then_success_delivers_exactly_once() {
     let server = Smtp::faulty("tempfail-once", &[]);
-    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    let s = spool(&format!("smarthost = {}\n", server.addr()));
     s.submit(&["bob@example.net"], &message("retry", "x\n"));
-    let id = s.queued().pop().unwrap();
-    s.pass();
+    let id = s.queue_ids().pop().unwrap();
+    s.pass(&[]);
     assert_eq!(server.message_count(), 0);
     assert!(
         s.state(&id).contains("rcpt 0 deferred 451 4.3.0"),
@@ -254,21 +143,21 @@ fn temporary_failure_then_success_delivers_exactly_once() {
         "mailq shows why: {}",
         s.mailq()
     );
-    s.pass();
+    s.pass(&[]);
     assert_eq!(
         server.wait_for_messages(1, Duration::from_secs(10)).len(),
         1
     );
-    s.pass(); // nothing left to send again
+    s.pass(&[]); // nothing left to send again
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(server.message_count(), 1, "delivered exactly once");
-    assert!(s.queued().is_empty());
+    assert!(s.queue_ids().is_empty());
 }
 
 #[test]
 fn permanent_failure_bounces_one_dsn_to_the_sender() {
     let server = Smtp::faulty("reject-rcpt", &[]);
-    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    let s = spool(&format!("smarthost = {}\n", server.addr()));
     s.submit(
         &[
             "-f",
@@ -278,17 +167,17 @@ fn permanent_failure_bounces_one_dsn_to_the_sender() {
         ],
         &message("bounce me", "body text\n"),
     );
-    let id = s.queued().pop().unwrap();
-    s.pass();
+    let id = s.queue_ids().pop().unwrap();
+    s.pass(&[]);
     // The good recipient got it; the bad one is bounced: the original is gone,
     // a DSN with the null sender is queued for alice.
     let delivered = server.wait_for_messages(1, Duration::from_secs(10));
     assert_eq!(delivered[0].rcpt_tos, vec!["good@example.net"]);
-    assert!(!s.queued().contains(&id), "the original is done");
+    assert!(!s.queue_ids().contains(&id), "the original is done");
     let bounces = s.bounces();
     assert_eq!(bounces.len(), 1, "exactly one DSN");
     // The next run delivers the DSN to the sender, with MAIL FROM:<>.
-    s.pass();
+    s.pass(&[]);
     let all = server.wait_for_messages(2, Duration::from_secs(10));
     let dsn = all
         .iter()
@@ -318,29 +207,29 @@ fn permanent_failure_bounces_one_dsn_to_the_sender() {
         !text.contains("body text"),
         "RET unset: headers only\n{text}"
     );
-    assert!(s.queued().is_empty());
+    assert!(s.queue_ids().is_empty());
 }
 
 #[test]
 fn rejected_data_bounces_and_dropped_connection_defers() {
     let rejecting = Smtp::faulty("reject-data", &[]);
-    let s = Spool::new(&format!("smarthost = {}\n", rejecting.addr()));
+    let s = spool(&format!("smarthost = {}\n", rejecting.addr()));
     s.submit(
         &["-f", "alice@example.org", "bob@example.net"],
         &message("too big", "x\n"),
     );
-    s.pass();
+    s.pass(&[]);
     let bounces = s.bounces();
     assert_eq!(bounces.len(), 1, "552 at the end of data bounces");
     assert!(bounces[0].contains("Status: 5.3.4"), "{}", bounces[0]);
 
     let dropping = Smtp::faulty("drop-mid-data", &[]);
-    let s = Spool::new(&format!("smarthost = {}\n", dropping.addr()));
+    let s = spool(&format!("smarthost = {}\n", dropping.addr()));
     s.submit(&["bob@example.net"], &message("dropped", "x\ny\nz\n"));
-    let id = s.queued().pop().unwrap();
-    s.pass();
+    let id = s.queue_ids().pop().unwrap();
+    s.pass(&[]);
     assert_eq!(
-        s.queued(),
+        s.queue_ids(),
         vec![id.clone()],
         "still queued after a dropped connection"
     );
@@ -355,12 +244,12 @@ fn rejected_data_bounces_and_dropped_connection_defers() {
 #[test]
 fn server_size_limit_fails_without_sending() {
     let sink = Smtp::sink(&["--size-limit", "200"]);
-    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    let s = spool(&format!("smarthost = {}\n", sink.addr()));
     s.submit(
         &["-f", "alice@example.org", "bob@example.net"],
         &message("big", &"x".repeat(1000)),
     );
-    s.pass();
+    s.pass(&[]);
     assert_eq!(sink.message_count(), 0);
     // The original is failed; the bounce (small) is queued for alice.
     let bounces = s.bounces();
@@ -371,9 +260,9 @@ fn server_size_limit_fails_without_sending() {
 #[test]
 fn ehlo_refused_falls_back_to_helo() {
     let server = Smtp::faulty("no-ehlo", &[]);
-    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    let s = spool(&format!("smarthost = {}\n", server.addr()));
     s.submit(&["bob@example.net"], &message("helo", "x\n"));
-    s.pass();
+    s.pass(&[]);
     let m = &server.wait_for_messages(1, Duration::from_secs(10))[0];
     assert!(!m.esmtp, "sent after HELO");
     assert!(
@@ -381,28 +270,28 @@ fn ehlo_refused_falls_back_to_helo() {
         "no ESMTP parameters to a HELO server: {:?}",
         m.mail_options
     );
-    assert!(s.queued().is_empty());
+    assert!(s.queue_ids().is_empty());
 }
 
 #[test]
 fn smarthost_list_fails_over_in_order() {
     let sink = Smtp::sink(&[]);
-    let dead_host = support::loopback_host();
-    let dead = format!("{dead_host}:{}", support::free_port(&dead_host));
-    let s = Spool::new(&format!("smarthost = {dead} {}\n", sink.addr()));
+    let dead_host = harness::loopback_host();
+    let dead = format!("{dead_host}:{}", harness::free_port(&dead_host));
+    let s = spool(&format!("smarthost = {dead} {}\n", sink.addr()));
     s.submit(&["bob@example.net"], &message("failover", "x\n"));
-    s.pass();
+    s.pass(&[]);
     assert_eq!(sink.wait_for_messages(1, Duration::from_secs(10)).len(), 1);
-    assert!(s.queued().is_empty());
+    assert!(s.queue_ids().is_empty());
 }
 
 #[test]
 fn verbose_queue_run_shows_the_conversation() {
     let sink = Smtp::sink(&[]);
-    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    let s = spool(&format!("smarthost = {}\n", sink.addr()));
     s.submit(&["bob@example.net"], &message("v", "x\n"));
     let out = s.run(&["-q", "-v"], b"");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = out.stderr;
     assert!(err.contains(">>> MAIL FROM:<"), "{err}");
     assert!(err.contains(">>> RCPT TO:<bob@example.net>"), "{err}");
     assert!(err.contains("<<< 250"), "{err}");
@@ -411,35 +300,30 @@ fn verbose_queue_run_shows_the_conversation() {
 #[test]
 fn interactive_delivery_reports_permanent_failure_under_oep() {
     let server = Smtp::faulty("reject-rcpt", &[]);
-    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    let s = spool(&format!("smarthost = {}\n", server.addr()));
     let out = s.run(
         &["-odi", "-oep", "-f", "alice@example.org", "bad@example.net"],
         message("i", "x\n").as_bytes(),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(67),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.code(), Some(67), "{}", out.stderr);
+    let err = out.stderr;
     assert!(
         err.contains("bad@example.net") && err.contains("550 5.1.1"),
         "{err}"
     );
 
     let sink = Smtp::sink(&[]);
-    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    let s = spool(&format!("smarthost = {}\n", sink.addr()));
     let out = s.run(&["-odi", "bob@example.net"], message("i", "x\n").as_bytes());
     assert!(out.status.success());
     assert_eq!(sink.message_count(), 1, "-odi delivered before returning");
-    assert!(s.queued().is_empty());
+    assert!(s.queue_ids().is_empty());
 }
 
 #[test]
 fn expired_message_bounces_with_4_4_7() {
     let server = Smtp::faulty("tempfail-always", &[]);
-    let s = Spool::new(&format!(
+    let s = spool(&format!(
         "smarthost = {}\nretry_schedule = 0 0\n",
         server.addr()
     ));
@@ -447,16 +331,19 @@ fn expired_message_bounces_with_4_4_7() {
         &["-f", "alice@example.org", "bob@example.net"],
         &message("expire", "x\n"),
     );
-    let id = s.queued().pop().unwrap();
-    s.pass();
-    assert!(s.queued().contains(&id), "deferred after the first attempt");
-    s.pass();
+    let id = s.queue_ids().pop().unwrap();
+    s.pass(&[]);
     assert!(
-        !s.queued().contains(&id),
+        s.queue_ids().contains(&id),
+        "deferred after the first attempt"
+    );
+    s.pass(&[]);
+    assert!(
+        !s.queue_ids().contains(&id),
         "expired after the last attempt of the schedule"
     );
     let bounces = s.bounces();
-    assert_eq!(bounces.len(), 1, "{:?}", s.queued());
+    assert_eq!(bounces.len(), 1, "{:?}", s.queue_ids());
     assert!(bounces[0].contains("Status: 4.4.7"), "{}", bounces[0]);
     assert!(
         bounces[0].contains("message expired after 2 attempts"),
@@ -473,20 +360,20 @@ fn expired_message_bounces_with_4_4_7() {
 #[test]
 fn a_failed_bounce_is_never_bounced_again() {
     let server = Smtp::faulty("reject-rcpt", &[]);
-    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    let s = spool(&format!("smarthost = {}\n", server.addr()));
     s.submit(
         &["-f", "<>", "bad@example.net"],
         &message("null sender", "x\n"),
     );
-    s.pass();
+    s.pass(&[]);
     assert!(
-        s.queued().is_empty(),
+        s.queue_ids().is_empty(),
         "dropped, not bounced: {:?}",
-        s.queued()
+        s.queue_ids()
     );
     assert!(s.log().contains("no bounce sent"), "{}", s.log());
 
-    let s = Spool::new(&format!(
+    let s = spool(&format!(
         "smarthost = {}\ndouble_bounce_recipient = postmaster@example.org\n",
         server.addr()
     ));
@@ -494,7 +381,7 @@ fn a_failed_bounce_is_never_bounced_again() {
         &["-f", "<>", "bad@example.net"],
         &message("null sender", "x\n"),
     );
-    s.pass();
+    s.pass(&[]);
     let bounces = s.bounces();
     assert_eq!(bounces.len(), 1);
     assert!(
@@ -507,20 +394,20 @@ fn a_failed_bounce_is_never_bounced_again() {
 #[test]
 fn stuck_transaction_is_killed_at_the_deadline_and_deferred() {
     let server = Smtp::faulty("slow-rcpt", &["--delay", "60"]);
-    let s = Spool::new(&format!(
+    let s = spool(&format!(
         "smarthost = {}\ntransaction_deadline = 2s\n",
         server.addr()
     ));
     s.submit(&["bob@example.net"], &message("slow", "x\n"));
-    let id = s.queued().pop().unwrap();
+    let id = s.queue_ids().pop().unwrap();
     let started = Instant::now();
-    s.pass();
+    s.pass(&[]);
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "the pass ended at the deadline: {:?}",
         started.elapsed()
     );
-    assert_eq!(s.queued(), vec![id.clone()]);
+    assert_eq!(s.queue_ids(), vec![id.clone()]);
     assert!(s.state(&id).contains("timed out"), "{}", s.state(&id));
 }
 
@@ -533,7 +420,7 @@ fn mx_routing_with_dnsmasq() {
     let servers = Smtp::start_same_port(&[(Fixture::Sink, &[]), (Fixture::Sink, &[])]);
     let (primary, secondary) = (&servers[0], &servers[1]);
     let dns = Dns::start(&DnsZone::standard(&primary.host, &secondary.host));
-    let s = Spool::new(&dns_config(&dns, primary.port));
+    let s = spool(&dns_config(&dns, primary.port));
     s.submit(
         &["-f", "alice@mx.test", "a@mx.test", "b@implicit.test"],
         &message("mx", "x\n"),
@@ -554,7 +441,7 @@ fn mx_routing_with_dnsmasq() {
         &["-f", "alice@mx.test", "f@dangling.test"],
         &message("dangling", "x\n"),
     );
-    s.pass();
+    s.pass(&[]);
     // MX and implicit MX both lead to the primary.
     let got = primary.wait_for_messages(2, Duration::from_secs(10));
     let mut rcpts: Vec<String> = got.iter().flat_map(|m| m.rcpt_tos.clone()).collect();
@@ -590,13 +477,13 @@ fn mx_failover_to_the_secondary() {
     // The primary MX host's address has nothing listening; the secondary
     // (preference 20) is the sink.
     let sink = Smtp::sink(&[]);
-    let dead = support::loopback_host();
+    let dead = harness::loopback_host();
     let dns = Dns::start(&DnsZone::standard(&dead, &sink.host));
-    let s = Spool::new(&dns_config(&dns, sink.port));
+    let s = spool(&dns_config(&dns, sink.port));
     s.submit(&["a@failover.test"], &message("failover", "x\n"));
-    s.pass();
+    s.pass(&[]);
     assert_eq!(sink.wait_for_messages(1, Duration::from_secs(10)).len(), 1);
-    assert!(s.queued().is_empty());
+    assert!(s.queue_ids().is_empty());
 }
 
 #[test]
@@ -609,7 +496,7 @@ fn tarpit_does_not_delay_other_destinations() {
         .mx("slow.test", 10, "mx.slow.test")
         .host("mx.slow.test", &[&tarpit.host]);
     let dns = Dns::start(&zone);
-    let s = Spool::new(&format!(
+    let s = spool(&format!(
         "{}transaction_deadline = 60s\n",
         dns_config(&dns, fast.port)
     ));
@@ -621,12 +508,12 @@ fn tarpit_does_not_delay_other_destinations() {
     }
     let started = Instant::now();
     let mut pass = s
-        .command(&["-q"])
+        .cmd(&["-q"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let all_fast = support::wait_until(Duration::from_secs(20), || fast.message_count() == 40);
+    let all_fast = harness::wait_until(Duration::from_secs(20), || fast.message_count() == 40);
     let elapsed = started.elapsed();
     let still_running = pass.try_wait().unwrap().is_none();
     let _ = pass.kill();
@@ -648,8 +535,8 @@ fn tarpit_does_not_delay_other_destinations() {
     // Killing the pass loses nothing: the tarpit's five are still queued.
     // (The sink counts a message before its 250 reaches the child, which
     // may still be removing the last one it delivered.)
-    support::wait_until(Duration::from_secs(5), || s.queued().len() <= 5);
-    let left: Vec<String> = s.queued().iter().map(|id| s.file(id)).collect();
+    harness::wait_until(Duration::from_secs(5), || s.queue_ids().len() <= 5);
+    let left: Vec<String> = s.queue_ids().iter().map(|id| s.file(id)).collect();
     assert_eq!(left.len(), 5, "{left:?}");
     assert!(left.iter().all(|f| f.contains("@slow.test")));
 }
@@ -675,7 +562,7 @@ fn submit_many(s: &Spool, n: usize, rcpt: &str) {
             .iter()
             .map(|i| {
                 let mut c = s
-                    .command(&[rcpt])
+                    .cmd(&[rcpt])
                     .stdin(Stdio::piped())
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped())
@@ -691,11 +578,7 @@ fn submit_many(s: &Spool, n: usize, rcpt: &str) {
             .collect();
         for c in children {
             let out = wait_output(c, Duration::from_secs(30));
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert!(out.status.success(), "{}", out.stderr);
         }
     }
 }
@@ -703,11 +586,11 @@ fn submit_many(s: &Spool, n: usize, rcpt: &str) {
 #[test]
 fn three_concurrent_passes_deliver_each_message_once() {
     let sink = Smtp::sink(&[]);
-    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    let s = spool(&format!("smarthost = {}\n", sink.addr()));
     submit_many(&s, 500, "bob@example.net");
     let passes: Vec<Child> = (0..3)
         .map(|_| {
-            s.command(&["-q"])
+            s.cmd(&["-q"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -721,31 +604,31 @@ fn three_concurrent_passes_deliver_each_message_once() {
     assert_eq!(counts.len(), 500, "every message arrived");
     let doubles: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
     assert!(doubles.is_empty(), "delivered more than once: {doubles:?}");
-    assert!(s.queued().is_empty());
+    assert!(s.queue_ids().is_empty());
 }
 
 #[test]
 fn pass_killed_halfway_loses_nothing() {
     let server = Smtp::faulty("slow-data", &["--delay", "0.05"]);
-    let s = Spool::new(&format!(
+    let s = spool(&format!(
         "smarthost = {}\nmax_per_destination = 2\n",
         server.addr()
     ));
     submit_many(&s, 100, "bob@example.net");
     let mut pass = s
-        .command(&["-q"])
+        .cmd(&["-q"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let some = support::wait_until(Duration::from_secs(30), || server.message_count() >= 20);
+    let some = harness::wait_until(Duration::from_secs(30), || server.message_count() >= 20);
     // The parent dies at once; its children notice the closed socket and stop.
     unsafe { libc::kill(pass.id() as i32, libc::SIGKILL) };
     let _ = pass.wait();
     assert!(some, "the pass made progress before the kill");
     assert!(server.message_count() < 100, "killed before the end");
     std::thread::sleep(Duration::from_millis(500));
-    s.pass();
+    s.pass(&[]);
     let counts = marker_counts(&server);
     assert_eq!(
         counts.len(),
@@ -753,14 +636,14 @@ fn pass_killed_halfway_loses_nothing() {
         "nothing lost: {} distinct of 100",
         counts.len()
     );
-    assert!(s.queued().is_empty(), "{:?}", s.queued());
+    assert!(s.queue_ids().is_empty(), "{:?}", s.queue_ids());
 }
 
 #[test]
 fn leftovers_of_dead_writers_are_removed_by_the_pass() {
     let sink = Smtp::sink(&[]);
-    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
-    let tmp = s.root.join("spool/tmp");
+    let s = spool(&format!("smarthost = {}\n", sink.addr()));
+    let tmp = s.tmp_dir();
     let old = tmp.join("0000000000000AAA");
     let young = tmp.join("0000000000000BBB");
     fs::write(&old, "SPOOLMAIL 1\nid 0000000000000AAA\n").unwrap();
@@ -768,7 +651,7 @@ fn leftovers_of_dead_writers_are_removed_by_the_pass() {
     set_mtime(&old, 3600);
     let orphan_state = s.queue_dir().join("0000000000000CCC.state");
     fs::write(&orphan_state, "SPOOLMAIL-STATE 1\n").unwrap();
-    s.pass();
+    s.pass(&[]);
     assert!(!old.exists(), "an unlocked hour-old leftover is removed");
     assert!(young.exists(), "a fresh file may belong to a live writer");
     assert!(
@@ -799,7 +682,7 @@ fn long_lines_in_text_parts_go_as_quoted_printable() {
     // The sink, like a strict server, refuses lines over 1001 octets; the
     // message must arrive anyway, and decode to exactly what was submitted.
     let sink = Smtp::sink(&[]);
-    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    let s = spool(&format!("smarthost = {}\n", sink.addr()));
     let line = format!(
         "<a href=\"https://example.org/{}\">caf\u{e9} = ok</a>",
         "x".repeat(3000)
@@ -809,9 +692,9 @@ fn long_lines_in_text_parts_go_as_quoted_printable() {
          Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{line}\nshort line\n"
     );
     s.submit(&["b@example.net"], &msg);
-    let stored = s.file(&s.queued()[0]);
+    let stored = s.file(&s.queue_ids()[0]);
     assert!(stored.contains(&line), "stored as it came");
-    s.pass();
+    s.pass(&[]);
     let m = &sink.wait_for_messages(1, Duration::from_secs(10))[0];
     let text = m.text();
     assert!(
@@ -828,7 +711,7 @@ fn long_lines_in_text_parts_go_as_quoted_printable() {
         decode_qp(body.as_bytes()),
         format!("{line}\r\nshort line\r\n").as_bytes()
     );
-    assert!(s.queued().is_empty());
+    assert!(s.queue_ids().is_empty());
 }
 
 /// Quoted-printable decoding (RFC 2045 6.7) of CRLF text.
@@ -853,19 +736,19 @@ fn decode_qp(s: &[u8]) -> Vec<u8> {
 #[test]
 fn a_server_closing_reused_connections_costs_no_message_an_attempt() {
     let server = Smtp::faulty("one-per-connection", &[]);
-    let s = Spool::new(&format!(
+    let s = spool(&format!(
         "smarthost = {}\nmax_per_destination = 1\n",
         server.addr()
     ));
     for i in 0..5 {
         s.submit(&["bob@example.net"], &message(&format!("m{i}"), "x\n"));
     }
-    s.pass();
+    s.pass(&[]);
     assert_eq!(
         server.wait_for_messages(5, Duration::from_secs(10)).len(),
         5
     );
-    assert!(s.queued().is_empty(), "none deferred: {}", s.mailq());
+    assert!(s.queue_ids().is_empty(), "none deferred: {}", s.mailq());
     assert_eq!(
         server.connections(),
         5,
@@ -879,7 +762,7 @@ fn relay_holding_one_domain_does_not_hold_the_others() {
     // RCPT TO for one recipient domain. More such messages than max_children
     // are queued first; the ordinary ones behind them must still go out.
     let relay = Smtp::faulty("slow-rcpt", &["--delay", "60", "--match", "@slow.example"]);
-    let s = Spool::new(&format!(
+    let s = spool(&format!(
         "smarthost = {}\nmax_children = 3\nmax_per_destination = 3\n",
         relay.addr()
     ));
@@ -897,12 +780,12 @@ fn relay_holding_one_domain_does_not_hold_the_others() {
     }
     let started = Instant::now();
     let mut pass = s
-        .command(&["-q"])
+        .cmd(&["-q"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let all = support::wait_until(Duration::from_secs(40), || relay.message_count() == 10);
+    let all = harness::wait_until(Duration::from_secs(40), || relay.message_count() == 10);
     let elapsed = started.elapsed();
     let still_running = pass.try_wait().unwrap().is_none();
     let _ = pass.kill();
@@ -923,9 +806,9 @@ fn relay_holding_one_domain_does_not_hold_the_others() {
             .iter()
             .all(|m| m.rcpt_tos[0].ends_with("@example.net"))
     );
-    support::wait_until(Duration::from_secs(5), || s.queued().len() <= 6);
+    harness::wait_until(Duration::from_secs(5), || s.queue_ids().len() <= 6);
     assert_eq!(
-        s.queued().len(),
+        s.queue_ids().len(),
         6,
         "the held ones are still queued, none lost"
     );
@@ -934,24 +817,27 @@ fn relay_holding_one_domain_does_not_hold_the_others() {
 #[test]
 fn a_bounce_that_cannot_be_queued_keeps_the_message() {
     let server = Smtp::faulty("reject-rcpt", &[]);
-    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    let s = spool(&format!("smarthost = {}\n", server.addr()));
     s.submit(
         &["-f", "alice@example.org", "bad@example.net"],
         &message("no room", "x\n"),
     );
-    let id = s.queued().pop().unwrap();
+    let id = s.queue_ids().pop().unwrap();
     // New spool files start in tmp/: without it no bounce can be written.
-    let tmp = s.root.join("spool/tmp");
+    let tmp = s.tmp_dir();
     fs::remove_dir(&tmp).unwrap();
-    s.pass();
+    s.pass(&[]);
     assert_eq!(
-        s.queued(),
+        s.queue_ids(),
         vec![id.clone()],
         "the failed message stays until its notice exists"
     );
     fs::create_dir(&tmp).unwrap();
-    s.pass();
-    assert!(!s.queued().contains(&id), "failed again, and now bounced");
+    s.pass(&[]);
+    assert!(
+        !s.queue_ids().contains(&id),
+        "failed again, and now bounced"
+    );
     let bounces = s.bounces();
     assert_eq!(bounces.len(), 1);
     assert!(
@@ -964,12 +850,12 @@ fn a_bounce_that_cannot_be_queued_keeps_the_message() {
 #[test]
 fn a_submissions_own_pass_takes_that_message_only() {
     let sink = Smtp::sink(&[]);
-    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    let s = spool(&format!("smarthost = {}\n", sink.addr()));
     s.submit(
         &["-odq", "waiting@example.net"],
         &message("waits for cron", "x\n"),
     );
-    let waiting = s.queued();
+    let waiting = s.queue_ids();
     let out = s.run(
         &["-odi", "now@example.net"],
         message("now", "x\n").as_bytes(),
@@ -979,7 +865,7 @@ fn a_submissions_own_pass_takes_that_message_only() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].rcpt_tos, vec!["now@example.net"]);
     assert_eq!(
-        s.queued(),
+        s.queue_ids(),
         waiting,
         "the rest of the queue is the cron pass's"
     );

@@ -2,14 +2,14 @@
 //! and script answers as documented and records what it accepted, and the
 //! DNS fixture gives each kind of answer. Everything runs on loopback.
 
-mod support;
+mod harness;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Dns, DnsAnswer, DnsZone, Fixture, Reply, Smtp, SmtpConn, dot_stuff};
+use harness::{Dns, DnsAnswer, DnsZone, Fixture, Reply, Smtp, SmtpConn, dot_stuff};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -145,7 +145,7 @@ fn sink_records_envelope_options_and_exact_data() {
     // A second connection is counted.
     let mut c2 = connect(&sink);
     assert_eq!(c2.cmd("QUIT").unwrap().code, 221);
-    assert!(support::wait_until(SECS(3), || sink.connections() == 2));
+    assert!(harness::wait_until(SECS(3), || sink.connections() == 2));
 }
 
 #[test]
@@ -302,7 +302,7 @@ fn faulty_tarpit_says_nothing() {
         ),
         "{err:?}"
     );
-    assert!(support::wait_until(SECS(3), || f.connections() == 1));
+    assert!(harness::wait_until(SECS(3), || f.connections() == 1));
 }
 
 #[test]
@@ -384,10 +384,10 @@ fn fixtures_stop_on_drop_lifetime_and_stdin_eof() {
     assert!(status.success(), "{status:?}");
 
     // EOF on stdin (the test process died) ends it too.
-    let dir = support::scratch_dir("stdin-eof");
-    let mut child = Command::new(support::python())
-        .arg(support::fixtures_dir().join("sink.py"))
-        .args(["--host", &support::loopback_host(), "--outdir"])
+    let dir = harness::scratch_dir("stdin-eof");
+    let mut child = Command::new(harness::python())
+        .arg(harness::fixtures_dir().join("sink.py"))
+        .args(["--host", &harness::loopback_host(), "--outdir"])
         .arg(&dir)
         .arg("--exit-on-stdin-eof")
         .stdin(Stdio::piped())
@@ -400,7 +400,7 @@ fn fixtures_stop_on_drop_lifetime_and_stdin_eof() {
         .unwrap();
     assert!(line.starts_with("READY "), "{line:?}");
     drop(child.stdin.take());
-    assert!(support::wait_until(SECS(5), || matches!(
+    assert!(harness::wait_until(SECS(5), || matches!(
         child.try_wait(),
         Ok(Some(_))
     )));
@@ -495,5 +495,5 @@ fn dns_answers_each_kind_of_domain() {
     let dnsmasq = pids_mentioning(&conf_path);
     assert!(!dnsmasq.is_empty());
     drop(dns);
-    assert!(support::wait_until(SECS(3), || pids_mentioning(&conf_path).is_empty()));
+    assert!(harness::wait_until(SECS(3), || pids_mentioning(&conf_path).is_empty()));
 }

@@ -12,15 +12,12 @@
 //! The test copies that queue into a fresh spool, forces a pass to a real
 //! SMTP sink and checks what arrives, byte for byte where it matters.
 
-mod support;
+mod harness;
 
+use harness::{Config, Smtp, Spool};
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
-use support::Smtp;
-
-const BIN: &str = env!("CARGO_BIN_EXE_spoolmail");
 
 fn fixture_queue() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spool-v1/queue")
@@ -29,37 +26,23 @@ fn fixture_queue() -> std::path::PathBuf {
 #[test]
 fn a_queue_written_by_format_1_is_delivered() {
     let sink = Smtp::sink(&[]);
-    let root = support::scratch_dir("spool-v1");
-    let spool = root.join("spool");
-    fs::create_dir_all(spool.join("tmp")).unwrap();
-    fs::create_dir_all(spool.join("queue")).unwrap();
-    for entry in fs::read_dir(fixture_queue()).unwrap() {
-        let entry = entry.unwrap();
-        fs::copy(entry.path(), spool.join("queue").join(entry.file_name())).unwrap();
-    }
     // The fixture's arrival times are fixed: a long lifetime keeps them from
     // expiring whenever the test runs.
-    let conf = root.join("spoolmail.conf");
-    fs::write(
-        &conf,
-        format!(
-            "spool_dir = {}\nlog = {}\nsmarthost = {}\nqualify_domain = host.example.org\n\
-             delivery_mode = queue\naliases_file = none\nmax_queue_lifetime = 36500d\n\
-             connect_timeout = 3s\n",
-            spool.display(),
-            root.join("maillog").display(),
-            sink.addr()
-        ),
-    )
-    .unwrap();
+    let s = Spool::new(
+        "spool-v1",
+        &Config::submission()
+            .set("smarthost", sink.addr())
+            .set("qualify_domain", "host.example.org")
+            .set("aliases_file", "none")
+            .set("max_queue_lifetime", "36500d")
+            .set("connect_timeout", "3s"),
+    );
+    for entry in fs::read_dir(fixture_queue()).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), s.queue_dir().join(entry.file_name())).unwrap();
+    }
 
-    let out = Command::new(BIN)
-        .arg("-C")
-        .arg(&conf)
-        .arg("-qR@")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    s.run_ok(&["-qR@"], b"");
 
     let mut got = sink.wait_for_messages(3, Duration::from_secs(20));
     got.sort_by(|a, b| a.mail_from.cmp(&b.mail_from));
@@ -100,10 +83,6 @@ fn a_queue_written_by_format_1_is_delivered() {
     assert_eq!(got[2].rcpt_tos, ["fresh@example.com"]);
 
     // Delivered, so nothing is left in the queue.
-    let left: Vec<_> = fs::read_dir(spool.join("queue"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let left = s.queue_files();
     assert!(left.is_empty(), "left in the queue: {left:?}");
-    let _ = fs::remove_dir_all(&root);
 }
