@@ -5,170 +5,41 @@
 //! in mailq and the log, never bounced; and no secret crosses a connection
 //! it should not, nor reaches a log, a transcript or the queue.
 
-mod support;
+mod harness;
 
+use harness::{Cert, Config, Dns, DnsZone, Fixture, Pki, Smtp, Spool};
+use spoolmail::mime::base64;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
-use support::{Cert, Dns, DnsZone, Fixture, Pki, Smtp};
+use std::path::Path;
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_spoolmail");
 const PASSWORD: &str = "correct horse battery staple";
 
-/// A private spool with its config and log, removed on drop.
-struct Spool {
-    root: PathBuf,
+/// A spool for delivery tests: `config`, lines added to the delivery config
+/// (spool, log, queue-only submissions, short time-outs, a retry schedule
+/// that is always due).
+fn spool(config: &str) -> Spool {
+    Spool::new("tls", &Config::delivery().lines(config))
 }
 
 impl Spool {
-    /// `config`: lines added to the base config (spool, log, queue-only
-    /// submissions, short time-outs, a retry schedule that is always due).
-    fn new(config: &str) -> Spool {
-        let root = support::scratch_dir("tls");
-        fs::create_dir_all(root.join("spool/tmp")).unwrap();
-        fs::create_dir_all(root.join("spool/queue")).unwrap();
-        let s = Spool { root };
-        s.configure(config);
-        s
+    /// The delivery config with `config` added, instead of what it was.
+    fn reconfigure(&self, config: &str) {
+        self.configure(&Config::delivery().lines(config));
     }
 
-    fn configure(&self, config: &str) {
-        let base = format!(
-            "spool_dir = {}\nlog = {}\nqualify_domain = example.org\nhelo_name = client.test\n\
-             delivery_mode = queue\nconnect_timeout = 3s\ncommand_timeout = 10s\ndata_timeout = 10s\n\
-             retry_schedule = 0 0 0 0\n",
-            self.root.join("spool").display(),
-            self.root.join("maillog").display()
-        );
-        fs::write(self.conf(), format!("{base}{config}")).unwrap();
-    }
-
-    /// A file only its owner can read (as a password file must be).
-    fn secret(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.root.join(name);
-        fs::write(&path, text).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        path
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.root.join("spoolmail.conf")
-    }
-
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = Command::new(BIN)
-            .arg("-C")
-            .arg(self.conf())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("spoolmail {args:?} did not finish within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        child.wait_with_output().unwrap()
-    }
-
+    /// Submits a message from alice to `rcpt`.
     fn submit(&self, rcpt: &str) {
         let msg = format!("From: alice@example.org\nTo: {rcpt}\nSubject: tls\n\nover TLS\n");
-        let out = self.run(&["-f", "alice@example.org", rcpt], msg.as_bytes());
-        assert!(
-            out.status.success(),
-            "submit: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// One queue run, to completion; returns its stderr (the transcript under -v).
-    fn pass(&self, args: &[&str]) -> String {
-        let mut all = vec!["-q"];
-        all.extend(args);
-        let out = self.run(&all, b"");
-        assert!(
-            out.status.success(),
-            "-q: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    fn queued(&self) -> Vec<String> {
-        fs::read_dir(self.root.join("spool/queue"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.ends_with(".state"))
-            .collect()
-    }
-
-    /// Every file of the queue, state files included, as one text.
-    fn queue_text(&self) -> String {
-        let mut text = String::new();
-        for e in fs::read_dir(self.root.join("spool/queue")).unwrap() {
-            text.push_str(&fs::read_to_string(e.unwrap().path()).unwrap_or_default());
-        }
-        text
-    }
-
-    fn bounces(&self) -> usize {
-        self.queued()
-            .iter()
-            .filter(|id| {
-                fs::read_to_string(self.root.join("spool/queue").join(id))
-                    .unwrap_or_default()
-                    .lines()
-                    .any(|l| l == "sender ")
-            })
-            .count()
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.root.join("maillog")).unwrap_or_default()
-    }
-
-    fn mailq(&self) -> String {
-        String::from_utf8(self.run(&["-bp"], b"").stdout).unwrap()
-    }
-
-    /// Still queued, deferred (not bounced), with `reason` in mailq and the log.
-    fn assert_deferred(&self, reason: &str) {
-        assert_eq!(self.queued().len(), 1, "still queued: {}", self.mailq());
-        assert_eq!(self.bounces(), 0, "no bounce: {}", self.mailq());
-        let mailq = self.mailq();
-        assert!(mailq.contains(reason), "mailq lacks {reason:?}:\n{mailq}");
-        let log = self.log();
-        assert!(log.contains("status=deferred"), "{log}");
-        assert!(log.contains(reason), "log lacks {reason:?}:\n{log}");
-    }
-
-    fn assert_delivered(&self) {
-        assert!(self.queued().is_empty(), "{}\n{}", self.mailq(), self.log());
-        assert!(self.log().contains("status=sent"), "{}", self.log());
-    }
-}
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.root);
-        }
+        self.run_ok(&["-f", "alice@example.org", rcpt], msg.as_bytes());
     }
 }
 
 /// sink.py on a loopback address of its own with a certificate `cert_for`
 /// makes for that address, and more arguments.
 fn tls_sink(cert_for: impl Fn(&str) -> Cert, extra: &[&str]) -> Smtp {
-    let host = support::loopback_host();
+    let host = harness::loopback_host();
     let cert = cert_for(&host);
     let mut args = cert.sink_args();
     args.extend(extra.iter().map(|a| a.to_string()));
@@ -198,8 +69,8 @@ fn starttls_and_auth_with_a_trusted_ca_under_required() {
     let pki = Pki::new();
     let user_pass = format!("--auth=alice:{PASSWORD}");
     let sink = tls_sink(|h| pki.server(&[h]), &[&user_pass]);
-    let s = Spool::new("");
-    s.configure(&format!(
+    let s = spool("");
+    s.reconfigure(&format!(
         "smarthost = {}\ntls = required\n{}",
         sink.addr(),
         auth_config(&s, &pki.ca, PASSWORD)
@@ -226,7 +97,7 @@ fn mx_host_verified_by_its_name() {
             .mx("mx.test", 10, "mx1.mx.test")
             .host("mx1.mx.test", &[&sink.host]),
     );
-    let s = Spool::new(&format!(
+    let s = spool(&format!(
         "dns_server = {}\nsmtp_port = {}\ntls = required\ntls_ca_file = {}\n",
         dns.addr(),
         sink.port,
@@ -254,14 +125,14 @@ fn implicit_tls_with_auth_login() {
         |h| pki.server(&[h]),
         &["--implicit-tls", &user_pass, "--auth-mechanisms=LOGIN"],
     );
-    let s = Spool::new("");
-    s.configure(&format!(
+    let s = spool("");
+    s.reconfigure(&format!(
         "smarthost = {}\nsmarthost_tls = implicit\n{}",
         sink.addr(),
         auth_config(&s, &pki.ca, PASSWORD)
     ));
     s.submit("bob@example.net");
-    let transcript = s.pass(&["-v"]);
+    let transcript = s.pass(&["-v"]).stderr;
     let got = sink.wait_for_messages(1, Duration::from_secs(10));
     assert_eq!(
         (got[0].tls.as_str(), got[0].auth.as_str()),
@@ -281,16 +152,16 @@ fn xoauth2_bearer_token() {
         |h| pki.server(&[h]),
         &["--auth=alice:ya29.token-of-the-day"],
     );
-    let s = Spool::new("");
+    let s = spool("");
     let token = s.secret("token", "ya29.token-of-the-day\n");
-    s.configure(&format!(
+    s.reconfigure(&format!(
         "smarthost = {}\ntls_ca_file = {}\nauth_user = alice\nauth_xoauth2_token_file = {}\n",
         sink.addr(),
         pki.ca.display(),
         token.display()
     ));
     s.submit("bob@example.net");
-    let transcript = s.pass(&["-v"]);
+    let transcript = s.pass(&["-v"]).stderr;
     assert_eq!(
         sink.wait_for_messages(1, Duration::from_secs(10))[0].auth,
         "alice"
@@ -302,7 +173,7 @@ fn xoauth2_bearer_token() {
     // An expired token: the server's 334 error, an empty answer, its 535.
     fs::write(&token, "ya29.token-of-yesterday\n").unwrap();
     s.submit("bob@example.net");
-    let transcript = s.pass(&["-v"]);
+    let transcript = s.pass(&["-v"]).stderr;
     s.assert_deferred("SASL authentication failed");
     assert!(transcript.contains("<<< 334 "), "{transcript}");
     assert!(!transcript.contains("ya29"), "{transcript}");
@@ -313,7 +184,7 @@ fn xoauth2_bearer_token() {
 fn server_without_starttls() {
     // Opportunistic (the default): plain text.
     let sink = Smtp::sink(&[]);
-    let s = Spool::new(&format!("smarthost = {}\n", sink.addr()));
+    let s = spool(&format!("smarthost = {}\n", sink.addr()));
     s.submit("bob@example.net");
     s.pass(&[]);
     assert_eq!(
@@ -328,7 +199,7 @@ fn server_without_starttls() {
     );
 
     // Required: deferred with the reason, never sent in plain text.
-    let s = Spool::new(&format!("smarthost = {}\ntls = required\n", sink.addr()));
+    let s = spool(&format!("smarthost = {}\ntls = required\n", sink.addr()));
     s.submit("bob@example.net");
     s.pass(&[]);
     s.assert_deferred("TLS is required, but host");
@@ -345,7 +216,7 @@ fn certificate_that_does_not_verify() {
     let pki = Pki::new();
     let sink = tls_sink(|h| pki.self_signed(&[h]), &[]);
     // Opportunistic: encrypted, delivered, and logged as Untrusted.
-    let s = Spool::new(&format!(
+    let s = spool(&format!(
         "smarthost = {}\ntls_ca_file = {}\n",
         sink.addr(),
         pki.ca.display()
@@ -365,7 +236,7 @@ fn certificate_that_does_not_verify() {
     assert!(s.log().contains(&untrusted), "{}", s.log());
 
     // Required: deferred, the reason in mailq.
-    let s = Spool::new(&format!(
+    let s = spool(&format!(
         "smarthost = {}\ntls = required\ntls_ca_file = {}\n",
         sink.addr(),
         pki.ca.display()
@@ -381,7 +252,7 @@ fn certificate_that_does_not_verify() {
 fn certificate_for_another_name() {
     let pki = Pki::new();
     let sink = tls_sink(|_| pki.server(&["other.test"]), &[]);
-    let s = Spool::new(&format!(
+    let s = spool(&format!(
         "smarthost = {}\ntls_ca_file = {}\n",
         sink.addr(),
         pki.ca.display()
@@ -392,7 +263,7 @@ fn certificate_for_another_name() {
     let trusted = format!("Trusted TLS connection established to {}", sink.host);
     assert!(s.log().contains(&trusted), "{}", s.log());
 
-    let s = Spool::new(&format!(
+    let s = spool(&format!(
         "smarthost = {}\ntls = required\ntls_ca_file = {}\n",
         sink.addr(),
         pki.ca.display()
@@ -409,7 +280,7 @@ fn certificate_for_another_name() {
 fn failed_handshake_falls_back_to_plain_text_in_the_same_pass() {
     for script in ["starttls-garbage", "starttls-close"] {
         let server = Smtp::faulty(script, &[]);
-        let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+        let s = spool(&format!("smarthost = {}\n", server.addr()));
         s.submit("bob@example.net");
         s.pass(&[]);
         assert_eq!(
@@ -429,7 +300,7 @@ fn failed_handshake_falls_back_to_plain_text_in_the_same_pass() {
         assert!(log.contains("trying again without TLS"), "{script}: {log}");
 
         // Required: no fallback.
-        let s = Spool::new(&format!("smarthost = {}\ntls = required\n", server.addr()));
+        let s = spool(&format!("smarthost = {}\ntls = required\n", server.addr()));
         s.submit("bob@example.net");
         s.pass(&[]);
         s.assert_deferred("TLS handshake with");
@@ -440,7 +311,7 @@ fn failed_handshake_falls_back_to_plain_text_in_the_same_pass() {
 #[test]
 fn starttls_refused_with_454() {
     let server = Smtp::faulty("starttls-454", &[]);
-    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    let s = spool(&format!("smarthost = {}\n", server.addr()));
     s.submit("bob@example.net");
     s.pass(&[]);
     s.assert_delivered();
@@ -451,7 +322,7 @@ fn starttls_refused_with_454() {
     );
     assert!(s.log().contains("said 454 4.7.0"), "{}", s.log());
 
-    let s = Spool::new(&format!("smarthost = {}\ntls = required\n", server.addr()));
+    let s = spool(&format!("smarthost = {}\ntls = required\n", server.addr()));
     s.submit("bob@example.net");
     s.pass(&[]);
     s.assert_deferred("TLS is required, but host");
@@ -460,7 +331,7 @@ fn starttls_refused_with_454() {
 #[test]
 fn data_pipelined_after_the_starttls_reply_is_refused() {
     let server = Smtp::faulty("starttls-inject", &[]);
-    let s = Spool::new(&format!("smarthost = {}\n", server.addr()));
+    let s = spool(&format!("smarthost = {}\n", server.addr()));
     s.submit("bob@example.net");
     s.pass(&[]);
     s.assert_deferred("sent data after its 220 reply to STARTTLS");
@@ -479,14 +350,14 @@ fn data_pipelined_after_the_starttls_reply_is_refused() {
 #[test]
 fn no_password_over_plain_text() {
     let server = Smtp::faulty("auth-plain", &[]);
-    let s = Spool::new("");
+    let s = spool("");
     let pw = s.secret("password", &format!("{PASSWORD}\n"));
     let config = format!(
         "smarthost = {}\nauth_user = alice\nauth_password_file = {}\n",
         server.addr(),
         pw.display()
     );
-    s.configure(&config);
+    s.reconfigure(&config);
     s.submit("bob@example.net");
     s.pass(&[]);
     s.assert_deferred("not sending credentials to");
@@ -504,7 +375,7 @@ fn no_password_over_plain_text() {
     );
 
     // Only when the admin says so.
-    s.configure(&format!("{config}auth_allow_plaintext = yes\n"));
+    s.reconfigure(&format!("{config}auth_allow_plaintext = yes\n"));
     s.pass(&[]);
     s.assert_delivered();
     assert!(
@@ -521,8 +392,8 @@ fn no_password_over_tls_that_did_not_verify() {
     let pki = Pki::new();
     let user_pass = format!("--auth=alice:{PASSWORD}");
     let sink = tls_sink(|h| pki.self_signed(&[h]), &[&user_pass]);
-    let s = Spool::new("");
-    s.configure(&format!(
+    let s = spool("");
+    s.reconfigure(&format!(
         "smarthost = {}\n{}",
         sink.addr(),
         auth_config(&s, &pki.ca, PASSWORD)
@@ -538,8 +409,8 @@ fn no_password_over_tls_that_did_not_verify() {
 fn bad_password_defers_and_never_bounces() {
     let pki = Pki::new();
     let sink = tls_sink(|h| pki.server(&[h]), &["--auth=alice:the-right-one"]);
-    let s = Spool::new("");
-    s.configure(&format!(
+    let s = spool("");
+    s.reconfigure(&format!(
         "smarthost = {}\ntls = required\n{}",
         sink.addr(),
         auth_config(&s, &pki.ca, PASSWORD)
@@ -569,14 +440,14 @@ fn verbose_transcript_hides_the_secret() {
     let pki = Pki::new();
     let user_pass = format!("--auth=alice:{PASSWORD}");
     let sink = tls_sink(|h| pki.server(&[h]), &[&user_pass]);
-    let s = Spool::new("");
-    s.configure(&format!(
+    let s = spool("");
+    s.reconfigure(&format!(
         "smarthost = {}\n{}",
         sink.addr(),
         auth_config(&s, &pki.ca, PASSWORD)
     ));
     s.submit("bob@example.net");
-    let transcript = s.pass(&["-v"]);
+    let transcript = s.pass(&["-v"]).stderr;
     s.assert_delivered();
     assert!(transcript.contains(">>> STARTTLS"), "{transcript}");
     assert!(transcript.contains(">>> AUTH PLAIN ***"), "{transcript}");
@@ -590,27 +461,24 @@ fn verbose_transcript_hides_the_secret() {
 
 #[test]
 fn password_file_others_can_read_is_a_config_error() {
-    let s = Spool::new("");
+    let s = spool("");
     let pw = s.secret("password", "secret\n");
     fs::set_permissions(&pw, fs::Permissions::from_mode(0o644)).unwrap();
-    s.configure(&format!(
+    s.reconfigure(&format!(
         "smarthost = relay.test\nauth_user = alice\nauth_password_file = {}\n",
         pw.display()
     ));
     let out = s.run(&["-bp"], b"");
     assert_eq!(out.status.code(), Some(78));
-    let err = String::from_utf8_lossy(&out.stderr);
-    let line = fs::read_to_string(s.conf())
+    let err = out.stderr;
+    let line = fs::read_to_string(&s.conf)
         .unwrap()
         .lines()
         .position(|l| l.starts_with("auth_password_file"))
         .unwrap()
         + 1;
     assert!(
-        err.contains(&format!(
-            "{}:{line}: auth_password_file",
-            s.conf().display()
-        )),
+        err.contains(&format!("{}:{line}: auth_password_file", s.conf.display())),
         "{err}"
     );
     assert!(
@@ -621,7 +489,7 @@ fn password_file_others_can_read_is_a_config_error() {
 
 #[test]
 fn keys_that_only_make_sense_together() {
-    let s = Spool::new("");
+    let s = spool("");
     let pw = s.secret("password", "secret\n");
     for (config, error) in [
         (
@@ -645,9 +513,9 @@ fn keys_that_only_make_sense_together() {
             "auth_allow_plaintext: `sometimes` must be yes or no",
         ),
     ] {
-        s.configure(&config);
+        s.reconfigure(&config);
         let out = s.run(&["-bp"], b"");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = out.stderr;
         assert_eq!(out.status.code(), Some(78), "{config}: {err}");
         assert!(err.contains(error), "{config}: {err}");
     }
@@ -657,7 +525,7 @@ fn keys_that_only_make_sense_together() {
 fn tls_connections_are_reused() {
     let pki = Pki::new();
     let sink = tls_sink(|h| pki.server(&[h]), &[]);
-    let s = Spool::new(&format!(
+    let s = spool(&format!(
         "smarthost = {}\ntls = required\ntls_ca_file = {}\nmax_per_destination = 2\n",
         sink.addr(),
         pki.ca.display()
@@ -677,32 +545,14 @@ fn tls_connections_are_reused() {
     s.assert_delivered();
 }
 
-fn base64(data: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            out.push(if i <= c.len() {
-                ABC[(n >> (18 - 6 * i)) as usize & 63] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
-}
-
 #[test]
 fn client_certificate_presented_when_configured() {
     let pki = Pki::new();
     let ca = pki.ca.display().to_string();
     let sink = tls_sink(|h| pki.server(&[h]), &["--client-ca", &ca]);
     let client = pki.server(&["client.test"]);
-    let s = Spool::new("");
-    s.configure(&format!(
+    let s = spool("");
+    s.reconfigure(&format!(
         "smarthost = {}\ntls = required\ntls_ca_file = {ca}\ntls_cert_file = {}\ntls_key_file = {}\n",
         sink.addr(),
         client.cert.display(),
@@ -719,14 +569,14 @@ fn client_certificate_presented_when_configured() {
     s.assert_delivered();
 
     // Without one, the server refuses the handshake: deferred, not bounced.
-    let s = Spool::new("");
-    s.configure(&format!(
+    let s = spool("");
+    s.reconfigure(&format!(
         "smarthost = {}\ntls = required\ntls_ca_file = {ca}\n",
         sink.addr()
     ));
     s.submit("carol@example.net");
     s.pass(&[]);
     assert_eq!(sink.message_count(), 1, "nothing more arrived");
-    assert_eq!(s.queued().len(), 1, "still queued: {}", s.mailq());
-    assert_eq!(s.bounces(), 0);
+    assert_eq!(s.queue_ids().len(), 1, "still queued: {}", s.mailq());
+    assert_eq!(s.bounces().len(), 0);
 }
