@@ -156,6 +156,11 @@ impl Queued {
             .collect()
     }
 
+    /// The first header field called `name` (any case), folding kept.
+    pub fn first_header(&self, name: &str) -> Option<String> {
+        self.header_values(name).into_iter().next()
+    }
+
     /// No line of the stored content holds a CR: intake turned every line
     /// end (CRLF, LF or a bare CR) into LF.
     pub fn assert_no_cr(&self) {

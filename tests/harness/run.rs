@@ -12,11 +12,13 @@ pub fn bin() -> &'static str {
 }
 
 /// What a finished run left behind. `stdout` is read as text (lossily):
-/// what the binary prints on stdout (mailq, -bv, -bs replies) is text.
+/// what the binary prints on stdout (mailq, -bv, -bs replies) is text;
+/// `stdout_bytes` is what it was, for a test that checks the bytes.
 #[derive(Debug)]
 pub struct Outcome {
     pub status: ExitStatus,
     pub stdout: String,
+    pub stdout_bytes: Vec<u8>,
     pub stderr: String,
 }
 
@@ -89,13 +91,14 @@ pub fn wait_output(mut child: Child, timeout: Duration) -> Outcome {
     let err = child.stderr.take().map(read_all);
     let status = wait_timeout(&mut child, timeout)
         .unwrap_or_else(|| panic!("spoolmail did not finish within {timeout:?} (killed)"));
-    let text = |h: Option<thread::JoinHandle<Vec<u8>>>| {
-        String::from_utf8_lossy(&h.map(|h| h.join().unwrap()).unwrap_or_default()).into_owned()
-    };
+    let bytes =
+        |h: Option<thread::JoinHandle<Vec<u8>>>| h.map(|h| h.join().unwrap()).unwrap_or_default();
+    let stdout_bytes = bytes(out);
     Outcome {
         status,
-        stdout: text(out),
-        stderr: text(err),
+        stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
+        stdout_bytes,
+        stderr: String::from_utf8_lossy(&bytes(err)).into_owned(),
     }
 }
 

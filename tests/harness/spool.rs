@@ -258,8 +258,9 @@ impl Spool {
         fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// What `-bp` prints (which must be UTF-8).
     pub fn mailq(&self) -> String {
-        self.run(&["-bp"], b"").stdout
+        String::from_utf8(self.run(&["-bp"], b"").stdout_bytes).expect("mailq output is UTF-8")
     }
 
     /// Nothing in `queue/`, nothing left in `tmp/`.
