@@ -6,17 +6,14 @@
 //! Every test makes its own directory, bounds each run of the binary in time,
 //! and removes its directory when done, so that they all run in parallel.
 
-use std::ffi::OsString;
+mod harness;
+
+use harness::{Config, Outcome, Spool, contains, find, run};
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::thread;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_spoolmail");
 /// No single run of the binary may take longer than this.
 const TIMEOUT: Duration = Duration::from_secs(30);
 const DOMAIN: &str = "example.org";
@@ -25,314 +22,21 @@ const DOMAIN: &str = "example.org";
 // Helpers
 // ---------------------------------------------------------------------------
 
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn assert_ok(&self) {
-        assert_eq!(
-            self.code,
-            Some(0),
-            "expected exit 0; stderr: {:?}; stdout: {:?}",
-            self.stderr,
-            self.stdout
-        );
-    }
-
-    /// Exit `code`, and exactly one line on stderr.
-    fn assert_fails_one_line(&self, codes: &[i32]) -> &str {
-        let code = self.code.expect("killed by a signal");
-        assert!(
-            codes.contains(&code),
-            "expected exit in {codes:?}, got {code}; stderr: {:?}",
-            self.stderr
-        );
-        assert_eq!(
-            self.stderr.lines().count(),
-            1,
-            "expected exactly one stderr line, got {:?}",
-            self.stderr
-        );
-        assert!(self.stderr.ends_with('\n'), "{:?}", self.stderr);
-        self.stderr.trim_end()
-    }
-}
-
 /// Runs `program` with `args` and `stdin`, killing it after TIMEOUT.
-fn run_program(program: &Path, args: &[OsString], stdin: &[u8]) -> Out {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-    let pid = child.id();
-    let mut input = child.stdin.take().unwrap();
-    let data = stdin.to_vec();
-    // The binary may exit without reading all of stdin (an error): ignore EPIPE.
-    let writer = thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = match rx.recv_timeout(TIMEOUT) {
-        Ok(r) => r.expect("waiting for the binary"),
-        Err(_) => {
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!(
-                "{} {args:?} did not finish within {TIMEOUT:?}",
-                program.display()
-            );
-        }
-    };
-    let _ = writer.join();
-    Out {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+fn run_program(program: &Path, args: &[&str], stdin: &[u8]) -> Outcome {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    run(cmd, stdin, TIMEOUT)
 }
 
-fn os_args(args: &[&str]) -> Vec<OsString> {
-    args.iter().map(OsString::from).collect()
+/// A spool with the submission config (qualify_domain = DOMAIN).
+fn spool(tag: &str) -> Spool {
+    spool_with(tag, "")
 }
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A private directory with a spool (`spool/tmp`, `spool/queue`), a config
-/// file naming it, and a log file; removed on drop.
-struct TestSpool {
-    root: PathBuf,
-    conf: PathBuf,
-}
-
-impl TestSpool {
-    fn new(tag: &str) -> TestSpool {
-        TestSpool::with_config(tag, "")
-    }
-
-    /// `extra` is appended to the standard config.
-    fn with_config(tag: &str, extra: &str) -> TestSpool {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let root =
-            std::env::temp_dir().join(format!("spoolmail-cli-{}-{n}-{tag}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(root.join("spool/tmp")).unwrap();
-        fs::create_dir_all(root.join("spool/queue")).unwrap();
-        let conf = root.join("spoolmail.conf");
-        let t = TestSpool { root, conf };
-        fs::write(
-            &t.conf,
-            format!(
-                "# test config\nspool_dir = {}\nlog = {}\nqualify_domain = {DOMAIN}\n\
-                 delivery_mode = queue\nsmarthost = 127.0.0.1:1\n{extra}",
-                t.spool().display(),
-                t.log().display()
-            ),
-        )
-        .unwrap();
-        t
-    }
-
-    fn spool(&self) -> PathBuf {
-        self.root.join("spool")
-    }
-
-    fn log(&self) -> PathBuf {
-        self.root.join("maillog")
-    }
-
-    fn conf_str(&self) -> String {
-        self.conf.display().to_string()
-    }
-
-    /// `spoolmail -C CONF ARGS < stdin`.
-    fn run(&self, args: &[&str], stdin: &[u8]) -> Out {
-        let mut all = os_args(&["-C", &self.conf_str()]);
-        all.extend(os_args(args));
-        run_program(Path::new(BIN), &all, stdin)
-    }
-
-    /// Submits `stdin`, expects exit 0 and exactly one new message, returns it.
-    fn submit(&self, args: &[&str], stdin: &[u8]) -> Queued {
-        let before: Vec<String> = self.queued().into_iter().map(|q| q.id).collect();
-        let out = self.run(args, stdin);
-        out.assert_ok();
-        let mut new: Vec<Queued> = self
-            .queued()
-            .into_iter()
-            .filter(|q| !before.contains(&q.id))
-            .collect();
-        assert_eq!(new.len(), 1, "{args:?}: exactly one message must be queued");
-        new.pop().unwrap()
-    }
-
-    fn names_in(&self, sub: &str) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(self.spool().join(sub))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// The committed messages in `queue/` (not the `.state` files), by id.
-    fn queued(&self) -> Vec<Queued> {
-        self.names_in("queue")
-            .into_iter()
-            .filter(|n| !n.ends_with(".state"))
-            .map(|n| Queued::read(&self.spool().join("queue").join(n)))
-            .collect()
-    }
-
-    fn only_message(&self) -> Queued {
-        let mut all = self.queued();
-        assert_eq!(all.len(), 1, "expected exactly one queued message");
-        all.pop().unwrap()
-    }
-
-    /// Nothing in `queue/`, nothing left in `tmp/`.
-    fn assert_untouched(&self) {
-        assert_eq!(self.names_in("queue"), Vec::<String>::new(), "queue/");
-        assert_eq!(self.names_in("tmp"), Vec::<String>::new(), "tmp/");
-    }
-}
-
-impl Drop for TestSpool {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.root);
-    }
-}
-
-/// One committed message: its envelope and its content.
-struct Queued {
-    id: String,
-    envelope: Vec<(String, String)>,
-    content: Vec<u8>,
-}
-
-impl Queued {
-    fn read(path: &Path) -> Queued {
-        let bytes = fs::read(path).unwrap();
-        let id = path.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(
-            id.len() == 16
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)),
-            "queue id {id:?} is not 16 upper-case hex digits"
-        );
-        let split = find(&bytes, b"\n\n").expect("envelope without its empty line");
-        let head = std::str::from_utf8(&bytes[..split]).expect("envelope is UTF-8");
-        let mut lines = head.lines();
-        assert_eq!(lines.next(), Some("SPOOLMAIL 1"), "magic line");
-        let envelope: Vec<(String, String)> = lines
-            .map(|l| {
-                assert!(
-                    !l.chars().any(|c| c.is_control()),
-                    "control character in envelope line {l:?}"
-                );
-                let (k, v) = l.split_once(' ').unwrap_or((l, ""));
-                (k.to_string(), v.trim_end_matches(' ').to_string())
-            })
-            .collect();
-        let q = Queued {
-            id: String::new(),
-            envelope,
-            content: bytes[split + 2..].to_vec(),
-        };
-        assert_eq!(
-            q.get("id"),
-            Some(id.as_str()),
-            "file name and envelope id differ"
-        );
-        Queued { id, ..q }
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.envelope
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn sender(&self) -> &str {
-        self.get("sender").expect("sender line")
-    }
-
-    fn rcpts(&self) -> Vec<&str> {
-        self.envelope
-            .iter()
-            .filter(|(k, _)| k == "rcpt")
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// `(rcpt, orcpt)` pairs.
-    fn rcpts_with_orcpt(&self) -> Vec<(&str, Option<&str>)> {
-        let mut out: Vec<(&str, Option<&str>)> = Vec::new();
-        for (k, v) in &self.envelope {
-            match k.as_str() {
-                "rcpt" => out.push((v, None)),
-                "orcpt" => out.last_mut().expect("orcpt before any rcpt").1 = Some(v),
-                _ => {}
-            }
-        }
-        out
-    }
-
-    /// The header block, each line with its LF, without the empty line.
-    fn header_block(&self) -> &[u8] {
-        let end = find(&self.content, b"\n\n").expect("no end of header");
-        &self.content[..end + 1]
-    }
-
-    fn body(&self) -> &[u8] {
-        let end = find(&self.content, b"\n\n").expect("no end of header");
-        &self.content[end + 2..]
-    }
-
-    fn header_text(&self) -> String {
-        String::from_utf8_lossy(self.header_block()).into_owned()
-    }
-
-    /// `(name as written, value with folding kept, without the leading space)`.
-    fn headers(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = Vec::new();
-        for line in self.header_text().lines() {
-            if line.starts_with([' ', '\t']) {
-                let last = out.last_mut().expect("continuation line first");
-                last.1.push('\n');
-                last.1.push_str(line);
-            } else {
-                let (n, v) = line.split_once(':').expect("header line without colon");
-                out.push((n.to_string(), v.trim_start().to_string()));
-            }
-        }
-        out
-    }
-
-    fn header_values(&self, name: &str) -> Vec<String> {
-        self.headers()
-            .into_iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-            .collect()
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    find(hay, needle).is_some()
+/// `extra` is appended to the submission config.
+fn spool_with(tag: &str, extra: &str) -> Spool {
+    Spool::new(tag, &Config::submission().lines(extra))
 }
 
 fn id_output(flag: &str) -> String {
@@ -358,11 +62,11 @@ const SIMPLE: &[u8] = b"Subject: test\nTo: bob@example.com\n\nHello.\n";
 
 #[test]
 fn help_and_version_exit_zero() {
-    let out = run_program(Path::new(BIN), &os_args(&["--help"]), b"");
+    let out = run_program(Path::new(harness::bin()), &["--help"], b"");
     out.assert_ok();
     assert!(out.stdout.contains("Usage"), "{}", out.stdout);
     assert!(out.stdout.contains("-t"), "{}", out.stdout);
-    let out = run_program(Path::new(BIN), &os_args(&["--version"]), b"");
+    let out = run_program(Path::new(harness::bin()), &["--version"], b"");
     out.assert_ok();
     assert!(out.stdout.starts_with("spoolmail "), "{}", out.stdout);
     assert_eq!(out.stdout.lines().count(), 1);
@@ -370,8 +74,8 @@ fn help_and_version_exit_zero() {
 
 #[test]
 fn every_submission_flag_is_accepted() {
-    let t = TestSpool::new("flags");
-    let xfile = t.root.join("traffic.log");
+    let t = spool("flags");
+    let xfile = t.root().join("traffic.log");
     let x = xfile.display().to_string();
     let x_attached = format!("-X{x}");
     let cases: Vec<Vec<&str>> = vec![
@@ -456,8 +160,8 @@ fn every_submission_flag_is_accepted() {
 
 #[test]
 fn ignored_flags_are_noted_only_under_v() {
-    let t = TestSpool::new("notes");
-    let xfile = t.root.join("x.log");
+    let t = spool("notes");
+    let xfile = t.root().join("x.log");
     let x = xfile.display().to_string();
     let cases: [(&[&str], &str); 8] = [
         (&["-h", "5"], "-h"),
@@ -492,15 +196,15 @@ fn ignored_flags_are_noted_only_under_v() {
 fn odb_and_odi_try_delivery_and_keep_what_fails_queued() {
     // The test config's smarthost (127.0.0.1:1) refuses connections: each
     // message must stay queued, deferred with the reason, never lost.
-    let t = TestSpool::new("od");
-    let q = t.submit(&["-odi", "bob@example.com"], SIMPLE);
-    let state = fs::read_to_string(t.spool().join("queue").join(format!("{}.state", q.id)))
+    let t = spool("od");
+    let q = t.submit_one(&["-odi", "bob@example.com"], SIMPLE);
+    let state = fs::read_to_string(t.spool.join("queue").join(format!("{}.state", q.id)))
         .expect("-odi made an attempt and recorded it");
     assert!(state.contains("rcpt 0 deferred"), "{state}");
     assert!(state.contains("Connection refused"), "{state}");
 
-    let q = t.submit(&["-odb", "carol@example.com"], SIMPLE);
-    let state_path = t.spool().join("queue").join(format!("{}.state", q.id));
+    let q = t.submit_one(&["-odb", "carol@example.com"], SIMPLE);
+    let state_path = t.spool.join("queue").join(format!("{}.state", q.id));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !state_path.exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -512,8 +216,8 @@ fn odb_and_odi_try_delivery_and_keep_what_fails_queued() {
 
 #[test]
 fn attached_and_detached_values_are_the_same() {
-    let t = TestSpool::new("attached");
-    let a = t.submit(
+    let t = spool("attached");
+    let a = t.submit_one(
         &[
             "-falice@example.com",
             "-FAlice",
@@ -525,7 +229,7 @@ fn attached_and_detached_values_are_the_same() {
         ],
         b"Subject: a\n\nx\n",
     );
-    let b = t.submit(
+    let b = t.submit_one(
         &[
             "-f",
             "alice@example.com",
@@ -543,8 +247,8 @@ fn attached_and_detached_values_are_the_same() {
         ],
         b"Subject: a\n\nx\n",
     );
-    let r = t.submit(&["-ralice@example.com", "bob@example.com"], b"\nx\n");
-    let r2 = t.submit(&["-r", "alice@example.com", "bob@example.com"], b"\nx\n");
+    let r = t.submit_one(&["-ralice@example.com", "bob@example.com"], b"\nx\n");
+    let r2 = t.submit_one(&["-r", "alice@example.com", "bob@example.com"], b"\nx\n");
     for q in [&a, &b, &r, &r2] {
         assert_eq!(q.sender(), "alice@example.com");
     }
@@ -559,8 +263,8 @@ fn attached_and_detached_values_are_the_same() {
 
 #[test]
 fn dsn_flags_are_recorded_in_the_envelope() {
-    let t = TestSpool::new("dsn");
-    let q = t.submit(
+    let t = spool("dsn");
+    let q = t.submit_one(
         &[
             "-N",
             "success,failure",
@@ -575,7 +279,7 @@ fn dsn_flags_are_recorded_in_the_envelope() {
     assert_eq!(q.get("notify"), Some("SUCCESS,FAILURE"));
     assert_eq!(q.get("ret"), Some("full"));
     assert_eq!(q.get("envid"), Some("abc123"));
-    let q = t.submit(&["bob@example.com"], SIMPLE);
+    let q = t.submit_one(&["bob@example.com"], SIMPLE);
     assert_eq!(q.get("notify"), None);
     assert_eq!(q.get("ret"), None);
     assert_eq!(q.get("envid"), None);
@@ -583,17 +287,17 @@ fn dsn_flags_are_recorded_in_the_envelope() {
 
 #[test]
 fn log_tag_flag_names_the_log_lines() {
-    let t = TestSpool::new("logtag");
-    let q = t.submit(&["-L", "cronmail", "bob@example.com"], SIMPLE);
-    let log = fs::read_to_string(t.log()).unwrap();
+    let t = spool("logtag");
+    let q = t.submit_one(&["-L", "cronmail", "bob@example.com"], SIMPLE);
+    let log = fs::read_to_string(t.log_path()).unwrap();
     let line = log.lines().find(|l| l.contains(&q.id)).expect("log line");
     assert!(line.contains("cronmail["), "{line}");
 }
 
 #[test]
 fn double_dash_ends_the_options() {
-    let t = TestSpool::new("dashdash");
-    let q = t.submit(
+    let t = spool("dashdash");
+    let q = t.submit_one(
         &["-i", "--", "-weird@example.com", "bob@example.com"],
         SIMPLE,
     );
@@ -602,7 +306,7 @@ fn double_dash_ends_the_options() {
 
 #[test]
 fn unknown_flag_exits_64_naming_it() {
-    let t = TestSpool::new("unknown");
+    let t = spool("unknown");
     for (flag, named) in [
         ("-Z", "-Z"),
         ("-j", "-j"),
@@ -625,7 +329,7 @@ fn unknown_flag_exits_64_naming_it() {
 fn smtp_mode_bs_speaks_smtp_on_stdio() {
     // The full -bs behaviour is tested in tests/smtpd.rs; here only that the
     // flag selects the mode and a session queues a message.
-    let t = TestSpool::new("mode-bs");
+    let t = spool("mode-bs");
     let session =
         b"EHLO c\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n\
 Subject: bs\r\n\r\nhello\r\n.\r\nQUIT\r\n";
@@ -645,7 +349,7 @@ Subject: bs\r\n\r\nhello\r\n.\r\nQUIT\r\n";
 #[test]
 fn newaliases_modes_check_the_aliases_file() {
     // tests/aliases.rs covers the file's contents; here only the flags.
-    let t = TestSpool::new("mode-bi");
+    let t = spool("mode-bi");
     for flag in ["-bi", "-I"] {
         let out = t.run(&[flag], b"");
         out.assert_ok();
@@ -660,7 +364,7 @@ fn newaliases_modes_check_the_aliases_file() {
 
 #[test]
 fn verify_bv_says_where_mail_would_go() {
-    let t = TestSpool::new("mode-bv");
+    let t = spool("mode-bv");
     let out = t.run(&["-bv", "bob@example.com"], b"");
     out.assert_ok();
     assert!(
@@ -671,13 +375,17 @@ fn verify_bv_says_where_mail_would_go() {
     );
     t.assert_untouched();
     let out = t.run(&["-bv"], b"");
-    assert_eq!(out.code, Some(64), "-bv without addresses is a usage error");
+    assert_eq!(
+        out.code(),
+        Some(64),
+        "-bv without addresses is a usage error"
+    );
 }
 
 #[test]
 fn queue_run_flags_run_a_pass() {
-    let t = TestSpool::new("mode-q");
-    t.submit(&["bob@example.com"], SIMPLE);
+    let t = spool("mode-q");
+    t.submit_one(&["bob@example.com"], SIMPLE);
     let cases: [&[&str]; 7] = [
         &["-q"],
         &["-qR@example.com"],
@@ -703,19 +411,19 @@ fn queue_run_flags_run_a_pass() {
 
 #[test]
 fn program_names_mailq_and_newaliases() {
-    let t = TestSpool::new("argv0");
-    let mailq = t.root.join("mailq");
-    let newaliases = t.root.join("newaliases");
-    std::os::unix::fs::symlink(BIN, &mailq).unwrap();
-    std::os::unix::fs::symlink(BIN, &newaliases).unwrap();
-    let conf = t.conf_str();
+    let t = spool("argv0");
+    let mailq = t.root().join("mailq");
+    let newaliases = t.root().join("newaliases");
+    std::os::unix::fs::symlink(harness::bin(), &mailq).unwrap();
+    std::os::unix::fs::symlink(harness::bin(), &newaliases).unwrap();
+    let conf = t.conf.display().to_string();
 
-    let out = run_program(&mailq, &os_args(&["-C", &conf]), b"");
+    let out = run_program(&mailq, &["-C", &conf], b"");
     out.assert_ok();
     assert_eq!(out.stdout, "Mail queue is empty\n");
 
-    let q = t.submit(&["-f", "alice@example.com", "bob@example.com"], SIMPLE);
-    let out = run_program(&mailq, &os_args(&["-C", &conf]), b"");
+    let q = t.submit_one(&["-f", "alice@example.com", "bob@example.com"], SIMPLE);
+    let out = run_program(&mailq, &["-C", &conf], b"");
     out.assert_ok();
     assert!(out.stdout.contains(&q.id), "{}", out.stdout);
     assert!(out.stdout.contains("alice@example.com"), "{}", out.stdout);
@@ -723,7 +431,7 @@ fn program_names_mailq_and_newaliases() {
     bp.assert_ok();
     assert_eq!(out.stdout, bp.stdout, "mailq and sendmail -bp differ");
 
-    let out = run_program(&newaliases, &os_args(&["-C", &conf]), b"");
+    let out = run_program(&newaliases, &["-C", &conf], b"");
     out.assert_ok();
     let bi = t.run(&["-bi"], b"");
     assert_eq!(out.stdout, bi.stdout, "newaliases and sendmail -bi differ");
@@ -735,8 +443,8 @@ fn program_names_mailq_and_newaliases() {
 
 #[test]
 fn argv_recipients_named_and_comma_lists() {
-    let t = TestSpool::new("argv");
-    let q = t.submit(
+    let t = spool("argv");
+    let q = t.submit_one(
         &[
             "Bob Smith <bob@example.com>",
             "carol@example.com, dave@example.com",
@@ -757,8 +465,8 @@ fn argv_recipients_named_and_comma_lists() {
 
 #[test]
 fn t_takes_to_cc_bcc_added_to_argv() {
-    let t = TestSpool::new("t");
-    let q = t.submit(
+    let t = spool("t");
+    let q = t.submit_one(
         &["-t", "argv@example.com"],
         b"To: to@example.com\nCc: cc@example.com\nBcc: bcc@example.com\nSubject: s\n\nbody\n",
     );
@@ -774,7 +482,7 @@ fn t_takes_to_cc_bcc_added_to_argv() {
         ]
     );
     // Without -t the headers are not read for recipients.
-    let q = t.submit(
+    let q = t.submit_one(
         &["argv@example.com"],
         b"To: to@example.com\nCc: cc@example.com\n\nbody\n",
     );
@@ -783,11 +491,11 @@ fn t_takes_to_cc_bcc_added_to_argv() {
 
 #[test]
 fn t_uses_resent_headers_when_present() {
-    let t = TestSpool::new("resent");
+    let t = spool("resent");
     let msg = b"From: orig@example.net\nTo: old@example.com\nCc: oldcc@example.com\n\
 Resent-From: fwd@example.net\nResent-To: new@example.com\nResent-Cc: newcc@example.com\n\
 Resent-Bcc: hidden@example.com\nSubject: s\n\nbody\n";
-    let q = t.submit(&["-t"], msg);
+    let q = t.submit_one(&["-t"], msg);
     let mut r = q.rcpts();
     r.sort();
     assert_eq!(
@@ -802,15 +510,15 @@ Resent-Bcc: hidden@example.com\nSubject: s\n\nbody\n";
 
 #[test]
 fn t_parses_groups() {
-    let t = TestSpool::new("groups");
-    let q = t.submit(
+    let t = spool("groups");
+    let q = t.submit_one(
         &["-t", "argv@example.com"],
         b"To: undisclosed-recipients:;\nSubject: s\n\nbody\n",
     );
     assert_eq!(q.rcpts(), vec!["argv@example.com"]);
     assert_eq!(q.header_values("To"), vec!["undisclosed-recipients:;"]);
 
-    let q = t.submit(
+    let q = t.submit_one(
         &["-t"],
         b"To: Team: a@example.com, \"Bee, B\" <b@example.net>;, solo@example.com\n\
 Cc: Empty:;\n\nbody\n",
@@ -823,8 +531,8 @@ Cc: Empty:;\n\nbody\n",
 
 #[test]
 fn t_parses_comments_quoted_local_parts_and_folding() {
-    let t = TestSpool::new("parse");
-    let q = t.submit(
+    let t = spool("parse");
+    let q = t.submit_one(
         &["-t"],
         b"To: alice@example.com (Alice A.), Bob (the (nested) builder) <bob@example.com>\n\
 Cc: \"john doe\"@example.com,\n\t\"Doe, Jane\" <jane@example.com>,\n  \
@@ -853,10 +561,10 @@ last@example.com\nSubject: folded\n  subject\n\nbody\n",
 
 #[test]
 fn quoted_local_part_survives_from_argv() {
-    let t = TestSpool::new("quoted");
-    let q = t.submit(&["\"john doe\"@example.com"], b"Subject: s\n\nbody\n");
+    let t = spool("quoted");
+    let q = t.submit_one(&["\"john doe\"@example.com"], b"Subject: s\n\nbody\n");
     assert_eq!(q.rcpts(), vec!["\"john doe\"@example.com"]);
-    let q = t.submit(
+    let q = t.submit_one(
         &["-f", "\"mail sender\"@example.com", "<\"x y\"@example.net>"],
         b"Subject: s\n\nbody\n",
     );
@@ -866,8 +574,8 @@ fn quoted_local_part_survives_from_argv() {
 
 #[test]
 fn duplicate_recipients_are_collapsed() {
-    let t = TestSpool::new("dups");
-    let q = t.submit(
+    let t = spool("dups");
+    let q = t.submit_one(
         &["-t", "a@example.com", "a@example.com, b@example.com"],
         b"To: A <a@example.com>, b@example.com\nCc: a@example.com\nBcc: b@example.com\n\nbody\n",
     );
@@ -876,13 +584,13 @@ fn duplicate_recipients_are_collapsed() {
 
 #[test]
 fn bare_names_are_qualified_with_orcpt() {
-    let t = TestSpool::new("qualify");
-    let q = t.submit(&["root"], b"Subject: s\n\nbody\n");
+    let t = spool("qualify");
+    let q = t.submit_one(&["root"], b"Subject: s\n\nbody\n");
     assert_eq!(
         q.rcpts_with_orcpt(),
         vec![(format!("root@{DOMAIN}").as_str(), Some("root"))]
     );
-    let q = t.submit(
+    let q = t.submit_one(
         &["-t"],
         b"To: root, postmaster@example.com\nCc: Admin <admin>\n\nbody\n",
     );
@@ -902,11 +610,11 @@ fn bare_names_are_qualified_with_orcpt() {
 
 #[test]
 fn bcc_removed_without_t_nodemailer_case() {
-    let t = TestSpool::new("bcc-nodemailer");
+    let t = spool("bcc-nodemailer");
     // Nodemailer: `sendmail -i -f from to`, with the Bcc header left in.
     let msg = b"From: app@example.com\nTo: to@example.com\nBcc: hidden@example.com,\n other@example.com\n\
 Subject: s\nBCC: upper@example.com\nbcc: lower@example.com\nResent-Bcc: rb@example.com\n\nBcc: in the body stays\n";
-    let q = t.submit(&["-i", "-f", "app@example.com", "to@example.com"], msg);
+    let q = t.submit_one(&["-i", "-f", "app@example.com", "to@example.com"], msg);
     assert_eq!(q.rcpts(), vec!["to@example.com"]);
     assert_eq!(q.header_values("Bcc"), Vec::<String>::new());
     assert_eq!(q.header_values("Resent-Bcc"), Vec::<String>::new());
@@ -921,8 +629,8 @@ Subject: s\nBCC: upper@example.com\nbcc: lower@example.com\nResent-Bcc: rb@examp
 
 #[test]
 fn bcc_removed_with_t_and_its_recipients_kept() {
-    let t = TestSpool::new("bcc-t");
-    let q = t.submit(
+    let t = spool("bcc-t");
+    let q = t.submit_one(
         &["-t", "-i"],
         b"To: to@example.com\nBcc: hidden@example.com,\n\tother@example.com\nSubject: s\n\nbody\n",
     );
@@ -942,29 +650,29 @@ fn bcc_removed_with_t_and_its_recipients_kept() {
 
 #[test]
 fn lone_dot_ends_input_without_i() {
-    let t = TestSpool::new("dot");
-    let q = t.submit(&["bob@example.com"], b"Subject: s\n\nbefore\n.\nafter\n");
+    let t = spool("dot");
+    let q = t.submit_one(&["bob@example.com"], b"Subject: s\n\nbefore\n.\nafter\n");
     assert_eq!(q.body(), b"before\n");
-    let q = t.submit(
+    let q = t.submit_one(
         &["bob@example.com"],
         b"Subject: s\r\n\r\nbefore\r\n.\r\nafter\r\n",
     );
     assert_eq!(q.body(), b"before\n");
     // A final dot without its newline ends the input too.
-    let q = t.submit(&["bob@example.com"], b"Subject: s\n\nbefore\n.");
+    let q = t.submit_one(&["bob@example.com"], b"Subject: s\n\nbefore\n.");
     assert_eq!(q.body(), b"before\n");
 }
 
 #[test]
 fn lone_dot_kept_with_i_and_oi() {
-    let t = TestSpool::new("dot-i");
+    let t = spool("dot-i");
     for flag in ["-i", "-oi"] {
-        let q = t.submit(
+        let q = t.submit_one(
             &[flag, "bob@example.com"],
             b"Subject: s\n\nbefore\n.\nafter\n",
         );
         assert_eq!(q.body(), b"before\n.\nafter\n", "{flag}");
-        let q = t.submit(
+        let q = t.submit_one(
             &[flag, "bob@example.com"],
             b"Subject: s\r\n\r\nbefore\r\n.\r\nafter\r\n",
         );
@@ -974,19 +682,19 @@ fn lone_dot_kept_with_i_and_oi() {
 
 #[test]
 fn dot_dot_and_dot_text_lines_are_kept() {
-    let t = TestSpool::new("dotdot");
+    let t = spool("dotdot");
     let body = b"a\n..\n.b\n...\n. \nend\n";
     let mut msg = b"Subject: s\n\n".to_vec();
     msg.extend_from_slice(body);
-    let q = t.submit(&["bob@example.com"], &msg);
+    let q = t.submit_one(&["bob@example.com"], &msg);
     assert_eq!(q.body(), body);
-    let q = t.submit(&["-i", "bob@example.com"], &msg);
+    let q = t.submit_one(&["-i", "bob@example.com"], &msg);
     assert_eq!(q.body(), body);
 }
 
 #[test]
 fn line_endings_are_stored_as_lf() {
-    let t = TestSpool::new("eol");
+    let t = spool("eol");
     let cases: [&[u8]; 4] = [
         b"Subject: s\r\nX-A: 1\r\n\r\none\r\ntwo\r\n\r\nthree\r\n",
         b"Subject: s\nX-A: 1\n\none\ntwo\n\nthree\n",
@@ -994,7 +702,7 @@ fn line_endings_are_stored_as_lf() {
         b"Subject: s\r\nX-A: 1\n\rone\r\ntwo\n\rthree",
     ];
     for msg in cases {
-        let q = t.submit(&["-i", "bob@example.com"], msg);
+        let q = t.submit_one(&["-i", "bob@example.com"], msg);
         assert!(!q.content.contains(&b'\r'), "CR stored for {msg:?}");
         assert_eq!(q.body(), b"one\ntwo\n\nthree\n", "{msg:?}");
         assert!(
@@ -1007,19 +715,19 @@ fn line_endings_are_stored_as_lf() {
 
 #[test]
 fn final_line_without_newline_gets_one() {
-    let t = TestSpool::new("lastline");
-    let q = t.submit(&["-i", "bob@example.com"], b"Subject: s\n\nno newline");
+    let t = spool("lastline");
+    let q = t.submit_one(&["-i", "bob@example.com"], b"Subject: s\n\nno newline");
     assert_eq!(q.body(), b"no newline\n");
     assert!(q.content.ends_with(b"no newline\n"));
 }
 
 #[test]
 fn long_lines_are_stored_intact() {
-    let t = TestSpool::new("long");
+    let t = spool("long");
     let line: String = (0..5000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
     let header_line = format!("X-Long: {}", &line[..1500]);
     let msg = format!("Subject: long\n{header_line}\n\n{line}\nshort\n");
-    let q = t.submit(&["-i", "bob@example.com"], msg.as_bytes());
+    let q = t.submit_one(&["-i", "bob@example.com"], msg.as_bytes());
     assert_eq!(q.body(), format!("{line}\nshort\n").as_bytes());
     assert!(contains(
         q.header_block(),
@@ -1029,16 +737,16 @@ fn long_lines_are_stored_intact() {
 
 #[test]
 fn eight_bit_content_is_stored_byte_for_byte() {
-    let t = TestSpool::new("8bit");
+    let t = spool("8bit");
     let body = "Grüße aus Köln — naïve café, 日本語のテキスト\n".as_bytes();
     let mut msg = b"Subject: plain\n\n".to_vec();
     msg.extend_from_slice(body);
-    let q = t.submit(&["-i", "bob@example.com"], &msg);
+    let q = t.submit_one(&["-i", "bob@example.com"], &msg);
     assert_eq!(q.body(), body);
     assert_eq!(q.get("body"), Some("8bitmime"));
 
     // Latin-1 (not UTF-8) is kept as it came too.
-    let q = t.submit(
+    let q = t.submit_one(
         &["-i", "bob@example.com"],
         b"Subject: latin1\n\ncaf\xe9 \xfc\xff\n",
     );
@@ -1046,7 +754,7 @@ fn eight_bit_content_is_stored_byte_for_byte() {
     assert_eq!(q.get("body"), Some("8bitmime"));
 
     // 8-bit in a header only.
-    let q = t.submit(
+    let q = t.submit_one(
         &["-i", "bob@example.com"],
         "Subject: Grüße\n\nascii\n".as_bytes(),
     );
@@ -1054,9 +762,9 @@ fn eight_bit_content_is_stored_byte_for_byte() {
     assert_eq!(q.get("body"), Some("8bitmime"));
 
     // A 7-bit message is 7bit, unless -B8BITMIME says otherwise.
-    let q = t.submit(&["-i", "bob@example.com"], b"Subject: s\n\nascii\n");
+    let q = t.submit_one(&["-i", "bob@example.com"], b"Subject: s\n\nascii\n");
     assert_eq!(q.get("body"), Some("7bit"));
-    let q = t.submit(
+    let q = t.submit_one(
         &["-i", "-B8BITMIME", "bob@example.com"],
         b"Subject: s\n\nascii\n",
     );
@@ -1064,20 +772,20 @@ fn eight_bit_content_is_stored_byte_for_byte() {
     // -B7BIT cannot make 8-bit content 7-bit.
     let mut msg = b"Subject: s\n\n".to_vec();
     msg.extend_from_slice(body);
-    let q = t.submit(&["-i", "-B", "7BIT", "bob@example.com"], &msg);
+    let q = t.submit_one(&["-i", "-B", "7BIT", "bob@example.com"], &msg);
     assert_eq!(q.get("body"), Some("8bitmime"));
 }
 
 #[test]
 fn odd_but_legal_headers_are_kept_verbatim() {
-    let t = TestSpool::new("odd");
+    let t = spool("odd");
     let header: &[u8] =
         b"Subject:no space\nX-Empty:\nX-Weird_Name.1!: v\nX-Tabbed:\tvalue\n\tcontinued\n\
 Comments: (a (nested) comment)\nTo: bob@example.com\nFrom: Ann <ann@example.com>\n\
 Date: Mon, 1 Jan 2024 00:00:00 +0000\nMessage-ID: <m1@example.com>\n";
     let mut msg = header.to_vec();
     msg.extend_from_slice(b"\nbody\n");
-    let q = t.submit(&["-i", "bob@example.com"], &msg);
+    let q = t.submit_one(&["-i", "bob@example.com"], &msg);
     // Received on top, then the caller's header byte for byte, then nothing
     // added (From, Date, Message-ID and To are all present).
     let block = q.header_block();
@@ -1093,8 +801,8 @@ Date: Mon, 1 Jan 2024 00:00:00 +0000\nMessage-ID: <m1@example.com>\n";
 
 #[test]
 fn missing_headers_are_added() {
-    let t = TestSpool::new("complete");
-    let q = t.submit(
+    let t = spool("complete");
+    let q = t.submit_one(
         &[
             "-i",
             "-f",
@@ -1131,14 +839,14 @@ fn missing_headers_are_added() {
     assert_eq!(q.header_values("Subject"), vec!["no from, date, id or to"]);
 
     // Two submissions get two different Message-IDs.
-    let q2 = t.submit(&["-i", "bob@example.com"], b"Subject: s\n\nbody\n");
+    let q2 = t.submit_one(&["-i", "bob@example.com"], b"Subject: s\n\nbody\n");
     assert_ne!(q2.header_values("Message-ID"), ids);
 }
 
 #[test]
 fn from_header_quotes_a_full_name_with_specials() {
-    let t = TestSpool::new("fullname");
-    let q = t.submit(
+    let t = spool("fullname");
+    let q = t.submit_one(
         &[
             "-f",
             "js@example.com",
@@ -1156,10 +864,10 @@ fn from_header_quotes_a_full_name_with_specials() {
 
 #[test]
 fn present_headers_are_left_alone() {
-    let t = TestSpool::new("present");
+    let t = spool("present");
     let msg = b"FROM: Someone <someone@example.net>\ndate: Tue, 2 Jan 2024 03:04:05 +0100\n\
 message-id: <keep.me@example.net>\nCC: cc@example.com\nSubject: s\n\nbody\n";
-    let q = t.submit(
+    let q = t.submit_one(
         &[
             "-i",
             "-f",
@@ -1185,8 +893,8 @@ message-id: <keep.me@example.net>\nCC: cc@example.com\nSubject: s\n\nbody\n";
 
 #[test]
 fn received_header_comes_first() {
-    let t = TestSpool::new("received");
-    let q = t.submit(
+    let t = spool("received");
+    let q = t.submit_one(
         &["-i", "bob@example.com"],
         b"Received: from old.example.net by x; Mon, 1 Jan 2024 00:00:00 +0000\nSubject: s\n\nbody\n",
     );
@@ -1216,12 +924,12 @@ fn received_header_comes_first() {
 
 #[test]
 fn envelope_sender_forms() {
-    let t = TestSpool::new("sender");
-    let q = t.submit(&["-f", "alice@example.com", "bob@example.com"], SIMPLE);
+    let t = spool("sender");
+    let q = t.submit_one(&["-f", "alice@example.com", "bob@example.com"], SIMPLE);
     assert_eq!(q.sender(), "alice@example.com");
-    let q = t.submit(&["-f", "<alice@example.com>", "bob@example.com"], SIMPLE);
+    let q = t.submit_one(&["-f", "<alice@example.com>", "bob@example.com"], SIMPLE);
     assert_eq!(q.sender(), "alice@example.com");
-    let q = t.submit(&["-f", "<>", "bob@example.com"], SIMPLE);
+    let q = t.submit_one(&["-f", "<>", "bob@example.com"], SIMPLE);
     assert_eq!(q.sender(), "", "null sender");
     assert!(
         q.envelope
@@ -1230,9 +938,9 @@ fn envelope_sender_forms() {
         "{:?}",
         q.envelope
     );
-    let q = t.submit(&["-f", "root", "bob@example.com"], SIMPLE);
+    let q = t.submit_one(&["-f", "root", "bob@example.com"], SIMPLE);
     assert_eq!(q.sender(), format!("root@{DOMAIN}"));
-    let q = t.submit(&["bob@example.com"], SIMPLE);
+    let q = t.submit_one(&["bob@example.com"], SIMPLE);
     assert_eq!(q.sender(), format!("{}@{DOMAIN}", user_name()));
     assert_eq!(q.get("uid"), Some(user_id().as_str()));
     // The added From names the submitting user when there is no -f.
@@ -1247,12 +955,12 @@ fn envelope_sender_forms() {
 
 #[test]
 fn arrival_is_now() {
-    let t = TestSpool::new("arrival");
+    let t = spool("arrival");
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let q = t.submit(&["bob@example.com"], SIMPLE);
+    let q = t.submit_one(&["bob@example.com"], SIMPLE);
     let after = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -1269,7 +977,7 @@ fn arrival_is_now() {
 
 #[test]
 fn control_characters_in_command_line_addresses_are_refused() {
-    let t = TestSpool::new("inject-argv");
+    let t = spool("inject-argv");
     let cases: Vec<Vec<&str>> = vec![
         vec![
             "-f",
@@ -1306,7 +1014,7 @@ fn control_characters_in_command_line_addresses_are_refused() {
 
 #[test]
 fn control_characters_in_header_addresses_are_refused_under_t() {
-    let t = TestSpool::new("inject-header");
+    let t = spool("inject-header");
     let cases: [&[u8]; 8] = [
         b"To: \"a\x01b\"@example.com\n\nbody\n",
         b"To: \"a\x00b\"@example.com\n\nbody\n",
@@ -1327,12 +1035,12 @@ fn control_characters_in_header_addresses_are_refused_under_t() {
 
 #[test]
 fn bare_cr_in_a_header_cannot_smuggle_a_recipient() {
-    let t = TestSpool::new("inject-cr");
+    let t = spool("inject-cr");
     let out = t.run(
         &["-t", "-i"],
         b"To: bob@example.com\rRCPT TO:<victim@example.net>\nSubject: s\n\nbody\n",
     );
-    if out.code == Some(0) {
+    if out.code() == Some(0) {
         let q = t.only_message();
         assert_eq!(q.rcpts(), vec!["bob@example.com"]);
     } else {
@@ -1343,10 +1051,10 @@ fn bare_cr_in_a_header_cannot_smuggle_a_recipient() {
 
 #[test]
 fn phpmailer_style_x_and_c_injection_creates_no_file() {
-    let t = TestSpool::new("phpmailer");
-    let shell = t.root.join("phpcode.php");
+    let t = spool("phpmailer");
+    let shell = t.root().join("phpcode.php");
     let shell_s = shell.display().to_string();
-    let conf = t.root.join("evil.conf");
+    let conf = t.root().join("evil.conf");
     let conf_s = conf.display().to_string();
 
     // CVE-2016-10033: the sender `"attacker\" -oQ/tmp/ -X/path some"@email.com`
@@ -1364,7 +1072,7 @@ fn phpmailer_style_x_and_c_injection_creates_no_file() {
         b"Subject: <?php system($_GET['c']); ?>\n\nbody\n",
     );
     assert!(!shell.exists(), "-X created {shell_s}");
-    if out.code == Some(0) {
+    if out.code() == Some(0) {
         // If accepted, the payload is only ever in the spool.
         assert_eq!(t.queued().len(), 1);
     } else {
@@ -1372,17 +1080,17 @@ fn phpmailer_style_x_and_c_injection_creates_no_file() {
         t.assert_untouched();
     }
     for q in t.queued() {
-        fs::remove_file(t.spool().join("queue").join(&q.id)).unwrap();
+        fs::remove_file(t.spool.join("queue").join(&q.id)).unwrap();
     }
 
     // The whole thing as one -f value.
     let sender = format!("\"attacker\\\" -oQ/tmp/ -X{shell_s} some\"@email.com");
     let out = t.run(&["-i", "-f", &sender, "bob@example.com"], SIMPLE);
     assert!(!shell.exists());
-    if out.code == Some(0) {
+    if out.code() == Some(0) {
         let q = t.only_message();
         assert_eq!(q.sender(), sender);
-        fs::remove_file(t.spool().join("queue").join(&q.id)).unwrap();
+        fs::remove_file(t.spool.join("queue").join(&q.id)).unwrap();
     }
 
     // A sender that looks like a flag stays a sender.
@@ -1390,10 +1098,10 @@ fn phpmailer_style_x_and_c_injection_creates_no_file() {
         let out = t.run(&["-i", "-f", s, "bob@example.com"], SIMPLE);
         assert!(!shell.exists());
         assert!(!conf.exists());
-        if out.code == Some(0) {
+        if out.code() == Some(0) {
             let q = t.only_message();
             assert!(q.sender().starts_with(s), "{}", q.sender());
-            fs::remove_file(t.spool().join("queue").join(&q.id)).unwrap();
+            fs::remove_file(t.spool.join("queue").join(&q.id)).unwrap();
         } else {
             out.assert_fails_one_line(&[64, 65]);
         }
@@ -1413,10 +1121,10 @@ fn phpmailer_style_x_and_c_injection_creates_no_file() {
 
 #[test]
 fn c_pointing_at_a_non_config_file_leaks_nothing() {
-    let t = TestSpool::new("c-passwd");
+    let t = spool("c-passwd");
     let out = run_program(
-        Path::new(BIN),
-        &os_args(&["-C", "/etc/passwd", "-i", "bob@example.com"]),
+        Path::new(harness::bin()),
+        &["-C", "/etc/passwd", "-i", "bob@example.com"],
         SIMPLE,
     );
     let line = out.assert_fails_one_line(&[78]);
@@ -1434,7 +1142,7 @@ fn c_pointing_at_a_non_config_file_leaks_nothing() {
 
 #[test]
 fn no_recipients_is_a_usage_error() {
-    let t = TestSpool::new("norcpt");
+    let t = spool("norcpt");
     let out = t.run(&["-i"], SIMPLE);
     let line = out.assert_fails_one_line(&[64]);
     assert!(line.contains("-t"), "{line}");
@@ -1453,7 +1161,7 @@ fn no_recipients_is_a_usage_error() {
 
 #[test]
 fn unknown_config_key_exits_78_with_file_and_line() {
-    let t = TestSpool::with_config("badkey", "\n# comment\nno_such_key = 1\n");
+    let t = spool_with("badkey", "\n# comment\nno_such_key = 1\n");
     let out = t.run(&["-i", "bob@example.com"], SIMPLE);
     let line = out.assert_fails_one_line(&[78]);
     // Lines: comment, spool_dir, log, qualify_domain, delivery_mode,
@@ -1463,7 +1171,7 @@ fn unknown_config_key_exits_78_with_file_and_line() {
     assert!(line.contains("no_such_key"), "{line}");
     t.assert_untouched();
 
-    let t = TestSpool::with_config("badvalue", "max_message_size = lots\n");
+    let t = spool_with("badvalue", "max_message_size = lots\n");
     let out = t.run(&["-i", "bob@example.com"], SIMPLE);
     let line = out.assert_fails_one_line(&[78]);
     assert!(line.contains(&format!("{}:7:", t.conf.display())), "{line}");
@@ -1472,16 +1180,16 @@ fn unknown_config_key_exits_78_with_file_and_line() {
 
 #[test]
 fn unreadable_config_exits_78() {
-    let t = TestSpool::new("noconf");
-    let missing = t.root.join("does-not-exist.conf");
+    let t = spool("noconf");
+    let missing = t.root().join("does-not-exist.conf");
     let out = run_program(
-        Path::new(BIN),
-        &os_args(&[
+        Path::new(harness::bin()),
+        &[
             "-C",
             &missing.display().to_string(),
             "-i",
             "bob@example.com",
-        ]),
+        ],
         SIMPLE,
     );
     let line = out.assert_fails_one_line(&[78]);
@@ -1489,8 +1197,13 @@ fn unreadable_config_exits_78() {
     t.assert_untouched();
     // A directory is not a readable config either.
     let out = run_program(
-        Path::new(BIN),
-        &os_args(&["-C", &t.root.display().to_string(), "-i", "bob@example.com"]),
+        Path::new(harness::bin()),
+        &[
+            "-C",
+            &t.root().display().to_string(),
+            "-i",
+            "bob@example.com",
+        ],
         SIMPLE,
     );
     out.assert_fails_one_line(&[78]);
@@ -1499,7 +1212,7 @@ fn unreadable_config_exits_78() {
 
 #[test]
 fn message_over_max_message_size_exits_65() {
-    let t = TestSpool::with_config("toobig", "max_message_size = 1k\n");
+    let t = spool_with("toobig", "max_message_size = 1k\n");
     // Body over the limit.
     let mut msg = b"Subject: big\n\n".to_vec();
     msg.extend(std::iter::repeat_n(b'x', 3000));
@@ -1516,26 +1229,26 @@ fn message_over_max_message_size_exits_65() {
     out.assert_fails_one_line(&[65]);
     t.assert_untouched();
     // Well under the limit is fine.
-    t.submit(&["-i", "bob@example.com"], b"Subject: small\n\nx\n");
+    t.submit_one(&["-i", "bob@example.com"], b"Subject: small\n\nx\n");
 }
 
 #[test]
 fn missing_spool_dir_exits_73() {
-    let t = TestSpool::new("nospool");
-    let conf = t.root.join("missing.conf");
-    let missing = t.root.join("no-such-spool");
+    let t = spool("nospool");
+    let conf = t.root().join("missing.conf");
+    let missing = t.root().join("no-such-spool");
     fs::write(
         &conf,
         format!(
             "spool_dir = {}\nlog = {}\nqualify_domain = {DOMAIN}\n",
             missing.display(),
-            t.log().display()
+            t.log_path().display()
         ),
     )
     .unwrap();
     let out = run_program(
-        Path::new(BIN),
-        &os_args(&["-C", &conf.display().to_string(), "-i", "bob@example.com"]),
+        Path::new(harness::bin()),
+        &["-C", &conf.display().to_string(), "-i", "bob@example.com"],
         SIMPLE,
     );
     let line = out.assert_fails_one_line(&[73]);
@@ -1545,12 +1258,12 @@ fn missing_spool_dir_exits_73() {
 
 #[test]
 fn missing_queue_dir_leaves_nothing_in_tmp() {
-    let t = TestSpool::new("noqueue");
-    fs::remove_dir(t.spool().join("queue")).unwrap();
+    let t = spool("noqueue");
+    fs::remove_dir(t.spool.join("queue")).unwrap();
     let out = t.run(&["-i", "bob@example.com"], SIMPLE);
-    assert_ne!(out.code, Some(0));
+    assert_ne!(out.code(), Some(0));
     assert_eq!(out.stderr.lines().count(), 1, "{:?}", out.stderr);
-    assert_eq!(fs::read_dir(t.spool().join("tmp")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(t.spool.join("tmp")).unwrap().count(), 0);
 }
 
 // ---------------------------------------------------------------------------
@@ -1566,13 +1279,13 @@ fn indent(addr: &str) -> String {
 
 #[test]
 fn mailq_empty_queue() {
-    let t = TestSpool::new("mailq-empty");
+    let t = spool("mailq-empty");
     let out = t.run(&["-bp"], b"");
     out.assert_ok();
     assert_eq!(out.stdout, "Mail queue is empty\n");
     assert_eq!(out.stderr, "");
     // Files that are not messages are not listed.
-    fs::write(t.spool().join("queue/README"), "x").unwrap();
+    fs::write(t.spool.join("queue/README"), "x").unwrap();
     let out = t.run(&["-bp"], b"");
     out.assert_ok();
     assert_eq!(out.stdout, "Mail queue is empty\n");
@@ -1580,8 +1293,8 @@ fn mailq_empty_queue() {
 
 #[test]
 fn mailq_heading_is_postfixs() {
-    let t = TestSpool::new("mailq-heading");
-    t.submit(&["-i", "bob@example.com"], SIMPLE);
+    let t = spool("mailq-heading");
+    t.submit_one(&["-i", "bob@example.com"], SIMPLE);
     let out = t.run(&["-bp"], b"");
     out.assert_ok();
     assert_eq!(out.stdout.lines().next(), Some(POSTFIX_HEADING));
@@ -1589,8 +1302,8 @@ fn mailq_heading_is_postfixs() {
 
 #[test]
 fn mailq_lists_messages_senders_and_recipients() {
-    let t = TestSpool::new("mailq-full");
-    let q1 = t.submit(
+    let t = spool("mailq-full");
+    let q1 = t.submit_one(
         &[
             "-i",
             "-f",
@@ -1600,7 +1313,7 @@ fn mailq_lists_messages_senders_and_recipients() {
         ],
         b"Subject: one\n\nfirst\n",
     );
-    let q2 = t.submit(
+    let q2 = t.submit_one(
         &["-i", "-f", "<>", "dave@example.com"],
         b"Subject: two\n\nsecond\n",
     );
@@ -1659,10 +1372,10 @@ fn mailq_lists_messages_senders_and_recipients() {
 #[test]
 fn mailq_trailer_counts_kbytes_as_postfix_does() {
     // Postfix: `"-- %lu Kbytes in %lu Request%s.\n", queue_size / 1024, ...`.
-    let t = TestSpool::new("mailq-kbytes");
+    let t = spool("mailq-kbytes");
     let body = "x".repeat(1500);
     let msg = format!("Subject: s\n\n{body}\n");
-    let q = t.submit(&["-i", "bob@example.com"], msg.as_bytes());
+    let q = t.submit_one(&["-i", "bob@example.com"], msg.as_bytes());
     let size = q.content.len() as u64;
     assert!(!size.is_multiple_of(1024));
     let out = t.run(&["-bp"], b"");
@@ -1677,8 +1390,8 @@ fn mailq_trailer_counts_kbytes_as_postfix_does() {
 
 #[test]
 fn mailq_shows_reasons_and_omits_delivered_recipients() {
-    let t = TestSpool::new("mailq-state");
-    let q = t.submit(
+    let t = spool("mailq-state");
+    let q = t.submit_one(
         &[
             "-i",
             "-f",
@@ -1691,7 +1404,7 @@ fn mailq_shows_reasons_and_omits_delivered_recipients() {
         SIMPLE,
     );
     fs::write(
-        t.spool().join("queue").join(format!("{}.state", q.id)),
+        t.spool.join("queue").join(format!("{}.state", q.id)),
         "SPOOLMAIL-STATE 1\nattempts 2\nnext 1795307400\n\
 rcpt 1 delivered 250 2.0.0 Ok: queued as 1234\n\
 rcpt 2 deferred 451 4.3.0 Try again later\n\
@@ -1720,13 +1433,13 @@ rcpt 3 failed 550 5.1.1 No such user\n",
 fn mailq_does_not_show_a_pending_recipient_under_anothers_reason() {
     // A reader of Postfix's format takes the last `(reason)` above a recipient
     // as that recipient's; Postfix prints `(reason unavailable)` to end it.
-    let t = TestSpool::new("mailq-reason-scope");
-    let q = t.submit(
+    let t = spool("mailq-reason-scope");
+    let q = t.submit_one(
         &["-i", "deferred@example.com", "pending@example.com"],
         SIMPLE,
     );
     fs::write(
-        t.spool().join("queue").join(format!("{}.state", q.id)),
+        t.spool.join("queue").join(format!("{}.state", q.id)),
         "SPOOLMAIL-STATE 1\nattempts 1\nnext 1795307400\nrcpt 0 deferred 421 4.7.0 Slow down\n",
     )
     .unwrap();
@@ -1765,8 +1478,8 @@ fn mailq_does_not_show_a_pending_recipient_under_anothers_reason() {
 
 #[test]
 fn one_postfix_style_log_line_per_message() {
-    let t = TestSpool::new("log");
-    let q1 = t.submit(
+    let t = spool("log");
+    let q1 = t.submit_one(
         &[
             "-i",
             "-f",
@@ -1776,8 +1489,8 @@ fn one_postfix_style_log_line_per_message() {
         ],
         SIMPLE,
     );
-    let q2 = t.submit(&["-i", "-f", "<>", "bob@example.com"], SIMPLE);
-    let log = fs::read_to_string(t.log()).unwrap();
+    let q2 = t.submit_one(&["-i", "-f", "<>", "bob@example.com"], SIMPLE);
+    let log = fs::read_to_string(t.log_path()).unwrap();
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 2, "{log}");
     for (q, from, n) in [(&q1, "alice@example.com", 2), (&q2, "", 1)] {
