@@ -10,11 +10,15 @@
 //! time (killing it on timeout), and removes its directory when done, so
 //! that they all run in parallel, as root (CI) and as any other user.
 
-use std::ffi::CStr;
+mod harness;
+
+use harness::{
+    Config, Spool, contains, find, group_name, is_queue_id, is_root, run, set_mode, user_name,
+    wait_until_exit,
+};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -23,7 +27,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_spoolmail");
 /// No process a test starts may take longer than this.
 const TIMEOUT: Duration = Duration::from_secs(30);
 const DOMAIN: &str = "example.org";
@@ -38,222 +41,30 @@ const NOBODY: u32 = 65534;
 // A temporary spool and its config
 // ---------------------------------------------------------------------------
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// `ROOT/spool/{tmp,queue}`, `ROOT/spoolmail.conf` naming it, `ROOT/maillog`;
-/// all removed on drop.
-struct Spool {
-    root: PathBuf,
-    conf: PathBuf,
+/// The submission config with `helo_name`, then `extra` (a later line wins
+/// over an earlier one).
+fn spool(tag: &str, extra: &str) -> Spool {
+    Spool::new(
+        tag,
+        &Config::submission().set("helo_name", HOST).lines(extra),
+    )
 }
 
 impl Spool {
-    /// The test config (as tests/cli.rs has it, plus `helo_name`), then
-    /// `extra` (a later line wins over an earlier one).
-    fn new(tag: &str, extra: &str) -> Spool {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let root =
-            std::env::temp_dir().join(format!("spoolmail-smtpd-{}-{n}-{tag}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        fs::create_dir_all(root.join("spool/tmp")).unwrap();
-        fs::create_dir_all(root.join("spool/queue")).unwrap();
-        set_mode(&root, 0o755);
-        let conf = root.join("spoolmail.conf");
-        let s = Spool { root, conf };
-        fs::write(
-            &s.conf,
-            format!(
-                "# test config\nspool_dir = {}\nlog = {}\nqualify_domain = {DOMAIN}\n\
-                 helo_name = {HOST}\ndelivery_mode = queue\nsmarthost = 127.0.0.1:1\n{extra}\n",
-                s.spool().display(),
-                s.root.join("maillog").display()
-            ),
-        )
-        .unwrap();
-        set_mode(&s.conf, 0o644);
-        s
-    }
-
-    fn spool(&self) -> PathBuf {
-        self.root.join("spool")
-    }
-
-    /// Lets another user (uid 65534) write the spool and the log.
-    fn open_to_all(&self) {
-        set_mode(&self.spool().join("tmp"), 0o777);
-        set_mode(&self.spool().join("queue"), 0o777);
-        let log = self.root.join("maillog");
-        fs::write(&log, b"").unwrap();
-        set_mode(&log, 0o666);
-    }
-
-    /// `spoolmail -C CONF -bs`.
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
-        c.arg("-C").arg(&self.conf).arg("-bs");
-        c
-    }
-
-    /// A whole session: `input` in one go, then EOF.
+    /// A whole `-bs` session: `input` in one go, then EOF.
     fn session(&self, input: &[u8]) -> Run {
-        run_session(self.cmd(), input, &self.root)
+        run_session(self.cmd(&["-bs"]), input, self.root())
     }
-
-    fn names_in(&self, sub: &str) -> Vec<String> {
-        let mut v: Vec<String> = match fs::read_dir(self.spool().join(sub)) {
-            Ok(d) => d
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(_) => Vec::new(), // a test removed it
-        };
-        v.sort();
-        v
-    }
-
-    /// Ids of the committed messages (not the `.state` files).
-    fn queue_ids(&self) -> Vec<String> {
-        self.names_in("queue")
-            .into_iter()
-            .filter(|n| !n.ends_with(".state"))
-            .collect()
-    }
-
-    fn message(&self, id: &str) -> Msg {
-        Msg::read(&self.spool().join("queue").join(id))
-    }
-
-    fn only_message(&self) -> Msg {
-        let ids = self.queue_ids();
-        assert_eq!(ids.len(), 1, "expected exactly one queued message: {ids:?}");
-        self.message(&ids[0])
-    }
-
-    fn assert_tmp_empty(&self) {
-        assert_eq!(self.names_in("tmp"), Vec::<String>::new(), "tmp/");
-    }
-
-    fn assert_untouched(&self) {
-        assert_eq!(self.names_in("queue"), Vec::<String>::new(), "queue/");
-        self.assert_tmp_empty();
-    }
-}
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        // A test may have made a directory read-only: make it removable.
-        for d in ["", "spool", "spool/tmp", "spool/queue"] {
-            set_mode(&self.root.join(d), 0o755);
-        }
-        let _ = fs::remove_dir_all(&self.root);
-    }
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode));
-}
-
-fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn is_queue_id(s: &str) -> bool {
-    s.len() == 16
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    find(hay, needle).is_some()
-}
-
-fn user_name(uid: u32) -> String {
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    assert!(
-        rc == 0 && !result.is_null(),
-        "no passwd entry for uid {uid}"
-    );
-    unsafe { CStr::from_ptr(pwd.pw_name) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn group_name(gid: u32) -> String {
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    let rc = unsafe {
-        libc::getgrgid_r(
-            gid,
-            &mut grp,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    assert!(rc == 0 && !result.is_null(), "no group entry for gid {gid}");
-    unsafe { CStr::from_ptr(grp.gr_name) }
-        .to_string_lossy()
-        .into_owned()
 }
 
 // ---------------------------------------------------------------------------
 // Running processes with a deadline
 // ---------------------------------------------------------------------------
 
-/// Waits for `child` until `deadline`; kills and reaps it and panics on a hang.
-fn wait_until(child: &mut Child, deadline: Instant, what: &str) -> ExitStatus {
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish in time (killed)");
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Runs a program with stdin from /dev/null, collecting its output.
-fn run_program(mut cmd: Command, what: &str) -> (ExitStatus, String, String) {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let status = wait_until(&mut child, Instant::now() + TIMEOUT, what);
-    let out = String::from_utf8_lossy(&out.join().unwrap()).into_owned();
-    let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
-    (status, out, err)
+/// Runs a program with no input, collecting its output.
+fn run_program(cmd: Command) -> (ExitStatus, String, String) {
+    let out = run(cmd, b"", TIMEOUT);
+    (out.status, out.stdout, out.stderr)
 }
 
 /// One reply, multi-line replies joined: `text` has each line's text after
@@ -473,7 +284,7 @@ impl Live {
                 Err(_) => break,
             }
         }
-        let status = wait_until(&mut self.child, self.deadline, "spoolmail -bs");
+        let status = wait_until_exit(&mut self.child, self.deadline, "spoolmail -bs");
         let (replies, used) = take_replies(&self.buf, usize::MAX);
         assert_eq!(
             used,
@@ -514,110 +325,6 @@ fn run_session(cmd: Command, input: &[u8], dir: &Path) -> Run {
     let run = live.read_to_end();
     w.join().unwrap();
     run
-}
-
-// ---------------------------------------------------------------------------
-// Reading a queued message back
-// ---------------------------------------------------------------------------
-
-/// One committed message: its envelope and its content.
-struct Msg {
-    id: String,
-    envelope: Vec<(String, String)>,
-    content: Vec<u8>,
-}
-
-impl Msg {
-    fn read(path: &Path) -> Msg {
-        let bytes =
-            fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        let id = path.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(is_queue_id(&id), "{id:?} is not a queue id");
-        let split = find(&bytes, b"\n\n").expect("envelope without its empty line");
-        let head = std::str::from_utf8(&bytes[..split]).expect("envelope is UTF-8");
-        let mut lines = head.lines();
-        assert_eq!(lines.next(), Some("SPOOLMAIL 1"), "magic line");
-        let envelope: Vec<(String, String)> = lines
-            .map(|l| {
-                assert!(
-                    !l.chars().any(char::is_control),
-                    "control character in envelope line {l:?}"
-                );
-                let (k, v) = l.split_once(' ').unwrap_or((l, ""));
-                (k.to_string(), v.trim_end_matches(' ').to_string())
-            })
-            .collect();
-        let m = Msg {
-            id,
-            envelope,
-            content: bytes[split + 2..].to_vec(),
-        };
-        assert_eq!(m.get("id"), Some(m.id.as_str()), "file name and id differ");
-        m
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.envelope
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn sender(&self) -> &str {
-        self.get("sender").expect("sender line")
-    }
-
-    fn rcpts(&self) -> Vec<&str> {
-        self.envelope
-            .iter()
-            .filter(|(k, _)| k == "rcpt")
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    fn body_type(&self) -> &str {
-        self.get("body").expect("body line")
-    }
-
-    /// The header block, each line with its LF, without the empty line.
-    fn header(&self) -> String {
-        let end = find(&self.content, b"\n\n").expect("no end of header");
-        String::from_utf8_lossy(&self.content[..end + 1]).into_owned()
-    }
-
-    fn body(&self) -> &[u8] {
-        let end = find(&self.content, b"\n\n").expect("no end of header");
-        &self.content[end + 2..]
-    }
-
-    /// Values of the header fields called `name` (unfolded lines joined).
-    fn header_values(&self, name: &str) -> Vec<String> {
-        let mut out: Vec<(String, String)> = Vec::new();
-        for line in self.header().lines() {
-            if line.starts_with([' ', '\t']) {
-                if let Some(last) = out.last_mut() {
-                    last.1.push('\n');
-                    last.1.push_str(line);
-                }
-            } else if let Some((n, v)) = line.split_once(':') {
-                out.push((n.to_string(), v.trim_start().to_string()));
-            }
-        }
-        out.into_iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-            .collect()
-    }
-
-    /// No line of the stored content holds a CR: intake turned every line
-    /// end (CRLF, LF or a bare CR) into LF.
-    fn assert_no_cr(&self) {
-        assert!(
-            !self.content.contains(&b'\r'),
-            "stored content holds a CR: {:?}",
-            String::from_utf8_lossy(&self.content)
-        );
-    }
 }
 
 /// What spoolmail's SMTP client sends for stored `content`, done as
@@ -772,12 +479,12 @@ print("EXIT", proc.wait(timeout=20), flush=True)
 
 #[test]
 fn smtplib_sends_several_messages_in_one_session() {
-    let s = Spool::new("smtplib", "");
-    let script = s.root.join("client.py");
+    let s = spool("smtplib", "");
+    let script = s.root().join("client.py");
     fs::write(&script, SMTPLIB_SCRIPT).unwrap();
     let mut cmd = Command::new("python3");
-    cmd.arg(&script).arg(BIN).arg(&s.conf);
-    let (status, out, err) = run_program(cmd, "python3 smtplib client");
+    cmd.arg(&script).arg(harness::bin()).arg(&s.conf);
+    let (status, out, err) = run_program(cmd);
     assert!(status.success(), "python3 failed: {status:?}\n{out}\n{err}");
 
     let mut replies: Vec<(String, u16, String)> = Vec::new();
@@ -835,7 +542,7 @@ fn smtplib_sends_several_messages_in_one_session() {
         let (_, code, text) = reply(&format!("DATA-{label}"));
         let id = Reply { code, text }.queue_id();
         assert!(
-            s.spool().join("queue").join(&id).is_file(),
+            s.spool.join("queue").join(&id).is_file(),
             "{label}: queue/{id} does not exist"
         );
         ids.push(id);
@@ -852,7 +559,7 @@ fn smtplib_sends_several_messages_in_one_session() {
     let m = s.message(&ids[0]);
     assert_eq!(m.sender(), "alice@example.com");
     assert_eq!(m.rcpts(), ["bob@example.net", "secret@example.net"]);
-    assert!(m.header_values("bcc").is_empty(), "{}", m.header());
+    assert!(m.header_values("bcc").is_empty(), "{}", m.header_text());
     assert!(!contains(&m.content, b"secret@example.net"));
     assert_eq!(m.header_values("to"), ["bob@example.net"]);
     assert_eq!(m.header_values("subject"), ["one"]);
@@ -864,7 +571,7 @@ fn smtplib_sends_several_messages_in_one_session() {
     // 2: the Bcc recipient is in the envelope only.
     let m = s.message(&ids[1]);
     assert_eq!(m.rcpts(), ["carol@example.net", "dan@example.net"]);
-    assert!(m.header_values("bcc").is_empty(), "{}", m.header());
+    assert!(m.header_values("bcc").is_empty(), "{}", m.header_text());
     assert!(!contains(&m.content, b"dan@example.net"));
     assert!(contains(m.body(), b"second message\n"));
 
@@ -899,8 +606,8 @@ fn smtplib_sends_several_messages_in_one_session() {
 
 #[test]
 fn pipelined_batch_in_one_write_is_answered_in_order() {
-    let s = Spool::new("pipelining", "");
-    let mut live = Live::start(s.cmd(), &s.root);
+    let s = spool("pipelining", "");
+    let mut live = Live::start(s.cmd(&["-bs"]), s.root());
     let greeting = live.reply();
     assert_eq!(greeting.code, 220);
     assert_eq!(greeting.text, format!("{HOST} ESMTP spoolmail"));
@@ -949,7 +656,7 @@ fn pipelined_batch_in_one_write_is_answered_in_order() {
     assert_ne!(first, second);
     // Both durable before their 250.
     for id in [&first, &second] {
-        assert!(s.spool().join("queue").join(id).is_file(), "queue/{id}");
+        assert!(s.spool.join("queue").join(id).is_file(), "queue/{id}");
     }
     live.send(b"QUIT\r\n");
     assert_eq!(live.reply().code, 221);
@@ -995,7 +702,7 @@ fn crlf(lines: &[&str]) -> Vec<u8> {
 
 #[test]
 fn syntax_errors_get_501_and_500() {
-    let s = Spool::new("syntax", "");
+    let s = spool("syntax", "");
     let run = s.session(&crlf(&[
         "EHLO client",
         "FROB",                                       // 500
@@ -1036,7 +743,7 @@ fn syntax_errors_get_501_and_500() {
 
 #[test]
 fn bad_addresses_get_501() {
-    let s = Spool::new("badaddr", "");
+    let s = spool("badaddr", "");
     let mut input = Vec::new();
     let bad_senders: [&[u8]; 8] = [
         b"<a\x01b@example.com>",    // control character
@@ -1093,7 +800,7 @@ fn bad_addresses_get_501() {
 /// store with U+FFFD in their place.
 #[test]
 fn address_that_is_not_utf8_is_refused() {
-    let s = Spool::new("notutf8", "");
+    let s = spool("notutf8", "");
     let run = s.session(
         b"EHLO client\r\n\
           MAIL FROM:<caf\xe9@example.com>\r\n\
@@ -1118,7 +825,7 @@ fn address_that_is_not_utf8_is_refused() {
 
 #[test]
 fn unknown_mail_and_rcpt_parameters_get_555() {
-    let s = Spool::new("params", "");
+    let s = spool("params", "");
     let run = s.session(&crlf(&[
         "EHLO client",
         "MAIL FROM:<a@example.com> FOO=BAR",
@@ -1139,7 +846,7 @@ fn unknown_mail_and_rcpt_parameters_get_555() {
 
 #[test]
 fn commands_out_of_sequence_get_503() {
-    let s = Spool::new("sequence", "");
+    let s = spool("sequence", "");
     let run = s.session(&crlf(&[
         "EHLO client",
         "RCPT TO:<b@example.net>",   // 503: no MAIL
@@ -1183,7 +890,7 @@ fn commands_out_of_sequence_get_503() {
 
 #[test]
 fn recipients_past_max_recipients_get_452() {
-    let s = Spool::new("maxrcpt", "max_recipients = 3");
+    let s = spool("maxrcpt", "max_recipients = 3");
     let run = s.session(&crlf(&[
         "EHLO client",
         "MAIL FROM:<a@example.com>",
@@ -1213,7 +920,7 @@ fn recipients_past_max_recipients_get_452() {
 
 #[test]
 fn message_over_max_message_size_gets_552_after_the_data() {
-    let s = Spool::new("toobig", "max_message_size = 10k");
+    let s = spool("toobig", "max_message_size = 10k");
     let mut input = crlf(&[
         "EHLO client",
         "MAIL FROM:<a@example.com>",
@@ -1262,7 +969,7 @@ fn message_over_max_message_size_gets_552_after_the_data() {
 
 #[test]
 fn mail_with_size_over_the_limit_gets_552() {
-    let s = Spool::new("mailsize", "max_message_size = 10k");
+    let s = spool("mailsize", "max_message_size = 10k");
     let run = s.session(&crlf(&[
         "EHLO client",
         "MAIL FROM:<a@example.com> SIZE=10241",
@@ -1286,7 +993,7 @@ fn mail_with_size_over_the_limit_gets_552() {
 
 #[test]
 fn command_line_over_2048_octets_gets_500_and_the_session_goes_on() {
-    let s = Spool::new("longline", "");
+    let s = spool("longline", "");
     let mut input = crlf(&["EHLO client"]);
     // Exactly 2048 octets with the CRLF: accepted.
     let fits = format!("NOOP {}", "a".repeat(2048 - 2 - 5));
@@ -1365,24 +1072,24 @@ fn spool_failure_session(s: &Spool, what: &str) {
 #[test]
 fn spool_that_cannot_be_written_gets_451_and_the_session_goes_on() {
     // No tmp/: the message file cannot be created (works as root too).
-    let s = Spool::new("notmp", "");
-    fs::remove_dir(s.spool().join("tmp")).unwrap();
+    let s = spool("notmp", "");
+    fs::remove_dir(s.spool.join("tmp")).unwrap();
     spool_failure_session(&s, "no tmp/");
     assert!(s.queue_ids().is_empty());
 
     // No queue/: the file is written but cannot be committed; nothing may
     // be left in tmp/.
-    let s = Spool::new("noqueue", "");
-    fs::remove_dir(s.spool().join("queue")).unwrap();
+    let s = spool("noqueue", "");
+    fs::remove_dir(s.spool.join("queue")).unwrap();
     spool_failure_session(&s, "no queue/");
     s.assert_tmp_empty();
 
     // tmp/ not writable: only meaningful for a user the mode binds.
     if !is_root() {
-        let s = Spool::new("rotmp", "");
-        set_mode(&s.spool().join("tmp"), 0o555);
+        let s = spool("rotmp", "");
+        set_mode(&s.spool.join("tmp"), 0o555);
         spool_failure_session(&s, "read-only tmp/");
-        set_mode(&s.spool().join("tmp"), 0o755);
+        set_mode(&s.spool.join("tmp"), 0o755);
         s.assert_untouched();
     }
 }
@@ -1400,7 +1107,7 @@ fn eof_in_the_middle_of_data_queues_nothing() {
     ];
     let mut queued = Vec::new();
     for (what, tail) in cases {
-        let s = Spool::new("eofdata", "");
+        let s = spool("eofdata", "");
         let mut input = crlf(&[
             "EHLO client",
             "MAIL FROM:<a@example.com>",
@@ -1436,7 +1143,7 @@ fn eof_in_the_middle_of_data_queues_nothing() {
 
 #[test]
 fn vrfy_help_noop_rset_and_rset_discards_the_transaction() {
-    let s = Spool::new("misc", "");
+    let s = spool("misc", "");
     let run = s.session(&crlf(&[
         "HELO client",
         "VRFY bob",
@@ -1533,7 +1240,7 @@ fn smtp_smuggling_forms_do_not_end_the_data() {
         cases.push((format!("start, {name}"), data));
     }
     for (what, data) in cases {
-        let s = Spool::new("smuggle", "");
+        let s = spool("smuggle", "");
         let run = smuggling_session(&s, &data);
         assert_eq!(
             run.codes(),
@@ -1592,7 +1299,7 @@ fn smuggling_checker_catches_an_unstuffed_dot() {
 /// An untrusted caller: uid 65534 when the tests run as root, else the
 /// current user. Returns (command, user name).
 fn untrusted_cmd(s: &Spool) -> (Command, String) {
-    let mut cmd = s.cmd();
+    let mut cmd = s.cmd(&["-bs"]);
     if is_root() {
         s.open_to_all();
         cmd.uid(NOBODY).gid(NOBODY);
@@ -1630,7 +1337,7 @@ fn sender_session(s: &Spool, cmd: Command, own_bare: &str) -> Vec<String> {
         ".",
         "QUIT",
     ]);
-    let run = run_session(cmd, &input, &s.root);
+    let run = run_session(cmd, &input, s.root());
     run.assert_codes(&[
         220, 250, 250, 250, 354, 250, 250, 250, 354, 250, 250, 250, 354, 250, 221,
     ]);
@@ -1643,7 +1350,7 @@ fn sender_session(s: &Spool, cmd: Command, own_bare: &str) -> Vec<String> {
 
 #[test]
 fn untrusted_user_gets_x_authentication_warning_for_a_foreign_sender() {
-    let s = Spool::new("untrusted", "");
+    let s = spool("untrusted", "");
     let (cmd, user) = untrusted_cmd(&s);
     let ids = sender_session(&s, cmd, &user);
     let uid = if is_root() {
@@ -1662,7 +1369,7 @@ fn untrusted_user_gets_x_authentication_warning_for_a_foreign_sender() {
             "{HOST}: {user} set sender to evil@elsewhere.example using -bs"
         )],
         "{}",
-        m.header()
+        m.header_text()
     );
     for id in &ids[1..] {
         let m = s.message(id);
@@ -1670,7 +1377,7 @@ fn untrusted_user_gets_x_authentication_warning_for_a_foreign_sender() {
         assert!(
             m.header_values("x-authentication-warning").is_empty(),
             "own address, yet: {}",
-            m.header()
+            m.header_text()
         );
     }
 }
@@ -1679,7 +1386,7 @@ fn untrusted_user_gets_x_authentication_warning_for_a_foreign_sender() {
 fn trusted_user_gets_no_x_authentication_warning() {
     // Root is trusted; anyone else is when in trusted_group.
     let gid = unsafe { libc::getgid() };
-    let s = Spool::new(
+    let s = spool(
         "trusted",
         &if is_root() {
             String::new()
@@ -1688,23 +1395,23 @@ fn trusted_user_gets_no_x_authentication_warning() {
         },
     );
     let own = user_name(unsafe { libc::getuid() });
-    let ids = sender_session(&s, s.cmd(), &own);
+    let ids = sender_session(&s, s.cmd(&["-bs"]), &own);
     let m = s.message(&ids[0]);
     assert_eq!(m.sender(), "evil@elsewhere.example");
     assert!(
         m.header_values("x-authentication-warning").is_empty(),
         "{}",
-        m.header()
+        m.header_text()
     );
 
     // As root, uid 65534 made trusted by trusted_group.
     if is_root() {
-        let s = Spool::new(
+        let s = spool(
             "trustedgroup",
             &format!("trusted_group = {}", group_name(NOBODY)),
         );
         s.open_to_all();
-        let mut cmd = s.cmd();
+        let mut cmd = s.cmd(&["-bs"]);
         cmd.uid(NOBODY).gid(NOBODY);
         let ids = sender_session(&s, cmd, &user_name(NOBODY));
         let m = s.message(&ids[0]);
@@ -1712,7 +1419,7 @@ fn trusted_user_gets_no_x_authentication_warning() {
         assert!(
             m.header_values("x-authentication-warning").is_empty(),
             "{}",
-            m.header()
+            m.header_text()
         );
     }
 }
@@ -1740,21 +1447,17 @@ fn one_message_session(s: &Spool) -> String {
 
 #[test]
 fn delivery_mode_queue_does_not_deliver() {
-    let s = Spool::new("modequeue", "");
+    let s = spool("modequeue", "");
     let id = one_message_session(&s);
     thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        s.names_in("queue"),
-        [id],
-        "no state file: no attempt was made"
-    );
+    assert_eq!(s.queue_files(), [id], "no state file: no attempt was made");
 }
 
 #[test]
 fn delivery_mode_background_attempts_delivery_after_the_session() {
-    let s = Spool::new("modebg", "delivery_mode = background");
+    let s = spool("modebg", "delivery_mode = background");
     let id = one_message_session(&s);
-    let state = s.spool().join("queue").join(format!("{id}.state"));
+    let state = s.spool.join("queue").join(format!("{id}.state"));
     let deadline = Instant::now() + Duration::from_secs(20);
     let text = loop {
         if let Ok(t) = fs::read_to_string(&state) {
@@ -1763,7 +1466,7 @@ fn delivery_mode_background_attempts_delivery_after_the_session() {
         assert!(
             Instant::now() < deadline,
             "no state file for {id} within 20 s: {:?}",
-            s.names_in("queue")
+            s.queue_files()
         );
         thread::sleep(Duration::from_millis(20));
     };
@@ -1816,16 +1519,16 @@ fn symfony_mailer_sendmail_transport() {
         );
         return;
     }
-    let s = Spool::new("symfony", "");
+    let s = spool("symfony", "");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/symfony_bs.php");
     let command = format!(
         "{} -C {} -bs",
-        shell_quote(BIN),
+        shell_quote(harness::bin()),
         shell_quote(&s.conf.display().to_string())
     );
     let mut cmd = Command::new("php");
     cmd.arg(&script).arg(PHP_AUTOLOAD_DIR).arg(&command);
-    let (status, out, err) = run_program(cmd, "php symfony_bs.php");
+    let (status, out, err) = run_program(cmd);
     assert!(status.success(), "php failed: {status:?}\n{out}\n{err}");
     assert!(out.lines().any(|l| l == "DONE"), "{out}\n{err}");
 
@@ -1858,8 +1561,8 @@ fn symfony_mailer_sendmail_transport() {
         assert_eq!(m.sender(), "app@example.com");
         assert_eq!(m.rcpts(), want_rcpts[i]);
         assert_eq!(m.header_values("message-id"), [format!("<{}>", sent[i])]);
-        assert_eq!(m.header_values("date").len(), 1, "{}", m.header());
-        assert!(m.header_values("bcc").is_empty(), "{}", m.header());
+        assert_eq!(m.header_values("date").len(), 1, "{}", m.header_text());
+        assert!(m.header_values("bcc").is_empty(), "{}", m.header_text());
         assert!(!contains(&m.content, b"hidden@example.net"));
         m.assert_no_cr();
     }
@@ -1959,8 +1662,8 @@ const SYMFONY_TRANSCRIPT: [(&str, u16); 16] = [
 
 #[test]
 fn symfony_sendmail_transport_transcript_replayed() {
-    let s = Spool::new("symfonyreplay", "");
-    let mut live = Live::start(s.cmd(), &s.root);
+    let s = spool("symfonyreplay", "");
+    let mut live = Live::start(s.cmd(&["-bs"]), s.root());
     assert_eq!(live.reply().code, 220);
     let mut ids = Vec::new();
     for (client, code) in SYMFONY_TRANSCRIPT {

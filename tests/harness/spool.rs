@@ -263,6 +263,10 @@ impl Spool {
         String::from_utf8(self.run(&["-bp"], b"").stdout_bytes).expect("mailq output is UTF-8")
     }
 
+    pub fn assert_tmp_empty(&self) {
+        assert_eq!(self.tmp_files(), Vec::<String>::new(), "tmp/");
+    }
+
     /// Nothing in `queue/`, nothing left in `tmp/`.
     pub fn assert_untouched(&self) {
         assert_eq!(self.queue_files(), Vec::<String>::new(), "queue/");
