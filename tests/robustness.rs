@@ -6,9 +6,9 @@
 //! Every test is bounded in time (children are killed on a hang) and removes
 //! its temporary directory, mounts included.
 
-mod common;
+mod harness;
 
-use common::*;
+use harness::*;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -18,6 +18,20 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// A spool whose log goes to stderr, with `extra` config lines.
+fn spool(label: &str, extra: &str) -> Spool {
+    Spool::new(label, &config(extra))
+}
+
+/// The same, naming `spool` (which the caller prepares, or not).
+fn spool_at(dir: TempDir, spool: std::path::PathBuf, extra: &str) -> Spool {
+    Spool::with_spool_dir(dir, spool, &config(extra))
+}
+
+fn config(extra: &str) -> Config {
+    Config::submission().set("log", "stderr").lines(extra)
+}
 
 const TRAILER: &str = "-- trailer: the last line of the body --\n";
 const SHORT: Duration = Duration::from_secs(20);
@@ -45,8 +59,8 @@ fn marker_in(content: &[u8], start: &[u8], end: u8) -> Option<String> {
 fn concurrent_submitters_each_queue_exactly_once() {
     const N: usize = 300;
     raise_nofile_limit(4 * N as u64);
-    let s = TestSpool::new("concurrent", "");
-    let errlog = s.dir.path().join("stderr.log");
+    let s = spool("concurrent", "");
+    let errlog = s.root().join("stderr.log");
     let started = Instant::now();
 
     // Spawn them all first; each blocks reading its stdin.
@@ -90,9 +104,9 @@ fn concurrent_submitters_each_queue_exactly_once() {
     for name in &queued {
         assert!(is_queue_id(name), "odd name in queue/: {name}");
         let bytes = s.read_queued(name);
-        let f = SpoolFile::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(f.value("id"), Some(name.as_str()));
-        let mark = marker_in(f.content, b"<MARK-", b'>').unwrap_or_else(|| panic!("{name}"));
+        let f = Queued::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(f.get("id"), Some(name.as_str()));
+        let mark = marker_in(&f.content, b"<MARK-", b'>').unwrap_or_else(|| panic!("{name}"));
         let i: usize = mark.parse().unwrap();
         assert!(i < N, "{name}: marker {mark}");
         assert!(
@@ -189,7 +203,7 @@ fn sigkill_at_random_moments_leaves_whole_messages_or_nothing() {
         })
         .collect();
     let plans = Arc::new(plans);
-    let s = Arc::new(TestSpool::new("sigkill", ""));
+    let s = Arc::new(spool("sigkill", ""));
     let started = Instant::now();
 
     let lanes: Vec<_> = (0..LANES)
@@ -241,10 +255,10 @@ fn sigkill_at_random_moments_leaves_whole_messages_or_nothing() {
     for name in s.queue_files() {
         assert!(is_queue_id(&name), "odd name in queue/: {name}");
         let bytes = s.read_queued(&name);
-        let f = SpoolFile::parse(&bytes).unwrap_or_else(|e| panic!("queue/{name}: {e}"));
-        assert_eq!(f.value("id"), Some(name.as_str()));
-        assert_eq!(f.value("rcpt"), Some("bob@example.com"));
-        let i: usize = marker_in(f.content, b"<RUN-", b'>')
+        let f = Queued::parse(&bytes).unwrap_or_else(|e| panic!("queue/{name}: {e}"));
+        assert_eq!(f.get("id"), Some(name.as_str()));
+        assert_eq!(f.get("rcpt"), Some("bob@example.com"));
+        let i: usize = marker_in(&f.content, b"<RUN-", b'>')
             .unwrap_or_else(|| panic!("queue/{name}: no run marker"))
             .parse()
             .unwrap();
@@ -285,7 +299,7 @@ fn sigkill_at_random_moments_leaves_whole_messages_or_nothing() {
     // mailq sees exactly the committed messages.
     let out = run(s.cmd(&["-bp"]), b"", SHORT);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
-    let listing = String::from_utf8_lossy(&out.stdout);
+    let listing = &out.stdout;
     let n = queued.len();
     let want = format!("in {n} Request{}.", if n == 1 { "" } else { "s" });
     assert!(
@@ -303,7 +317,7 @@ fn sigkill_at_random_moments_leaves_whole_messages_or_nothing() {
 }
 
 /// One submission, killed at `plan.kill_after`.
-fn kill_one(s: &TestSpool, i: usize, plan: &Plan, body: &[u8]) -> Fate {
+fn kill_one(s: &Spool, i: usize, plan: &Plan, body: &[u8]) -> Fate {
     let mut c = s.cmd(&["-i", "-f", "sender@example.org", "bob@example.com"]);
     c.stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -400,7 +414,7 @@ fn vm_hwm_kb(pid: u32) -> Option<u64> {
 )]
 fn hundred_megabyte_message_in_flat_memory() {
     const LIMIT_KB: u64 = 10 * 1024;
-    let s = TestSpool::new("bigmsg", "max_message_size = 200M\n");
+    let s = spool("bigmsg", "max_message_size = 200M\n");
     let started = Instant::now();
     let mut child = s
         .cmd(&["-i", "-f", "sender@example.org", "bob@example.com"])
@@ -631,10 +645,10 @@ fn disk_full_refuses_with_tempfail_and_leaves_nothing() {
     let dir = TempDir::new("diskfull");
     let spool = dir.path().join("spool");
     fs::create_dir(&spool).unwrap();
-    let s = TestSpool::with_spool_dir(dir, spool, "max_message_size = 0\n");
+    let s = spool_at(dir, spool, "max_message_size = 0\n");
     // Declared after `s`, so it is dropped (unmounted) before the directory goes.
     let mount = Mount::tmpfs(&s.spool, "1m", false);
-    TestSpool::make_spool_dirs(&s.spool);
+    make_spool_dirs(&s.spool);
     let big = message_with_body("too big for the disk", 2 * 1024 * 1024);
     let args = ["-i", "-f", "sender@example.org", "bob@example.com"];
     if mount.is_some() {
@@ -674,7 +688,7 @@ fn disk_full_refuses_with_tempfail_and_leaves_nothing() {
 /// I/O error and no leftovers, whatever the privileges.
 #[test]
 fn file_size_limit_gives_ioerr_and_leaves_nothing() {
-    let s = TestSpool::new("efbig", "max_message_size = 0\n");
+    let s = spool("efbig", "max_message_size = 0\n");
     let args = ["-i", "-f", "sender@example.org", "bob@example.com"];
     let mut cmd = s.cmd(&args);
     limit_file_size(&mut cmd, 256 * 1024);
@@ -697,7 +711,7 @@ fn file_size_limit_gives_ioerr_and_leaves_nothing() {
 
 #[test]
 fn message_over_max_message_size_is_refused_cleanly() {
-    let s = TestSpool::new("sizelimit", "max_message_size = 10k\n");
+    let s = spool("sizelimit", "max_message_size = 10k\n");
     let args = ["-i", "-f", "sender@example.org", "bob@example.com"];
     // A body over the limit.
     let out = run(
@@ -734,7 +748,7 @@ const SMALL: &[u8] = b"To: bob@example.com\nSubject: s\n\nbody\n";
 fn missing_spool_dir_is_cantcreat_naming_the_path() {
     let dir = TempDir::new("nospool");
     let missing = dir.path().join("no-such-spool");
-    let s = TestSpool::with_spool_dir(dir, missing.clone(), "");
+    let s = spool_at(dir, missing.clone(), "");
     let out = run(s.cmd(&["-i", "bob@example.com"]), SMALL, SHORT);
     assert_eq!(out.code(), Some(73), "{out:?}");
     assert_one_line(&out.stderr, "missing spool");
@@ -754,11 +768,11 @@ fn missing_spool_dir_is_cantcreat_naming_the_path() {
 /// nobody (65534) against a root-owned 0755 tmp/; otherwise tmp/ is made 0555.
 #[test]
 fn unwritable_spool_is_noperm_naming_the_path() {
-    let s = TestSpool::new("rospool", "");
+    let s = spool("rospool", "");
     let mut cmd;
     if is_root() {
         // nobody must be able to reach the config and the spool.
-        let reachable = s.dir.path().ancestors().skip(1).all(|d| {
+        let reachable = s.root().ancestors().skip(1).all(|d| {
             use std::os::unix::fs::PermissionsExt;
             fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
         });
@@ -767,7 +781,7 @@ fn unwritable_spool_is_noperm_naming_the_path() {
             return;
         }
         // A copy of the binary nobody can certainly execute.
-        let exe = s.dir.path().join("spoolmail");
+        let exe = s.root().join("spoolmail");
         fs::copy(bin(), &exe).unwrap();
         set_mode(&exe, 0o755);
         cmd = std::process::Command::new(&exe);
@@ -793,7 +807,7 @@ fn unwritable_spool_is_noperm_naming_the_path() {
 
 #[test]
 fn bad_config_files_are_config_errors() {
-    let s = TestSpool::new("badconf", "");
+    let s = spool("badconf", "");
     let args = ["-i", "bob@example.com"];
     let try_conf = |conf: &Path, what: &str| {
         let mut cmd = std::process::Command::new(bin());
@@ -810,17 +824,17 @@ fn bad_config_files_are_config_errors() {
         out.stderr
     };
     // Nonexistent.
-    try_conf(&s.dir.path().join("no-such.conf"), "nonexistent config");
+    try_conf(&s.root().join("no-such.conf"), "nonexistent config");
     // Unreadable: a directory (root reads any file), and, when not root, mode 000.
-    try_conf(s.dir.path(), "config that is a directory");
+    try_conf(s.root(), "config that is a directory");
     if !is_root() {
-        let locked = s.dir.path().join("locked.conf");
+        let locked = s.root().join("locked.conf");
         fs::copy(&s.conf, &locked).unwrap();
         set_mode(&locked, 0o000);
         try_conf(&locked, "unreadable config");
     }
     // An unknown key, on line 3.
-    let bad = s.dir.path().join("unknown-key.conf");
+    let bad = s.root().join("unknown-key.conf");
     fs::write(
         &bad,
         format!(
@@ -850,7 +864,7 @@ fn fd_target(pid: u32, fd: i32) -> Option<PathBuf> {
 /// `-v` the binary has things to say on fd 2, which must not land in the
 /// spool file.
 fn submit_with_closed_fds(close: &'static [i32]) {
-    let s = TestSpool::new("closedfds", "");
+    let s = spool("closedfds", "");
     let mut cmd = s.cmd(&["-v", "-i", "-f", "sender@example.org", "bob@example.com"]);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -896,14 +910,14 @@ fn submit_with_closed_fds(close: &'static [i32]) {
     let queued = s.queue_files();
     assert_eq!(queued.len(), 1, "closed {close:?}");
     let bytes = s.read_queued(&queued[0]);
-    let f = SpoolFile::parse(&bytes).unwrap_or_else(|e| panic!("closed {close:?}: {e}"));
-    assert_eq!(f.value("id"), Some(queued[0].as_str()));
+    let f = Queued::parse(&bytes).unwrap_or_else(|e| panic!("closed {close:?}: {e}"));
+    assert_eq!(f.get("id"), Some(queued[0].as_str()));
     assert!(
         f.content
             .ends_with(format!("\n\nthe body\n{TRAILER}").as_bytes())
     );
     // Nothing but the expected header fields and the body: no stray text.
-    let content = std::str::from_utf8(f.content).expect("UTF-8 content");
+    let content = std::str::from_utf8(&f.content).expect("UTF-8 content");
     let (header, body) = content.split_once("\n\n").expect("header and body");
     let known = [
         "Received: ",
@@ -930,11 +944,10 @@ fn submit_with_closed_fds(close: &'static [i32]) {
         "body",
         "rcpt",
     ];
-    for line in &f.envelope {
-        let key = line.split(' ').next().unwrap();
+    for (key, value) in &f.envelope {
         assert!(
-            keys.contains(&key),
-            "closed {close:?}: stray envelope line {line:?}"
+            keys.contains(&key.as_str()),
+            "closed {close:?}: stray envelope line {key:?} {value:?}"
         );
     }
 }
@@ -953,7 +966,7 @@ fn closed_stdout_and_stderr_still_queue_cleanly() {
 #[test]
 fn mailq_lists_two_thousand_messages() {
     const N: usize = 2000;
-    let s = TestSpool::new("mailq", "");
+    let s = spool("mailq", "");
     let out = run(
         s.cmd(&["-i", "-f", "sender@example.org", "bob@example.com"]),
         &message_with_body("template", 3000),
@@ -967,7 +980,7 @@ fn mailq_lists_two_thousand_messages() {
     // total (2000 times it) is a whole number of Kbytes, whichever way the
     // listing rounds.
     let mut template = s.read_queued(&original);
-    let content_len = SpoolFile::parse(&template).unwrap().content.len();
+    let content_len = Queued::parse(&template).unwrap().content.len();
     let pad = 2 + (64 - (content_len + 2) % 64) % 64;
     template.extend_from_slice(&[b'p'; 64][..pad - 1]);
     template.push(b'\n');
@@ -995,7 +1008,7 @@ fn mailq_lists_two_thousand_messages() {
     let out = run(s.cmd(&["-bp"]), b"", SHORT);
     let elapsed = started.elapsed();
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
-    let listing = String::from_utf8(out.stdout).expect("UTF-8 listing");
+    let listing = String::from_utf8(out.stdout_bytes).expect("UTF-8 listing");
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for line in listing.lines() {
         let mut words = line.split_whitespace();

@@ -19,8 +19,7 @@
 //! s.pass(&[]);
 //! let msgs = sink.wait_for_messages(1, Duration::from_secs(10));
 //! ```
-//!
-//! Each test binary uses only some of it.
+// Each test binary uses only some of it: what it leaves unused is no warning.
 #![allow(dead_code, unused_imports)]
 
 mod dns;

@@ -269,8 +269,13 @@ impl Spool {
 
     /// Nothing in `queue/`, nothing left in `tmp/`.
     pub fn assert_untouched(&self) {
-        assert_eq!(self.queue_files(), Vec::<String>::new(), "queue/");
-        assert_eq!(self.tmp_files(), Vec::<String>::new(), "tmp/");
+        self.assert_empty("untouched");
+    }
+
+    /// Nothing in `queue/`, nothing left in `tmp/`; `what` names the case.
+    pub fn assert_empty(&self, what: &str) {
+        assert_eq!(self.queue_files(), Vec::<String>::new(), "{what}: queue/");
+        assert_eq!(self.tmp_files(), Vec::<String>::new(), "{what}: tmp/");
     }
 
     /// Still queued, deferred (not bounced), with `reason` in mailq and the log.
