@@ -167,7 +167,7 @@ fn log_queued(log: &mut log::Log, done: &submit::Submitted) {
 
 fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
     let origin = submit::Origin::of_current_process(config, inv.sender.is_none())?;
-    let submission = submit::Submission::from_invocation(inv, &origin)?;
+    let submission = inv.submission(&origin)?;
     let done = submit::submit(&submission, config, &origin, std::io::stdin().lock())?;
     let mut log = log::Log::open(&config.log, inv.log_tag.as_deref().unwrap_or("spoolmail"));
     log_queued(&mut log, &done);

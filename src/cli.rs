@@ -4,8 +4,11 @@
 //! Rule: a flag that spoolmail cannot honour is accepted and noted (shown
 //! under `-v`), so that no caller breaks; an unknown flag is a usage error.
 
+use crate::address;
 use crate::config::{DeliveryMode, parse_duration};
 use crate::error::{Error, Result};
+use crate::spool::Selector;
+use crate::submit::{self, Origin, Submission};
 use lexopt::prelude::*;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -31,14 +34,6 @@ pub enum Mode {
     },
     Help,
     Version,
-}
-
-/// `-qI`, `-qR`, `-qS`: which messages a forced queue run takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selector {
-    QueueId(String),
-    Recipient(String),
-    Sender(String),
 }
 
 /// How errors found during an interactive delivery are reported (`-oeX`/`-eX`).
@@ -112,6 +107,29 @@ impl Invocation {
             verbose: false,
             notes: Vec::new(),
         }
+    }
+
+    /// What to submit, as the flags and arguments say: the command line's
+    /// end of the submission stack (submit never looks at an `Invocation`).
+    pub fn submission(&self, origin: &Origin) -> Result<Submission> {
+        let mut recipients = Vec::new();
+        for arg in &self.recipients {
+            recipients.extend(address::parse_argument(arg)?);
+        }
+        Ok(Submission {
+            sender: submit::envelope_sender(self.sender.as_deref(), origin)?,
+            recipients,
+            extract_recipients: self.extract_recipients,
+            ignore_dots: self.ignore_dots,
+            full_name: (self.full_name.as_deref())
+                .map(submit::check_full_name)
+                .transpose()?,
+            body_type: self.body_type,
+            ret: self.ret,
+            envid: self.envid.clone(),
+            notify: self.notify.clone(),
+            extra_headers: String::new(),
+        })
     }
 
     fn ignore(&mut self, flag: &str, why: &str) {

@@ -11,7 +11,6 @@
 //! deferred; a destination that cannot be reached at all is skipped for the
 //! rest of the pass (Postfix's dead destination).
 
-use crate::cli::Selector;
 use crate::config::Config;
 use crate::deliver::{self, RecordContext};
 use crate::error::{Error, Result};
@@ -19,7 +18,7 @@ use crate::log::Log;
 use crate::model::{Address, Destination};
 use crate::pass_protocol::Message;
 use crate::route::destination_of;
-use crate::spool::{RcptStatus, Spool};
+use crate::spool::{RcptStatus, Selector, Spool};
 use crate::sys;
 use crate::system;
 use std::collections::{BTreeMap, VecDeque};

@@ -27,6 +27,15 @@ pub struct Recipient {
     pub orcpt: Option<String>,
 }
 
+/// `-qI`, `-qR`, `-qS`: which messages a forced queue run takes, by a
+/// case-insensitive part of their queue id, a recipient or the sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    QueueId(String),
+    Recipient(String),
+    Sender(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     pub id: String,

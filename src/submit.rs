@@ -8,7 +8,7 @@
 //! no DNS, no connecting; every caller waits on this path.
 
 use crate::address;
-use crate::cli::{BodyType, Invocation};
+use crate::cli::BodyType;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::spool::{Draft, Envelope, Spool};
@@ -100,27 +100,6 @@ pub struct Submission {
     /// Whole header fields (each ending in LF) added above the message's own,
     /// under the Received line: X-Authentication-Warning.
     pub extra_headers: String,
-}
-
-impl Submission {
-    pub fn from_invocation(inv: &Invocation, origin: &Origin) -> Result<Submission> {
-        let mut recipients = Vec::new();
-        for arg in &inv.recipients {
-            recipients.extend(address::parse_argument(arg)?);
-        }
-        Ok(Submission {
-            sender: envelope_sender(inv.sender.as_deref(), origin)?,
-            recipients,
-            extract_recipients: inv.extract_recipients,
-            ignore_dots: inv.ignore_dots,
-            full_name: inv.full_name.as_deref().map(check_full_name).transpose()?,
-            body_type: inv.body_type,
-            ret: inv.ret,
-            envid: inv.envid.clone(),
-            notify: inv.notify.clone(),
-            extra_headers: String::new(),
-        })
-    }
 }
 
 /// Queues the message on `input` as `sub` describes; returns its envelope
@@ -223,7 +202,7 @@ pub fn envelope_sender(given: Option<&str>, origin: &Origin) -> Result<String> {
 }
 
 /// `-F` goes into a From header: it must not be able to add header lines.
-fn check_full_name(name: &str) -> Result<String> {
+pub fn check_full_name(name: &str) -> Result<String> {
     if name.chars().any(char::is_control) {
         return Err(Error::Data(format!(
             "full name `{}` contains a control character",
