@@ -1516,7 +1516,7 @@ fn one_postfix_style_log_line_per_message() {
 fn address_literals_that_are_no_addresses_are_refused_at_submission() {
     // Without a smarthost, `[smarthost]` once matched the routing marker and
     // waited days for "the smarthost"; it is no literal, like `[bogus]`.
-    let t = TestSpool::with_config("bad-literal", "smarthost =\n");
+    let t = spool_with("bad-literal", "smarthost =\n");
     for rcpt in ["a@[smarthost]", "a@[bogus]", "a@[IPv6:bogus]", "a@[::1]"] {
         let out = t.run(&["-i", rcpt], SIMPLE);
         let line = out.assert_fails_one_line(&[65]);
@@ -1526,13 +1526,13 @@ fn address_literals_that_are_no_addresses_are_refused_at_submission() {
     let out = t.run(&["-i", "-t"], b"To: a@[smarthost]\n\nbody\n");
     assert!(out.assert_fails_one_line(&[65]).contains("address literal"));
     t.assert_untouched();
-    let q = t.submit(&["-i", "b@[127.0.0.1]", "c@[IPv6:::1]"], SIMPLE);
+    let q = t.submit_one(&["-i", "b@[127.0.0.1]", "c@[IPv6:::1]"], SIMPLE);
     assert_eq!(q.rcpts(), ["b@[127.0.0.1]", "c@[IPv6:::1]"]);
 }
 
 #[test]
 fn quoted_local_part_with_at_is_unqualified() {
-    let t = TestSpool::with_config("quoted-at", "smarthost =\n");
+    let t = spool_with("quoted-at", "smarthost =\n");
     let out = t.run(&["-bv", "\"x@y\""], b"");
     out.assert_ok();
     assert_eq!(
@@ -1540,7 +1540,7 @@ fn quoted_local_part_with_at_is_unqualified() {
         "\"x@y\"@example.org... deliverable: mailer esmtp, host example.org, \
          user \"x@y\"@example.org (from \"x@y\")\n"
     );
-    let q = t.submit(&["-i", "\"x@y\""], SIMPLE);
+    let q = t.submit_one(&["-i", "\"x@y\""], SIMPLE);
     assert_eq!(
         q.rcpts_with_orcpt(),
         [("\"x@y\"@example.org", Some("\"x@y\""))]
@@ -1549,7 +1549,7 @@ fn quoted_local_part_with_at_is_unqualified() {
 
 #[test]
 fn invalid_utf8_in_an_address_header_under_t_is_refused() {
-    let t = TestSpool::new("t-bad-utf8");
+    let t = spool("t-bad-utf8");
     for (msg, header) in [
         (&b"To: b\xffob@example.com\n\nbody\n"[..], "to"),
         (

@@ -876,13 +876,13 @@ fn a_submissions_own_pass_takes_that_message_only() {
 #[test]
 fn address_literals_are_delivered_to_that_address() {
     let sink = Smtp::sink(&[]);
-    let s = Spool::new(&format!("smtp_port = {}\n", sink.port));
+    let s = spool(&format!("smtp_port = {}\n", sink.port));
     let rcpt = format!("b@[{}]", sink.host);
     s.submit(&["-f", "alice@example.org", &rcpt], &message("v4", "x\n"));
-    s.pass();
+    s.pass(&[]);
     let got = sink.wait_for_messages(1, Duration::from_secs(10));
     assert_eq!(got[0].rcpt_tos, [rcpt.as_str()]);
-    assert!(s.queued().is_empty(), "{}", s.log());
+    assert!(s.queue_ids().is_empty(), "{}", s.log());
 
     let v6 = match Smtp::start(Fixture::Sink, "::1", 0, &[]) {
         Ok(sink) => sink,
@@ -891,14 +891,14 @@ fn address_literals_are_delivered_to_that_address() {
             return;
         }
     };
-    let s = Spool::new(&format!("smtp_port = {}\n", v6.port));
+    let s = spool(&format!("smtp_port = {}\n", v6.port));
     for rcpt in ["a@[IPv6:::1]", "c@[ipv6:0::1]"] {
         s.submit(&["-f", "alice@example.org", rcpt], &message("v6", "x\n"));
     }
-    s.pass();
+    s.pass(&[]);
     let got = v6.wait_for_messages(2, Duration::from_secs(10));
     let mut rcpts: Vec<String> = got.iter().flat_map(|m| m.rcpt_tos.clone()).collect();
     rcpts.sort();
     assert_eq!(rcpts, ["a@[IPv6:::1]", "c@[ipv6:0::1]"]);
-    assert!(s.queued().is_empty(), "{}", s.log());
+    assert!(s.queue_ids().is_empty(), "{}", s.log());
 }
