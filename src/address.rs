@@ -12,6 +12,9 @@
 
 use crate::error::{Error, Result};
 use crate::model::Address;
+use std::iter::Peekable;
+use std::ops::Range;
+use std::str::CharIndices;
 
 #[derive(Debug, PartialEq)]
 enum Token {
@@ -34,14 +37,13 @@ pub fn parse_list(text: &str) -> Result<Vec<String>> {
             text.escape_debug()
         ))
     };
-    let tokens = tokenize(text).map_err(&bad)?;
+    let tokens = tokenize(text).map_err(&bad)?.into_iter().map(|(t, _)| t);
     let mut out = Vec::new();
     let mut current: Vec<Token> = Vec::new();
     let mut angle: Option<Vec<Token>> = None;
     let mut found_angle: Option<String> = None;
     let mut in_group = false;
-    let iter = tokens.into_iter();
-    for tok in iter {
+    for tok in tokens {
         if let Some(inner) = angle.as_mut() {
             match tok {
                 Token::Special('>') => {
@@ -154,86 +156,105 @@ fn addr_spec(tokens: Vec<Token>) -> std::result::Result<String, &'static str> {
     Ok(s)
 }
 
-fn tokenize(text: &str) -> std::result::Result<Vec<Token>, &'static str> {
+/// A token and the byte range of `text` it was read from.
+type Spanned = (Token, Range<usize>);
+
+type Chars<'t> = Peekable<CharIndices<'t>>;
+
+/// The byte offset of the next character (the end of what was read so far).
+fn offset(chars: &mut Chars, text: &str) -> usize {
+    chars.peek().map_or(text.len(), |&(i, _)| i)
+}
+
+fn tokenize(text: &str) -> std::result::Result<Vec<Spanned>, &'static str> {
     let mut tokens = Vec::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' | '\t' | '\r' | '\n' => tokens.push(Token::Gap),
-            '(' => {
-                let mut depth = 1;
-                while depth > 0 {
-                    match chars.next().ok_or("unclosed comment")? {
-                        '\\' => {
-                            chars.next().ok_or("unclosed comment")?;
-                        }
-                        '(' => depth += 1,
-                        ')' => depth -= 1,
-                        _ => {}
-                    }
-                }
-                tokens.push(Token::Gap);
-            }
-            '"' => {
-                let mut q = String::from('"');
-                loop {
-                    match chars.next().ok_or("unclosed quoted string")? {
-                        '\\' => {
-                            let e = chars.next().ok_or("unclosed quoted string")?;
-                            if e.is_control() {
-                                return Err("control character in quoted string");
-                            }
-                            q.push('\\');
-                            q.push(e);
-                        }
-                        '"' => break,
-                        '\r' | '\n' => {} // folding inside a quoted string
-                        c if c.is_control() && c != '\t' => {
-                            return Err("control character in quoted string");
-                        }
-                        c => q.push(c),
-                    }
-                }
-                q.push('"');
-                tokens.push(Token::Quoted(q));
-            }
-            '<' | '>' | '@' | ',' | ';' | ':' | '.' | '[' | ']' => {
-                if c == '[' {
-                    // a domain literal: [192.0.2.1] or [IPv6:...]
-                    let mut lit = String::from('[');
-                    loop {
-                        match chars.next().ok_or("unclosed domain literal")? {
-                            ']' => break,
-                            c if c.is_control() || c == '[' || c == '\\' || c == ' ' => {
-                                return Err("bad character in domain literal");
-                            }
-                            c => lit.push(c),
-                        }
-                    }
-                    lit.push(']');
-                    tokens.push(Token::Word(lit));
-                } else if c == ']' {
-                    return Err("unexpected `]`");
-                } else {
-                    tokens.push(Token::Special(c));
-                }
-            }
+    let mut chars = text.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        let token = match c {
+            ' ' | '\t' | '\r' | '\n' => Token::Gap,
+            '(' => comment(&mut chars)?,
+            '"' => quoted(&mut chars)?,
+            '[' => domain_literal(&mut chars)?,
+            ']' => return Err("unexpected `]`"),
+            '<' | '>' | '@' | ',' | ';' | ':' | '.' => Token::Special(c),
             ')' | '\\' => return Err("unexpected special character"),
             c if c.is_control() => return Err("control character"),
-            c => {
-                let mut w = String::from(c);
-                while let Some(&n) = chars.peek() {
-                    if n.is_control() || " \t()<>@,;:.\"[]\\".contains(n) {
-                        break;
-                    }
-                    w.push(n);
-                    chars.next();
-                }
-                tokens.push(Token::Word(w));
-            }
-        }
+            c => word(c, &mut chars),
+        };
+        tokens.push((token, start..offset(&mut chars, text)));
     }
     Ok(tokens)
+}
+
+/// A comment, nested ones included, after its `(`: a gap between words.
+fn comment(chars: &mut Chars) -> std::result::Result<Token, &'static str> {
+    let mut depth = 1;
+    while depth > 0 {
+        match chars.next().ok_or("unclosed comment")?.1 {
+            '\\' => {
+                chars.next().ok_or("unclosed comment")?;
+            }
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    Ok(Token::Gap)
+}
+
+/// A quoted string after its `"`, kept with its quotes and escapes; folding
+/// inside it is removed.
+fn quoted(chars: &mut Chars) -> std::result::Result<Token, &'static str> {
+    let mut q = String::from('"');
+    loop {
+        match chars.next().ok_or("unclosed quoted string")?.1 {
+            '\\' => {
+                let e = chars.next().ok_or("unclosed quoted string")?.1;
+                if e.is_control() {
+                    return Err("control character in quoted string");
+                }
+                q.push('\\');
+                q.push(e);
+            }
+            '"' => break,
+            '\r' | '\n' => {}
+            c if c.is_control() && c != '\t' => {
+                return Err("control character in quoted string");
+            }
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    Ok(Token::Quoted(q))
+}
+
+/// A domain literal after its `[`: `[192.0.2.1]` or `[IPv6:...]`, one word.
+fn domain_literal(chars: &mut Chars) -> std::result::Result<Token, &'static str> {
+    let mut lit = String::from('[');
+    loop {
+        match chars.next().ok_or("unclosed domain literal")?.1 {
+            ']' => break,
+            c if c.is_control() || c == '[' || c == '\\' || c == ' ' => {
+                return Err("bad character in domain literal");
+            }
+            c => lit.push(c),
+        }
+    }
+    lit.push(']');
+    Ok(Token::Word(lit))
+}
+
+/// An atom (or a dot-atom fragment) starting with `first`.
+fn word(first: char, chars: &mut Chars) -> Token {
+    let mut w = String::from(first);
+    while let Some(&(_, n)) = chars.peek() {
+        if n.is_control() || " \t()<>@,;:.\"[]\\".contains(n) {
+            break;
+        }
+        w.push(n);
+        chars.next();
+    }
+    Token::Word(w)
 }
 
 /// Checks one envelope address (already an addr-spec, or one given with
@@ -268,84 +289,7 @@ pub fn qualify_header_value(value: &str, domain: &str) -> Option<String> {
     if addrs.iter().all(|a| Address::split(a).1.is_some()) {
         return None;
     }
-    let mut inserts = Vec::new();
-    let mut quoted = false;
-    let mut escaped = false;
-    let mut comment = 0usize;
-    let mut angle: Option<(usize, bool)> = None; // (start of contents, has @)
-    let mut seen_angle = false;
-    let mut has_at = false;
-    let mut word_end: Option<usize> = None;
-    let mut in_group = false;
-    let finish =
-        |inserts: &mut Vec<usize>, seen_angle: bool, has_at: bool, word_end: Option<usize>| {
-            if let (false, false, Some(end)) = (seen_angle, has_at, word_end) {
-                inserts.push(end);
-            }
-        };
-    for (i, c) in value.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        if quoted {
-            match c {
-                '\\' => escaped = true,
-                '"' => {
-                    quoted = false;
-                    if angle.is_none() {
-                        word_end = Some(i + 1);
-                    }
-                }
-                _ => {}
-            }
-            continue;
-        }
-        if comment > 0 {
-            match c {
-                '\\' => escaped = true,
-                '(' => comment += 1,
-                ')' => comment -= 1,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => quoted = true,
-            '(' => comment = 1,
-            '<' if angle.is_none() => {
-                angle = Some((i + 1, false));
-                seen_angle = true;
-            }
-            '>' => {
-                if let Some((start, at)) = angle.take()
-                    && !at
-                    && !value[start..i].trim().is_empty()
-                {
-                    inserts.push(i);
-                }
-            }
-            '@' => match angle.as_mut() {
-                Some((_, at)) => *at = true,
-                None => has_at = true,
-            },
-            ':' if angle.is_none() && !in_group => {
-                in_group = true; // what came before was the group's name
-                (seen_angle, has_at, word_end) = (false, false, None);
-            }
-            ',' | ';' if angle.is_none() => {
-                finish(&mut inserts, seen_angle, has_at, word_end);
-                if c == ';' {
-                    in_group = false;
-                }
-                (seen_angle, has_at, word_end) = (false, false, None);
-            }
-            c if c.is_whitespace() => {}
-            _ if angle.is_none() => word_end = Some(i + c.len_utf8()),
-            _ => {}
-        }
-    }
-    finish(&mut inserts, seen_angle, has_at, word_end);
+    let inserts = unqualified_ends(&tokenize(value).ok()?);
     if inserts.is_empty() {
         return None;
     }
@@ -359,6 +303,60 @@ pub fn qualify_header_value(value: &str, domain: &str) -> Option<String> {
     }
     out.push_str(&value[last..]);
     Some(out)
+}
+
+/// The offsets, in order, where `@domain` goes in a list that `parse_list`
+/// accepts: before the `>` of a `<...>` without `@`, and after the last
+/// token of a bare addr-spec without `@`. Elements are split as
+/// `parse_list` splits them (at `,` and `;`, after a group's `:`).
+fn unqualified_ends(tokens: &[Spanned]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let (mut start, mut in_group, mut seen_angle) = (0, false, false);
+    let mut i = 0;
+    while i < tokens.len() {
+        match tokens[i].0 {
+            Token::Special('<') => {
+                let close = (i..tokens.len())
+                    .find(|&j| tokens[j].0 == Token::Special('>'))
+                    .unwrap_or(tokens.len());
+                if close < tokens.len() && lacks_at(&tokens[i + 1..close]).is_some() {
+                    out.push(tokens[close].1.start);
+                }
+                seen_angle = true;
+                i = close;
+            }
+            Token::Special(':') if !in_group && !seen_angle => {
+                in_group = true; // what came before was the group's name
+                start = i + 1;
+            }
+            Token::Special(c @ (',' | ';')) => {
+                if !seen_angle {
+                    out.extend(lacks_at(&tokens[start..i]));
+                }
+                in_group &= c != ';';
+                (start, seen_angle) = (i + 1, false);
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if !seen_angle {
+        out.extend(lacks_at(&tokens[start..]));
+    }
+    out
+}
+
+/// For the tokens of one addr-spec: the end of its last token when it has
+/// some and no `@`.
+fn lacks_at(tokens: &[Spanned]) -> Option<usize> {
+    if tokens.iter().any(|(t, _)| *t == Token::Special('@')) {
+        return None;
+    }
+    tokens
+        .iter()
+        .rev()
+        .find(|(t, _)| *t != Token::Gap)
+        .map(|(_, span)| span.end)
 }
 
 /// Parses one recipient argument from the command line: an address, a list
@@ -501,6 +499,25 @@ mod tests {
         assert_eq!(q(" a@b, \"C\" <c@d>\n"), None);
         assert_eq!(q(" undisclosed-recipients:;\n"), None);
         assert_eq!(q(" John Smith\n"), None);
+        for (value, want) in [
+            (" \"x@y\"\n", Some(" \"x@y\"@example.org\n")),
+            ("root, <@a.b:c@d>", Some("root@example.org, <@a.b:c@d>")),
+            (
+                "Team: <a>, \"B\" <b>;",
+                Some("Team: <a@example.org>, \"B\" <b@example.org>;"),
+            ),
+            ("\"a,b\" <c>, x@y", Some("\"a,b\" <c@example.org>, x@y")),
+            ("a (x,y) , b", Some("a@example.org (x,y) , b@example.org")),
+            // `<(c)>` is the null address: nothing to qualify in it.
+            ("<(c)>, root", Some("<(c)>, root@example.org")),
+            (
+                "root@[127.0.0.1], bob",
+                Some("root@[127.0.0.1], bob@example.org"),
+            ),
+            ("<a", None),
+        ] {
+            assert_eq!(q(value).as_deref(), want, "{value:?}");
+        }
     }
 
     #[test]
