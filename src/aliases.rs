@@ -12,8 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Expansion stops this deep, as a backstop to loop detection.
-const MAX_DEPTH: usize = 20;
+use crate::limits::ALIAS_MAX_DEPTH as MAX_DEPTH;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {

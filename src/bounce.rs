@@ -10,9 +10,7 @@ use crate::spool::{Envelope, Recipient, Spool};
 use crate::system;
 use std::io::{BufRead, Write};
 
-/// The original is returned whole (RET=FULL) only up to this size; past it,
-/// its header only.
-const MAX_RETURNED: u64 = 1024 * 1024;
+use crate::limits::MAX_RETURNED;
 
 pub struct Failure {
     pub address: String,

@@ -7,6 +7,7 @@
 use crate::address;
 use crate::config::{DeliveryMode, parse_duration};
 use crate::error::{Error, Result};
+use crate::limits;
 use crate::spool::Selector;
 use crate::submit::{self, Origin, Submission};
 use lexopt::prelude::*;
@@ -389,7 +390,7 @@ fn ret(v: &str) -> Result<Ret> {
 
 /// ENVID travels in MAIL FROM as xtext: printable ASCII without spaces, at most 100 octets (RFC 3461).
 fn envid(v: &str) -> Result<String> {
-    if v.is_empty() || v.len() > 100 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+    if v.is_empty() || v.len() > limits::MAX_ENVID_LEN || !v.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Error::Usage(format!(
             "-V {}: an envelope id is 1 to 100 printable ASCII characters without spaces",
             v.escape_debug()
@@ -399,7 +400,8 @@ fn envid(v: &str) -> Result<String> {
 }
 
 fn log_tag(v: &str) -> Result<String> {
-    if v.is_empty() || v.len() > 32 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+    if v.is_empty() || v.len() > limits::MAX_LOG_TAG_LEN || !v.bytes().all(|b| b.is_ascii_graphic())
+    {
         return Err(Error::Usage(format!(
             "-L {}: a log tag is 1 to 32 printable characters",
             v.escape_debug()

@@ -2,6 +2,7 @@
 //! defaults for every key, and `FILE:LINE:` on every error.
 
 use crate::error::{Error, Result};
+use crate::limits;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -117,16 +118,15 @@ pub struct Timeouts {
 impl Default for Timeouts {
     /// RFC 5321 section 4.5.3.2, and Postfix's 30 s for connecting.
     fn default() -> Timeouts {
-        let m = |n: u64| Duration::from_secs(60 * n);
         Timeouts {
-            connect: Duration::from_secs(30),
-            greeting: m(5),
-            helo: m(5),
-            mail: m(5),
-            rcpt: m(5),
-            data_init: m(2),
-            data_block: m(3),
-            data_done: m(10),
+            connect: limits::DEFAULT_CONNECT_TIMEOUT,
+            greeting: limits::DEFAULT_COMMAND_TIMEOUT,
+            helo: limits::DEFAULT_COMMAND_TIMEOUT,
+            mail: limits::DEFAULT_COMMAND_TIMEOUT,
+            rcpt: limits::DEFAULT_COMMAND_TIMEOUT,
+            data_init: limits::DEFAULT_DATA_INIT_TIMEOUT,
+            data_block: limits::DEFAULT_DATA_BLOCK_TIMEOUT,
+            data_done: limits::DEFAULT_DATA_DONE_TIMEOUT,
         }
     }
 }
@@ -150,20 +150,20 @@ impl Default for Config {
             auth_allow_plaintext: false,
             // -odq until the delivery half exists; see README.
             delivery_mode: DeliveryMode::Background,
-            max_message_size: 50 * 1024 * 1024,
+            max_message_size: limits::DEFAULT_MAX_MESSAGE_SIZE,
             qualify_domain: None,
             log: LogTarget::Syslog,
-            max_children: 20,
-            retry_schedule: ["0", "30m", "4h", "8h", "16h", "24h", "48h"]
+            max_children: limits::DEFAULT_MAX_CHILDREN,
+            retry_schedule: limits::DEFAULT_RETRY_SCHEDULE
                 .iter()
                 .map(|d| parse_duration(d).unwrap())
                 .collect(),
             max_queue_lifetime: None,
             double_bounce_recipient: None,
-            max_per_destination: 10,
-            transaction_deadline: Duration::from_secs(15 * 60),
+            max_per_destination: limits::DEFAULT_MAX_PER_DESTINATION,
+            transaction_deadline: limits::DEFAULT_TRANSACTION_DEADLINE,
             timeouts: Timeouts::default(),
-            max_recipients: 1000,
+            max_recipients: limits::DEFAULT_MAX_RECIPIENTS,
             trusted_group: None,
             aliases_file: Some(PathBuf::from(DEFAULT_ALIASES)),
             local_recipient_fallback: None,

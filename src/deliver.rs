@@ -72,7 +72,7 @@ pub fn worker_main(
     };
     let mut reader = BufReader::new(match sock.try_clone() {
         Ok(s) => s,
-        Err(_) => return 75,
+        Err(_) => return i32::from(crate::error::exit::TEMPFAIL),
     });
     let mut writer = sock;
     let mut report = Message::Next.encode();
@@ -361,7 +361,7 @@ impl Worker<'_> {
                     Ok(_) => client.send(
                         env,
                         &list,
-                        &mut BufReader::with_capacity(64 * 1024, file),
+                        &mut BufReader::with_capacity(crate::limits::IO_BUFFER, file),
                         size,
                         t,
                     ),
@@ -397,9 +397,7 @@ fn auth_settings(config: &Config) -> auth::Settings {
 /// Each recipient's outcome of a transaction, and the relay (`host[ip]:port`).
 type Attempt = (Vec<(usize, Outcome)>, String);
 
-/// Messages up to this size are re-encoded in memory when they need it;
-/// larger ones go as they are.
-const MAX_REENCODE: u64 = 32 * 1024 * 1024;
+use crate::limits::MAX_REENCODE;
 
 /// The content re-encoded for SMTP when a text part has lines over 998
 /// octets (see `mime::reencode_long_lines`); None to send it as stored. A
@@ -411,7 +409,7 @@ fn reencoded_content(claim: &Claim, header_len: u64, size: u64) -> Option<Vec<u8
     }
     let mut file = claim.file();
     file.seek(SeekFrom::Start(header_len)).ok()?;
-    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut reader = BufReader::with_capacity(crate::limits::IO_BUFFER, file);
     let mut line_len = 0usize;
     let mut long = false;
     while !long {
@@ -442,7 +440,7 @@ fn read_claimed(claim: &Claim) -> std::io::Result<(Envelope, u64, u64)> {
     let total = claim.file().metadata()?.len();
     let mut file = claim.file();
     file.seek(SeekFrom::Start(0))?;
-    let mut reader = BufReader::with_capacity(4096, file);
+    let mut reader = BufReader::with_capacity(crate::limits::ENVELOPE_READ_BUFFER, file);
     let (envelope, header_len) = crate::spool::parse_envelope(&mut reader)?;
     Ok((envelope, header_len, total.saturating_sub(header_len)))
 }

@@ -27,7 +27,8 @@
 //!
 //! Also [`address`] (address lists), [`aliases`], [`smtpd`]
 //! (`-bs`), [`mailq`], [`mime`], [`log`], [`system`] (built on [`sys`], the one module with `unsafe`) and [`error`] (every
-//! failure and its sysexits.h code).
+//! failure and its sysexits.h code), [`limits`] (every fixed time-out,
+//! count and size).
 
 pub mod address;
 pub mod aliases;
@@ -38,6 +39,7 @@ pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod error;
+pub mod limits;
 pub mod log;
 pub mod mailq;
 pub mod mime;

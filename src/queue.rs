@@ -14,6 +14,7 @@
 use crate::config::Config;
 use crate::deliver::{self, RecordContext};
 use crate::error::{Error, Result};
+use crate::limits::{LEFTOVER_MIN_AGE, PASS_READ_PIECE, PASS_TICK, STALLED_AFTER};
 use crate::log::Log;
 use crate::model::{Address, Destination};
 use crate::pass_protocol::Message;
@@ -26,17 +27,6 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
-
-/// Leftovers in tmp/ younger than this may belong to a live writer that has
-/// created its file but not yet locked it.
-const LEFTOVER_MIN_AGE: Duration = Duration::from_secs(60);
-
-/// A child whose message has taken this long is stalled: it no longer counts
-/// against its destination's limit (another child starts on the messages
-/// behind it), up to `max_children` stalled ones come on top of
-/// `max_children`, and messages to the same recipient domain wait while
-/// others can go (a relay that holds one domain's RCPT holds them all).
-const STALLED_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 struct Job {
@@ -130,7 +120,7 @@ pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result
         if children.is_empty() {
             break;
         }
-        wait_for_children(&children, Duration::from_millis(200));
+        wait_for_children(&children, PASS_TICK);
         for i in 0..children.len() {
             serve(i, &mut children, &mut queues, &ctx, &mut log, &mut summary);
         }
@@ -308,7 +298,7 @@ fn serve(
     log: &mut Log,
     summary: &mut PassSummary,
 ) {
-    let mut buf = [0u8; 1024];
+    let mut buf = [0u8; PASS_READ_PIECE];
     loop {
         match children[i].sock.read(&mut buf) {
             Ok(0) => break,

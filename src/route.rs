@@ -7,13 +7,13 @@
 //! current-thread runtime is built here, after the fork, never in the parent.
 
 use crate::config::Config;
+use crate::limits;
 use crate::model::Destination;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::time::Duration;
 
 /// One address to try, with the name it was found under (for EHLO logs,
 /// TLS names and the Remote-MTA of bounces).
@@ -194,8 +194,8 @@ impl<'c> Router<'c> {
             };
             let opts = builder.options_mut();
             opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-            opts.timeout = Duration::from_secs(5);
-            opts.attempts = 2;
+            opts.timeout = limits::DNS_TIMEOUT;
+            opts.attempts = limits::DNS_ATTEMPTS;
             let resolver = {
                 let _guard = rt.enter();
                 builder.build().map_err(|e| fail(e.to_string()))?

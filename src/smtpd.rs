@@ -15,9 +15,7 @@ use crate::error::Error;
 use crate::submit::{self, Origin, Submission, Submitted};
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-/// Longest command line accepted, CRLF included: RFC 5321's 512 plus room
-/// for the ESMTP parameters of MAIL and RCPT.
-const MAX_COMMAND_LINE: usize = 2048;
+use crate::limits::SMTPD_MAX_COMMAND_LINE as MAX_COMMAND_LINE;
 
 /// Who is on the other end of the pipe, for the sender check.
 pub struct Peer {
@@ -40,7 +38,7 @@ pub fn serve(
         config,
         origin,
         peer,
-        input: BufReader::with_capacity(64 * 1024, input),
+        input: BufReader::with_capacity(crate::limits::IO_BUFFER, input),
         out: io::BufWriter::new(output),
         tx: None,
     };
@@ -229,7 +227,9 @@ impl<R: Read, W: Write> Session<'_, R, W> {
                     _ => return self.reply(501, "5.5.4 Bad RET parameter"),
                 },
                 "ENVID" => match decode_xtext(value).filter(|v| {
-                    !v.is_empty() && v.len() <= 100 && v.bytes().all(|b| b.is_ascii_graphic())
+                    !v.is_empty()
+                        && v.len() <= crate::limits::MAX_ENVID_LEN
+                        && v.bytes().all(|b| b.is_ascii_graphic())
                 }) {
                     Some(v) => tx.envid = Some(v),
                     None => return self.reply(501, "5.5.4 Bad ENVID parameter"),
@@ -461,7 +461,7 @@ impl<'r, R: Read> DataReader<'r, R> {
         self.pending.clear();
         self.pos = 0;
         let n = (&mut *self.input)
-            .take(64 * 1024)
+            .take(crate::limits::SMTPD_DATA_PIECE)
             .read_until(b'\n', &mut self.pending)?;
         if n == 0 {
             // The client went away: an error, so that intake discards the

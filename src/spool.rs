@@ -179,7 +179,7 @@ impl Spool {
         let mut lock = fd_lock::RwLock::new(file);
         let guard = lock.try_write().map_err(write_err)?;
         let file: &File = &guard;
-        let mut out = BufWriter::with_capacity(64 * 1024, file);
+        let mut out = BufWriter::with_capacity(crate::limits::IO_BUFFER, file);
         let body_offset = write_envelope(&mut out, envelope).map_err(write_err)?;
         let mut draft = Draft {
             out,
@@ -204,7 +204,7 @@ impl Spool {
     /// Creates `tmp/QID` exclusively, drawing a new id on a collision.
     fn create_tmp(&self) -> Result<(String, PathBuf, File)> {
         let dir = self.tmp_dir();
-        for _ in 0..100 {
+        for _ in 0..crate::limits::QUEUE_ID_TRIES {
             let id = new_queue_id();
             let path = dir.join(&id);
             match OpenOptions::new()
@@ -424,7 +424,7 @@ impl Spool {
 
 fn read_envelope_from(file: &File) -> io::Result<(Envelope, u64)> {
     let total = file.metadata()?.len();
-    let mut reader = BufReader::with_capacity(4096, file);
+    let mut reader = BufReader::with_capacity(crate::limits::ENVELOPE_READ_BUFFER, file);
     let (envelope, header_len) = parse_envelope(&mut reader)?;
     Ok((envelope, total.saturating_sub(header_len)))
 }

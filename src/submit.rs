@@ -31,9 +31,7 @@ const ADDRESS_FIELDS: [&str; 9] = [
     "resent-cc",
 ];
 
-/// The header block is held in memory to find recipients; past this size the
-/// rest of the message is treated as body, as Postfix does with header_size_limit.
-const MAX_HEADER_BLOCK: u64 = 1024 * 1024;
+use crate::limits::MAX_HEADER_BLOCK;
 
 /// Who is submitting and as which host: the parts of the context that come
 /// from the system rather than from the caller.
@@ -112,7 +110,10 @@ pub fn submit(
 ) -> Result<Submitted> {
     let full_name = sub.full_name.clone();
     let limit = config.max_message_size;
-    let mut reader = BufReader::with_capacity(64 * 1024, Normalizer::new(input, sub.ignore_dots));
+    let mut reader = BufReader::with_capacity(
+        crate::limits::IO_BUFFER,
+        Normalizer::new(input, sub.ignore_dots),
+    );
     let header = read_header_block(&mut reader)?;
     check_size(header.len, limit)?;
     let fields = Fields::parse(&header.bytes);

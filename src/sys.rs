@@ -18,13 +18,9 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd};
 use std::time::Duration;
 
-pub use libc::{gid_t, pid_t, uid_t};
+use crate::limits::{LOOKUP_BUFFER_MAX, LOOKUP_BUFFER_START};
 
-/// The first size of the buffer the `get*_r` lookups fill, and the most they
-/// grow it to on ERANGE (doubling): a group with thousands of members needs
-/// more than the first, nothing sane needs more than the last.
-const LOOKUP_BUFFER_START: usize = 4096;
-const LOOKUP_BUFFER_MAX: usize = 1 << 20;
+pub use libc::{gid_t, pid_t, uid_t};
 
 /// Which side of a [`fork`] this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,160 @@
+//! Every fixed limit of spoolmail in one place: the time-outs, counts and
+//! sizes that are not settings, each with its unit and why it is what it is.
+//! The defaults of the settings a user can change are here too (the
+//! settings themselves are in [`crate::config`]). Protocol constants that no
+//! one chooses (reply codes, RFC 5322's 998-octet line in [`crate::mime`])
+//! stay where they are used. Exit codes are in [`crate::error::exit`].
+
+use std::time::Duration;
+
+// ---- The SMTP client ----
+
+/// How long a write of commands or message data may block: RFC 5321
+/// section 4.5.3.2.5 gives the server 5 minutes to take a block of data,
+/// and the client waits as long for the socket to take it.
+pub const SMTP_WRITE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long to wait for the reply to QUIT: the mail has been handed over,
+/// so a server slow to say goodbye only keeps the connection.
+pub const SMTP_QUIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// AUTH replies read before giving up: the SASL mechanisms spoolmail uses
+/// (PLAIN, LOGIN, XOAUTH2) need at most 3 (LOGIN's two challenges and the
+/// outcome), so a server that keeps asking is broken or hostile and is cut short.
+pub const AUTH_MAX_ROUNDS: usize = 8;
+
+/// Commands and message data are written in chunks of this size at most
+/// (bytes): big enough for few system calls, small enough not to matter
+/// in memory.
+pub const SMTP_WRITE_CHUNK: usize = 64 * 1024;
+
+/// The buffer replies are read through (bytes).
+pub const SMTP_READ_BUFFER: usize = 16 * 1024;
+
+/// A reply line longer than this (bytes, CRLF included), or a reply of more
+/// lines than the next, is a protocol error: a hostile server cannot make
+/// the client buffer without bound. RFC 5321's reply line is 512 octets; the
+/// extra room is for servers that send long EHLO keywords or texts.
+pub const SMTP_MAX_REPLY_LINE: usize = 4096;
+pub const SMTP_MAX_REPLY_LINES: usize = 200;
+
+/// A malformed reply is quoted in the error up to this many characters, so
+/// that the log line stays one readable line.
+pub const SMTP_QUOTED_REPLY_CHARS: usize = 80;
+
+// ---- DNS (hickory-resolver, in the delivery children) ----
+
+/// How long one DNS query may take before it is retried, and how many times
+/// it is tried in all: a resolver that does not answer in 2 x 5 s is down,
+/// and the message is deferred rather than holding its delivery child.
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DNS_ATTEMPTS: usize = 2;
+
+// ---- The queue pass ----
+
+/// How often the pass parent wakes when no child speaks, to enforce the
+/// transaction deadline and start children for what is queued: short enough
+/// that a deadline is met within a fraction of a second, long enough to cost
+/// nothing.
+pub const PASS_TICK: Duration = Duration::from_millis(200);
+
+/// A child whose message has taken this long is stalled: it no longer counts
+/// against its destination's limit (another child starts on the messages
+/// behind it), up to `max_children` stalled ones come on top of
+/// `max_children`, and messages to the same recipient domain wait while
+/// others can go (a relay that holds one domain's RCPT holds them all).
+/// A healthy transaction to a nearby server takes well under this.
+pub const STALLED_AFTER: Duration = Duration::from_secs(5);
+
+/// Leftovers in tmp/ younger than this may belong to a live writer that has
+/// created its file but not yet locked it.
+pub const LEFTOVER_MIN_AGE: Duration = Duration::from_secs(60);
+
+/// The piece the parent reads of a child's messages at a time (bytes): the
+/// messages are short lines.
+pub const PASS_READ_PIECE: usize = 1024;
+
+// ---- Submission and the spool ----
+
+/// The header block is held in memory to find recipients; past this size
+/// (bytes) the rest of the message is treated as body, as Postfix does with
+/// header_size_limit (its default is 100 KiB; 1 MiB leaves room).
+pub const MAX_HEADER_BLOCK: u64 = 1024 * 1024;
+
+/// The longest ENVID (octets), RFC 3461 section 4.4.
+pub const MAX_ENVID_LEN: usize = 100;
+
+/// The longest syslog tag `-L` accepts (characters): syslog implementations
+/// cut the tag at 32.
+pub const MAX_LOG_TAG_LEN: usize = 32;
+
+/// Queue ids drawn before giving up on finding a free one: each is new to
+/// the microsecond with 12 random bits, so a collision is rare and 100 in a
+/// row means something else is wrong.
+pub const QUEUE_ID_TRIES: usize = 100;
+
+/// Alias expansion stops this deep, as a backstop to loop detection.
+pub const ALIAS_MAX_DEPTH: usize = 20;
+
+/// The buffer that message content is copied through: on intake from
+/// stdin, into the spool, and out of it to SMTP (bytes).
+pub const IO_BUFFER: usize = 64 * 1024;
+
+/// The buffer an envelope (the spool file's head) is read through (bytes):
+/// most envelopes fit in one read.
+pub const ENVELOPE_READ_BUFFER: usize = 4096;
+
+// ---- The SMTP server of -bs ----
+
+/// Longest command line accepted, CRLF included: RFC 5321's 512 plus room
+/// for the ESMTP parameters of MAIL and RCPT.
+pub const SMTPD_MAX_COMMAND_LINE: usize = 2048;
+
+/// DATA is read in lines of at most this many bytes at a time, so that a
+/// line without an end cannot grow a buffer without bound.
+pub const SMTPD_DATA_PIECE: u64 = 64 * 1024;
+
+// ---- Delivery ----
+
+/// Messages up to this size (bytes) are re-encoded in memory when a text
+/// part has lines too long for SMTP; larger ones go as they are.
+pub const MAX_REENCODE: u64 = 32 * 1024 * 1024;
+
+/// The original is returned whole in a bounce (RET=FULL) only up to this
+/// size (bytes); past it, its header only.
+pub const MAX_RETURNED: u64 = 1024 * 1024;
+
+// ---- System lookups (getpwuid_r, getgrnam_r) ----
+
+/// The first size of the buffer the lookups fill, and the most they grow
+/// it to on ERANGE, doubling (bytes): a group with thousands of members
+/// needs more than the first, nothing sane needs more than the last.
+pub const LOOKUP_BUFFER_START: usize = 4096;
+pub const LOOKUP_BUFFER_MAX: usize = 1 << 20;
+
+// ---- Defaults of the settings (config.rs has the settings) ----
+
+/// `retry_schedule`: when the attempts after the first come, counted from
+/// the previous one: the n-th attempt waits the n-th duration, about 4.2 days in all.
+pub const DEFAULT_RETRY_SCHEDULE: &[&str] = &["0", "30m", "4h", "8h", "16h", "24h", "48h"];
+/// `connect_timeout`: Postfix's smtp_connect_timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The SMTP command time-outs of RFC 5321 section 4.5.3.2: 5 minutes for
+/// the greeting, EHLO, MAIL and RCPT; 2 for the DATA command; 3 for each
+/// block of data; 10 for the reply to the final dot.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_DATA_INIT_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+pub const DEFAULT_DATA_BLOCK_TIMEOUT: Duration = Duration::from_secs(3 * 60);
+pub const DEFAULT_DATA_DONE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// `transaction_deadline`: one message's whole transaction; past it the
+/// child is killed and the message deferred.
+pub const DEFAULT_TRANSACTION_DEADLINE: Duration = Duration::from_secs(15 * 60);
+/// `max_message_size` (bytes): Postfix's message_size_limit is 10 MB; 50 MiB
+/// lets through what common providers accept.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 50 * 1024 * 1024;
+/// `max_children`: delivery children at once in a pass.
+pub const DEFAULT_MAX_CHILDREN: u32 = 20;
+/// `max_per_destination`: children at once to one destination.
+pub const DEFAULT_MAX_PER_DESTINATION: u32 = 10;
+/// `max_recipients`: recipients of one submission.
+pub const DEFAULT_MAX_RECIPIENTS: usize = 1000;
