@@ -44,7 +44,7 @@ pub use net::{free_port, host_port, loopback_host};
 pub use pki::{Cert, Pki};
 pub use queued::{Queued, is_queue_id};
 pub use run::{
-    Outcome, bin, read_all, run, wait_output, wait_timeout, wait_until, wait_until_exit,
+    Outcome, bin, read_all, run, spawn, wait_output, wait_timeout, wait_until, wait_until_exit,
 };
 pub use servers::{Fixture, Message, Smtp};
 pub use smtp_client::{Reply, SmtpConn, dot_stuff};

@@ -70,9 +70,7 @@ pub fn run(mut cmd: Command, input: &[u8], timeout: Duration) -> Outcome {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
+    let mut child = spawn(&mut cmd);
     let mut stdin = child.stdin.take().unwrap();
     let input = input.to_vec();
     let writer = thread::spawn(move || {
@@ -81,6 +79,23 @@ pub fn run(mut cmd: Command, input: &[u8], timeout: Duration) -> Outcome {
     let out = wait_output(child, timeout);
     writer.join().unwrap();
     out
+}
+
+/// Spawns `cmd`. A program a test has just copied can be "busy" for a
+/// moment (ETXTBSY): a child another test thread forked meanwhile holds the
+/// copy's write descriptor until it execs; that passes, so it is retried.
+pub fn spawn(cmd: &mut Command) -> Child {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Ok(child) => return child,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot run {:?}: {e}", cmd.get_program()),
+        }
+    }
 }
 
 /// Waits for a spawned `child` at most `timeout` (killing it and panicking
