@@ -1,0 +1,300 @@
+//! The module map: which module of src/ may use which. Every `crate::` path
+//! in src/ is checked against it, so a new import that points the wrong
+//! way (or closes a circle) fails here instead of rotting into the code.
+//!
+//! A module is a file or directory directly under src/; its submodules
+//! (src/smtp/protocol.rs is part of `smtp`) use each other freely. A new
+//! module needs a line in `MAP`. doc/ARCHITECTURE.md explains the layers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Leaves: they use nothing above them, and any module may use them.
+const LEAVES: &[&str] = &[
+    "error", "limits", "model", "sys", "system", "mime", "address",
+];
+
+/// The submission stack (cli -> smtpd -> submit -> aliases) and the delivery
+/// stack (queue -> deliver -> route, smtp -> tls, auth; record, bounce and
+/// pass_protocol under both processes of a pass) share only the leaves,
+/// config, spool and log.
+const SUBMISSION: &[&str] = &["cli", "smtpd", "submit", "aliases", "mailq"];
+const DELIVERY: &[&str] = &[
+    "queue",
+    "deliver",
+    "record",
+    "bounce",
+    "pass_protocol",
+    "route",
+    "smtp",
+    "tls",
+    "auth",
+];
+
+/// Each module and the modules it may use besides the leaves (the leaves
+/// list theirs among themselves). `app` dispatches by mode and may use
+/// everything.
+const MAP: &[(&str, &[&str])] = &[
+    // Leaves.
+    ("error", &[]),
+    ("limits", &[]),
+    ("model", &[]),
+    ("sys", &["error", "limits"]),
+    ("system", &["error", "limits", "sys"]),
+    ("mime", &["limits"]),
+    ("address", &["error", "limits", "model"]),
+    // Shared by both stacks.
+    ("config", &[]),
+    ("log", &["config"]),
+    ("spool", &[]),
+    // Submission.
+    ("cli", &["config", "spool", "submit"]),
+    ("smtpd", &["config", "log", "spool", "submit"]),
+    ("submit", &["aliases", "config", "log", "spool"]),
+    ("aliases", &["config", "log", "spool"]),
+    ("mailq", &["config", "spool"]),
+    // Delivery.
+    (
+        "queue",
+        &[
+            "config",
+            "deliver",
+            "log",
+            "pass_protocol",
+            "record",
+            "route",
+            "spool",
+        ],
+    ),
+    (
+        "deliver",
+        &[
+            "auth",
+            "bounce",
+            "config",
+            "log",
+            "pass_protocol",
+            "record",
+            "route",
+            "smtp",
+            "spool",
+            "tls",
+        ],
+    ),
+    ("record", &["bounce", "config", "log", "spool"]),
+    ("bounce", &["config", "log", "spool"]),
+    ("pass_protocol", &[]),
+    ("route", &["config"]),
+    ("smtp", &["auth", "config", "spool", "tls"]),
+    ("tls", &[]),
+    ("auth", &[]),
+];
+
+/// Wrong-way imports that main still has while they are being moved, each
+/// with where its type goes. Remove a line when its import is gone (the
+/// test says so); never add one.
+const PENDING: &[(&str, &str, &str)] = &[
+    ("bounce", "cli", "BodyType and Ret go to model"),
+    ("smtp", "cli", "BodyType and Ret go to model"),
+    ("smtpd", "cli", "BodyType, Ret and parse_notify go to model"),
+    ("spool", "cli", "BodyType and Ret go to model"),
+    ("submit", "cli", "BodyType and Ret go to model"),
+    ("bounce", "smtp", "enhanced_code goes to model's Reply"),
+];
+
+fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
+    MAP.iter()
+        .map(|(module, uses)| {
+            let mut set: BTreeSet<&str> = uses.iter().copied().collect();
+            if !LEAVES.contains(module) {
+                set.extend(LEAVES);
+            }
+            (*module, set)
+        })
+        .collect()
+}
+
+#[test]
+fn every_import_in_src_follows_the_map() {
+    let allowed = allowed();
+    let mut wrong = Vec::new();
+    let mut pending_seen = BTreeSet::new();
+    for (module, uses) in imports() {
+        if module == "app" {
+            continue;
+        }
+        let Some(ok) = allowed.get(module.as_str()) else {
+            wrong.push(format!(
+                "module `{module}` is not in the map: give it a line in MAP (tests/module_map.rs)"
+            ));
+            continue;
+        };
+        for (used, file) in uses {
+            if used == module || ok.contains(used.as_str()) {
+                continue;
+            }
+            if let Some(p) = PENDING.iter().find(|(m, u, _)| *m == module && *u == used) {
+                pending_seen.insert(*p);
+                continue;
+            }
+            wrong.push(format!("{file}: `{module}` may not use `{used}`"));
+        }
+    }
+    for p in PENDING.iter().filter(|p| !pending_seen.contains(*p)) {
+        wrong.push(format!(
+            "`{}` no longer uses `{}`: remove its line from PENDING",
+            p.0, p.1
+        ));
+    }
+    assert!(wrong.is_empty(), "\n{}\n", wrong.join("\n"));
+}
+
+/// The map itself points one way: no circles, and the stacks meet only in
+/// the shared modules.
+#[test]
+fn the_map_has_no_circles_and_the_stacks_do_not_cross() {
+    let allowed = allowed();
+    for (module, uses) in &allowed {
+        for used in uses {
+            assert!(allowed.contains_key(used), "{module} uses unknown {used}");
+            for (stack, other) in [(SUBMISSION, DELIVERY), (DELIVERY, SUBMISSION)] {
+                assert!(
+                    !(stack.contains(module) && other.contains(used)),
+                    "{module} may not use {used}: the stacks share only leaves, config, spool and log"
+                );
+            }
+        }
+    }
+    // Take modules whose uses are all taken; what is left is a circle.
+    let mut taken: BTreeSet<&str> = BTreeSet::new();
+    while taken.len() < allowed.len() {
+        let next: Vec<&str> = allowed
+            .iter()
+            .filter(|(m, uses)| !taken.contains(*m) && uses.iter().all(|u| taken.contains(u)))
+            .map(|(m, _)| *m)
+            .collect();
+        assert!(
+            !next.is_empty(),
+            "circle among {:?}",
+            allowed
+                .keys()
+                .filter(|m| !taken.contains(*m))
+                .collect::<Vec<_>>()
+        );
+        taken.extend(next);
+    }
+}
+
+#[test]
+fn the_scanner_reads_every_form_of_crate_path() {
+    let code = "use crate::config::Config;\n\
+                use crate::{log, spool::{Envelope, Spool}, system};\n\
+                let x = crate::route::destination_of(a, b); // crate::cli in a comment\n\
+                /// [`crate::queue`] in a doc comment\n\
+                macro_rules! m { () => { $crate::x } }\n\
+                use crate::{\n    aliases,\n    model::{Address, QueueId},\n};\n\
+                pub(crate) fn f() {}\n";
+    let found = crate_paths(code);
+    let found: Vec<(&str, usize)> = found.iter().map(|(n, l)| (n.as_str(), *l)).collect();
+    assert_eq!(
+        found,
+        [
+            ("config", 1),
+            ("log", 2),
+            ("spool", 2),
+            ("system", 2),
+            ("route", 3),
+            ("aliases", 6),
+            ("model", 6),
+        ]
+    );
+}
+
+/// Each module of src/ and the modules it uses, with a file and line where.
+fn imports() -> BTreeMap<String, Vec<(String, String)>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for file in rust_files(&src) {
+        let rel = file.strip_prefix(&src).unwrap();
+        let top = rel.components().next().unwrap().as_os_str();
+        let module = top.to_str().unwrap().trim_end_matches(".rs").to_string();
+        if module == "lib" || module == "main" {
+            continue; // the crate root and the binary
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let uses = out.entry(module).or_default();
+        for (used, line) in crate_paths(&text) {
+            uses.push((used, format!("src/{}:{line}", rel.display())));
+        }
+    }
+    out
+}
+
+fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The first module named by each `crate::` path in `code` outside
+/// comments, with its line; `crate::{a, b::c}` (on one line or several)
+/// names a and b.
+fn crate_paths(code: &str) -> Vec<(String, usize)> {
+    let code: String = code
+        .lines()
+        .map(|l| l.split("//").next().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = code[from..].find("crate::").map(|i| from + i) {
+        from = at + "crate::".len();
+        let before = code[..at].chars().next_back();
+        if before.is_some_and(|c| c == '$' || c == '_' || c.is_alphanumeric()) {
+            continue;
+        }
+        let line = code[..at].matches('\n').count() + 1;
+        let names = match code[from..].strip_prefix('{') {
+            Some(group) => group_names(group),
+            None => vec![ident(&code[from..])],
+        };
+        found.extend(names.into_iter().map(|n| (n, line)));
+    }
+    found.retain(|(n, _)| !n.is_empty());
+    found
+}
+
+/// The first name of each item of a `{...}` group, up to its closing brace.
+fn group_names(group: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut depth = 0;
+    let mut start = true;
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => start = true,
+            c if start && (c.is_alphanumeric() || c == '_') => {
+                names.push(ident(&group[i..]));
+                start = false;
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+fn ident(s: &str) -> String {
+    s.chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
+}
