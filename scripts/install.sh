@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Builds spoolmail and installs it as sendmail, mailq and newaliases.
+# Builds spoolmail and installs it as sendmail, mailq and newaliases, for a
+# source install (on Debian, the package from scripts/build-deb is the better
+# way: it replaces the system's MTA cleanly and runs the queue).
 #
-#   scripts/install.sh            /usr/sbin/sendmail, /etc/spoolmail.conf, /var/spool/spoolmail
+#   scripts/install.sh            /usr/sbin/sendmail, /usr/lib/sendmail, /etc/spoolmail.conf,
+#                                 /var/spool/spoolmail
 #   scripts/install.sh PREFIX     PREFIX/sbin/sendmail, PREFIX/etc/spoolmail.conf, PREFIX/spool
+#   scripts/install.sh --uninstall [PREFIX]
+#                                 removes the binary, its links and man pages; keeps the
+#                                 config, and the spool when it holds mail (saying so)
 #
+# Installing to / is refused while a Debian package owns /usr/sbin/sendmail
+# (exim4, Postfix): the two would fight over the links.
 # The binary is setgid to group `spoolmail` and the spool is writable by that
 # group only, as Postfix's postdrop and dma are set up: any local user can
 # submit, nobody but root and the group can read queued mail.
@@ -12,13 +20,68 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+uninstall=false
+if [ "${1:-}" = --uninstall ]; then
+    uninstall=true
+    shift
+fi
 prefix=${1:-}
 group=${GROUP:-spoolmail}
 if [ -z "$prefix" ]; then
-    sbin=/usr/sbin; bin=/usr/bin; conf=/etc/spoolmail.conf; spool=/var/spool/spoolmail
+    sbin=/usr/sbin; bin=/usr/bin; lib=/usr/lib; man=/usr/share/man
+    conf=/etc/spoolmail.conf; spool=/var/spool/spoolmail
 else
     prefix=$(realpath -m "$prefix")
-    sbin=$prefix/sbin; bin=$prefix/bin; conf=$prefix/etc/spoolmail.conf; spool=$prefix/spool
+    sbin=$prefix/sbin; bin=$prefix/bin; lib=; man=$prefix/share/man
+    conf=$prefix/etc/spoolmail.conf; spool=$prefix/spool
+fi
+
+# Man pages are generated (never hand-written) into one of these; installed
+# when present, as scripts/build-deb does.
+man_source=
+for dir in doc/man target/man; do
+    if compgen -G "$dir/*.[58]" >/dev/null; then man_source=$dir; break; fi
+done
+
+# remove_link PATH: removes PATH if it is a link to spoolmail (never another MTA's).
+remove_link() {
+    if [ -L "$1" ] && [ "$(realpath -m "$1")" = "$(realpath -m "$sbin/spoolmail")" ]; then
+        rm -f "$1" && echo "removed $1"
+    fi
+}
+
+do_uninstall() {
+    local name
+    # /usr/lib/sendmail first: it resolves through $sbin/sendmail.
+    for name in ${lib:+"$lib/sendmail"} "$sbin/sendmail" "$bin/mailq" "$bin/newaliases"; do
+        remove_link "$name"
+    done
+    if [ -e "$sbin/spoolmail" ]; then rm -f "$sbin/spoolmail" && echo "removed $sbin/spoolmail"; fi
+    for name in "$man/man8/spoolmail.8" "$man/man5/spoolmail.conf.5"; do
+        if [ -e "$name" ]; then rm -f "$name" && echo "removed $name"; fi
+    done
+    [ -e "$conf" ] && echo "kept $conf (remove it yourself if you no longer want it)"
+    if [ -n "$(find "$spool/queue" "$spool/tmp" -mindepth 1 2>/dev/null | head -n 1)" ]; then
+        echo "kept $spool: it still holds mail ($(find "$spool/queue" -mindepth 1 -maxdepth 1 ! -name '*.state' 2>/dev/null | wc -l) message(s) in $spool/queue)"
+    elif [ -d "$spool" ]; then
+        rm -rf "$spool" && echo "removed the empty spool $spool"
+    fi
+}
+
+if $uninstall; then
+    do_uninstall
+    exit 0
+fi
+
+if [ -z "$prefix" ] && command -v dpkg-query >/dev/null; then
+    owner=$(dpkg-query -S /usr/sbin/sendmail 2>/dev/null | cut -d: -f1 || true)
+    if [ "$owner" = spoolmail ]; then
+        echo "install.sh: spoolmail's Debian package is installed: upgrade it with a newer package (scripts/build-deb), or apt-get remove spoolmail first" >&2
+        exit 73
+    elif [ -n "$owner" ]; then
+        echo "install.sh: /usr/sbin/sendmail belongs to the Debian package $owner: install spoolmail's package instead (scripts/build-deb, then apt-get install ./target/debian/spoolmail_*.deb), which replaces it cleanly" >&2
+        exit 73
+    fi
 fi
 
 profile=${PROFILE:-release}
@@ -43,6 +106,14 @@ fi
 ln -sf spoolmail "$sbin/sendmail"
 ln -sf "$sbin/spoolmail" "$bin/mailq"
 ln -sf "$sbin/spoolmail" "$bin/newaliases"
+if [ -n "$lib" ]; then
+    ln -sf ../sbin/sendmail "$lib/sendmail"
+fi
+if [ -n "$man_source" ]; then
+    for page in "$man_source"/*.[58]; do
+        install -D -m 0644 "$page" "$man/man${page##*.}/$(basename "$page")"
+    done
+fi
 
 # The spool: root:GROUP, the group may create files, others may not look in.
 install -d -m 0750 "$spool"
@@ -55,4 +126,4 @@ if [ ! -e "$conf" ]; then
     sed "s|^# spool_dir = .*|spool_dir = $spool|" doc/spoolmail.conf >"$conf"
     chmod 0644 "$conf"
 fi
-echo "installed: $sbin/sendmail (-> spoolmail), $bin/mailq, $bin/newaliases; config $conf; spool $spool"
+echo "installed: $sbin/sendmail (-> spoolmail), ${lib:+$lib/sendmail, }$bin/mailq, $bin/newaliases; config $conf; spool $spool"
