@@ -55,6 +55,25 @@ fn verified_line(sink: &Smtp) -> String {
     )
 }
 
+/// A spool with `config` that has relayed one message from alice to bob
+/// (submitted, then one pass).
+fn relay(config: &str) -> Spool {
+    let s = spool(config);
+    s.submit("bob@example.net");
+    s.pass(&[]);
+    s
+}
+
+/// The same, with alice's credentials and `ca` to verify the server with
+/// added to `config`, and `args` for the pass; the pass's stderr too.
+fn relay_as_alice(config: &str, ca: &Path, args: &[&str]) -> (Spool, String) {
+    let s = spool("");
+    s.reconfigure(&format!("{config}{}", auth_config(&s, ca, PASSWORD)));
+    s.submit("bob@example.net");
+    let stderr = s.pass(args).stderr;
+    (s, stderr)
+}
+
 fn auth_config(s: &Spool, ca: &Path, password: &str) -> String {
     let pw = s.secret("password", &format!("{password}\n"));
     format!(
@@ -69,14 +88,11 @@ fn starttls_and_auth_with_a_trusted_ca_under_required() {
     let pki = Pki::new();
     let user_pass = format!("--auth=alice:{PASSWORD}");
     let sink = tls_sink(|h| pki.server(&[h]), &[&user_pass]);
-    let s = spool("");
-    s.reconfigure(&format!(
-        "smarthost = {}\ntls = required\n{}",
-        sink.addr(),
-        auth_config(&s, &pki.ca, PASSWORD)
-    ));
-    s.submit("bob@example.net");
-    s.pass(&[]);
+    let (s, _) = relay_as_alice(
+        &format!("smarthost = {}\ntls = required\n", sink.addr()),
+        &pki.ca,
+        &[],
+    );
     let got = sink.wait_for_messages(1, Duration::from_secs(10));
     assert_eq!(got.len(), 1, "{}", s.log());
     assert_eq!(got[0].tls, "TLSv1.3");
@@ -125,14 +141,11 @@ fn implicit_tls_with_auth_login() {
         |h| pki.server(&[h]),
         &["--implicit-tls", &user_pass, "--auth-mechanisms=LOGIN"],
     );
-    let s = spool("");
-    s.reconfigure(&format!(
-        "smarthost = {}\nsmarthost_tls = implicit\n{}",
-        sink.addr(),
-        auth_config(&s, &pki.ca, PASSWORD)
-    ));
-    s.submit("bob@example.net");
-    let transcript = s.pass(&["-v"]).stderr;
+    let (s, transcript) = relay_as_alice(
+        &format!("smarthost = {}\nsmarthost_tls = implicit\n", sink.addr()),
+        &pki.ca,
+        &["-v"],
+    );
     let got = sink.wait_for_messages(1, Duration::from_secs(10));
     assert_eq!(
         (got[0].tls.as_str(), got[0].auth.as_str()),
@@ -184,9 +197,7 @@ fn xoauth2_bearer_token() {
 fn server_without_starttls() {
     // Opportunistic (the default): plain text.
     let sink = Smtp::sink(&[]);
-    let s = spool(&format!("smarthost = {}\n", sink.addr()));
-    s.submit("bob@example.net");
-    s.pass(&[]);
+    let s = relay(&format!("smarthost = {}\n", sink.addr()));
     assert_eq!(
         sink.wait_for_messages(1, Duration::from_secs(10))[0].tls,
         ""
@@ -199,9 +210,7 @@ fn server_without_starttls() {
     );
 
     // Required: deferred with the reason, never sent in plain text.
-    let s = spool(&format!("smarthost = {}\ntls = required\n", sink.addr()));
-    s.submit("bob@example.net");
-    s.pass(&[]);
+    let s = relay(&format!("smarthost = {}\ntls = required\n", sink.addr()));
     s.assert_deferred("TLS is required, but host");
     assert!(
         s.mailq().contains("does not offer STARTTLS"),
@@ -216,13 +225,11 @@ fn certificate_that_does_not_verify() {
     let pki = Pki::new();
     let sink = tls_sink(|h| pki.self_signed(&[h]), &[]);
     // Opportunistic: encrypted, delivered, and logged as Untrusted.
-    let s = spool(&format!(
+    let s = relay(&format!(
         "smarthost = {}\ntls_ca_file = {}\n",
         sink.addr(),
         pki.ca.display()
     ));
-    s.submit("bob@example.net");
-    s.pass(&[]);
     assert_eq!(
         sink.wait_for_messages(1, Duration::from_secs(10))[0].tls,
         "TLSv1.3"
@@ -236,13 +243,11 @@ fn certificate_that_does_not_verify() {
     assert!(s.log().contains(&untrusted), "{}", s.log());
 
     // Required: deferred, the reason in mailq.
-    let s = spool(&format!(
+    let s = relay(&format!(
         "smarthost = {}\ntls = required\ntls_ca_file = {}\n",
         sink.addr(),
         pki.ca.display()
     ));
-    s.submit("bob@example.net");
-    s.pass(&[]);
     s.assert_deferred("did not verify");
     assert!(s.mailq().contains("unknown issuer"), "{}", s.mailq());
     assert_eq!(sink.message_count(), 1);
@@ -252,24 +257,20 @@ fn certificate_that_does_not_verify() {
 fn certificate_for_another_name() {
     let pki = Pki::new();
     let sink = tls_sink(|_| pki.server(&["other.test"]), &[]);
-    let s = spool(&format!(
+    let s = relay(&format!(
         "smarthost = {}\ntls_ca_file = {}\n",
         sink.addr(),
         pki.ca.display()
     ));
-    s.submit("bob@example.net");
-    s.pass(&[]);
     s.assert_delivered();
     let trusted = format!("Trusted TLS connection established to {}", sink.host);
     assert!(s.log().contains(&trusted), "{}", s.log());
 
-    let s = spool(&format!(
+    let s = relay(&format!(
         "smarthost = {}\ntls = required\ntls_ca_file = {}\n",
         sink.addr(),
         pki.ca.display()
     ));
-    s.submit("bob@example.net");
-    s.pass(&[]);
     s.assert_deferred(&format!(
         "certificate is for other.test, not for {}",
         sink.host
@@ -280,9 +281,7 @@ fn certificate_for_another_name() {
 fn failed_handshake_falls_back_to_plain_text_in_the_same_pass() {
     for script in ["starttls-garbage", "starttls-close"] {
         let server = Smtp::faulty(script, &[]);
-        let s = spool(&format!("smarthost = {}\n", server.addr()));
-        s.submit("bob@example.net");
-        s.pass(&[]);
+        let s = relay(&format!("smarthost = {}\n", server.addr()));
         assert_eq!(
             server.wait_for_messages(1, Duration::from_secs(10)).len(),
             1,
@@ -300,9 +299,7 @@ fn failed_handshake_falls_back_to_plain_text_in_the_same_pass() {
         assert!(log.contains("trying again without TLS"), "{script}: {log}");
 
         // Required: no fallback.
-        let s = spool(&format!("smarthost = {}\ntls = required\n", server.addr()));
-        s.submit("bob@example.net");
-        s.pass(&[]);
+        let s = relay(&format!("smarthost = {}\ntls = required\n", server.addr()));
         s.assert_deferred("TLS handshake with");
         assert_eq!(server.message_count(), 1, "{script}");
     }
@@ -311,9 +308,7 @@ fn failed_handshake_falls_back_to_plain_text_in_the_same_pass() {
 #[test]
 fn starttls_refused_with_454() {
     let server = Smtp::faulty("starttls-454", &[]);
-    let s = spool(&format!("smarthost = {}\n", server.addr()));
-    s.submit("bob@example.net");
-    s.pass(&[]);
+    let s = relay(&format!("smarthost = {}\n", server.addr()));
     s.assert_delivered();
     assert_eq!(
         server.connections(),
@@ -322,18 +317,14 @@ fn starttls_refused_with_454() {
     );
     assert!(s.log().contains("said 454 4.7.0"), "{}", s.log());
 
-    let s = spool(&format!("smarthost = {}\ntls = required\n", server.addr()));
-    s.submit("bob@example.net");
-    s.pass(&[]);
+    let s = relay(&format!("smarthost = {}\ntls = required\n", server.addr()));
     s.assert_deferred("TLS is required, but host");
 }
 
 #[test]
 fn data_pipelined_after_the_starttls_reply_is_refused() {
     let server = Smtp::faulty("starttls-inject", &[]);
-    let s = spool(&format!("smarthost = {}\n", server.addr()));
-    s.submit("bob@example.net");
-    s.pass(&[]);
+    let s = relay(&format!("smarthost = {}\n", server.addr()));
     s.assert_deferred("sent data after its 220 reply to STARTTLS");
     assert_eq!(server.message_count(), 0);
     let transcript = server.session_log(1);
@@ -392,14 +383,7 @@ fn no_password_over_tls_that_did_not_verify() {
     let pki = Pki::new();
     let user_pass = format!("--auth=alice:{PASSWORD}");
     let sink = tls_sink(|h| pki.self_signed(&[h]), &[&user_pass]);
-    let s = spool("");
-    s.reconfigure(&format!(
-        "smarthost = {}\n{}",
-        sink.addr(),
-        auth_config(&s, &pki.ca, PASSWORD)
-    ));
-    s.submit("bob@example.net");
-    s.pass(&[]);
+    let (s, _) = relay_as_alice(&format!("smarthost = {}\n", sink.addr()), &pki.ca, &[]);
     s.assert_deferred("not sending credentials to");
     assert!(s.mailq().contains("did not verify"), "{}", s.mailq());
     assert_eq!(sink.message_count(), 0);
@@ -440,14 +424,8 @@ fn verbose_transcript_hides_the_secret() {
     let pki = Pki::new();
     let user_pass = format!("--auth=alice:{PASSWORD}");
     let sink = tls_sink(|h| pki.server(&[h]), &[&user_pass]);
-    let s = spool("");
-    s.reconfigure(&format!(
-        "smarthost = {}\n{}",
-        sink.addr(),
-        auth_config(&s, &pki.ca, PASSWORD)
-    ));
-    s.submit("bob@example.net");
-    let transcript = s.pass(&["-v"]).stderr;
+    let (s, transcript) =
+        relay_as_alice(&format!("smarthost = {}\n", sink.addr()), &pki.ca, &["-v"]);
     s.assert_delivered();
     assert!(transcript.contains(">>> STARTTLS"), "{transcript}");
     assert!(transcript.contains(">>> AUTH PLAIN ***"), "{transcript}");
