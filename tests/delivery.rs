@@ -506,18 +506,8 @@ fn tarpit_does_not_delay_other_destinations() {
     for i in 0..40 {
         s.submit(&[&format!("u{i}@fast.test")], &message("fast", "x\n"));
     }
-    let started = Instant::now();
-    let mut pass = s
-        .cmd(&["-q"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let all_fast = harness::wait_until(Duration::from_secs(20), || fast.message_count() == 40);
-    let elapsed = started.elapsed();
-    let still_running = pass.try_wait().unwrap().is_none();
-    let _ = pass.kill();
-    let _ = pass.wait();
+    let (all_fast, elapsed, still_running) =
+        pass_until(&s, Duration::from_secs(20), || fast.message_count() == 40);
     assert!(
         all_fast,
         "only {} of 40 fast messages arrived",
@@ -539,6 +529,20 @@ fn tarpit_does_not_delay_other_destinations() {
     let left: Vec<String> = s.queue_ids().iter().map(|id| s.file(id)).collect();
     assert_eq!(left.len(), 5, "{left:?}");
     assert!(left.iter().all(|f| f.contains("@slow.test")));
+}
+
+/// Starts a queue run and waits (at most `limit`) until `done` holds, then
+/// kills the run: whether `done` held, how long that took, and whether the
+/// run was still going then (held up elsewhere).
+fn pass_until(s: &Spool, limit: Duration, done: impl FnMut() -> bool) -> (bool, Duration, bool) {
+    let started = Instant::now();
+    let mut pass = s.spawn_pass();
+    let held = harness::wait_until(limit, done);
+    let elapsed = started.elapsed();
+    let still_running = pass.try_wait().unwrap().is_none();
+    let _ = pass.kill();
+    let _ = pass.wait();
+    (held, elapsed, still_running)
 }
 
 fn marker_counts(server: &Smtp) -> std::collections::BTreeMap<String, usize> {
@@ -588,15 +592,7 @@ fn three_concurrent_passes_deliver_each_message_once() {
     let sink = Smtp::sink(&[]);
     let s = spool(&format!("smarthost = {}\n", sink.addr()));
     submit_many(&s, 500, "bob@example.net");
-    let passes: Vec<Child> = (0..3)
-        .map(|_| {
-            s.cmd(&["-q"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let passes: Vec<Child> = (0..3).map(|_| s.spawn_pass()).collect();
     for p in passes {
         assert!(wait_output(p, Duration::from_secs(120)).status.success());
     }
@@ -615,12 +611,7 @@ fn pass_killed_halfway_loses_nothing() {
         server.addr()
     ));
     submit_many(&s, 100, "bob@example.net");
-    let mut pass = s
-        .cmd(&["-q"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut pass = s.spawn_pass();
     let some = harness::wait_until(Duration::from_secs(30), || server.message_count() >= 20);
     // The parent dies at once; its children notice the closed socket and stop.
     unsafe { libc::kill(pass.id() as i32, libc::SIGKILL) };
@@ -778,18 +769,8 @@ fn relay_holding_one_domain_does_not_hold_the_others() {
             &message(&format!("ordinary{i}"), "x\n"),
         );
     }
-    let started = Instant::now();
-    let mut pass = s
-        .cmd(&["-q"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let all = harness::wait_until(Duration::from_secs(40), || relay.message_count() == 10);
-    let elapsed = started.elapsed();
-    let still_running = pass.try_wait().unwrap().is_none();
-    let _ = pass.kill();
-    let _ = pass.wait();
+    let (all, elapsed, still_running) =
+        pass_until(&s, Duration::from_secs(40), || relay.message_count() == 10);
     assert!(
         all,
         "only {} of 10 ordinary messages arrived",

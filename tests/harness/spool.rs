@@ -3,10 +3,10 @@
 
 use super::files::{TempDir, list_dir, set_mode};
 use super::queued::Queued;
-use super::run::{Outcome, bin, run};
+use super::run::{Outcome, bin, run, spawn};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The config lines of a test spool after `spool_dir` and `log` (which
@@ -184,6 +184,13 @@ impl Spool {
         let mut all = vec!["-q"];
         all.extend(args);
         self.run_ok(&all, b"")
+    }
+
+    /// A queue run started in the background, its output discarded.
+    pub fn spawn_pass(&self) -> Child {
+        let mut cmd = self.cmd(&["-q"]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        spawn(&mut cmd)
     }
 
     /// Names in `queue/` (state files too), sorted.
