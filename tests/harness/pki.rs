@@ -44,24 +44,14 @@ impl Pki {
         require_program("openssl");
         let dir = scratch_dir("pki");
         let ca = dir.join("ca.pem");
-        openssl(
+        new_key(
             &dir,
+            "-x509",
+            ("ca.key", "ca.pem"),
+            "spoolmail test CA",
             &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
                 "-days",
                 "2",
-                "-subj",
-                "/CN=spoolmail test CA",
                 "-addext",
                 "basicConstraints=critical,CA:TRUE",
                 "-addext",
@@ -79,24 +69,7 @@ impl Pki {
     /// (`mx1.mx.test`) and IP addresses (`127.10.0.1`) alike.
     pub fn server(&self, names: &[&str]) -> Cert {
         let (cert, key, csr, ext) = self.paths();
-        openssl(
-            &self.dir,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &format!("/CN={}", names[0]),
-            ],
-        );
+        new_key(&self.dir, "-new", (&key, &csr), names[0], &[]);
         fs::write(self.dir.join(&ext), server_extensions(names)).unwrap();
         openssl(
             &self.dir,
@@ -130,29 +103,12 @@ impl Pki {
     pub fn self_signed(&self, names: &[&str]) -> Cert {
         let (cert, key, _, ext) = self.paths();
         fs::write(self.dir.join(&ext), server_extensions(names)).unwrap();
-        openssl(
+        new_key(
             &self.dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &cert,
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={}", names[0]),
-                "-extensions",
-                "server",
-                "-config",
-                &ext,
-            ],
+            "-x509",
+            (&key, &cert),
+            names[0],
+            &["-days", "2", "-extensions", "server", "-config", &ext],
         );
         Cert {
             cert: self.dir.join(cert),
@@ -199,6 +155,30 @@ fn server_extensions(names: &[&str]) -> String {
          extendedKeyUsage = serverAuth,clientAuth\n",
         san.join(",")
     )
+}
+
+/// `openssl req MODE` with a new P-256 key written to `key` and `CN=cn`:
+/// MODE `-x509` makes a self-signed certificate, `-new` a signing request,
+/// written to `out`; `extra` arguments follow.
+fn new_key(dir: &Path, mode: &str, (key, out): (&str, &str), cn: &str, extra: &[&str]) {
+    let subj = format!("/CN={cn}");
+    let mut args = vec![
+        "req",
+        mode,
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        out,
+        "-subj",
+        &subj,
+    ];
+    args.extend_from_slice(extra);
+    openssl(dir, &args);
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
