@@ -6,6 +6,7 @@
 use crate::cli::{BodyType, Ret};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::model::EnhancedCode;
 use crate::spool::{Envelope, Recipient, Spool};
 use crate::system;
 use std::io::{BufRead, Write};
@@ -17,6 +18,8 @@ pub struct Failure {
     pub orcpt: Option<String>,
     /// The server's reply or our own reason, one line.
     pub reason: String,
+    /// The enhanced status code of the reply or of our reason, if it has one.
+    pub status: Option<EnhancedCode>,
     /// `host[ip]:port` of the server that gave the reason, if one did.
     pub remote: Option<String>,
     /// The attempts ran out rather than a server refusing.
@@ -185,15 +188,13 @@ fn report_head(
     s
 }
 
-/// The enhanced status code from the reason (`550 5.1.1 ...`), else one
-/// that fits: 4.4.7 for an expired message, 5.0.0 otherwise.
-fn status_code(f: &Failure) -> String {
-    if f.expired {
-        return "4.4.7".to_string();
-    }
-    match crate::smtp::enhanced_code(&f.reason) {
-        Some(code) if code.starts_with('5') => code.to_string(),
-        _ => "5.0.0".to_string(),
+/// The failure's own permanent enhanced status code (`550 5.1.1 ...`),
+/// else one that fits: 4.4.7 for an expired message, 5.0.0 otherwise.
+fn status_code(f: &Failure) -> EnhancedCode {
+    match f.status {
+        _ if f.expired => EnhancedCode::new(4, 4, 7),
+        Some(code) if code.class == 5 => code,
+        _ => EnhancedCode::new(5, 0, 0),
     }
 }
 
@@ -201,29 +202,30 @@ fn status_code(f: &Failure) -> String {
 mod tests {
     use super::*;
 
-    fn failure(reason: &str) -> Failure {
-        Failure {
-            address: "a@b".into(),
-            orcpt: None,
-            reason: reason.into(),
-            remote: None,
-            expired: false,
-        }
-    }
-
     #[test]
     fn status_codes() {
-        assert_eq!(
-            status_code(&failure("550 5.1.1 <a@b>: user unknown")),
-            "5.1.1"
-        );
-        assert_eq!(status_code(&failure("550 user unknown")), "5.0.0");
-        assert_eq!(
-            status_code(&Failure {
-                expired: true,
-                ..failure("451 later")
-            }),
-            "4.4.7"
-        );
+        let failure = |status: Option<&str>, expired| Failure {
+            address: "a@b".into(),
+            orcpt: None,
+            reason: "whatever the text says: 550 5.9.9".into(),
+            status: status.and_then(EnhancedCode::parse),
+            remote: None,
+            expired,
+        };
+        let cases = [
+            (Some("5.1.1"), false, "5.1.1"),
+            (None, false, "5.0.0"),
+            // A temporary code is no reason for a failure notice.
+            (Some("4.3.0"), false, "5.0.0"),
+            (Some("4.3.0"), true, "4.4.7"),
+            (Some("5.1.1"), true, "4.4.7"),
+        ];
+        for (status, expired, want) in cases {
+            assert_eq!(
+                status_code(&failure(status, expired)).to_string(),
+                want,
+                "{status:?} {expired}"
+            );
+        }
     }
 }

@@ -11,10 +11,10 @@ use crate::bounce::{self, Failure};
 use crate::config::{Config, SmarthostTls, TlsPolicy};
 use crate::log::Log;
 use crate::mime;
-use crate::model::Destination;
+use crate::model::{Destination, EnhancedCode, Outcome, Verdict};
 use crate::pass_protocol::{Message, one_line};
 use crate::route::{RouteError, Router, Target};
-use crate::smtp::{Client, Outcome, Rcpt, SessionError, Setup, TlsMode};
+use crate::smtp::{Client, Rcpt, SessionError, Setup, TlsMode, Transaction};
 use crate::spool::{Claim, ClaimSlot, Envelope, RcptStatus, Spool, State};
 use crate::system;
 use crate::tls::{self, Tls};
@@ -184,9 +184,9 @@ impl Worker<'_> {
         }
         let targets = match self.targets.as_ref().expect("just set") {
             Ok(t) => t.clone(),
-            Err(RouteError::Permanent(r)) => return Err((Outcome::Failed(r.clone()), None)),
+            Err(RouteError::Permanent(r)) => return Err((Outcome::failed(r.clone(), None), None)),
             Err(RouteError::Temporary(r)) => {
-                return Err((Outcome::Deferred(r.clone()), Some(r.clone())));
+                return Err((Outcome::deferred(r.clone()), Some(r.clone())));
             }
         };
         let helo = self
@@ -227,7 +227,7 @@ impl Worker<'_> {
         .flatten()
         .next()
         {
-            return Err((Outcome::Deferred(broken.clone()), Some(broken.clone())));
+            return Err((Outcome::deferred(broken.clone()), Some(broken.clone())));
         }
         let tls = self.tls.as_ref().and_then(|t| t.as_ref().ok());
         let auth = self
@@ -289,15 +289,16 @@ impl Worker<'_> {
             .cloned()
             .unwrap_or_else(|| "no address to connect to".into());
         if all_permanent && !errors.is_empty() {
-            Err((Outcome::Failed(reason), None))
+            Err((Outcome::failed(reason, None), None))
         } else {
-            Err((Outcome::Deferred(reason.clone()), Some(reason)))
+            Err((Outcome::deferred(reason.clone()), Some(reason)))
         }
     }
 
-    /// Sends the message over the open connection; when that connection
-    /// turns out to have gone stale (the server closed it while idle, or
-    /// said 421 before taking anything), once more over a fresh one.
+    /// Sends the message to `rcpts` over the open connection, in as many
+    /// transactions as the server's recipient limit needs (RFC 5321
+    /// 4.5.3.1.10): every recipient has its try in this attempt, none waits
+    /// for the next one only because the server took too many at once.
     fn transaction(
         &mut self,
         claim: &Claim,
@@ -307,26 +308,53 @@ impl Worker<'_> {
         size: u64,
     ) -> (Vec<(usize, Outcome)>, Option<String>) {
         let reencoded = reencoded_content(claim, header_len, size);
-        let mut result =
-            self.try_transaction(claim, env, rcpts, header_len, size, reencoded.as_deref());
+        let mut outcomes = Vec::with_capacity(rcpts.len());
+        let mut relay = None;
+        let mut pending = rcpts.to_vec();
+        while !pending.is_empty() {
+            let (done, r) =
+                self.one_transaction(claim, env, &pending, header_len, size, reencoded.as_deref());
+            // `again` is never all of `pending` (see `smtp::protocol::finish`):
+            // each round ends at least one recipient, so the loop ends.
+            debug_assert!(done.again.len() < pending.len());
+            relay = relay.or(r);
+            outcomes.extend(done.outcomes);
+            pending = done.again;
+        }
+        (outcomes, relay)
+    }
+
+    /// One transaction over the open connection; when that connection
+    /// turns out to have gone stale (the server closed it while idle, or
+    /// said 421 before taking anything), once more over a fresh one.
+    fn one_transaction(
+        &mut self,
+        claim: &Claim,
+        env: &Envelope,
+        rcpts: &[usize],
+        header_len: u64,
+        size: u64,
+        reencoded: Option<&[u8]>,
+    ) -> (Transaction, Option<String>) {
+        let all = |o: &Outcome| Transaction {
+            outcomes: rcpts.iter().map(|&i| (i, o.clone())).collect(),
+            again: Vec::new(),
+        };
+        let mut result = self.try_transaction(claim, env, rcpts, header_len, size, reencoded);
         if let Err((e, _)) = &result
             && e.stale
         {
             self.client = None;
             if let Err((outcome, _)) = self.connection() {
-                return (rcpts.iter().map(|&i| (i, outcome.clone())).collect(), None);
+                return (all(&outcome), None);
             }
-            result =
-                self.try_transaction(claim, env, rcpts, header_len, size, reencoded.as_deref());
+            result = self.try_transaction(claim, env, rcpts, header_len, size, reencoded);
         }
         match result {
-            Ok((outcomes, relay)) => (outcomes, Some(relay)),
+            Ok((done, relay)) => (done, Some(relay)),
             Err((e, relay)) => {
                 self.client = None; // the connection is unusable; the next job reconnects
-                let deferred = rcpts
-                    .iter()
-                    .map(|&i| (i, Outcome::Deferred(e.text.clone())));
-                (deferred.collect(), Some(relay))
+                (all(&Outcome::deferred(e.text)), Some(relay))
             }
         }
     }
@@ -394,8 +422,8 @@ fn auth_settings(config: &Config) -> auth::Settings {
     }
 }
 
-/// Each recipient's outcome of a transaction, and the relay (`host[ip]:port`).
-type Attempt = (Vec<(usize, Outcome)>, String);
+/// What a transaction did, and the relay (`host[ip]:port`).
+type Attempt = (Transaction, String);
 
 use crate::limits::MAX_REENCODE;
 
@@ -482,44 +510,31 @@ pub fn record(
     let mut failed_indices = Vec::new();
     for (i, outcome) in outcomes {
         let r = &env.recipients[*i];
-        // Our own errors (I/O, DNS) may span lines; server replies are
-        // already one. Nothing here may add a line to a log, a state file
-        // or the DSN.
-        let (status, text, log_status, expired) = match outcome {
-            Outcome::Sent(t) => (RcptStatus::Delivered, one_line(t), "sent", false),
-            Outcome::Failed(t) => (RcptStatus::Failed, one_line(t), "bounced", false),
-            Outcome::Deferred(t) if out_of_time => {
-                let t = format!(
-                    "message expired after {} attempts over {}; last error: {}",
-                    state.attempts,
-                    human_age(age),
-                    one_line(t)
-                );
-                (RcptStatus::Failed, t, "expired", true)
-            }
-            Outcome::Deferred(t) => (RcptStatus::Deferred, one_line(t), "deferred", false),
-        };
+        let rec = recorded(outcome, out_of_time.then_some((state.attempts, age)));
         log.info(&format!(
-            "{}: to=<{}>, relay={}, delay={age}, dsn={}, status={log_status} ({text})",
+            "{}: to=<{}>, relay={}, delay={age}, dsn={}, status={} ({})",
             env.id,
             r.address,
             relay.unwrap_or("none"),
-            dsn_of(&text, status)
+            rec.dsn,
+            rec.log_status,
+            rec.text
         ));
-        if status == RcptStatus::Failed {
-            let remote = relay
-                .filter(|_| !expired && text.get(..1).is_some_and(|c| c == "5"))
-                .map(str::to_string);
+        if rec.status == RcptStatus::Failed {
+            // Remote-MTA and an `smtp;` diagnostic only for a server's own
+            // refusal, not for an expiry or a reason of ours.
+            let server_said = !rec.expired && outcome.reply().is_some();
             failed_indices.push(*i);
             failures.push(Failure {
                 address: r.address.clone(),
                 orcpt: r.orcpt.clone(),
-                reason: text.clone(),
-                remote,
-                expired,
+                reason: rec.text.clone(),
+                status: own_status(outcome),
+                remote: relay.filter(|_| server_said).map(str::to_string),
+                expired: rec.expired,
             });
         }
-        state.set(*i, status, &text);
+        state.set(*i, rec.status, &rec.text);
     }
     if !failures.is_empty()
         && let Err(e) = queue_bounce(ctx, &claim, env, &failures, log)
@@ -639,7 +654,7 @@ pub fn defer(
                     RcptStatus::Pending | RcptStatus::Deferred
                 )
         })
-        .map(|&i| (i, Outcome::Deferred(reason.to_string())))
+        .map(|&i| (i, Outcome::deferred(reason)))
         .collect();
     if outcomes.is_empty() {
         return Vec::new();
@@ -650,17 +665,57 @@ pub fn defer(
     })
 }
 
-/// The enhanced status code for a log line: the reply's own, else by class.
-fn dsn_of(text: &str, status: RcptStatus) -> String {
-    if let Some(code) = crate::smtp::enhanced_code(text) {
-        return code.to_string();
+/// How one outcome is recorded: the recipient's status and its text (one
+/// line), the log's word for it, whether the attempts ran out, and the
+/// enhanced status code the log shows.
+#[derive(Debug, PartialEq, Eq)]
+struct Recorded {
+    status: RcptStatus,
+    text: String,
+    log_status: &'static str,
+    expired: bool,
+    dsn: EnhancedCode,
+}
+
+/// The rule from an outcome to what is recorded: the verdict comes from the
+/// outcome's type; a deferral when the schedule or the queue lifetime ran
+/// out (`expiry`: the attempts made and the message's age) fails for good.
+fn recorded(outcome: &Outcome, expiry: Option<(u32, u64)>) -> Recorded {
+    // Our own errors (I/O, DNS) may span lines; server replies are already
+    // one. Nothing here may add a line to a log, a state file or the DSN.
+    let text = one_line(&outcome.to_string());
+    let (status, log_status) = match outcome.verdict() {
+        Verdict::Sent => (RcptStatus::Delivered, "sent"),
+        Verdict::Failed => (RcptStatus::Failed, "bounced"),
+        Verdict::Deferred => (RcptStatus::Deferred, "deferred"),
+    };
+    match expiry {
+        Some((attempts, age)) if status == RcptStatus::Deferred => Recorded {
+            status: RcptStatus::Failed,
+            text: format!(
+                "message expired after {attempts} attempts over {}; last error: {text}",
+                human_age(age)
+            ),
+            log_status: "expired",
+            expired: true,
+            dsn: EnhancedCode::new(5, 0, 0),
+        },
+        _ => Recorded {
+            status,
+            text,
+            log_status,
+            expired: false,
+            dsn: outcome.status(),
+        },
     }
-    match status {
-        RcptStatus::Delivered => "2.0.0",
-        RcptStatus::Failed => "5.0.0",
-        _ => "4.0.0",
+}
+
+/// The enhanced status code the outcome itself gives, if any.
+fn own_status(outcome: &Outcome) -> Option<EnhancedCode> {
+    match outcome {
+        Outcome::Reply(r) => r.enhanced,
+        Outcome::Local(l) => l.status,
     }
-    .to_string()
 }
 
 fn human_age(secs: u64) -> String {
@@ -669,5 +724,105 @@ fn human_age(secs: u64) -> String {
         s if s < 7200 => format!("{}m", s / 60),
         s if s < 172800 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86400),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::type_complexity)] // a table's row type is spelled out where the table is
+mod tests {
+    use super::*;
+    use crate::model::Reply;
+
+    fn reply(code: u16, text: &str) -> Outcome {
+        Outcome::Reply(Reply::new(code, &[text.to_string()]))
+    }
+
+    #[test]
+    fn outcomes_are_recorded_by_their_type() {
+        let sent = RcptStatus::Delivered;
+        let (deferred, failed) = (RcptStatus::Deferred, RcptStatus::Failed);
+        let size = Outcome::failed("message size 9 exceeds", Some(EnhancedCode::new(5, 3, 4)));
+        // (outcome, expiry, status, text, log word, dsn)
+        let cases: Vec<(Outcome, Option<(u32, u64)>, RcptStatus, &str, &str, &str)> = vec![
+            (
+                reply(250, "2.0.0 Ok: queued"),
+                None,
+                sent,
+                "250 2.0.0 Ok: queued",
+                "sent",
+                "2.0.0",
+            ),
+            (
+                reply(250, "2.0.0 Ok"),
+                Some((3, 60)),
+                sent,
+                "250 2.0.0 Ok",
+                "sent",
+                "2.0.0",
+            ),
+            (
+                reply(550, "5.1.1 unknown"),
+                None,
+                failed,
+                "550 5.1.1 unknown",
+                "bounced",
+                "5.1.1",
+            ),
+            (
+                reply(451, "later"),
+                None,
+                deferred,
+                "451 later",
+                "deferred",
+                "4.0.0",
+            ),
+            (
+                reply(451, "4.3.0 later"),
+                Some((2, 7200)),
+                failed,
+                "message expired after 2 attempts over 2h; last error: 451 4.3.0 later",
+                "expired",
+                "5.0.0",
+            ),
+            (
+                Outcome::deferred("lost\nconnection"),
+                None,
+                deferred,
+                "lost connection",
+                "deferred",
+                "4.0.0",
+            ),
+            (
+                size,
+                None,
+                failed,
+                "message size 9 exceeds",
+                "bounced",
+                "5.3.4",
+            ),
+            // A reply that cannot be final is never "sent".
+            (
+                Outcome::from_final(&Reply::new(354, &["go".into()]), "the end of data"),
+                None,
+                deferred,
+                "protocol error: 354 in reply to the end of data",
+                "deferred",
+                "4.0.0",
+            ),
+        ];
+        for (outcome, expiry, status, text, word, dsn) in cases {
+            let r = recorded(&outcome, expiry);
+            assert_eq!(
+                (
+                    r.status,
+                    r.text.as_str(),
+                    r.log_status,
+                    r.dsn.to_string().as_str()
+                ),
+                (status, text, word, dsn),
+                "{outcome}"
+            );
+            assert_eq!(r.expired, word == "expired");
+        }
     }
 }

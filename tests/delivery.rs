@@ -883,3 +883,64 @@ fn address_literals_are_delivered_to_that_address() {
     assert_eq!(rcpts, ["a@[IPv6:::1]", "c@[ipv6:0::1]"]);
     assert!(s.queue_ids().is_empty(), "{}", s.log());
 }
+
+/// One message to one recipient through a server that answers out of the
+/// protocol: the recipient must be deferred with `reason`, never counted
+/// sent, and the server must not have kept the message.
+fn deferred_by_protocol_error(script: &str, reason: &str) {
+    let server = Smtp::faulty(script, &[]);
+    let s = spool(&format!("smarthost = {}\n", server.addr()));
+    s.submit(&["bob@example.net"], &message(script, "x\n"));
+    let id = s.queue_ids().pop().unwrap();
+    s.pass(&[]);
+    let state = s.state(&id);
+    assert!(
+        state.contains(&format!("rcpt 0 deferred {reason}")),
+        "{script}: {state}"
+    );
+    assert!(!s.log().contains("status=sent"), "{script}: {}", s.log());
+    assert!(s.log().contains("status=deferred"), "{script}: {}", s.log());
+    assert_eq!(server.message_count(), 0, "{script}");
+    assert_eq!(s.queue_ids(), vec![id], "{script}: still queued");
+}
+
+#[test]
+fn a_2xx_reply_to_data_defers_as_a_protocol_error() {
+    deferred_by_protocol_error("data-250", "protocol error: 250 in reply to DATA");
+}
+
+#[test]
+fn a_3xx_reply_to_rcpt_defers_as_a_protocol_error() {
+    deferred_by_protocol_error("rcpt-350", "protocol error: 350 in reply to RCPT TO");
+}
+
+#[test]
+fn a_3xx_reply_to_the_end_of_data_defers_as_a_protocol_error() {
+    deferred_by_protocol_error("dot-354", "protocol error: 354 in reply to the end of data");
+}
+
+#[test]
+fn a_surplus_reply_line_under_pipelining_defers_as_a_protocol_error() {
+    deferred_by_protocol_error("surplus-reply", "protocol error: 250 in reply to DATA");
+}
+
+#[test]
+fn a_recipient_limit_sends_the_rest_at_once_on_the_same_connection() {
+    let server = Smtp::faulty("rcpt-limit", &["--max-rcpts", "3"]);
+    let s = spool(&format!("smarthost = {}\n", server.addr()));
+    let rcpts: Vec<String> = (0..8).map(|i| format!("r{i}@example.net")).collect();
+    let args: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    s.submit(&args, &message("many", "x\n"));
+    s.pass(&[]);
+    let got = server.wait_for_messages(3, Duration::from_secs(10));
+    let mut delivered: Vec<String> = got.iter().flat_map(|m| m.rcpt_tos.clone()).collect();
+    delivered.sort();
+    assert_eq!(delivered, rcpts, "every recipient in one pass");
+    assert_eq!(
+        got.iter().map(|m| m.rcpt_tos.len()).collect::<Vec<_>>(),
+        vec![3, 3, 2]
+    );
+    assert_eq!(server.connections(), 1, "one connection");
+    assert!(s.queue_ids().is_empty(), "{}", s.log());
+    assert_eq!(s.log().matches("status=sent").count(), 8, "{}", s.log());
+}

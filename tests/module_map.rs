@@ -99,7 +99,6 @@ const PENDING: &[(&str, &str, &str)] = &[
     ("smtpd", "cli", "BodyType, Ret and parse_notify go to model"),
     ("spool", "cli", "BodyType and Ret go to model"),
     ("submit", "cli", "BodyType and Ret go to model"),
-    ("bounce", "smtp", "enhanced_code goes to model's Reply"),
 ];
 
 fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {

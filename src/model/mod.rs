@@ -1,6 +1,7 @@
 //! The values spoolmail works with, as types that say what they are: an
 //! envelope address, a queue id, where a recipient's mail goes, and the DSN
-//! and body parameters of a message.
+//! and body parameters of a message; an SMTP reply, and what one delivery
+//! attempt did for one recipient.
 //!
 //! This layer does no I/O and uses nothing else in the crate, so that every
 //! other module can depend on it and it can be tested on its own. Its errors
@@ -11,6 +12,7 @@ mod body_type;
 mod destination;
 mod notify;
 mod queue_id;
+mod reply;
 mod ret;
 
 pub use address::{Address, AddressError};
@@ -18,4 +20,5 @@ pub use body_type::BodyType;
 pub use destination::Destination;
 pub use notify::Notify;
 pub use queue_id::QueueId;
+pub use reply::{EnhancedCode, Local, Outcome, Reply, Verdict};
 pub use ret::Ret;

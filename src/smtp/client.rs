@@ -1,11 +1,5 @@
-//! The SMTP client: one connection to one server, any number of
-//! transactions over it. EHLO (HELO fallback), PIPELINING, SIZE, 8BITMIME,
-//! SMTPUTF8, DSN parameters, enhanced status codes, and the message streamed
-//! from the spool with CRLF and dot-stuffing.
-//!
-//! Every read has a timeout (RFC 5321 section 4.5.3.2's by default); a server
-//! that stops talking costs one step's timeout, and the queue runner's
-//! deadline per transaction bounds the whole.
+//! The blocking SMTP client: moves bytes between the socket and the rules
+//! of `protocol`, and applies what they decide.
 //!
 //! Securing the connection happens in `connect`: TLS from the first byte or
 //! STARTTLS (RFC 3207: nothing the server sent before the handshake may be
@@ -13,8 +7,13 @@
 //! (RFC 4954) when credentials are given, never without verified TLS unless
 //! allowed, and never shown: the `-v` transcript says `AUTH PLAIN ***`.
 
+use super::protocol::{
+    self, Capabilities, Command, DotStuffer, MailParams, Next, RawReply, RcptParams, Replies,
+    ReplyReader,
+};
 use crate::auth::Credentials;
 use crate::config::Timeouts;
+use crate::model::{Outcome, Reply};
 use crate::spool::Envelope;
 use crate::tls::{HandshakeError, Stream, Tls, TlsInfo, Trust};
 use std::fmt;
@@ -24,35 +23,6 @@ use std::time::Duration;
 
 /// Commands and message data are written in chunks of this size at most.
 const WRITE_CHUNK: usize = 64 * 1024;
-
-/// A reply line longer than this, or a reply of more lines, is a protocol
-/// error: a hostile server cannot make the client buffer without bound.
-const MAX_REPLY_LINE: usize = 4096;
-const MAX_REPLY_LINES: usize = 200;
-
-/// One server's reply: the code and its lines, control characters removed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    pub lines: Vec<String>,
-}
-
-impl Reply {
-    pub fn is_positive(&self) -> bool {
-        (200..400).contains(&self.code)
-    }
-
-    pub fn is_permanent(&self) -> bool {
-        self.code >= 500
-    }
-}
-
-impl fmt::Display for Reply {
-    /// `550 5.1.1 <bob@x>: user unknown`, multi-line replies joined by spaces.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.code, self.lines.join(" ").trim())
-    }
-}
 
 /// A failure of the connection as a whole: every recipient of the
 /// transaction in progress waits for the next attempt.
@@ -88,65 +58,6 @@ impl fmt::Display for SessionError {
     }
 }
 
-/// What happened to one recipient in one transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Sent(String),
-    Deferred(String),
-    Failed(String),
-}
-
-impl Outcome {
-    fn from_reply(r: &Reply) -> Outcome {
-        if r.is_positive() {
-            Outcome::Sent(r.to_string())
-        } else if r.is_permanent() {
-            Outcome::Failed(r.to_string())
-        } else {
-            Outcome::Deferred(r.to_string())
-        }
-    }
-}
-
-#[derive(Debug, Default, Clone)]
-pub struct Capabilities {
-    pub pipelining: bool,
-    /// The server's SIZE limit; 0 for none given.
-    pub size: Option<u64>,
-    pub eightbitmime: bool,
-    pub smtputf8: bool,
-    pub dsn: bool,
-    pub starttls: bool,
-    /// The SASL mechanisms offered with AUTH.
-    pub auth: Vec<String>,
-}
-
-impl Capabilities {
-    fn from_ehlo(reply: &Reply) -> Capabilities {
-        let mut c = Capabilities::default();
-        for line in reply.lines.iter().skip(1) {
-            let mut words = line.split_whitespace();
-            let keyword = words.next().unwrap_or("").to_ascii_uppercase();
-            match keyword.as_str() {
-                "PIPELINING" => c.pipelining = true,
-                "SIZE" => c.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
-                "8BITMIME" => c.eightbitmime = true,
-                "SMTPUTF8" => c.smtputf8 = true,
-                "DSN" => c.dsn = true,
-                "STARTTLS" => c.starttls = true,
-                "AUTH" => c.auth.extend(words.map(str::to_ascii_uppercase)),
-                // The pre-RFC 4954 form some servers still send as well.
-                k if k.starts_with("AUTH=") => {
-                    c.auth.push(k["AUTH=".len()..].to_string());
-                    c.auth.extend(words.map(str::to_ascii_uppercase));
-                }
-                _ => {}
-            }
-        }
-        c
-    }
-}
-
 /// One recipient of a transaction: its index in the envelope, the address,
 /// and the address as the user wrote it (for ORCPT).
 pub struct Rcpt<'a> {
@@ -154,6 +65,18 @@ pub struct Rcpt<'a> {
     pub address: &'a str,
     pub orcpt: Option<&'a str>,
 }
+
+/// What one transaction did: each recipient's outcome by its envelope
+/// index, and the recipients the server had no room for in it, to send at
+/// once in a further transaction (RFC 5321 4.5.3.1.10).
+#[derive(Debug, Default)]
+pub struct Transaction {
+    pub outcomes: Vec<(usize, Outcome)>,
+    pub again: Vec<usize>,
+}
+
+/// The replies of a transaction's envelope: MAIL, each RCPT, DATA if sent.
+type EnvelopeReplies = (Reply, Vec<Reply>, Option<Reply>);
 
 /// How one connection is secured.
 pub enum TlsMode<'a> {
@@ -232,7 +155,7 @@ impl Client {
             return Err(client.refused("greeted us with", &greeting));
         }
         client.send_line(&format!("EHLO {}", setup.helo_name))?;
-        let ehlo = client.read_reply(t.helo, "EHLO")?;
+        let ehlo = client.read_raw_reply(t.helo, "EHLO")?;
         if ehlo.code == 250 {
             client.caps = Capabilities::from_ehlo(&ehlo);
         } else {
@@ -319,9 +242,9 @@ impl Client {
         };
         client.show_tls();
         client.send_line(&format!("EHLO {}", setup.helo_name))?;
-        let ehlo = client.read_reply(t.helo, "EHLO")?;
+        let ehlo = client.read_raw_reply(t.helo, "EHLO")?;
         if ehlo.code != 250 {
-            return Err(client.refused("refused EHLO after STARTTLS:", &ehlo));
+            return Err(client.refused("refused EHLO after STARTTLS:", &ehlo.reply()));
         }
         client.caps = Capabilities::from_ehlo(&ehlo);
         Ok(client)
@@ -412,15 +335,16 @@ impl Client {
     fn refused(&self, what: &str, reply: &Reply) -> SessionError {
         SessionError {
             text: format!("host {} {what} {reply}", self.peer),
-            permanent: reply.is_permanent(),
+            permanent: reply.class() == 5,
             stale: false,
             tls_failed: false,
         }
     }
 
-    /// Sends one message to `rcpts` and returns each recipient's outcome.
-    /// `content` is the stored message (LF line endings), `size` its length.
-    /// An Err means the connection is no longer usable.
+    /// Sends one message to `rcpts` in one transaction and returns each
+    /// recipient's outcome. `content` is the stored message (LF line
+    /// endings), `size` its length. An Err means the connection is no
+    /// longer usable.
     pub fn send(
         &mut self,
         env: &Envelope,
@@ -428,136 +352,147 @@ impl Client {
         content: &mut impl BufRead,
         size: u64,
         t: &Timeouts,
-    ) -> Result<Vec<(usize, Outcome)>, SessionError> {
-        let all = |o: Outcome| {
-            rcpts
-                .iter()
-                .map(|r| (r.index, o.clone()))
-                .collect::<Vec<_>>()
-        };
-        if let Some(limit) = self.caps.size.filter(|l| *l > 0 && size > *l) {
-            return Ok(all(Outcome::Failed(format!(
-                "552 5.3.4 message size {size} exceeds size limit {limit} of server {}",
-                self.peer
-            ))));
-        }
-        if env.smtputf8 && !self.caps.smtputf8 {
-            return Ok(all(Outcome::Failed(format!(
-                "553 5.6.7 SMTPUTF8 is required for a non-ASCII address, but was not offered by {}",
-                self.peer
-            ))));
+    ) -> Result<Transaction, SessionError> {
+        let params = mail_params(env, size);
+        if let Some(o) = protocol::refuse_before_mail(&params, &self.caps, &self.peer) {
+            return Ok(Transaction {
+                outcomes: rcpts.iter().map(|r| (r.index, o.clone())).collect(),
+                again: Vec::new(),
+            });
         }
         let reused = self.transactions > 0;
-        let stale = |mut e: SessionError| {
-            e.stale = reused;
-            e
-        };
-        // RSET only after a transaction left open (MAIL taken, no end of
-        // data): after a finished one the server is ready for MAIL, and an
-        // RSET would cost a round trip per message.
-        if self.open_transaction {
-            self.open_transaction = false;
-            self.send_line("RSET").map_err(stale)?;
-            let rset = self.read_reply(t.mail, "RSET").map_err(stale)?;
-            if !rset.is_positive() {
-                return Err(stale(SessionError::temporary(format!(
-                    "host {} said {rset} to RSET",
-                    self.peer
-                ))));
-            }
-        }
+        self.reset_if_open(t).map_err(|e| stale(e, reused))?;
         self.transactions += 1;
-
-        let mail = self.mail_command(env, size);
-        let rcpt_cmds: Vec<String> = rcpts.iter().map(|r| self.rcpt_command(env, r)).collect();
+        let mail = protocol::mail_command(&params, &self.caps);
+        let rcpt_cmds: Vec<String> = rcpts
+            .iter()
+            .map(|r| protocol::rcpt_command(&rcpt_params(env, r), &self.caps))
+            .collect();
         let (mail_reply, rcpt_replies, data_reply) = if self.caps.pipelining {
-            // One write for the whole envelope: no round trip per command.
-            self.queue_line(&mail)?;
-            for c in &rcpt_cmds {
-                self.queue_line(c)?;
-            }
-            self.queue_line("DATA")?;
-            self.flush().map_err(stale)?;
-            let m = self.read_reply(t.mail, "MAIL FROM").map_err(stale)?;
-            if reused && m.code == 421 {
-                return Err(stale(SessionError::temporary(format!(
-                    "host {} said {m}",
-                    self.peer
-                ))));
-            }
-            // After a refused MAIL nothing of this message was taken: a
-            // connection lost now is as safe to retry as one lost before.
-            let taken = m.is_positive();
-            let after_mail = |e: SessionError| if taken { e } else { stale(e) };
-            let mut rs = Vec::with_capacity(rcpts.len());
-            for _ in rcpts {
-                rs.push(self.read_reply(t.rcpt, "RCPT TO").map_err(after_mail)?);
-            }
-            let d = self.read_reply(t.data_init, "DATA").map_err(after_mail)?;
-            (m, rs, Some(d))
+            self.pipelined_envelope(&mail, &rcpt_cmds, reused, t)?
         } else {
-            self.send_line(&mail).map_err(stale)?;
-            let m = self.read_reply(t.mail, "MAIL FROM").map_err(stale)?;
-            let mut rs = Vec::new();
-            if m.is_positive() {
-                for c in &rcpt_cmds {
-                    self.send_line(c)?;
-                    rs.push(self.read_reply(t.rcpt, "RCPT TO")?);
-                }
-            }
-            let d = if rs.iter().any(Reply::is_positive) {
-                self.send_line("DATA")?;
-                Some(self.read_reply(t.data_init, "DATA")?)
-            } else {
-                None
-            };
-            (m, rs, d)
+            self.stepwise_envelope(&mail, &rcpt_cmds, reused, t)?
         };
-
-        self.open_transaction = mail_reply.is_positive();
-        if reused && mail_reply.code == 421 {
-            return Err(stale(SessionError::temporary(format!(
-                "host {} said {mail_reply}",
-                self.peer
-            ))));
-        }
-        if !mail_reply.is_positive() {
-            if data_reply.as_ref().is_some_and(|d| d.code == 354) {
-                self.end_data_empty(t)?;
-            }
-            return Ok(all(Outcome::from_reply(&mail_reply)));
-        }
-        let mut outcomes: Vec<(usize, Outcome)> = Vec::with_capacity(rcpts.len());
-        let mut accepted = Vec::new();
-        for (r, reply) in rcpts.iter().zip(&rcpt_replies) {
-            if reply.is_positive() {
-                accepted.push(r.index);
-            } else {
-                outcomes.push((r.index, Outcome::from_reply(reply)));
-            }
-        }
-        let Some(data_reply) = data_reply else {
-            return Ok(outcomes);
+        self.open_transaction = mail_reply.class() == 2;
+        let next = protocol::after_data(&mail_reply, &rcpt_replies, data_reply.as_ref())
+            .map_err(|e| self.protocol_error(e))?;
+        let end = match next {
+            Next::Content => Some(self.send_content(content, t)?),
+            Next::EmptyContent => Some(self.end_data_empty(t)?),
+            Next::Stop => None,
         };
-        if data_reply.code != 354 {
-            for i in accepted {
-                outcomes.push((i, Outcome::from_reply(&data_reply)));
-            }
-            return Ok(outcomes);
-        }
-        if accepted.is_empty() {
-            // Every RCPT failed but the server still wants data: send none.
-            self.end_data_empty(t)?;
+        if end.is_some() {
             self.open_transaction = false;
-            return Ok(outcomes);
         }
-        self.stream_data(content, t)?;
-        let done = self.read_reply(t.data_done, "the end of data")?;
+        let finished = protocol::finish(&Replies {
+            mail: &mail_reply,
+            rcpts: &rcpt_replies,
+            data: data_reply.as_ref(),
+            end: end.as_ref(),
+        })
+        .map_err(|e| self.protocol_error(e))?;
+        Ok(Transaction {
+            outcomes: (finished.outcomes.into_iter())
+                .map(|(i, o)| (rcpts[i].index, o))
+                .collect(),
+            again: finished.again.iter().map(|&i| rcpts[i].index).collect(),
+        })
+    }
+
+    /// RSET only after a transaction left open (MAIL taken, no end of
+    /// data): after a finished one the server is ready for MAIL, and an
+    /// RSET would cost a round trip per message.
+    fn reset_if_open(&mut self, t: &Timeouts) -> Result<(), SessionError> {
+        if !self.open_transaction {
+            return Ok(());
+        }
         self.open_transaction = false;
-        for i in accepted {
-            outcomes.push((i, Outcome::from_reply(&done)));
+        self.send_line("RSET")?;
+        let rset = self.read_reply(t.mail, "RSET")?;
+        match protocol::answer(Command::Rset, &rset) {
+            Ok(protocol::Answer::Yes) => Ok(()),
+            _ => Err(SessionError::temporary(format!(
+                "host {} said {rset} to RSET",
+                self.peer
+            ))),
         }
-        Ok(outcomes)
+    }
+
+    /// With PIPELINING: the whole envelope and DATA in one write, no round
+    /// trip per command, then every reply in order.
+    fn pipelined_envelope(
+        &mut self,
+        mail: &str,
+        rcpt_cmds: &[String],
+        reused: bool,
+        t: &Timeouts,
+    ) -> Result<EnvelopeReplies, SessionError> {
+        self.queue_line(mail)?;
+        for c in rcpt_cmds {
+            self.queue_line(c)?;
+        }
+        self.queue_line("DATA")?;
+        self.flush().map_err(|e| stale(e, reused))?;
+        let m = self.mail_reply(reused, t)?;
+        // After a refused MAIL nothing of this message was taken: a
+        // connection lost now is as safe to retry as one lost before.
+        let taken = m.class() == 2;
+        let after_mail = |e: SessionError| stale(e, reused && !taken);
+        let mut rs = Vec::with_capacity(rcpt_cmds.len());
+        for _ in rcpt_cmds {
+            rs.push(self.read_reply(t.rcpt, "RCPT TO").map_err(after_mail)?);
+        }
+        let d = self.read_reply(t.data_init, "DATA").map_err(after_mail)?;
+        Ok((m, rs, Some(d)))
+    }
+
+    /// Without PIPELINING: one command, one reply; RCPTs only after an
+    /// accepted MAIL, DATA only after an accepted RCPT.
+    fn stepwise_envelope(
+        &mut self,
+        mail: &str,
+        rcpt_cmds: &[String],
+        reused: bool,
+        t: &Timeouts,
+    ) -> Result<EnvelopeReplies, SessionError> {
+        self.send_line(mail).map_err(|e| stale(e, reused))?;
+        let m = self.mail_reply(reused, t)?;
+        let mut rs = Vec::new();
+        if m.class() == 2 {
+            for c in rcpt_cmds {
+                self.send_line(c)?;
+                rs.push(self.read_reply(t.rcpt, "RCPT TO")?);
+            }
+        }
+        let wanted = protocol::wants_data(&m, &rs).map_err(|e| self.protocol_error(e))?;
+        let d = if wanted {
+            self.send_line("DATA")?;
+            Some(self.read_reply(t.data_init, "DATA")?)
+        } else {
+            None
+        };
+        Ok((m, rs, d))
+    }
+
+    /// The reply to MAIL; a 421 on a reused connection means the server
+    /// closed it while idle, and nothing of this message was taken.
+    fn mail_reply(&mut self, reused: bool, t: &Timeouts) -> Result<Reply, SessionError> {
+        let m = self
+            .read_reply(t.mail, "MAIL FROM")
+            .map_err(|e| stale(e, reused))?;
+        if reused && m.code == 421 {
+            return Err(stale(
+                SessionError::temporary(format!("host {} said {m}", self.peer)),
+                true,
+            ));
+        }
+        Ok(m)
+    }
+
+    /// The replies and the commands are out of step: the session ends, and
+    /// whatever it was doing waits for the next attempt.
+    fn protocol_error(&self, e: protocol::ProtocolError) -> SessionError {
+        SessionError::temporary(format!("{e} (host {})", self.peer))
     }
 
     pub fn quit(mut self) {
@@ -572,62 +507,23 @@ impl Client {
         self.reader.get_mut().close_notify();
     }
 
-    fn mail_command(&self, env: &Envelope, size: u64) -> String {
-        let mut cmd = format!("MAIL FROM:<{}>", env.sender);
-        if self.caps.size.is_some() {
-            cmd.push_str(&format!(" SIZE={size}"));
-        }
-        if env.body == crate::cli::BodyType::EightBitMime && self.caps.eightbitmime {
-            cmd.push_str(" BODY=8BITMIME");
-        }
-        if env.smtputf8 {
-            cmd.push_str(" SMTPUTF8");
-        }
-        if self.caps.dsn {
-            if let Some(ret) = env.ret {
-                cmd.push_str(if ret == crate::cli::Ret::Full {
-                    " RET=FULL"
-                } else {
-                    " RET=HDRS"
-                });
-            }
-            if let Some(envid) = &env.envid {
-                cmd.push_str(&format!(" ENVID={}", xtext(envid)));
-            }
-        }
-        cmd
-    }
-
-    fn rcpt_command(&self, env: &Envelope, r: &Rcpt) -> String {
-        let mut cmd = format!("RCPT TO:<{}>", r.address);
-        if self.caps.dsn {
-            if let Some(notify) = &env.notify {
-                cmd.push_str(&format!(" NOTIFY={notify}"));
-            }
-            if let Some(orcpt) = r.orcpt.filter(|o| o.is_ascii()) {
-                cmd.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));
-            }
-        }
-        cmd
-    }
-
-    /// The message, LF lines turned into CRLF and leading dots doubled,
-    /// then the terminating dot. Written in large buffered writes: a client
-    /// that writes line by line stalls on the peer's delayed ACK.
-    fn stream_data(
+    /// The message, dot-stuffed, in large buffered writes (a client that
+    /// writes line by line stalls on the peer's delayed ACK), then the reply
+    /// to its end. Before the first byte, nothing may be waiting to be read:
+    /// a reply there answers no command, and the session is out of step.
+    fn send_content(
         &mut self,
         content: &mut impl BufRead,
         t: &Timeouts,
-    ) -> Result<(), SessionError> {
+    ) -> Result<Reply, SessionError> {
+        if !self.reader.buffer().is_empty() {
+            return Err(SessionError::temporary(format!(
+                "protocol error: a reply to no command after 354 in reply to DATA (host {})",
+                self.peer
+            )));
+        }
         self.set_write_timeout(t.data_block)?;
-        let peer = self.peer.clone();
-        let werr = |e: io::Error| {
-            SessionError::temporary(format!(
-                "lost connection with {peer} while sending message content: {}",
-                describe_io(&e)
-            ))
-        };
-        let mut at_line_start = true;
+        let mut stuffer = DotStuffer::default();
         loop {
             let chunk = content.fill_buf().map_err(|e| {
                 SessionError::temporary(format!("cannot read the queued message: {e}"))
@@ -636,40 +532,33 @@ impl Client {
                 break;
             }
             let n = chunk.len();
-            let mut rest = chunk;
-            while !rest.is_empty() {
-                if at_line_start && rest[0] == b'.' {
-                    self.put(b".").map_err(werr)?;
-                }
-                match rest.iter().position(|&b| b == b'\n') {
-                    Some(i) => {
-                        self.put(&rest[..i]).map_err(werr)?;
-                        self.put(b"\r\n").map_err(werr)?;
-                        rest = &rest[i + 1..];
-                        at_line_start = true;
-                    }
-                    None => {
-                        self.put(rest).map_err(werr)?;
-                        rest = &[];
-                        at_line_start = false;
-                    }
-                }
-            }
+            stuffer.feed(chunk, &mut self.out);
             content.consume(n);
+            if self.out.len() >= WRITE_CHUNK {
+                self.write_out().map_err(|e| self.lost_content(&e))?;
+            }
         }
-        if !at_line_start {
-            self.put(b"\r\n").map_err(werr)?;
-        }
+        stuffer.finish(&mut self.out);
         if self.verbose {
             eprintln!(">>> (message content)");
+            eprintln!(">>> .");
         }
-        self.queue_line(".")?;
-        self.flush()
+        self.write_out().map_err(|e| self.lost_content(&e))?;
+        self.read_reply(t.data_done, "the end of data")
     }
 
-    fn end_data_empty(&mut self, t: &Timeouts) -> Result<(), SessionError> {
+    fn lost_content(&self, e: &io::Error) -> SessionError {
+        SessionError::temporary(format!(
+            "lost connection with {} while sending message content: {}",
+            self.peer,
+            describe_io(e)
+        ))
+    }
+
+    /// Ends a DATA nobody is left to receive: just the dot.
+    fn end_data_empty(&mut self, t: &Timeouts) -> Result<Reply, SessionError> {
         self.send_line(".")?;
-        self.read_reply(t.data_done, "the end of data").map(|_| ())
+        self.read_reply(t.data_done, "the end of data")
     }
 
     fn set_write_timeout(&mut self, d: Duration) -> Result<(), SessionError> {
@@ -678,15 +567,6 @@ impl Client {
             .tcp()
             .set_write_timeout(Some(d))
             .map_err(|e| SessionError::temporary(format!("{}: {e}", self.peer)))
-    }
-
-    /// Adds to the output, writing it out once a chunk is full.
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.out.extend_from_slice(bytes);
-        if self.out.len() >= WRITE_CHUNK {
-            self.write_out()?;
-        }
-        Ok(())
     }
 
     fn write_out(&mut self) -> io::Result<()> {
@@ -711,7 +591,13 @@ impl Client {
         if self.verbose {
             eprintln!(">>> {shown}");
         }
-        let r = self.put(line.as_bytes()).and_then(|()| self.put(b"\r\n"));
+        self.out.extend_from_slice(line.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+        let r = if self.out.len() >= WRITE_CHUNK {
+            self.write_out()
+        } else {
+            Ok(())
+        };
         let during = if line == shown { line } else { "AUTH" };
         r.map_err(|e| self.lost(&e, during))
     }
@@ -742,6 +628,11 @@ impl Client {
     }
 
     fn read_reply(&mut self, timeout: Duration, after: &str) -> Result<Reply, SessionError> {
+        self.read_raw_reply(timeout, after).map(|r| r.reply())
+    }
+
+    /// One reply, line by line, each line bounded in length.
+    fn read_raw_reply(&mut self, timeout: Duration, after: &str) -> Result<RawReply, SessionError> {
         let peer = self.peer.clone();
         let fail = |what: String| {
             SessionError::temporary(format!(
@@ -753,12 +644,12 @@ impl Client {
             .tcp()
             .set_read_timeout(Some(timeout))
             .map_err(|e| fail(e.to_string()))?;
-        let mut lines = Vec::new();
+        let mut parser = ReplyReader::default();
         let mut line = Vec::with_capacity(128);
         loop {
             line.clear();
             let n = (&mut self.reader)
-                .take(MAX_REPLY_LINE as u64 + 1)
+                .take(protocol::MAX_REPLY_LINE as u64 + 1)
                 .read_until(b'\n', &mut line)
                 .map_err(|e| match e.kind() {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
@@ -769,33 +660,11 @@ impl Client {
             if n == 0 {
                 return Err(fail("lost connection".into()));
             }
-            if n > MAX_REPLY_LINE || lines.len() >= MAX_REPLY_LINES {
-                return Err(fail("reply too long".into()));
-            }
-            let text: String = String::from_utf8_lossy(&line)
-                .trim_end_matches(['\r', '\n'])
-                .chars()
-                .filter(|c| !c.is_control())
-                .collect();
             if self.verbose {
-                eprintln!("<<< {text}");
+                eprintln!("<<< {}", protocol::printable(&line));
             }
-            let code = text
-                .get(..3)
-                .and_then(|c| c.parse::<u16>().ok())
-                .filter(|c| (200..600).contains(c));
-            let Some(code) = code else {
-                return Err(fail(format!(
-                    "malformed reply `{}`",
-                    text.chars().take(80).collect::<String>()
-                )));
-            };
-            let sep = text.as_bytes().get(3).copied();
-            lines.push(text.get(4..).unwrap_or("").to_string());
-            match sep {
-                Some(b'-') => continue,
-                None | Some(b' ') => return Ok(Reply { code, lines }),
-                Some(_) => return Err(fail("malformed reply".into())),
+            if let Some(reply) = parser.push(&line).map_err(|e| fail(e.to_string()))? {
+                return Ok(reply);
             }
         }
     }
@@ -836,35 +705,6 @@ fn bytes_waiting(tcp: &TcpStream) -> bool {
     waiting
 }
 
-/// The enhanced status code (RFC 3463) of a reply as spoolmail records it
-/// (`550 5.1.1 <bob@x>: user unknown` gives `5.1.1`), if it has one.
-pub fn enhanced_code(reply: &str) -> Option<&str> {
-    let mut words = reply.split_whitespace();
-    let (code, enhanced) = (words.next()?, words.next()?);
-    let parts: Vec<&str> = enhanced.split('.').collect();
-    let ok = code.len() == 3
-        && code.bytes().all(|b| b.is_ascii_digit())
-        && parts.len() == 3
-        && parts[0] == &code[..1]
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
-    ok.then_some(enhanced)
-}
-
-/// RFC 3461 xtext: `+` and `=`, controls and non-printables as `+HH`.
-fn xtext(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("+{b:02X}"));
-        }
-    }
-    out
-}
-
 fn describe_io(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "Connection timed out".into(),
@@ -875,66 +715,29 @@ fn describe_io(e: &io::Error) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A failure before the server took anything of the message, on a reused
+/// connection: the caller may try again on a fresh one.
+fn stale(mut e: SessionError, reused: bool) -> SessionError {
+    e.stale |= reused;
+    e
+}
 
-    #[test]
-    fn replies_display_on_one_line() {
-        let r = Reply {
-            code: 550,
-            lines: vec!["5.1.1 <a@b>:".into(), "user unknown".into()],
-        };
-        assert_eq!(r.to_string(), "550 5.1.1 <a@b>: user unknown");
-        assert!(r.is_permanent() && !r.is_positive());
+/// What MAIL FROM may say about the message, from its envelope.
+fn mail_params(env: &Envelope, size: u64) -> MailParams<'_> {
+    MailParams {
+        sender: &env.sender,
+        size,
+        eight_bit: env.body == crate::cli::BodyType::EightBitMime,
+        smtputf8: env.smtputf8,
+        ret_full: env.ret.map(|r| r == crate::cli::Ret::Full),
+        envid: env.envid.as_deref(),
     }
+}
 
-    #[test]
-    fn ehlo_capabilities() {
-        let r = Reply {
-            code: 250,
-            lines: [
-                "mx.example",
-                "PIPELINING",
-                "SIZE 10240000",
-                "8BITMIME",
-                "DSN",
-                "SMTPUTF8",
-                "STARTTLS",
-            ]
-            .map(String::from)
-            .to_vec(),
-        };
-        let c = Capabilities::from_ehlo(&r);
-        assert!(c.pipelining && c.eightbitmime && c.dsn && c.smtputf8 && c.starttls);
-        assert_eq!(c.size, Some(10240000));
-        assert!(c.auth.is_empty());
-        let r = Reply {
-            code: 250,
-            lines: ["relay.example", "AUTH plain LOGIN", "AUTH=XOAUTH2"]
-                .map(String::from)
-                .to_vec(),
-        };
-        assert_eq!(
-            Capabilities::from_ehlo(&r).auth,
-            vec!["PLAIN", "LOGIN", "XOAUTH2"]
-        );
-    }
-
-    #[test]
-    fn enhanced_codes() {
-        assert_eq!(
-            enhanced_code("550 5.1.1 <a@b>: user unknown"),
-            Some("5.1.1")
-        );
-        assert_eq!(enhanced_code("451 4.3.0 later"), Some("4.3.0"));
-        assert_eq!(enhanced_code("550 user unknown"), None);
-        assert_eq!(enhanced_code("550 4.1.1 mismatched class"), None);
-        assert_eq!(enhanced_code("connect to x: refused"), None);
-    }
-
-    #[test]
-    fn xtext_encoding() {
-        assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+fn rcpt_params<'a>(env: &'a Envelope, r: &Rcpt<'a>) -> RcptParams<'a> {
+    RcptParams {
+        address: r.address,
+        notify: env.notify.as_deref(),
+        orcpt: r.orcpt,
     }
 }
