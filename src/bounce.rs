@@ -13,6 +13,7 @@ use std::io::{BufRead, Write};
 
 use crate::limits::MAX_RETURNED;
 
+#[derive(Debug, Clone)]
 pub struct Failure {
     pub address: String,
     pub orcpt: Option<String>,

@@ -506,44 +506,17 @@ pub fn record(
             .config
             .max_queue_lifetime
             .is_some_and(|l| age >= l.as_secs());
-    let mut failures = Vec::new();
-    let mut failed_indices = Vec::new();
-    for (i, outcome) in outcomes {
-        let r = &env.recipients[*i];
-        let rec = recorded(outcome, out_of_time.then_some((state.attempts, age)));
-        log.info(&format!(
-            "{}: to=<{}>, relay={}, delay={age}, dsn={}, status={} ({})",
-            env.id,
-            r.address,
-            relay.unwrap_or("none"),
-            rec.dsn,
-            rec.log_status,
-            rec.text
-        ));
-        if rec.status == RcptStatus::Failed {
-            // Remote-MTA and an `smtp;` diagnostic only for a server's own
-            // refusal, not for an expiry or a reason of ours.
-            let server_said = !rec.expired && outcome.reply().is_some();
-            failed_indices.push(*i);
-            failures.push(Failure {
-                address: r.address.clone(),
-                orcpt: r.orcpt.clone(),
-                reason: rec.text.clone(),
-                status: own_status(outcome),
-                remote: relay.filter(|_| server_said).map(str::to_string),
-                expired: rec.expired,
-            });
-        }
-        state.set(*i, rec.status, &rec.text);
-    }
-    if !failures.is_empty()
-        && let Err(e) = queue_bounce(ctx, &claim, env, &failures, log)
-    {
-        // The notice is all the sender will get: rather than lose it, the
-        // recipients wait for the next attempt, which fails and bounces again.
-        for (i, f) in failed_indices.iter().zip(&failures) {
-            let text = format!("{} (its bounce could not be queued: {e})", f.reason);
-            state.set(*i, RcptStatus::Deferred, &one_line(&text));
+    let expiry = out_of_time.then_some((state.attempts, age));
+    let failures = apply_outcomes(env, &mut state, outcomes, relay, expiry, age, log);
+    if !failures.is_empty() {
+        let notices: Vec<Failure> = failures.iter().map(|(_, f)| f.clone()).collect();
+        if let Err(e) = queue_bounce(ctx, &claim, env, &notices, log) {
+            // The notice is all the sender will get: rather than lose it, the
+            // recipients wait for the next attempt, which fails and bounces again.
+            for (i, f) in &failures {
+                let text = format!("{} (its bounce could not be queued: {e})", f.reason);
+                state.set(*i, RcptStatus::Deferred, &one_line(&text));
+            }
         }
     }
     if due {
@@ -572,6 +545,49 @@ pub fn record(
             _ => None,
         })
         .collect())
+}
+
+/// Sets each recipient's state from its outcome and logs it; returns the
+/// recipients that failed, by index, with what their bounce says.
+fn apply_outcomes(
+    env: &Envelope,
+    state: &mut State,
+    outcomes: &[(usize, Outcome)],
+    relay: Option<&str>,
+    expiry: Option<(u32, u64)>,
+    age: u64,
+    log: &mut Log,
+) -> Vec<(usize, Failure)> {
+    let mut failures = Vec::new();
+    for (i, outcome) in outcomes {
+        let r = &env.recipients[*i];
+        let rec = recorded(outcome, expiry);
+        log.info(&format!(
+            "{}: to=<{}>, relay={}, delay={age}, dsn={}, status={} ({})",
+            env.id,
+            r.address,
+            relay.unwrap_or("none"),
+            rec.dsn,
+            rec.log_status,
+            rec.text
+        ));
+        if rec.status == RcptStatus::Failed {
+            // Remote-MTA and an `smtp;` diagnostic only for a server's own
+            // refusal, not for an expiry or a reason of ours.
+            let server_said = !rec.expired && outcome.reply().is_some();
+            let failure = Failure {
+                address: r.address.clone(),
+                orcpt: r.orcpt.clone(),
+                reason: rec.text.clone(),
+                status: own_status(outcome),
+                remote: relay.filter(|_| server_said).map(str::to_string),
+                expired: rec.expired,
+            };
+            failures.push((*i, failure));
+        }
+        state.set(*i, rec.status, &rec.text);
+    }
+    failures
 }
 
 /// Queues the DSN for `failures`, or decides that none is sent (null
@@ -728,8 +744,10 @@ fn human_age(secs: u64) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::type_complexity)] // a table's row type is spelled out where the table is
 mod tests {
+    // A table's row type is spelled out where the table is.
+    #![allow(clippy::type_complexity)]
+
     use super::*;
     use crate::model::Reply;
 

@@ -204,8 +204,10 @@ impl fmt::Display for Outcome {
 }
 
 #[cfg(test)]
-#[allow(clippy::type_complexity)] // a table's row type is spelled out where the table is
 mod tests {
+    // A table's row type is spelled out where the table is.
+    #![allow(clippy::type_complexity)]
+
     use super::*;
 
     fn reply(code: u16, lines: &[&str]) -> Reply {
