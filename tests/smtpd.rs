@@ -482,6 +482,7 @@ fn smtplib_sends_several_messages_in_one_session() {
     let s = spool("smtplib", "");
     let script = s.root().join("client.py");
     fs::write(&script, SMTPLIB_SCRIPT).unwrap();
+    harness::require_program("python3");
     let mut cmd = Command::new("python3");
     cmd.arg(&script).arg(harness::bin()).arg(&s.conf);
     let (status, out, err) = run_program(cmd);
