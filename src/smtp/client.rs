@@ -13,6 +13,10 @@ use super::protocol::{
 };
 use crate::auth::Credentials;
 use crate::config::Timeouts;
+use crate::limits::{
+    AUTH_MAX_ROUNDS, SMTP_MAX_REPLY_LINE, SMTP_QUIT_TIMEOUT, SMTP_READ_BUFFER, SMTP_WRITE_CHUNK,
+    SMTP_WRITE_TIMEOUT,
+};
 use crate::model::{Outcome, Reply};
 use crate::spool::Envelope;
 use crate::tls::{HandshakeError, Stream, Tls, TlsInfo, Trust};
@@ -20,9 +24,6 @@ use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
-
-/// Commands and message data are written in chunks of this size at most.
-const WRITE_CHUNK: usize = 64 * 1024;
 
 /// A failure of the connection as a whole: every recipient of the
 /// transaction in progress waits for the next attempt.
@@ -139,8 +140,8 @@ impl Client {
             _ => (Stream::Plain(tcp), None),
         };
         let mut client = Client {
-            reader: BufReader::with_capacity(16 * 1024, stream),
-            out: Vec::with_capacity(WRITE_CHUNK),
+            reader: BufReader::with_capacity(SMTP_READ_BUFFER, stream),
+            out: Vec::with_capacity(SMTP_WRITE_CHUNK),
             peer,
             caps: Capabilities::default(),
             tls,
@@ -230,7 +231,7 @@ impl Client {
         };
         let (stream, info) = handshake(tls, tcp, host, required, &peer, t.helo)?;
         let mut client = Client {
-            reader: BufReader::with_capacity(16 * 1024, stream),
+            reader: BufReader::with_capacity(SMTP_READ_BUFFER, stream),
             out,
             peer,
             caps: Capabilities::default(),
@@ -298,7 +299,7 @@ impl Client {
         self.send_secret(&exchange.command, &format!("AUTH {} ***", mech.name()))?;
         let mut responses = exchange.responses.into_iter();
         // A server that keeps asking is cut short.
-        for _ in 0..8 {
+        for _ in 0..AUTH_MAX_ROUNDS {
             let reply = self.read_reply(t.helo, "AUTH")?;
             match reply.code {
                 235 => return Ok(()),
@@ -502,7 +503,7 @@ impl Client {
     /// QUIT, its reply, and TLS's close_notify; the connection is done.
     fn quit_in_place(&mut self) {
         if self.send_line("QUIT").is_ok() {
-            let _ = self.read_reply(Duration::from_secs(5), "QUIT");
+            let _ = self.read_reply(SMTP_QUIT_TIMEOUT, "QUIT");
         }
         self.reader.get_mut().close_notify();
     }
@@ -534,7 +535,7 @@ impl Client {
             let n = chunk.len();
             stuffer.feed(chunk, &mut self.out);
             content.consume(n);
-            if self.out.len() >= WRITE_CHUNK {
+            if self.out.len() >= SMTP_WRITE_CHUNK {
                 self.write_out().map_err(|e| self.lost_content(&e))?;
             }
         }
@@ -593,7 +594,7 @@ impl Client {
         }
         self.out.extend_from_slice(line.as_bytes());
         self.out.extend_from_slice(b"\r\n");
-        let r = if self.out.len() >= WRITE_CHUNK {
+        let r = if self.out.len() >= SMTP_WRITE_CHUNK {
             self.write_out()
         } else {
             Ok(())
@@ -607,13 +608,13 @@ impl Client {
     }
 
     fn send_line(&mut self, line: &str) -> Result<(), SessionError> {
-        self.set_write_timeout(Duration::from_secs(300))?;
+        self.set_write_timeout(SMTP_WRITE_TIMEOUT)?;
         self.queue_line(line)?;
         self.flush()
     }
 
     fn send_secret(&mut self, line: &str, shown: &str) -> Result<(), SessionError> {
-        self.set_write_timeout(Duration::from_secs(300))?;
+        self.set_write_timeout(SMTP_WRITE_TIMEOUT)?;
         self.queue_line_shown(line, shown)?;
         self.flush()
     }
@@ -649,7 +650,7 @@ impl Client {
         loop {
             line.clear();
             let n = (&mut self.reader)
-                .take(protocol::MAX_REPLY_LINE as u64 + 1)
+                .take(SMTP_MAX_REPLY_LINE as u64 + 1)
                 .read_until(b'\n', &mut line)
                 .map_err(|e| match e.kind() {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {

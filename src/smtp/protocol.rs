@@ -3,13 +3,9 @@
 //! dot-stuffing, and what a transaction's replies mean for each recipient.
 //! The client in `client.rs` only moves bytes and applies these.
 
+use crate::limits::{SMTP_MAX_REPLY_LINE, SMTP_MAX_REPLY_LINES, SMTP_QUOTED_REPLY_CHARS};
 use crate::model::{EnhancedCode, Outcome, Reply};
 use std::fmt;
-
-/// A reply line longer than this, or a reply of more lines, is a protocol
-/// error: a hostile server cannot make the client buffer without bound.
-pub const MAX_REPLY_LINE: usize = 4096;
-pub const MAX_REPLY_LINES: usize = 200;
 
 /// A reply as it came, line by line (EHLO's lines are its capabilities).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,11 +46,11 @@ pub struct ReplyReader {
 }
 
 impl ReplyReader {
-    /// Takes one line as read (at most MAX_REPLY_LINE + 1 bytes, its CRLF
+    /// Takes one line as read (at most SMTP_MAX_REPLY_LINE + 1 bytes, its CRLF
     /// included); the reply once its last line came. Every line of a
     /// multi-line reply must carry the same code.
     pub fn push(&mut self, raw: &[u8]) -> Result<Option<RawReply>, BadReply> {
-        if raw.len() > MAX_REPLY_LINE || self.lines.len() >= MAX_REPLY_LINES {
+        if raw.len() > SMTP_MAX_REPLY_LINE || self.lines.len() >= SMTP_MAX_REPLY_LINES {
             return Err(BadReply::TooLong);
         }
         let text = printable(raw);
@@ -64,7 +60,8 @@ impl ReplyReader {
             .and_then(|c| c.parse::<u16>().ok())
             .filter(|c| (200..600).contains(c))
             .filter(|c| self.code.is_none_or(|first| first == *c));
-        let malformed = || BadReply::Malformed(text.chars().take(80).collect());
+        let malformed =
+            || BadReply::Malformed(text.chars().take(SMTP_QUOTED_REPLY_CHARS).collect());
         let code = code.ok_or_else(malformed)?;
         self.code = Some(code);
         self.lines.push(text.get(4..).unwrap_or("").to_string());
@@ -488,7 +485,7 @@ mod tests {
 
     #[test]
     fn replies_are_read_line_by_line() {
-        let long = format!("250 {}\r\n", "x".repeat(MAX_REPLY_LINE));
+        let long = format!("250 {}\r\n", "x".repeat(SMTP_MAX_REPLY_LINE));
         let long = [long.as_bytes()];
         let ok = |code: u16, lines: &[&str]| {
             Ok(Some(RawReply {
@@ -521,7 +518,7 @@ mod tests {
             assert_eq!(read_all(lines), want, "{lines:?}");
         }
         let many: Vec<&[u8]> =
-            std::iter::repeat_n(&b"250-x\r\n"[..], MAX_REPLY_LINES + 1).collect();
+            std::iter::repeat_n(&b"250-x\r\n"[..], SMTP_MAX_REPLY_LINES + 1).collect();
         assert_eq!(read_all(&many), Err(BadReply::TooLong));
     }
 
