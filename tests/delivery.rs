@@ -5,7 +5,7 @@
 
 mod harness;
 
-use harness::{Config, Dns, DnsZone, Fixture, Smtp, Spool, wait_output};
+use harness::{Config, Dns, DnsZone, Fixture, Queued, Smtp, Spool, wait_output};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -33,9 +33,15 @@ fn message(subject: &str, body: &str) -> String {
 }
 
 /// The stored content of a message as the SMTP client sends it: CRLF lines.
-fn as_sent(stored: &str) -> Vec<u8> {
-    let content = stored.split_once("\n\n").unwrap().1;
-    content.replace('\n', "\r\n").into_bytes()
+fn as_sent(stored: &Queued) -> Vec<u8> {
+    let mut wire = Vec::with_capacity(stored.content.len() * 2);
+    for &b in &stored.content {
+        if b == b'\n' {
+            wire.push(b'\r');
+        }
+        wire.push(b);
+    }
+    wire
 }
 
 #[test]
@@ -45,8 +51,8 @@ fn smarthost_receives_the_message_byte_for_byte() {
     let body = "first line\n.a line that starts with a dot\n..two dots\n.\nlast line\n";
     let msg = format!("To: bob@example.net\nBcc: hidden@example.net\nSubject: exact\n\n{body}");
     s.submit(&["-i", "-f", "alice@example.org", "-t"], &msg);
-    let id = s.queue_ids().pop().unwrap();
-    let stored = s.file(&id);
+    let stored = s.only_message();
+    let id = &stored.id;
     s.pass(&[]);
     let got = sink.wait_for_messages(1, Duration::from_secs(10));
     assert_eq!(got.len(), 1);
