@@ -395,6 +395,18 @@ mod tests {
     }
 
     #[test]
+    fn a_second_thread_is_seen_so_the_environment_is_left_alone() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || rx.recv());
+        assert!(!single_threaded());
+        let before: Vec<_> = std::env::vars_os().collect();
+        assert!(clear_env_except("TZ").is_err());
+        assert_eq!(std::env::vars_os().collect::<Vec<_>>(), before);
+        tx.send(()).unwrap();
+        other.join().unwrap().unwrap();
+    }
+
+    #[test]
     fn dates_and_random_bytes() {
         assert!(strftime_local(0, c"%Y").is_some_and(|y| y == "1970" || y == "1969"));
         let mut a = [0u8; 16];
