@@ -13,8 +13,8 @@
 mod harness;
 
 use harness::{
-    Config, Spool, contains, find, group_name, is_queue_id, is_root, run, set_mode, user_name,
-    wait_until_exit,
+    Config, Queued, Spool, contains, find, group_name, is_queue_id, is_root, run, set_mode,
+    user_name, wait_until_exit,
 };
 use std::fs;
 use std::io::{Read, Write};
@@ -1546,21 +1546,7 @@ fn symfony_mailer_sendmail_transport() {
     assert_eq!(ids.len(), 3, "{out}");
     // One session: one greeting, one HELO.
     assert_eq!(out.matches("DEBUG > HELO ").count(), 1, "{out}");
-    let mut all = s.queue_ids();
-    all.sort();
-    let mut named = ids.clone();
-    named.sort();
-    assert_eq!(all, named, "each message queued once");
-
-    let want_rcpts: [&[&str]; 3] = [
-        &["alice@example.net", "hidden@example.net"],
-        &["bob@example.net", "carol@example.net"],
-        &["dave@example.net"],
-    ];
-    for (i, id) in ids.iter().enumerate() {
-        let m = s.message(id);
-        assert_eq!(m.sender(), "app@example.com");
-        assert_eq!(m.rcpts(), want_rcpts[i]);
+    for (i, m) in symfony_queued(&s, &ids).iter().enumerate() {
         assert_eq!(m.header_values("message-id"), [format!("<{}>", sent[i])]);
         assert_eq!(m.header_values("date").len(), 1, "{}", m.header_text());
         assert!(m.header_values("bcc").is_empty(), "{}", m.header_text());
@@ -1574,6 +1560,33 @@ fn symfony_mailer_sendmail_transport() {
         "{:?}",
         String::from_utf8_lossy(m.body())
     );
+}
+
+/// The recipients of the three messages the Symfony script sends.
+const SYMFONY_RCPTS: [&[&str]; 3] = [
+    &["alice@example.net", "hidden@example.net"],
+    &["bob@example.net", "carol@example.net"],
+    &["dave@example.net"],
+];
+
+/// The queue holds the messages `ids`, each once, and each is from
+/// app@example.com to its SYMFONY_RCPTS; returns them in that order.
+fn symfony_queued(s: &Spool, ids: &[String]) -> Vec<Queued> {
+    let mut all = s.queue_ids();
+    all.sort();
+    let mut named = ids.to_vec();
+    named.sort();
+    assert_eq!(all, named, "each message queued once");
+    assert_eq!(ids.len(), SYMFONY_RCPTS.len(), "{ids:?}");
+    ids.iter()
+        .zip(SYMFONY_RCPTS)
+        .map(|(id, rcpts)| {
+            let m = s.message(id);
+            assert_eq!(m.sender(), "app@example.com");
+            assert_eq!(m.rcpts(), rcpts);
+            m
+        })
+        .collect()
 }
 
 /// Exactly what Symfony Mailer 5.4.53 (Debian bookworm's php-symfony-mailer
@@ -1677,12 +1690,6 @@ fn symfony_sendmail_transport_transcript_replayed() {
     let run = live.finish();
     run.assert_exit_ok();
     assert_eq!(ids.len(), 3);
-    let mut all = s.queue_ids();
-    all.sort();
-    let mut named = ids.clone();
-    named.sort();
-    assert_eq!(all, named);
-
     // Each stored message is what was sent: CRLF as LF, dots unstuffed,
     // under spoolmail's Received line and nothing else added (From, Date,
     // Message-ID and To were all there).
@@ -1691,15 +1698,7 @@ fn symfony_sendmail_transport_transcript_replayed() {
         .filter(|(c, _)| c.ends_with("\n\n.\n"))
         .map(|(c, _)| &c[..c.len() - 2])
         .collect();
-    let want_rcpts: [&[&str]; 3] = [
-        &["alice@example.net", "hidden@example.net"],
-        &["bob@example.net", "carol@example.net"],
-        &["dave@example.net"],
-    ];
-    for (i, id) in ids.iter().enumerate() {
-        let m = s.message(id);
-        assert_eq!(m.sender(), "app@example.com");
-        assert_eq!(m.rcpts(), want_rcpts[i]);
+    for (i, m) in symfony_queued(&s, &ids).iter().enumerate() {
         let unstuffed: String = sent_messages[i]
             .lines()
             .map(|l| format!("{}\n", l.strip_prefix('.').unwrap_or(l)))
