@@ -219,32 +219,72 @@ fn start_children(
     verbose: bool,
     summary: &mut PassSummary,
 ) -> Result<()> {
+    let limits = Limits {
+        children: config.max_children as usize,
+        per_destination: config.max_per_destination as usize,
+    };
     let now = Instant::now();
-    let max = config.max_children as usize;
     for (destination, queue) in queues.iter() {
-        loop {
-            let stalled = children.iter().filter(|c| is_stalled(c, now)).count();
-            if children.len() >= max + stalled.min(max) || queue.is_empty() {
-                break;
-            }
-            let active = children
-                .iter()
-                .filter(|c| c.destination == *destination && !is_stalled(c, now))
-                .count();
-            let idle = children
-                .iter()
-                .filter(|c| c.destination == *destination && c.job.is_none())
-                .count();
-            // Enough children for what is queued, counting the idle ones that will take it.
-            if active >= config.max_per_destination as usize || idle >= queue.len() {
-                break;
-            }
+        while may_start(&loads(children), destination, queue.len(), limits, now) {
             let child = fork_child(config, destination, children, verbose)?;
             children.push(child);
             summary.children += 1;
         }
     }
     Ok(())
+}
+
+/// What the scheduling rules see of a child: its destination, and when the
+/// job it holds started.
+#[derive(Debug, Clone, Copy)]
+struct Load<'a> {
+    destination: &'a Destination,
+    started: Option<Instant>,
+}
+
+impl Load<'_> {
+    fn is_stalled(&self, now: Instant) -> bool {
+        self.started
+            .is_some_and(|started| now - started > STALLED_AFTER)
+    }
+}
+
+fn loads(children: &[Child]) -> Vec<Load<'_>> {
+    children
+        .iter()
+        .map(|c| Load {
+            destination: &c.destination,
+            started: c.job.as_ref().map(|(_, started)| *started),
+        })
+        .collect()
+}
+
+/// `max_children` and `max_per_destination`.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    children: usize,
+    per_destination: usize,
+}
+
+/// Whether another child may start for `destination`, which has `queued`
+/// messages waiting: room under `max_children` (stalled children, up to as
+/// many again, do not count), fewer than `max_per_destination` of its own
+/// children moving, and fewer idle ones than the messages they would take.
+fn may_start(
+    children: &[Load],
+    destination: &Destination,
+    queued: usize,
+    limits: Limits,
+    now: Instant,
+) -> bool {
+    let stalled = children.iter().filter(|c| c.is_stalled(now)).count();
+    if children.len() >= limits.children + stalled.min(limits.children) || queued == 0 {
+        return false;
+    }
+    let own = || children.iter().filter(|c| c.destination == destination);
+    let active = own().filter(|c| !c.is_stalled(now)).count();
+    let idle = own().filter(|c| c.started.is_none()).count();
+    active < limits.per_destination && idle < queued
 }
 
 fn fork_child(
@@ -349,27 +389,8 @@ fn serve(
 /// the only ones left are in other children's hands.
 fn assign(i: usize, children: &mut [Child], queues: &mut BTreeMap<Destination, VecDeque<Job>>) {
     let queue = queues.entry(children[i].destination.clone()).or_default();
-    let now = Instant::now();
-    let in_flight = |id: &str| {
-        children
-            .iter()
-            .any(|c| c.job.as_ref().is_some_and(|(j, _)| j.id == id))
-    };
-    let slow_domains: Vec<&str> = children
-        .iter()
-        .filter(|c| is_stalled(c, now))
-        .filter_map(|c| c.job.as_ref())
-        .flat_map(|(j, _)| j.domains.iter().map(String::as_str))
-        .collect();
-    let to_slow_domain = |job: &Job| {
-        job.domains
-            .iter()
-            .any(|d| slow_domains.contains(&d.as_str()))
-    };
-    let free = queue
-        .iter()
-        .position(|job| !in_flight(&job.id) && !to_slow_domain(job))
-        .or_else(|| queue.iter().position(|job| !in_flight(&job.id)));
+    let held: Vec<&(Job, Instant)> = children.iter().filter_map(|c| c.job.as_ref()).collect();
+    let free = pick(queue, &held, Instant::now());
     let reply = match free {
         None if !queue.is_empty() => return,
         None => Message::Quit,
@@ -391,11 +412,25 @@ fn assign(i: usize, children: &mut [Child], queues: &mut BTreeMap<Destination, V
     }
 }
 
-fn is_stalled(child: &Child, now: Instant) -> bool {
-    child
-        .job
-        .as_ref()
-        .is_some_and(|(_, started)| now - *started > STALLED_AFTER)
+/// Which message of `queue` to hand out next, given the jobs children hold
+/// and since when: the first that no child holds, and among those the
+/// first whose recipients' domains have no stalled transaction, if any.
+fn pick(queue: &VecDeque<Job>, held: &[&(Job, Instant)], now: Instant) -> Option<usize> {
+    let in_flight = |job: &Job| held.iter().any(|(j, _)| j.id == job.id);
+    let slow_domains: Vec<&str> = held
+        .iter()
+        .filter(|(_, started)| now - *started > STALLED_AFTER)
+        .flat_map(|(j, _)| j.domains.iter().map(String::as_str))
+        .collect();
+    let to_slow_domain = |job: &Job| {
+        job.domains
+            .iter()
+            .any(|d| slow_domains.contains(&d.as_str()))
+    };
+    queue
+        .iter()
+        .position(|job| !in_flight(job) && !to_slow_domain(job))
+        .or_else(|| queue.iter().position(|job| !in_flight(job)))
 }
 
 fn enforce_deadlines(config: &Config, children: &mut [Child]) {
@@ -437,5 +472,113 @@ fn reap(children: &mut Vec<Child>, ctx: &RecordContext, log: &mut Log, summary: 
                 .failed
                 .extend(failed.into_iter().map(|(i, t)| (job.id.clone(), i, t)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(d: &str) -> Destination {
+        Destination::Domain(d.into())
+    }
+
+    const LIMITS: Limits = Limits {
+        children: 4,
+        per_destination: 2,
+    };
+
+    /// Children as (destination, seconds their job has run; None: idle).
+    type Children = Vec<(Destination, Option<u64>)>;
+
+    fn loads(children: &Children, now: Instant) -> Vec<Load<'_>> {
+        children
+            .iter()
+            .map(|(d, secs)| Load {
+                destination: d,
+                started: secs.map(|s| now - Duration::from_secs(s)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn children_start_within_the_limits() {
+        let now = Instant::now();
+        let (a, b) = (dest("a.example"), dest("b.example"));
+        let stalled = STALLED_AFTER.as_secs() + 1;
+        // (children, queued for a, may another start for a)
+        let cases: Vec<(Children, usize, bool)> = vec![
+            (vec![], 1, true),
+            (vec![], 0, false),
+            // One idle child of a per queued message is enough.
+            (vec![(a.clone(), None)], 1, false),
+            (vec![(a.clone(), None)], 2, true),
+            // max_per_destination moving children of a.
+            (vec![(a.clone(), Some(0)), (a.clone(), Some(1))], 5, false),
+            // A stalled one no longer counts against its destination.
+            (
+                vec![(a.clone(), Some(0)), (a.clone(), Some(stalled))],
+                5,
+                true,
+            ),
+            // max_children in all...
+            (vec![(b.clone(), Some(0)); 3], 5, true),
+            (vec![(b.clone(), Some(0)); 4], 5, false),
+            // ...with up to as many again while some are stalled.
+            (
+                vec![
+                    (b.clone(), Some(stalled)),
+                    (b.clone(), Some(0)),
+                    (b.clone(), Some(0)),
+                    (b.clone(), Some(0)),
+                ],
+                5,
+                true,
+            ),
+            (vec![(b.clone(), Some(stalled)); 8], 5, false),
+            (vec![(b.clone(), Some(stalled)); 7], 5, true),
+        ];
+        for (children, queued, expected) in cases {
+            let got = may_start(&loads(&children, now), &a, queued, LIMITS, now);
+            assert_eq!(got, expected, "{children:?}, {queued} queued");
+        }
+    }
+
+    fn job(id: &str, domains: &[&str]) -> Job {
+        Job {
+            id: id.into(),
+            rcpts: vec![0],
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_next_message_is_one_no_child_holds_away_from_stalled_domains() {
+        let now = Instant::now();
+        let stalled = now - STALLED_AFTER - Duration::from_secs(1);
+        let queue: VecDeque<Job> = [
+            job("Q1", &["slow.example"]),
+            job("Q2", &["slow.example", "b.example"]),
+            job("Q3", &["b.example"]),
+        ]
+        .into();
+        let held = |jobs: &[(Job, Instant)]| pick(&queue, &jobs.iter().collect::<Vec<_>>(), now);
+        assert_eq!(held(&[]), Some(0));
+        // Q1 is in another child's hands (its recipients at other destinations).
+        assert_eq!(held(&[(job("Q1", &["slow.example"]), now)]), Some(1));
+        // A transaction to slow.example has stalled: messages to it wait.
+        assert_eq!(held(&[(job("Q9", &["slow.example"]), stalled)]), Some(2));
+        // ...unless nothing else is left.
+        assert_eq!(
+            held(&[
+                (job("Q9", &["slow.example"]), stalled),
+                (job("Q3", &["b.example"]), now),
+            ]),
+            Some(0)
+        );
+        // Every message held: none to give (the child waits).
+        let all: Vec<(Job, Instant)> = queue.iter().map(|j| (j.clone(), now)).collect();
+        assert_eq!(held(&all), None);
+        assert_eq!(pick(&VecDeque::new(), &[], now), None);
     }
 }
