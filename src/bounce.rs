@@ -3,10 +3,9 @@
 //! like any other message. A bounce is never bounced: when one fails it goes
 //! to `double_bounce_recipient`, or is logged and dropped.
 
-use crate::cli::{BodyType, Ret};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::model::EnhancedCode;
+use crate::model::{BodyType, EnhancedCode, Notify, Ret};
 use crate::spool::{Envelope, Recipient, Spool};
 use crate::system;
 use std::io::{BufRead, Write};
@@ -36,7 +35,7 @@ pub struct Mta<'a> {
 /// Where the bounce of `original` goes, or None when it must not be sent.
 pub fn recipient_for(original: &Envelope, config: &Config) -> Option<String> {
     if !original.sender.is_empty() {
-        return (original.notify.as_deref() != Some("NEVER")).then(|| original.sender.clone());
+        return (original.notify != Some(Notify::NEVER)).then(|| original.sender.clone());
     }
     // A bounce failed: the postmaster may want it, but never twice.
     let double = config.double_bounce_recipient.clone()?;

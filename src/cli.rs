@@ -8,6 +8,7 @@ use crate::address;
 use crate::config::{DeliveryMode, parse_duration};
 use crate::error::{Error, Result};
 use crate::limits;
+use crate::model::{BodyType, Notify, Ret};
 use crate::spool::Selector;
 use crate::submit::{self, Origin, Submission};
 use lexopt::prelude::*;
@@ -46,18 +47,6 @@ pub enum ErrorMode {
     Write,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyType {
-    SevenBit,
-    EightBitMime,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ret {
-    Full,
-    Hdrs,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
     pub mode: Mode,
@@ -76,7 +65,7 @@ pub struct Invocation {
     pub error_mode: Option<ErrorMode>,
     pub body_type: Option<BodyType>,
     /// `-N`: DSN NOTIFY for every recipient.
-    pub notify: Option<String>,
+    pub notify: Option<Notify>,
     /// `-R`: DSN RET.
     pub ret: Option<Ret>,
     /// `-V`: DSN ENVID.
@@ -128,7 +117,7 @@ impl Invocation {
             body_type: self.body_type,
             ret: self.ret,
             envid: self.envid.clone(),
-            notify: self.notify.clone(),
+            notify: self.notify,
             extra_headers: String::new(),
         })
     }
@@ -346,46 +335,20 @@ fn error_mode(v: &str, flag: &str) -> Result<ErrorMode> {
 }
 
 fn body_type(v: &str) -> Result<BodyType> {
-    match v.to_ascii_uppercase().as_str() {
-        "7BIT" => Ok(BodyType::SevenBit),
-        "8BITMIME" => Ok(BodyType::EightBitMime),
-        _ => Err(Error::Usage(format!(
-            "-B {v}: body type must be 7BIT or 8BITMIME"
-        ))),
-    }
+    BodyType::parse(v)
+        .ok_or_else(|| Error::Usage(format!("-B {v}: body type must be 7BIT or 8BITMIME")))
 }
 
-fn notify(v: &str) -> Result<String> {
-    parse_notify(v).ok_or_else(|| {
+fn notify(v: &str) -> Result<Notify> {
+    Notify::parse(v).ok_or_else(|| {
         Error::Usage(format!(
             "-N {v}: must be never, or a comma list of success, failure, delay"
         ))
     })
 }
 
-/// A DSN NOTIFY value (RFC 3461), from `-N` or RCPT TO: `NEVER`, or a list
-/// of SUCCESS, FAILURE, DELAY; returned upper-case.
-pub fn parse_notify(v: &str) -> Option<String> {
-    let words: Vec<String> = v
-        .split(',')
-        .map(|w| w.trim().to_ascii_uppercase())
-        .collect();
-    let ok = if words.iter().any(|w| w == "NEVER") {
-        words.len() == 1
-    } else {
-        words
-            .iter()
-            .all(|w| matches!(w.as_str(), "SUCCESS" | "FAILURE" | "DELAY"))
-    };
-    ok.then(|| words.join(","))
-}
-
 fn ret(v: &str) -> Result<Ret> {
-    match v.to_ascii_lowercase().as_str() {
-        "full" => Ok(Ret::Full),
-        "hdrs" => Ok(Ret::Hdrs),
-        _ => Err(Error::Usage(format!("-R {v}: must be full or hdrs"))),
-    }
+    Ret::parse(v).ok_or_else(|| Error::Usage(format!("-R {v}: must be full or hdrs")))
 }
 
 /// ENVID travels in MAIL FROM as xtext: printable ASCII without spaces, at most 100 octets (RFC 3461).
@@ -615,7 +578,10 @@ mod tests {
             "abc123",
         ])
         .unwrap();
-        assert_eq!(inv.notify.as_deref(), Some("SUCCESS,FAILURE"));
+        assert_eq!(
+            inv.notify.map(|n| n.to_string()).as_deref(),
+            Some("SUCCESS,FAILURE")
+        );
         assert_eq!(inv.ret, Some(Ret::Hdrs));
         assert_eq!(inv.envid.as_deref(), Some("abc123"));
         assert!(p(&["sendmail", "-N", "never,success"]).is_err());

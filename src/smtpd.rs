@@ -9,9 +9,9 @@
 //! message out of this one.
 
 use crate::address;
-use crate::cli::{BodyType, Ret};
 use crate::config::Config;
 use crate::error::Error;
+use crate::model::{BodyType, Notify, Ret};
 use crate::submit::{self, Origin, Submission, Submitted};
 use std::io::{self, BufRead, BufReader, Read, Write};
 
@@ -104,7 +104,7 @@ struct Transaction {
     body: Option<BodyType>,
     ret: Option<Ret>,
     envid: Option<String>,
-    notify: Option<String>,
+    notify: Option<Notify>,
 }
 
 enum Command {
@@ -215,16 +215,14 @@ impl<R: Read, W: Write> Session<'_, R, W> {
                     Ok(_) => {}
                     Err(_) => return self.reply(501, "5.5.4 Bad SIZE parameter"),
                 },
-                "BODY" => match value.to_ascii_uppercase().as_str() {
-                    "7BIT" => tx.body = Some(BodyType::SevenBit),
-                    "8BITMIME" => tx.body = Some(BodyType::EightBitMime),
-                    _ => return self.reply(501, "5.5.4 Unsupported BODY parameter"),
+                "BODY" => match BodyType::parse(value) {
+                    Some(body) => tx.body = Some(body),
+                    None => return self.reply(501, "5.5.4 Unsupported BODY parameter"),
                 },
                 "SMTPUTF8" if value.is_empty() => {}
-                "RET" => match value.to_ascii_uppercase().as_str() {
-                    "FULL" => tx.ret = Some(Ret::Full),
-                    "HDRS" => tx.ret = Some(Ret::Hdrs),
-                    _ => return self.reply(501, "5.5.4 Bad RET parameter"),
+                "RET" => match Ret::parse(value) {
+                    Some(ret) => tx.ret = Some(ret),
+                    None => return self.reply(501, "5.5.4 Bad RET parameter"),
                 },
                 "ENVID" => match decode_xtext(value).filter(|v| {
                     !v.is_empty()
@@ -259,7 +257,7 @@ impl<R: Read, W: Write> Session<'_, R, W> {
         for p in params {
             let (key, value) = p.split_once('=').unwrap_or((p, ""));
             match key.to_ascii_uppercase().as_str() {
-                "NOTIFY" => match crate::cli::parse_notify(value) {
+                "NOTIFY" => match Notify::parse(value) {
                     Some(n) => notify = Some(n),
                     None => return self.reply(501, "5.5.4 Bad NOTIFY parameter"),
                 },

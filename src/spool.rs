@@ -6,8 +6,8 @@
 //! directory. A writer killed at any instant leaves nothing in `queue/` or the
 //! whole message; what it leaves in `tmp/` is unlocked and so recognisably dead.
 
-use crate::cli::{BodyType, Ret};
 use crate::error::{Error, Result};
+use crate::model::{BodyType, Notify, Ret};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -46,7 +46,7 @@ pub struct Envelope {
     pub recipients: Vec<Recipient>,
     pub ret: Option<Ret>,
     pub envid: Option<String>,
-    pub notify: Option<String>,
+    pub notify: Option<Notify>,
     pub body: BodyType,
     pub smtputf8: bool,
 }
@@ -494,7 +494,7 @@ fn write_envelope(out: &mut impl Write, e: &Envelope) -> io::Result<u64> {
     if let Some(envid) = &e.envid {
         let _ = writeln!(head, "envid {envid}");
     }
-    if let Some(notify) = &e.notify {
+    if let Some(notify) = e.notify {
         let _ = writeln!(head, "notify {notify}");
     }
     if e.smtputf8 {
@@ -571,7 +571,8 @@ pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> 
                 })
             }
             "envid" => e.envid = Some(value.to_string()),
-            "notify" => e.notify = Some(value.to_string()),
+            // Written from a checked value; anything else is read as no NOTIFY.
+            "notify" => e.notify = Notify::parse(value),
             "smtputf8" => e.smtputf8 = value == "yes",
             "body" => {
                 e.body = if value == "8bitmime" {
@@ -685,7 +686,7 @@ mod tests {
             ],
             ret: Some(Ret::Hdrs),
             envid: Some("abc".into()),
-            notify: Some("SUCCESS,FAILURE".into()),
+            notify: Some(Notify::SUCCESS | Notify::FAILURE),
             body: BodyType::SevenBit,
             smtputf8: false,
         }

@@ -8,9 +8,9 @@
 //! no DNS, no connecting; every caller waits on this path.
 
 use crate::address;
-use crate::cli::BodyType;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::model::{BodyType, Notify, Ret};
 use crate::spool::{Draft, Envelope, Spool};
 use crate::system;
 use md5::{Digest, Md5};
@@ -92,9 +92,9 @@ pub struct Submission {
     /// For an added From header.
     pub full_name: Option<String>,
     pub body_type: Option<BodyType>,
-    pub ret: Option<crate::cli::Ret>,
+    pub ret: Option<Ret>,
     pub envid: Option<String>,
-    pub notify: Option<String>,
+    pub notify: Option<Notify>,
     /// Whole header fields (each ending in LF) added above the message's own,
     /// under the Received line: X-Authentication-Warning.
     pub extra_headers: String,
@@ -148,7 +148,7 @@ pub fn submit(
         recipients,
         ret: sub.ret,
         envid: sub.envid.clone(),
-        notify: sub.notify.clone(),
+        notify: sub.notify,
         body: sub.body_type.unwrap_or(BodyType::SevenBit),
     };
     let spool = Spool::new(&config.spool_dir);

@@ -728,9 +728,9 @@ fn mail_params(env: &Envelope, size: u64) -> MailParams<'_> {
     MailParams {
         sender: &env.sender,
         size,
-        eight_bit: env.body == crate::cli::BodyType::EightBitMime,
+        eight_bit: env.body == crate::model::BodyType::EightBitMime,
         smtputf8: env.smtputf8,
-        ret_full: env.ret.map(|r| r == crate::cli::Ret::Full),
+        ret_full: env.ret.map(|r| r == crate::model::Ret::Full),
         envid: env.envid.as_deref(),
     }
 }
@@ -738,7 +738,7 @@ fn mail_params(env: &Envelope, size: u64) -> MailParams<'_> {
 fn rcpt_params<'a>(env: &'a Envelope, r: &Rcpt<'a>) -> RcptParams<'a> {
     RcptParams {
         address: r.address,
-        notify: env.notify.as_deref(),
+        notify: env.notify,
         orcpt: r.orcpt,
     }
 }

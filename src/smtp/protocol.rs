@@ -4,7 +4,7 @@
 //! The client in `client.rs` only moves bytes and applies these.
 
 use crate::limits::{SMTP_MAX_REPLY_LINE, SMTP_MAX_REPLY_LINES, SMTP_QUOTED_REPLY_CHARS};
-use crate::model::{EnhancedCode, Outcome, Reply};
+use crate::model::{EnhancedCode, Notify, Outcome, Reply};
 use std::fmt;
 
 /// A reply as it came, line by line (EHLO's lines are its capabilities).
@@ -144,8 +144,8 @@ pub struct MailParams<'a> {
 #[derive(Debug, Default, Clone)]
 pub struct RcptParams<'a> {
     pub address: &'a str,
-    /// DSN NOTIFY, as it goes on the wire (`SUCCESS,FAILURE`).
-    pub notify: Option<&'a str>,
+    /// DSN NOTIFY (shown as it goes on the wire, `SUCCESS,FAILURE`).
+    pub notify: Option<Notify>,
     /// The address as the user wrote it.
     pub orcpt: Option<&'a str>,
 }
@@ -627,7 +627,7 @@ mod tests {
 
         let r = RcptParams {
             address: "c@d",
-            notify: Some("SUCCESS,FAILURE"),
+            notify: Some(Notify::SUCCESS | Notify::FAILURE),
             orcpt: Some("c"),
         };
         let utf8 = RcptParams {
