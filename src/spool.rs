@@ -7,7 +7,7 @@
 //! whole message; what it leaves in `tmp/` is unlocked and so recognisably dead.
 
 use crate::error::{Error, Result};
-use crate::model::{BodyType, Notify, Ret};
+use crate::model::{BodyType, Notify, QueueId, Ret};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -457,15 +457,11 @@ pub struct ClaimSlot(Option<fd_lock::RwLock<File>>);
 /// 8 hex digits of seconds/// 8 hex digits of seconds, 5 of microseconds, 3 random: sorts by arrival.
 fn new_queue_id() -> String {
     let (secs, micros) = crate::system::now();
-    let rand = crate::system::random_u64() & 0xfff;
-    format!("{:08X}{:05X}{:03X}", secs as u32, micros, rand)
+    QueueId::new(secs, micros, crate::system::random_u64()).to_string()
 }
 
 fn is_queue_id(name: &str) -> bool {
-    name.len() == 16
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
+    QueueId::parse(name).is_some()
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
