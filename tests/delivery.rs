@@ -950,3 +950,29 @@ fn a_recipient_limit_sends_the_rest_at_once_on_the_same_connection() {
     assert!(s.queue_ids().is_empty(), "{}", s.log());
     assert_eq!(s.log().matches("status=sent").count(), 8, "{}", s.log());
 }
+
+/// A surplus line after the reply to the end of data answers nothing; taken
+/// for the next message's reply to MAIL, its 550 would bounce a message the
+/// server never saw. The next message goes over a fresh connection instead.
+/// (One child for the destination, so that the messages share a connection.)
+#[test]
+fn a_surplus_line_after_a_transaction_is_never_the_next_messages_reply() {
+    let server = Smtp::faulty("surplus-after-data", &[]);
+    let s = spool(&format!(
+        "smarthost = {}\nmax_per_destination = 1\n",
+        server.addr()
+    ));
+    for i in 0..3 {
+        s.submit(&["bob@example.net"], &message(&format!("m{i}"), "x\n"));
+    }
+    s.pass(&[]);
+    let got = server.wait_for_messages(3, Duration::from_secs(10));
+    assert_eq!(got.len(), 3, "all delivered: {}", s.log());
+    assert!(s.bounces().is_empty(), "nothing bounced: {}", s.log());
+    assert!(s.queue_ids().is_empty(), "{}", s.log());
+    assert_eq!(
+        server.connections(),
+        3,
+        "each after the first on a fresh connection"
+    );
+}

@@ -14,8 +14,8 @@ use super::protocol::{
 use crate::auth::Credentials;
 use crate::config::Timeouts;
 use crate::limits::{
-    AUTH_MAX_ROUNDS, SMTP_MAX_REPLY_LINE, SMTP_QUIT_TIMEOUT, SMTP_READ_BUFFER, SMTP_WRITE_CHUNK,
-    SMTP_WRITE_TIMEOUT,
+    AUTH_MAX_ROUNDS, SMTP_MAX_REPLY_LINE, SMTP_QUIT_TIMEOUT, SMTP_QUOTED_REPLY_CHARS,
+    SMTP_READ_BUFFER, SMTP_WRITE_CHUNK, SMTP_WRITE_TIMEOUT,
 };
 use crate::model::{Outcome, Reply};
 use crate::spool::Envelope;
@@ -362,6 +362,7 @@ impl Client {
             });
         }
         let reused = self.transactions > 0;
+        self.nothing_unanswered().map_err(|e| stale(e, reused))?;
         self.reset_if_open(t).map_err(|e| stale(e, reused))?;
         self.transactions += 1;
         let mail = protocol::mail_command(&params, &self.caps);
@@ -398,6 +399,31 @@ impl Client {
                 .collect(),
             again: finished.again.iter().map(|&i| rcpts[i].index).collect(),
         })
+    }
+
+    /// Before a transaction, every reply read so far must have answered a
+    /// command: a line still buffered (a surplus line after the last reply)
+    /// would be taken for the reply to MAIL, and its 550 would fail a
+    /// message the server never saw. Nothing of this message was sent yet,
+    /// so on a reused connection it goes again over a fresh one.
+    fn nothing_unanswered(&self) -> Result<(), SessionError> {
+        if self.reader.buffer().is_empty() {
+            return Ok(());
+        }
+        let line = self
+            .reader
+            .buffer()
+            .split(|&b| b == b'\n')
+            .next()
+            .unwrap_or_default();
+        Err(SessionError::temporary(format!(
+            "protocol error: `{}` answers no command (host {})",
+            protocol::printable(line)
+                .chars()
+                .take(SMTP_QUOTED_REPLY_CHARS)
+                .collect::<String>(),
+            self.peer
+        )))
     }
 
     /// RSET only after a transaction left open (MAIL taken, no end of
