@@ -90,28 +90,8 @@ impl<'c> Router<'c> {
         let port = self.config.smtp_port;
         let fqdn = format!("{}.", domain.trim_end_matches('.'));
         let (rt, resolver) = self.resolver()?;
-        let mx = rt.block_on(resolver.mx_lookup(fqdn.as_str()));
-        let mut exchanges: Vec<(u16, String)> = match mx {
-            Ok(lookup) => lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
-                    _ => None,
-                })
-                .collect(),
-            Err(e) if e.is_nx_domain() => {
-                return Err(RouteError::Permanent(format!(
-                    "Host or domain name not found. Name service error for name={domain} type=MX: Host not found"
-                )));
-            }
-            Err(e) if e.is_no_records_found() => Vec::new(),
-            Err(e) => {
-                return Err(RouteError::Temporary(format!(
-                    "DNS lookup of MX for {domain} failed: {e}"
-                )));
-            }
-        };
+        let dns = Dns { rt, resolver };
+        let mut exchanges = dns.exchanges(domain, &fqdn)?;
         if exchanges.len() == 1 && exchanges[0].1 == "." {
             return Err(RouteError::Permanent(format!(
                 "domain {domain} does not accept mail (null MX)"
@@ -119,54 +99,10 @@ impl<'c> Router<'c> {
         }
         exchanges.retain(|(_, host)| host != ".");
         if exchanges.is_empty() {
-            // No MX: the domain's own addresses (the implicit MX, RFC 5321 5.1).
-            return match rt.block_on(resolver.lookup_ip(fqdn.as_str())) {
-                Ok(ips) => Ok(ips
-                    .iter()
-                    .map(|ip| Target {
-                        host: domain.to_string(),
-                        addr: SocketAddr::new(ip, port),
-                    })
-                    .collect()),
-                Err(e) if e.is_no_records_found() => Err(RouteError::Permanent(format!(
-                    "Host or domain name not found: no MX or address records for {domain}"
-                ))),
-                Err(e) => Err(RouteError::Temporary(format!(
-                    "DNS lookup of {domain} failed: {e}"
-                ))),
-            };
+            return dns.implicit_mx(domain, &fqdn, port);
         }
         shuffle_equal_preferences(&mut exchanges);
-        let mut targets = Vec::new();
-        let mut last_error = String::new();
-        let mut only_missing_hosts = true;
-        for (_, host) in &exchanges {
-            match rt.block_on(resolver.lookup_ip(host.as_str())) {
-                Ok(ips) => {
-                    let name = host.trim_end_matches('.').to_string();
-                    targets.extend(ips.iter().map(|ip| Target {
-                        host: name.clone(),
-                        addr: SocketAddr::new(ip, port),
-                    }));
-                }
-                Err(e) => {
-                    only_missing_hosts &= e.is_no_records_found();
-                    last_error = format!(
-                        "cannot resolve MX host {} of {domain}: {e}",
-                        host.trim_end_matches('.')
-                    );
-                }
-            }
-        }
-        if targets.is_empty() {
-            // MX hosts that do not exist will not exist on retry either.
-            return Err(if only_missing_hosts {
-                RouteError::Permanent(format!("Host or domain name not found: {last_error}"))
-            } else {
-                RouteError::Temporary(last_error)
-            });
-        }
-        Ok(targets)
+        dns.hosts(domain, &exchanges, port)
     }
 
     fn resolver(&mut self) -> Result<(&tokio::runtime::Runtime, &TokioResolver), RouteError> {
@@ -204,6 +140,94 @@ impl<'c> Router<'c> {
         }
         let (rt, r) = self.dns.as_ref().expect("just built");
         Ok((rt, r))
+    }
+}
+
+/// The resolver of one delivery child, for the lookups of one domain.
+struct Dns<'r> {
+    rt: &'r tokio::runtime::Runtime,
+    resolver: &'r TokioResolver,
+}
+
+impl Dns<'_> {
+    /// The domain's MX records as (preference, exchange); none when it has
+    /// no MX (but exists).
+    fn exchanges(&self, domain: &str, fqdn: &str) -> Result<Vec<(u16, String)>, RouteError> {
+        match self.rt.block_on(self.resolver.mx_lookup(fqdn)) {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) if e.is_nx_domain() => Err(RouteError::Permanent(format!(
+                "Host or domain name not found. Name service error for name={domain} type=MX: Host not found"
+            ))),
+            Err(e) if e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(RouteError::Temporary(format!(
+                "DNS lookup of MX for {domain} failed: {e}"
+            ))),
+        }
+    }
+
+    /// No MX: the domain's own addresses (the implicit MX, RFC 5321 5.1).
+    fn implicit_mx(&self, domain: &str, fqdn: &str, port: u16) -> Result<Vec<Target>, RouteError> {
+        match self.rt.block_on(self.resolver.lookup_ip(fqdn)) {
+            Ok(ips) => Ok(ips
+                .iter()
+                .map(|ip| Target {
+                    host: domain.to_string(),
+                    addr: SocketAddr::new(ip, port),
+                })
+                .collect()),
+            Err(e) if e.is_no_records_found() => Err(RouteError::Permanent(format!(
+                "Host or domain name not found: no MX or address records for {domain}"
+            ))),
+            Err(e) => Err(RouteError::Temporary(format!(
+                "DNS lookup of {domain} failed: {e}"
+            ))),
+        }
+    }
+
+    /// The addresses of the MX hosts, in the order given.
+    fn hosts(
+        &self,
+        domain: &str,
+        exchanges: &[(u16, String)],
+        port: u16,
+    ) -> Result<Vec<Target>, RouteError> {
+        let mut targets = Vec::new();
+        let mut last_error = String::new();
+        let mut only_missing_hosts = true;
+        for (_, host) in exchanges {
+            match self.rt.block_on(self.resolver.lookup_ip(host.as_str())) {
+                Ok(ips) => {
+                    let name = host.trim_end_matches('.').to_string();
+                    targets.extend(ips.iter().map(|ip| Target {
+                        host: name.clone(),
+                        addr: SocketAddr::new(ip, port),
+                    }));
+                }
+                Err(e) => {
+                    only_missing_hosts &= e.is_no_records_found();
+                    last_error = format!(
+                        "cannot resolve MX host {} of {domain}: {e}",
+                        host.trim_end_matches('.')
+                    );
+                }
+            }
+        }
+        if targets.is_empty() {
+            // MX hosts that do not exist will not exist on retry either.
+            return Err(if only_missing_hosts {
+                RouteError::Permanent(format!("Host or domain name not found: {last_error}"))
+            } else {
+                RouteError::Temporary(last_error)
+            });
+        }
+        Ok(targets)
     }
 }
 
