@@ -17,6 +17,8 @@
 # submit, nobody but root and the group can read queued mail.
 # Environment: GROUP (default spoolmail), CARGO_TARGET_DIR as usual, PROFILE
 # (default release; the tests use dev, which skips the slow LTO build).
+# SPOOLMAIL_BINARY=FILE installs that binary instead of building one (its
+# compiled-in config path must be this install's: /etc/spoolmail.conf for /).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,11 +86,15 @@ if [ -z "$prefix" ] && command -v dpkg-query >/dev/null; then
     fi
 fi
 
-profile=${PROFILE:-release}
-SPOOLMAIL_CONFIG=$conf cargo build --profile "$profile" --locked --quiet
-profile_dir=$profile
-[ "$profile" = dev ] && profile_dir=debug
-target=${CARGO_TARGET_DIR:-target}/$profile_dir/spoolmail
+if [ -n "${SPOOLMAIL_BINARY:-}" ]; then
+    target=$SPOOLMAIL_BINARY
+else
+    profile=${PROFILE:-release}
+    SPOOLMAIL_CONFIG=$conf cargo build --profile "$profile" --locked --quiet
+    profile_dir=$profile
+    [ "$profile" = dev ] && profile_dir=debug
+    target=${CARGO_TARGET_DIR:-target}/$profile_dir/spoolmail
+fi
 
 as_root=false
 [ "$(id -u)" = 0 ] && as_root=true
