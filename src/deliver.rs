@@ -179,95 +179,17 @@ impl Worker<'_> {
         if self.client.is_some() {
             return Ok(());
         }
-        if self.targets.is_none() {
-            self.targets = Some(self.router.targets(&self.destination));
-        }
-        let targets = match self.targets.as_ref().expect("just set") {
-            Ok(t) => t.clone(),
-            Err(RouteError::Permanent(r)) => return Err((Outcome::failed(r.clone(), None), None)),
-            Err(RouteError::Temporary(r)) => {
-                return Err((Outcome::deferred(r.clone()), Some(r.clone())));
-            }
-        };
-        let helo = self
-            .config
-            .helo_name
-            .clone()
-            .unwrap_or_else(|| self.host.clone());
-        let smarthost = self.destination == Destination::Smarthost;
-        let implicit_for = |t: &Target| {
-            smarthost
-                && match self.config.smarthost_tls {
-                    Some(SmarthostTls::Implicit) => true,
-                    Some(SmarthostTls::Starttls) => false,
-                    None => t.addr.port() == 465,
-                }
-        };
-        let policy = self.config.tls;
-        let required = policy == TlsPolicy::Required;
-        if (policy != TlsPolicy::Off || targets.iter().any(implicit_for)) && self.tls.is_none() {
-            let loaded = Tls::new(&tls_settings(self.config));
-            if self.verbose
-                && let Ok(t) = &loaded
-            {
-                eprintln!("spoolmail: TLS trust anchors from {}", t.anchors);
-            }
-            self.tls = Some(loaded);
-        }
-        if smarthost && self.credentials.is_none() {
-            self.credentials = Some(Credentials::load(&auth_settings(self.config)));
-        }
+        let targets = self.targets()?;
+        let implicit: Vec<bool> = targets.iter().map(|t| self.implicit_tls(t)).collect();
         // A broken tls_ca_file or an unreadable password file: the admin
         // can fix it, the mail waits.
-        if let Some(broken) = [
-            self.tls.as_ref().and_then(|t| t.as_ref().err()),
-            self.credentials.as_ref().and_then(|c| c.as_ref().err()),
-        ]
-        .into_iter()
-        .flatten()
-        .next()
-        {
-            return Err((Outcome::deferred(broken.clone()), Some(broken.clone())));
+        if let Err(broken) = self.load_tls_and_credentials(implicit.contains(&true)) {
+            return Err((Outcome::deferred(broken.clone()), Some(broken)));
         }
-        let tls = self.tls.as_ref().and_then(|t| t.as_ref().ok());
-        let auth = self
-            .credentials
-            .as_ref()
-            .and_then(|c| c.as_ref().ok())
-            .and_then(Option::as_ref);
         let mut errors = Vec::new();
         let mut all_permanent = true;
-        for t in &targets {
-            let mode = match tls {
-                Some(tls) if implicit_for(t) => TlsMode::Implicit { tls, required },
-                Some(_) if policy == TlsPolicy::Off => TlsMode::Off,
-                Some(_) if !required && self.plaintext_only.contains(&t.addr) => TlsMode::Off,
-                Some(tls) => TlsMode::Starttls { tls, required },
-                None => TlsMode::Off,
-            };
-            let starttls = matches!(mode, TlsMode::Starttls { .. });
-            let mut setup = Setup {
-                helo_name: &helo,
-                timeouts: &self.config.timeouts,
-                verbose: self.verbose,
-                tls: mode,
-                auth,
-            };
-            let mut result = Client::connect(&t.host, t.addr, &setup);
-            if let Err(e) = &result
-                && e.tls_failed
-                && starttls
-                && !required
-            {
-                // Opportunistic TLS, as Postfix's `may`: a failed handshake
-                // is retried at once without TLS, and never bounces mail.
-                self.log
-                    .info(&format!("{}; trying again without TLS", e.text));
-                self.plaintext_only.push(t.addr);
-                setup.tls = TlsMode::Off;
-                result = Client::connect(&t.host, t.addr, &setup);
-            }
-            match result {
+        for (t, implicit) in targets.iter().zip(implicit) {
+            match self.connect_to(t, implicit) {
                 Ok(c) => {
                     if let Some(info) = &c.tls {
                         self.log.info(&info.log_line(&c.peer));
@@ -292,6 +214,91 @@ impl Worker<'_> {
             Err((Outcome::failed(reason, None), None))
         } else {
             Err((Outcome::deferred(reason.clone()), Some(reason)))
+        }
+    }
+
+    /// The destination's hosts, looked up once per child.
+    fn targets(&mut self) -> Result<Vec<Target>, (Outcome, Option<String>)> {
+        if self.targets.is_none() {
+            self.targets = Some(self.router.targets(&self.destination));
+        }
+        match self.targets.as_ref().expect("just set") {
+            Ok(t) => Ok(t.clone()),
+            Err(RouteError::Permanent(r)) => Err((Outcome::failed(r.clone(), None), None)),
+            Err(RouteError::Temporary(r)) => Err((Outcome::deferred(r.clone()), Some(r.clone()))),
+        }
+    }
+
+    /// Whether `t` speaks TLS from the first byte: a smarthost configured
+    /// so, or on port 465 when not configured.
+    fn implicit_tls(&self, t: &Target) -> bool {
+        self.destination == Destination::Smarthost
+            && match self.config.smarthost_tls {
+                Some(SmarthostTls::Implicit) => true,
+                Some(SmarthostTls::Starttls) => false,
+                None => t.addr.port() == 465,
+            }
+    }
+
+    /// Loads the trust anchors when TLS may be used, and the AUTH
+    /// credentials for a smarthost, once per child; Err says what is broken.
+    fn load_tls_and_credentials(&mut self, any_implicit: bool) -> Result<(), String> {
+        if (self.config.tls != TlsPolicy::Off || any_implicit) && self.tls.is_none() {
+            let loaded = Tls::new(&tls_settings(self.config));
+            if self.verbose
+                && let Ok(t) = &loaded
+            {
+                eprintln!("spoolmail: TLS trust anchors from {}", t.anchors);
+            }
+            self.tls = Some(loaded);
+        }
+        if self.destination == Destination::Smarthost && self.credentials.is_none() {
+            self.credentials = Some(Credentials::load(&auth_settings(self.config)));
+        }
+        let tls = self.tls.as_ref().and_then(|t| t.as_ref().err());
+        let credentials = self.credentials.as_ref().and_then(|c| c.as_ref().err());
+        match tls.or(credentials) {
+            Some(broken) => Err(broken.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// One connection to `t`, secured as the TLS policy says.
+    fn connect_to(&mut self, t: &Target, implicit: bool) -> Result<Client, SessionError> {
+        let policy = self.config.tls;
+        let required = policy == TlsPolicy::Required;
+        let helo = (self.config.helo_name.clone()).unwrap_or_else(|| self.host.clone());
+        let tls = self.tls.as_ref().and_then(|t| t.as_ref().ok());
+        let auth = (self.credentials.as_ref())
+            .and_then(|c| c.as_ref().ok())
+            .and_then(Option::as_ref);
+        let mode = match tls {
+            Some(tls) if implicit => TlsMode::Implicit { tls, required },
+            Some(_) if policy == TlsPolicy::Off => TlsMode::Off,
+            Some(_) if !required && self.plaintext_only.contains(&t.addr) => TlsMode::Off,
+            Some(tls) => TlsMode::Starttls { tls, required },
+            None => TlsMode::Off,
+        };
+        let starttls = matches!(mode, TlsMode::Starttls { .. });
+        let mut setup = Setup {
+            helo_name: &helo,
+            timeouts: &self.config.timeouts,
+            verbose: self.verbose,
+            tls: mode,
+            auth,
+        };
+        let result = Client::connect(&t.host, t.addr, &setup);
+        match result {
+            Err(e) if e.tls_failed && starttls && !required => {
+                // Opportunistic TLS, as Postfix's `may`: a failed handshake
+                // is retried at once without TLS, and never bounces mail.
+                self.log
+                    .info(&format!("{}; trying again without TLS", e.text));
+                self.plaintext_only.push(t.addr);
+                setup.tls = TlsMode::Off;
+                Client::connect(&t.host, t.addr, &setup)
+            }
+            other => other,
         }
     }
 
