@@ -16,11 +16,12 @@
 //! 4. [`submit`]: intake, streamed from stdin into the spool.
 //! 5. [`spool`]: the on-disk format, the commit protocol, claims and state.
 //! 6. [`queue`]: one dequeue pass, the parent that hands messages to children.
-//! 7. [`deliver`]: a delivery child: claim, route, send, record, bounce;
+//! 7. [`deliver`]: a delivery child: claim, route, send;
 //!    [`pass_protocol`] is what parent and children say to each other.
-//! 8. [`route`]: smarthosts or MX via hickory-resolver.
-//! 9. [`smtp`]: the SMTP client, with [`tls`] (rustls) and [`auth`] (SASL).
-//! 10. [`bounce`]: delivery status notifications.
+//! 8. [`record`]: outcomes into the state, expiry and bounces (both processes).
+//! 9. [`route`]: smarthosts or MX via hickory-resolver.
+//! 10. [`smtp`]: the SMTP client, with [`tls`] (rustls) and [`auth`] (SASL).
+//! 11. [`bounce`]: delivery status notifications.
 //!
 //! At the bottom, [`model`]: the typed values (addresses, queue ids,
 //! destinations, DSN parameters) that everything else uses.
@@ -46,6 +47,7 @@ pub mod mime;
 pub mod model;
 pub mod pass_protocol;
 pub mod queue;
+pub mod record;
 pub mod route;
 pub mod smtp;
 pub mod smtpd;

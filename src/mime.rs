@@ -128,6 +128,14 @@ pub fn quoted_printable(text: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Text on one line, without control characters: for this protocol, log
+/// lines, state files and DSNs.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,8 @@
 //! all. The parent answers `job QID I,J,...` (the message and the indices of
 //! the recipients to try) or `quit`.
 
+use crate::mime::one_line;
+
 /// One line of the conversation, either way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -84,14 +86,6 @@ impl Message {
 
 fn word_of(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
-}
-
-/// Text on one line, without control characters: for this protocol, log
-/// lines, state files and DSNs.
-pub fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 #[cfg(test)]

@@ -12,12 +12,13 @@
 //! rest of the pass (Postfix's dead destination).
 
 use crate::config::Config;
-use crate::deliver::{self, RecordContext};
+use crate::deliver;
 use crate::error::{Error, Result};
 use crate::limits::{LEFTOVER_MIN_AGE, PASS_READ_PIECE, PASS_TICK, STALLED_AFTER};
 use crate::log::Log;
 use crate::model::{Address, Destination};
 use crate::pass_protocol::Message;
+use crate::record::{self, RecordContext};
 use crate::route::destination_of;
 use crate::spool::{RcptStatus, Selector, Spool};
 use crate::sys;
@@ -371,7 +372,7 @@ fn serve(
             // Every other message for this destination would wait out the same failure.
             if let Some(queue) = queues.get_mut(&children[i].destination) {
                 for job in queue.drain(..) {
-                    let failed = deliver::defer(ctx, &job.id, &job.rcpts, &reason, log);
+                    let failed = record::defer(ctx, &job.id, &job.rcpts, &reason, log);
                     summary
                         .failed
                         .extend(failed.into_iter().map(|(i, t)| (job.id.clone(), i, t)));
@@ -467,7 +468,7 @@ fn reap(children: &mut Vec<Child>, ctx: &RecordContext, log: &mut Log, summary: 
                     child.destination
                 )
             };
-            let failed = deliver::defer(ctx, &job.id, &job.rcpts, &reason, log);
+            let failed = record::defer(ctx, &job.id, &job.rcpts, &reason, log);
             summary
                 .failed
                 .extend(failed.into_iter().map(|(i, t)| (job.id.clone(), i, t)));
