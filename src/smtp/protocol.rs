@@ -429,15 +429,15 @@ pub fn finish(r: &Replies) -> Result<Finished, ProtocolError> {
     let all = |o: Outcome| (0..r.rcpts.len()).map(|i| (i, o.clone())).collect();
     if answer(Command::Mail, r.mail)? == Answer::No {
         return Ok(Finished {
-            outcomes: all(Outcome::Reply(r.mail.clone())),
+            outcomes: all(final_outcome(r.mail, Command::Mail)),
             again: Vec::new(),
         });
     }
     let accepted = |i: &usize| r.rcpts[*i].class() == 2;
     let progress = (0..r.rcpts.len()).any(|i| accepted(&i));
     let for_accepted = match (r.data, end) {
-        (Some(d), _) if d.class() != 3 => Outcome::Reply(d.clone()),
-        (_, Some(end)) if next == Next::Content => Outcome::Reply(end.clone()),
+        (Some(d), _) if d.class() != 3 => final_outcome(d, Command::Data),
+        (_, Some(end)) if next == Next::Content => final_outcome(end, Command::EndOfData),
         // Accepted, but the content was never sent or never answered:
         // the caller ends the session before this; defer, never "sent".
         _ => Outcome::deferred("the transaction did not reach its end of data"),
@@ -452,10 +452,16 @@ pub fn finish(r: &Replies) -> Result<Finished, ProtocolError> {
         } else if progress && too_many_recipients(reply) {
             f.again.push(i);
         } else {
-            f.outcomes.push((i, Outcome::Reply(reply.clone())));
+            f.outcomes.push((i, final_outcome(reply, Command::Rcpt)));
         }
     }
     Ok(f)
+}
+
+/// A recipient's outcome from a reply `answer` has checked; `from_final`
+/// would still never make a 3xx "sent".
+fn final_outcome(reply: &Reply, command: Command) -> Outcome {
+    Outcome::from_final(reply, &command.to_string())
 }
 
 /// Table tests of the protocol rules: each row one case.
