@@ -101,6 +101,8 @@ pub fn reencode_long_lines(message: &[u8]) -> Option<Vec<u8>> {
 /// without LF stays without one).
 pub fn quoted_printable(text: &[u8]) -> Vec<u8> {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    // RFC 2045's 76 characters, less the `=` of a soft break.
+    const WIDTH: usize = 75;
     let mut out = Vec::with_capacity(text.len() + text.len() / 3);
     let mut lines = text.split(|&b| b == b'\n').peekable();
     while let Some(line) = lines.next() {
@@ -110,7 +112,7 @@ pub fn quoted_printable(text: &[u8]) -> Vec<u8> {
             let literal =
                 (b'!'..=b'~').contains(&b) && b != b'=' || (b == b' ' || b == b'\t') && !last;
             let token_len = if literal { 1 } else { 3 };
-            if width + token_len > 75 {
+            if width + token_len > WIDTH {
                 out.extend_from_slice(b"=\n");
                 width = 0;
             }

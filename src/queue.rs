@@ -302,8 +302,11 @@ fn fork_child(
         Err(e) => Err(Error::io("cannot fork a delivery child", e)),
         Ok(sys::Forked::Child) => {
             drop(ours);
-            // The siblings' sockets are the parent's: dropped here, so that a
-            // sibling sees end of file when the parent goes, whatever this child does.
+            // The copies of the parent's ends of its siblings' sockets are
+            // dropped through their owners (never closed by number under them),
+            // so that a sibling sees end of file when the parent goes, whatever
+            // this child does. The rest of the parent's state stays untouched
+            // and undropped: the child ends in exit_child, never returning here.
             siblings.clear();
             let code = deliver::worker_main(theirs, destination.clone(), config, verbose);
             sys::exit_child(code)
