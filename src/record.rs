@@ -13,6 +13,7 @@ use crate::model::{EnhancedCode, Outcome, Verdict};
 use crate::spool::{Claim, ClaimSlot, Envelope, RcptStatus, Spool, State};
 use crate::system;
 use std::io::{BufReader, Seek, SeekFrom};
+use std::time::Duration;
 
 /// The envelope of a claimed message, the length of the envelope (where the
 /// content starts) and the content's size. Reads from the start of the file,
@@ -50,18 +51,16 @@ pub fn record(
     log: &mut Log,
 ) -> crate::error::Result<Vec<(usize, String)>> {
     let (now, _) = system::now();
-    let schedule = &ctx.config.retry_schedule;
-    let due = state.attempts == 0 || state.next_attempt <= now;
-    if due {
-        state.attempts += 1;
-    }
-    let age = now.saturating_sub(env.arrival);
-    let out_of_time = state.attempts as usize >= schedule.len()
-        || ctx
-            .config
-            .max_queue_lifetime
-            .is_some_and(|l| age >= l.as_secs());
-    let expiry = out_of_time.then_some((state.attempts, age));
+    let config = ctx.config;
+    let step = Step::of(
+        &state,
+        env.arrival,
+        now,
+        &config.retry_schedule,
+        config.max_queue_lifetime,
+    );
+    state.attempts = step.attempts;
+    let (expiry, age) = (step.expiry, step.age);
     let failures = apply_outcomes(env, &mut state, outcomes, relay, expiry, age, log);
     if !failures.is_empty() {
         let notices: Vec<Failure> = failures.iter().map(|(_, f)| f.clone()).collect();
@@ -74,12 +73,8 @@ pub fn record(
             }
         }
     }
-    if due {
-        let wait = schedule
-            .get(state.attempts as usize)
-            .copied()
-            .unwrap_or_default();
-        state.next_attempt = now + wait.as_secs();
+    if let Some(next) = step.next_attempt {
+        state.next_attempt = next;
     }
     let done = (0..env.recipients.len()).all(|i| {
         matches!(
@@ -100,6 +95,47 @@ pub fn record(
             _ => None,
         })
         .collect())
+}
+
+/// Where an attempt stands in the retry schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Step {
+    /// Attempts made, this one included when it was due (a forced run
+    /// ahead of the schedule does not count, nor move the next attempt).
+    attempts: u32,
+    /// When to try next (seconds since the epoch); None: as it was.
+    next_attempt: Option<u64>,
+    /// The attempts ran out (the schedule's, or `max_queue_lifetime`): a
+    /// deferral now fails for good. The attempts made and the age.
+    expiry: Option<(u32, u64)>,
+    /// Seconds since the message arrived.
+    age: u64,
+}
+
+impl Step {
+    /// The rule of the retry schedule: attempt N (counting from 1) waits
+    /// `schedule[N]` for the next; after `schedule.len()` attempts, or past
+    /// `lifetime`, what is still deferred expires.
+    fn of(
+        state: &State,
+        arrival: u64,
+        now: u64,
+        schedule: &[Duration],
+        lifetime: Option<Duration>,
+    ) -> Step {
+        let due = state.attempts == 0 || state.next_attempt <= now;
+        let attempts = state.attempts + u32::from(due);
+        let age = now.saturating_sub(arrival);
+        let out_of_time =
+            attempts as usize >= schedule.len() || lifetime.is_some_and(|l| age >= l.as_secs());
+        let wait = schedule.get(attempts as usize).copied().unwrap_or_default();
+        Step {
+            attempts,
+            next_attempt: due.then_some(now + wait.as_secs()),
+            expiry: out_of_time.then_some((attempts, age)),
+            age,
+        }
+    }
 }
 
 /// Sets each recipient's state from its outcome and logs it; returns the
@@ -397,5 +433,46 @@ mod tests {
             );
             assert_eq!(r.expired, word == "expired");
         }
+    }
+
+    #[test]
+    fn the_retry_schedule_counts_due_attempts_and_expires_at_its_end() {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        let schedule = [m(0), m(30), m(240)];
+        let (arrival, now) = (1_000_000, 1_000_000 + 3600);
+        let state = |attempts: u32, next_attempt: u64| State {
+            attempts,
+            next_attempt,
+            ..State::default()
+        };
+        // (attempts made, next attempt, lifetime) -> (attempts, next, expired)
+        let cases: Vec<(u32, u64, Option<Duration>, u32, Option<u64>, bool)> = vec![
+            // The first attempt waits schedule[1] for the second.
+            (0, 0, None, 1, Some(now + 1800), false),
+            // Due again: the second waits schedule[2].
+            (1, now, None, 2, Some(now + 14400), false),
+            // The last attempt the schedule has: what is deferred expires.
+            (2, now - 1, None, 3, Some(now), true),
+            // A forced run before the next attempt is due counts nothing
+            // and moves nothing.
+            (1, now + 60, None, 1, None, false),
+            (3, now + 60, None, 3, None, true),
+            // max_queue_lifetime: the message is an hour old.
+            (1, now, Some(m(60)), 2, Some(now + 14400), true),
+            (1, now, Some(m(61)), 2, Some(now + 14400), false),
+        ];
+        for (made, next, lifetime, attempts, next_attempt, expired) in cases {
+            let step = Step::of(&state(made, next), arrival, now, &schedule, lifetime);
+            let expected = Step {
+                attempts,
+                next_attempt,
+                expiry: expired.then_some((attempts, 3600)),
+                age: 3600,
+            };
+            assert_eq!(step, expected, "{made} made, next {next}, {lifetime:?}");
+        }
+        // `retry_schedule = 0`: one attempt, and what it defers expires.
+        let once = Step::of(&state(0, 0), arrival, now, &[m(0)], None);
+        assert_eq!((once.attempts, once.expiry), (1, Some((1, 3600))));
     }
 }

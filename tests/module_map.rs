@@ -90,11 +90,6 @@ const MAP: &[(&str, &[&str])] = &[
     ("auth", &[]),
 ];
 
-/// Wrong-way imports that main still has while they are being moved, each
-/// with where its type goes. Remove a line when its import is gone (the
-/// test says so); never add one.
-const PENDING: &[(&str, &str, &str)] = &[];
-
 fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     MAP.iter()
         .map(|(module, uses)| {
@@ -111,7 +106,6 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
 fn every_import_in_src_follows_the_map() {
     let allowed = allowed();
     let mut wrong = Vec::new();
-    let mut pending_seen = BTreeSet::new();
     for (module, uses) in imports() {
         if module == "app" {
             continue;
@@ -126,18 +120,8 @@ fn every_import_in_src_follows_the_map() {
             if used == module || ok.contains(used.as_str()) {
                 continue;
             }
-            if let Some(p) = PENDING.iter().find(|(m, u, _)| *m == module && *u == used) {
-                pending_seen.insert(*p);
-                continue;
-            }
             wrong.push(format!("{file}: `{module}` may not use `{used}`"));
         }
-    }
-    for p in PENDING.iter().filter(|p| !pending_seen.contains(*p)) {
-        wrong.push(format!(
-            "`{}` no longer uses `{}`: remove its line from PENDING",
-            p.0, p.1
-        ));
     }
     assert!(wrong.is_empty(), "\n{}\n", wrong.join("\n"));
 }
