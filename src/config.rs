@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::limits;
+use crate::model::Address;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -487,13 +488,15 @@ fn retry_schedule(key: &str, v: &str) -> std::result::Result<Vec<Duration>, Stri
 }
 
 fn address(key: &str, v: &str) -> std::result::Result<String, String> {
-    crate::address::validate(v).map_err(|e| format!("{key}: {e}"))
+    Address::parse(v)
+        .map(|a| a.to_string())
+        .map_err(|why| format!("{key}: invalid address `{}`: {why}", v.escape_debug()))
 }
 
 /// An address with its domain: where mail for local names may go.
 fn full_address(key: &str, v: &str) -> std::result::Result<String, String> {
     let a = address(key, v)?;
-    if crate::model::Address::split(&a).1.is_none() {
+    if Address::split(&a).1.is_none() {
         return Err(format!("{key}: `{v}` must be a full address (user@domain)"));
     }
     Ok(a)
@@ -714,6 +717,10 @@ mod tests {
             (
                 "max_queue_lifetime = 5y",
                 "max_queue_lifetime: `5y` is not a duration",
+            ),
+            (
+                "double_bounce_recipient = <a@x",
+                "double_bounce_recipient: invalid address `<a@x`: bad local part",
             ),
             (
                 "max_recipients = -3",

@@ -31,9 +31,9 @@ const DELIVERY: &[&str] = &[
     "auth",
 ];
 
-/// Each module and the modules it may use besides the leaves (the leaves
-/// list theirs among themselves). `app` dispatches by mode and may use
-/// everything.
+/// Each module and the modules it may use besides the leaves (the leaves,
+/// and config, which sits on the model alone, list theirs in full). `app`
+/// dispatches by mode and may use everything.
 const MAP: &[(&str, &[&str])] = &[
     // Leaves.
     ("error", &[]),
@@ -44,7 +44,7 @@ const MAP: &[(&str, &[&str])] = &[
     ("mime", &["limits"]),
     ("address", &["error", "limits", "model"]),
     // Shared by both stacks.
-    ("config", &[]),
+    ("config", &["error", "limits", "model"]),
     ("log", &["config"]),
     ("spool", &[]),
     // Submission.
@@ -94,7 +94,7 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     MAP.iter()
         .map(|(module, uses)| {
             let mut set: BTreeSet<&str> = uses.iter().copied().collect();
-            if !LEAVES.contains(module) {
+            if !LEAVES.contains(module) && *module != "config" {
                 set.extend(LEAVES);
             }
             (*module, set)
