@@ -210,23 +210,27 @@ pub fn getrandom(buf: &mut [u8]) -> bool {
     n == buf.len() as isize
 }
 
-/// True when the process is known to have one thread (Linux's
-/// /proc/self/status says so); false when it has more or cannot be told.
-pub fn single_threaded() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .any(|l| l.strip_prefix("Threads:").map(str::trim) == Some("1"))
-    })
+/// How many threads the process has, as Linux's /proc/self/status says;
+/// None when that cannot be read (no /proc in a chroot or container).
+pub fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 /// Removes every environment variable but `keep`. Refuses (changing nothing)
-/// unless the process is known to be single-threaded, as removing a variable
-/// while another thread reads the environment is undefined behaviour.
+/// when the process is seen to have more than one thread, as removing a
+/// variable while another thread reads the environment is undefined
+/// behaviour. Where /proc cannot tell, the caller's word stands: it is only
+/// called first thing in `main`, before spoolmail starts any thread (Rust's
+/// runtime starts none), and refusing there would refuse every submission
+/// on a machine without /proc.
 pub fn clear_env_except(keep: &str) -> io::Result<()> {
-    if !single_threaded() {
+    if thread_count().is_some_and(|n| n != 1) {
         return Err(io::Error::other(
-            "cannot clear the environment: the process is not known to be single-threaded",
+            "cannot clear the environment: the process has more than one thread",
         ));
     }
     let names: Vec<std::ffi::OsString> = std::env::vars_os()
@@ -234,8 +238,9 @@ pub fn clear_env_except(keep: &str) -> io::Result<()> {
         .filter(|k| k != keep)
         .collect();
     for name in names {
-        // SAFETY: the process has one thread (checked above), so nothing
-        // reads the environment while it changes.
+        // SAFETY: the process has one thread (checked above where /proc can
+        // tell; else by the caller's contract: first thing in main, before
+        // any thread), so nothing reads the environment while it changes.
         unsafe { std::env::remove_var(name) };
     }
     Ok(())
@@ -398,7 +403,7 @@ mod tests {
     fn a_second_thread_is_seen_so_the_environment_is_left_alone() {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let other = std::thread::spawn(move || rx.recv());
-        assert!(!single_threaded());
+        assert!(thread_count().is_some_and(|n| n >= 2));
         let before: Vec<_> = std::env::vars_os().collect();
         assert!(clear_env_except("TZ").is_err());
         assert_eq!(std::env::vars_os().collect::<Vec<_>>(), before);

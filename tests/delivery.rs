@@ -755,7 +755,7 @@ fn a_server_closing_reused_connections_costs_no_message_an_attempt() {
 
 #[test]
 fn relay_holding_one_domain_does_not_hold_the_others() {
-    // DESIGN.md's trap: through one smarthost, a relay holds the reply to
+    // The relay trap: through one smarthost, a relay holds the reply to
     // RCPT TO for one recipient domain. More such messages than max_children
     // are queued first; the ordinary ones behind them must still go out.
     let relay = Smtp::faulty("slow-rcpt", &["--delay", "60", "--match", "@slow.example"]);
