@@ -70,7 +70,6 @@ const MAP: &[(&str, &[&str])] = &[
         "deliver",
         &[
             "auth",
-            "bounce",
             "config",
             "log",
             "pass_protocol",
