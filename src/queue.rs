@@ -168,7 +168,7 @@ fn collect_jobs(
                 continue;
             }
         };
-        if !selected(&env, selection.select.as_ref()) {
+        if selection.select.as_ref().is_some_and(|s| !s.matches(&env)) {
             continue;
         }
         let mut by_destination: BTreeMap<Destination, Vec<usize>> = BTreeMap::new();
@@ -198,19 +198,6 @@ fn collect_jobs(
         }
     }
     Ok(queues)
-}
-
-fn selected(env: &crate::spool::Envelope, select: Option<&Selector>) -> bool {
-    let contains = |hay: &str, needle: &str| {
-        hay.to_ascii_lowercase()
-            .contains(&needle.to_ascii_lowercase())
-    };
-    match select {
-        None => true,
-        Some(Selector::QueueId(id)) => contains(&env.id, id),
-        Some(Selector::Recipient(r)) => env.recipients.iter().any(|x| contains(&x.address, r)),
-        Some(Selector::Sender(s)) => contains(&env.sender, s),
-    }
 }
 
 fn start_children(

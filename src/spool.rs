@@ -36,6 +36,21 @@ pub enum Selector {
     Sender(String),
 }
 
+impl Selector {
+    /// Whether `env` is one of the messages this selects.
+    pub fn matches(&self, env: &Envelope) -> bool {
+        let contains = |hay: &str, needle: &str| {
+            hay.to_ascii_lowercase()
+                .contains(&needle.to_ascii_lowercase())
+        };
+        match self {
+            Selector::QueueId(id) => contains(&env.id, id),
+            Selector::Recipient(r) => env.recipients.iter().any(|x| contains(&x.address, r)),
+            Selector::Sender(s) => contains(&env.sender, s),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     pub id: String,
@@ -685,6 +700,26 @@ mod tests {
             notify: Some(Notify::SUCCESS | Notify::FAILURE),
             body: BodyType::SevenBit,
             smtputf8: false,
+        }
+    }
+
+    #[test]
+    fn selectors_match_a_part_of_id_recipient_or_sender_in_any_case() {
+        let env = Envelope {
+            id: "1A2B3C4D5E.0F1".into(),
+            ..envelope()
+        };
+        let cases = [
+            (Selector::QueueId("3c4d".into()), true),
+            (Selector::QueueId("0F2".into()), false),
+            (Selector::Recipient("HOST.example".into()), true),
+            (Selector::Recipient("bob smith".into()), true),
+            (Selector::Recipient("alice".into()), false),
+            (Selector::Sender("Alice@".into()), true),
+            (Selector::Sender("root".into()), false),
+        ];
+        for (selector, expected) in cases {
+            assert_eq!(selector.matches(&env), expected, "{selector:?}");
         }
     }
 
