@@ -434,10 +434,12 @@ struct DataReader<'r, R> {
     input: &'r mut BufReader<R>,
     pending: Vec<u8>,
     pos: usize,
-    /// The previous piece ended with CRLF: the next one starts a line.
+    /// The previous piece ended with CRLF (its CR may have ended the piece
+    /// before it): the next one starts a line.
     after_crlf: bool,
-    /// The previous piece ended inside a line (it was longer than a piece).
-    mid_line: bool,
+    /// The previous piece ended with a CR, which a LF starting the next
+    /// piece makes a CRLF: where reads split a line must not matter.
+    after_cr: bool,
     done: bool,
     eof_before_end: bool,
 }
@@ -449,7 +451,7 @@ impl<'r, R: Read> DataReader<'r, R> {
             pending: Vec::new(),
             pos: 0,
             after_crlf: true,
-            mid_line: false,
+            after_cr: false,
             done: false,
             eof_before_end: false,
         }
@@ -471,14 +473,15 @@ impl<'r, R: Read> DataReader<'r, R> {
                 "client went away during DATA",
             ));
         }
-        let line_start = self.after_crlf && !self.mid_line;
+        let line_start = self.after_crlf;
         if line_start && self.pending == b".\r\n" {
             self.pending.clear();
             self.done = true;
             return Ok(());
         }
-        self.mid_line = !self.pending.ends_with(b"\n");
-        self.after_crlf = self.pending.ends_with(b"\r\n");
+        self.after_crlf =
+            self.pending.ends_with(b"\r\n") || (self.after_cr && self.pending == b"\n");
+        self.after_cr = self.pending.ends_with(b"\r");
         if line_start && self.pending.first() == Some(&b'.') {
             self.pos = 1;
         }
@@ -557,5 +560,48 @@ mod tests {
         assert_eq!(path_and_params("<>"), Some((String::new(), vec![])));
         assert_eq!(path_and_params("a@b"), None);
         assert_eq!(decode_xtext("a+2Bb").as_deref(), Some("a+b"));
+    }
+
+    /// Hands out the input in pieces of a chosen size, as a pipe may.
+    struct Pieces<'a> {
+        data: &'a [u8],
+        size: usize,
+    }
+
+    impl Read for Pieces<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.size.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// Every position of a line end around the 64 KiB piece (and its
+    /// double), read in pieces of several sizes: the line ends where it
+    /// ends, the next line's dot is unstuffed and the data ends at the dot.
+    #[test]
+    fn line_ends_straddling_the_read_piece() {
+        let piece = crate::limits::SMTPD_DATA_PIECE as usize;
+        let lengths = (piece - 3..=piece + 2).chain(2 * piece - 3..=2 * piece + 2);
+        for len in lengths {
+            let mut input = b"a\r\n".to_vec();
+            input.extend(std::iter::repeat_n(b'x', len));
+            input.extend_from_slice(b"\r\n..b\r\n.\r\nQUIT\r\n");
+            let mut want = b"a\r\n".to_vec();
+            want.extend(std::iter::repeat_n(b'x', len));
+            want.extend_from_slice(b"\r\n.b\r\n");
+            for size in [7, 4096, piece - 1, piece, piece + 1, usize::MAX] {
+                let mut r = BufReader::new(Pieces { data: &input, size });
+                let mut d = DataReader::new(&mut r);
+                let mut out = Vec::new();
+                d.read_to_end(&mut out).unwrap();
+                assert!(!d.eof_before_end, "line {len}, reads of {size}");
+                assert!(out == want, "line {len}, reads of {size}: wrong data");
+                let mut rest = Vec::new();
+                r.read_to_end(&mut rest).unwrap();
+                assert_eq!(rest, b"QUIT\r\n", "line {len}, reads of {size}");
+            }
+        }
     }
 }
