@@ -77,9 +77,11 @@ pub const PASS_READ_PIECE: usize = 1024;
 
 // ---- Submission and the spool ----
 
-/// The header block is held in memory to find recipients; past this size
-/// (bytes) the rest of the message is treated as body, as Postfix does with
-/// header_size_limit (its default is 100 KiB; 1 MiB leaves room).
+/// The header block is held in memory to find recipients; a message whose
+/// header fields exceed this size (bytes) is refused (exit 65, "header too
+/// large"), since moving the rest of the header into the body would show
+/// a Bcc to every recipient. Postfix's header_size_limit is 100 KiB; 1 MiB
+/// leaves room.
 pub const MAX_HEADER_BLOCK: u64 = 1024 * 1024;
 
 /// The longest ENVID (octets), RFC 3461 section 4.4.

@@ -366,8 +366,13 @@ fn read_header_block(reader: &mut impl BufRead) -> Result<HeaderBlock> {
             break Some(Vec::new()); // the empty line; written back by write_header
         }
         let continuation = matches!(line[0], b' ' | b'\t') && !bytes.is_empty();
-        if !complete || !(continuation || is_field_start(&line)) || room == 0 {
+        // A line cut short by the limit may be a field whose colon is past the cut.
+        let field = is_field_start(&line) || (!complete && is_field_name(&line));
+        if !(continuation || field) {
             break Some(std::mem::take(&mut line));
+        }
+        if !complete || n as u64 > room {
+            return Err(header_too_large());
         }
         bytes.extend_from_slice(&line);
     };
@@ -384,8 +389,24 @@ fn read_header_block(reader: &mut impl BufRead) -> Result<HeaderBlock> {
 fn is_field_start(line: &[u8]) -> bool {
     match line.iter().position(|&b| b == b':') {
         Some(0) | None => false,
-        Some(i) => line[..i].iter().all(|&b| (33..=126).contains(&b)),
+        Some(i) => is_field_name(&line[..i]),
     }
+}
+
+/// Printable ASCII, as a field name is (a colon included: `line` may be a
+/// name and the start of its value).
+fn is_field_name(line: &[u8]) -> bool {
+    !line.is_empty() && line.iter().all(|&b| (33..=126).contains(&b))
+}
+
+/// Past the limit, header lines must not become body lines (a Bcc there
+/// would be shown to every recipient), and dropping them would change who
+/// gets the message under `-t`: the message is refused.
+fn header_too_large() -> Error {
+    Error::Data(format!(
+        "header too large: the header fields exceed {} KiB; nothing was queued",
+        MAX_HEADER_BLOCK / 1024
+    ))
 }
 
 /// The header fields, split by mail-parser's header parser, which gives each
@@ -695,6 +716,62 @@ mod tests {
         let h = read_header_block(&mut r).unwrap();
         assert_eq!(h.bytes, b"To: a@b\n");
         assert_eq!(h.body_start.as_deref(), Some(&b"not a header line\n"[..]));
+    }
+
+    /// Past the header limit no header line may become a body line (a Bcc
+    /// there would be shown to every recipient): the message is refused,
+    /// whether the limit falls between lines, inside a field or inside a
+    /// field's name.
+    #[test]
+    fn header_over_the_limit_is_refused() {
+        let limit = MAX_HEADER_BLOCK as usize;
+        let filler = |n: usize| {
+            let mut h = Vec::new();
+            while h.len() < n {
+                h.extend_from_slice(b"X-Filler: 0123456789012345678901234567890123456789\n");
+            }
+            h
+        };
+        let mut cases = Vec::new();
+        let mut between = filler(limit);
+        between.extend_from_slice(b"Bcc: secret@x.org\n\nbody\n");
+        cases.push(between);
+        let mut long_field = b"To: a@b\nX-Long: ".to_vec();
+        long_field.extend(std::iter::repeat_n(b'y', limit));
+        long_field.extend_from_slice(b"\nBcc: secret@x.org\n\nbody\n");
+        cases.push(long_field);
+        let mut long_name = b"To: a@b\n".to_vec();
+        long_name.extend(std::iter::repeat_n(b'N', limit));
+        long_name.extend_from_slice(b": v\nBcc: secret@x.org\n\nbody\n");
+        cases.push(long_name);
+        let mut continued = filler(limit - 10);
+        continued.extend_from_slice(b"X-Folded: a\n");
+        for _ in 0..4 {
+            continued.extend_from_slice(b" continued line\n");
+        }
+        continued.extend_from_slice(b"Bcc: secret@x.org\n\nbody\n");
+        cases.push(continued);
+        for (i, input) in cases.into_iter().enumerate() {
+            match read_header_block(&mut io::Cursor::new(input)) {
+                Err(Error::Data(msg)) => assert!(msg.contains("header too large"), "{i}: {msg}"),
+                Err(e) => panic!("case {i}: {e}"),
+                Ok(h) => panic!(
+                    "case {i}: accepted, body starts {:?}",
+                    h.body_start
+                        .map(|b| String::from_utf8_lossy(&b[..b.len().min(40)]).into_owned())
+                ),
+            }
+        }
+        // A header under the limit ends at its empty line or at its first
+        // line that is not a field, as before.
+        let mut fits = filler(limit - 100);
+        fits.extend_from_slice(b"\nbody\n");
+        let h = read_header_block(&mut io::Cursor::new(fits)).unwrap();
+        assert_eq!(h.body_start, Some(Vec::new()));
+        let mut fits = filler(limit - 100);
+        fits.extend_from_slice(b"<not a field>\nX: y\n");
+        let h = read_header_block(&mut io::Cursor::new(fits)).unwrap();
+        assert_eq!(h.body_start.as_deref(), Some(&b"<not a field>\n"[..]));
     }
 
     #[test]
