@@ -228,11 +228,11 @@ impl Config {
         if v.chars().any(char::is_control) {
             return Err(format!("{key}: value contains a control character"));
         }
-        let (_, setter) = KEYS
+        let found = KEYS
             .iter()
-            .find(|(k, _)| *k == key)
+            .find(|k| k.name == key)
             .ok_or_else(|| format!("unknown key `{key}`"))?;
-        setter(self, key, v)
+        (found.set)(self, key, v)
     }
 }
 
@@ -240,113 +240,392 @@ impl Config {
 /// stores it in the config.
 type Setter = fn(&mut Config, &str, &str) -> std::result::Result<(), String>;
 
-/// Every key of the config file, with the kind of value it takes.
-const KEYS: &[(&str, Setter)] = &[
-    ("spool_dir", |c, k, v| {
-        absolute_path(k, v).map(|p| c.spool_dir = p)
-    }),
-    ("smarthost", |c, k, v| {
-        list(k, v, host_port).map(|h| c.smarthosts = h)
-    }),
-    ("dns_server", |c, _, v| {
-        dns_server(v).map(|s| c.dns_server = Some(s))
-    }),
-    ("smtp_port", |c, _, v| smtp_port(v).map(|p| c.smtp_port = p)),
-    ("helo_name", |c, k, v| {
-        hostname(k, v).map(|h| c.helo_name = Some(h))
-    }),
-    ("qualify_domain", |c, k, v| {
-        hostname(k, v).map(|h| c.qualify_domain = Some(h))
-    }),
-    ("tls", |c, k, v| {
-        choice(k, v, TLS_POLICIES).map(|t| c.tls = t)
-    }),
-    ("smarthost_tls", |c, k, v| {
-        choice(k, v, SMARTHOST_TLS).map(|t| c.smarthost_tls = Some(t))
-    }),
-    ("tls_ca_file", |c, k, v| {
-        absolute_path(k, v).map(|p| c.tls_ca_file = Some(p))
-    }),
-    ("tls_cert_file", |c, k, v| {
-        absolute_path(k, v).map(|p| c.tls_cert_file = Some(p))
-    }),
-    ("tls_key_file", |c, k, v| {
-        absolute_path(k, v).map(|p| c.tls_key_file = Some(p))
-    }),
-    ("auth_user", |c, k, v| {
-        not_empty(k, v).map(|u| c.auth_user = Some(u))
-    }),
-    ("auth_password_file", |c, k, v| {
-        secret_file(k, v).map(|p| c.auth_password_file = Some(p))
-    }),
-    ("auth_xoauth2_token_file", |c, k, v| {
-        secret_file(k, v).map(|p| c.auth_xoauth2_token_file = Some(p))
-    }),
-    ("auth_allow_plaintext", |c, k, v| {
-        choice(k, v, YES_NO).map(|b| c.auth_allow_plaintext = b)
-    }),
-    ("delivery_mode", |c, k, v| {
-        choice(k, v, DELIVERY_MODES).map(|m| c.delivery_mode = m)
-    }),
-    ("max_message_size", |c, k, v| {
-        size(k, v).map(|n| c.max_message_size = n)
-    }),
-    ("log", |c, k, v| log_target(k, v).map(|l| c.log = l)),
-    ("max_children", |c, k, v| {
-        positive(k, v).map(|n| c.max_children = n)
-    }),
-    ("retry_schedule", |c, k, v| {
-        retry_schedule(k, v).map(|s| c.retry_schedule = s)
-    }),
-    ("max_queue_lifetime", |c, k, v| {
-        let d = parse_duration(v).ok_or(format!("{k}: `{v}` is not a duration"))?;
-        c.max_queue_lifetime = Some(d);
-        Ok(())
-    }),
-    ("double_bounce_recipient", |c, k, v| {
-        address(k, v).map(|a| c.double_bounce_recipient = Some(a))
-    }),
-    ("max_recipients", |c, k, v| {
-        positive(k, v).map(|n| c.max_recipients = n)
-    }),
-    ("aliases_file", |c, k, v| {
-        let file = if v == "none" {
-            None
-        } else {
-            Some(absolute_path(k, v)?)
-        };
-        c.aliases_file = file;
-        Ok(())
-    }),
-    ("local_recipient_fallback", |c, k, v| {
-        full_address(k, v).map(|a| c.local_recipient_fallback = Some(a))
-    }),
-    ("masquerade_domain", |c, k, v| {
-        hostname(k, v).map(|h| c.masquerade_domain = Some(h))
-    }),
-    ("trusted_group", |c, k, v| {
-        group_name(k, v).map(|g| c.trusted_group = Some(g))
-    }),
-    ("max_per_destination", |c, k, v| {
-        positive(k, v).map(|n| c.max_per_destination = n)
-    }),
-    ("transaction_deadline", |c, k, v| {
-        positive_duration(k, v).map(|d| c.transaction_deadline = d)
-    }),
-    ("connect_timeout", |c, k, v| {
-        positive_duration(k, v).map(|d| c.timeouts.connect = d)
-    }),
-    ("command_timeout", |c, k, v| {
-        let d = positive_duration(k, v)?;
-        let t = &mut c.timeouts;
-        (t.greeting, t.helo, t.mail, t.rcpt, t.data_init) = (d, d, d, d, d);
-        Ok(())
-    }),
-    ("data_timeout", |c, k, v| {
-        let d = positive_duration(k, v)?;
-        (c.timeouts.data_block, c.timeouts.data_done) = (d, d);
-        Ok(())
-    }),
+/// One key of the config file: how its value is parsed, and what the
+/// reference says of it. spoolmail.conf(5), the README's reference and
+/// doc/spoolmail.conf are generated from `KEYS` (`spoolmail --generate`),
+/// so a key cannot be parsed without being documented.
+pub struct Key {
+    pub name: &'static str,
+    /// What the value is, in the reference's words: `DURATION`, `SIZE`,
+    /// `PATH`, a choice of words (`off|opportunistic|required`), ...
+    pub value: &'static str,
+    pub default: KeyDefault,
+    /// What the key does: one paragraph, `literal` text in backquotes.
+    pub doc: &'static str,
+    set: Setter,
+}
+
+/// A key's value when the file does not set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyDefault {
+    /// The default as the file would say it: `key = VALUE` changes nothing
+    /// (a test checks it against `Config::default()`).
+    Value(&'static str),
+    /// No value; `means` says what happens then, and `example` is what the
+    /// commented config file shows.
+    Unset {
+        means: &'static str,
+        example: &'static str,
+    },
+}
+
+/// What the kinds of value in `Key::value` are, for the reference.
+pub const VALUE_KINDS: &[(&str, &str)] = &[
+    (
+        "DURATION",
+        "a number with a unit: `s` seconds, `m` minutes, `h` hours, `d` days, `w` weeks \
+         (`90s`, `30m`, `4h`, `2d`); a bare number is seconds",
+    ),
+    (
+        "SIZE",
+        "bytes, or with `k`, `M` or `G` for units of 1024, 1024 x 1024 and \
+         1024 x 1024 x 1024 bytes (`50M`)",
+    ),
+    ("NUMBER", "a whole number above 0"),
+    ("PATH", "an absolute file name"),
+    (
+        "HOST",
+        "a DNS name (`smtp.example.org`), an IPv4 address, or `[IPv6]`",
+    ),
+    ("ADDRESS", "an email address, `user@domain`"),
+];
+
+/// Every key of the config file, in the reference's order.
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "spool_dir",
+        value: "PATH",
+        default: KeyDefault::Value(DEFAULT_SPOOL),
+        doc: "Where messages wait: the spool, with its `tmp/` and `queue/` \
+              (owned by root, group spoolmail; made by the package or by scripts/install.sh).",
+        set: |c, k, v| absolute_path(k, v).map(|p| c.spool_dir = p),
+    },
+    Key {
+        name: "smarthost",
+        value: "HOST[:PORT] ...",
+        default: KeyDefault::Unset {
+            means: "delivery goes directly to each recipient domain's MX hosts",
+            example: "smtp.example.org:587",
+        },
+        doc: "Relay all mail through these hosts, tried in order: `HOST`, `HOST:PORT` \
+              or `[IPv6]:PORT`, separated by spaces or commas. Port 465 means implicit TLS \
+              (see `smarthost_tls`).",
+        set: |c, k, v| list(k, v, host_port).map(|h| c.smarthosts = h),
+    },
+    Key {
+        name: "dns_server",
+        value: "IP[:PORT]",
+        default: KeyDefault::Unset {
+            means: "the servers of /etc/resolv.conf",
+            example: "127.0.0.1:53",
+        },
+        doc: "The DNS server for MX look-ups (`[IPv6]:PORT` with a port).",
+        set: |c, _, v| dns_server(v).map(|s| c.dns_server = Some(s)),
+    },
+    Key {
+        name: "smtp_port",
+        value: "PORT",
+        default: KeyDefault::Value("25"),
+        doc: "The port for delivery to MX hosts.",
+        set: |c, _, v| smtp_port(v).map(|p| c.smtp_port = p),
+    },
+    Key {
+        name: "helo_name",
+        value: "HOST",
+        default: KeyDefault::Unset {
+            means: "this host's name",
+            example: "host.example.org",
+        },
+        doc: "The name sent in EHLO, and written in Received headers and Message-IDs.",
+        set: |c, k, v| hostname(k, v).map(|h| c.helo_name = Some(h)),
+    },
+    Key {
+        name: "qualify_domain",
+        value: "HOST",
+        default: KeyDefault::Unset {
+            means: "this host's name",
+            example: "example.org",
+        },
+        doc: "The domain added to unqualified addresses such as `root`, the submitting \
+              user's sender address included.",
+        set: |c, k, v| hostname(k, v).map(|h| c.qualify_domain = Some(h)),
+    },
+    Key {
+        name: "tls",
+        value: "off|opportunistic|required",
+        default: KeyDefault::Value("opportunistic"),
+        doc: "TLS with the servers mail goes to. `off`: never STARTTLS. `opportunistic`: \
+              STARTTLS whenever offered, the certificate checked and logged but not required \
+              to verify, a failed handshake retried at once in plain text. `required`: \
+              STARTTLS or implicit TLS, and a certificate that verifies against the host \
+              name connected to, or the mail waits in the queue.",
+        set: |c, k, v| choice(k, v, TLS_POLICIES).map(|t| c.tls = t),
+    },
+    Key {
+        name: "smarthost_tls",
+        value: "starttls|implicit",
+        default: KeyDefault::Unset {
+            means: "`implicit` for port 465, `starttls` for any other",
+            example: "starttls",
+        },
+        doc: "How TLS starts with a smarthost: STARTTLS on a plain connection, or TLS \
+              from the first byte (implicit TLS, RFC 8314).",
+        set: |c, k, v| choice(k, v, SMARTHOST_TLS).map(|t| c.smarthost_tls = Some(t)),
+    },
+    Key {
+        name: "tls_ca_file",
+        value: "PATH",
+        default: KeyDefault::Unset {
+            means: "the system's bundle (/etc/ssl/certs/ca-certificates.crt, or another \
+                    distribution's usual place), else Mozilla's, built in",
+            example: "/etc/spoolmail/relay-ca.pem",
+        },
+        doc: "CA certificates (PEM) to verify servers with. Never taken from the \
+              environment (`SSL_CERT_FILE`).",
+        set: |c, k, v| absolute_path(k, v).map(|p| c.tls_ca_file = Some(p)),
+    },
+    Key {
+        name: "tls_cert_file",
+        value: "PATH",
+        default: KeyDefault::Unset {
+            means: "no client certificate",
+            example: "/etc/spoolmail/client.pem",
+        },
+        doc: "A client certificate (PEM), shown to servers that ask for one; \
+              set `tls_key_file` with it.",
+        set: |c, k, v| absolute_path(k, v).map(|p| c.tls_cert_file = Some(p)),
+    },
+    Key {
+        name: "tls_key_file",
+        value: "PATH",
+        default: KeyDefault::Unset {
+            means: "no client certificate",
+            example: "/etc/spoolmail/client.key",
+        },
+        doc: "The client certificate's private key (PEM).",
+        set: |c, k, v| absolute_path(k, v).map(|p| c.tls_key_file = Some(p)),
+    },
+    Key {
+        name: "auth_user",
+        value: "NAME",
+        default: KeyDefault::Unset {
+            means: "no AUTH",
+            example: "me@example.org",
+        },
+        doc: "SMTP AUTH with the smarthost (never with MX hosts) as this user: PLAIN or \
+              LOGIN, whichever the server offers, with `auth_password_file`, or XOAUTH2 \
+              with `auth_xoauth2_token_file`. Needs `smarthost`. Credentials go only over \
+              TLS whose certificate verified (see `auth_allow_plaintext`).",
+        set: |c, k, v| not_empty(k, v).map(|u| c.auth_user = Some(u)),
+    },
+    Key {
+        name: "auth_password_file",
+        value: "PATH",
+        default: KeyDefault::Unset {
+            means: "no password",
+            example: "/etc/spoolmail/password",
+        },
+        doc: "A file whose first line is `auth_user`'s password. Others must not be able \
+              to read it (chmod 0640, chown root:spoolmail), or the config is refused.",
+        set: |c, k, v| secret_file(k, v).map(|p| c.auth_password_file = Some(p)),
+    },
+    Key {
+        name: "auth_xoauth2_token_file",
+        value: "PATH",
+        default: KeyDefault::Unset {
+            means: "no token",
+            example: "/etc/spoolmail/token",
+        },
+        doc: "Instead of a password, a file holding an OAuth 2.0 bearer token (XOAUTH2), \
+              kept fresh by another program and read again for each connection; \
+              as private as `auth_password_file`.",
+        set: |c, k, v| secret_file(k, v).map(|p| c.auth_xoauth2_token_file = Some(p)),
+    },
+    Key {
+        name: "auth_allow_plaintext",
+        value: "yes|no",
+        default: KeyDefault::Value("no"),
+        doc: "`yes`: credentials may also go over a connection without TLS, or whose \
+              certificate did not verify. Only for a relay on a network you trust.",
+        set: |c, k, v| choice(k, v, YES_NO).map(|b| c.auth_allow_plaintext = b),
+    },
+    Key {
+        name: "delivery_mode",
+        value: "background|interactive|queue",
+        default: KeyDefault::Value("background"),
+        doc: "What a submission does once the message is queued: `background` delivers \
+              it at once in a detached process (as `-odb`), `interactive` before returning \
+              (`-odi`), `queue` leaves it to the next queue run (`-odq`).",
+        set: |c, k, v| choice(k, v, DELIVERY_MODES).map(|m| c.delivery_mode = m),
+    },
+    Key {
+        name: "max_message_size",
+        value: "SIZE",
+        default: KeyDefault::Value("50M"),
+        doc: "The largest message accepted; 0 for no limit.",
+        set: |c, k, v| size(k, v).map(|n| c.max_message_size = n),
+    },
+    Key {
+        name: "log",
+        value: "syslog|stderr|PATH",
+        default: KeyDefault::Value("syslog"),
+        doc: "Where log lines go: syslog (the mail facility; stderr where there is no \
+              /dev/log), stderr, or a file.",
+        set: |c, k, v| log_target(k, v).map(|l| c.log = l),
+    },
+    Key {
+        name: "max_children",
+        value: "NUMBER",
+        default: KeyDefault::Value("20"),
+        doc: "The most delivery processes a queue run has at once.",
+        set: |c, k, v| positive(k, v).map(|n| c.max_children = n),
+    },
+    Key {
+        name: "max_per_destination",
+        value: "NUMBER",
+        default: KeyDefault::Value("10"),
+        doc: "The most delivery processes for one destination (a smarthost, or one \
+              recipient domain) at once, so that a slow one leaves room for the rest.",
+        set: |c, k, v| positive(k, v).map(|n| c.max_per_destination = n),
+    },
+    Key {
+        name: "retry_schedule",
+        value: "DURATION ...",
+        default: KeyDefault::Value("0 30m 4h 8h 16h 24h 48h"),
+        doc: "The waits between delivery attempts: the n-th attempt comes the n-th \
+              duration after the one before; after the last, the message expires and \
+              bounces. The default is about 4.2 days in all.",
+        set: |c, k, v| retry_schedule(k, v).map(|s| c.retry_schedule = s),
+    },
+    Key {
+        name: "max_queue_lifetime",
+        value: "DURATION",
+        default: KeyDefault::Unset {
+            means: "the retry schedule alone decides",
+            example: "5d",
+        },
+        doc: "Bounce a message this long after it arrived, whatever the schedule.",
+        set: |c, k, v| {
+            let d = parse_duration(v).ok_or(format!("{k}: `{v}` is not a duration"))?;
+            c.max_queue_lifetime = Some(d);
+            Ok(())
+        },
+    },
+    Key {
+        name: "double_bounce_recipient",
+        value: "ADDRESS",
+        default: KeyDefault::Unset {
+            means: "such a bounce is logged and dropped",
+            example: "postmaster@example.org",
+        },
+        doc: "Where a bounce that cannot be delivered goes.",
+        set: |c, k, v| address(k, v).map(|a| c.double_bounce_recipient = Some(a)),
+    },
+    Key {
+        name: "transaction_deadline",
+        value: "DURATION",
+        default: KeyDefault::Value("15m"),
+        doc: "One message's delivery, connecting included, is abandoned and deferred \
+              after this long.",
+        set: |c, k, v| positive_duration(k, v).map(|d| c.transaction_deadline = d),
+    },
+    Key {
+        name: "connect_timeout",
+        value: "DURATION",
+        default: KeyDefault::Value("30s"),
+        doc: "How long connecting to a server may take.",
+        set: |c, k, v| positive_duration(k, v).map(|d| c.timeouts.connect = d),
+    },
+    Key {
+        name: "command_timeout",
+        value: "DURATION",
+        default: KeyDefault::Unset {
+            means: "RFC 5321's: 5m, and 2m for DATA",
+            example: "5m",
+        },
+        doc: "How long to wait for the reply to each command: the greeting, EHLO, MAIL, \
+              RCPT, DATA.",
+        set: |c, k, v| {
+            let d = positive_duration(k, v)?;
+            let t = &mut c.timeouts;
+            (t.greeting, t.helo, t.mail, t.rcpt, t.data_init) = (d, d, d, d, d);
+            Ok(())
+        },
+    },
+    Key {
+        name: "data_timeout",
+        value: "DURATION",
+        default: KeyDefault::Unset {
+            means: "RFC 5321's: 3m for each block, 10m for the final reply",
+            example: "10m",
+        },
+        doc: "How long sending each block of the content, and the reply after it, \
+              may take.",
+        set: |c, k, v| {
+            let d = positive_duration(k, v)?;
+            (c.timeouts.data_block, c.timeouts.data_done) = (d, d);
+            Ok(())
+        },
+    },
+    Key {
+        name: "max_recipients",
+        value: "NUMBER",
+        default: KeyDefault::Value("1000"),
+        doc: "Recipients accepted in one `sendmail -bs` transaction; RCPT past it is \
+              answered 452.",
+        set: |c, k, v| positive(k, v).map(|n| c.max_recipients = n),
+    },
+    Key {
+        name: "trusted_group",
+        value: "GROUP",
+        default: KeyDefault::Unset {
+            means: "only root",
+            example: "mailtrusted",
+        },
+        doc: "`sendmail -bs`: members of this group (and root) may give any MAIL FROM; \
+              others get an X-Authentication-Warning header when it is not their own.",
+        set: |c, k, v| group_name(k, v).map(|g| c.trusted_group = Some(g)),
+    },
+    Key {
+        name: "aliases_file",
+        value: "PATH|none",
+        default: KeyDefault::Value(DEFAULT_ALIASES),
+        doc: "Aliases for unqualified recipients (root, postmaster), read as text: \
+              no database, `newaliases` only checks it; `none` for no aliases. Pipes and \
+              files in it are skipped (spoolmail only relays).",
+        set: |c, k, v| {
+            let file = if v == "none" {
+                None
+            } else {
+                Some(absolute_path(k, v)?)
+            };
+            c.aliases_file = file;
+            Ok(())
+        },
+    },
+    Key {
+        name: "local_recipient_fallback",
+        value: "ADDRESS",
+        default: KeyDefault::Unset {
+            means: "they are qualified with `qualify_domain`",
+            example: "admin@example.org",
+        },
+        doc: "Where unqualified recipients that no alias takes go (nullmailer's \
+              adminaddr): a full address.",
+        set: |c, k, v| full_address(k, v).map(|a| c.local_recipient_fallback = Some(a)),
+    },
+    Key {
+        name: "masquerade_domain",
+        value: "HOST",
+        default: KeyDefault::Unset {
+            means: "senders are left as they are",
+            example: "example.org",
+        },
+        doc: "Rewrite senders at this host (`user@localhost`, `user@HOSTNAME`, \
+              `user@QUALIFY_DOMAIN`) to `user@` this domain, in the envelope and the \
+              From header; other domains are left alone.",
+        set: |c, k, v| hostname(k, v).map(|h| c.masquerade_domain = Some(h)),
+    },
 ];
 
 const TLS_POLICIES: &[(&str, TlsPolicy)] = &[
@@ -652,6 +931,31 @@ mod tests {
                 Duration::from_secs(7200)
             ]
         );
+    }
+
+    /// The reference says what the defaults are: setting a key to its
+    /// documented default changes nothing.
+    #[test]
+    fn documented_defaults_are_the_defaults() {
+        let default = format!("{:?}", Config::default());
+        for key in KEYS {
+            if let KeyDefault::Value(v) = key.default {
+                let c = parse(&format!("{} = {v}\n", key.name)).unwrap();
+                assert_eq!(format!("{c:?}"), default, "{}", key.name);
+            }
+        }
+    }
+
+    #[test]
+    fn documented_examples_parse() {
+        for key in KEYS {
+            if let KeyDefault::Unset { example, .. } = key.default {
+                let mut c = Config::default();
+                let set = c.set(key.name, example);
+                // Secret files are checked for their mode when they exist.
+                assert!(set.is_ok(), "{} = {example}: {set:?}", key.name);
+            }
+        }
     }
 
     #[test]
