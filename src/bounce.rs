@@ -3,7 +3,6 @@
 //! like any other message. A bounce is never bounced: when one fails it goes
 //! to `double_bounce_recipient`, or is logged and dropped.
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{BodyType, EnhancedCode, Notify, Ret};
 use crate::spool::{Envelope, Recipient, Spool};
@@ -32,13 +31,14 @@ pub struct Mta<'a> {
     pub domain: &'a str,
 }
 
-/// Where the bounce of `original` goes, or None when it must not be sent.
-pub fn recipient_for(original: &Envelope, config: &Config) -> Option<String> {
+/// Where the bounce of `original` goes, or None when it must not be sent;
+/// `double_bounce` is where a bounce's own failure goes, if anywhere.
+pub fn recipient_for(original: &Envelope, double_bounce: Option<&str>) -> Option<String> {
     if !original.sender.is_empty() {
         return (original.notify != Some(Notify::NEVER)).then(|| original.sender.clone());
     }
     // A bounce failed: the postmaster may want it, but never twice.
-    let double = config.double_bounce_recipient.clone()?;
+    let double = double_bounce?.to_string();
     let is_double_bounce_already = original
         .recipients
         .iter()

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::log::Log;
 use crate::mime::one_line;
 use crate::model::{EnhancedCode, Outcome, Verdict};
-use crate::spool::{Claim, ClaimSlot, Envelope, RcptStatus, Spool, State};
+use crate::spool::{Claim, ClaimSlot, Envelope, RcptStatus, Recipient, Spool, State};
 use crate::system;
 use std::io::{BufReader, Seek, SeekFrom};
 use std::time::Duration;
@@ -35,66 +35,191 @@ pub struct RecordContext<'a> {
     pub host: &'a str,
 }
 
-/// Records the outcomes of one attempt for a claimed message: advances the
-/// retry schedule, expires what has waited too long, queues the bounce for
-/// what failed (before the failure is recorded, so a crash in between can
-/// only bounce twice, never lose the notice), then writes the state or
-/// removes the message when every recipient is done. Returns the recipients
-/// that failed for good in this attempt, with why.
+/// Records the outcomes of one attempt for a claimed message: applies what
+/// [`decide`] made of them. The bounce is queued before the failure is
+/// recorded, so a crash in between can only bounce twice, never lose the
+/// notice; then the state is written, or the message removed when every
+/// recipient is done. Returns the recipients that failed for good in this
+/// attempt, with why.
 pub fn record(
     ctx: &RecordContext,
     claim: Claim,
     env: &Envelope,
-    mut state: State,
+    state: State,
     outcomes: &[(usize, Outcome)],
     relay: Option<&str>,
     log: &mut Log,
 ) -> crate::error::Result<Vec<(usize, String)>> {
     let (now, _) = system::now();
-    let config = ctx.config;
-    let step = Step::of(
-        &state,
-        env.arrival,
-        now,
-        &config.retry_schedule,
-        config.max_queue_lifetime,
-    );
-    state.attempts = step.attempts;
-    let (expiry, age) = (step.expiry, step.age);
-    let failures = apply_outcomes(env, &mut state, outcomes, relay, expiry, age, log);
-    if !failures.is_empty() {
-        let notices: Vec<Failure> = failures.iter().map(|(_, f)| f.clone()).collect();
-        if let Err(e) = queue_bounce(ctx, &claim, env, &notices, log) {
-            // The notice is all the sender will get: rather than lose it, the
-            // recipients wait for the next attempt, which fails and bounces again.
-            for (i, f) in &failures {
-                let text = format!("{} (its bounce could not be queued: {e})", f.reason);
-                state.set(*i, RcptStatus::Deferred, &one_line(&text));
+    let policy = Policy::of(ctx.config);
+    let mut decision = decide(env, state, outcomes, relay, now, &policy);
+    for line in &decision.log {
+        log.info(line);
+    }
+    if !decision.failures.is_empty() {
+        match &decision.bounce_to {
+            None => log.info(&format!(
+                "{}: no bounce sent (null sender or NOTIFY=NEVER)",
+                env.id
+            )),
+            Some(to) => {
+                let notices: Vec<Failure> =
+                    decision.failures.iter().map(|(_, f)| f.clone()).collect();
+                if let Err(e) = queue_bounce(ctx, &claim, env, &notices, to, log) {
+                    decision.bounce_not_queued(&e);
+                }
             }
         }
     }
-    if let Some(next) = step.next_attempt {
-        state.next_attempt = next;
-    }
-    let done = (0..env.recipients.len()).all(|i| {
-        matches!(
-            state.status_of(i).0,
-            RcptStatus::Delivered | RcptStatus::Failed
-        )
-    });
-    if done {
+    if decision.finished() {
         ctx.spool.remove(claim)?;
         log.info(&format!("{}: removed", env.id));
     } else {
-        ctx.spool.write_state(&claim, &state)?;
+        ctx.spool.write_state(&claim, &decision.state)?;
     }
-    Ok(outcomes
-        .iter()
-        .filter_map(|(i, _)| match state.status_of(*i) {
-            (RcptStatus::Failed, text) => Some((*i, text.to_string())),
-            _ => None,
+    Ok(decision.failed())
+}
+
+/// The settings an attempt is recorded by: the retry schedule, the queue
+/// lifetime, and where a failed bounce's notice goes.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    pub schedule: &'a [Duration],
+    pub lifetime: Option<Duration>,
+    pub double_bounce: Option<&'a str>,
+}
+
+impl<'a> Policy<'a> {
+    pub fn of(config: &'a Config) -> Policy<'a> {
+        Policy {
+            schedule: &config.retry_schedule,
+            lifetime: config.max_queue_lifetime,
+            double_bounce: config.double_bounce_recipient.as_deref(),
+        }
+    }
+}
+
+/// What one attempt's outcomes come to, decided before anything is
+/// written: the new state (each recipient delivered, deferred or failed,
+/// the attempt counted and the next one scheduled), the log's lines, the
+/// recipients that failed for good with their notices, and where the
+/// notice goes.
+#[derive(Debug)]
+pub struct Decision {
+    pub state: State,
+    /// One line per outcome.
+    pub log: Vec<String>,
+    /// The recipients that failed for good in this attempt (refused, or
+    /// expired), by index, with what their bounce says.
+    pub failures: Vec<(usize, Failure)>,
+    /// Where the notice of `failures` goes; None when there are none, or
+    /// none is sent (null sender without a double-bounce recipient, a
+    /// double bounce already, NOTIFY=NEVER).
+    pub bounce_to: Option<String>,
+    /// The recipients this attempt had outcomes for.
+    attempted: Vec<usize>,
+    /// How many recipients the message has.
+    recipients: usize,
+}
+
+impl Decision {
+    /// Every recipient is delivered or failed: the message goes.
+    pub fn finished(&self) -> bool {
+        (0..self.recipients).all(|i| {
+            matches!(
+                self.state.status_of(i).0,
+                RcptStatus::Delivered | RcptStatus::Failed
+            )
         })
-        .collect())
+    }
+
+    /// The notice is owed and could not be queued (`why`): rather than lose
+    /// it, the recipients wait for the next attempt, which fails and bounces
+    /// again.
+    pub fn bounce_not_queued(&mut self, why: &str) {
+        for (i, f) in &self.failures {
+            let text = format!("{} (its bounce could not be queued: {why})", f.reason);
+            self.state.set(*i, RcptStatus::Deferred, &one_line(&text));
+        }
+    }
+
+    /// The recipients of this attempt that failed for good, with why.
+    pub fn failed(&self) -> Vec<(usize, String)> {
+        self.attempted
+            .iter()
+            .filter_map(|&i| match self.state.status_of(i) {
+                (RcptStatus::Failed, text) => Some((i, text.to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The rule for recording an attempt: its place in the retry schedule
+/// ([`Step::of`]), each outcome as recorded (a deferral past the schedule
+/// or the lifetime expires), and whether a notice is owed for the failures.
+/// `relay` is the server that gave the replies, `now` seconds since the epoch.
+pub fn decide(
+    env: &Envelope,
+    mut state: State,
+    outcomes: &[(usize, Outcome)],
+    relay: Option<&str>,
+    now: u64,
+    policy: &Policy,
+) -> Decision {
+    let step = Step::of(&state, env.arrival, now, policy.schedule, policy.lifetime);
+    state.attempts = step.attempts;
+    if let Some(next) = step.next_attempt {
+        state.next_attempt = next;
+    }
+    let mut log = Vec::with_capacity(outcomes.len());
+    let mut failures = Vec::new();
+    for (i, outcome) in outcomes {
+        let r = &env.recipients[*i];
+        let rec = recorded(outcome, step.expiry);
+        log.push(format!(
+            "{}: to=<{}>, relay={}, delay={}, dsn={}, status={} ({})",
+            env.id,
+            r.address,
+            relay.unwrap_or("none"),
+            step.age,
+            rec.dsn,
+            rec.log_status,
+            rec.text
+        ));
+        if rec.status == RcptStatus::Failed {
+            failures.push((*i, failure(r, outcome, &rec, relay)));
+        }
+        state.set(*i, rec.status, &rec.text);
+    }
+    let bounce_to = if failures.is_empty() {
+        None
+    } else {
+        bounce::recipient_for(env, policy.double_bounce)
+    };
+    Decision {
+        state,
+        log,
+        failures,
+        bounce_to,
+        attempted: outcomes.iter().map(|(i, _)| *i).collect(),
+        recipients: env.recipients.len(),
+    }
+}
+
+/// What the bounce says of a recipient recorded as failed.
+fn failure(r: &Recipient, outcome: &Outcome, rec: &Recorded, relay: Option<&str>) -> Failure {
+    // Remote-MTA and an `smtp;` diagnostic only for a server's own
+    // refusal, not for an expiry or a reason of ours.
+    let server_said = !rec.expired && outcome.reply().is_some();
+    Failure {
+        address: r.address.clone(),
+        orcpt: r.orcpt.clone(),
+        reason: rec.text.clone(),
+        status: own_status(outcome),
+        remote: relay.filter(|_| server_said).map(str::to_string),
+        expired: rec.expired,
+    }
 }
 
 /// Where an attempt stands in the retry schedule.
@@ -138,65 +263,15 @@ impl Step {
     }
 }
 
-/// Sets each recipient's state from its outcome and logs it; returns the
-/// recipients that failed, by index, with what their bounce says.
-fn apply_outcomes(
-    env: &Envelope,
-    state: &mut State,
-    outcomes: &[(usize, Outcome)],
-    relay: Option<&str>,
-    expiry: Option<(u32, u64)>,
-    age: u64,
-    log: &mut Log,
-) -> Vec<(usize, Failure)> {
-    let mut failures = Vec::new();
-    for (i, outcome) in outcomes {
-        let r = &env.recipients[*i];
-        let rec = recorded(outcome, expiry);
-        log.info(&format!(
-            "{}: to=<{}>, relay={}, delay={age}, dsn={}, status={} ({})",
-            env.id,
-            r.address,
-            relay.unwrap_or("none"),
-            rec.dsn,
-            rec.log_status,
-            rec.text
-        ));
-        if rec.status == RcptStatus::Failed {
-            // Remote-MTA and an `smtp;` diagnostic only for a server's own
-            // refusal, not for an expiry or a reason of ours.
-            let server_said = !rec.expired && outcome.reply().is_some();
-            let failure = Failure {
-                address: r.address.clone(),
-                orcpt: r.orcpt.clone(),
-                reason: rec.text.clone(),
-                status: own_status(outcome),
-                remote: relay.filter(|_| server_said).map(str::to_string),
-                expired: rec.expired,
-            };
-            failures.push((*i, failure));
-        }
-        state.set(*i, rec.status, &rec.text);
-    }
-    failures
-}
-
-/// Queues the DSN for `failures`, or decides that none is sent (null
-/// sender, NOTIFY=NEVER). An Err means a notice is owed and not queued.
+/// Queues the DSN for `failures` to `to`; an Err says why it could not be.
 fn queue_bounce(
     ctx: &RecordContext,
     claim: &Claim,
     env: &Envelope,
     failures: &[Failure],
+    to: &str,
     log: &mut Log,
 ) -> Result<(), String> {
-    let Some(to) = bounce::recipient_for(env, ctx.config) else {
-        log.info(&format!(
-            "{}: no bounce sent (null sender or NOTIFY=NEVER)",
-            env.id
-        ));
-        return Ok(());
-    };
     let (_, header_len, size) =
         read_claimed(claim).map_err(|e| format!("cannot read the message: {e}"))?;
     let mut file = claim.file();
@@ -218,7 +293,7 @@ fn queue_bounce(
         &mut BufReader::new(file),
         size,
         failures,
-        &to,
+        to,
     ) {
         Ok(id) => {
             log.info(&format!(
@@ -340,10 +415,333 @@ mod tests {
     #![allow(clippy::type_complexity)]
 
     use super::*;
-    use crate::model::Reply;
+    use crate::model::{Notify, Reply};
 
     fn reply(code: u16, text: &str) -> Outcome {
         Outcome::Reply(Reply::new(code, &[text.to_string()]))
+    }
+
+    fn envelope(sender: &str, notify: Option<Notify>, rcpts: &[&str]) -> Envelope {
+        Envelope {
+            id: "65A1B2C3F4240ABC".into(),
+            arrival: ARRIVAL,
+            uid: 0,
+            sender: sender.into(),
+            recipients: rcpts
+                .iter()
+                .map(|a| Recipient {
+                    address: a.to_string(),
+                    orcpt: None,
+                })
+                .collect(),
+            ret: None,
+            envid: None,
+            notify,
+            body: crate::model::BodyType::SevenBit,
+            smtputf8: false,
+        }
+    }
+
+    const ARRIVAL: u64 = 1_000_000;
+    const NOW: u64 = ARRIVAL + 3600;
+
+    /// A recipient's status in a decision, as a word: `sent`, `deferred`,
+    /// `failed`, `expired` (failed when the attempts ran out), `pending`.
+    fn word(d: &Decision, i: usize) -> &'static str {
+        match d.state.status_of(i) {
+            (RcptStatus::Delivered, _) => "sent",
+            (RcptStatus::Deferred, _) => "deferred",
+            (RcptStatus::Failed, t) if t.starts_with("message expired") => "expired",
+            (RcptStatus::Failed, _) => "failed",
+            (RcptStatus::Pending, _) => "pending",
+        }
+    }
+
+    #[test]
+    fn an_attempt_is_decided_from_the_state_the_outcomes_and_the_clock() {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        let schedule = [m(0), m(30), m(240)];
+        let state = |attempts: u32, next_attempt: u64, done: &[(usize, RcptStatus)]| {
+            let mut s = State {
+                attempts,
+                next_attempt,
+                ..State::default()
+            };
+            for (i, status) in done {
+                s.set(*i, *status, "earlier");
+            }
+            s
+        };
+        let (ok, later, no) = (
+            reply(250, "2.0.0 Ok"),
+            reply(451, "4.3.0 later"),
+            reply(550, "5.1.1 no"),
+        );
+        let delivered = RcptStatus::Delivered;
+        // (what, state before, lifetime, outcomes) ->
+        // (statuses of the three recipients, attempts, next attempt, notice owed, finished)
+        let cases: Vec<(
+            &str,
+            State,
+            Option<Duration>,
+            Vec<(usize, Outcome)>,
+            [&str; 3],
+            u32,
+            u64,
+            bool,
+            bool,
+        )> = vec![
+            (
+                "first attempt, all sent",
+                state(0, 0, &[]),
+                None,
+                vec![(0, ok.clone()), (1, ok.clone()), (2, ok.clone())],
+                ["sent", "sent", "sent"],
+                1,
+                NOW + 1800,
+                false,
+                true,
+            ),
+            (
+                "first attempt, mixed",
+                state(0, 0, &[]),
+                None,
+                vec![(0, ok.clone()), (1, later.clone()), (2, no.clone())],
+                ["sent", "deferred", "failed"],
+                1,
+                NOW + 1800,
+                true,
+                false,
+            ),
+            (
+                "due again: the second attempt waits schedule[2]",
+                state(1, NOW, &[(0, delivered)]),
+                None,
+                vec![(1, later.clone()), (2, later.clone())],
+                ["sent", "deferred", "deferred"],
+                2,
+                NOW + 14400,
+                false,
+                false,
+            ),
+            (
+                "forced before it is due: counts nothing, moves nothing",
+                state(1, NOW + 60, &[]),
+                None,
+                vec![(0, later.clone()), (1, ok.clone()), (2, later.clone())],
+                ["deferred", "sent", "deferred"],
+                1,
+                NOW + 60,
+                false,
+                false,
+            ),
+            (
+                "the schedule's last attempt: deferrals expire",
+                state(2, NOW - 1, &[(0, delivered)]),
+                None,
+                vec![(1, later.clone()), (2, ok.clone())],
+                ["sent", "expired", "sent"],
+                3,
+                NOW,
+                true,
+                true,
+            ),
+            (
+                "forced after the last attempt: still expired",
+                state(3, NOW + 60, &[(0, delivered), (1, delivered)]),
+                None,
+                vec![(2, later.clone())],
+                ["sent", "sent", "expired"],
+                3,
+                NOW + 60,
+                true,
+                true,
+            ),
+            (
+                "max_queue_lifetime reached",
+                state(1, NOW, &[]),
+                Some(m(60)),
+                vec![(0, later.clone()), (1, no.clone()), (2, ok.clone())],
+                ["expired", "failed", "sent"],
+                2,
+                NOW + 14400,
+                true,
+                true,
+            ),
+            (
+                "max_queue_lifetime not yet reached",
+                state(1, NOW, &[]),
+                Some(m(61)),
+                vec![(0, later.clone()), (1, later.clone()), (2, later.clone())],
+                ["deferred", "deferred", "deferred"],
+                2,
+                NOW + 14400,
+                false,
+                false,
+            ),
+        ];
+        let env = envelope("alice@example.org", None, &["a@x", "b@x", "c@y"]);
+        for (what, before, lifetime, outcomes, statuses, attempts, next, owed, finished) in cases {
+            let policy = Policy {
+                schedule: &schedule,
+                lifetime,
+                double_bounce: None,
+            };
+            let d = decide(
+                &env,
+                before,
+                &outcomes,
+                Some("mx[192.0.2.1]:25"),
+                NOW,
+                &policy,
+            );
+            let got = [word(&d, 0), word(&d, 1), word(&d, 2)];
+            assert_eq!(got, statuses, "{what}");
+            assert_eq!(
+                (d.state.attempts, d.state.next_attempt),
+                (attempts, next),
+                "{what}"
+            );
+            assert_eq!(d.bounce_to.is_some(), owed, "{what}");
+            assert_eq!(d.finished(), finished, "{what}");
+            assert_eq!(d.log.len(), outcomes.len(), "{what}");
+            let failed: Vec<usize> = d.failures.iter().map(|(i, _)| *i).collect();
+            let expected: Vec<usize> = (0..3)
+                .filter(|&i| {
+                    matches!(statuses[i], "failed" | "expired")
+                        && outcomes.iter().any(|(j, _)| *j == i)
+                })
+                .collect();
+            assert_eq!(failed, expected, "{what}");
+            assert_eq!(
+                d.failed().iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+                expected,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failure_notice_names_the_server_only_for_its_own_refusal() {
+        let policy = Policy {
+            schedule: &[Duration::ZERO],
+            lifetime: None,
+            double_bounce: None,
+        };
+        let env = envelope("alice@example.org", None, &["a@x", "b@x", "c@x"]);
+        let outcomes = [
+            (0, reply(550, "5.1.1 unknown user")),
+            (1, reply(451, "4.3.0 later")),
+            (2, Outcome::failed("no MX", None)),
+        ];
+        let d = decide(
+            &env,
+            State::default(),
+            &outcomes,
+            Some("mx[192.0.2.1]:25"),
+            NOW,
+            &policy,
+        );
+        let shown: Vec<(&str, Option<&str>, bool, Option<String>)> = d
+            .failures
+            .iter()
+            .map(|(_, f)| {
+                (
+                    f.address.as_str(),
+                    f.remote.as_deref(),
+                    f.expired,
+                    f.status.map(|s| s.to_string()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("a@x", Some("mx[192.0.2.1]:25"), false, Some("5.1.1".into())),
+                ("b@x", None, true, Some("4.3.0".into())),
+                ("c@x", None, false, None),
+            ]
+        );
+        assert_eq!(d.bounce_to.as_deref(), Some("alice@example.org"));
+        assert_eq!(
+            d.log[0],
+            "65A1B2C3F4240ABC: to=<a@x>, relay=mx[192.0.2.1]:25, delay=3600, dsn=5.1.1, \
+             status=bounced (550 5.1.1 unknown user)"
+        );
+        assert!(d.log[1].contains("dsn=5.0.0, status=expired (message expired after 1 attempts over 60m; last error: 451 4.3.0 later)"), "{}", d.log[1]);
+    }
+
+    #[test]
+    fn a_notice_that_cannot_be_queued_puts_its_recipients_back() {
+        let policy = Policy {
+            schedule: &[Duration::ZERO, Duration::from_secs(60)],
+            lifetime: None,
+            double_bounce: None,
+        };
+        let env = envelope("alice@example.org", None, &["a@x", "b@x"]);
+        let outcomes = [(0, reply(550, "5.1.1 no")), (1, reply(250, "ok"))];
+        let mut d = decide(&env, State::default(), &outcomes, None, NOW, &policy);
+        assert!(d.finished());
+        d.bounce_not_queued("disk full");
+        assert!(!d.finished());
+        assert_eq!(
+            d.state.status_of(0),
+            (
+                RcptStatus::Deferred,
+                "550 5.1.1 no (its bounce could not be queued: disk full)"
+            )
+        );
+        assert_eq!(d.state.status_of(1).0, RcptStatus::Delivered);
+        assert_eq!(d.failed(), []);
+        assert_eq!(d.state.next_attempt, NOW + 60);
+    }
+
+    #[test]
+    fn who_gets_the_notice() {
+        let no = [(0, reply(550, "5.1.1 no"))];
+        let ok = [(0, reply(250, "ok"))];
+        // (sender, NOTIFY, recipient, double_bounce_recipient, outcomes) -> notice to
+        let cases: Vec<(
+            &str,
+            Option<Notify>,
+            &str,
+            Option<&str>,
+            &[(usize, Outcome)],
+            Option<&str>,
+        )> = vec![
+            ("alice@x", None, "a@y", None, &no, Some("alice@x")),
+            (
+                "alice@x",
+                Some(Notify::FAILURE),
+                "a@y",
+                None,
+                &no,
+                Some("alice@x"),
+            ),
+            ("alice@x", Some(Notify::NEVER), "a@y", None, &no, None),
+            // Nothing failed: nothing owed.
+            ("alice@x", None, "a@y", None, &ok, None),
+            // A bounce that failed: the postmaster, if configured, once.
+            ("", None, "a@y", None, &no, None),
+            ("", None, "a@y", Some("pm@x"), &no, Some("pm@x")),
+            ("", None, "PM@x", Some("pm@x"), &no, None),
+        ];
+        for (sender, notify, rcpt, double, outcomes, to) in cases {
+            let policy = Policy {
+                schedule: &[Duration::ZERO],
+                lifetime: None,
+                double_bounce: double,
+            };
+            let env = envelope(sender, notify, &[rcpt]);
+            let d = decide(&env, State::default(), outcomes, None, NOW, &policy);
+            assert_eq!(
+                d.bounce_to.as_deref(),
+                to,
+                "<{sender}> {notify:?} {rcpt} {double:?}"
+            );
+            // Whether or not a notice goes, the failure is final.
+            assert!(d.finished());
+        }
     }
 
     #[test]

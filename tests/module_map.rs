@@ -81,7 +81,7 @@ const MAP: &[(&str, &[&str])] = &[
         ],
     ),
     ("record", &["bounce", "config", "log", "spool"]),
-    ("bounce", &["config", "log", "spool"]),
+    ("bounce", &["spool"]),
     ("pass_protocol", &[]),
     ("route", &["config"]),
     ("smtp", &["auth", "config", "spool", "tls"]),
