@@ -167,7 +167,10 @@ fn log_queued(log: &mut log::Log, done: &submit::Submitted) {
 
 fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
     let origin = submit::Origin::of_current_process(config, inv.sender.is_none())?;
-    let submission = inv.submission(&origin)?;
+    let mut submission = inv.submission(&origin)?;
+    if inv.sender.is_some() {
+        submission.extra_headers = sender_warning(config, &origin, &submission.sender);
+    }
     let done = submit::submit(&submission, config, &origin, std::io::stdin().lock())?;
     let mut log = log::Log::open(&config.log, inv.log_tag.as_deref().unwrap_or("spoolmail"));
     log_queued(&mut log, &done);
@@ -187,6 +190,21 @@ fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
             Ok(report_interactive(inv, &envelope, &summary))
         }
     }
+}
+
+/// `-f` by a caller who is not trusted, naming another sender: the warning
+/// Sendmail adds (as `-bs` does for MAIL FROM).
+fn sender_warning(config: &Config, origin: &submit::Origin, sender: &str) -> String {
+    if system::user_is_trusted(config.trusted_group.as_deref()) {
+        return String::new();
+    }
+    let user = match &origin.user_name {
+        Some(name) => name.clone(),
+        None => system::current_user()
+            .map(|u| u.name)
+            .unwrap_or_else(|_| format!("uid{}", origin.uid)),
+    };
+    submit::authentication_warning(origin, &user, false, sender, submit::SenderSetBy::FlagF)
 }
 
 /// `-odb`: a detached grandchild delivers while the caller goes on. It lets

@@ -292,7 +292,13 @@ impl<R: Read, W: Write> Session<'_, R, W> {
         self.reply(354, "End data with <CR><LF>.<CR><LF>")?;
         self.out.flush()?;
         let sub = Submission {
-            extra_headers: self.authentication_warning(&tx.sender),
+            extra_headers: submit::authentication_warning(
+                self.origin,
+                &self.peer.user,
+                self.peer.trusted,
+                &tx.sender,
+                submit::SenderSetBy::SmtpSession,
+            ),
             sender: tx.sender,
             recipients: tx.recipients,
             extract_recipients: false,
@@ -334,20 +340,6 @@ impl<R: Read, W: Write> Session<'_, R, W> {
                 )
                 .map(|_| None),
         }
-    }
-
-    /// Sendmail's warning when an untrusted user sets a sender other than
-    /// their own address.
-    fn authentication_warning(&self, sender: &str) -> String {
-        let own = address::qualify(&self.peer.user, &self.origin.domain);
-        if self.peer.trusted || sender.eq_ignore_ascii_case(&own) {
-            return String::new();
-        }
-        let shown = if sender.is_empty() { "<>" } else { sender };
-        format!(
-            "X-Authentication-Warning: {}: {} set sender to {shown} using -bs\n",
-            self.origin.host, self.peer.user
-        )
     }
 }
 

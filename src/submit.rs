@@ -202,6 +202,39 @@ pub fn envelope_sender(given: Option<&str>, origin: &Origin) -> Result<String> {
     }
 }
 
+/// How an untrusted caller set the envelope sender, for the warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderSetBy {
+    FlagF,
+    SmtpSession,
+}
+
+/// Sendmail's X-Authentication-Warning, when a caller who is not trusted
+/// (root, or in `trusted_group`) sets a sender other than their own
+/// address: the message keeps the sender and says who set it. Empty when no
+/// warning is due.
+pub fn authentication_warning(
+    origin: &Origin,
+    user: &str,
+    trusted: bool,
+    sender: &str,
+    how: SenderSetBy,
+) -> String {
+    let own = address::qualify(user, &origin.domain);
+    if trusted || sender.eq_ignore_ascii_case(&own) {
+        return String::new();
+    }
+    let shown = if sender.is_empty() { "<>" } else { sender };
+    let flag = match how {
+        SenderSetBy::FlagF => "-f",
+        SenderSetBy::SmtpSession => "-bs",
+    };
+    format!(
+        "X-Authentication-Warning: {}: {user} set sender to {shown} using {flag}\n",
+        origin.host
+    )
+}
+
 /// `-F` goes into a From header: it must not be able to add header lines.
 pub fn check_full_name(name: &str) -> Result<String> {
     if name.chars().any(char::is_control) {

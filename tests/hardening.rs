@@ -4,6 +4,7 @@
 mod harness;
 
 use harness::{Config, Spool};
+use std::os::unix::process::CommandExt;
 
 fn spool(tag: &str) -> Spool {
     Spool::new(tag, &Config::submission())
@@ -25,5 +26,66 @@ fn header_over_the_limit_is_refused_and_nothing_queued() {
         let line = out.assert_fails_one_line(&[65]);
         assert!(line.contains("header too large"), "{line}");
         s.assert_empty("a header over the limit");
+    }
+}
+
+/// An untrusted caller: uid 65534 when the tests run as root, else the
+/// current user. Returns (command with `args`, user name).
+fn untrusted_cmd(s: &Spool, args: &[&str]) -> (std::process::Command, String) {
+    let mut cmd = s.cmd(args);
+    if harness::is_root() {
+        s.open_to_all();
+        cmd.uid(NOBODY).gid(NOBODY);
+        (cmd, harness::user_name(NOBODY))
+    } else {
+        // SAFETY: getuid cannot fail and touches no memory.
+        (cmd, harness::user_name(unsafe { libc::getuid() }))
+    }
+}
+
+const NOBODY: u32 = 65534;
+
+/// `-f` by an untrusted user naming someone else's address leaves the trace
+/// Sendmail leaves, as `-bs` already did; their own address leaves none
+/// (finding 5).
+#[test]
+fn untrusted_f_with_a_foreign_sender_gets_x_authentication_warning() {
+    let s = spool("untrusted-f");
+    let msg = b"Subject: s\n\nbody\n";
+    let (mut cmd, user) = untrusted_cmd(&s, &["-f", "evil@elsewhere.example", "b@example.net"]);
+    harness::run(cmd, msg, std::time::Duration::from_secs(30)).assert_ok();
+    let m = s.only_message();
+    assert_eq!(m.sender(), "evil@elsewhere.example");
+    let host = m.header_values("received")[0]
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        m.header_values("x-authentication-warning"),
+        [format!(
+            "{host}: {user} set sender to evil@elsewhere.example using -f"
+        )],
+        "{}",
+        m.header_text()
+    );
+    fs_clear(&s);
+    for own in [user.clone(), format!("{user}@example.org")] {
+        (cmd, _) = untrusted_cmd(&s, &["-f", &own, "b@example.net"]);
+        harness::run(cmd, msg, std::time::Duration::from_secs(30)).assert_ok();
+        let m = s.only_message();
+        assert!(
+            m.header_values("x-authentication-warning").is_empty(),
+            "own address {own}, yet: {}",
+            m.header_text()
+        );
+        fs_clear(&s);
+    }
+}
+
+/// Empties queue/ between cases.
+fn fs_clear(s: &Spool) {
+    for name in s.queue_files() {
+        std::fs::remove_file(s.queue_dir().join(name)).unwrap();
     }
 }
