@@ -16,16 +16,16 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
     }
     if inv.verbose {
         for note in &inv.notes {
-            eprintln!("spoolmail: {note}");
+            system::errln(format_args!("spoolmail: {note}"));
         }
     }
     match &inv.mode {
         Mode::Help => {
-            print!("{}", cli::HELP);
+            system::outln(format_args!("{}", cli::HELP.trim_end_matches('\n')));
             return Ok(exit::OK);
         }
         Mode::Version => {
-            println!("spoolmail {}", env!("CARGO_PKG_VERSION"));
+            system::outln(format_args!("spoolmail {}", env!("CARGO_PKG_VERSION")));
             return Ok(exit::OK);
         }
         _ => {}
@@ -57,7 +57,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
             // -qDURATION stands in for cron: a failed pass is reported, not fatal.
             loop {
                 if let Err(e) = queue::run_pass(&config, &selection, inv.verbose) {
-                    eprintln!("sendmail: queue run failed: {e}");
+                    system::errln(format_args!("sendmail: queue run failed: {e}"));
                 }
                 std::thread::sleep(*every);
             }
@@ -104,18 +104,23 @@ fn smtp_session(inv: &Invocation, config: &Config) -> Result<u8> {
 /// itself; there is no database to build) and reports every problem.
 fn newaliases(config: &Config) -> u8 {
     let Some(path) = &config.aliases_file else {
-        println!("newaliases: aliases are off (aliases_file = none)");
+        system::outln(format_args!(
+            "newaliases: aliases are off (aliases_file = none)"
+        ));
         return exit::OK;
     };
     if !path.exists() {
-        println!("newaliases: {}: no such file; no aliases", path.display());
+        system::outln(format_args!(
+            "newaliases: {}: no such file; no aliases",
+            path.display()
+        ));
         return exit::OK;
     }
     let table = aliases::Aliases::check(path);
     for p in &table.problems {
-        eprintln!("newaliases: {p}");
+        system::errln(format_args!("newaliases: {p}"));
     }
-    println!("{}: {} aliases", path.display(), table.len());
+    system::outln(format_args!("{}: {} aliases", path.display(), table.len()));
     if table.problems.iter().any(|p| !p.warning) {
         exit::CONFIG
     } else {
@@ -139,13 +144,13 @@ fn verify(inv: &Invocation, config: &Config) -> Result<u8> {
                 .as_ref()
                 .map(|o| format!(" (from {o})"))
                 .unwrap_or_default();
-            println!(
+            system::outln(format_args!(
                 "{}... deliverable: mailer esmtp, host {host}, user {}{via}",
                 r.address, r.address
-            );
+            ));
         }
         for n in notes {
-            println!("{arg}... not deliverable: {n}");
+            system::outln(format_args!("{arg}... not deliverable: {n}"));
         }
     }
     Ok(exit::OK)
@@ -176,7 +181,7 @@ fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
     log_queued(&mut log, &done);
     let envelope = done.envelope;
     if inv.verbose {
-        eprintln!("spoolmail: queued as {}", envelope.id);
+        system::errln(format_args!("spoolmail: queued as {}", envelope.id));
     }
     let selection = queue::Selection::message(&envelope.id);
     match inv.delivery_mode.unwrap_or(config.delivery_mode) {
@@ -243,7 +248,7 @@ fn report_interactive(
         if *id == envelope.id
             && let Some(r) = envelope.recipients.get(*i)
         {
-            eprintln!("sendmail: {}: {text}", r.address);
+            system::errln(format_args!("sendmail: {}: {text}", r.address));
             code = exit::NOUSER;
         }
     }

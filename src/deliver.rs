@@ -249,7 +249,10 @@ impl Worker<'_> {
             if self.verbose
                 && let Ok(t) = &loaded
             {
-                eprintln!("spoolmail: TLS trust anchors from {}", t.anchors);
+                crate::system::errln(format_args!(
+                    "spoolmail: TLS trust anchors from {}",
+                    t.anchors
+                ));
             }
             self.tls = Some(loaded);
         }

@@ -31,6 +31,11 @@
 //! failure and its sysexits.h code), [`limits`] (every fixed time-out,
 //! count and size).
 
+// print!, println!, eprint! and eprintln! panic when stdout or stderr is a
+// closed pipe (`sendmail -bv root | head -1`): spoolmail writes through
+// system::outln and system::errln, which lose the text, never the outcome.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod address;
 pub mod aliases;
 pub mod app;

@@ -45,10 +45,10 @@ impl Log {
             {
                 Ok(f) => Sink::File(f),
                 Err(e) => {
-                    eprintln!(
+                    crate::system::errln(format_args!(
                         "{tag}: cannot open log file {}: {e}; logging to stderr",
                         path.display()
-                    );
+                    ));
                     Sink::Stderr
                 }
             },

@@ -2,6 +2,8 @@
 //! is called with. Everything is in the library; this is the one place where
 //! an error becomes a line on stderr and a sysexits.h exit code.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -13,7 +15,7 @@ fn main() -> ExitCode {
     match sanitized.and_then(|()| spoolmail::run(std::env::args_os())) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("{program}: {e}");
+            spoolmail::system::errln(format_args!("{program}: {e}"));
             ExitCode::from(e.exit_code())
         }
     }

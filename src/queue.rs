@@ -103,11 +103,11 @@ pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result
         ..Default::default()
     };
     if verbose {
-        eprintln!(
+        crate::system::errln(format_args!(
             "spoolmail: queue run: {} deliveries to {} destinations",
             summary.jobs,
             queues.len()
-        );
+        ));
     }
     let host = config.helo_name.clone().unwrap_or_else(system::host_name);
     let ctx = RecordContext {

@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use crate::sys;
 use std::ffi::CStr;
+use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The submitting user, from the real uid (never from the environment,
@@ -153,6 +154,22 @@ pub fn sanitize_process() -> Result<()> {
         sys::clear_env_except("TZ").map_err(|e| Error::TempFail(e.to_string()))?;
     }
     Ok(())
+}
+
+/// Writes a line to stdout, ignoring failure. A caller that closed its end
+/// (`sendmail -bv root | head -1`) loses the text, never the outcome: the
+/// exit code still says what happened to the mail. `println!` would panic
+/// on EPIPE; SIGPIPE itself is ignored by Rust's runtime before `main`.
+pub fn outln(text: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(text).and_then(|()| out.write_all(b"\n"));
+    let _ = out.flush();
+}
+
+/// Writes a line to stderr, ignoring failure, as [`outln`] does for stdout.
+pub fn errln(text: std::fmt::Arguments) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(text).and_then(|()| err.write_all(b"\n"));
 }
 
 /// Points stdin, stdout and stderr at /dev/null (a detached background run).

@@ -89,3 +89,63 @@ fn fs_clear(s: &Spool) {
         std::fs::remove_file(s.queue_dir().join(name)).unwrap();
     }
 }
+
+/// Which of the binary's outputs a caller closed before it wrote.
+#[derive(Clone, Copy, Debug)]
+enum Closed {
+    Stdout,
+    Stderr,
+}
+
+/// Runs the binary with `args` and `closed` a pipe whose reader is gone
+/// (`sendmail -bv root | head -1` after head has ended): its exit code.
+fn run_with_closed(s: &Spool, args: &[&str], closed: Closed) -> Option<i32> {
+    use std::process::Stdio;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = s.cmd(args);
+    cmd.stdin(Stdio::piped());
+    match closed {
+        Closed::Stdout => cmd.stdout(writer).stderr(Stdio::null()),
+        Closed::Stderr => cmd.stderr(writer).stdout(Stdio::null()),
+    };
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(b"Subject: s\n\nbody\n");
+    drop(stdin);
+    let status = harness::wait_timeout(&mut child, std::time::Duration::from_secs(30))
+        .expect("the binary did not end");
+    status.code()
+}
+
+/// No write to a closed stdout or stderr kills the binary: the text is
+/// lost, the exit code still says what happened to the mail (finding 7).
+#[test]
+fn closed_stdout_or_stderr_loses_text_never_the_outcome() {
+    let s = spool("closed-out");
+    let aliases = s.write_file("aliases", "root: admin@example.net\n");
+    s.configure(&Config::submission().set("aliases_file", aliases.display()));
+    let cases: &[(&[&str], Closed, i32, usize)] = &[
+        (&["-bv", "root"], Closed::Stdout, 0, 0),
+        (&["-bi"], Closed::Stdout, 0, 0),
+        (&["-bv"], Closed::Stderr, 64, 0),
+        (
+            &["-v", "-f", "a@example.org", "bob@example.com"],
+            Closed::Stderr,
+            0,
+            1,
+        ),
+        (&["--no-such-flag"], Closed::Stderr, 64, 0),
+    ];
+    for &(args, closed, code, queued) in cases {
+        fs_clear(&s);
+        let got = run_with_closed(&s, args, closed);
+        assert_eq!(got, Some(code), "{args:?} with {closed:?} closed");
+        assert_eq!(
+            s.queue_ids().len(),
+            queued,
+            "{args:?} with {closed:?} closed"
+        );
+    }
+}

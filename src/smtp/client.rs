@@ -329,7 +329,7 @@ impl Client {
         if self.verbose
             && let Some(info) = &self.tls
         {
-            eprintln!("spoolmail: {}", info.log_line(&self.peer));
+            crate::system::errln(format_args!("spoolmail: {}", info.log_line(&self.peer)));
         }
     }
 
@@ -567,8 +567,8 @@ impl Client {
         }
         stuffer.finish(&mut self.out);
         if self.verbose {
-            eprintln!(">>> (message content)");
-            eprintln!(">>> .");
+            crate::system::errln(format_args!(">>> (message content)"));
+            crate::system::errln(format_args!(">>> ."));
         }
         self.write_out().map_err(|e| self.lost_content(&e))?;
         self.read_reply(t.data_done, "the end of data")
@@ -616,7 +616,7 @@ impl Client {
             "SMTP command with a line break"
         );
         if self.verbose {
-            eprintln!(">>> {shown}");
+            crate::system::errln(format_args!(">>> {shown}"));
         }
         self.out.extend_from_slice(line.as_bytes());
         self.out.extend_from_slice(b"\r\n");
@@ -688,7 +688,7 @@ impl Client {
                 return Err(fail("lost connection".into()));
             }
             if self.verbose {
-                eprintln!("<<< {}", protocol::printable(&line));
+                crate::system::errln(format_args!("<<< {}", protocol::printable(&line)));
             }
             if let Some(reply) = parser.push(&line).map_err(|e| fail(e.to_string()))? {
                 return Ok(reply);
