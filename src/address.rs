@@ -270,6 +270,23 @@ pub fn parse(addr: &str) -> Result<Address> {
         .map_err(|why| Error::Data(format!("invalid address `{}`: {why}", addr.escape_debug())))
 }
 
+/// Refuses an address whose quoted local part could mislead a receiver (see
+/// [`crate::model::UnusualLocalPart`]), unless `allowed`
+/// (`allow_unusual_quoted_local_parts`). Text that is not an address is
+/// left to the parser's own check.
+pub fn check_usual(addr: &str, allowed: bool) -> Result<()> {
+    match Address::parse(addr)
+        .ok()
+        .and_then(|a| a.unusual_local_part())
+    {
+        Some(why) if !allowed => Err(Error::Data(format!(
+            "address `{}` refused: {why} (allow_unusual_quoted_local_parts = yes accepts it)",
+            addr.escape_debug()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// `root` becomes `root@DOMAIN`; a qualified address is returned as it is.
 /// `"x@y"` is unqualified: its `@` is inside the quotes.
 pub fn qualify(addr: &str, domain: &str) -> String {

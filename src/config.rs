@@ -74,6 +74,8 @@ pub struct Config {
     pub auth_xoauth2_token_file: Option<PathBuf>,
     /// Credentials may go over a connection without verified TLS.
     pub auth_allow_plaintext: bool,
+    /// Quoted local parts holding `<`, `>` or ` KEYWORD=` are accepted.
+    pub allow_unusual_quoted_local_parts: bool,
     pub delivery_mode: DeliveryMode,
     /// Bytes; 0 means no limit.
     pub max_message_size: u64,
@@ -149,6 +151,7 @@ impl Default for Config {
             auth_password_file: None,
             auth_xoauth2_token_file: None,
             auth_allow_plaintext: false,
+            allow_unusual_quoted_local_parts: false,
             // -odq until the delivery half exists; see README.
             delivery_mode: DeliveryMode::Background,
             max_message_size: limits::DEFAULT_MAX_MESSAGE_SIZE,
@@ -448,6 +451,16 @@ pub const KEYS: &[Key] = &[
         doc: "`yes`: credentials may also go over a connection without TLS, or whose \
               certificate did not verify. Only for a relay on a network you trust.",
         set: |c, k, v| choice(k, v, YES_NO).map(|b| c.auth_allow_plaintext = b),
+    },
+    Key {
+        name: "allow_unusual_quoted_local_parts",
+        value: "yes|no",
+        default: KeyDefault::Value("no"),
+        doc: "`yes`: accept addresses whose quoted local part holds `<`, `>` or a space \
+              and `KEYWORD=` (`\"x> SIZE=1\"@example.org`). They are legal, but a receiver \
+              that splits SMTP commands naively reads another path or extra parameters \
+              out of them, so they are refused by default (exit 65, or 553 under `-bs`).",
+        set: |c, k, v| choice(k, v, YES_NO).map(|b| c.allow_unusual_quoted_local_parts = b),
     },
     Key {
         name: "delivery_mode",

@@ -195,6 +195,10 @@ impl<R: Read, W: Write> Session<'_, R, W> {
                 Err(_) => return self.reply(501, "5.1.7 Bad sender address syntax"),
             }
         };
+        if let Err(e) = address::check_usual(&sender, self.config.allow_unusual_quoted_local_parts)
+        {
+            return self.reply(553, &format!("5.1.7 {}", one_line(&e)));
+        }
         let mut tx = Transaction {
             sender,
             recipients: Vec::new(),
@@ -253,6 +257,9 @@ impl<R: Read, W: Write> Session<'_, R, W> {
         let Ok(addr) = address::validate(&addr) else {
             return self.reply(501, "5.1.3 Bad recipient address syntax");
         };
+        if let Err(e) = address::check_usual(&addr, self.config.allow_unusual_quoted_local_parts) {
+            return self.reply(553, &format!("5.1.3 {}", one_line(&e)));
+        }
         let mut notify = None;
         for p in params {
             let (key, value) = p.split_once('=').unwrap_or((p, ""));

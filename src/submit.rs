@@ -122,10 +122,17 @@ pub fn submit(
     if sub.extract_recipients {
         recipients.extend(fields.recipients()?);
     }
+    let allowed = config.allow_unusual_quoted_local_parts;
+    address::check_usual(&sub.sender, allowed)?;
     for r in &recipients {
         address::validate(r)?;
+        address::check_usual(r, allowed)?;
     }
     let (recipients, notes) = crate::aliases::resolve(recipients, config, &origin.domain);
+    // Aliases and include files can name addresses too.
+    for r in &recipients {
+        address::check_usual(&r.address, allowed)?;
+    }
     if recipients.is_empty() {
         return Err(Error::Usage(if sub.extract_recipients {
             "no recipients: none on the command line and no To, Cc or Bcc header".into()

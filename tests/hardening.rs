@@ -149,3 +149,51 @@ fn closed_stdout_or_stderr_loses_text_never_the_outcome() {
         );
     }
 }
+
+/// Quoted local parts that a naive receiver would misread as the end of the
+/// path or as SMTP parameters are refused with the reason, from `-f`, argv,
+/// `-t` and `-bs`, unless the config allows them (finding 9).
+#[test]
+fn unusual_quoted_local_parts_are_refused_unless_allowed() {
+    let s = spool("unusual-quoted");
+    let smuggler = "\"x> SIZE=1 RCPT TO:<e@vil\"@b.com";
+    let msg = b"Subject: s\n\nbody\n".to_vec();
+    let to_header = b"To: \"a SIZE=1\"@example.net\n\nbody\n".to_vec();
+    let cases: Vec<(Vec<&str>, &Vec<u8>)> = vec![
+        (vec!["-f", smuggler, "bob@example.com"], &msg),
+        (vec!["\"a<b\"@example.com"], &msg),
+        (vec!["\"a>b\"@example.com"], &msg),
+        (vec!["\"x NOTIFY=NEVER\"@example.com"], &msg),
+        (vec!["-t"], &to_header),
+    ];
+    for (args, input) in &cases {
+        let out = s.run(args, input);
+        let line = out.assert_fails_one_line(&[65]);
+        assert!(line.contains("quoted local part"), "{args:?}: {line}");
+        assert!(line.contains("allow_unusual_quoted_local_parts"), "{line}");
+        s.assert_empty("an unusual quoted local part");
+    }
+    let session = format!(
+        "EHLO c\r\nMAIL FROM:<{smuggler}>\r\nMAIL FROM:<a@example.org>\r\n\
+         RCPT TO:<\"x NOTIFY=NEVER\"@example.com>\r\nQUIT\r\n"
+    );
+    let out = s.run(&["-bs"], session.as_bytes());
+    let codes: Vec<&str> = out.stdout.lines().map(|l| &l[..3]).collect();
+    assert_eq!(
+        codes,
+        [
+            "220", "250", "250", "250", "250", "250", "250", "250", "553", "250", "553", "221"
+        ],
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("quoted local part"), "{}", out.stdout);
+    // Legal quoted local parts stay accepted, and the key lets the rest in.
+    s.submit_one(&["\"john smith\"@example.com", "\"a=b\"@example.com"], &msg);
+    fs_clear(&s);
+    s.configure(&Config::submission().set("allow_unusual_quoted_local_parts", "yes"));
+    for (args, input) in &cases {
+        s.submit_one(args, input);
+        fs_clear(&s);
+    }
+}

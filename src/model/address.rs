@@ -121,6 +121,54 @@ impl Address {
     }
 }
 
+/// Why a quoted local part, legal as it is, is refused unless the config
+/// allows it: a receiver that splits SMTP commands naively would read a
+/// different path or extra parameters out of it (`MAIL
+/// FROM:<"x> SIZE=1 RCPT TO:<e@vil"@b.com>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnusualLocalPart {
+    /// `<` or `>`: the path could be read as ending there.
+    AngleBracket,
+    /// A space and `KEYWORD=`: what follows could be read as a parameter.
+    LooksLikeParameter,
+}
+
+impl fmt::Display for UnusualLocalPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UnusualLocalPart::AngleBracket => {
+                "its quoted local part contains `<` or `>`, which a receiver could read as the end of the path"
+            }
+            UnusualLocalPart::LooksLikeParameter => {
+                "its quoted local part contains ` KEYWORD=`, which a receiver could read as an SMTP parameter"
+            }
+        })
+    }
+}
+
+impl Address {
+    /// Whether the local part is one of the legal but misleading kinds.
+    pub fn unusual_local_part(&self) -> Option<UnusualLocalPart> {
+        // Unquoted local parts can hold neither angle brackets nor spaces.
+        if !self.is_quoted() {
+            return None;
+        }
+        if self.local.contains(['<', '>']) {
+            return Some(UnusualLocalPart::AngleBracket);
+        }
+        let parameter = self.local.split(' ').skip(1).any(|word| {
+            // RFC 5321's esmtp-keyword: (ALPHA / DIGIT) *(ALPHA / DIGIT / "-").
+            let key_len = word
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .unwrap_or(word.len());
+            key_len > 0
+                && word.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && word[key_len..].starts_with('=')
+        });
+        parameter.then_some(UnusualLocalPart::LooksLikeParameter)
+    }
+}
+
 fn check_local(local: &str) -> Result<(), AddressError> {
     if local.is_empty() {
         return Err(AddressError("empty local part"));
@@ -171,6 +219,30 @@ impl fmt::Display for Address {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unusual_quoted_local_parts() {
+        let why_angle = Some(UnusualLocalPart::AngleBracket);
+        let why_param = Some(UnusualLocalPart::LooksLikeParameter);
+        for (text, why) in [
+            ("a@b.c", None),
+            ("\"john smith\"@b.c", None),
+            ("\"a=b\"@b.c", None),
+            ("\"a =\"@b.c", None),
+            ("\"x y=z\"", why_param),
+            ("\"a<b\"@b.c", why_angle),
+            ("\"a>b\"@b.c", why_angle),
+            ("\"x> SIZE=1 RCPT TO:<e@vil\"@b.com", why_angle),
+            ("\"x SIZE=1\"@b.com", why_param),
+            ("\"x NOTIFY=NEVER\"@b.com", why_param),
+            ("\"x\\ ORCPT=rfc822;a\"@b.com", why_param),
+            ("\"x X-Y9=\"@b.com", why_param),
+            ("\"x -A=\"@b.com", None),
+        ] {
+            let a = Address::parse(text).unwrap();
+            assert_eq!(a.unusual_local_part(), why, "{text}");
+        }
+    }
 
     #[test]
     fn splitting() {

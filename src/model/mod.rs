@@ -15,7 +15,7 @@ mod queue_id;
 mod reply;
 mod ret;
 
-pub use address::{Address, AddressError};
+pub use address::{Address, AddressError, UnusualLocalPart};
 pub use body_type::BodyType;
 pub use destination::Destination;
 pub use notify::Notify;
