@@ -213,7 +213,17 @@ impl Spool {
                 e,
             )
         })?;
-        sync_dir(&self.queue_dir())
+        sync_dir(&self.queue_dir()).inspect_err(|_| self.take_back(&final_path))
+    }
+
+    /// A commit whose directory fsync failed is reported as a failure, so
+    /// the message must not stay queued: a caller that retries would send
+    /// it twice. It is still locked (no queue run can have claimed it), so
+    /// it is unlinked, and the directory synced again if it can be.
+    fn take_back(&self, final_path: &Path) {
+        if std::fs::remove_file(final_path).is_ok() {
+            let _ = sync_dir(&self.queue_dir());
+        }
     }
 
     /// Creates `tmp/QID` exclusively, drawing a new id on a collision.

@@ -197,3 +197,50 @@ fn unusual_quoted_local_parts_are_refused_unless_allowed() {
         fs_clear(&s);
     }
 }
+
+/// Each fsync of a submission failed in turn with EIO and with ENOSPC (by
+/// strace, the code unchanged): exit 0 means the message is queued whole,
+/// any other exit means it is not queued, so a caller that retries on
+/// failure never ends up with two (finding 8: the queue/ fsync after the
+/// rename used to fail the submission and leave the message queued).
+#[test]
+fn a_failed_fsync_leaves_the_message_queued_only_on_success() {
+    harness::require_program("strace");
+    let s = spool("fsync-fault");
+    let mut tried = 0;
+    for error in ["EIO", "ENOSPC"] {
+        for n in 1.. {
+            let mut cmd = std::process::Command::new("strace");
+            cmd.args(["-f", "-o", "/dev/null", "-e", "trace=fsync,fdatasync"])
+                .arg("-e")
+                .arg(format!("inject=fsync,fdatasync:error={error}:when={n}"))
+                .arg(harness::bin())
+                .arg("-C")
+                .arg(&s.conf)
+                .args(["-f", "a@example.org", "bob@example.com"]);
+            let out = harness::run(
+                cmd,
+                b"Subject: s\n\nbody\n",
+                std::time::Duration::from_secs(30),
+            );
+            let queued = s.queue_ids();
+            s.assert_tmp_empty();
+            if out.success() {
+                assert_eq!(queued.len(), 1, "{error} at fsync {n}");
+                s.only_message();
+                assert!(n > 1, "no fsync failed, yet exit 0 at the first");
+                fs_clear(&s);
+                break;
+            }
+            tried += 1;
+            assert!(
+                queued.is_empty(),
+                "{error} at fsync {n}: exit {:?} ({}), yet queued {queued:?}",
+                out.code(),
+                out.stderr.trim()
+            );
+            assert!(matches!(out.code(), Some(74 | 75)), "{out:?}");
+        }
+    }
+    assert!(tried >= 4, "only {tried} faults injected");
+}
