@@ -78,7 +78,9 @@ pub fn queue(
         let head = report_head(env, original, failures, to, host, domain, full);
         draft.content().write_all(head.as_bytes()).map_err(werr)?;
         draft.add_content_len(head.len());
-        let mut eight_bit = false;
+        // The report's own text may be 8-bit (a server's UTF-8 reason, a
+        // non-ASCII address), as may the returned message.
+        let mut eight_bit = !head.is_ascii();
         let mut line = Vec::new();
         loop {
             line.clear();

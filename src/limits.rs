@@ -39,6 +39,22 @@ pub const SMTP_READ_BUFFER: usize = 16 * 1024;
 pub const SMTP_MAX_REPLY_LINE: usize = 4096;
 pub const SMTP_MAX_REPLY_LINES: usize = 200;
 
+/// A reply of more bytes than this in all (its lines and their CRLFs) is a
+/// protocol error too: a long EHLO answer is a few hundred bytes, and 200
+/// full lines (800 KB) would be read for every recipient of a hostile
+/// server's PIPELINING answers. The time-out of the command bounds the
+/// whole reply, not each read, so a server trickling a byte at a time ends
+/// the session when the time-out is up.
+pub const SMTP_MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// What is kept of a reply's text (bytes, after its code and enhanced
+/// code), for each recipient, in the state file, mailq, the log and the
+/// bounce: enough for any real server's reason (Postfix and Exim say theirs
+/// in under 200), cut with a marker past it, so that a server answering
+/// with 800 KB per recipient cannot make a state file of hundreds of MB
+/// that is rewritten on every attempt.
+pub const REPLY_TEXT_KEPT: usize = 300;
+
 /// A malformed reply is quoted in the error up to this many characters, so
 /// that the log line stays one readable line.
 pub const SMTP_QUOTED_REPLY_CHARS: usize = 80;

@@ -14,6 +14,7 @@
 //! `*` after the id marks a message a queue runner is delivering now.
 
 use crate::error::{Error, Result};
+use crate::model::sanitize;
 use crate::spool::{RcptStatus, Spool};
 use crate::system;
 use std::io::{self, Write};
@@ -105,7 +106,9 @@ fn show_message(
     }
     for (reason, list) in groups {
         if !reason.is_empty() {
-            writeln!(out, "({reason})")?;
+            // Sanitized when it was recorded; again here for state files
+            // written before that was so, since this goes to a terminal.
+            writeln!(out, "({})", sanitize(reason))?;
         }
         for address in list {
             writeln!(out, "{:41}{address}", "")?;

@@ -38,7 +38,7 @@ const MAP: &[(&str, &[&str])] = &[
     // Leaves.
     ("error", &[]),
     ("limits", &[]),
-    ("model", &[]),
+    ("model", &["limits"]),
     ("sys", &["error", "limits"]),
     ("system", &["error", "limits", "sys"]),
     ("mime", &["limits"]),

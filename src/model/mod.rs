@@ -20,5 +20,5 @@ pub use body_type::BodyType;
 pub use destination::Destination;
 pub use notify::Notify;
 pub use queue_id::QueueId;
-pub use reply::{EnhancedCode, Local, Outcome, Reply, Verdict};
+pub use reply::{EnhancedCode, Local, Outcome, Reply, Verdict, sanitize};
 pub use ret::Ret;

@@ -3,7 +3,77 @@
 //! sent, deferred or failed follows from the type, never from re-reading a
 //! string.
 
+use crate::limits::REPLY_TEXT_KEPT;
 use std::fmt;
+
+/// Text that came from a server, made safe to show anywhere (a terminal
+/// running mailq, a log line, a state file, a bounce): on one line, with
+/// line ends and tabs as spaces and other control characters (C0, DEL, C1)
+/// removed; Unicode format and separator characters (general categories Cf,
+/// Zl, Zp: the bidi overrides and isolates that reorder what a terminal
+/// shows, U+2028/U+2029 that some viewers take for line breaks, zero-width
+/// characters) are shown as `<U+202E>`, so that what a reader sees is what
+/// the server sent. The one place this is decided: every reply's text and
+/// every reason of an Outcome is made of it.
+pub fn sanitize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_whitespace() {
+            out.push(' ');
+        } else if c.is_control() {
+            continue;
+        } else if is_format_or_separator(c) {
+            out.push_str(&format!("<U+{:04X}>", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Unicode's Cf (format), Zl (line separator) and Zp (paragraph separator)
+/// characters, as of Unicode 15.1.
+fn is_format_or_separator(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x2028..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
+}
+
+/// At most REPLY_TEXT_KEPT bytes of `text`, cut at a character boundary and
+/// marked as cut: a server's reply is kept for every recipient in the state
+/// file, the log and the bounce, and a hostile server must not make that
+/// large.
+fn kept(text: String) -> String {
+    if text.len() <= REPLY_TEXT_KEPT {
+        return text;
+    }
+    let mut end = REPLY_TEXT_KEPT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{} [truncated]", text[..end].trim_end())
+}
 
 /// An enhanced status code (RFC 3463): `class.subject.detail`, such as
 /// `5.1.1`. The class is 2, 4 or 5.
@@ -65,15 +135,25 @@ pub struct Reply {
 impl Reply {
     /// A reply from its code and the text of its lines (what follows
     /// `250-` or `250 `): the enhanced code is taken from the first line.
+    /// The text is sanitized and cut to REPLY_TEXT_KEPT bytes.
     pub fn new(code: u16, lines: &[String]) -> Reply {
-        let joined = lines.join(" ");
+        let mut joined = String::new();
+        for line in lines {
+            if joined.len() > REPLY_TEXT_KEPT {
+                break; // the rest would be cut anyway
+            }
+            if !joined.is_empty() {
+                joined.push(' ');
+            }
+            joined.push_str(&sanitize(line));
+        }
         let joined = joined.trim();
         let (first, rest) = joined.split_once(' ').unwrap_or((joined, ""));
         let enhanced = EnhancedCode::parse(first).filter(|e| u16::from(e.class) == code / 100);
-        let text = match enhanced {
+        let text = kept(match enhanced {
             Some(_) => rest.trim_start().to_string(),
             None => joined.to_string(),
-        };
+        });
         Reply {
             code,
             enhanced,
@@ -143,11 +223,13 @@ impl Outcome {
         }
     }
 
+    /// A reason of our own; it may quote a server (a malformed reply, a
+    /// certificate's name), so it is sanitized as a reply is.
     pub fn deferred(text: impl Into<String>) -> Outcome {
         Outcome::Local(Local {
             permanent: false,
             status: None,
-            text: text.into(),
+            text: sanitize(&text.into()),
         })
     }
 
@@ -155,7 +237,7 @@ impl Outcome {
         Outcome::Local(Local {
             permanent: true,
             status,
-            text: text.into(),
+            text: sanitize(&text.into()),
         })
     }
 
@@ -289,6 +371,59 @@ mod tests {
             assert_eq!(r.text, *text, "{lines:?}");
             assert_eq!(r.to_string(), *display, "{lines:?}");
         }
+    }
+
+    #[test]
+    fn server_text_is_sanitized() {
+        let cases: &[(&str, &str)] = &[
+            ("user unknown", "user unknown"),
+            ("caf\u{e9} \u{4e2d}\u{6587}", "caf\u{e9} \u{4e2d}\u{6587}"),
+            ("a\tb\r\nc", "a b  c"),
+            ("\x1b[31mred\x07\0", "[31mred"),
+            ("\u{9b}csi", "csi"),
+            ("evil\u{202e}exe.txt", "evil<U+202E>exe.txt"),
+            (
+                "\u{202a}\u{202b}\u{202c}\u{202d}",
+                "<U+202A><U+202B><U+202C><U+202D>",
+            ),
+            (
+                "\u{2066}\u{2067}\u{2068}\u{2069}",
+                "<U+2066><U+2067><U+2068><U+2069>",
+            ),
+            ("\u{200e}\u{200f}\u{61c}", "<U+200E><U+200F><U+061C>"),
+            ("line\u{2028}para\u{2029}", "line<U+2028>para<U+2029>"),
+            ("\u{200b}\u{feff}\u{ad}", "<U+200B><U+FEFF><U+00AD>"),
+            ("tag\u{e0041}", "tag<U+E0041>"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(sanitize(raw), *want, "{raw:?}");
+            assert_eq!(sanitize(want), *want, "idempotent: {want:?}");
+        }
+        // Whatever enters an Outcome is sanitized, reply or reason.
+        let r = reply(550, &["5.1.1 x\u{202e}y\u{2028}"]);
+        assert_eq!(r.to_string(), "550 5.1.1 x<U+202E>y<U+2028>");
+        assert_eq!(
+            Outcome::deferred("a\u{2066}b\nc").to_string(),
+            "a<U+2066>b c"
+        );
+    }
+
+    #[test]
+    fn reply_text_is_capped() {
+        let long = "x".repeat(4000);
+        let lines: Vec<String> = (0..200).map(|_| long.clone()).collect();
+        let r = Reply::new(451, &[&["4.3.0 first".to_string()][..], &lines].concat());
+        assert_eq!(r.enhanced, EnhancedCode::parse("4.3.0"));
+        assert!(r.text.starts_with("first xxx"), "{}", r.text);
+        assert!(r.text.ends_with(" [truncated]"), "{}", r.text);
+        assert!(r.text.len() <= REPLY_TEXT_KEPT + " [truncated]".len());
+        // Cut at a character boundary.
+        let wide = "\u{e9}".repeat(REPLY_TEXT_KEPT);
+        let r = Reply::new(550, &[wide]);
+        assert!(r.text.ends_with("\u{e9} [truncated]"), "{}", r.text);
+        // A reply that fits is kept whole.
+        let fits = "y".repeat(REPLY_TEXT_KEPT);
+        assert_eq!(Reply::new(550, std::slice::from_ref(&fits)).text, fits);
     }
 
     #[test]

@@ -21,9 +21,9 @@ use crate::model::{Outcome, Reply};
 use crate::spool::Envelope;
 use crate::tls::{HandshakeError, Stream, Tls, TlsInfo, Trust};
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A failure of the connection as a whole: every recipient of the
 /// transaction in progress waits for the next attempt.
@@ -658,7 +658,10 @@ impl Client {
         self.read_raw_reply(timeout, after).map(|r| r.reply())
     }
 
-    /// One reply, line by line, each line bounded in length.
+    /// One reply, line by line, each line bounded in length and the whole
+    /// reply in lines, bytes and time: `timeout` is a deadline for the
+    /// reply, so a server that trickles bytes cannot hold the session
+    /// longer than one that says nothing.
     fn read_raw_reply(&mut self, timeout: Duration, after: &str) -> Result<RawReply, SessionError> {
         let peer = self.peer.clone();
         let fail = |what: String| {
@@ -666,27 +669,19 @@ impl Client {
                 "{what} with {peer} while waiting for the reply to {after}"
             ))
         };
-        self.reader
-            .get_ref()
-            .tcp()
-            .set_read_timeout(Some(timeout))
-            .map_err(|e| fail(e.to_string()))?;
+        let deadline = Instant::now() + timeout;
         let mut parser = ReplyReader::default();
         let mut line = Vec::with_capacity(128);
         loop {
             line.clear();
-            let n = (&mut self.reader)
-                .take(SMTP_MAX_REPLY_LINE as u64 + 1)
-                .read_until(b'\n', &mut line)
+            self.read_line(&mut line, deadline)
                 .map_err(|e| match e.kind() {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                         fail(format!("timeout after {}s", timeout.as_secs()))
                     }
+                    io::ErrorKind::UnexpectedEof => fail("lost connection".into()),
                     _ => fail(format!("lost connection ({})", describe_io(&e))),
                 })?;
-            if n == 0 {
-                return Err(fail("lost connection".into()));
-            }
             if self.verbose {
                 crate::system::errln(format_args!("<<< {}", protocol::printable(&line)));
             }
@@ -694,6 +689,43 @@ impl Client {
                 return Ok(reply);
             }
         }
+    }
+
+    /// Reads up to and including a line end, or SMTP_MAX_REPLY_LINE + 1
+    /// bytes (which the parser refuses), before `deadline`. An end of the
+    /// connection before any byte is UnexpectedEof; a line cut by it is
+    /// returned as it is.
+    fn read_line(&mut self, line: &mut Vec<u8>, deadline: Instant) -> io::Result<()> {
+        let most = SMTP_MAX_REPLY_LINE + 1;
+        while line.len() < most {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.reader.get_ref().tcp().set_read_timeout(Some(left))?;
+            let buf = match self.reader.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                return match line.is_empty() {
+                    true => Err(io::ErrorKind::UnexpectedEof.into()),
+                    false => Ok(()),
+                };
+            }
+            let room = &buf[..buf.len().min(most - line.len())];
+            let (n, end) = match room.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (room.len(), false),
+            };
+            line.extend_from_slice(&room[..n]);
+            self.reader.consume(n);
+            if end {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -3,8 +3,10 @@
 //! dot-stuffing, and what a transaction's replies mean for each recipient.
 //! The client in `client.rs` only moves bytes and applies these.
 
-use crate::limits::{SMTP_MAX_REPLY_LINE, SMTP_MAX_REPLY_LINES, SMTP_QUOTED_REPLY_CHARS};
-use crate::model::{EnhancedCode, Notify, Outcome, Reply};
+use crate::limits::{
+    SMTP_MAX_REPLY_BYTES, SMTP_MAX_REPLY_LINE, SMTP_MAX_REPLY_LINES, SMTP_QUOTED_REPLY_CHARS,
+};
+use crate::model::{EnhancedCode, Notify, Outcome, Reply, sanitize};
 use std::fmt;
 
 /// A reply as it came, line by line (EHLO's lines are its capabilities).
@@ -43,6 +45,8 @@ impl fmt::Display for BadReply {
 pub struct ReplyReader {
     code: Option<u16>,
     lines: Vec<String>,
+    /// Bytes of this reply so far.
+    bytes: usize,
 }
 
 impl ReplyReader {
@@ -50,7 +54,11 @@ impl ReplyReader {
     /// included); the reply once its last line came. Every line of a
     /// multi-line reply must carry the same code.
     pub fn push(&mut self, raw: &[u8]) -> Result<Option<RawReply>, BadReply> {
-        if raw.len() > SMTP_MAX_REPLY_LINE || self.lines.len() >= SMTP_MAX_REPLY_LINES {
+        self.bytes += raw.len();
+        if raw.len() > SMTP_MAX_REPLY_LINE
+            || self.lines.len() >= SMTP_MAX_REPLY_LINES
+            || self.bytes > SMTP_MAX_REPLY_BYTES
+        {
             return Err(BadReply::TooLong);
         }
         let text = printable(raw);
@@ -67,22 +75,19 @@ impl ReplyReader {
         self.lines.push(text.get(4..).unwrap_or("").to_string());
         match text.as_bytes().get(3) {
             Some(b'-') => Ok(None),
-            None | Some(b' ') => Ok(Some(RawReply {
-                code,
-                lines: std::mem::take(&mut self.lines),
-            })),
+            None | Some(b' ') => {
+                let lines = std::mem::take(&mut self.lines);
+                *self = ReplyReader::default();
+                Ok(Some(RawReply { code, lines }))
+            }
             Some(_) => Err(malformed()),
         }
     }
 }
 
-/// A line without its line end and without control characters.
+/// A line without its line end, sanitized (see `model::sanitize`).
 pub fn printable(raw: &[u8]) -> String {
-    String::from_utf8_lossy(raw)
-        .trim_end_matches(['\r', '\n'])
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect()
+    sanitize(String::from_utf8_lossy(raw).trim_end_matches(['\r', '\n']))
 }
 
 /// What the server said it can do, in its reply to EHLO.
@@ -526,6 +531,18 @@ mod tests {
         let many: Vec<&[u8]> =
             std::iter::repeat_n(&b"250-x\r\n"[..], SMTP_MAX_REPLY_LINES + 1).collect();
         assert_eq!(read_all(&many), Err(BadReply::TooLong));
+        // Lines of full length: the total runs out before the line count.
+        let full = format!("451-{}\r\n", "x".repeat(SMTP_MAX_REPLY_LINE - 6));
+        let n = SMTP_MAX_REPLY_BYTES / full.len() + 1;
+        assert!(n < SMTP_MAX_REPLY_LINES);
+        let wide: Vec<&[u8]> = std::iter::repeat_n(full.as_bytes(), n).collect();
+        assert_eq!(read_all(&wide), Err(BadReply::TooLong));
+        assert_eq!(read_all(&wide[..n - 1]), Ok(None));
+        // Bidi controls and separators are shown, not obeyed.
+        assert_eq!(
+            read_all(&["550 a\u{202e}b\u{2029}\r\n".as_bytes()]),
+            ok(550, &["a<U+202E>b<U+2029>"])
+        );
     }
 
     #[test]
