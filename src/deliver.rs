@@ -16,7 +16,7 @@ use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext, read_claimed};
 use crate::route::{RouteError, Router, Target};
 use crate::smtp::{Client, Rcpt, SessionError, Setup, TlsMode, Transaction};
-use crate::spool::{Claim, ClaimSlot, Envelope, RcptStatus, Spool};
+use crate::spool::{Claim, ClaimSlot, Envelope, Spool};
 use crate::system;
 use crate::tls::{self, Tls};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -127,17 +127,7 @@ impl Worker<'_> {
             }
         };
         let state = self.spool.read_state(id).unwrap_or_default();
-        let rcpts: Vec<usize> = indices
-            .iter()
-            .copied()
-            .filter(|&i| {
-                i < envelope.recipients.len()
-                    && matches!(
-                        state.status_of(i).0,
-                        RcptStatus::Pending | RcptStatus::Deferred
-                    )
-            })
-            .collect();
+        let rcpts = state.undone(indices, envelope.recipients.len());
         if rcpts.is_empty() {
             return (JobEnd::Done, Vec::new());
         }
@@ -188,7 +178,6 @@ impl Worker<'_> {
             return Err((Outcome::deferred(broken.clone()), Some(broken)));
         }
         let mut errors = Vec::new();
-        let mut all_permanent = true;
         for (t, implicit) in targets.iter().zip(implicit) {
             match self.connect_to(t, implicit) {
                 Ok(c) => {
@@ -201,21 +190,10 @@ impl Worker<'_> {
                     self.client = Some(c);
                     return Ok(());
                 }
-                Err(e) => {
-                    all_permanent &= e.permanent;
-                    errors.push(e.text);
-                }
+                Err(e) => errors.push((e.text, e.permanent)),
             }
         }
-        let reason = errors
-            .last()
-            .cloned()
-            .unwrap_or_else(|| "no address to connect to".into());
-        if all_permanent && !errors.is_empty() {
-            Err((Outcome::failed(reason, None), None))
-        } else {
-            Err((Outcome::deferred(reason.clone()), Some(reason)))
-        }
+        Err(unreachable(errors))
     }
 
     /// The destination's hosts, looked up once per child.
@@ -225,20 +203,12 @@ impl Worker<'_> {
         }
         match self.targets.as_ref().expect("just set") {
             Ok(t) => Ok(t.clone()),
-            Err(RouteError::Permanent(r)) => Err((Outcome::failed(r.clone(), None), None)),
-            Err(RouteError::Temporary(r)) => Err((Outcome::deferred(r.clone()), Some(r.clone()))),
+            Err(e) => Err(unroutable(e)),
         }
     }
 
-    /// Whether `t` speaks TLS from the first byte: a smarthost configured
-    /// so, or on port 465 when not configured.
     fn implicit_tls(&self, t: &Target) -> bool {
-        self.destination == Destination::Smarthost
-            && match self.config.smarthost_tls {
-                Some(SmarthostTls::Implicit) => true,
-                Some(SmarthostTls::Starttls) => false,
-                None => t.addr.port() == 465,
-            }
+        implicit_tls(&self.destination, self.config.smarthost_tls, t.addr.port())
     }
 
     /// Loads the trust anchors when TLS may be used, and the AUTH
@@ -276,12 +246,14 @@ impl Worker<'_> {
         let auth = (self.credentials.as_ref())
             .and_then(|c| c.as_ref().ok())
             .and_then(Option::as_ref);
-        let mode = match tls {
-            Some(tls) if implicit => TlsMode::Implicit { tls, required },
-            Some(_) if policy == TlsPolicy::Off => TlsMode::Off,
-            Some(_) if !required && self.plaintext_only.contains(&t.addr) => TlsMode::Off,
-            Some(tls) => TlsMode::Starttls { tls, required },
-            None => TlsMode::Off,
+        let plaintext_only = self.plaintext_only.contains(&t.addr);
+        let mode = match (
+            tls,
+            tls_use(policy, tls.is_some(), implicit, plaintext_only),
+        ) {
+            (Some(tls), TlsUse::Implicit) => TlsMode::Implicit { tls, required },
+            (Some(tls), TlsUse::Starttls) => TlsMode::Starttls { tls, required },
+            _ => TlsMode::Off,
         };
         let starttls = matches!(mode, TlsMode::Starttls { .. });
         let mut setup = Setup {
@@ -414,6 +386,67 @@ impl Worker<'_> {
     }
 }
 
+/// Whether a host of `destination` on `port` speaks TLS from the first
+/// byte: a smarthost configured so (`smarthost_tls`), or on port 465 when
+/// not configured (RFC 8314). Never an MX host.
+fn implicit_tls(destination: &Destination, configured: Option<SmarthostTls>, port: u16) -> bool {
+    *destination == Destination::Smarthost
+        && match configured {
+            Some(SmarthostTls::Implicit) => true,
+            Some(SmarthostTls::Starttls) => false,
+            None => port == 465,
+        }
+}
+
+/// How a connection uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsUse {
+    Off,
+    Implicit,
+    Starttls,
+}
+
+/// The TLS rule for one connection: `loaded` says the trust anchors are
+/// (TLS is possible at all), `implicit` that the host speaks TLS from the
+/// first byte, `plaintext_only` that its handshake already failed in this
+/// pass, which under opportunistic TLS means plain text from then on.
+fn tls_use(policy: TlsPolicy, loaded: bool, implicit: bool, plaintext_only: bool) -> TlsUse {
+    match policy {
+        _ if !loaded => TlsUse::Off,
+        _ if implicit => TlsUse::Implicit,
+        TlsPolicy::Off => TlsUse::Off,
+        TlsPolicy::Opportunistic if plaintext_only => TlsUse::Off,
+        _ => TlsUse::Starttls,
+    }
+}
+
+/// A job's outcome when its destination has no route, and whether the
+/// destination is dead for this pass (why, when it is): a domain that
+/// cannot receive mail fails for good; a temporary failure defers, and
+/// would defer every other message to it too.
+fn unroutable(e: &RouteError) -> (Outcome, Option<String>) {
+    match e {
+        RouteError::Permanent(r) => (Outcome::failed(r.clone(), None), None),
+        RouteError::Temporary(r) => (Outcome::deferred(r.clone()), Some(r.clone())),
+    }
+}
+
+/// A job's outcome when no host of its destination took a connection,
+/// from each host's error (text, permanent) in the order they were tried:
+/// failed for good only when every host refused for good; otherwise
+/// deferred with the last error, and the destination is dead for this pass.
+fn unreachable(errors: Vec<(String, bool)>) -> (Outcome, Option<String>) {
+    let all_permanent = !errors.is_empty() && errors.iter().all(|(_, permanent)| *permanent);
+    let reason = (errors.into_iter().last())
+        .map(|(text, _)| text)
+        .unwrap_or_else(|| "no address to connect to".into());
+    if all_permanent {
+        (Outcome::failed(reason, None), None)
+    } else {
+        (Outcome::deferred(reason.clone()), Some(reason))
+    }
+}
+
 /// The part of the config that TLS is set up from.
 fn tls_settings(config: &Config) -> tls::Settings {
     tls::Settings {
@@ -470,4 +503,111 @@ fn reencoded_content(claim: &Claim, header_len: u64, size: u64) -> Option<Vec<u8
     file.seek(SeekFrom::Start(header_len)).ok()?;
     std::io::Read::read_to_end(&mut file, &mut content).ok()?;
     mime::reencode_long_lines(&content)
+}
+
+#[cfg(test)]
+mod tests {
+    // A table's row type is spelled out where the table is.
+    #![allow(clippy::type_complexity)]
+
+    use super::*;
+    use crate::model::Verdict;
+
+    #[test]
+    fn implicit_tls_only_for_a_smarthost_so_configured_or_on_port_465() {
+        let (smarthost, mx) = (
+            Destination::Smarthost,
+            Destination::Domain("example.org".into()),
+        );
+        let (implicit, starttls) = (Some(SmarthostTls::Implicit), Some(SmarthostTls::Starttls));
+        for (destination, configured, port, expected) in [
+            (&smarthost, None, 465, true),
+            (&smarthost, None, 587, false),
+            (&smarthost, None, 25, false),
+            (&smarthost, implicit, 587, true),
+            (&smarthost, starttls, 465, false),
+            (&mx, None, 465, false),
+            (&mx, implicit, 465, false),
+        ] {
+            assert_eq!(
+                implicit_tls(destination, configured, port),
+                expected,
+                "{destination} {configured:?} {port}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_tls_rule_for_a_connection() {
+        use TlsPolicy::{Off, Opportunistic, Required};
+        // (policy, anchors loaded, implicit, handshake failed before) -> use
+        for (policy, loaded, implicit, failed_before, expected) in [
+            (Opportunistic, true, false, false, TlsUse::Starttls),
+            (Opportunistic, true, false, true, TlsUse::Off),
+            (Opportunistic, true, true, true, TlsUse::Implicit),
+            (Required, true, false, false, TlsUse::Starttls),
+            // Required never falls back to plain text.
+            (Required, true, false, true, TlsUse::Starttls),
+            (Required, true, true, false, TlsUse::Implicit),
+            (Off, true, false, false, TlsUse::Off),
+            // A smarthost on 465 speaks TLS whatever `tls` says.
+            (Off, true, true, false, TlsUse::Implicit),
+            // No anchors (tls = off and no implicit host): nothing to use.
+            (Off, false, false, false, TlsUse::Off),
+            (Opportunistic, false, true, false, TlsUse::Off),
+        ] {
+            assert_eq!(
+                tls_use(policy, loaded, implicit, failed_before),
+                expected,
+                "{policy:?} loaded {loaded} implicit {implicit} failed before {failed_before}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_destination_that_cannot_be_reached() {
+        let e = |text: &str, permanent: bool| (text.to_string(), permanent);
+        // (errors of the hosts in order) -> (verdict, text, dead for the pass)
+        let cases: Vec<(Vec<(String, bool)>, Verdict, &str, bool)> = vec![
+            (vec![], Verdict::Deferred, "no address to connect to", true),
+            (
+                vec![e("refused", false)],
+                Verdict::Deferred,
+                "refused",
+                true,
+            ),
+            (
+                vec![e("554 go away", true), e("timed out", false)],
+                Verdict::Deferred,
+                "timed out",
+                true,
+            ),
+            (
+                vec![e("timed out", false), e("554 go away", true)],
+                Verdict::Deferred,
+                "554 go away",
+                true,
+            ),
+            (
+                vec![e("554 no", true), e("550 neither", true)],
+                Verdict::Failed,
+                "550 neither",
+                false,
+            ),
+        ];
+        for (errors, verdict, text, dead) in cases {
+            let shown = format!("{errors:?}");
+            let (outcome, why) = unreachable(errors);
+            assert_eq!(outcome.verdict(), verdict, "{shown}");
+            assert_eq!(outcome.to_string(), text, "{shown}");
+            assert_eq!(why.as_deref(), dead.then_some(text), "{shown}");
+        }
+        let (outcome, why) = unroutable(&RouteError::Permanent("null MX".into()));
+        assert_eq!((outcome.verdict(), why), (Verdict::Failed, None));
+        let (outcome, why) = unroutable(&RouteError::Temporary("SERVFAIL".into()));
+        assert_eq!(
+            (outcome.verdict(), why.as_deref()),
+            (Verdict::Deferred, Some("SERVFAIL"))
+        );
+    }
 }

@@ -19,8 +19,7 @@ use crate::log::Log;
 use crate::model::{Address, Destination};
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext};
-use crate::route::destination_of;
-use crate::spool::{RcptStatus, Selector, Spool};
+use crate::spool::{Envelope, Selector, Spool, State};
 use crate::sys;
 use crate::system;
 use std::collections::{BTreeMap, VecDeque};
@@ -139,6 +138,7 @@ fn collect_jobs(
     log: &mut Log,
 ) -> Result<BTreeMap<Destination, VecDeque<Job>>> {
     let (now, _) = system::now();
+    let via_smarthost = !config.smarthosts.is_empty();
     let mut queues: BTreeMap<Destination, VecDeque<Job>> = BTreeMap::new();
     let entries = match &selection.message {
         Some(id) => vec![spool.entry(id)],
@@ -152,7 +152,7 @@ fn collect_jobs(
         } else {
             Default::default()
         };
-        if !selection.force && state.attempts > 0 && state.next_attempt > now {
+        if !is_due(&state, now, selection.force) {
             continue;
         }
         let env = match spool.read_envelope(&entry.id) {
@@ -171,33 +171,47 @@ fn collect_jobs(
         if selection.select.as_ref().is_some_and(|s| !s.matches(&env)) {
             continue;
         }
-        let mut by_destination: BTreeMap<Destination, Vec<usize>> = BTreeMap::new();
-        for (i, r) in env.recipients.iter().enumerate() {
-            if matches!(
-                state.status_of(i).0,
-                RcptStatus::Pending | RcptStatus::Deferred
-            ) {
-                by_destination
-                    .entry(destination_of(&r.address, config))
-                    .or_default()
-                    .push(i);
-            }
+        for (destination, job) in jobs_of(&env, &state, via_smarthost) {
+            queues.entry(destination).or_default().push_back(job);
         }
-        for (destination, rcpts) in by_destination {
+    }
+    Ok(queues)
+}
+
+/// Whether a message is taken by this pass: one never tried, one whose
+/// next attempt has come (`now`, seconds since the epoch), or any when the
+/// pass is forced (`-q` with a selection, a submission's own pass).
+fn is_due(state: &State, now: u64, force: bool) -> bool {
+    force || state.attempts == 0 || state.next_attempt <= now
+}
+
+/// A message's jobs: its recipients still to do (pending or deferred),
+/// grouped by destination in the destinations' order, each with its
+/// recipients' domains, lower-cased (for the stalled-domain rule of
+/// [`pick`]; a repeat right after itself is dropped).
+fn jobs_of(env: &Envelope, state: &State, via_smarthost: bool) -> Vec<(Destination, Job)> {
+    let mut by_destination: BTreeMap<Destination, Vec<usize>> = BTreeMap::new();
+    let all: Vec<usize> = (0..env.recipients.len()).collect();
+    for i in state.undone(&all, env.recipients.len()) {
+        let address = &env.recipients[i].address;
+        by_destination
+            .entry(Destination::of(address, via_smarthost))
+            .or_default()
+            .push(i);
+    }
+    by_destination
+        .into_iter()
+        .map(|(destination, rcpts)| {
             let mut domains: Vec<String> = rcpts
                 .iter()
                 .filter_map(|&i| Address::split(&env.recipients[i].address).1)
                 .map(str::to_ascii_lowercase)
                 .collect();
             domains.dedup();
-            queues.entry(destination).or_default().push_back(Job {
-                id: entry.id.clone(),
-                rcpts,
-                domains,
-            });
-        }
-    }
-    Ok(queues)
+            let id = env.id.clone();
+            (destination, Job { id, rcpts, domains })
+        })
+        .collect()
 }
 
 fn start_children(
@@ -424,16 +438,34 @@ fn pick(queue: &VecDeque<Job>, held: &[&(Job, Instant)], now: Instant) -> Option
         .or_else(|| queue.iter().position(|job| !in_flight(job)))
 }
 
+/// Kills every child whose transaction has run past `transaction_deadline`.
 fn enforce_deadlines(config: &Config, children: &mut [Child]) {
     let now = Instant::now();
     for child in children.iter_mut() {
-        if let Some((_, started)) = &child.job
-            && !child.killed
-            && now - *started > config.transaction_deadline
-        {
+        let started = child.job.as_ref().map(|(_, started)| *started);
+        if overdue(started, child.killed, now, config.transaction_deadline) {
             sys::kill_hard(child.pid);
             child.killed = true;
         }
+    }
+}
+
+/// Whether a child must be killed: it holds a job started longer than
+/// `deadline` before `now`, and has not been killed already.
+fn overdue(started: Option<Instant>, killed: bool, now: Instant, deadline: Duration) -> bool {
+    !killed && started.is_some_and(|started| now - started > deadline)
+}
+
+/// Why the job of a child that ended without reporting it is deferred:
+/// killed at its deadline after `ran`, or died with wait status `status`.
+fn taken_back(destination: &Destination, killed: bool, ran: Duration, status: i32) -> String {
+    if killed {
+        format!(
+            "delivery to {destination} timed out after {}s",
+            ran.as_secs()
+        )
+    } else {
+        format!("delivery process for {destination} died (wait status {status})")
     }
 }
 
@@ -446,18 +478,7 @@ fn reap(children: &mut Vec<Child>, ctx: &RecordContext, log: &mut Log, summary: 
         };
         let child = children.swap_remove(pos);
         if let Some((job, started)) = child.job {
-            let reason = if child.killed {
-                format!(
-                    "delivery to {} timed out after {}s",
-                    child.destination,
-                    started.elapsed().as_secs()
-                )
-            } else {
-                format!(
-                    "delivery process for {} died (wait status {status})",
-                    child.destination
-                )
-            };
+            let reason = taken_back(&child.destination, child.killed, started.elapsed(), status);
             let failed = record::defer(ctx, &job.id, &job.rcpts, &reason, log);
             summary
                 .failed
@@ -571,5 +592,137 @@ mod tests {
         let all: Vec<(Job, Instant)> = queue.iter().map(|j| (j.clone(), now)).collect();
         assert_eq!(held(&all), None);
         assert_eq!(pick(&VecDeque::new(), &[], now), None);
+    }
+
+    #[test]
+    fn a_message_is_due_when_never_tried_its_time_has_come_or_the_pass_is_forced() {
+        let now = 1_000_000;
+        let state = |attempts: u32, next_attempt: u64| State {
+            attempts,
+            next_attempt,
+            ..State::default()
+        };
+        // (attempts, next attempt, forced) -> due
+        for (attempts, next, force, due) in [
+            (0, 0, false, true),
+            (0, now + 60, false, true),
+            (1, now - 1, false, true),
+            (1, now, false, true),
+            (1, now + 1, false, false),
+            (1, now + 1, true, true),
+            (7, u64::MAX, true, true),
+        ] {
+            assert_eq!(
+                is_due(&state(attempts, next), now, force),
+                due,
+                "{attempts} made, next {next}, forced {force}"
+            );
+        }
+    }
+
+    fn envelope(rcpts: &[&str]) -> Envelope {
+        Envelope {
+            id: "65A1B2C3F4240ABC".into(),
+            arrival: 0,
+            uid: 0,
+            sender: "s@example.org".into(),
+            recipients: rcpts
+                .iter()
+                .map(|a| crate::spool::Recipient {
+                    address: a.to_string(),
+                    orcpt: None,
+                })
+                .collect(),
+            ret: None,
+            envid: None,
+            notify: None,
+            body: crate::model::BodyType::SevenBit,
+            smtputf8: false,
+        }
+    }
+
+    #[test]
+    fn a_message_becomes_one_job_per_destination_of_its_recipients_still_to_do() {
+        use crate::spool::RcptStatus::{Deferred, Delivered, Failed};
+        let env = envelope(&[
+            "a@B.example",
+            "b@b.example",
+            "c@[127.0.0.1]",
+            "d@a.example",
+            "e@b.EXAMPLE",
+            "f@a.example",
+            "g@c.example",
+        ]);
+        let mut state = State::default();
+        state.set(1, Deferred, "451 later");
+        state.set(5, Delivered, "250 ok");
+        state.set(6, Failed, "550 no");
+        let shown = |jobs: Vec<(Destination, Job)>| -> Vec<(String, Vec<usize>, Vec<String>)> {
+            jobs.into_iter()
+                .map(|(d, j)| {
+                    assert_eq!(j.id, env.id);
+                    (d.to_string(), j.rcpts, j.domains)
+                })
+                .collect()
+        };
+        let v = |d: &[&str]| d.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            shown(jobs_of(&env, &state, false)),
+            [
+                ("a.example".into(), vec![3], v(&["a.example"])),
+                ("b.example".into(), vec![0, 1, 4], v(&["b.example"])),
+                ("[127.0.0.1]".into(), vec![2], v(&["[127.0.0.1]"])),
+            ]
+        );
+        // Through a smarthost: one job, with every domain for the stalled rule.
+        assert_eq!(
+            shown(jobs_of(&env, &state, true)),
+            [(
+                "[smarthost]".into(),
+                vec![0, 1, 2, 3, 4],
+                v(&["b.example", "[127.0.0.1]", "a.example", "b.example"])
+            )]
+        );
+        // Nothing left to do: no job.
+        let mut done = State::default();
+        for i in 0..env.recipients.len() {
+            done.set(i, Delivered, "250 ok");
+        }
+        assert!(jobs_of(&env, &done, false).is_empty());
+    }
+
+    #[test]
+    fn a_transaction_past_its_deadline_is_killed_once() {
+        let now = Instant::now();
+        let deadline = Duration::from_secs(600);
+        let ago = |s: u64| Some(now - Duration::from_secs(s));
+        // (job started, killed already) -> kill now
+        for (started, killed, kill) in [
+            (None, false, false),
+            (ago(0), false, false),
+            (ago(600), false, false),
+            (ago(601), false, true),
+            (ago(601), true, false),
+        ] {
+            assert_eq!(
+                overdue(started, killed, now, deadline),
+                kill,
+                "{started:?} killed {killed}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_job_taken_back_says_why() {
+        let d = dest("b.example");
+        let ran = Duration::from_millis(601_900);
+        assert_eq!(
+            taken_back(&d, true, ran, 9),
+            "delivery to b.example timed out after 601s"
+        );
+        assert_eq!(
+            taken_back(&Destination::Smarthost, false, ran, 134),
+            "delivery process for [smarthost] died (wait status 134)"
+        );
     }
 }

@@ -327,16 +327,8 @@ pub fn defer(
         return Vec::new();
     };
     let state = ctx.spool.read_state(id).unwrap_or_default();
-    let outcomes: Vec<(usize, Outcome)> = indices
-        .iter()
-        .filter(|&&i| {
-            i < env.recipients.len()
-                && matches!(
-                    state.status_of(i).0,
-                    RcptStatus::Pending | RcptStatus::Deferred
-                )
-        })
-        .map(|&i| (i, Outcome::deferred(reason)))
+    let outcomes: Vec<(usize, Outcome)> = (state.undone(indices, env.recipients.len()).into_iter())
+        .map(|i| (i, Outcome::deferred(reason)))
         .collect();
     if outcomes.is_empty() {
         return Vec::new();

@@ -91,6 +91,23 @@ impl State {
         self.recipients.sort_by_key(|(i, _, _)| *i);
     }
 
+    /// Of `indices`, the recipients still to do (pending or deferred) of a
+    /// message with `recipients` of them, in the order given; an index past
+    /// the envelope's recipients (never written by spoolmail) is left out.
+    pub fn undone(&self, indices: &[usize], recipients: usize) -> Vec<usize> {
+        indices
+            .iter()
+            .copied()
+            .filter(|&i| {
+                i < recipients
+                    && matches!(
+                        self.status_of(i).0,
+                        RcptStatus::Pending | RcptStatus::Deferred
+                    )
+            })
+            .collect()
+    }
+
     pub fn status_of(&self, index: usize) -> (RcptStatus, &str) {
         self.recipients
             .iter()
@@ -855,6 +872,19 @@ mod tests {
         let again = spool.claim(&env.id, &mut slot).unwrap();
         assert!(again.is_some(), "the message can be claimed again");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn undone_recipients() {
+        let mut s = State::default();
+        s.set(0, RcptStatus::Delivered, "250 ok");
+        s.set(1, RcptStatus::Deferred, "451 later");
+        s.set(2, RcptStatus::Failed, "550 no");
+        // 3 was never tried: pending.
+        assert_eq!(s.undone(&[0, 1, 2, 3], 4), [1, 3]);
+        assert_eq!(s.undone(&[3, 1], 4), [3, 1]);
+        assert_eq!(s.undone(&[1, 3, 4, 9], 4), [1, 3]);
+        assert_eq!(s.undone(&[], 4), Vec::<usize>::new());
     }
 
     #[test]
