@@ -38,12 +38,29 @@ else
     conf=$prefix/etc/spoolmail.conf; spool=$prefix/spool
 fi
 
-# Man pages are generated (never hand-written) into one of these; installed
-# when present, as scripts/build-deb does.
-man_source=
-for dir in doc/man target/man; do
-    if compgen -G "$dir/*.[58]" >/dev/null; then man_source=$dir; break; fi
-done
+# The man pages spoolmail(8) (also as sendmail(8), mailq(8), newaliases(8))
+# and spoolmail.conf(5), generated from the flags and keys by the binary
+# being installed, so that they name its config file; doc/man/ holds the
+# committed copies (scripts/generate-docs), used for a binary that cannot.
+man_pages=("man8/spoolmail.8" "man5/spoolmail.conf.5")
+man_links=(sendmail mailq newaliases)
+
+install_man_pages() {
+    local page what
+    for page in "${man_pages[@]}"; do
+        install -d "$man/$(dirname "$page")"
+        what=man
+        [ "$page" = man5/spoolmail.conf.5 ] && what=conf-man
+        if ! "$target" --generate "$what" >"$man/$page.new" 2>/dev/null; then
+            cp "doc/man/$(basename "$page")" "$man/$page.new"
+        fi
+        chmod 0644 "$man/$page.new"
+        mv "$man/$page.new" "$man/$page"
+    done
+    for page in "${man_links[@]}"; do
+        [ -e "$man/man8/$page.8" ] || [ -L "$man/man8/$page.8" ] || ln -s spoolmail.8 "$man/man8/$page.8"
+    done
+}
 
 # remove_link PATH: removes PATH if it is a link to spoolmail (never another MTA's).
 remove_link() {
@@ -59,8 +76,13 @@ do_uninstall() {
         remove_link "$name"
     done
     if [ -e "$sbin/spoolmail" ]; then rm -f "$sbin/spoolmail" && echo "removed $sbin/spoolmail"; fi
-    for name in "$man/man8/spoolmail.8" "$man/man5/spoolmail.conf.5"; do
-        if [ -e "$name" ]; then rm -f "$name" && echo "removed $name"; fi
+    for name in "${man_links[@]}"; do
+        if [ "$(readlink "$man/man8/$name.8" 2>/dev/null)" = spoolmail.8 ]; then
+            rm -f "$man/man8/$name.8" && echo "removed $man/man8/$name.8"
+        fi
+    done
+    for name in "${man_pages[@]}"; do
+        if [ -e "$man/$name" ]; then rm -f "$man/$name" && echo "removed $man/$name"; fi
     done
     [ -e "$conf" ] && echo "kept $conf (remove it yourself if you no longer want it)"
     if [ -n "$(find "$spool/queue" "$spool/tmp" -mindepth 1 2>/dev/null | head -n 1)" ]; then
@@ -115,11 +137,7 @@ ln -sf "$sbin/spoolmail" "$bin/newaliases"
 if [ -n "$lib" ]; then
     ln -sf ../sbin/sendmail "$lib/sendmail"
 fi
-if [ -n "$man_source" ]; then
-    for page in "$man_source"/*.[58]; do
-        install -D -m 0644 "$page" "$man/man${page##*.}/$(basename "$page")"
-    done
-fi
+install_man_pages
 
 # The spool: root:GROUP, the group may create files, others may not look in.
 install -d -m 0750 "$spool"

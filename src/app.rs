@@ -3,9 +3,11 @@
 //! returned to `main`, the one place where they become exit codes.
 
 use crate::cli::{self, Invocation, Mode};
-use crate::config::{Config, DeliveryMode};
+use crate::config::{self, Config, DeliveryMode};
 use crate::error::{Error, Result, exit};
-use crate::{address, aliases, log, mailq, queue, route, smtpd, spool, submit, sys, system};
+use crate::{
+    address, aliases, log, mailq, manual, queue, route, smtpd, spool, submit, sys, system, tls,
+};
 use std::io::Write;
 
 pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
@@ -21,11 +23,13 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
     }
     match &inv.mode {
         Mode::Help => {
-            system::outln(format_args!("{}", cli::HELP.trim_end_matches('\n')));
+            system::outln(format_args!("{}", manual::help().trim_end_matches('\n')));
             return Ok(exit::OK);
         }
-        Mode::Version => {
-            system::outln(format_args!("spoolmail {}", env!("CARGO_PKG_VERSION")));
+        Mode::Version => return version(&inv),
+        Mode::Generate(what) => {
+            let text = manual::generate(*what, config::DEFAULT_FILE);
+            system::outln(format_args!("{}", text.trim_end_matches('\n')));
             return Ok(exit::OK);
         }
         _ => {}
@@ -62,8 +66,35 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
                 std::thread::sleep(*every);
             }
         }
-        Mode::Help | Mode::Version => unreachable!("handled above"),
+        Mode::Help | Mode::Version | Mode::Generate(_) => unreachable!("handled above"),
     }
+}
+
+/// `--version`: the version, the config file and the spool it names, and
+/// what is compiled in, for a bug report or an admin's first look.
+fn version(inv: &Invocation) -> Result<u8> {
+    let file = (inv.config_file.as_deref()).unwrap_or(std::path::Path::new(config::DEFAULT_FILE));
+    system::outln(format_args!("spoolmail {}", env!("CARGO_PKG_VERSION")));
+    let missing = if file.exists() {
+        ""
+    } else {
+        " (not there: the defaults apply)"
+    };
+    system::outln(format_args!("config file: {}{missing}", file.display()));
+    match Config::load(inv.config_file.as_deref()) {
+        Ok(config) => system::outln(format_args!(
+            "spool directory: {}",
+            config.spool_dir.display()
+        )),
+        Err(e) => system::outln(format_args!(
+            "spool directory: unknown, the config has an error: {e}"
+        )),
+    }
+    system::outln(format_args!(
+        "features: {}; DNS hickory-resolver; AUTH PLAIN, LOGIN, XOAUTH2; log to syslog, stderr or a file",
+        tls::FEATURE
+    ));
+    Ok(exit::OK)
 }
 
 /// `-bs`: an SMTP session on stdin/stdout; every accepted message is
@@ -184,7 +215,7 @@ fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
         system::errln(format_args!("spoolmail: queued as {}", envelope.id));
     }
     let selection = queue::Selection::message(&envelope.id);
-    match inv.delivery_mode.unwrap_or(config.delivery_mode) {
+    match inv.delivery_mode(config.delivery_mode) {
         DeliveryMode::Queue => Ok(exit::OK),
         DeliveryMode::Background => {
             deliver_in_background(config, &selection);

@@ -16,6 +16,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod flags;
+pub use flags::{FLAGS, Flag, Section};
+
 /// What the run is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
@@ -36,6 +39,33 @@ pub enum Mode {
     },
     Help,
     Version,
+    /// `--generate WHAT` (hidden): print generated documentation.
+    Generate(Generated),
+}
+
+/// What `--generate` prints, each generated from `FLAGS` and config's `KEYS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generated {
+    /// spoolmail(8).
+    Man,
+    /// spoolmail.conf(5).
+    ConfMan,
+    /// The commented default config file (doc/spoolmail.conf).
+    Conf,
+    /// The README's config reference.
+    ConfReference,
+    /// The README's table of flags.
+    FlagReference,
+}
+
+impl Generated {
+    pub const ALL: [(&str, Generated); 5] = [
+        ("man", Generated::Man),
+        ("conf-man", Generated::ConfMan),
+        ("conf", Generated::Conf),
+        ("conf-reference", Generated::ConfReference),
+        ("flag-reference", Generated::FlagReference),
+    ];
 }
 
 /// How errors found during an interactive delivery are reported (`-oeX`/`-eX`).
@@ -122,6 +152,16 @@ impl Invocation {
         })
     }
 
+    /// The delivery mode: `-odX`, else the config's. `-v` delivers in the
+    /// foreground, as Sendmail's does, so that its conversation can be
+    /// shown; only queuing (`-odq`) stays as it is.
+    pub fn delivery_mode(&self, configured: DeliveryMode) -> DeliveryMode {
+        match self.delivery_mode.unwrap_or(configured) {
+            DeliveryMode::Background if self.verbose => DeliveryMode::Interactive,
+            mode => mode,
+        }
+    }
+
     fn ignore(&mut self, flag: &str, why: &str) {
         self.notes.push(format!("ignoring {flag}: {why}"));
     }
@@ -205,6 +245,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
             }
             Long("help") => inv.mode = Mode::Help,
             Long("version") => inv.mode = Mode::Version,
+            Long("generate") => inv.mode = Mode::Generate(generated(&value(&mut parser)?)?),
             Value(v) => inv.recipients.push(to_string(v)?),
             Short(c) => return Err(Error::Usage(format!("unknown option -{c} (see --help)"))),
             Long(name) => {
@@ -215,6 +256,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
         }
     }
     Ok(inv)
+}
+
+fn generated(v: &str) -> Result<Generated> {
+    (Generated::ALL.iter().find(|(name, _)| *name == v))
+        .map(|(_, what)| *what)
+        .ok_or_else(|| Error::Usage(format!("--generate {v}: unknown document")))
 }
 
 fn usage(e: lexopt::Error) -> Error {
@@ -256,45 +303,67 @@ fn set_b_mode(inv: &mut Invocation, v: &str) -> Result<()> {
     Ok(())
 }
 
-/// `-q`, `-q30m`, `-qRsubstr`, `-qR substr`, `-qSsubstr`, `-qIqueueid`.
+/// `-q`, `-q30m`, `-q5`, `-qRsubstr`, `-qR substr`, `-qSsubstr`, `-qIqueueid`.
 fn parse_queue_flag(inv: &mut Invocation, parser: &mut lexopt::Parser) -> Result<()> {
     let attached = parser.optional_value().map(to_string).transpose()?;
     let mut interval = None;
     let mut select = None;
     if let Some(v) = attached {
         let (kind, rest) = v.split_at(v.chars().next().map_or(0, char::len_utf8));
-        select = match kind {
-            "R" | "S" | "I" => {
-                let what = if rest.is_empty() {
-                    value(parser)?
-                } else {
-                    rest.to_string()
-                };
-                Some(match kind {
-                    "R" => Selector::Recipient(what),
-                    "S" => Selector::Sender(what),
-                    _ => Selector::QueueId(what),
-                })
-            }
-            "f" | "p" => {
-                inv.ignore(
-                    &format!("-q{v}"),
-                    "queue runs always run in the foreground once",
-                );
-                None
-            }
-            _ => {
-                interval = Some(parse_duration(&v).ok_or_else(|| {
-                    Error::Usage(format!(
-                        "-q{v}: not a duration (like 30m, 1h, 90s) or R/S/I selector"
-                    ))
-                })?);
-                None
-            }
-        };
+        match kind {
+            "R" | "S" | "I" => select = Some(selector(kind, rest, parser)?),
+            "f" | "p" => inv.ignore(
+                &format!("-q{v}"),
+                "queue runs always run in the foreground once",
+            ),
+            _ => interval = Some(queue_interval(&v)?),
+        }
     }
     inv.mode = Mode::QueueRun { interval, select };
     Ok(())
+}
+
+/// `-qR TEXT` (or `-qRTEXT`), `-qS TEXT`, `-qI TEXT`.
+fn selector(kind: &str, rest: &str, parser: &mut lexopt::Parser) -> Result<Selector> {
+    let what = if rest.is_empty() {
+        let Ok(next) = parser.value() else {
+            return Err(Error::Usage(format!(
+                "-q{kind} needs TEXT, a part of the messages' {} (-qR@ selects every message)",
+                match kind {
+                    "R" => "recipients",
+                    "S" => "senders",
+                    _ => "queue ids",
+                }
+            )));
+        };
+        to_string(next)?
+    } else {
+        rest.to_string()
+    };
+    Ok(match kind {
+        "R" => Selector::Recipient(what),
+        "S" => Selector::Sender(what),
+        _ => Selector::QueueId(what),
+    })
+}
+
+/// `-qDURATION`: a bare number is minutes, as in Sendmail (`-q5`), else
+/// a duration with its unit (`-q30s`, `-q1h`).
+fn queue_interval(v: &str) -> Result<Duration> {
+    let minutes = v.bytes().all(|b| b.is_ascii_digit());
+    let parsed = if minutes {
+        v.parse::<u64>()
+            .ok()
+            .and_then(|m| m.checked_mul(60))
+            .map(Duration::from_secs)
+    } else {
+        parse_duration(v)
+    };
+    parsed.ok_or_else(|| {
+        Error::Usage(format!(
+            "-q{v}: not a duration (5 for minutes, 30s, 30m, 1h) or R/S/I selector"
+        ))
+    })
 }
 
 /// `-oi`, `-odb`, `-oem`, and any other `-oX`, ignored with a note.
@@ -372,36 +441,6 @@ fn log_tag(v: &str) -> Result<String> {
     }
     Ok(v.to_string())
 }
-
-pub const HELP: &str = "\
-spoolmail: a sendmail-compatible mail transfer agent shim
-
-Usage: sendmail [OPTIONS] [--] [RECIPIENT...]   queue the message on stdin
-       sendmail -bp | mailq                     list the queue
-       sendmail -q[DURATION] [-qR|-qS|-qI TEXT] run the queue
-       sendmail -bi | newaliases                check the aliases file
-
-Message submission:
-  -t            take recipients from To, Cc, Bcc (added to any on the command line)
-  -i, -oi       a line holding a single dot does not end the message
-  -f, -r ADDR   envelope sender (default: the submitting user)
-  -F NAME       full name for an added From header
-  -B TYPE       body type: 7BIT or 8BITMIME
-  -N NOTIFY     DSN notify: never, or success,failure,delay
-  -R full|hdrs  DSN return type
-  -V ENVID      DSN envelope id
-  -odb|-odi|-odq  deliver in background, interactively, or queue only
-  -oem|-oep|-oeq|-oew  how delivery errors are reported
-  -C FILE       use another configuration file
-  -L TAG        syslog tag
-  -v            verbose: notes on ignored flags, and the SMTP conversation
-
-Accepted and ignored (noted under -v): -Ac -Am -G -U -m -n -s -h N -O OPT=VAL
--X FILE -p PROTO -dX -oX (other letters).
-
-Exit codes follow sysexits.h: 0 queued, 64 usage, 65 data, 67 no user,
-73 can't create, 74 I/O error, 75 temporary failure, 77 permission, 78 config.
-";
 
 #[cfg(test)]
 mod tests {
@@ -587,6 +626,92 @@ mod tests {
         assert!(p(&["sendmail", "-N", "never,success"]).is_err());
         assert!(p(&["sendmail", "-V", "a b"]).is_err());
         assert!(p(&["sendmail", "-V", "a\r\nRCPT TO:<x>"]).is_err());
+    }
+
+    /// The reference and the parser agree: every letter `parse` takes is in
+    /// `FLAGS`, and every use `FLAGS` shows parses.
+    #[test]
+    fn every_flag_is_documented_and_every_documented_flag_parses() {
+        let documented = |c: char| FLAGS.iter().any(|f| f.synopsis.contains(&format!("`-{c}")));
+        for c in ('a'..='z').chain('A'..='Z').chain('0'..='9') {
+            let flag = format!("-{c}");
+            let unknown = match p(&["sendmail", &flag, "x"]) {
+                Err(e) => e.to_string().contains("unknown option"),
+                Ok(_) => false,
+            };
+            assert_eq!(
+                !unknown,
+                documented(c),
+                "{flag}: parsed and documented differ"
+            );
+        }
+        for flag in FLAGS {
+            let mut args = vec!["sendmail"];
+            args.extend(flag.args);
+            if let Err(e) = p(&args) {
+                // Sendmail's daemon and test modes are refused, knowingly.
+                assert_eq!(e.exit_code(), 64, "{args:?}: {e}");
+                assert!(!e.to_string().contains("unknown"), "{args:?}: {e}");
+                assert!(flag.doc.contains("refused"), "{args:?}: {e}");
+            }
+        }
+    }
+
+    /// `-qN` is N minutes, as in Sendmail; units as before.
+    #[test]
+    fn queue_intervals() {
+        let minutes = |m: u64| Some(Duration::from_secs(60 * m));
+        for (arg, want) in [
+            ("-q5", minutes(5)),
+            ("-q0", minutes(0)),
+            ("-q30m", minutes(30)),
+            ("-q1h", minutes(60)),
+            ("-q30s", Some(Duration::from_secs(30))),
+            ("-q2d", minutes(2 * 24 * 60)),
+        ] {
+            let mode = p(&["sendmail", arg]).unwrap().mode;
+            let want = Mode::QueueRun {
+                interval: want,
+                select: None,
+            };
+            assert_eq!(mode, want, "{arg}");
+        }
+        for bad in ["-q5x", "-q99999999999999999999", "-q-1"] {
+            let e = p(&["sendmail", bad]).unwrap_err();
+            assert!(e.to_string().starts_with(bad), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_selector_without_text_names_itself() {
+        for (flag, what) in [
+            ("-qR", "recipients"),
+            ("-qS", "senders"),
+            ("-qI", "queue ids"),
+        ] {
+            let e = p(&["sendmail", flag]).unwrap_err();
+            assert_eq!(e.exit_code(), 64);
+            let msg = e.to_string();
+            assert!(msg.starts_with(&format!("{flag} needs TEXT")), "{msg}");
+            assert!(msg.contains(what), "{msg}");
+        }
+    }
+
+    /// `-v` delivers in the foreground, as Sendmail's does; `-odq` still
+    /// only queues.
+    #[test]
+    fn verbose_delivers_in_the_foreground() {
+        use DeliveryMode::*;
+        for (args, configured, want) in [
+            (&["sendmail", "-v"][..], Background, Interactive),
+            (&["sendmail", "-v", "-odb"][..], Queue, Interactive),
+            (&["sendmail", "-v"][..], Queue, Queue),
+            (&["sendmail", "-v", "-odq"][..], Background, Queue),
+            (&["sendmail"][..], Background, Background),
+            (&["sendmail", "-odi"][..], Background, Interactive),
+        ] {
+            assert_eq!(p(args).unwrap().delivery_mode(configured), want, "{args:?}");
+        }
     }
 
     #[test]

@@ -239,6 +239,14 @@ impl Config {
     }
 }
 
+/// The file's format, for spoolmail.conf(5): one paragraph each.
+pub const FORMAT_DOC: &[&str] = &[
+    "One `key = value` a line; blank lines and lines that begin with `#` are ignored. \
+     Every key is optional: a key that is not set has the default given below.",
+    "An unknown key, or a value that is not what its key takes, is an error: every \
+     command exits 78 with `FILE:LINE:` and what is wrong.",
+];
+
 /// Parses one key's value (the key is given for the error message) and
 /// stores it in the config.
 type Setter = fn(&mut Config, &str, &str) -> std::result::Result<(), String>;
@@ -285,12 +293,16 @@ pub const VALUE_KINDS: &[(&str, &str)] = &[
          1024 x 1024 x 1024 bytes (`50M`)",
     ),
     ("NUMBER", "a whole number above 0"),
+    ("PORT", "a TCP port number"),
+    ("IP", "an IPv4 or IPv6 address"),
     ("PATH", "an absolute file name"),
     (
         "HOST",
         "a DNS name (`smtp.example.org`), an IPv4 address, or `[IPv6]`",
     ),
     ("ADDRESS", "an email address, `user@domain`"),
+    ("NAME", "a user name, as the server knows it"),
+    ("GROUP", "a group name"),
 ];
 
 /// Every key of the config file, in the reference's order.
@@ -595,8 +607,9 @@ pub const KEYS: &[Key] = &[
             means: "only root",
             example: "mailtrusted",
         },
-        doc: "`sendmail -bs`: members of this group (and root) may give any MAIL FROM; \
-              others get an X-Authentication-Warning header when it is not their own.",
+        doc: "Members of this group (and root) may give any sender, with `-f` or in \
+              `sendmail -bs`'s MAIL FROM; others get an X-Authentication-Warning header \
+              when it is not their own address, as Sendmail adds.",
         set: |c, k, v| group_name(k, v).map(|g| c.trusted_group = Some(g)),
     },
     Key {

@@ -48,6 +48,7 @@ pub mod error;
 pub mod limits;
 pub mod log;
 pub mod mailq;
+pub mod manual;
 pub mod mime;
 pub mod model;
 pub mod pass_protocol;

@@ -69,7 +69,72 @@ fn help_and_version_exit_zero() {
     let out = run_program(Path::new(harness::bin()), &["--version"], b"");
     out.assert_ok();
     assert!(out.stdout.starts_with("spoolmail "), "{}", out.stdout);
-    assert_eq!(out.stdout.lines().count(), 1);
+}
+
+/// `--version` says which config file and spool this binary uses, and what
+/// is compiled in: what an admin (or a bug report) needs first.
+#[test]
+fn version_names_config_spool_and_features() {
+    let t = spool("version");
+    let out = t.run(&["--version"], b"");
+    out.assert_ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("spoolmail {}", env!("CARGO_PKG_VERSION")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(lines[1], format!("config file: {}", t.conf.display()));
+    assert_eq!(lines[2], format!("spool directory: {}", t.spool.display()));
+    assert!(
+        lines[3].starts_with("features: TLS rustls (ring provider"),
+        "{}",
+        out.stdout
+    );
+    let missing = t.root().join("absent.conf");
+    let out = run_program(
+        Path::new(harness::bin()),
+        &["-C", &missing.display().to_string(), "--version"],
+        b"",
+    );
+    out.assert_ok();
+    assert!(
+        out.stdout.contains("spool directory: unknown"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// `-qR` with nothing after it says what is missing, naming `-qR`.
+#[test]
+fn queue_selector_without_text_names_the_flag() {
+    let t = spool("qr");
+    for flag in ["-qR", "-qS", "-qI"] {
+        let out = t.run(&[flag], b"");
+        assert_eq!(out.code(), Some(64), "{flag}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("{flag} needs TEXT")),
+            "{flag}: {}",
+            out.stderr
+        );
+    }
+}
+
+/// The man pages render without a warning (`man` shows what groff says).
+#[test]
+fn man_pages_render_without_warnings() {
+    harness::require_program("groff");
+    for page in ["doc/man/spoolmail.8", "doc/man/spoolmail.conf.5"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(page);
+        let out = run_program(
+            Path::new("groff"),
+            &["-man", "-ww", "-z", &path.display().to_string()],
+            b"",
+        );
+        out.assert_ok();
+        assert_eq!(out.stderr, "", "{page}");
+    }
 }
 
 #[test]

@@ -303,6 +303,27 @@ fn verbose_queue_run_shows_the_conversation() {
     assert!(err.contains("<<< 250"), "{err}");
 }
 
+/// `sendmail -v` delivers in the foreground, as Sendmail's does, and shows
+/// the conversation: the message has arrived when it returns.
+#[test]
+fn verbose_submission_delivers_in_the_foreground() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(
+        "verbose-submit",
+        &Config::delivery()
+            .set("smarthost", sink.addr())
+            .set("delivery_mode", "background"),
+    );
+    let out = s.run(&["-v", "bob@example.net"], message("v", "x\n").as_bytes());
+    out.assert_ok();
+    let err = out.stderr;
+    assert!(err.contains(">>> MAIL FROM:<"), "{err}");
+    assert!(err.contains(">>> RCPT TO:<bob@example.net>"), "{err}");
+    assert!(err.contains("<<< 250"), "{err}");
+    assert!(s.queue_ids().is_empty(), "still queued after -v returned");
+    assert_eq!(sink.wait_for_messages(1, Duration::from_secs(1)).len(), 1);
+}
+
 #[test]
 fn interactive_delivery_reports_permanent_failure_under_oep() {
     let server = Smtp::faulty("reject-rcpt", &[]);

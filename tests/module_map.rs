@@ -53,6 +53,8 @@ const MAP: &[(&str, &[&str])] = &[
     ("submit", &["aliases", "config", "log", "spool"]),
     ("aliases", &["config", "log", "spool"]),
     ("mailq", &["config", "spool"]),
+    // The documentation generated from the flags and the keys.
+    ("manual", &["cli", "config"]),
     // Delivery.
     (
         "queue",
