@@ -422,27 +422,65 @@ fn parse_target(
         .collect()
 }
 
-/// An `:include:` file: addresses one per line or comma-separated, comments allowed.
+/// An `:include:` file: addresses one per line or comma-separated, comments
+/// allowed. Its owner may be a user, and a user may point it at a file they
+/// cannot read (the relay password): it is read with the caller's rights
+/// ([`crate::system::open_as_caller`]: no symbolic links, no FIFOs), and no
+/// message quotes its text, which `newaliases` and `sendmail -bv` print.
 fn read_include(
     path: &Path,
     from: &Path,
     seen: &mut HashSet<PathBuf>,
 ) -> Result<Vec<Target>, String> {
+    let shown = format!(":include:{} (from {})", path.display(), from.display());
     if !path.is_absolute() {
         return Err(format!(":include:{}: not an absolute path", path.display()));
     }
     if !seen.insert(path.to_path_buf()) {
         return Err(format!(":include:{}: includes itself", path.display()));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!(":include:{} (from {}): {e}", path.display(), from.display()))?;
+    let text = read_include_text(path).map_err(|e| format!("{shown}: {e}"))?;
     let mut out = Vec::new();
-    for (_, line) in logical_lines(&text) {
+    for (line_no, line) in logical_lines(&text) {
         for item in split_targets(&line) {
-            out.extend(parse_target(&item, path, seen)?);
+            let nested = item.trim_matches('"').starts_with(":include:");
+            let targets = parse_target(&item, path, seen).map_err(|e| {
+                if nested {
+                    e // about the nested file, and says nothing of this one's text
+                } else {
+                    format!("{shown}, line {line_no}: not an address (the text is not shown)")
+                }
+            })?;
+            if targets
+                .iter()
+                .any(|t| matches!(t, Target::Pipe(_) | Target::File(_)))
+            {
+                return Err(format!(
+                    "{shown}, line {line_no}: a pipe or file, which an include file cannot name"
+                ));
+            }
+            out.extend(targets);
         }
     }
     Ok(out)
+}
+
+/// The text of an include file, opened with the caller's rights and at most
+/// MAX_INCLUDE_FILE long. Errors say why, never what the file holds.
+fn read_include_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let limit = crate::limits::MAX_INCLUDE_FILE;
+    let mut bytes = Vec::new();
+    crate::system::open_as_caller(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "longer than {} KiB (refused)",
+            limit / 1024
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not valid UTF-8 (refused)"))
 }
 
 #[cfg(test)]
@@ -514,6 +552,54 @@ mod tests {
         let lines: Vec<usize> = a.problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, vec![2, 3, 4], "{:?}", a.problems);
         assert_eq!(a.len(), 1);
+    }
+
+    /// An include file is opened safely and never quoted (finding 2): a
+    /// symbolic link and a FIFO are refused (the FIFO without hanging), and
+    /// a file that is not an address list (a password, a pipe) is reported
+    /// without its text.
+    #[test]
+    fn include_files_are_opened_safely_and_never_quoted() {
+        let dir = std::env::temp_dir().join(format!("spoolmail-incl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "hunter2 is the password\n").unwrap();
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(dir.join("team"), &link).unwrap();
+        std::fs::write(dir.join("team"), "t1@x.org\n").unwrap();
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let piped = dir.join("piped");
+        std::fs::write(&piped, "ok@x.org, |/usr/bin/evil-command\n").unwrap();
+        let text = format!(
+            "a: :include:{}\nb: :include:{}\nc: :include:{}\nd: :include:{}\n",
+            link.display(),
+            fifo.display(),
+            secret.display(),
+            piped.display()
+        );
+        // On a thread, so that a hang on the FIFO fails the test instead.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(table(&text)).unwrap());
+        let a = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading the aliases hung (on the FIFO?)");
+        let msgs: Vec<String> = a.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert!(msgs[0].contains("symbolic link"), "{msgs:?}");
+        assert!(msgs[1].contains("not a regular file"), "{msgs:?}");
+        for m in &msgs {
+            assert!(!m.contains("hunter2") && !m.contains("evil"), "{m}");
+            assert!(!a.problems[0].warning);
+        }
+        for name in ["a", "b", "c", "d"] {
+            assert_eq!(a.expand(name).addresses, vec![name], "{name}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

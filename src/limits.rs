@@ -115,6 +115,10 @@ pub const QUEUE_ID_TRIES: usize = 100;
 /// Alias expansion stops this deep, as a backstop to loop detection.
 pub const ALIAS_MAX_DEPTH: usize = 20;
 
+/// An `:include:` file longer than this (bytes) is refused: a list of
+/// addresses is a few KiB, and the file is held in memory.
+pub const MAX_INCLUDE_FILE: u64 = 1024 * 1024;
+
 /// The buffer that message content is copied through: on intake from
 /// stdin, into the spool, and out of it to SMTP (bytes).
 pub const IO_BUFFER: usize = 64 * 1024;

@@ -166,6 +166,19 @@ pub fn set_all_ids(uid: uid_t, gid: gid_t) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets the effective group id, leaving the real and saved ones as they
+/// are: while the saved id is still the setgid group, the privilege can be
+/// taken back with another call.
+pub fn set_effective_gid(gid: gid_t) -> io::Result<()> {
+    const UNCHANGED: gid_t = gid_t::MAX; // (gid_t)-1
+    // SAFETY: setresgid takes plain integers and touches no memory.
+    let rc = unsafe { libc::setresgid(UNCHANGED, gid, UNCHANGED) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sets the file mode creation mask.
 pub fn umask(mask: u32) {
     // SAFETY: umask takes a plain integer and cannot fail.

@@ -196,6 +196,31 @@ pub fn user_is_trusted(group: Option<&str>) -> bool {
     sys::getgid() == gid || sys::getgroups().is_ok_and(|groups| groups.contains(&gid))
 }
 
+/// Opens a file a caller can name or influence (an `:include:` list) with
+/// the caller's own rights: the effective group is the real one for the
+/// open, so the setgid group's files (the relay password) stay closed to
+/// it. A symbolic link is refused (O_NOFOLLOW), and the open does not wait
+/// on a FIFO (O_NONBLOCK); only a regular file is returned.
+pub fn open_as_caller(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let privileged = sys::getegid();
+    sys::set_effective_gid(sys::getgid())?;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    let restored = sys::set_effective_gid(privileged);
+    let file = opened.map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => std::io::Error::other("a symbolic link (refused)"),
+        _ => e,
+    })?;
+    restored?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file (refused)"));
+    }
+    Ok(file)
+}
+
 /// True when running setgid (or setuid) for someone else.
 pub fn is_privileged() -> bool {
     sys::getegid() != sys::getgid() || sys::geteuid() != sys::getuid()

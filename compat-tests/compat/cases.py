@@ -747,6 +747,45 @@ def setgid_unprivileged_user(env, d):
     c.done()
 
 
+@case("setgid-include-real-gid")
+def setgid_include_real_gid(env, d):
+    """An admin's alias includes a list a user maintains (the classic
+    Sendmail set-up). The user points the list at the relay password file
+    (group spoolmail, 0640): by a nested :include:, and by a symbolic link.
+    Under the setgid install, `sendmail -bv` and `newaliases` run as that
+    user read include files with the user's own rights and never print what
+    a file holds, so the password stays unread."""
+    if os.geteuid() != 0:
+        raise Skip("needs root, to install setgid and to run as another user")
+    binary = os.path.join(PREFIX, "sbin", "spoolmail")
+    st = os.stat(binary)
+    if not st.st_mode & 0o2000:
+        raise Skip("spoolmail is not installed setgid (install.sh ran without root)")
+    os.chmod(d, 0o755)
+    secret = os.path.join(d, "relay-password")
+    with open(secret, "w") as f:
+        f.write("hunter2@secret.example\n")
+    os.chown(secret, 0, st.st_gid)
+    os.chmod(secret, 0o640)
+    nested, link = os.path.join(d, "list"), os.path.join(d, "link")
+    with open(nested, "w") as f:
+        f.write(f":include:{secret}\n")
+    os.symlink(secret, link)
+    for path in (nested,):
+        os.chown(path, 65534, 65534)
+    with open(ALIASES, "w") as f:
+        f.write(f"team: :include:{nested}\nteam2: :include:{link}\nok: ok@example.test\n")
+    use_config(f"aliases_file = {ALIASES}")
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    for argv in ([SENDMAIL, "-bv", "team", "team2", "ok"], [SENDMAIL, "-bi"]):
+        p = run(as_nobody + argv, check=False, what=" ".join(argv[1:]) + " as uid 65534")
+        out = (p.stdout + p.stderr).decode(errors="replace")
+        if "hunter2" in out:
+            raise Fail(f"{' '.join(argv[1:])} as uid 65534 printed the group's secret: {short(out, 300)}")
+        if argv[1] == "-bv" and "ok@example.test... deliverable" not in out:
+            raise Fail(f"-bv as uid 65534 did not verify the plain alias: {short(out, 300)}")
+
+
 @case("check_mailq-postfix")
 def check_mailq_postfix(env, d):
     script = check_mailq_setup(env, d)
