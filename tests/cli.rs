@@ -106,6 +106,23 @@ fn version_names_config_spool_and_features() {
     );
 }
 
+/// `-q5` runs the queue every five minutes, as in Sendmail (a bare number
+/// is minutes): in 7 seconds there is one pass, not two.
+#[test]
+fn q_with_a_bare_number_waits_minutes() {
+    let t = spool("q5");
+    let mut cmd = t.cmd(&["-q5", "-v"]);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = harness::spawn(&mut cmd);
+    std::thread::sleep(Duration::from_secs(7));
+    child.kill().unwrap();
+    let out = harness::wait_output(child, TIMEOUT);
+    let passes = out.stderr.matches("spoolmail: queue run:").count();
+    assert_eq!(passes, 1, "{}", out.stderr);
+}
+
 /// `-qR` with nothing after it says what is missing, naming `-qR`.
 #[test]
 fn queue_selector_without_text_names_the_flag() {
