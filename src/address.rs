@@ -275,13 +275,18 @@ pub fn parse(addr: &str) -> Result<Address> {
 /// (`allow_unusual_quoted_local_parts`). Text that is not an address is
 /// left to the parser's own check.
 pub fn check_usual(addr: &str, allowed: bool) -> Result<()> {
-    match Address::parse(addr)
-        .ok()
-        .and_then(|a| a.unusual_local_part())
-    {
+    match Address::parse(addr) {
+        Ok(a) => check_usual_address(&a, allowed),
+        Err(_) => Ok(()),
+    }
+}
+
+/// [`check_usual`] of an address already parsed.
+pub fn check_usual_address(addr: &Address, allowed: bool) -> Result<()> {
+    match addr.unusual_local_part() {
         Some(why) if !allowed => Err(Error::Data(format!(
             "address `{}` refused: {why} (allow_unusual_quoted_local_parts = yes accepts it)",
-            addr.escape_debug()
+            addr.to_string().escape_debug()
         ))),
         _ => Ok(()),
     }

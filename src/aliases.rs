@@ -280,11 +280,16 @@ pub fn resolve(
                 (Some(fallback), false) => fallback.clone(),
                 (None, false) => crate::address::qualify(&f, domain),
             };
-            if out.iter().any(|r| r.address.eq_ignore_ascii_case(&address)) {
+            if (out.iter()).any(|r| r.address.to_string().eq_ignore_ascii_case(&address)) {
                 continue;
             }
             let orcpt = (address != written).then(|| written.clone());
-            out.push(crate::spool::Recipient { address, orcpt });
+            out.push(crate::spool::Recipient {
+                // Checked as written, in the aliases file or as a setting,
+                // and qualified with the qualifying domain.
+                address: Address::accepted(&address),
+                orcpt,
+            });
         }
     }
     (out, notes)

@@ -4,7 +4,7 @@
 //! to `double_bounce_recipient`, or is logged and dropped.
 
 use crate::error::{Error, Result};
-use crate::model::{BodyType, EnhancedCode, Notify, Ret};
+use crate::model::{Address, BodyType, EnhancedCode, Notify, Ret};
 use crate::spool::{Envelope, Recipient, Spool};
 use crate::system;
 use std::io::{BufRead, Write};
@@ -13,7 +13,7 @@ use crate::limits::MAX_RETURNED;
 
 #[derive(Debug, Clone)]
 pub struct Failure {
-    pub address: String,
+    pub address: Address,
     pub orcpt: Option<String>,
     /// The server's reply or our own reason, one line.
     pub reason: String,
@@ -42,7 +42,7 @@ pub fn recipient_for(original: &Envelope, double_bounce: Option<&str>) -> Option
     let is_double_bounce_already = original
         .recipients
         .iter()
-        .any(|r| r.address.eq_ignore_ascii_case(&double));
+        .any(|r| r.address.to_string().eq_ignore_ascii_case(&double));
     (!is_double_bounce_already).then_some(double)
 }
 
@@ -63,7 +63,9 @@ pub fn queue(
         uid: 0,
         sender: String::new(),
         recipients: vec![Recipient {
-            address: to.to_string(),
+            // The sender, or the double-bounce recipient: checked when
+            // they were accepted.
+            address: Address::accepted(to),
             orcpt: None,
         }],
         ret: None,
@@ -207,7 +209,7 @@ mod tests {
     #[test]
     fn status_codes() {
         let failure = |status: Option<&str>, expired| Failure {
-            address: "a@b".into(),
+            address: Address::accepted("a@b"),
             orcpt: None,
             reason: "whatever the text says: 550 5.9.9".into(),
             status: status.and_then(EnhancedCode::parse),

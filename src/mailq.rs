@@ -97,7 +97,7 @@ fn show_message(
         // The address as it was written, when aliases or qualifying changed it.
         let shown = match &r.orcpt {
             Some(o) => format!("{} ({o})", r.address),
-            None => r.address.clone(),
+            None => r.address.to_string(),
         };
         match groups.iter_mut().find(|(g, _)| *g == reason) {
             Some((_, list)) => list.push(shown),

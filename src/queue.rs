@@ -16,7 +16,7 @@ use crate::deliver;
 use crate::error::{Error, Result};
 use crate::limits::{LEFTOVER_MIN_AGE, PASS_READ_PIECE, PASS_TICK, STALLED_AFTER};
 use crate::log::Log;
-use crate::model::{Address, Destination};
+use crate::model::Destination;
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext};
 use crate::spool::{Envelope, Selector, Spool, State};
@@ -204,7 +204,7 @@ fn jobs_of(env: &Envelope, state: &State, via_smarthost: bool) -> Vec<(Destinati
         .map(|(destination, rcpts)| {
             let mut domains: Vec<String> = rcpts
                 .iter()
-                .filter_map(|&i| Address::split(&env.recipients[i].address).1)
+                .filter_map(|&i| env.recipients[i].address.domain())
                 .map(str::to_ascii_lowercase)
                 .collect();
             domains.dedup();
@@ -629,7 +629,7 @@ mod tests {
             recipients: rcpts
                 .iter()
                 .map(|a| crate::spool::Recipient {
-                    address: a.to_string(),
+                    address: crate::model::Address::accepted(a),
                     orcpt: None,
                 })
                 .collect(),

@@ -422,7 +422,7 @@ mod tests {
             recipients: rcpts
                 .iter()
                 .map(|a| Recipient {
-                    address: a.to_string(),
+                    address: crate::model::Address::accepted(a),
                     orcpt: None,
                 })
                 .collect(),
@@ -634,12 +634,12 @@ mod tests {
             NOW,
             &policy,
         );
-        let shown: Vec<(&str, Option<&str>, bool, Option<String>)> = d
+        let shown: Vec<(String, Option<&str>, bool, Option<String>)> = d
             .failures
             .iter()
             .map(|(_, f)| {
                 (
-                    f.address.as_str(),
+                    f.address.to_string(),
                     f.remote.as_deref(),
                     f.expired,
                     f.status.map(|s| s.to_string()),
@@ -649,9 +649,14 @@ mod tests {
         assert_eq!(
             shown,
             [
-                ("a@x", Some("mx[192.0.2.1]:25"), false, Some("5.1.1".into())),
-                ("b@x", None, true, Some("4.3.0".into())),
-                ("c@x", None, false, None),
+                (
+                    "a@x".into(),
+                    Some("mx[192.0.2.1]:25"),
+                    false,
+                    Some("5.1.1".into())
+                ),
+                ("b@x".into(), None, true, Some("4.3.0".into())),
+                ("c@x".into(), None, false, None),
             ]
         );
         assert_eq!(d.bounce_to.as_deref(), Some("alice@example.org"));

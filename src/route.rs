@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use crate::limits;
-use crate::model::Destination;
+use crate::model::{Address, Destination};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -33,7 +33,7 @@ pub enum RouteError {
 
 /// The destination a recipient belongs to: all of them share the smarthost,
 /// otherwise recipients are grouped by domain (or address literal).
-pub fn destination_of(recipient: &str, config: &Config) -> Destination {
+pub fn destination_of(recipient: &Address, config: &Config) -> Destination {
     Destination::of(recipient, !config.smarthosts.is_empty())
 }
 

@@ -7,7 +7,7 @@
 //! whole message; what it leaves in `tmp/` is unlocked and so recognisably dead.
 
 use crate::error::{Error, Result};
-use crate::model::{BodyType, Notify, QueueId, Ret};
+use crate::model::{Address, BodyType, Notify, QueueId, Ret};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -22,7 +22,7 @@ const BODY_WIDTH: usize = "8bitmime".len();
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
-    pub address: String,
+    pub address: Address,
     /// The address as the user wrote it, when it was rewritten (qualified).
     pub orcpt: Option<String>,
 }
@@ -45,7 +45,9 @@ impl Selector {
         };
         match self {
             Selector::QueueId(id) => contains(&env.id, id),
-            Selector::Recipient(r) => env.recipients.iter().any(|x| contains(&x.address, r)),
+            Selector::Recipient(r) => {
+                (env.recipients.iter()).any(|x| contains(&x.address.to_string(), r))
+            }
             Selector::Sender(s) => contains(&env.sender, s),
         }
     }
@@ -620,7 +622,7 @@ pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> 
                 }
             }
             "rcpt" => e.recipients.push(Recipient {
-                address: value.to_string(),
+                address: Address::accepted(value),
                 orcpt: None,
             }),
             "orcpt" => {
@@ -714,11 +716,11 @@ mod tests {
             sender: "alice@example.org".into(),
             recipients: vec![
                 Recipient {
-                    address: "\"bob smith\"@example.com".into(),
+                    address: Address::accepted("\"bob smith\"@example.com"),
                     orcpt: None,
                 },
                 Recipient {
-                    address: "root@host.example.org".into(),
+                    address: Address::accepted("root@host.example.org"),
                     orcpt: Some("root".into()),
                 },
             ],

@@ -131,7 +131,7 @@ pub fn submit(
     let (recipients, notes) = crate::aliases::resolve(recipients, config, &origin.domain);
     // Aliases and include files can name addresses too.
     for r in &recipients {
-        address::check_usual(&r.address, allowed)?;
+        address::check_usual_address(&r.address, allowed)?;
     }
     if recipients.is_empty() {
         return Err(Error::Usage(if sub.extract_recipients {

@@ -72,6 +72,27 @@ impl Address {
         })
     }
 
+    /// An address spoolmail accepted earlier (read back from the spool, or
+    /// the result of alias expansion and qualifying): parsed when it
+    /// parses; otherwise split as it is written, as an earlier release (or
+    /// an unusual host name) may have made it, so that a queued message is
+    /// still delivered or bounced rather than refused. Written back, it is
+    /// the same text.
+    pub fn accepted(text: &str) -> Address {
+        Address::parse(text).unwrap_or_else(|_| {
+            let (local, domain) = Address::split(text);
+            Address {
+                local: local.to_string(),
+                domain: domain.map(str::to_string),
+            }
+        })
+    }
+
+    /// Whether every character is ASCII (else SMTPUTF8 is needed).
+    pub fn is_ascii(&self) -> bool {
+        self.local.is_ascii() && self.domain.as_deref().is_none_or(str::is_ascii)
+    }
+
     /// The local part as written (quoted ones with their quotes).
     pub fn local(&self) -> &str {
         &self.local
@@ -355,6 +376,27 @@ mod tests {
             let got = Address::literal(domain).map(|o| o.map(|ip| ip.to_string()));
             assert_eq!(got.as_ref().map(|o| o.as_deref()), want, "{domain}");
         }
+    }
+
+    #[test]
+    fn accepted_addresses_keep_their_text() {
+        for (text, local, domain) in [
+            ("a@b.c", "a", Some("b.c")),
+            ("\"x@y\"@h", "\"x@y\"", Some("h")),
+            // What Address::parse refuses, a queue of an earlier release
+            // may hold: split as written.
+            ("a@[smarthost]", "a", Some("[smarthost]")),
+            ("a b@c", "a b", Some("c")),
+            ("a@", "a", Some("")),
+            ("", "", None),
+        ] {
+            let a = Address::accepted(text);
+            assert_eq!((a.local(), a.domain()), (local, domain), "{text}");
+            assert_eq!(a.to_string(), text);
+        }
+        assert!(Address::accepted("a@b.c").is_ascii());
+        assert!(!Address::accepted("j\u{f6}rg@b.c").is_ascii());
+        assert!(!Address::accepted("a@b\u{e4}.c").is_ascii());
     }
 
     #[test]

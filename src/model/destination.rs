@@ -20,12 +20,12 @@ pub enum Destination {
 }
 
 impl Destination {
-    /// The destination of `recipient`, an addr-spec as stored in the spool.
-    pub fn of(recipient: &str, via_smarthost: bool) -> Destination {
+    /// The destination of `recipient`.
+    pub fn of(recipient: &Address, via_smarthost: bool) -> Destination {
         if via_smarthost {
             return Destination::Smarthost;
         }
-        let domain = Address::split(recipient).1.unwrap_or_default();
+        let domain = recipient.domain().unwrap_or_default();
         match Address::literal(domain) {
             Some(Some(ip)) => Destination::Literal(ip),
             _ => Destination::Domain(domain.to_ascii_lowercase()),
@@ -71,7 +71,7 @@ mod tests {
             ("\"x@y\"@z.org", false, dom("z.org"), "z.org"),
             ("root", false, dom(""), ""),
         ] {
-            let d = Destination::of(rcpt, smarthost);
+            let d = Destination::of(&Address::accepted(rcpt), smarthost);
             assert_eq!(d, want, "{rcpt}");
             assert_eq!(d.to_string(), shown, "{rcpt}");
         }

@@ -17,7 +17,7 @@ use crate::limits::{
     AUTH_MAX_ROUNDS, SMTP_MAX_REPLY_LINE, SMTP_QUIT_TIMEOUT, SMTP_QUOTED_REPLY_CHARS,
     SMTP_READ_BUFFER, SMTP_WRITE_CHUNK, SMTP_WRITE_TIMEOUT,
 };
-use crate::model::{Outcome, Reply};
+use crate::model::{Address, Outcome, Reply};
 use crate::spool::Envelope;
 use crate::tls::{HandshakeError, Stream, Tls, TlsInfo, Trust};
 use std::fmt;
@@ -63,7 +63,7 @@ impl fmt::Display for SessionError {
 /// and the address as the user wrote it (for ORCPT).
 pub struct Rcpt<'a> {
     pub index: usize,
-    pub address: &'a str,
+    pub address: &'a Address,
     pub orcpt: Option<&'a str>,
 }
 

@@ -6,7 +6,7 @@
 use crate::limits::{
     SMTP_MAX_REPLY_BYTES, SMTP_MAX_REPLY_LINE, SMTP_MAX_REPLY_LINES, SMTP_QUOTED_REPLY_CHARS,
 };
-use crate::model::{EnhancedCode, Notify, Outcome, Reply, sanitize};
+use crate::model::{Address, EnhancedCode, Notify, Outcome, Reply, sanitize};
 use std::fmt;
 
 /// A reply as it came, line by line (EHLO's lines are its capabilities).
@@ -146,9 +146,9 @@ pub struct MailParams<'a> {
 }
 
 /// What RCPT TO may say about one recipient.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct RcptParams<'a> {
-    pub address: &'a str,
+    pub address: &'a Address,
     /// DSN NOTIFY (shown as it goes on the wire, `SUCCESS,FAILURE`).
     pub notify: Option<Notify>,
     /// The address as the user wrote it.
@@ -648,8 +648,9 @@ mod tests {
         };
         assert_eq!(mail_command(&hdrs, &all), "MAIL FROM:<> SIZE=42 RET=HDRS");
 
+        let c_d = Address::parse("c@d").unwrap();
         let r = RcptParams {
-            address: "c@d",
+            address: &c_d,
             notify: Some(Notify::SUCCESS | Notify::FAILURE),
             orcpt: Some("c"),
         };
@@ -658,8 +659,9 @@ mod tests {
             ..r.clone()
         };
         let bare = RcptParams {
-            address: "c@d",
-            ..RcptParams::default()
+            address: &c_d,
+            notify: None,
+            orcpt: None,
         };
         let cases: Vec<(&RcptParams, &Capabilities, &str)> = vec![
             (&r, &plain, "RCPT TO:<c@d>"),
