@@ -29,7 +29,8 @@
 //! Also [`address`] (address lists), [`aliases`], [`smtpd`]
 //! (`-bs`), [`mailq`], [`mime`], [`log`], [`system`] (built on [`sys`], the one module with `unsafe`) and [`error`] (every
 //! failure and its sysexits.h code), [`limits`] (every fixed time-out,
-//! count and size).
+//! count and size), and [`manual`] (`--help`, the man pages and the README's
+//! references, generated from the flags and the config keys).
 
 // print!, println!, eprint! and eprintln! panic when stdout or stderr is a
 // closed pipe (`sendmail -bv root | head -1`): spoolmail writes through
