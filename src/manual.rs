@@ -167,7 +167,14 @@ const MAN_DESCRIPTION: &[&str] = &[
      run, `sendmail -q`, which the package's systemd timer (or cron) starts every 5 \
      minutes; each message is retried on a schedule (`retry_schedule`), and bounced to \
      its sender when it fails for good or expires.",
-    "`mailq` lists the queue; `newaliases` checks the aliases file.",
+    "`mailq` (or `sendmail -bp`) lists the queue in Postfix's format, which monitoring \
+     tools parse: a line per message with its queue id, size, arrival time and sender \
+     (`*` after the id: a queue run is delivering it now), then each recipient still \
+     waiting, below the reason of its last attempt in parentheses; and a total.",
+    "`newaliases` (or `sendmail -bi`) checks the aliases file, which spoolmail reads as \
+     text when a submission has an unqualified recipient: there is no database to \
+     build. It reports every problem as `FILE:LINE:` and exits 0 when the file can be \
+     used, 78 when not.",
     "Flags follow Postfix's and Sendmail's `sendmail`. Values may be attached or separate \
      (`-fme@example.org` or `-f me@example.org`). A flag that spoolmail cannot honour is \
      accepted and explained under `-v`, never fatal; an unknown flag exits 64, naming it.",
