@@ -4,7 +4,7 @@
 //! to `double_bounce_recipient`, or is logged and dropped.
 
 use crate::error::{Error, Result};
-use crate::model::{Address, BodyType, EnhancedCode, Notify, Ret};
+use crate::model::{Address, BodyType, EnhancedCode, Notify, QueueId, Ret};
 use crate::spool::{Envelope, Recipient, Spool};
 use crate::system;
 use std::io::{BufRead, Write};
@@ -55,10 +55,10 @@ pub fn queue(
     content_len: u64,
     failures: &[Failure],
     to: &str,
-) -> Result<String> {
+) -> Result<QueueId> {
     let (host, domain) = (mta.host, mta.domain);
-    let envelope = Envelope {
-        id: String::new(),
+    let envelope = |id| Envelope {
+        id,
         arrival: system::now().0,
         uid: 0,
         sender: String::new(),

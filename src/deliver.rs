@@ -11,7 +11,7 @@ use crate::auth::{self, Credentials};
 use crate::config::{Config, SmarthostTls, TlsPolicy};
 use crate::log::Log;
 use crate::mime;
-use crate::model::{Destination, Outcome};
+use crate::model::{Destination, Outcome, QueueId};
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext, read_claimed};
 use crate::route::{RouteError, Router, Target};
@@ -113,7 +113,7 @@ pub fn worker_main(
 impl Worker<'_> {
     /// Delivers one message to this destination's recipients; returns how
     /// the job ended and the recipients that failed for good.
-    fn run_job(&mut self, id: &str, indices: &[usize]) -> (JobEnd, Vec<(usize, String)>) {
+    fn run_job(&mut self, id: &QueueId, indices: &[usize]) -> (JobEnd, Vec<(usize, String)>) {
         let mut slot = ClaimSlot::default();
         let Ok(Some(claim)) = self.spool.claim(id, &mut slot) else {
             return (JobEnd::Done, Vec::new()); // another runner has it, or it is gone

@@ -14,7 +14,7 @@
 //! `*` after the id marks a message a queue runner is delivering now.
 
 use crate::error::{Error, Result};
-use crate::model::sanitize;
+use crate::model::{QueueId, sanitize};
 use crate::spool::{RcptStatus, Spool};
 use crate::system;
 use std::io::{self, Write};
@@ -64,7 +64,7 @@ pub fn list(spool: &Spool, out: &mut impl Write) -> Result<()> {
 /// Prints one message; returns its size, or None when it vanished meanwhile.
 fn show_message(
     spool: &Spool,
-    id: &str,
+    id: &QueueId,
     has_state: bool,
     out: &mut impl Write,
 ) -> io::Result<Option<u64>> {

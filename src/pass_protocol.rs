@@ -9,12 +9,13 @@
 //! the recipients to try) or `quit`.
 
 use crate::mime::one_line;
+use crate::model::QueueId;
 
 /// One line of the conversation, either way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// Parent to child: deliver these recipients of this message.
-    Job { id: String, rcpts: Vec<usize> },
+    Job { id: QueueId, rcpts: Vec<usize> },
     /// Parent to child: nothing more for you; finish and exit.
     Quit,
     /// Child to parent: the last job is recorded; give me another.
@@ -24,7 +25,7 @@ pub enum Message {
     Dead { reason: String },
     /// Child to parent: this recipient failed for good in the last job.
     Failed {
-        id: String,
+        id: QueueId,
         index: usize,
         reason: String,
     },
@@ -32,8 +33,8 @@ pub enum Message {
 
 impl Message {
     /// The line for the socket, `\n` included. Reasons lose their control
-    /// characters (a line ending inside one would end the message); queue
-    /// ids never have spaces or control characters (spool::new_id).
+    /// characters (a line ending inside one would end the message); a
+    /// queue id is hexadecimal digits.
     pub fn encode(&self) -> String {
         match self {
             Message::Job { id, rcpts } => {
@@ -68,13 +69,13 @@ impl Message {
                     .map(|i| i.parse().ok())
                     .collect::<Option<Vec<usize>>>()?;
                 Some(Message::Job {
-                    id: word_of(id)?,
+                    id: QueueId::parse(id)?,
                     rcpts,
                 })
             }
             "failed" => {
                 let mut parts = rest.splitn(3, ' ');
-                let id = word_of(parts.next()?)?;
+                let id = QueueId::parse(parts.next()?)?;
                 let index = parts.next()?.parse().ok()?;
                 let reason = parts.next()?.to_string();
                 Some(Message::Failed { id, index, reason })
@@ -84,17 +85,19 @@ impl Message {
     }
 }
 
-fn word_of(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn job(id: &str, rcpts: &[usize]) -> Message {
+    const QID: &str = "6B0D5DC9B1892870";
+
+    fn qid() -> QueueId {
+        QueueId::parse(QID).unwrap()
+    }
+
+    fn job(rcpts: &[usize]) -> Message {
         Message::Job {
-            id: id.into(),
+            id: qid(),
             rcpts: rcpts.to_vec(),
         }
     }
@@ -102,9 +105,9 @@ mod tests {
     #[test]
     fn every_message_round_trips() {
         let cases = [
-            (job("1A2B3C.0F", &[0, 3, 12]), "job 1A2B3C.0F 0,3,12\n"),
-            (job("1A2B3C.0F", &[7]), "job 1A2B3C.0F 7\n"),
-            (job("1A2B3C.0F", &[]), "job 1A2B3C.0F \n"),
+            (job(&[0, 3, 12]), "job 6B0D5DC9B1892870 0,3,12\n"),
+            (job(&[7]), "job 6B0D5DC9B1892870 7\n"),
+            (job(&[]), "job 6B0D5DC9B1892870 \n"),
             (Message::Quit, "quit\n"),
             (Message::Next, "next\n"),
             (
@@ -116,11 +119,11 @@ mod tests {
             (Message::Dead { reason: "".into() }, "dead \n"),
             (
                 Message::Failed {
-                    id: "1A2B3C.0F".into(),
+                    id: qid(),
                     index: 4,
                     reason: "550 5.1.1 <b@example.org>: no such user".into(),
                 },
-                "failed 1A2B3C.0F 4 550 5.1.1 <b@example.org>: no such user\n",
+                "failed 6B0D5DC9B1892870 4 550 5.1.1 <b@example.org>: no such user\n",
             ),
         ];
         for (message, line) in cases {
@@ -134,12 +137,12 @@ mod tests {
     #[test]
     fn reasons_stay_on_one_line() {
         let m = Message::Failed {
-            id: "Q1".into(),
+            id: qid(),
             index: 0,
             reason: "550-first\r\n550 second\tline".into(),
         };
         let line = m.encode();
-        assert_eq!(line, "failed Q1 0 550-first  550 second line\n");
+        assert_eq!(line, format!("failed {QID} 0 550-first  550 second line\n"));
         assert_eq!(line.matches('\n').count(), 1);
         let m = Message::Dead {
             reason: "resolver:\nno answer".into(),
@@ -170,6 +173,11 @@ mod tests {
             "failed Q1 four reason\n",
             "failed  4 reason\n",
             "JOB Q1 1\n",
+            // Not queue ids.
+            "job Q1 1\n",
+            "job 6b0d5dc9b1892870 1\n",
+            "job ../6B0D5DC9B189287 1\n",
+            "failed 6B0D5DC9B18928701 0 reason\n",
         ] {
             assert_eq!(Message::decode(line), None, "{line:?}");
         }

@@ -16,7 +16,7 @@ use crate::deliver;
 use crate::error::{Error, Result};
 use crate::limits::{LEFTOVER_MIN_AGE, PASS_READ_PIECE, PASS_TICK, STALLED_AFTER};
 use crate::log::Log;
-use crate::model::Destination;
+use crate::model::{Destination, QueueId};
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext};
 use crate::spool::{Envelope, Selector, Spool, State};
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 struct Job {
-    id: String,
+    id: QueueId,
     rcpts: Vec<usize>,
     /// The recipients' domains, to keep messages away from a domain that
     /// has a transaction stalled.
@@ -60,16 +60,16 @@ pub struct Selection {
     /// Only this message: the one just submitted (`-odb`, `-odi`, `-bs`).
     /// Such a pass opens that message alone: no directory scan, no
     /// leftover recovery, which are the cron pass's work.
-    pub message: Option<String>,
+    pub message: Option<QueueId>,
 }
 
 impl Selection {
     /// The pass right after a submission: this message, now.
-    pub fn message(id: &str) -> Selection {
+    pub fn message(id: &QueueId) -> Selection {
         Selection {
             select: None,
             force: true,
-            message: Some(id.to_string()),
+            message: Some(id.clone()),
         }
     }
 }
@@ -80,7 +80,7 @@ pub struct PassSummary {
     pub children: usize,
     /// (queue id, recipient index, reason) of every recipient that failed
     /// for good in this pass, for `-odi -oep`.
-    pub failed: Vec<(String, usize, String)>,
+    pub failed: Vec<(QueueId, usize, String)>,
 }
 
 pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result<PassSummary> {
@@ -556,9 +556,11 @@ mod tests {
         }
     }
 
+    /// A job of message `Qn`.
     fn job(id: &str, domains: &[&str]) -> Job {
+        let n = id.trim_start_matches('Q');
         Job {
-            id: id.into(),
+            id: QueueId::parse(&format!("{n:0>16}")).unwrap(),
             rcpts: vec![0],
             domains: domains.iter().map(|d| d.to_string()).collect(),
         }
@@ -622,7 +624,7 @@ mod tests {
 
     fn envelope(rcpts: &[&str]) -> Envelope {
         Envelope {
-            id: "65A1B2C3F4240ABC".into(),
+            id: QueueId::parse("65A1B2C3F4240ABC").unwrap(),
             arrival: 0,
             uid: 0,
             sender: "s@example.org".into(),

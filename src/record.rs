@@ -9,7 +9,7 @@ use crate::bounce::{self, Failure};
 use crate::config::Config;
 use crate::log::Log;
 use crate::mime::one_line;
-use crate::model::{EnhancedCode, Outcome, Verdict};
+use crate::model::{EnhancedCode, Outcome, QueueId, Verdict};
 use crate::spool::{Claim, ClaimSlot, Envelope, RcptStatus, Recipient, Spool, State};
 use crate::system;
 use std::io::{BufReader, Seek, SeekFrom};
@@ -314,7 +314,7 @@ fn queue_bounce(
 /// Returns the recipients that failed for good (the deferral expired them).
 pub fn defer(
     ctx: &RecordContext,
-    id: &str,
+    id: &QueueId,
     indices: &[usize],
     reason: &str,
     log: &mut Log,
@@ -415,7 +415,7 @@ mod tests {
 
     fn envelope(sender: &str, notify: Option<Notify>, rcpts: &[&str]) -> Envelope {
         Envelope {
-            id: "65A1B2C3F4240ABC".into(),
+            id: crate::model::QueueId::parse("65A1B2C3F4240ABC").unwrap(),
             arrival: ARRIVAL,
             uid: 0,
             sender: sender.into(),

@@ -44,7 +44,7 @@ impl Selector {
                 .contains(&needle.to_ascii_lowercase())
         };
         match self {
-            Selector::QueueId(id) => contains(&env.id, id),
+            Selector::QueueId(id) => contains(env.id.as_str(), id),
             Selector::Recipient(r) => {
                 (env.recipients.iter()).any(|x| contains(&x.address.to_string(), r))
             }
@@ -55,7 +55,7 @@ impl Selector {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
-    pub id: String,
+    pub id: QueueId,
     pub arrival: u64,
     pub uid: u32,
     /// Empty for the null sender `<>`.
@@ -125,7 +125,7 @@ pub struct Spool {
 }
 
 pub struct QueueEntry {
-    pub id: String,
+    pub id: QueueId,
     /// A state file exists: at least one delivery attempt was made.
     pub has_state: bool,
 }
@@ -174,24 +174,25 @@ impl Spool {
         self.dir.join("queue")
     }
 
-    pub fn message_path(&self, id: &str) -> PathBuf {
-        self.queue_dir().join(id)
+    pub fn message_path(&self, id: &QueueId) -> PathBuf {
+        self.queue_dir().join(id.as_str())
     }
 
-    pub fn state_path(&self, id: &str) -> PathBuf {
+    pub fn state_path(&self, id: &QueueId) -> PathBuf {
         self.queue_dir().join(format!("{id}{STATE_SUFFIX}"))
     }
 
-    /// Writes a new message: `envelope` (its id is filled in here), then
-    /// whatever `write_content` writes, and commits it durably. Returns the
-    /// queue id. On any error nothing is left in `queue/`, and the file in
-    /// `tmp/` is removed.
-    pub fn deposit<F>(&self, mut envelope: Envelope, write_content: F) -> Result<Envelope>
+    /// Writes a new message: the envelope `envelope` makes with the new
+    /// message's queue id, then whatever `write_content` writes, and commits
+    /// it durably. Returns the envelope. On any error nothing is left in
+    /// `queue/`, and the file in `tmp/` is removed.
+    pub fn deposit<E, F>(&self, envelope: E, write_content: F) -> Result<Envelope>
     where
+        E: FnOnce(QueueId) -> Envelope,
         F: FnOnce(&mut Envelope, &mut Draft) -> Result<()>,
     {
         let (id, tmp_path, file) = self.create_tmp()?;
-        envelope.id = id;
+        let mut envelope = envelope(id);
         let result = self.write_and_commit(&mut envelope, &tmp_path, file, write_content);
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp_path);
@@ -246,11 +247,11 @@ impl Spool {
     }
 
     /// Creates `tmp/QID` exclusively, drawing a new id on a collision.
-    fn create_tmp(&self) -> Result<(String, PathBuf, File)> {
+    fn create_tmp(&self) -> Result<(QueueId, PathBuf, File)> {
         let dir = self.tmp_dir();
         for _ in 0..crate::limits::QUEUE_ID_TRIES {
             let id = new_queue_id();
-            let path = dir.join(&id);
+            let path = dir.join(id.as_str());
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -304,11 +305,11 @@ impl Spool {
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
         {
-            match name.strip_suffix(STATE_SUFFIX) {
-                Some(id) if is_queue_id(id) => {
-                    with_state.insert(id.to_string());
+            match name.strip_suffix(STATE_SUFFIX).map(QueueId::parse) {
+                Some(Some(id)) => {
+                    with_state.insert(id);
                 }
-                None if is_queue_id(&name) => ids.push(name),
+                None => ids.extend(QueueId::parse(&name)),
                 _ => {}
             }
         }
@@ -323,20 +324,20 @@ impl Spool {
     }
 
     /// One message as `scan` would list it, without reading the directory.
-    pub fn entry(&self, id: &str) -> QueueEntry {
+    pub fn entry(&self, id: &QueueId) -> QueueEntry {
         QueueEntry {
-            id: id.to_string(),
+            id: id.clone(),
             has_state: self.state_path(id).exists(),
         }
     }
 
     /// Reads a message's envelope and the size of its content.
-    pub fn read_envelope(&self, id: &str) -> io::Result<(Envelope, u64)> {
+    pub fn read_envelope(&self, id: &QueueId) -> io::Result<(Envelope, u64)> {
         read_envelope_from(&File::open(self.message_path(id))?)
     }
 
     /// As `read_envelope`, and whether a queue runner holds the message now.
-    pub fn read_envelope_for_listing(&self, id: &str) -> io::Result<(Envelope, u64, bool)> {
+    pub fn read_envelope_for_listing(&self, id: &QueueId) -> io::Result<(Envelope, u64, bool)> {
         let file = File::open(self.message_path(id))?;
         let busy = fd_lock::RwLock::new(&file).try_read().is_err();
         let (envelope, size) = read_envelope_from(&file)?;
@@ -347,7 +348,11 @@ impl Spool {
     /// it has been delivered and removed meanwhile. The message file stays
     /// open in `slot`, which the claim borrows: the flock is held until the
     /// claim is dropped.
-    pub fn claim<'s>(&self, id: &str, slot: &'s mut ClaimSlot) -> io::Result<Option<Claim<'s>>> {
+    pub fn claim<'s>(
+        &self,
+        id: &QueueId,
+        slot: &'s mut ClaimSlot,
+    ) -> io::Result<Option<Claim<'s>>> {
         let file = match File::open(self.message_path(id)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -364,7 +369,7 @@ impl Spool {
             return Ok(None);
         }
         Ok(Some(Claim {
-            id: id.to_string(),
+            id: id.clone(),
             guard,
         }))
     }
@@ -444,10 +449,9 @@ impl Spool {
                 .flatten()
                 .filter_map(|e| e.file_name().into_string().ok())
             {
-                if let Some(id) = name.strip_suffix(STATE_SUFFIX)
-                    && is_queue_id(id)
-                    && !self.message_path(id).exists()
-                    && std::fs::remove_file(self.state_path(id)).is_ok()
+                if let Some(id) = name.strip_suffix(STATE_SUFFIX).and_then(QueueId::parse)
+                    && !self.message_path(&id).exists()
+                    && std::fs::remove_file(self.state_path(&id)).is_ok()
                 {
                     removed += 1;
                 }
@@ -457,7 +461,7 @@ impl Spool {
     }
 
     /// The delivery state, or the empty state when no attempt has been made.
-    pub fn read_state(&self, id: &str) -> io::Result<State> {
+    pub fn read_state(&self, id: &QueueId) -> io::Result<State> {
         match std::fs::read_to_string(self.state_path(id)) {
             Ok(text) => parse_state(&text),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
@@ -478,7 +482,7 @@ fn read_envelope_from(file: &File) -> io::Result<(Envelope, u64)> {
 /// message's state or removes it, so concurrent runners (also on other hosts
 /// sharing the spool) never deliver to the same recipient twice.
 pub struct Claim<'s> {
-    pub id: String,
+    pub id: QueueId,
     /// Unlocks when the claim is dropped; the open file it locks is in the
     /// [`ClaimSlot`] the claim borrows, so it cannot be closed before.
     guard: fd_lock::RwLockWriteGuard<'s, File>,
@@ -499,13 +503,9 @@ impl Claim<'_> {
 pub struct ClaimSlot(Option<fd_lock::RwLock<File>>);
 
 /// 8 hex digits of seconds/// 8 hex digits of seconds, 5 of microseconds, 3 random: sorts by arrival.
-fn new_queue_id() -> String {
+fn new_queue_id() -> QueueId {
     let (secs, micros) = crate::system::now();
-    QueueId::new(secs, micros, crate::system::random_u64()).to_string()
-}
-
-fn is_queue_id(name: &str) -> bool {
-    QueueId::parse(name).is_some()
+    QueueId::new(secs, micros, crate::system::random_u64())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -573,8 +573,10 @@ pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> 
             line.trim_end().escape_debug()
         )));
     }
+    let mut id = None;
     let mut e = Envelope {
-        id: String::new(),
+        // Replaced by the `id` line, which every envelope has.
+        id: QueueId::new(0, 0, 0),
         arrival: 0,
         uid: 0,
         sender: String::new(),
@@ -599,7 +601,12 @@ pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> 
         let (key, value) = l.split_once(' ').unwrap_or((l, ""));
         let value = value.trim_end_matches(' ');
         match key {
-            "id" => e.id = value.to_string(),
+            "id" => {
+                id = Some(
+                    QueueId::parse(value)
+                        .ok_or_else(|| invalid(format!("bad id `{}`", value.escape_debug())))?,
+                )
+            }
             "arrival" => e.arrival = number("arrival", value)?,
             "uid" => e.uid = number("uid", value)?,
             "sender" => e.sender = value.to_string(),
@@ -633,6 +640,7 @@ pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> 
             _ => {} // a later minor version's key
         }
     }
+    e.id = id.ok_or_else(|| invalid("envelope without its id".into()))?;
     Ok((e, consumed))
 }
 
@@ -708,9 +716,9 @@ pub fn parse_state(text: &str) -> io::Result<State> {
 mod tests {
     use super::*;
 
-    fn envelope() -> Envelope {
+    fn envelope(id: QueueId) -> Envelope {
         Envelope {
-            id: String::new(),
+            id,
             arrival: 1795305600,
             uid: 1000,
             sender: "alice@example.org".into(),
@@ -734,13 +742,11 @@ mod tests {
 
     #[test]
     fn selectors_match_a_part_of_id_recipient_or_sender_in_any_case() {
-        let env = Envelope {
-            id: "1A2B3C4D5E.0F1".into(),
-            ..envelope()
-        };
+        let env = envelope(QueueId::parse("1A2B3C4D5E00F1AB").unwrap());
         let cases = [
             (Selector::QueueId("3c4d".into()), true),
             (Selector::QueueId("0F2".into()), false),
+            (Selector::QueueId("0f1ab".into()), true),
             (Selector::Recipient("HOST.example".into()), true),
             (Selector::Recipient("bob smith".into()), true),
             (Selector::Recipient("alice".into()), false),
@@ -768,7 +774,7 @@ mod tests {
     fn deposit_then_read_back() {
         let (dir, spool) = spool();
         let written = spool
-            .deposit(envelope(), |_, d| {
+            .deposit(envelope, |_, d| {
                 d.content()
                     .write_all(b"Subject: hi\n\nb\xc3\xa4dy\n")
                     .unwrap();
@@ -777,7 +783,11 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        assert!(is_queue_id(&written.id), "{}", written.id);
+        assert!(
+            QueueId::parse(written.id.as_str()).is_some(),
+            "{}",
+            written.id
+        );
         assert_eq!(
             spool
                 .scan()
@@ -804,7 +814,7 @@ mod tests {
     #[test]
     fn failed_write_leaves_nothing() {
         let (dir, spool) = spool();
-        let r = spool.deposit(envelope(), |_, d| {
+        let r = spool.deposit(envelope, |_, d| {
             d.content().write_all(b"partial").unwrap();
             Err(Error::TooBig { limit: 1 })
         });
@@ -817,7 +827,7 @@ mod tests {
     #[test]
     fn state_written_and_claims_exclusive() {
         let (dir, spool) = spool();
-        let env = spool.deposit(envelope(), |_, _| Ok(())).unwrap();
+        let env = spool.deposit(envelope, |_, _| Ok(())).unwrap();
         let mut slot = ClaimSlot::default();
         let claim = spool
             .claim(&env.id, &mut slot)
@@ -854,7 +864,7 @@ mod tests {
     #[test]
     fn a_claim_holds_its_lock_until_it_is_dropped() {
         let (dir, spool) = spool();
-        let env = spool.deposit(envelope(), |_, _| Ok(())).unwrap();
+        let env = spool.deposit(envelope, |_, _| Ok(())).unwrap();
         let busy = |spool: &Spool| spool.read_envelope_for_listing(&env.id).unwrap().2;
         assert!(!busy(&spool));
         let mut slot = ClaimSlot::default();
@@ -902,5 +912,14 @@ mod tests {
     fn unknown_version_refused() {
         let mut r = io::Cursor::new(b"SPOOLMAIL 2\nid X\n\n".to_vec());
         assert!(parse_envelope(&mut r).is_err());
+    }
+
+    #[test]
+    fn an_envelope_has_an_id() {
+        let read = |text: &str| parse_envelope(&mut io::Cursor::new(text.as_bytes().to_vec()));
+        let (e, len) = read("SPOOLMAIL 1\nid 6B0D5DC9B1892870\nrcpt a@b\n\n").unwrap();
+        assert_eq!((e.id.as_str(), len), ("6B0D5DC9B1892870", 42));
+        assert!(read("SPOOLMAIL 1\nid ../x\nrcpt a@b\n\n").is_err());
+        assert!(read("SPOOLMAIL 1\nrcpt a@b\n\n").is_err());
     }
 }

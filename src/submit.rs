@@ -143,8 +143,8 @@ pub fn submit(
 
     let masquerade = crate::aliases::Masquerade::new(config, &origin.host, &origin.domain);
     let (now, _) = system::now();
-    let envelope = Envelope {
-        id: String::new(),
+    let envelope = |id| Envelope {
+        id,
         arrival: now,
         uid: origin.uid,
         smtputf8: !sub.sender.is_ascii() || recipients.iter().any(|r| !r.address.is_ascii()),
@@ -619,7 +619,7 @@ fn added_headers(
 /// unique, as Mail::Spool made its ids.
 fn message_id_local(env: &Envelope, origin: &Origin) -> String {
     let mut h = Md5::new();
-    h.update(env.id.as_bytes());
+    h.update(env.id.as_str().as_bytes());
     h.update(origin.host.as_bytes());
     h.update(std::process::id().to_le_bytes());
     h.update(system::random_u64().to_le_bytes());

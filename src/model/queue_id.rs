@@ -36,9 +36,10 @@ impl QueueId {
     }
 }
 
+/// The id; a width (`{:<10}` in listings) pads it as it pads a string.
 impl fmt::Display for QueueId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
