@@ -11,7 +11,7 @@ use crate::address;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::{BodyType, Notify, Ret};
-use crate::spool::{Draft, Envelope, Spool};
+use crate::spool::{Draft, Envelope, Recipient, Spool};
 use crate::system;
 use md5::{Digest, Md5};
 use std::borrow::Cow;
@@ -118,28 +118,8 @@ pub fn submit(
     check_size(header.len, limit)?;
     let fields = Fields::parse(&header.bytes);
 
-    let mut recipients = sub.recipients.clone();
-    if sub.extract_recipients {
-        recipients.extend(fields.recipients()?);
-    }
-    let allowed = config.allow_unusual_quoted_local_parts;
-    address::check_usual(&sub.sender, allowed)?;
-    for r in &recipients {
-        address::validate(r)?;
-        address::check_usual(r, allowed)?;
-    }
-    let (recipients, notes) = crate::aliases::resolve(recipients, config, &origin.domain);
-    // Aliases and include files can name addresses too.
-    for r in &recipients {
-        address::check_usual_address(&r.address, allowed)?;
-    }
-    if recipients.is_empty() {
-        return Err(Error::Usage(if sub.extract_recipients {
-            "no recipients: none on the command line and no To, Cc or Bcc header".into()
-        } else {
-            "no recipients: name them on the command line, or use -t".into()
-        }));
-    }
+    address::check_usual(&sub.sender, config.allow_unusual_quoted_local_parts)?;
+    let (recipients, notes) = recipients_of(sub, &fields, config, origin)?;
 
     let masquerade = crate::aliases::Masquerade::new(config, &origin.host, &origin.domain);
     let (now, _) = system::now();
@@ -185,6 +165,39 @@ pub fn submit(
         size,
         notes,
     })
+}
+
+/// The message's recipients: the command line's, with -t those of its
+/// header, each checked, then through the aliases; with the notes the
+/// aliases left (skipped pipes and files, loops).
+fn recipients_of(
+    sub: &Submission,
+    fields: &Fields,
+    config: &Config,
+    origin: &Origin,
+) -> Result<(Vec<Recipient>, Vec<String>)> {
+    let mut recipients = sub.recipients.clone();
+    if sub.extract_recipients {
+        recipients.extend(fields.recipients()?);
+    }
+    let allowed = config.allow_unusual_quoted_local_parts;
+    for r in &recipients {
+        address::validate(r)?;
+        address::check_usual(r, allowed)?;
+    }
+    let (recipients, notes) = crate::aliases::resolve(recipients, config, &origin.domain);
+    // Aliases and include files can name addresses too.
+    for r in &recipients {
+        address::check_usual_address(&r.address, allowed)?;
+    }
+    if recipients.is_empty() {
+        return Err(Error::Usage(if sub.extract_recipients {
+            "no recipients: none on the command line and no To, Cc or Bcc header".into()
+        } else {
+            "no recipients: name them on the command line, or use -t".into()
+        }));
+    }
+    Ok((recipients, notes))
 }
 
 /// The envelope sender: `given` (from `-f`, or MAIL FROM), qualified, else
