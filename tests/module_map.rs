@@ -64,7 +64,6 @@ const MAP: &[(&str, &[&str])] = &[
             "log",
             "pass_protocol",
             "record",
-            "route",
             "spool",
         ],
     ),
