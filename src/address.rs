@@ -383,14 +383,14 @@ fn lacks_at(tokens: &[Spanned]) -> Option<usize> {
 
 /// Parses one recipient argument from the command line: an address, a list
 /// of them, or `Name <addr>`, each validated.
-pub fn parse_argument(arg: &str) -> Result<Vec<String>> {
+pub fn parse_argument(arg: &str) -> Result<Vec<Address>> {
     if arg.chars().any(|c| c.is_control()) {
         return Err(Error::Data(format!(
             "recipient `{}` contains a control character",
             arg.escape_debug()
         )));
     }
-    parse_list(arg)?.iter().map(|a| validate(a)).collect()
+    parse_list(arg)?.iter().map(|a| parse(a)).collect()
 }
 
 /// Parses the sender given with `-f`/`-r`: an address, `<addr>`, or `<>`/empty for the null sender.

@@ -249,7 +249,7 @@ impl Aliases {
 /// Returns the recipients, with the address as written kept as ORCPT when it
 /// changed, and notes for the log (skipped pipes, files, loops).
 pub fn resolve(
-    addrs: Vec<String>,
+    addrs: Vec<Address>,
     config: &crate::config::Config,
     domain: &str,
 ) -> (Vec<crate::spool::Recipient>, Vec<String>) {
@@ -257,11 +257,11 @@ pub fn resolve(
     let mut out: Vec<crate::spool::Recipient> = Vec::with_capacity(addrs.len());
     let mut notes = Vec::new();
     for written in addrs {
-        let finals = if is_qualified(&written) {
+        let finals = if written.is_qualified() {
             vec![written.clone()]
         } else if let Some(path) = &config.aliases_file {
             let t = table.get_or_insert_with(|| Aliases::load(path));
-            let e = t.expand(&written);
+            let e = t.expand(&written.to_string());
             notes.extend(e.skipped.iter().map(|s| format!("alias {s}")));
             if e.addresses.is_empty() {
                 notes.push(format!(
@@ -269,27 +269,25 @@ pub fn resolve(
                 ));
                 vec![written.clone()]
             } else {
-                e.addresses
+                // Checked when the aliases file was read.
+                e.addresses.iter().map(|a| Address::accepted(a)).collect()
             }
         } else {
             vec![written.clone()]
         };
         for f in finals {
-            let address = match (&config.local_recipient_fallback, is_qualified(&f)) {
+            let address = match (&config.local_recipient_fallback, f.is_qualified()) {
                 (_, true) => f,
-                (Some(fallback), false) => fallback.clone(),
-                (None, false) => crate::address::qualify(&f, domain),
+                // Checked when the configuration was read.
+                (Some(fallback), false) => Address::accepted(fallback),
+                (None, false) => f.qualified(domain),
             };
-            if (out.iter()).any(|r| r.address.to_string().eq_ignore_ascii_case(&address)) {
+            let text = address.to_string();
+            if (out.iter()).any(|r| r.address.to_string().eq_ignore_ascii_case(&text)) {
                 continue;
             }
-            let orcpt = (address != written).then(|| written.clone());
-            out.push(crate::spool::Recipient {
-                // Checked as written, in the aliases file or as a setting,
-                // and qualified with the qualifying domain.
-                address: Address::accepted(&address),
-                orcpt,
-            });
+            let orcpt = (address != written).then(|| written.to_string());
+            out.push(crate::spool::Recipient { address, orcpt });
         }
     }
     (out, notes)

@@ -100,7 +100,7 @@ pub fn serve(
 
 struct Transaction {
     sender: String,
-    recipients: Vec<String>,
+    recipients: Vec<crate::model::Address>,
     body: Option<BodyType>,
     ret: Option<Ret>,
     envid: Option<String>,
@@ -254,10 +254,12 @@ impl<R: Read, W: Write> Session<'_, R, W> {
         let Some((addr, params)) = path_and_params(rest) else {
             return self.reply(501, "5.1.3 Bad recipient address syntax");
         };
-        let Ok(addr) = address::validate(&addr) else {
+        let Ok(addr) = address::parse(&addr) else {
             return self.reply(501, "5.1.3 Bad recipient address syntax");
         };
-        if let Err(e) = address::check_usual(&addr, self.config.allow_unusual_quoted_local_parts) {
+        if let Err(e) =
+            address::check_usual_address(&addr, self.config.allow_unusual_quoted_local_parts)
+        {
             return self.reply(553, &format!("5.1.3 {}", one_line(&e)));
         }
         let mut notify = None;

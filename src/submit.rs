@@ -10,7 +10,7 @@
 use crate::address;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::model::{BodyType, Notify, Ret};
+use crate::model::{Address, BodyType, Notify, Ret};
 use crate::spool::{Draft, Envelope, Recipient, Spool};
 use crate::system;
 use md5::{Digest, Md5};
@@ -84,7 +84,7 @@ pub struct Submission {
     /// Validated and qualified; empty for the null sender.
     pub sender: String,
     /// Validated addr-specs; bare names are qualified on intake.
-    pub recipients: Vec<String>,
+    pub recipients: Vec<Address>,
     /// `-t`: add the recipients of the To, Cc and Bcc headers.
     pub extract_recipients: bool,
     /// Without it, a line holding a single dot ends the input.
@@ -176,14 +176,20 @@ fn recipients_of(
     config: &Config,
     origin: &Origin,
 ) -> Result<(Vec<Recipient>, Vec<String>)> {
-    let mut recipients = sub.recipients.clone();
-    if sub.extract_recipients {
-        recipients.extend(fields.recipients()?);
-    }
+    let extracted = if sub.extract_recipients {
+        fields.recipients()?
+    } else {
+        Vec::new()
+    };
     let allowed = config.allow_unusual_quoted_local_parts;
+    let mut recipients = sub.recipients.clone();
     for r in &recipients {
-        address::validate(r)?;
-        address::check_usual(r, allowed)?;
+        address::check_usual_address(r, allowed)?;
+    }
+    for text in extracted {
+        let r = address::parse(&text)?;
+        address::check_usual_address(&r, allowed)?;
+        recipients.push(r);
     }
     let (recipients, notes) = crate::aliases::resolve(recipients, config, &origin.domain);
     // Aliases and include files can name addresses too.
