@@ -765,6 +765,38 @@ mod tests {
         assert_eq!(out, b"a\n.x\n");
     }
 
+    /// The line-end and dot rules of intake do not depend on where reads
+    /// split the stream: a CRLF and a lone dot at every position around
+    /// the 64 KiB buffer, read in pieces of several sizes.
+    #[test]
+    fn normalizer_splits_anywhere_around_its_buffer() {
+        struct Pieces<'a>(&'a [u8], usize);
+        impl Read for Pieces<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                let n = self.1.min(out.len()).min(self.0.len());
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let buf = 64 * 1024;
+        for len in (buf - 4..=buf + 2).chain(2 * buf - 3..=2 * buf + 1) {
+            let mut input = b"a\r\n".to_vec();
+            input.extend(std::iter::repeat_n(b'x', len));
+            input.extend_from_slice(b"\r\n..b\r\n.\r\nafter\n");
+            let mut want = b"a\n".to_vec();
+            want.extend(std::iter::repeat_n(b'x', len));
+            want.extend_from_slice(b"\n..b\n");
+            for size in [7, buf - 1, buf, buf + 1, usize::MAX] {
+                let mut out = Vec::new();
+                Normalizer::new(Pieces(&input, size), false)
+                    .read_to_end(&mut out)
+                    .unwrap();
+                assert!(out == want, "line {len}, reads of {size}");
+            }
+        }
+    }
+
     #[test]
     fn header_block_split() {
         let mut r = io::Cursor::new(b"From x\nTo: a@b\n\tc@d\nSubject: s\n\nbody\n".to_vec());
