@@ -601,12 +601,7 @@ pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> 
         let (key, value) = l.split_once(' ').unwrap_or((l, ""));
         let value = value.trim_end_matches(' ');
         match key {
-            "id" => {
-                id = Some(
-                    QueueId::parse(value)
-                        .ok_or_else(|| invalid(format!("bad id `{}`", value.escape_debug())))?,
-                )
-            }
+            "id" => id = QueueId::parse(value),
             "arrival" => e.arrival = number("arrival", value)?,
             "uid" => e.uid = number("uid", value)?,
             "sender" => e.sender = value.to_string(),
@@ -640,7 +635,7 @@ pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> 
             _ => {} // a later minor version's key
         }
     }
-    e.id = id.ok_or_else(|| invalid("envelope without its id".into()))?;
+    e.id = id.ok_or_else(|| invalid("envelope without a valid id".into()))?;
     Ok((e, consumed))
 }
 
