@@ -327,6 +327,37 @@ pub fn qualify_header_value(value: &str, domain: &str) -> Option<String> {
     Some(out)
 }
 
+/// A From value rewritten to `sender` (`rewrite_from`): the display name of
+/// its one mailbox kept as written (`"Bob B." <bob@vm>` becomes
+/// `"Bob B." <sender>`), or `sender` alone. None when the value is already
+/// `sender` alone, or holds no single mailbox (then it is left as it is).
+/// The value keeps its leading space and line end.
+pub fn from_value_as(value: &str, sender: &str) -> Option<String> {
+    let addrs = parse_list(value).ok()?;
+    let [only] = addrs.as_slice() else {
+        return None;
+    };
+    if only.eq_ignore_ascii_case(sender) {
+        return None;
+    }
+    let tokens = tokenize(value).ok()?;
+    let before_angle = tokens
+        .iter()
+        .take_while(|(t, _)| *t != Token::Special('<'))
+        .collect::<Vec<_>>();
+    let phrase = match tokens.get(before_angle.len()) {
+        Some((_, at)) if before_angle.iter().all(|(t, _)| *t != Token::Special(':')) => {
+            value[..at.start].replace(['\r', '\n'], "")
+        }
+        _ => String::new(),
+    };
+    let end = if value.ends_with('\n') { "\n" } else { "" };
+    Some(match phrase.trim() {
+        "" => format!(" {sender}{end}"),
+        name => format!(" {name} <{sender}>{end}"),
+    })
+}
+
 /// The offsets, in order, where `@domain` goes in a list that `parse_list`
 /// accepts: before the `>` of a `<...>` without `@`, and after the last
 /// token of a bare addr-spec without `@`. Elements are split as
@@ -414,6 +445,35 @@ pub fn parse_sender(arg: &str) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn from_values_rewritten_to_the_sender_keep_the_name() {
+        let me = "me@example.org";
+        let cases = [
+            (" Bob <bob@vm>\n", Some(" Bob <me@example.org>\n")),
+            (
+                " \"Bob, B.\" <bob@vm>\n",
+                Some(" \"Bob, B.\" <me@example.org>\n"),
+            ),
+            (
+                " =?UTF-8?B?w4lsaWU=?= <e@vm>\n",
+                Some(" =?UTF-8?B?w4lsaWU=?= <me@example.org>\n"),
+            ),
+            (
+                " Bob\n Smith <bob@vm>\n",
+                Some(" Bob Smith <me@example.org>\n"),
+            ),
+            (" bob@vm\n", Some(" me@example.org\n")),
+            (" <bob@vm>", Some(" me@example.org")),
+            (" bob@vm (Bob)\n", Some(" me@example.org\n")),
+            (" Me <ME@example.org>\n", None),
+            (" a@vm, b@vm\n", None),
+            (" <broken\n", None),
+        ];
+        for (value, want) in cases {
+            assert_eq!(from_value_as(value, me).as_deref(), want, "{value:?}");
+        }
+    }
+
     use super::*;
 
     fn list(s: &str) -> Vec<String> {

@@ -37,18 +37,15 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
     let config = Config::load(inv.config_file.as_deref())?;
     match &inv.mode {
         Mode::Submit => submit(&inv, &config),
-        Mode::ListQueue => {
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            mailq::list(&spool::Spool::new(&config.spool_dir), &mut out)?;
-            out.flush()
-                .map_err(|e| Error::io("cannot write the listing", e))?;
-            Ok(exit::OK)
-        }
+        Mode::ListQueue => list_queue(&config),
         Mode::SmtpStdio => smtp_session(&inv, &config),
         Mode::Newaliases => Ok(newaliases(&config)),
-        Mode::Verify => verify(&inv, &config),
+        Mode::Verify => {
+            config.check_for_delivery()?;
+            verify(&inv, &config)
+        }
         Mode::QueueRun { interval, select } => {
+            refuse_a_broken_config(&inv, &config)?;
             let selection = queue::Selection {
                 select: select.clone(),
                 force: select.is_some(),
@@ -97,6 +94,94 @@ fn version(inv: &Invocation) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// `mailq`: the listing, then the config problem that holds the queue, if
+/// any (exit 78, so that a monitoring check sees it).
+fn list_queue(config: &Config) -> Result<u8> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    mailq::list(&spool::Spool::new(&config.spool_dir), &mut out)?;
+    out.flush()
+        .map_err(|e| Error::io("cannot write the listing", e))?;
+    config.check_for_delivery().map_err(|e| match e {
+        Error::Config { file, line, msg } => Error::Config {
+            file,
+            line,
+            msg: format!("{msg} (queue runs wait until this is fixed)"),
+        },
+        e => e,
+    })?;
+    Ok(exit::OK)
+}
+
+/// A queue run with a value it cannot use would deliver the wrong way:
+/// it stops (exit 78), says why in the log, and the mail waits.
+fn refuse_a_broken_config(inv: &Invocation, config: &Config) -> Result<()> {
+    for p in config.problems.iter().filter(|p| !p.holds_delivery) {
+        system::errln(format_args!("spoolmail: warning: {p}"));
+    }
+    let Err(e) = config.check_for_delivery() else {
+        return Ok(());
+    };
+    let mut log = log::Log::open(config, inv.log_tag.as_deref().unwrap_or("spoolmail"));
+    log.info(&format!(
+        "queue run refused: {e}; the mail waits until the config is fixed"
+    ));
+    Err(e)
+}
+
+/// Every config problem, on stderr and in the log, when a message is
+/// queued anyway (a config mistake must never lose a submission).
+fn warn_config_problems(log: &mut log::Log, config: &Config) {
+    for p in &config.problems {
+        let what = if p.holds_delivery {
+            "; the message is queued, and queue runs wait until this is fixed"
+        } else {
+            ""
+        };
+        if !log.is_stderr() {
+            system::errln(format_args!("spoolmail: warning: {p}{what}"));
+        }
+        log.info(&format!("warning: {p}{what}"));
+    }
+}
+
+/// A sender at a domain without a dot (`root@vm`) is refused by most
+/// receivers: said once per submission, in the log and under `-v`.
+fn warn_identity(
+    log: &mut log::Log,
+    config: &Config,
+    origin: &submit::Origin,
+    sender: &str,
+    verbose: bool,
+) {
+    let identity = system::Identity {
+        host: origin.host.clone(),
+        domain: origin.domain.clone(),
+    };
+    let at_domain = sender
+        .rsplit_once('@')
+        .is_some_and(|(_, d)| d.eq_ignore_ascii_case(&identity.domain));
+    let Some(warning) = identity.warning(&config.mailname_file) else {
+        return;
+    };
+    if !at_domain {
+        return;
+    }
+    if verbose && !log.is_stderr() {
+        system::errln(format_args!("spoolmail: warning: {warning}"));
+    }
+    log.info(&format!("warning: {warning}"));
+}
+
+/// How a submission's message goes on: only queued while the config holds
+/// delivery (a queue run would refuse it anyway).
+fn delivery_mode(inv: &Invocation, config: &Config) -> DeliveryMode {
+    if config.check_for_delivery().is_err() {
+        return DeliveryMode::Queue;
+    }
+    inv.delivery_mode(config.delivery_mode)
+}
+
 /// `-bs`: an SMTP session on stdin/stdout; every accepted message is
 /// logged and delivered as any submission is.
 fn smtp_session(inv: &Invocation, config: &Config) -> Result<u8> {
@@ -108,8 +193,9 @@ fn smtp_session(inv: &Invocation, config: &Config) -> Result<u8> {
         trusted: system::user_is_trusted(config.trusted_group.as_deref()),
         user,
     };
-    let mut log = log::Log::open(&config.log, inv.log_tag.as_deref().unwrap_or("spoolmail"));
-    let mode = inv.delivery_mode.unwrap_or(config.delivery_mode);
+    let mut log = log::Log::open(config, inv.log_tag.as_deref().unwrap_or("spoolmail"));
+    warn_config_problems(&mut log, config);
+    let mode = delivery_mode(inv, config);
     let stdout = std::io::stdout();
     let result = smtpd::serve(
         config,
@@ -118,6 +204,7 @@ fn smtp_session(inv: &Invocation, config: &Config) -> Result<u8> {
         std::io::stdin().lock(),
         stdout.lock(),
         |done| {
+            warn_identity(&mut log, config, &origin, &done.envelope.sender, false);
             log_queued(&mut log, done);
             let envelope = &done.envelope;
             if mode != DeliveryMode::Queue {
@@ -207,15 +294,23 @@ fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
     if inv.sender.is_some() {
         submission.extra_headers = sender_warning(config, &origin, &submission.sender);
     }
+    let mut log = log::Log::open(config, inv.log_tag.as_deref().unwrap_or("spoolmail"));
+    warn_config_problems(&mut log, config);
     let done = submit::submit(&submission, config, &origin, std::io::stdin().lock())?;
-    let mut log = log::Log::open(&config.log, inv.log_tag.as_deref().unwrap_or("spoolmail"));
+    warn_identity(
+        &mut log,
+        config,
+        &origin,
+        &done.envelope.sender,
+        inv.verbose,
+    );
     log_queued(&mut log, &done);
     let envelope = done.envelope;
     if inv.verbose {
         system::errln(format_args!("spoolmail: queued as {}", envelope.id));
     }
     let selection = queue::Selection::message(&envelope.id);
-    match inv.delivery_mode(config.delivery_mode) {
+    match delivery_mode(inv, config) {
         DeliveryMode::Queue => Ok(exit::OK),
         DeliveryMode::Background => {
             deliver_in_background(config, &selection);

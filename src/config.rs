@@ -18,6 +18,8 @@ pub const DEFAULT_FILE: &str = match option_env!("SPOOLMAIL_CONFIG") {
 };
 pub const DEFAULT_SPOOL: &str = "/var/spool/spoolmail";
 pub const DEFAULT_ALIASES: &str = "/etc/aliases";
+pub const DEFAULT_MAILNAME: &str = "/etc/mailname";
+pub const DEFAULT_LOG_FALLBACK: &str = "/var/log/spoolmail.log";
 
 /// When a submission's message is delivered: `delivery_mode`, or `-odX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +105,47 @@ pub struct Config {
     pub local_recipient_fallback: Option<String>,
     /// Senders at this host (`user@localhost`, `user@HOSTNAME`) are rewritten to this domain.
     pub masquerade_domain: Option<String>,
+    /// The file naming the mail domain (Debian policy); tests point it elsewhere.
+    pub mailname_file: PathBuf,
+    /// Every envelope sender becomes this (the account a provider accepts).
+    pub sender_address: Option<String>,
+    /// The From header becomes `sender_address`, keeping its display name.
+    pub rewrite_from: bool,
+    /// Where lines go when syslog has no socket and stderr leads nowhere.
+    pub log_fallback_file: PathBuf,
+    /// What was wrong in the file: warnings, and values that hold delivery.
+    pub problems: Vec<Problem>,
+}
+
+/// A line of the config file that could not be used. Submissions go on
+/// with a warning (mail is never refused for a config mistake); a problem
+/// that `holds_delivery` stops queue runs until the file is fixed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// 0: the file as a whole.
+    pub line: usize,
+    pub msg: String,
+    pub holds_delivery: bool,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            0 => write!(f, "{}: {}", self.file.display(), self.msg),
+            n => write!(f, "{}:{n}: {}", self.file.display(), self.msg),
+        }
+    }
+}
+
+impl Problem {
+    pub fn to_error(&self) -> Error {
+        Error::Config {
+            file: self.file.clone(),
+            line: self.line,
+            msg: self.msg.clone(),
+        }
+    }
 }
 
 /// How long the SMTP client waits for each step of a session.
@@ -172,6 +215,11 @@ impl Default for Config {
             aliases_file: Some(PathBuf::from(DEFAULT_ALIASES)),
             local_recipient_fallback: None,
             masquerade_domain: None,
+            mailname_file: PathBuf::from(DEFAULT_MAILNAME),
+            sender_address: None,
+            rewrite_from: false,
+            log_fallback_file: PathBuf::from(DEFAULT_LOG_FALLBACK),
+            problems: Vec::new(),
         }
     }
 }
@@ -201,42 +249,95 @@ impl Config {
         }
     }
 
+    /// Reads every line; a bad line becomes a `Problem` and its key keeps
+    /// its default, so that a mistake never stops submissions. Only a bad
+    /// `spool_dir` is an error: without it there is nowhere to queue.
     pub fn parse(text: &str, file: &Path) -> Result<Config> {
         let mut cfg = Config::default();
         for (i, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
+            if !is_setting(raw) {
                 continue;
             }
-            let err = |msg: String| Error::Config {
+            let line = raw.trim();
+            let problem = |msg: String, holds_delivery| Problem {
                 file: file.to_path_buf(),
                 line: i + 1,
                 msg,
+                holds_delivery,
             };
-            let (key, value) = line
-                .split_once('=')
-                .ok_or_else(|| err("expected `key = value`".into()))?;
-            cfg.set(key.trim(), value.trim()).map_err(err)?;
+            let Some((key, value)) = line.split_once('=') else {
+                cfg.problems.push(problem(NOT_KEY_VALUE.into(), true));
+                continue;
+            };
+            match cfg.set(key.trim(), value.trim()) {
+                Ok(()) => {}
+                Err(Bad::Key(msg)) => cfg.problems.push(problem(msg, false)),
+                Err(Bad::Value(msg)) if key.trim() == "spool_dir" => {
+                    return Err(problem(msg, true).to_error());
+                }
+                Err(Bad::Value(msg)) => cfg.problems.push(problem(msg, true)),
+            }
         }
-        cfg.check_tls_auth().map_err(|msg| Error::Config {
-            file: file.to_path_buf(),
-            line: 0,
-            msg,
-        })?;
+        let garbled = cfg
+            .problems
+            .iter()
+            .filter(|p| p.msg == NOT_KEY_VALUE)
+            .count();
+        if garbled > 0 && garbled == text.lines().filter(|l| is_setting(l)).count() {
+            // Not one `key = value`: this is not a config file at all
+            // (`-C /etc/passwd`), and its spool_dir cannot be known.
+            return Err(cfg.problems.swap_remove(0).to_error());
+        }
+        if let Err(msg) = cfg.check_together() {
+            cfg.problems.push(Problem {
+                file: file.to_path_buf(),
+                line: 0,
+                msg,
+                holds_delivery: true,
+            });
+        }
         Ok(cfg)
     }
 
-    /// One `key = value`: the key's parser from `KEYS` stores the value.
-    fn set(&mut self, key: &str, v: &str) -> std::result::Result<(), String> {
-        if v.chars().any(char::is_control) {
-            return Err(format!("{key}: value contains a control character"));
+    /// The first problem that holds delivery, as the error a queue run,
+    /// mailq or `-bv` stops with (exit 78).
+    pub fn check_for_delivery(&self) -> Result<()> {
+        match self.problems.iter().find(|p| p.holds_delivery) {
+            Some(p) => Err(p.to_error()),
+            None => Ok(()),
         }
-        let found = KEYS
-            .iter()
-            .find(|k| k.name == key)
-            .ok_or_else(|| format!("unknown key `{key}`"))?;
-        (found.set)(self, key, v)
     }
+
+    /// One `key = value`: the key's parser from `KEYS` stores the value.
+    fn set(&mut self, key: &str, v: &str) -> std::result::Result<(), Bad> {
+        if v.chars().any(char::is_control) {
+            return Err(Bad::Value(format!(
+                "{key}: value contains a control character"
+            )));
+        }
+        let found = KEYS.iter().find(|k| k.name == key).ok_or_else(|| {
+            Bad::Key(format!(
+                "unknown key `{key}` (ignored; see spoolmail.conf(5))"
+            ))
+        })?;
+        (found.set)(self, key, v).map_err(Bad::Value)
+    }
+}
+
+const NOT_KEY_VALUE: &str = "expected `key = value`";
+
+/// A line that is neither blank nor a comment.
+fn is_setting(line: &str) -> bool {
+    let line = line.trim();
+    !line.is_empty() && !line.starts_with('#')
+}
+
+/// Why a line was not used: a key spoolmail does not know (a warning, as in
+/// Postfix), or a value it cannot use.
+#[derive(Debug)]
+enum Bad {
+    Key(String),
+    Value(String),
 }
 
 /// The file's format, for spoolmail.conf(5): one paragraph each.
@@ -358,7 +459,7 @@ pub const KEYS: &[Key] = &[
         name: "qualify_domain",
         value: "HOST",
         default: KeyDefault::Unset {
-            means: "this host's name",
+            means: "the domain in `mailname_file` (/etc/mailname), else this host's name",
             example: "example.org",
         },
         doc: "The domain added to unqualified addresses such as `root`, the submitting \
@@ -494,8 +595,9 @@ pub const KEYS: &[Key] = &[
         name: "log",
         value: "syslog|stderr|PATH",
         default: KeyDefault::Value("syslog"),
-        doc: "Where log lines go: syslog (the mail facility; stderr where there is no \
-              /dev/log), stderr, or a file.",
+        doc: "Where log lines go: syslog (the mail facility), stderr, or a file. Where \
+              there is no /dev/log, lines go to stderr, or to `log_fallback_file` when \
+              stderr leads nowhere (a detached delivery, a caller's closed stderr).",
         set: |c, k, v| log_target(k, v).map(|l| c.log = l),
     },
     Key {
@@ -652,6 +754,46 @@ pub const KEYS: &[Key] = &[
               From header; other domains are left alone.",
         set: |c, k, v| hostname(k, v).map(|h| c.masquerade_domain = Some(h)),
     },
+    Key {
+        name: "mailname_file",
+        value: "PATH",
+        default: KeyDefault::Value(DEFAULT_MAILNAME),
+        doc: "The file naming this system's mail domain (Debian policy: one line, \
+              `example.org`), used when `qualify_domain` is unset, and for EHLO when the \
+              host name has no dot. A missing file means the host name.",
+        set: |c, k, v| absolute_path(k, v).map(|p| c.mailname_file = p),
+    },
+    Key {
+        name: "sender_address",
+        value: "ADDRESS",
+        default: KeyDefault::Unset {
+            means: "senders are left as they are",
+            example: "me@example.org",
+        },
+        doc: "Every envelope sender becomes this address (the null sender of bounces \
+              excepted), for providers that refuse any sender but the account that logged \
+              in (msmtp's `from`, dma's MASQUERADE, nullmailer's allmailfrom). Applied on \
+              intake: the queued message is what leaves.",
+        set: |c, k, v| full_address(k, v).map(|a| c.sender_address = Some(a)),
+    },
+    Key {
+        name: "rewrite_from",
+        value: "yes|no",
+        default: KeyDefault::Value("no"),
+        doc: "With `yes`, the From header becomes `sender_address`, keeping its display \
+              name; the original From goes into a Reply-To when there is none, so that \
+              replies still reach the author. Needs `sender_address`.",
+        set: |c, k, v| choice(k, v, YES_NO).map(|b| c.rewrite_from = b),
+    },
+    Key {
+        name: "log_fallback_file",
+        value: "PATH",
+        default: KeyDefault::Value(DEFAULT_LOG_FALLBACK),
+        doc: "Where log lines go when `log = syslog` finds no syslog socket and stderr \
+              leads nowhere (detached deliveries). Created mode 0660 with the spool's \
+              group, so that every user's deliveries can append to it.",
+        set: |c, k, v| absolute_path(k, v).map(|p| c.log_fallback_file = p),
+    },
 ];
 
 const TLS_POLICIES: &[(&str, TlsPolicy)] = &[
@@ -672,6 +814,18 @@ const YES_NO: &[(&str, bool)] = &[("yes", true), ("no", false)];
 
 impl Config {
     /// What only the keys together can tell about TLS and AUTH.
+    fn check_together(&self) -> std::result::Result<(), String> {
+        self.check_tls_auth()?;
+        let secrets = [&self.auth_password_file, &self.auth_xoauth2_token_file];
+        for path in secrets.into_iter().flatten() {
+            readable_by_spool_group(path, &self.spool_dir)?;
+        }
+        if self.rewrite_from && self.sender_address.is_none() {
+            return Err("rewrite_from = yes needs sender_address".into());
+        }
+        Ok(())
+    }
+
     fn check_tls_auth(&self) -> std::result::Result<(), String> {
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err("tls_cert_file and tls_key_file go together".into());
@@ -714,6 +868,29 @@ fn secret_file(key: &str, v: &str) -> std::result::Result<PathBuf, String> {
         }
     }
     Ok(path)
+}
+
+/// A secret owned by root must be readable by the spool's group: a
+/// delivery started by a user's submission runs as that user with the
+/// spool's group (setgid), and a file only root can read would hold every
+/// such user's mail (the msmtp and Postfix habit of 0600 root:root).
+fn readable_by_spool_group(path: &Path, spool: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(file), Ok(dir)) = (std::fs::metadata(path), std::fs::metadata(spool)) else {
+        return Ok(()); // missing: delivery defers with the reason
+    };
+    if file.uid() != 0 || (file.mode() & 0o040 != 0 && file.gid() == dir.gid()) {
+        return Ok(());
+    }
+    Err(format!(
+        "{p} is mode {:04o}, owner root, group {}: only root can read it, so the mail of \
+         every other user would wait; make it readable by the spool's group: \
+         chmod 0640 {p}; chown root:spoolmail {p} (the spool's group, gid {})",
+        file.mode() & 0o7777,
+        file.gid(),
+        dir.gid(),
+        p = path.display()
+    ))
 }
 
 /// One of the words in `options`: `tls: `maybe` must be off, opportunistic or required`.
@@ -919,6 +1096,14 @@ mod tests {
         Config::parse(text, Path::new("/etc/test.conf"))
     }
 
+    /// The error a queue run stops with: the first problem that holds delivery.
+    fn first_problem(text: &str) -> Error {
+        match parse(text) {
+            Ok(c) => c.check_for_delivery().unwrap_err(),
+            Err(e) => e,
+        }
+    }
+
     #[test]
     fn defaults_serve_without_a_file() {
         let c = Config::load(Some(Path::new("/nonexistent/spoolmail.conf")));
@@ -1094,8 +1279,9 @@ mod tests {
             ),
         ];
         for (line, msg) in cases {
-            let e = parse(&format!("{line}\n")).unwrap_err();
+            let e = first_problem(&format!("{line}\n"));
             assert_eq!(e.to_string(), format!("/etc/test.conf:1: {msg}"), "{line}");
+            assert_eq!(e.exit_code(), 78, "{line}");
         }
     }
 
@@ -1127,17 +1313,54 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line() {
-        let e = parse("spool_dir = /x\n\nbogus = 1\n").unwrap_err();
-        assert_eq!(e.exit_code(), 78);
-        assert_eq!(e.to_string(), "/etc/test.conf:3: unknown key `bogus`");
-        let e = parse("smtp_port = 99999\n").unwrap_err();
+        // An unknown key is a warning (as in Postfix): it names file and
+        // line, and holds nothing.
+        let c = parse("spool_dir = /x\n\nbogus = 1\n").unwrap();
+        assert_eq!(c.problems.len(), 1);
+        assert!(!c.problems[0].holds_delivery);
+        assert!(
+            c.problems[0]
+                .to_string()
+                .starts_with("/etc/test.conf:3: unknown key `bogus`"),
+            "{}",
+            c.problems[0]
+        );
+        assert!(c.check_for_delivery().is_ok());
+        let e = first_problem("smtp_port = 99999\n");
         assert!(
             e.to_string().starts_with("/etc/test.conf:1: smtp_port"),
             "{e}"
         );
+        assert_eq!(e.exit_code(), 78);
         assert!(parse("spool_dir = relative\n").is_err());
-        assert!(parse("smarthost = bad host!\n").is_err());
-        assert!(parse("tls = maybe\n").is_err());
+        // Not one `key = value`: not a config file at all (`-C /etc/passwd`).
         assert!(parse("no equals sign\n").is_err());
+        for bad in [
+            "smarthost = bad host!\n",
+            "tls = maybe\n",
+            "tls = off\nno equals sign\n",
+        ] {
+            assert!(parse(bad).unwrap().check_for_delivery().is_err(), "{bad}");
+        }
+    }
+
+    /// A bad value keeps the key's default, so that submission goes on.
+    #[test]
+    fn a_bad_value_keeps_the_default_and_holds_delivery() {
+        let c = parse("max_message_size = 25MB\nsmtp_port = 2525\n").unwrap();
+        assert_eq!(c.max_message_size, limits::DEFAULT_MAX_MESSAGE_SIZE);
+        assert_eq!(c.smtp_port, 2525);
+        assert_eq!(c.problems.len(), 1);
+        assert!(c.problems[0].holds_delivery);
+        let e = parse("rewrite_from = yes\n").unwrap().check_for_delivery();
+        assert!(e.unwrap_err().to_string().contains("needs sender_address"));
+        let c = parse("sender_address = me@example.org\nrewrite_from = yes\n").unwrap();
+        assert_eq!(c.sender_address.as_deref(), Some("me@example.org"));
+        assert!(c.rewrite_from && c.problems.is_empty());
+        assert!(
+            first_problem("sender_address = me\n")
+                .to_string()
+                .contains("must be a full address")
+        );
     }
 }

@@ -56,7 +56,12 @@ pub fn worker_main(
     config: &Config,
     verbose: bool,
 ) -> i32 {
-    let host = config.helo_name.clone().unwrap_or_else(system::host_name);
+    let host = system::identity(
+        config.helo_name.as_deref(),
+        config.qualify_domain.as_deref(),
+        &config.mailname_file,
+    )
+    .host;
     let mut worker = Worker {
         config,
         spool: Spool::new(&config.spool_dir),
@@ -67,7 +72,7 @@ pub fn worker_main(
         credentials: None,
         plaintext_only: Vec::new(),
         host,
-        log: Log::open(&config.log, "spoolmail"),
+        log: Log::open(config, "spoolmail"),
         verbose,
         destination,
     };

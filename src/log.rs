@@ -1,11 +1,14 @@
 //! Log lines in Postfix's style (`QUEUEID: from=<...>, size=N, nrcpt=M`),
 //! which log summarisers already parse, to syslog's mail facility, to stderr
-//! where there is no syslog socket (containers), or to a file.
+//! or the fallback file where there is no syslog socket (containers), or to
+//! a file.
 
-use crate::config::LogTarget;
+use crate::config::{Config, LogTarget};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
 
 enum Sink {
     Syslog(syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>),
@@ -19,44 +22,37 @@ pub struct Log {
 }
 
 impl Log {
-    /// Opens the configured target; falls back to stderr when syslog or the
-    /// file cannot be opened, so that a line is never lost silently.
-    pub fn open(target: &LogTarget, tag: &str) -> Log {
-        let sink = match target {
-            LogTarget::Syslog => {
-                let formatter = syslog::Formatter3164 {
-                    facility: syslog::Facility::LOG_MAIL,
-                    hostname: None,
-                    process: tag.to_string(),
-                    pid: std::process::id(),
-                };
-                match syslog::unix(formatter) {
-                    Ok(logger) => Sink::Syslog(logger),
-                    Err(_) => Sink::Stderr,
+    /// Opens the configured target. Where syslog has no socket, lines go to
+    /// stderr in the foreground, and to `log_fallback_file` when stderr
+    /// leads nowhere (a detached delivery: /dev/null); where a file cannot
+    /// be opened, to stderr: a line is never lost silently.
+    pub fn open(config: &Config, tag: &str) -> Log {
+        let sink = match &config.log {
+            LogTarget::Syslog => match syslog::unix(syslog::Formatter3164 {
+                facility: syslog::Facility::LOG_MAIL,
+                hostname: None,
+                process: tag.to_string(),
+                pid: std::process::id(),
+            }) {
+                Ok(logger) => Sink::Syslog(logger),
+                Err(_) if stderr_leads_nowhere() => {
+                    file_sink(&config.log_fallback_file, &config.spool_dir, tag)
                 }
-            }
-            LogTarget::Stderr => Sink::Stderr,
-            LogTarget::File(path) => match OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o640)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(path)
-            {
-                Ok(f) => Sink::File(f),
-                Err(e) => {
-                    crate::system::errln(format_args!(
-                        "{tag}: cannot open log file {}: {e}; logging to stderr",
-                        path.display()
-                    ));
-                    Sink::Stderr
-                }
+                Err(_) => Sink::Stderr,
             },
+            LogTarget::Stderr => Sink::Stderr,
+            LogTarget::File(path) => file_sink(path, &config.spool_dir, tag),
         };
         Log {
             tag: tag.to_string(),
             sink,
         }
+    }
+
+    /// True when lines go to stderr (no syslog socket, `log = stderr`):
+    /// what is also said on stderr need not be said twice.
+    pub fn is_stderr(&self) -> bool {
+        matches!(self.sink, Sink::Stderr)
     }
 
     pub fn info(&mut self, msg: &str) {
@@ -83,6 +79,59 @@ impl Log {
             let line = format!("{}[{pid}]: {msg}\n", self.tag);
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
+    }
+}
+
+fn file_sink(path: &Path, spool: &Path, tag: &str) -> Sink {
+    match open_shared(path, spool) {
+        Ok(f) => Sink::File(f),
+        Err(e) => {
+            crate::system::errln(format_args!(
+                "{tag}: cannot open log file {}: {e}; logging to stderr",
+                path.display()
+            ));
+            Sink::Stderr
+        }
+    }
+}
+
+/// Opens a log file for appending. One this call creates is made mode 0660
+/// with the spool's group, whoever creates it: every user's deliveries run
+/// with that group, so all of them can append (with the umask's 0640 and
+/// the first writer's group, the lines of every other user went to their
+/// own stderr: cron mail, PHP's error log).
+fn open_shared(path: &Path, spool: &Path) -> std::io::Result<File> {
+    let open = |create: bool| {
+        OpenOptions::new()
+            .append(true)
+            .create_new(create)
+            .mode(0o660)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+    };
+    match open(true) {
+        Ok(f) => {
+            if let Ok(dir) = std::fs::metadata(spool) {
+                // Only root may give a file away; others' egid is the spool's group already.
+                let _ = std::os::unix::fs::fchown(&f, None, Some(dir.gid()));
+            }
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o660));
+            Ok(f)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => open(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// True when stderr is /dev/null (a detached delivery, a caller that
+/// closed it): a line written there would be lost.
+fn stderr_leads_nowhere() -> bool {
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return true;
+    };
+    match (File::from(fd).metadata(), std::fs::metadata("/dev/null")) {
+        (Ok(err), Ok(null)) => err.file_type().is_char_device() && err.rdev() == null.rdev(),
+        _ => false,
     }
 }
 

@@ -85,7 +85,7 @@ pub struct PassSummary {
 
 pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result<PassSummary> {
     let spool = Spool::new(&config.spool_dir);
-    let mut log = Log::open(&config.log, "spoolmail");
+    let mut log = Log::open(config, "spoolmail");
     let recovered = if selection.message.is_none() {
         spool.recover_leftovers(LEFTOVER_MIN_AGE)
     } else {
@@ -108,7 +108,12 @@ pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result
             queues.len()
         ));
     }
-    let host = config.helo_name.clone().unwrap_or_else(system::host_name);
+    let host = system::identity(
+        config.helo_name.as_deref(),
+        config.qualify_domain.as_deref(),
+        &config.mailname_file,
+    )
+    .host;
     let ctx = RecordContext {
         spool: &spool,
         config,

@@ -277,11 +277,12 @@ fn queue_bounce(
     let mut file = claim.file();
     file.seek(SeekFrom::Start(header_len))
         .map_err(|e| format!("cannot read the message: {e}"))?;
-    let domain = ctx
-        .config
-        .qualify_domain
-        .clone()
-        .unwrap_or_else(|| ctx.host.to_string());
+    let domain = crate::system::identity(
+        ctx.config.helo_name.as_deref(),
+        ctx.config.qualify_domain.as_deref(),
+        &ctx.config.mailname_file,
+    )
+    .domain;
     let mta = bounce::Mta {
         host: ctx.host,
         domain: &domain,

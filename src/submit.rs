@@ -48,11 +48,11 @@ pub struct Origin {
 
 impl Origin {
     pub fn of_current_process(config: &Config, need_user: bool) -> Result<Origin> {
-        let host = config.helo_name.clone().unwrap_or_else(system::host_name);
-        let domain = config
-            .qualify_domain
-            .clone()
-            .unwrap_or_else(|| host.clone());
+        let system::Identity { host, domain } = system::identity(
+            config.helo_name.as_deref(),
+            config.qualify_domain.as_deref(),
+            &config.mailname_file,
+        );
         let (uid, user_name, user_full_name) = if need_user {
             let u = system::current_user()?;
             (u.uid, Some(u.name), u.full_name)
@@ -119,19 +119,25 @@ pub fn submit(
     let fields = Fields::parse(&header.bytes);
 
     address::check_usual(&sub.sender, config.allow_unusual_quoted_local_parts)?;
-    let (recipients, notes) = recipients_of(sub, &fields, config, origin)?;
+    let (recipients, mut notes) = recipients_of(sub, &fields, config, origin)?;
 
     let masquerade = crate::aliases::Masquerade::new(config, &origin.host, &origin.domain);
+    let sender = final_sender(&sub.sender, config, masquerade.as_ref(), &mut notes);
+    let rewrites = Rewrites {
+        domain: &origin.domain,
+        masquerade: masquerade.as_ref(),
+        from_as: config
+            .sender_address
+            .as_deref()
+            .filter(|_| config.rewrite_from),
+    };
     let (now, _) = system::now();
     let envelope = |id| Envelope {
         id,
         arrival: now,
         uid: origin.uid,
-        smtputf8: !sub.sender.is_ascii() || recipients.iter().any(|r| !r.address.is_ascii()),
-        sender: masquerade
-            .as_ref()
-            .and_then(|m| m.address(&sub.sender))
-            .unwrap_or_else(|| sub.sender.clone()),
+        smtputf8: !sender.is_ascii() || recipients.iter().any(|r| !r.address.is_ascii()),
+        sender,
         recipients,
         ret: sub.ret,
         envid: sub.envid.clone(),
@@ -143,7 +149,7 @@ pub fn submit(
     let envelope = spool.deposit(envelope, |env, draft| {
         let mut added = added_headers(env, &fields, origin, full_name.as_deref());
         added.top.push_str(&sub.extra_headers);
-        write_header(draft, &added, &fields, &origin.domain, masquerade.as_ref())?;
+        write_header(draft, &added, &fields, &rewrites)?;
         if let Some(first) = &header.body_start {
             write_content(draft, first)?;
         }
@@ -165,6 +171,30 @@ pub fn submit(
         size,
         notes,
     })
+}
+
+/// The sender as queued: `sender_address` for every sender but the null
+/// one (a bounce stays a bounce), else the masqueraded sender. A forced
+/// sender is noted for the log, so the log still says who sent it.
+fn final_sender(
+    given: &str,
+    config: &Config,
+    masquerade: Option<&crate::aliases::Masquerade>,
+    notes: &mut Vec<String>,
+) -> String {
+    match &config.sender_address {
+        Some(forced) if !given.is_empty() => {
+            if forced != given {
+                notes.push(format!(
+                    "sender <{given}> sent as <{forced}> (sender_address)"
+                ));
+            }
+            forced.clone()
+        }
+        _ => masquerade
+            .and_then(|m| m.address(given))
+            .unwrap_or_else(|| given.to_string()),
+    }
 }
 
 /// The message's recipients: the command line's, with -t those of its
@@ -537,13 +567,10 @@ impl<'a> Fields<'a> {
 
     /// The header as it is written out, in the order submitted: without Bcc
     /// and Resent-Bcc, which must never leave this host, and with bare local
-    /// names in address fields qualified (`To: root` to `To: root@DOMAIN`).
-    /// Anything between the parser's fields (it should be nothing) is kept.
-    fn output(
-        &self,
-        domain: &str,
-        masquerade: Option<&crate::aliases::Masquerade>,
-    ) -> Vec<Cow<'a, [u8]>> {
+    /// names in address fields qualified (`To: root` to `To: root@DOMAIN`),
+    /// and the From rewritten as `rw` says. Anything between the parser's
+    /// fields (it should be nothing) is kept.
+    fn output(&self, rw: &Rewrites) -> Vec<Cow<'a, [u8]>> {
         let mut out = Vec::with_capacity(self.list.len() + 1);
         let mut pos = 0;
         for (name, start, value, end) in &self.list {
@@ -558,12 +585,8 @@ impl<'a> Fields<'a> {
                 .contains(&name.as_str())
                 .then(|| std::str::from_utf8(&self.raw[*value..*end]).ok())
                 .flatten();
-            let mut qualified = original.and_then(|v| address::qualify_header_value(v, domain));
-            if let (Some(m), "from", Some(v)) = (masquerade, name.as_str(), original) {
-                let current = qualified.as_deref().unwrap_or(v);
-                qualified = m.header_value(current).or(qualified);
-            }
-            match qualified {
+            let (rewritten, reply_to) = self.rewrite(name, original, rw);
+            match rewritten {
                 Some(v) => {
                     let mut field = self.raw[*start..*value].to_vec();
                     field.extend_from_slice(v.as_bytes());
@@ -571,12 +594,61 @@ impl<'a> Fields<'a> {
                 }
                 None => out.push(Cow::Borrowed(&self.raw[*start..*end])),
             }
+            if let Some(v) = reply_to {
+                out.push(Cow::Owned(format!("Reply-To:{v}").into_bytes()));
+            }
         }
         if pos < self.raw.len() {
             out.push(Cow::Borrowed(&self.raw[pos..]));
         }
         out
     }
+
+    /// An address field's new value (None: as submitted) and, when the
+    /// From is rewritten to `sender_address` and there is no Reply-To, the
+    /// original From as a Reply-To value, so that replies reach the author.
+    fn rewrite(
+        &self,
+        name: &str,
+        original: Option<&str>,
+        rw: &Rewrites,
+    ) -> (Option<String>, Option<String>) {
+        let Some(v) = original else {
+            return (None, None);
+        };
+        let mut value = address::qualify_header_value(v, rw.domain);
+        if name != "from" {
+            return (value, None);
+        }
+        if let Some(m) = rw.masquerade {
+            value = m.header_value(value.as_deref().unwrap_or(v)).or(value);
+        }
+        let current = value.clone().unwrap_or_else(|| v.to_string());
+        match rw.from_as.and_then(|a| address::from_value_as(&current, a)) {
+            Some(forced) => {
+                let reply_to = (!self.has("reply-to")).then(|| with_line_end(current));
+                (Some(forced), reply_to)
+            }
+            None => (value, None),
+        }
+    }
+}
+
+/// How intake rewrites the header's addresses.
+struct Rewrites<'r> {
+    /// Qualifies bare names.
+    domain: &'r str,
+    masquerade: Option<&'r crate::aliases::Masquerade>,
+    /// `rewrite_from`: the From becomes this address.
+    from_as: Option<&'r str>,
+}
+
+/// A header value that ends its line (the last field may lack the LF).
+fn with_line_end(mut value: String) -> String {
+    if !value.ends_with('\n') {
+        value.push('\n');
+    }
+    value
 }
 
 struct AddedHeaders {
@@ -676,11 +748,10 @@ fn write_header(
     draft: &mut Draft,
     added: &AddedHeaders,
     fields: &Fields,
-    domain: &str,
-    masquerade: Option<&crate::aliases::Masquerade>,
+    rewrites: &Rewrites,
 ) -> Result<()> {
     write_content(draft, added.top.as_bytes())?;
-    for field in fields.output(domain, masquerade) {
+    for field in fields.output(rewrites) {
         write_content(draft, &field)?;
     }
     write_content(draft, added.bottom.as_bytes())?;
@@ -870,7 +941,12 @@ mod tests {
         let raw = b"To: a@b,\n root\nBcc: secret@x\nSubject: s\nResent-Bcc: r@x\nX: y\n";
         let f = Fields::parse(raw);
         assert_eq!(f.recipients().unwrap(), vec!["r@x"]); // Resent- present
-        let kept: Vec<u8> = f.output("ex.org", None).concat();
+        let rw = Rewrites {
+            domain: "ex.org",
+            masquerade: None,
+            from_as: None,
+        };
+        let kept: Vec<u8> = f.output(&rw).concat();
         assert_eq!(kept, b"To: a@b,\n root@ex.org\nSubject: s\nX: y\n");
         let f = Fields::parse(b"To: a@b\nCc: G: c@d;\nBcc: e@f\n");
         assert_eq!(f.recipients().unwrap(), vec!["a@b", "c@d", "e@f"]);

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::sys;
 use std::ffi::CStr;
 use std::io::Write;
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The submitting user, from the real uid (never from the environment,
@@ -66,6 +67,76 @@ pub fn host_name() -> String {
         .ok()
         .and_then(|hosts| fqdn_from_hosts(&hosts, &short))
         .unwrap_or(short)
+}
+
+/// Who this host says it is in mail: the name in EHLO, Received and
+/// Message-ID, and the domain that qualifies bare names and senders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub host: String,
+    pub domain: String,
+}
+
+/// The identity from the config's `helo_name` and `qualify_domain`, the
+/// mail name file (/etc/mailname, Debian policy, as Postfix's myorigin, dma
+/// and nullmailer read it) and the host's name.
+pub fn identity(helo: Option<&str>, qualify: Option<&str>, mailname_file: &Path) -> Identity {
+    let mailname = read_mailname(mailname_file);
+    choose_identity(helo, qualify, mailname.as_deref(), &host_name())
+}
+
+/// The domain: `qualify_domain`, else the mail name, else the host name.
+/// The host: `helo_name`, else a host name with a dot, else the mail name
+/// (`EHLO vm` is refused by many servers; the mail name is a real name).
+pub fn choose_identity(
+    helo: Option<&str>,
+    qualify: Option<&str>,
+    mailname: Option<&str>,
+    host_name: &str,
+) -> Identity {
+    let dotted = Some(host_name).filter(|h| h.contains('.'));
+    let host = helo.or(dotted).or(mailname).unwrap_or(host_name);
+    let domain = qualify.or(mailname).unwrap_or(host_name);
+    Identity {
+        host: host.to_string(),
+        domain: domain.to_string(),
+    }
+}
+
+impl Identity {
+    /// Said once per submission when the sender domain is not a real domain
+    /// (no dot): receivers refuse such senders, and the fix is one line.
+    pub fn warning(&self, mailname_file: &Path) -> Option<String> {
+        if self.domain.contains('.') {
+            return None;
+        }
+        Some(format!(
+            "the sender domain `{}` is not a real domain (no qualify_domain, no {}, and the \
+             host name has no dot), so receivers may refuse this mail; set it with \
+             `echo example.org > {}` or `qualify_domain = example.org` in the config",
+            self.domain,
+            mailname_file.display(),
+            mailname_file.display()
+        ))
+    }
+}
+
+/// The first line of the mail name file when it is a usable name; a missing
+/// or garbled file is as good as none.
+fn read_mailname(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(256)
+        .read_to_string(&mut text)
+        .ok()?;
+    let name = text.lines().next()?.trim().trim_end_matches('.');
+    let ok = !name.is_empty()
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    ok.then(|| name.to_ascii_lowercase())
 }
 
 pub fn kernel_host_name() -> String {
@@ -246,6 +317,76 @@ mod tests {
         );
         assert_eq!(fqdn_from_hosts(hosts, "other"), None);
         assert_eq!(fqdn_from_hosts("10.0.0.1 box\n", "box"), None);
+    }
+
+    #[test]
+    fn identity_prefers_config_then_mailname_then_host() {
+        let id = |helo, qualify, mailname, host| {
+            let i = choose_identity(helo, qualify, mailname, host);
+            (i.host, i.domain)
+        };
+        let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let cases = [
+            // helo, qualify, mailname, host name: host, domain
+            ((None, None, None, "vm"), s("vm", "vm")),
+            (
+                (None, None, Some("example.org"), "vm"),
+                s("example.org", "example.org"),
+            ),
+            (
+                (None, None, Some("example.org"), "vm.lan"),
+                s("vm.lan", "example.org"),
+            ),
+            (
+                (None, Some("q.org"), Some("example.org"), "vm"),
+                s("example.org", "q.org"),
+            ),
+            (
+                (Some("h.test"), None, Some("example.org"), "vm.lan"),
+                s("h.test", "example.org"),
+            ),
+            (
+                (Some("h.test"), Some("q.org"), None, "vm"),
+                s("h.test", "q.org"),
+            ),
+        ];
+        for ((helo, qualify, mailname, host), want) in cases {
+            assert_eq!(
+                id(helo, qualify, mailname, host),
+                want,
+                "{helo:?} {qualify:?} {mailname:?} {host}"
+            );
+        }
+        let file = Path::new("/etc/mailname");
+        assert!(
+            choose_identity(None, None, None, "vm")
+                .warning(file)
+                .unwrap()
+                .contains("`vm`")
+        );
+        assert_eq!(
+            choose_identity(None, None, None, "vm.lan").warning(file),
+            None
+        );
+    }
+
+    #[test]
+    fn mailname_file_first_line_only_if_a_name() {
+        let dir = std::env::temp_dir().join(format!("spoolmail-mailname-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("mailname");
+        for (text, want) in [
+            ("Example.ORG\n", Some("example.org")),
+            ("mail.example.org.\nignored\n", Some("mail.example.org")),
+            ("\n", None),
+            ("bad name\n", None),
+            ("a..b\n", None),
+        ] {
+            std::fs::write(&f, text).unwrap();
+            assert_eq!(read_mailname(&f).as_deref(), want, "{text:?}");
+        }
+        assert_eq!(read_mailname(&dir.join("none")), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

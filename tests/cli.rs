@@ -1241,23 +1241,51 @@ fn no_recipients_is_a_usage_error() {
     t.assert_untouched();
 }
 
+/// A config mistake never loses a submission (issue 13): an unknown key is
+/// a warning naming FILE:LINE, as in Postfix; a value spoolmail cannot use
+/// is a warning too, the message is queued, and the queue run refuses with
+/// exit 78, the reason in the log, while the mail waits.
 #[test]
-fn unknown_config_key_exits_78_with_file_and_line() {
+fn config_mistakes_warn_and_still_queue() {
     let t = spool_with("badkey", "\n# comment\nno_such_key = 1\n");
     let out = t.run(&["-i", "bob@example.com"], SIMPLE);
-    let line = out.assert_fails_one_line(&[78]);
+    out.assert_ok();
     // Lines: comment, spool_dir, log, qualify_domain, delivery_mode,
     // smarthost, empty, comment, the key.
     let want = format!("{}:9:", t.conf.display());
-    assert!(line.contains(&want), "{line} does not name {want}");
-    assert!(line.contains("no_such_key"), "{line}");
-    t.assert_untouched();
+    assert!(
+        out.stderr.contains(&want),
+        "{} does not name {want}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("no_such_key"), "{}", out.stderr);
+    t.only_message();
+    // An unknown key holds nothing: the queue run goes on.
+    t.pass(&[]);
 
-    let t = spool_with("badvalue", "max_message_size = lots\n");
+    let t = spool_with("badvalue", "max_message_size = 25MB\n");
     let out = t.run(&["-i", "bob@example.com"], SIMPLE);
+    out.assert_ok();
+    assert!(
+        out.stderr
+            .contains(&format!("{}:7: max_message_size", t.conf.display())),
+        "{}",
+        out.stderr
+    );
+    let queued = t.only_message();
+    let log = fs::read_to_string(t.log_path()).unwrap();
+    assert!(log.contains("max_message_size: `25MB`"), "{log}");
+    let out = t.run(&["-q"], b"");
     let line = out.assert_fails_one_line(&[78]);
     assert!(line.contains(&format!("{}:7:", t.conf.display())), "{line}");
-    t.assert_untouched();
+    let log = fs::read_to_string(t.log_path()).unwrap();
+    assert!(log.contains("queue run refused"), "{log}");
+    assert_eq!(t.only_message().id, queued.id, "the mail waits");
+    // mailq lists it, and says why it waits.
+    let out = t.run(&["-bp"], b"");
+    assert_eq!(out.code(), Some(78));
+    assert!(out.stdout.contains(&queued.id), "{}", out.stdout);
+    assert!(out.stderr.contains("queue runs wait"), "{}", out.stderr);
 }
 
 #[test]

@@ -465,6 +465,43 @@ fn password_file_others_can_read_is_a_config_error() {
     );
 }
 
+/// A password file only root can read (0600 root:root, the msmtp and
+/// Postfix habit) would hold every other user's mail: it is refused where
+/// the config is checked, with the fix, while submissions still queue.
+#[test]
+fn password_file_only_root_can_read_is_refused_with_the_fix() {
+    if !harness::is_root() {
+        eprintln!("skipped: a root-owned password file needs root");
+        return;
+    }
+    let s = spool("");
+    let pw = s.secret("password", "secret\n");
+    fs::set_permissions(&pw, fs::Permissions::from_mode(0o600)).unwrap();
+    s.reconfigure(&format!(
+        "smarthost = relay.test\nauth_user = alice\nauth_password_file = {}\n",
+        pw.display()
+    ));
+    let out = s.run(&["-bp"], b"");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        out.stderr.contains("only root can read it"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("chmod 0640"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("chown root:spoolmail"),
+        "{}",
+        out.stderr
+    );
+    // A submission still queues, with the same words as a warning.
+    s.submit("bob@example.net");
+    assert_eq!(s.queued().len(), 1);
+    // 0640 with the spool's group is what it asks for, and is accepted.
+    fs::set_permissions(&pw, fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(s.run(&["-bp"], b"").status.code(), Some(0));
+}
+
 #[test]
 fn keys_that_only_make_sense_together() {
     let s = spool("");

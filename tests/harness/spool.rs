@@ -49,6 +49,17 @@ impl Config {
         self
     }
 
+    /// Drops every `key = ...` line, so that the key has its built-in default.
+    pub fn without(mut self, key: &str) -> Config {
+        self.text = self
+            .text
+            .lines()
+            .filter(|l| l.split('=').next().map(str::trim) != Some(key))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        self
+    }
+
     /// Adds `lines` as they are (several lines, comments, errors).
     pub fn lines(mut self, lines: &str) -> Config {
         self.text.push_str(lines);
@@ -132,10 +143,11 @@ impl Spool {
         path
     }
 
-    /// A file only its owner can read (as a password file must be).
+    /// A file only its owner and the spool's group can read (as a password
+    /// file must be: 0640 root:spoolmail in an installed system).
     pub fn secret(&self, name: &str, text: &str) -> PathBuf {
         let path = self.write_file(name, text);
-        set_mode(&path, 0o600);
+        set_mode(&path, 0o640);
         path
     }
 
