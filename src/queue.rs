@@ -400,14 +400,14 @@ fn serve(
 fn assign(i: usize, children: &mut [Child], queues: &mut BTreeMap<Destination, VecDeque<Job>>) {
     let queue = queues.entry(children[i].destination.clone()).or_default();
     let held: Vec<&(Job, Instant)> = children.iter().filter_map(|c| c.job.as_ref()).collect();
-    let free = pick(queue, &held, Instant::now());
-    let reply = match free {
-        None if !queue.is_empty() => return,
-        None => Message::Quit,
-        Some(pos) => Message::Job {
-            id: queue[pos].id.clone(),
-            rcpts: queue[pos].rcpts.clone(),
-        },
+    let (reply, free) = match answer(queue, &held, Instant::now()) {
+        Answer::Wait => return,
+        Answer::Quit => (Message::Quit, None),
+        Answer::Give(pos) => {
+            let job = &queue[pos];
+            let (id, rcpts) = (job.id.clone(), job.rcpts.clone());
+            (Message::Job { id, rcpts }, Some(pos))
+        }
     };
     let child = &mut children[i];
     child.waiting = false;
@@ -419,6 +419,28 @@ fn assign(i: usize, children: &mut [Child], queues: &mut BTreeMap<Destination, V
     {
         let job = queue.remove(pos).expect("found above");
         child.job = Some((job, Instant::now()));
+    }
+}
+
+/// What a child asking for work is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// The message at this position of its destination's queue.
+    Give(usize),
+    /// Nothing yet: the messages left are in other children's hands, and
+    /// come back to the queue if those children die.
+    Wait,
+    /// Nothing left for its destination: exit.
+    Quit,
+}
+
+/// The answer to a child of the destination whose `queue` this is, given
+/// the jobs children hold and since when (see [`pick`]).
+fn answer(queue: &VecDeque<Job>, held: &[&(Job, Instant)], now: Instant) -> Answer {
+    match pick(queue, held, now) {
+        Some(pos) => Answer::Give(pos),
+        None if queue.is_empty() => Answer::Quit,
+        None => Answer::Wait,
     }
 }
 
@@ -599,6 +621,16 @@ mod tests {
         let all: Vec<(Job, Instant)> = queue.iter().map(|j| (j.clone(), now)).collect();
         assert_eq!(held(&all), None);
         assert_eq!(pick(&VecDeque::new(), &[], now), None);
+        // What the asking child is told.
+        let told = |q: &VecDeque<Job>, jobs: &[(Job, Instant)]| {
+            answer(q, &jobs.iter().collect::<Vec<_>>(), now)
+        };
+        let one = [(job("Q1", &["slow.example"]), now)];
+        assert_eq!(told(&queue, &[]), Answer::Give(0));
+        assert_eq!(told(&queue, &one), Answer::Give(1));
+        assert_eq!(told(&queue, &all), Answer::Wait);
+        assert_eq!(told(&VecDeque::new(), &all), Answer::Quit);
+        assert_eq!(told(&VecDeque::new(), &[]), Answer::Quit);
     }
 
     #[test]
