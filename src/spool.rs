@@ -515,8 +515,9 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Writes the envelope and its closing empty line; returns the file offset of
-/// the `body` value, to be patched when 8-bit content turns up.
-fn write_envelope(out: &mut impl Write, e: &Envelope) -> io::Result<u64> {
+/// the `body` value, to be patched when 8-bit content turns up. Public for
+/// the round-trip fuzz target (fuzz/src/spool_records.rs), with `format_state`.
+pub fn write_envelope(out: &mut impl Write, e: &Envelope) -> io::Result<u64> {
     let mut head = String::with_capacity(256);
     use std::fmt::Write as _;
     let _ = writeln!(
@@ -639,7 +640,8 @@ pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> 
     Ok((e, consumed))
 }
 
-fn format_state(state: &State) -> String {
+/// The text of a state file (`queue/QID.state`), as `write_state` stores it.
+pub fn format_state(state: &State) -> String {
     use std::fmt::Write as _;
     let mut out = format!(
         "{STATE_MAGIC}\nattempts {}\nnext {}\n",

@@ -1,0 +1,145 @@
+//! Delivery status notifications built from hostile reply text: the reply
+//! goes the way delivery takes it (`ReplyReader`, `Outcome::from_final`, the
+//! one-line text `record` keeps) into `bounce::queue`, and the stored
+//! bounce's header and its delivery-status fields stay one field a line,
+//! with no control character and one Final-Recipient per failure.
+
+use crate::common::{Bytes, config, take_queued, text};
+use spoolmail::bounce::{self, Failure, Mta};
+use spoolmail::mime::one_line;
+use spoolmail::model::{BodyType, Outcome, Ret};
+use spoolmail::smtp::protocol::ReplyReader;
+use spoolmail::spool::{Envelope, Recipient, Spool};
+
+const ORIGINAL: &[u8] = b"Subject: original\n\nthe body\n";
+
+pub fn check(data: &[u8]) {
+    let mut b = Bytes(data);
+    let flags = b.byte();
+    let mut failures = Vec::new();
+    while !b.is_empty() && failures.len() < 3 {
+        let k = failures.len();
+        failures.push(failure(k, b.until(0xff), flags));
+    }
+    if failures.is_empty() {
+        return;
+    }
+    let original = Envelope {
+        id: "1A2B3C4D.5E6F7.89A".into(),
+        arrival: 1_795_305_600,
+        uid: 1000,
+        sender: "alice@example.org".into(),
+        recipients: failures
+            .iter()
+            .map(|f| Recipient {
+                address: f.address.clone(),
+                orcpt: f.orcpt.clone(),
+            })
+            .collect(),
+        ret: (flags & 4 != 0).then_some(Ret::Full),
+        envid: Some("ENV1".into()),
+        notify: None,
+        body: BodyType::SevenBit,
+        smtputf8: false,
+    };
+    let spool = Spool::new(&config().spool_dir);
+    let mta = Mta {
+        host: "host.example.org",
+        domain: "example.org",
+    };
+    let to = "alice@example.org";
+    let len = ORIGINAL.len() as u64;
+    bounce::queue(
+        &spool,
+        &mta,
+        &original,
+        &mut &ORIGINAL[..],
+        len,
+        &failures,
+        to,
+    )
+    .expect("a bounce is queued");
+    let mut queued = take_queued();
+    assert_eq!(queued.len(), 1);
+    let (env, content) = queued.pop().expect("one bounce");
+    let content = text(&content);
+    let (header, _) = content.split_once("\n\n").expect("a bounce has a header");
+    for line in header.lines() {
+        assert_field_line(line, true);
+    }
+    // The parts by their boundary, as a mail reader splits them (reply text
+    // may well say `Content-Type: message/delivery-status` itself).
+    let boundary = header
+        .split_once("boundary=\"")
+        .and_then(|(_, b)| b.split_once('"'))
+        .expect("a multipart boundary")
+        .0;
+    let status_part = content
+        .split(&format!("\n--{boundary}\n"))
+        .find_map(|part| part.strip_prefix("Content-Type: message/delivery-status\n\n"))
+        .expect("a delivery-status part");
+    let status_part = status_part
+        .split_once(&format!("\n--{boundary}"))
+        .map_or(status_part, |p| p.0);
+    for line in status_part.lines().filter(|l| !l.is_empty()) {
+        assert_field_line(line, false);
+    }
+    let finals = status_part
+        .lines()
+        .filter(|l| l.starts_with("Final-Recipient:"))
+        .count();
+    assert_eq!(finals, failures.len(), "recipients in the report");
+    if crate::common::pending("bounce-8bit") && content.bytes().any(|c| c >= 0x80) {
+        assert_eq!(
+            env.body,
+            BodyType::EightBitMime,
+            "8-bit bounce stored as 7bit"
+        );
+    }
+}
+
+/// A failure whose reason is a server's reply (the bytes, read as lines)
+/// or, when they are no reply, our own error text.
+fn failure(k: usize, bytes: &[u8], flags: u8) -> Failure {
+    let mut reader = ReplyReader::default();
+    let mut reply = None;
+    for line in bytes.split_inclusive(|c| *c == b'\n') {
+        match reader.push(line) {
+            Ok(Some(raw)) => {
+                reply = Some(raw.reply());
+                break;
+            }
+            Ok(None) => {}
+            Err(_) => break,
+        }
+    }
+    let outcome = match reply {
+        Some(r) => Outcome::from_final(&r, "RCPT"),
+        None => Outcome::failed(text(bytes), None),
+    };
+    Failure {
+        address: format!("rcpt{k}@example.com"),
+        orcpt: (flags & 1 != 0).then(|| format!("rcpt{k}")),
+        // What record.rs keeps of an outcome.
+        reason: one_line(&outcome.to_string()),
+        status: outcome.reply().and_then(|r| r.enhanced),
+        remote: outcome
+            .reply()
+            .map(|_| "mx.example.com[192.0.2.1]:25".to_string()),
+        expired: flags & 2 != 0,
+    }
+}
+
+/// `Name: value` (or, in a header, a continuation), without control
+/// characters but a folding tab.
+fn assert_field_line(line: &str, header: bool) {
+    assert!(
+        !line.chars().any(|c| c.is_control() && c != '\t'),
+        "control character in {line:?}"
+    );
+    let continuation = header && line.starts_with([' ', '\t']);
+    let field = line
+        .split_once(':')
+        .is_some_and(|(name, _)| !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b)));
+    assert!(continuation || field, "not a field line: {line:?}");
+}
