@@ -34,9 +34,13 @@ pub fn check(data: &[u8]) {
         aliases_file: Some(path),
         ..config()
     };
+    let names = names
+        .iter()
+        .filter_map(|n| Address::parse(n).ok())
+        .collect();
     let (recipients, _notes) = aliases::resolve(names, &cfg, "example.org");
     for r in &recipients {
-        let a = Address::parse(&r.address).expect("resolved recipients are valid addresses");
+        let a = Address::parse(&r.address.to_string()).expect("resolved recipients are valid");
         assert!(a.is_qualified(), "unqualified recipient {}", r.address);
         if let Some(o) = &r.orcpt {
             assert!(!o.chars().any(char::is_control), "control in ORCPT {o:?}");

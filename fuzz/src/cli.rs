@@ -25,7 +25,7 @@ pub fn check(data: &[u8]) {
         Address::parse(&sub.sender).expect("the sender is a valid address");
     }
     for r in &sub.recipients {
-        Address::parse(r).expect("each recipient is a valid address");
+        Address::parse(&r.to_string()).expect("each recipient is a valid address");
     }
     for text in [&sub.full_name, &sub.envid].into_iter().flatten() {
         assert!(!text.chars().any(char::is_control), "control in {text:?}");

@@ -48,20 +48,14 @@ impl<'a> Bytes<'a> {
     }
 }
 
-/// Properties of findings whose fixes are not on main yet (issue 12):
-/// checked only with `SPOOLMAIL_FUZZ_PENDING=1`, so that the smoke run
-/// stays green until they land. Each is named by its finding; remove the
-/// gate of one once its fix has landed.
-/// - `quoted-specials` (finding 9): a quoted local part holding `<`, `>` or
-///   what looks like an SMTP parameter passes into MAIL FROM and RCPT TO.
-/// - `bounce-8bit` (finding 6): a bounce whose report carries 8-bit text
-///   is stored as `body 7bit`.
-pub fn pending(finding: &str) -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    let on =
-        *ON.get_or_init(|| std::env::var_os("SPOOLMAIL_FUZZ_PENDING").is_some_and(|v| v == "1"));
-    debug_assert!(["quoted-specials", "bounce-8bit"].contains(&finding));
-    on
+/// Characters that reorder or break a line on a terminal (bidi controls,
+/// U+2028 and U+2029, invisible marks): none may reach a header, mailq or
+/// a log from a server's text (issue 12, finding 6).
+pub fn is_spoofing(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x061C | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
+    )
 }
 
 /// Text as a server or caller could send it: invalid UTF-8 replaced.

@@ -7,6 +7,7 @@
 use crate::common::{
     Bytes, assert_clean_header, config, normalized, origin, split_message, take_queued,
 };
+use spoolmail::model::Address;
 use spoolmail::submit::{self, Submission};
 
 pub fn check(data: &[u8]) {
@@ -16,7 +17,7 @@ pub fn check(data: &[u8]) {
     let sub = Submission {
         sender: "alice@example.org".into(),
         recipients: if flags & 1 == 0 {
-            vec!["bob@example.com".into()]
+            vec![Address::parse("bob@example.com").expect("valid")]
         } else {
             vec![]
         },

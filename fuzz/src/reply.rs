@@ -1,9 +1,10 @@
 //! SMTP replies and EHLO answers from a hostile server: the reader never
 //! panics and is bounded, what it keeps has no control characters, a
-//! reply's meaning follows its code (only 2xx ever says sent), and the
+//! reply's meaning follows its code (only 2xx ever says sent), its text is
+//! cut to REPLY_TEXT_KEPT bytes without bidi or separator characters, and the
 //! capabilities parse from any lines.
 
-use spoolmail::limits::{SMTP_MAX_REPLY_LINE, SMTP_MAX_REPLY_LINES};
+use spoolmail::limits::{REPLY_TEXT_KEPT, SMTP_MAX_REPLY_LINE, SMTP_MAX_REPLY_LINES};
 use spoolmail::model::{EnhancedCode, Outcome, Verdict};
 use spoolmail::smtp::protocol::{Capabilities, ReplyReader};
 
@@ -33,7 +34,13 @@ pub fn check(data: &[u8]) {
                 }
                 let reply = raw.reply();
                 let shown = reply.to_string();
-                assert!(!shown.chars().any(char::is_control), "control in {shown:?}");
+                assert!(
+                    !shown
+                        .chars()
+                        .any(|c| c.is_control() || crate::common::is_spoofing(c)),
+                    "control or bidi character in {shown:?}"
+                );
+                assert!(reply.text.len() <= REPLY_TEXT_KEPT + " [truncated]".len());
                 if let Some(e) = reply.enhanced {
                     assert_eq!(u16::from(e.class), reply.code / 100);
                     assert_eq!(EnhancedCode::parse(&e.to_string()), Some(e));

@@ -138,7 +138,7 @@ fn generated(b: &mut Bytes) {
     for (id, want) in ids.iter().zip(&wanted) {
         let i = queued
             .iter()
-            .position(|(e, _)| &e.id == id)
+            .position(|(e, _)| e.id.to_string() == *id)
             .expect("queued id in spool");
         let (_, content) = queued.swap_remove(i);
         assert_stored_whole(&content, want);

@@ -3,7 +3,7 @@
 //! read back either is refused or reads the same after being written again.
 
 use crate::common::{Bytes, text};
-use spoolmail::model::{BodyType, Notify, Ret};
+use spoolmail::model::{Address, BodyType, Notify, QueueId, Ret};
 use spoolmail::spool::{
     Envelope, RcptStatus, Recipient, State, format_state, parse_envelope, parse_state,
     write_envelope,
@@ -40,7 +40,11 @@ fn notify(bits: u8) -> Notify {
 fn envelope_round_trip(b: &mut Bytes) {
     let flags = b.byte();
     let mut e = Envelope {
-        id: value(b),
+        id: QueueId::new(
+            u64::from(b.u16()) << 16 | u64::from(b.u16()),
+            u32::from(b.u16()),
+            u64::from(b.u16()),
+        ),
         arrival: u64::from(b.u16()) << 20 | u64::from(b.u16()),
         uid: u32::from(b.u16()),
         sender: value(b),
@@ -58,7 +62,7 @@ fn envelope_round_trip(b: &mut Bytes) {
     while !b.is_empty() {
         let with_orcpt = b.flag();
         e.recipients.push(Recipient {
-            address: value(b),
+            address: Address::accepted(&value(b)),
             orcpt: with_orcpt.then(|| value(b)),
         });
     }
