@@ -89,8 +89,13 @@ impl<'c> Router<'c> {
     fn mx_targets(&mut self, domain: &str) -> Result<Vec<Target>, RouteError> {
         let port = self.config.smtp_port;
         let fqdn = format!("{}.", domain.trim_end_matches('.'));
+        let servers = dns_servers(self.config.dns_server.as_deref());
         let (rt, resolver) = self.resolver()?;
-        let dns = Dns { rt, resolver };
+        let dns = Dns {
+            rt,
+            resolver,
+            servers: &servers,
+        };
         let mut exchanges = dns.exchanges(domain, &fqdn)?;
         if exchanges.len() == 1 && exchanges[0].1 == "." {
             return Err(RouteError::Permanent(format!(
@@ -147,6 +152,8 @@ impl<'c> Router<'c> {
 struct Dns<'r> {
     rt: &'r tokio::runtime::Runtime,
     resolver: &'r TokioResolver,
+    /// Who is asked, for a failure's message.
+    servers: &'r str,
 }
 
 impl Dns<'_> {
@@ -166,8 +173,10 @@ impl Dns<'_> {
                 "Host or domain name not found. Name service error for name={domain} type=MX: Host not found"
             ))),
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
-            Err(e) => Err(RouteError::Temporary(format!(
-                "DNS lookup of MX for {domain} failed: {e}"
+            Err(e) => Err(RouteError::Temporary(dns_failure(
+                &format!("DNS lookup of MX for {domain}"),
+                self.servers,
+                &e,
             ))),
         }
     }
@@ -185,8 +194,10 @@ impl Dns<'_> {
             Err(e) if e.is_no_records_found() => Err(RouteError::Permanent(format!(
                 "Host or domain name not found: no MX or address records for {domain}"
             ))),
-            Err(e) => Err(RouteError::Temporary(format!(
-                "DNS lookup of {domain} failed: {e}"
+            Err(e) => Err(RouteError::Temporary(dns_failure(
+                &format!("DNS lookup of {domain}"),
+                self.servers,
+                &e,
             ))),
         }
     }
@@ -212,10 +223,15 @@ impl Dns<'_> {
                 }
                 Err(e) => {
                     only_missing_hosts &= e.is_no_records_found();
-                    last_error = format!(
-                        "cannot resolve MX host {} of {domain}: {e}",
+                    let what = format!(
+                        "cannot resolve MX host {} of {domain}",
                         host.trim_end_matches('.')
                     );
+                    last_error = if e.is_no_records_found() {
+                        format!("{what}: {e}")
+                    } else {
+                        dns_failure(&what, self.servers, &e)
+                    };
                 }
             }
         }
@@ -228,6 +244,39 @@ impl Dns<'_> {
             });
         }
         Ok(targets)
+    }
+}
+
+/// The servers a lookup asks: `dns_server`, else /etc/resolv.conf's.
+fn dns_servers(configured: Option<&str>) -> String {
+    if let Some(server) = configured {
+        return server.to_string();
+    }
+    match hickory_resolver::system_conf::read_system_conf() {
+        Ok((conf, _)) if !conf.name_servers().is_empty() => {
+            let mut ips: Vec<String> = conf
+                .name_servers()
+                .iter()
+                .map(|ns| ns.ip.to_string())
+                .collect();
+            ips.dedup();
+            ips.join(", ")
+        }
+        _ => "of /etc/resolv.conf".to_string(),
+    }
+}
+
+/// A lookup that got no usable answer, naming the server asked: hickory
+/// says only "no connections available" when none answered.
+fn dns_failure(what: &str, servers: &str, e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    let silent = ["no connections available", "timed out", "timeout"]
+        .iter()
+        .any(|t| text.to_ascii_lowercase().contains(t));
+    if silent {
+        format!("{what} failed: the DNS server {servers} did not answer ({text})")
+    } else {
+        format!("{what} failed at the DNS server {servers}: {text}")
     }
 }
 

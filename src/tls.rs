@@ -183,6 +183,9 @@ pub struct Tls {
     client_cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     /// Where the trust anchors came from, for `-v`.
     pub anchors: String,
+    /// The anchors are the config's `tls_ca_file`: the hint for a failed
+    /// verification is about that file.
+    own_ca: bool,
 }
 
 impl Tls {
@@ -244,6 +247,7 @@ impl Tls {
             verifier,
             client_cert,
             anchors,
+            own_ca: settings.ca_file.is_some(),
         })
     }
 
@@ -283,9 +287,11 @@ impl Tls {
             if let Err(e) = conn.complete_io(&mut tcp) {
                 let verification = recorder.result.lock().ok().and_then(|mut r| r.take());
                 return Err(match verification {
-                    Some(Err(v)) if require_verified => {
-                        HandshakeError::NotVerified(describe_cert_error(&v))
-                    }
+                    Some(Err(v)) if require_verified => HandshakeError::NotVerified(format!(
+                        "{} ({})",
+                        describe_cert_error(&v),
+                        required_hint(&v, self.own_ca)
+                    )),
                     _ => HandshakeError::Failed(describe_handshake_error(&e)),
                 });
             }
@@ -393,9 +399,110 @@ fn describe_cert_error(e: &rustls::Error) -> String {
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                 "certificate not valid yet".into()
             }
-            other => format!("certificate did not verify: {other:?}"),
+            CertificateError::Other(o) => webpki_words(&format!("{o:?}")),
+            other => cert_error_words(other),
         },
         other => format!("certificate did not verify: {other}"),
+    }
+}
+
+/// The rest of rustls's certificate errors, in words rather than the
+/// enum's name.
+fn cert_error_words(e: &CertificateError) -> String {
+    let words = match e {
+        CertificateError::BadEncoding => "certificate is malformed",
+        CertificateError::BadSignature => "certificate's signature is invalid",
+        CertificateError::Revoked => "certificate has been revoked",
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            "certificate is not for TLS servers (extended key usage)"
+        }
+        CertificateError::UnhandledCriticalExtension => {
+            "certificate has a critical extension that cannot be checked"
+        }
+        _ => return format!("certificate did not verify ({e:?})"),
+    };
+    words.to_string()
+}
+
+/// What webpki found, from its error's name (rustls hands it over only as
+/// `Other(OtherError(Name))`), in words a mail admin reads in mailq.
+fn webpki_words(debug: &str) -> String {
+    const WORDS: &[(&str, &str)] = &[
+        (
+            "CaUsedAsEndEntity",
+            "the server presents a CA certificate (CA:TRUE) as its own; a server needs a \
+             certificate of its own, signed by that CA",
+        ),
+        (
+            "EndEntityUsedAsCa",
+            "a server certificate is used as a CA in the chain",
+        ),
+        (
+            "CertNotValidForName",
+            "certificate not valid for the host name",
+        ),
+        ("CertExpired", "certificate expired"),
+        ("CertNotValidYet", "certificate not valid yet"),
+        ("CertRevoked", "certificate has been revoked"),
+        (
+            "UnknownIssuer",
+            "certificate not signed by a trusted CA (unknown issuer)",
+        ),
+        (
+            "RequiredEkuNotFound",
+            "certificate is not for TLS servers (extended key usage)",
+        ),
+        (
+            "PathLenConstraintViolated",
+            "the certificate chain is longer than its CA allows",
+        ),
+        (
+            "NameConstraintViolation",
+            "certificate names a host its CA may not vouch for",
+        ),
+        (
+            "UnsupportedSignatureAlgorithm",
+            "certificate is signed with an unsupported algorithm",
+        ),
+        (
+            "InvalidSignatureForPublicKey",
+            "certificate's signature is invalid",
+        ),
+        (
+            "UnsupportedCertVersion",
+            "certificate is not X.509 version 3",
+        ),
+        ("BadDer", "certificate is malformed"),
+    ];
+    WORDS
+        .iter()
+        .find(|(name, _)| debug.contains(name))
+        .map(|(_, words)| words.to_string())
+        .unwrap_or_else(|| {
+            let name: String = debug.chars().filter(|c| c.is_alphanumeric()).collect();
+            let name = name.trim_start_matches("OtherError");
+            format!("certificate did not verify ({name})")
+        })
+}
+
+/// What to change when a certificate does not verify under `tls = required`.
+fn required_hint(e: &rustls::Error, own_ca: bool) -> &'static str {
+    let ca = if own_ca {
+        "check that tls_ca_file holds the CA that signed the server's certificate"
+    } else {
+        "set tls_ca_file to the CA that signed it if the server uses a private CA"
+    };
+    match e {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => ca,
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => "name the server in smarthost as its certificate does",
+        rustls::Error::InvalidCertificate(CertificateError::Other(o))
+            if format!("{o:?}").contains("CaUsedAsEndEntity") =>
+        {
+            "give the server a certificate signed by the CA in tls_ca_file"
+        }
+        _ => "tls = opportunistic would send it encrypted without verifying",
     }
 }
 

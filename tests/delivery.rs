@@ -442,6 +442,27 @@ fn dns_config(dns: &Dns, port: u16) -> String {
     format!("dns_server = {}\nsmtp_port = {port}\n", dns.addr())
 }
 
+/// A DNS server that does not answer is named, instead of hickory's bare
+/// "no connections available".
+#[test]
+fn a_dns_server_that_does_not_answer_is_named() {
+    let host = harness::loopback_host();
+    let port = harness::free_port(&host);
+    let server = harness::host_port(&host, port);
+    let s = spool(&format!("dns_server = {server}\n"));
+    s.submit(
+        &["-f", "alice@example.org", "bob@nowhere.test"],
+        &message("dns", "x\n"),
+    );
+    s.pass(&[]);
+    let mailq = s.mailq();
+    assert!(
+        mailq.contains(&format!("the DNS server {server} did not answer")),
+        "{mailq}"
+    );
+    assert_eq!(s.bounces().len(), 0, "{mailq}");
+}
+
 #[test]
 fn mx_routing_with_dnsmasq() {
     let servers = Smtp::start_same_port(&[(Fixture::Sink, &[]), (Fixture::Sink, &[])]);
@@ -480,6 +501,10 @@ fn mx_routing_with_dnsmasq() {
     assert!(
         mailq.contains("DNS lookup of MX for servfail.test failed"),
         "{mailq}"
+    );
+    assert!(
+        mailq.contains(&dns.addr()),
+        "names the server asked: {mailq}"
     );
     // Null MX, NXDOMAIN, a dangling MX: bounced (one DSN each) to alice.
     let bounces = s.bounces();

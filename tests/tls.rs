@@ -250,7 +250,40 @@ fn certificate_that_does_not_verify() {
     ));
     s.assert_deferred("did not verify");
     assert!(s.mailq().contains("unknown issuer"), "{}", s.mailq());
+    // The hint fits the setting: tls_ca_file is set, so it is the suspect.
+    assert!(
+        s.mailq().contains("check that tls_ca_file holds the CA"),
+        "{}",
+        s.mailq()
+    );
     assert_eq!(sink.message_count(), 1);
+}
+
+/// A server that presents the CA certificate itself (a common mistake with
+/// a home-made CA) is refused in words, not as
+/// `Other(OtherError(CaUsedAsEndEntity))`, with what to do about it.
+#[test]
+fn a_ca_certificate_as_the_server_certificate_is_said_in_words() {
+    let pki = Pki::new();
+    let ca_as_server = Cert {
+        cert: pki.ca.clone(),
+        key: pki.dir.join("ca.key"),
+    };
+    let sink = tls_sink(|_| ca_as_server.clone(), &[]);
+    let s = relay(&format!(
+        "smarthost = {}\ntls = required\ntls_ca_file = {}\n",
+        sink.addr(),
+        pki.ca.display()
+    ));
+    s.assert_deferred("did not verify");
+    let mailq = s.mailq();
+    assert!(mailq.contains("presents a CA certificate"), "{mailq}");
+    assert!(mailq.contains("signed by the CA in tls_ca_file"), "{mailq}");
+    assert!(
+        !mailq.contains("OtherError") && !mailq.contains("Other("),
+        "{mailq}"
+    );
+    assert_eq!(sink.message_count(), 0);
 }
 
 #[test]
