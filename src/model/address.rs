@@ -195,7 +195,7 @@ fn check_local(local: &str) -> Result<(), AddressError> {
         return Err(AddressError("empty local part"));
     }
     if local.starts_with('"') {
-        if local.len() < 2 || !local.ends_with('"') {
+        if !is_quoted_string(local) {
             return Err(AddressError("bad quoting"));
         }
     } else if local.split('.').any(str::is_empty)
@@ -204,6 +204,24 @@ fn check_local(local: &str) -> Result<(), AddressError> {
         return Err(AddressError("bad local part"));
     }
     Ok(())
+}
+
+/// One quoted string, whole: no unescaped quote inside and no escape of the
+/// closing one, so that qualifying it cannot move its end (`"""` is not).
+fn is_quoted_string(text: &str) -> bool {
+    let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
+        return false;
+    };
+    let mut escaped = false;
+    for c in inner.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return false,
+            _ => {}
+        }
+    }
+    !escaped
 }
 
 fn check_domain(domain: &str) -> Result<(), AddressError> {
@@ -332,6 +350,12 @@ mod tests {
             ("<a@b>", "bad local part"),
             ("\"a@b", "bad quoting"),
             ("\"@b", "bad quoting"),
+            // Found by the aliases fuzz target: accepted unqualified, these
+            // were refused once qualified (`"""@example.org` reads as one
+            // unterminated quoted string).
+            ("\"\"\"", "bad quoting"),
+            ("\"a\"b\"@c", "bad quoting"),
+            ("\"a\\\"", "bad quoting"),
             ("a@b c", "bad domain"),
             ("a@b>", "bad domain"),
             ("a@", "bad domain"),
