@@ -202,23 +202,25 @@ impl Aliases {
     /// Where `name` (an unqualified recipient) goes.
     pub fn expand(&self, name: &str) -> Expansion {
         let mut out = Expansion::default();
-        self.expand_into(&name.to_ascii_lowercase(), name, &mut Vec::new(), &mut out);
+        let mut walk = Walk::default();
+        self.expand_into(&name.to_ascii_lowercase(), name, &mut walk, &mut out);
         out.addresses.dedup();
         out
     }
 
-    fn expand_into(
-        &self,
-        key: &str,
-        as_written: &str,
-        path: &mut Vec<String>,
-        out: &mut Expansion,
-    ) {
+    fn expand_into(&self, key: &str, as_written: &str, walk: &mut Walk, out: &mut Expansion) {
+        let path = &mut walk.path;
         if path.iter().any(|p| p == key) || path.len() >= MAX_DEPTH {
             out.skipped.push(format!(
                 "{as_written}: alias loop through {}",
                 path.join(" -> ")
             ));
+            return;
+        }
+        // A name reached again by another way (a: b, c; b: d; c: d) has
+        // given its addresses already: expanding it again would add nothing
+        // and, in a file of such diamonds, take exponential time.
+        if !walk.done.insert(key.to_string()) {
             return;
         }
         let entry = self.entries.get(key).or_else(|| self.entries.get("*"));
@@ -232,15 +234,23 @@ impl Aliases {
                 Target::Address(a) => out.addresses.push(a.clone()),
                 // An alias naming itself means the local user of that name.
                 Target::Name(n) if n == key => out.addresses.push(n.clone()),
-                Target::Name(n) => self.expand_into(n, n, path, out),
+                Target::Name(n) => self.expand_into(n, n, walk, out),
                 Target::Pipe(c) => out
                     .skipped
                     .push(format!("{key}: pipe `|{c}` not supported")),
                 Target::File(p) => out.skipped.push(format!("{key}: file `{p}` not supported")),
             }
         }
-        path.pop();
+        walk.path.pop();
     }
+}
+
+/// Where one expansion has been: the names on the way to the current one
+/// (a name met again there is a loop), and every name already expanded.
+#[derive(Default)]
+struct Walk {
+    path: Vec<String>,
+    done: HashSet<String>,
 }
 
 /// Where a submission's recipients go: unqualified names through the
@@ -512,6 +522,28 @@ mod tests {
             vec!["admin@example.org", "o1@x.org", "o2@x.org"]
         );
         assert_eq!(a.expand("nobody").addresses, vec!["nobody"]);
+    }
+
+    #[test]
+    fn diamonds_are_expanded_once_each() {
+        // 18 levels (within ALIAS_MAX_DEPTH) where each of three names
+        // names all three of the next level: 3^18 paths, 57 names. Before
+        // names were expanded once each, this never ended; the fuzzer found
+        // a 66-byte file of the same shape (the second case).
+        let mut text = String::new();
+        for i in 0..18 {
+            for side in ["a", "b", "c"] {
+                text.push_str(&format!("{side}{i}: a{n}, b{n}, c{n}\n", n = i + 1));
+            }
+        }
+        text.push_str("a18: x@example.org\nb18: y@example.org\nc18: z@example.org\n");
+        let a = table(&text);
+        let mut got = a.expand("a0").addresses;
+        got.sort();
+        assert_eq!(got, vec!["x@example.org", "y@example.org", "z@example.org"]);
+        let fuzzed = b"a:: 0\n*:,rr\xff\xff\xff\xff,\xff\xff\xffo,,M: o\xff,\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff,l,\xef\xbf\xbdoo,,M,,,\xff\xff.\x01o,,\xff,\xbfo";
+        let a = table(&String::from_utf8_lossy(fuzzed));
+        assert!(a.expand("a").addresses.len() < 100);
     }
 
     #[test]
