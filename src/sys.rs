@@ -358,6 +358,9 @@ fn with_growing_buffer<T>(
 ///
 /// # Safety
 /// `p` is null or points to a NUL-terminated string that stays valid for the call.
+// SAFETY: an unsafe fn because its caller must uphold the contract above;
+// every caller passes a field of a passwd or group entry that getpwuid_r or
+// getgrnam_r has just filled in, in a buffer alive for the call.
 unsafe fn c_bytes(p: *const libc::c_char) -> Vec<u8> {
     if p.is_null() {
         return Vec::new();
