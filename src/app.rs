@@ -50,6 +50,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
                 select: select.clone(),
                 force: select.is_some(),
                 message: None,
+                owner: None,
             };
             let Some(every) = interval else {
                 queue::run_pass(&config, &selection, inv.verbose)?;

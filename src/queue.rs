@@ -61,6 +61,10 @@ pub struct Selection {
     /// Such a pass opens that message alone: no directory scan, no
     /// leftover recovery, which are the cron pass's work.
     pub message: Option<QueueId>,
+    /// Only the messages submitted by this user (the envelope's `uid`):
+    /// a pass run by an unprivileged user. None: everyone's mail, for
+    /// root, the spool's group and the admin group.
+    pub owner: Option<u32>,
 }
 
 impl Selection {
@@ -70,6 +74,7 @@ impl Selection {
             select: None,
             force: true,
             message: Some(id.clone()),
+            owner: None,
         }
     }
 }
@@ -173,7 +178,9 @@ fn collect_jobs(
                 continue;
             }
         };
-        if selection.select.as_ref().is_some_and(|s| !s.matches(&env)) {
+        if selection.select.as_ref().is_some_and(|s| !s.matches(&env))
+            || selection.owner.is_some_and(|uid| env.uid != uid)
+        {
             continue;
         }
         for (destination, job) in jobs_of(&env, &state, via_smarthost) {
