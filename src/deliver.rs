@@ -131,7 +131,10 @@ impl Worker<'_> {
                 return (JobEnd::Done, Vec::new());
             }
         };
-        let state = self.spool.read_state(id).unwrap_or_default();
+        let Some(state) = record::state_or_hold(&self.spool, &self.spool.entry(id), &mut self.log)
+        else {
+            return (JobEnd::Done, Vec::new());
+        };
         let rcpts = state.undone(indices, envelope.recipients.len());
         if rcpts.is_empty() {
             return (JobEnd::Done, Vec::new());

@@ -73,10 +73,14 @@ fn show_message(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let state = if has_state {
-        spool.read_state(id)?
-    } else {
-        Default::default()
+    // A state that cannot be read holds the message: every recipient is
+    // shown under the reason, as a runner leaves them all alone.
+    let (state, held) = match has_state.then(|| spool.read_state(id)) {
+        Some(Err(e)) if e.kind() != io::ErrorKind::NotFound => {
+            (Default::default(), crate::spool::held_reason(&e))
+        }
+        Some(Ok(state)) => (state, String::new()),
+        _ => (Default::default(), String::new()),
     };
     let mark = if busy { '*' } else { ' ' };
     let sender = if envelope.sender.is_empty() {
@@ -90,7 +94,10 @@ fn show_message(
     // ones not tried yet first, so that none reads as under another's error.
     let mut groups: Vec<(&str, Vec<String>)> = vec![("", Vec::new())];
     for (i, r) in envelope.recipients.iter().enumerate() {
-        let (status, reason) = state.status_of(i);
+        let (status, mut reason) = state.status_of(i);
+        if !held.is_empty() {
+            reason = &held;
+        }
         if matches!(status, RcptStatus::Delivered | RcptStatus::Failed) {
             continue;
         }

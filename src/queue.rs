@@ -152,15 +152,13 @@ fn collect_jobs(
     let mut queues: BTreeMap<Destination, VecDeque<Job>> = BTreeMap::new();
     let entries = match &selection.message {
         Some(id) => vec![spool.entry(id)],
-        None => spool.scan()?,
+        None => scan_logging_strays(spool, log)?,
     };
     for entry in entries {
         // The state first: most of a large queue is waiting for its next
         // attempt, and its envelopes need not be read at all.
-        let state = if entry.has_state {
-            spool.read_state(&entry.id).unwrap_or_default()
-        } else {
-            Default::default()
+        let Some(state) = record::state_or_hold(spool, &entry, log) else {
+            continue;
         };
         if !is_due(&state, now, selection.force) {
             continue;
@@ -183,11 +181,27 @@ fn collect_jobs(
         {
             continue;
         }
+        if env.recipients.is_empty() {
+            record::remove_without_recipients(spool, &env.id, log);
+            continue;
+        }
         for (destination, job) in jobs_of(&env, &state, via_smarthost) {
             queues.entry(destination).or_default().push_back(job);
         }
     }
     Ok(queues)
+}
+
+/// The queue's messages; what is named like one but is not a regular file
+/// is logged and left alone.
+fn scan_logging_strays(spool: &Spool, log: &mut Log) -> Result<Vec<crate::spool::QueueEntry>> {
+    let scan = spool.scan_all()?;
+    for name in scan.strays {
+        log.info(&format!(
+            "queue/{name} is not a regular file: skipped, left alone"
+        ));
+    }
+    Ok(scan.entries)
 }
 
 /// Whether a message is taken by this pass: one never tried, one whose

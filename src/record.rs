@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::log::Log;
 use crate::mime::one_line;
 use crate::model::{EnhancedCode, Outcome, QueueId, Verdict};
-use crate::spool::{Claim, ClaimSlot, Envelope, RcptStatus, Recipient, Spool, State};
+use crate::spool::{Claim, ClaimSlot, Envelope, QueueEntry, RcptStatus, Recipient, Spool, State};
 use crate::system;
 use std::io::{BufReader, Seek, SeekFrom};
 use std::time::Duration;
@@ -327,7 +327,9 @@ pub fn defer(
     let Ok((env, _, _)) = read_claimed(&claim) else {
         return Vec::new();
     };
-    let state = ctx.spool.read_state(id).unwrap_or_default();
+    let Some(state) = state_or_hold(ctx.spool, &ctx.spool.entry(id), log) else {
+        return Vec::new();
+    };
     let outcomes: Vec<(usize, Outcome)> = (state.undone(indices, env.recipients.len()).into_iter())
         .map(|i| (i, Outcome::deferred(reason)))
         .collect();
@@ -338,6 +340,38 @@ pub fn defer(
         log.info(&format!("{id}: cannot record delivery state: {e}"));
         Vec::new()
     })
+}
+
+/// The delivery state of a queued message, or None when it cannot be read:
+/// the message is then left alone (neither delivered nor expired), and the
+/// log says why. Taking it as "never attempted" would send the message again
+/// to every recipient already delivered.
+pub fn state_or_hold(spool: &Spool, entry: &QueueEntry, log: &mut Log) -> Option<State> {
+    if !entry.has_state {
+        return Some(State::default());
+    }
+    match spool.read_state(&entry.id) {
+        Ok(state) => Some(state),
+        // Delivered and removed since (the state goes with the message).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(State::default()),
+        Err(e) => {
+            log.info(&format!("{}: {}", entry.id, crate::spool::held_reason(&e)));
+            None
+        }
+    }
+}
+
+/// Removes a message without recipients (nothing can deliver it), saying so
+/// in the log; left alone when another runner holds it.
+pub fn remove_without_recipients(spool: &Spool, id: &QueueId, log: &mut Log) {
+    let mut slot = ClaimSlot::default();
+    let Ok(Some(claim)) = spool.claim(id, &mut slot) else {
+        return;
+    };
+    match spool.remove(claim) {
+        Ok(()) => log.info(&format!("{id}: message without recipients, removed")),
+        Err(e) => log.info(&format!("{id}: message without recipients: {e}")),
+    }
 }
 
 /// How one outcome is recorded: the recipient's status and its text (one

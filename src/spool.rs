@@ -126,8 +126,18 @@ pub struct Spool {
 
 pub struct QueueEntry {
     pub id: QueueId,
-    /// A state file exists: at least one delivery attempt was made.
+    /// A state file exists: at least one delivery attempt was made. (Also
+    /// when `QID.state` is not a regular file: [`Spool::read_state`] then
+    /// refuses it, and the message is left alone.)
     pub has_state: bool,
+}
+
+/// One scan of `queue/`: the messages, and the names of what is there
+/// that is not a regular file but is named like a message (a FIFO, a
+/// directory, a symbolic link), which no runner opens.
+pub struct Scan {
+    pub entries: Vec<QueueEntry>,
+    pub strays: Vec<String>,
 }
 
 /// A message being written: the envelope has been written; the content goes
@@ -296,49 +306,64 @@ impl Spool {
 
     /// The queued messages, oldest first, from one directory scan.
     pub fn scan(&self) -> Result<Vec<QueueEntry>> {
+        self.scan_all().map(|scan| scan.entries)
+    }
+
+    /// As `scan`, with the strays. The file type comes from the directory
+    /// entry (lstat where the file system does not say): nothing is opened,
+    /// so a FIFO named like a message cannot hang a pass or mailq.
+    pub fn scan_all(&self) -> Result<Scan> {
         let dir = self.queue_dir();
         let entries = std::fs::read_dir(&dir)
             .map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
         let mut ids = Vec::new();
+        let mut strays = Vec::new();
         let mut with_state = std::collections::HashSet::new();
-        for name in entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-        {
+        for entry in entries.filter_map(|e| e.ok()) {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let regular = entry.file_type().is_ok_and(|t| t.is_file());
             match name.strip_suffix(STATE_SUFFIX).map(QueueId::parse) {
                 Some(Some(id)) => {
                     with_state.insert(id);
                 }
-                None => ids.extend(QueueId::parse(&name)),
+                None => match QueueId::parse(&name) {
+                    Some(id) if regular => ids.push(id),
+                    Some(_) => strays.push(name),
+                    None => {}
+                },
                 _ => {}
             }
         }
         ids.sort_unstable();
-        Ok(ids
+        strays.sort_unstable();
+        let entries = ids
             .into_iter()
             .map(|id| QueueEntry {
                 has_state: with_state.contains(&id),
                 id,
             })
-            .collect())
+            .collect();
+        Ok(Scan { entries, strays })
     }
 
     /// One message as `scan` would list it, without reading the directory.
     pub fn entry(&self, id: &QueueId) -> QueueEntry {
         QueueEntry {
             id: id.clone(),
-            has_state: self.state_path(id).exists(),
+            has_state: std::fs::symlink_metadata(self.state_path(id)).is_ok(),
         }
     }
 
     /// Reads a message's envelope and the size of its content.
     pub fn read_envelope(&self, id: &QueueId) -> io::Result<(Envelope, u64)> {
-        read_envelope_from(&File::open(self.message_path(id))?)
+        read_envelope_from(&open_regular(&self.message_path(id))?)
     }
 
     /// As `read_envelope`, and whether a queue runner holds the message now.
     pub fn read_envelope_for_listing(&self, id: &QueueId) -> io::Result<(Envelope, u64, bool)> {
-        let file = File::open(self.message_path(id))?;
+        let file = open_regular(&self.message_path(id))?;
         let busy = fd_lock::RwLock::new(&file).try_read().is_err();
         let (envelope, size) = read_envelope_from(&file)?;
         Ok((envelope, size, busy))
@@ -353,7 +378,7 @@ impl Spool {
         id: &QueueId,
         slot: &'s mut ClaimSlot,
     ) -> io::Result<Option<Claim<'s>>> {
-        let file = match File::open(self.message_path(id)) {
+        let file = match open_regular(&self.message_path(id)) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -424,6 +449,10 @@ impl Spool {
         let now = std::time::SystemTime::now();
         if let Ok(entries) = std::fs::read_dir(self.tmp_dir()) {
             for entry in entries.flatten() {
+                // Never open what is not a regular file (a FIFO would hang).
+                if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                    continue;
+                }
                 let old_enough = entry
                     .metadata()
                     .and_then(|m| m.modified())
@@ -431,11 +460,7 @@ impl Spool {
                 if !old_enough {
                     continue;
                 }
-                let Ok(f) = OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(entry.path())
-                else {
+                let Ok(f) = open_regular(&entry.path()) else {
                     continue;
                 };
                 let mut lock = fd_lock::RwLock::new(f);
@@ -461,13 +486,45 @@ impl Spool {
     }
 
     /// The delivery state, or the empty state when no attempt has been made.
+    /// An Err (a state that cannot be read, is not a regular file, or is not
+    /// a state file spoolmail can parse) must leave the message alone: taken
+    /// as "never attempted", every recipient would get the message again.
     pub fn read_state(&self, id: &QueueId) -> io::Result<State> {
-        match std::fs::read_to_string(self.state_path(id)) {
+        let read = || -> io::Result<String> {
+            let mut text = String::new();
+            io::Read::read_to_string(&mut open_regular(&self.state_path(id))?, &mut text)?;
+            Ok(text)
+        };
+        match read() {
             Ok(text) => parse_state(&text),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
             Err(e) => Err(e),
         }
     }
+}
+
+/// Why a message whose state cannot be read is held, as the log and mailq say it.
+pub fn held_reason(e: &std::io::Error) -> String {
+    format!("delivery state unreadable, message held: {e}")
+}
+
+/// Opens a spool file for reading, only if it is a regular file: never
+/// through a symbolic link, never blocking (a FIFO named like a message
+/// would hang `open` until a writer came), and checked with fstat on the
+/// open descriptor, so nothing can be swapped in between.
+fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => invalid("a symbolic link, not a regular file".into()),
+            _ => e,
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(invalid("not a regular file".into()));
+    }
+    Ok(file)
 }
 
 fn read_envelope_from(file: &File) -> io::Result<(Envelope, u64)> {
