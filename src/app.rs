@@ -50,7 +50,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
                 select: select.clone(),
                 force: select.is_some(),
                 message: None,
-                owner: None,
+                owner: pass_owner(&config, inv.verbose),
             };
             let Some(every) = interval else {
                 queue::run_pass(&config, &selection, inv.verbose)?;
@@ -210,7 +210,7 @@ fn smtp_session(inv: &Invocation, config: &Config) -> Result<u8> {
             let envelope = &done.envelope;
             if mode != DeliveryMode::Queue {
                 // An SMTP client waits for the next reply: delivery goes to the background.
-                let selection = queue::Selection::message(&envelope.id);
+                let selection = own_pass(config, &envelope.id);
                 deliver_in_background(config, &selection);
             }
         },
@@ -310,7 +310,7 @@ fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
     if inv.verbose {
         system::errln(format_args!("spoolmail: queued as {}", envelope.id));
     }
-    let selection = queue::Selection::message(&envelope.id);
+    let selection = own_pass(config, &envelope.id);
     match delivery_mode(inv, config) {
         DeliveryMode::Queue => Ok(exit::OK),
         DeliveryMode::Background => {
@@ -337,6 +337,27 @@ fn sender_warning(config: &Config, origin: &submit::Origin, sender: &str) -> Str
             .unwrap_or_else(|_| format!("uid{}", origin.uid)),
     };
     submit::authentication_warning(origin, &user, false, sender, submit::SenderSetBy::FlagF)
+}
+
+/// Whose mail a queue run may take (see `system::pass_owner`); under `-v`
+/// a run limited to the caller's own messages says so.
+fn pass_owner(config: &Config, verbose: bool) -> Option<u32> {
+    let owner = system::pass_owner(&config.spool_dir, config.admin_group.as_deref());
+    if let (Some(uid), true) = (owner, verbose) {
+        system::errln(format_args!(
+            "spoolmail: queue run limited to your own messages (uid {uid})"
+        ));
+    }
+    owner
+}
+
+/// The pass right after a submission: that message, now, taken as any of
+/// the caller's passes is (only their own, unless they may take everyone's).
+fn own_pass(config: &Config, id: &crate::model::QueueId) -> queue::Selection {
+    queue::Selection {
+        owner: system::pass_owner(&config.spool_dir, config.admin_group.as_deref()),
+        ..queue::Selection::message(id)
+    }
 }
 
 /// `-odb`: a detached grandchild delivers while the caller goes on. It lets

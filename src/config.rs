@@ -99,6 +99,9 @@ pub struct Config {
     pub max_recipients: usize,
     /// Members may set any sender in `-bs` without an X-Authentication-Warning.
     pub trusted_group: Option<String>,
+    /// Members may run queue passes over every user's mail (as root and
+    /// the spool's group may); other users' passes take their own only.
+    pub admin_group: Option<String>,
     /// The aliases file for unqualified recipients; None: no aliases.
     pub aliases_file: Option<PathBuf>,
     /// Where unqualified recipients go when no alias takes them (nullmailer's adminaddr).
@@ -212,6 +215,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             max_recipients: limits::DEFAULT_MAX_RECIPIENTS,
             trusted_group: None,
+            admin_group: None,
             aliases_file: Some(PathBuf::from(DEFAULT_ALIASES)),
             local_recipient_fallback: None,
             masquerade_domain: None,
@@ -713,6 +717,21 @@ pub const KEYS: &[Key] = &[
               `sendmail -bs`'s MAIL FROM; others get an X-Authentication-Warning header \
               when it is not their own address, as Sendmail adds.",
         set: |c, k, v| group_name(k, v).map(|g| c.trusted_group = Some(g)),
+    },
+    Key {
+        name: "admin_group",
+        value: "GROUP",
+        default: KeyDefault::Unset {
+            means: "only root and the spool's group",
+            example: "mailadm",
+        },
+        doc: "Members of this group may run queue passes over every user's mail \
+              (`sendmail -q`, `-qR`, `-qS`, `-qI`), as root and members of the spool's \
+              group (the group of the setgid binary and of `spool_dir`) may. Anyone else's \
+              passes deliver only the messages they submitted themselves, so that no \
+              user's processes (their signals, limits and closed pipes) ever carry \
+              another user's mail.",
+        set: |c, k, v| group_name(k, v).map(|g| c.admin_group = Some(g)),
     },
     Key {
         name: "aliases_file",

@@ -267,6 +267,36 @@ pub fn user_is_trusted(group: Option<&str>) -> bool {
     sys::getgid() == gid || sys::getgroups().is_ok_and(|groups| groups.contains(&gid))
 }
 
+/// Who runs a queue pass, as far as whose mail it may take: `None` for
+/// everyone's (root; a member of the spool's group, which is the binary's
+/// setgid group and the group owning `spool_dir`; a member of
+/// `admin_group`), else `Some(uid)`: only the caller's own messages. The
+/// setgid binary gives every user the spool's group while it runs, so only
+/// the real ids count here: a pass over other users' mail must not run in
+/// processes whose signals, limits and stdio an ordinary user controls.
+pub fn pass_owner(spool_dir: &Path, admin_group: Option<&str>) -> Option<u32> {
+    let uid = sys::getuid();
+    let mut spool_groups = Vec::new();
+    if sys::getegid() != sys::getgid() {
+        spool_groups.push(sys::getegid());
+    }
+    if let Ok(meta) = std::fs::metadata(spool_dir) {
+        spool_groups.push(std::os::unix::fs::MetadataExt::gid(&meta));
+    }
+    if let Some(Ok(Some(gid))) = admin_group.map(sys::getgrnam_gid) {
+        spool_groups.push(gid);
+    }
+    let mut own_groups = sys::getgroups().unwrap_or_default();
+    own_groups.push(sys::getgid());
+    (!may_take_everyones_mail(uid, &own_groups, &spool_groups)).then_some(uid)
+}
+
+/// The rule of [`pass_owner`]: root, or a real or supplementary group
+/// (`own_groups`) among the groups that administer the spool.
+fn may_take_everyones_mail(uid: u32, own_groups: &[u32], spool_groups: &[u32]) -> bool {
+    uid == 0 || own_groups.iter().any(|g| spool_groups.contains(g))
+}
+
 /// Opens a file a caller can name or influence (an `:include:` list) with
 /// the caller's own rights: the effective group is the real one for the
 /// open, so the setgid group's files (the relay password) stay closed to
@@ -307,6 +337,29 @@ pub fn drop_privileges() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_root_and_the_spool_groups_may_take_everyones_mail() {
+        const SPOOL: u32 = 995;
+        const ADMIN: u32 = 27;
+        // (real uid, real and supplementary groups) -> everyone's mail
+        for (uid, groups, everyone) in [
+            (0, &[0][..], true),
+            (0, &[100][..], true),
+            (1000, &[1000][..], false),
+            (1000, &[1000, SPOOL][..], true),
+            (1000, &[SPOOL][..], true),
+            (1000, &[1000, ADMIN, 100][..], true),
+            (1000, &[][..], false),
+        ] {
+            assert_eq!(
+                may_take_everyones_mail(uid, groups, &[SPOOL, ADMIN]),
+                everyone,
+                "uid {uid}, groups {groups:?}"
+            );
+        }
+        assert!(!may_take_everyones_mail(1000, &[1000], &[]));
+    }
 
     #[test]
     fn fqdn_from_etc_hosts() {
