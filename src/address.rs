@@ -372,7 +372,7 @@ fn unqualified_ends(tokens: &[Spanned]) -> Vec<usize> {
                 let close = (i..tokens.len())
                     .find(|&j| tokens[j].0 == Token::Special('>'))
                     .unwrap_or(tokens.len());
-                if close < tokens.len() && lacks_at(&tokens[i + 1..close]).is_some() {
+                if close < tokens.len() && lacks_at(after_route(&tokens[i + 1..close])).is_some() {
                     out.push(tokens[close].1.start);
                 }
                 seen_angle = true;
@@ -397,6 +397,15 @@ fn unqualified_ends(tokens: &[Spanned]) -> Vec<usize> {
         out.extend(lacks_at(&tokens[start..]));
     }
     out
+}
+
+/// The addr-spec of an angle-addr's tokens: what follows an obsolete
+/// source route (`@a,@b:user`), whose `@`s say nothing of the user's own.
+fn after_route(tokens: &[Spanned]) -> &[Spanned] {
+    match tokens.iter().rposition(|(t, _)| *t == Token::Special(':')) {
+        Some(colon) => &tokens[colon + 1..],
+        None => tokens,
+    }
 }
 
 /// For the tokens of one addr-spec: the end of its last token when it has
@@ -597,6 +606,9 @@ mod tests {
                 Some("root@[127.0.0.1], bob@example.org"),
             ),
             ("<a", None),
+            // The user after an obsolete source route, whose `@`s are the route's.
+            ("<@a.b,@c.d:user>", Some("<@a.b,@c.d:user@example.org>")),
+            ("x <()@r@e,@f:u> ", Some("x <()@r@e,@f:u@example.org> ")),
         ] {
             assert_eq!(q(value).as_deref(), want, "{value:?}");
         }

@@ -190,8 +190,10 @@ impl<R: Read, W: Write> Session<'_, R, W> {
         let sender = if addr.is_empty() {
             String::new()
         } else {
-            match address::validate(&addr) {
-                Ok(a) => address::qualify(&a, &self.origin.domain),
+            match address::validate(&addr)
+                .and_then(|a| address::validate(&address::qualify(&a, &self.origin.domain)))
+            {
+                Ok(a) => a,
                 Err(_) => return self.reply(501, "5.1.7 Bad sender address syntax"),
             }
         };

@@ -222,9 +222,11 @@ fn recipients_of(
         recipients.push(r);
     }
     let (recipients, notes) = crate::aliases::resolve(recipients, config, &origin.domain);
-    // Aliases and include files can name addresses too.
+    // Aliases and include files can name addresses too, and qualifying
+    // can take a long name past the longest address.
     for r in &recipients {
         address::check_usual_address(&r.address, allowed)?;
+        address::validate(&r.address.to_string())?;
     }
     if recipients.is_empty() {
         return Err(Error::Usage(if sub.extract_recipients {
@@ -245,7 +247,7 @@ pub fn envelope_sender(given: Option<&str>, origin: &Origin) -> Result<String> {
             Ok(if s.is_empty() {
                 s
             } else {
-                address::qualify(&s, &origin.domain)
+                address::validate(&address::qualify(&s, &origin.domain))?
             })
         }
         None => {

@@ -1673,3 +1673,28 @@ fn invalid_utf8_in_an_address_header_under_t_is_refused() {
         t.assert_untouched();
     }
 }
+
+/// A name that fits alone but not once qualified (the longest address is
+/// 512 characters) is refused at intake, as a recipient, as `-f` and as a
+/// name an alias leads to, instead of being queued for a server to refuse.
+#[test]
+fn a_name_too_long_once_qualified_is_refused() {
+    let t = spool("toolong");
+    let name = "a".repeat(505);
+    let aliases = t.write_file("aliases", &format!("list: {name}\n"));
+    t.configure(
+        &Config::submission()
+            .set("qualify_domain", "example.org")
+            .set("aliases_file", aliases.display()),
+    );
+    for args in [
+        vec!["-i", name.as_str()],
+        vec!["-i", "-f", name.as_str(), "bob@example.net"],
+        vec!["-i", "list"],
+    ] {
+        let out = t.run(&args, b"Subject: x\n\nbody\n");
+        let line = out.assert_fails_one_line(&[65]);
+        assert!(line.contains("longer than 512"), "{args:?}: {line}");
+        assert!(t.queue_files().is_empty(), "{args:?}: nothing queued");
+    }
+}
