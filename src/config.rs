@@ -85,7 +85,8 @@ pub struct Config {
     pub qualify_domain: Option<String>,
     pub log: LogTarget,
     pub max_children: u32,
-    pub retry_schedule: Vec<Duration>,
+    pub retry_schedule: RetrySchedule,
+    /// As set; [`Config::queue_lifetime`] is the one that applies.
     pub max_queue_lifetime: Option<Duration>,
     pub double_bounce_recipient: Option<String>,
     /// At most this many children deliver to one destination at once, so
@@ -118,6 +119,30 @@ pub struct Config {
     pub log_fallback_file: PathBuf,
     /// What was wrong in the file: warnings, and values that hold delivery.
     pub problems: Vec<Problem>,
+}
+
+/// `retry_schedule`: when attempts come, and when the message expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySchedule {
+    /// The first attempt comes `steps[0]` after arrival (0: at once; the
+    /// submission's own delivery does not wait for it), the n-th
+    /// `steps[n-1]` after the one before.
+    pub steps: Vec<Duration>,
+    /// A trailing `...`: the last wait repeats until the queue lifetime.
+    /// Without it, the message expires after the last step's attempt.
+    pub repeat_last: bool,
+}
+
+impl Config {
+    /// How long a message may wait in the queue: `max_queue_lifetime`, else
+    /// 5 days when the schedule repeats (it would never end), else None (the
+    /// schedule's end decides, as it did before schedules could repeat).
+    pub fn queue_lifetime(&self) -> Option<Duration> {
+        self.max_queue_lifetime.or(self
+            .retry_schedule
+            .repeat_last
+            .then_some(limits::DEFAULT_MAX_QUEUE_LIFETIME))
+    }
 }
 
 /// A line of the config file that could not be used. Submissions go on
@@ -204,10 +229,13 @@ impl Default for Config {
             qualify_domain: None,
             log: LogTarget::Syslog,
             max_children: limits::DEFAULT_MAX_CHILDREN,
-            retry_schedule: limits::DEFAULT_RETRY_SCHEDULE
-                .iter()
-                .map(|d| parse_duration(d).unwrap())
-                .collect(),
+            retry_schedule: RetrySchedule {
+                steps: limits::DEFAULT_RETRY_SCHEDULE
+                    .iter()
+                    .map(|d| parse_duration(d).unwrap())
+                    .collect(),
+                repeat_last: true,
+            },
             max_queue_lifetime: None,
             double_bounce_recipient: None,
             max_per_destination: limits::DEFAULT_MAX_PER_DESTINATION,
@@ -622,17 +650,28 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "retry_schedule",
         value: "DURATION ...",
-        default: KeyDefault::Value("0 30m 4h 8h 16h 24h 48h"),
+        default: KeyDefault::Value("0 5m 10m 20m 40m 1h ..."),
         doc: "The waits between delivery attempts: the n-th attempt comes the n-th \
-              duration after the one before; after the last, the message expires and \
-              bounces. The default is about 4.2 days in all.",
+              duration after the one before (the first after arrival: `0`, at once). \
+              A trailing `...` repeats the last wait until `max_queue_lifetime` \
+              (5 days unless set); without it, the message expires and bounces after \
+              the last attempt, as every schedule did before `...` existed (the \
+              former default `0 30m 4h 8h 16h 24h 48h`, about 4.2 days, keeps that \
+              meaning). The default retries after 5, 10, 20 and 40 minutes, then \
+              every hour for 5 days, close to Postfix's (first retry after \
+              minimal_backoff_time 300s, the gap doubling up to maximal_backoff_time \
+              4000s, maximal_queue_lifetime 5d). A local configuration problem (a \
+              refused password, a missing password file) never expires at the \
+              schedule's end: it waits, at the last gap, up to the queue lifetime.",
         set: |c, k, v| retry_schedule(k, v).map(|s| c.retry_schedule = s),
     },
     Key {
         name: "max_queue_lifetime",
         value: "DURATION",
         default: KeyDefault::Unset {
-            means: "the retry schedule alone decides",
+            means: "5d when `retry_schedule` ends in `...` (as the default does); \
+                    otherwise the schedule's end decides, and a local configuration \
+                    problem waits 5d",
             example: "5d",
         },
         doc: "Bounce a message this long after it arrived, whatever the schedule.",
@@ -976,16 +1015,24 @@ fn log_target(key: &str, v: &str) -> std::result::Result<LogTarget, String> {
     })
 }
 
-fn retry_schedule(key: &str, v: &str) -> std::result::Result<Vec<Duration>, String> {
-    let schedule = words(v)
-        .map(|d| {
-            parse_duration(d).ok_or(format!("{key}: `{d}` is not a duration (30s, 30m, 4h, 2d)"))
+fn retry_schedule(key: &str, v: &str) -> std::result::Result<RetrySchedule, String> {
+    let mut words: Vec<&str> = words(v).collect();
+    let repeat_last = words.last() == Some(&"...");
+    if repeat_last {
+        words.pop();
+    }
+    let steps = words
+        .into_iter()
+        .map(|d| match d {
+            "..." => Err(format!("{key}: `...` may only end the schedule")),
+            _ => parse_duration(d)
+                .ok_or(format!("{key}: `{d}` is not a duration (30s, 30m, 4h, 2d)")),
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    if schedule.is_empty() {
+    if steps.is_empty() {
         return Err(format!("{key}: needs at least one duration"));
     }
-    Ok(schedule)
+    Ok(RetrySchedule { steps, repeat_last })
 }
 
 fn address(key: &str, v: &str) -> std::result::Result<String, String> {
@@ -1130,7 +1177,9 @@ mod tests {
         let c = parse("# nothing\n\n").unwrap();
         assert_eq!(c.spool_dir, Path::new(DEFAULT_SPOOL));
         assert_eq!(c.max_message_size, 50 * 1024 * 1024);
-        assert_eq!(c.retry_schedule.len(), 7);
+        assert_eq!(c.retry_schedule.steps.len(), 6);
+        assert!(c.retry_schedule.repeat_last);
+        assert_eq!(c.queue_lifetime(), Some(Duration::from_secs(5 * 86400)));
         assert!(c.smarthosts.is_empty());
     }
 
@@ -1154,13 +1203,17 @@ mod tests {
         assert_eq!(c.max_message_size, 10 * 1024 * 1024);
         assert_eq!(c.log, LogTarget::File("/var/log/spoolmail.log".into()));
         assert_eq!(
-            c.retry_schedule,
+            c.retry_schedule.steps,
             vec![
                 Duration::ZERO,
                 Duration::from_secs(60),
                 Duration::from_secs(7200)
             ]
         );
+        // Without `...`, as every schedule was before: the schedule's end
+        // decides, not a default lifetime.
+        assert!(!c.retry_schedule.repeat_last);
+        assert_eq!(c.queue_lifetime(), None);
     }
 
     /// The reference says what the defaults are: setting a key to its
@@ -1247,6 +1300,14 @@ mod tests {
             (
                 "retry_schedule = ,",
                 "retry_schedule: needs at least one duration",
+            ),
+            (
+                "retry_schedule = ...",
+                "retry_schedule: needs at least one duration",
+            ),
+            (
+                "retry_schedule = 0 ... 1h",
+                "retry_schedule: `...` may only end the schedule",
             ),
             (
                 "max_queue_lifetime = 5y",

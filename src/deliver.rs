@@ -26,8 +26,9 @@ use std::os::unix::net::UnixStream;
 /// What a job ended with, as far as the parent needs to know.
 enum JobEnd {
     Done,
-    /// No host of the destination could be reached: skip it for this pass.
-    DestinationDead(String),
+    /// No host of the destination could be reached, for this reason: skip
+    /// it for this pass.
+    DestinationDead(Outcome),
 }
 
 pub struct Worker<'c> {
@@ -105,7 +106,7 @@ pub fn worker_main(
             .collect();
         lines.push(match end {
             JobEnd::Done => Message::Next,
-            JobEnd::DestinationDead(reason) => Message::Dead { reason },
+            JobEnd::DestinationDead(why) => dead(why),
         });
         report = lines.iter().map(Message::encode).collect();
     }
@@ -143,8 +144,8 @@ impl Worker<'_> {
         let (outcomes, relay) = match self.connection() {
             Ok(()) => self.transaction(&claim, &envelope, &rcpts, header_len, size),
             Err((outcome, dead)) => {
-                if let Some(reason) = dead {
-                    end = JobEnd::DestinationDead(reason);
+                if dead.is_some() {
+                    end = JobEnd::DestinationDead(outcome.clone());
                 }
                 (rcpts.iter().map(|&i| (i, outcome.clone())).collect(), None)
             }
@@ -183,7 +184,8 @@ impl Worker<'_> {
         // A broken tls_ca_file or an unreadable password file: the admin
         // can fix it, the mail waits.
         if let Err(broken) = self.load_tls_and_credentials(implicit.contains(&true)) {
-            return Err((Outcome::deferred(broken.clone()), Some(broken)));
+            let outcome = Outcome::misconfigured(broken);
+            return Err((outcome.clone(), Some(outcome.to_string())));
         }
         let mut errors = Vec::new();
         for (t, implicit) in targets.iter().zip(implicit) {
@@ -197,6 +199,13 @@ impl Worker<'_> {
                     }
                     self.client = Some(c);
                     return Ok(());
+                }
+                // Ours to fix (credentials refused, a certificate that
+                // does not verify under `tls = required`): the next host
+                // would be configured the same.
+                Err(e) if e.misconfigured => {
+                    let outcome = Outcome::misconfigured(e.text);
+                    return Err((outcome.clone(), Some(outcome.to_string())));
                 }
                 Err(e) => errors.push((e.text, e.permanent)),
             }
@@ -391,6 +400,18 @@ impl Worker<'_> {
             }
         };
         result.map(|o| (o, relay.clone())).map_err(|e| (e, relay))
+    }
+}
+
+/// What the parent is told of a destination that cannot be used in this
+/// pass: a local configuration problem defers the rest of its queue as one
+/// too, never to expire before `max_queue_lifetime`.
+fn dead(why: Outcome) -> Message {
+    match why {
+        Outcome::Local(l) if l.misconfigured => Message::Misconfigured { reason: l.text },
+        other => Message::Dead {
+            reason: other.to_string(),
+        },
     }
 }
 

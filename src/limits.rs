@@ -157,9 +157,15 @@ pub const LOOKUP_BUFFER_MAX: usize = 1 << 20;
 
 // ---- Defaults of the settings (config.rs has the settings) ----
 
-/// `retry_schedule`: when the attempts after the first come, counted from
-/// the previous one: the n-th attempt waits the n-th duration, about 4.2 days in all.
-pub const DEFAULT_RETRY_SCHEDULE: &[&str] = &["0", "30m", "4h", "8h", "16h", "24h", "48h"];
+/// `retry_schedule`: when the attempts come, each counted from the one
+/// before, the last wait repeating (`...`) until the queue lifetime: the
+/// next attempt comes quickly after a short outage, and the gap never
+/// grows past an hour (Postfix: 300s doubling up to 4000s).
+pub const DEFAULT_RETRY_SCHEDULE: &[&str] = &["0", "5m", "10m", "20m", "40m", "1h"];
+/// The queue lifetime of a repeating schedule when `max_queue_lifetime` is
+/// not set, and of a local configuration problem: Postfix's
+/// maximal_queue_lifetime.
+pub const DEFAULT_MAX_QUEUE_LIFETIME: Duration = Duration::from_secs(5 * 86400);
 /// `connect_timeout`: Postfix's smtp_connect_timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The SMTP command time-outs of RFC 5321 section 4.5.3.2: 5 minutes for

@@ -5,7 +5,7 @@
 //! The child speaks first and after every job: any `failed` lines for
 //! recipients that failed for good (so that `-odi -oep` can report them),
 //! then `next`, or `dead REASON` when its destination cannot be reached at
-//! all. The parent answers `job QID I,J,...` (the message and the indices of
+//! all (`misconfigured REASON` when that is a local configuration problem). The parent answers `job QID I,J,...` (the message and the indices of
 //! the recipients to try) or `quit`.
 
 use crate::mime::one_line;
@@ -23,6 +23,11 @@ pub enum Message {
     /// Child to parent: the last job is recorded, and no host of the
     /// destination could be reached; defer the rest of its queue.
     Dead { reason: String },
+    /// Child to parent: as `Dead`, because of a local configuration
+    /// problem (refused credentials, a missing password file): the rest of
+    /// its queue waits for the admin, and is never failed before
+    /// `max_queue_lifetime`.
+    Misconfigured { reason: String },
     /// Child to parent: this recipient failed for good in the last job.
     Failed {
         id: QueueId,
@@ -44,6 +49,9 @@ impl Message {
             Message::Quit => "quit\n".to_string(),
             Message::Next => "next\n".to_string(),
             Message::Dead { reason } => format!("dead {}\n", one_line(reason)),
+            Message::Misconfigured { reason } => {
+                format!("misconfigured {}\n", one_line(reason))
+            }
             Message::Failed { id, index, reason } => {
                 format!("failed {id} {index} {}\n", one_line(reason))
             }
@@ -59,6 +67,9 @@ impl Message {
             "quit" if rest.is_empty() => Some(Message::Quit),
             "next" if rest.is_empty() => Some(Message::Next),
             "dead" => Some(Message::Dead {
+                reason: rest.to_string(),
+            }),
+            "misconfigured" => Some(Message::Misconfigured {
                 reason: rest.to_string(),
             }),
             "job" => {
@@ -117,6 +128,12 @@ mod tests {
                 "dead connect to mx.example.org[192.0.2.1]:25: refused\n",
             ),
             (Message::Dead { reason: "".into() }, "dead \n"),
+            (
+                Message::Misconfigured {
+                    reason: "cannot read auth_password_file /etc/pw".into(),
+                },
+                "misconfigured cannot read auth_password_file /etc/pw\n",
+            ),
             (
                 Message::Failed {
                     id: qid(),

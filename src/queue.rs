@@ -16,7 +16,7 @@ use crate::deliver;
 use crate::error::{Error, Result};
 use crate::limits::{LEFTOVER_MIN_AGE, PASS_READ_PIECE, PASS_TICK, STALLED_AFTER};
 use crate::log::Log;
-use crate::model::{Destination, QueueId};
+use crate::model::{Destination, Outcome, QueueId};
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext};
 use crate::spool::{Envelope, Selector, Spool, State};
@@ -386,7 +386,8 @@ fn serve(
                 continue;
             }
             Some(Message::Next) => None,
-            Some(Message::Dead { reason }) => Some(reason),
+            Some(Message::Dead { reason }) => Some(Outcome::deferred(reason)),
+            Some(Message::Misconfigured { reason }) => Some(Outcome::misconfigured(reason)),
             _ => {
                 log.info(&format!(
                     "delivery child for {} said {:?}: ignored",
@@ -402,7 +403,7 @@ fn serve(
             // Every other message for this destination would wait out the same failure.
             if let Some(queue) = queues.get_mut(&children[i].destination) {
                 for job in queue.drain(..) {
-                    let failed = record::defer(ctx, &job.id, &job.rcpts, &reason, log);
+                    let failed = record::defer_with(ctx, &job.id, &job.rcpts, &reason, log);
                     summary
                         .failed
                         .extend(failed.into_iter().map(|(i, t)| (job.id.clone(), i, t)));

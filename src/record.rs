@@ -85,6 +85,9 @@ pub fn record(
 #[derive(Debug, Clone, Copy)]
 pub struct Policy<'a> {
     pub schedule: &'a [Duration],
+    /// The schedule's last wait repeats (`...`) until `lifetime`.
+    pub repeat: bool,
+    /// [`Config::queue_lifetime`].
     pub lifetime: Option<Duration>,
     pub double_bounce: Option<&'a str>,
 }
@@ -92,10 +95,18 @@ pub struct Policy<'a> {
 impl<'a> Policy<'a> {
     pub fn of(config: &'a Config) -> Policy<'a> {
         Policy {
-            schedule: &config.retry_schedule,
-            lifetime: config.max_queue_lifetime,
+            schedule: &config.retry_schedule.steps,
+            repeat: config.retry_schedule.repeat_last,
+            lifetime: config.queue_lifetime(),
             double_bounce: config.double_bounce_recipient.as_deref(),
         }
+    }
+
+    /// How long a local configuration problem waits: never less than the
+    /// queue lifetime, whatever the schedule says.
+    fn local_lifetime(&self) -> Duration {
+        self.lifetime
+            .unwrap_or(crate::limits::DEFAULT_MAX_QUEUE_LIFETIME)
     }
 }
 
@@ -167,16 +178,22 @@ pub fn decide(
     now: u64,
     policy: &Policy,
 ) -> Decision {
-    let step = Step::of(&state, env.arrival, now, policy.schedule, policy.lifetime);
+    let step = Step::under(&state, env.arrival, now, policy);
     state.attempts = step.attempts;
     if let Some(next) = step.next_attempt {
         state.next_attempt = next;
     }
+    let local_expiry =
+        (step.age >= policy.local_lifetime().as_secs()).then_some((step.attempts, step.age));
     let mut log = Vec::with_capacity(outcomes.len());
     let mut failures = Vec::new();
     for (i, outcome) in outcomes {
         let r = &env.recipients[*i];
-        let rec = recorded(outcome, step.expiry);
+        let expiry = match outcome.is_misconfigured() {
+            true => local_expiry,
+            false => step.expiry,
+        };
+        let rec = recorded(outcome, expiry);
         log.push(format!(
             "{}: to=<{}>, relay={}, delay={}, dsn={}, status={} ({})",
             env.id,
@@ -192,6 +209,9 @@ pub fn decide(
         }
         state.set(*i, rec.status, &rec.text);
     }
+    if let Some(next) = local_wait(outcomes, &step, now, policy) {
+        state.next_attempt = next;
+    }
     let bounce_to = if failures.is_empty() {
         None
     } else {
@@ -205,6 +225,21 @@ pub fn decide(
         attempted: outcomes.iter().map(|(i, _)| *i).collect(),
         recipients: env.recipients.len(),
     }
+}
+
+/// When to try again a message kept past the end of a schedule that does
+/// not repeat by a local configuration problem: at the schedule's last
+/// gap, not at every pass. None: as the schedule says.
+fn local_wait(
+    outcomes: &[(usize, Outcome)],
+    step: &Step,
+    now: u64,
+    policy: &Policy,
+) -> Option<u64> {
+    let waiting = outcomes.iter().any(|(_, o)| o.is_misconfigured());
+    let last = policy.schedule.last().copied().unwrap_or_default();
+    (waiting && step.expiry.is_some() && step.next_attempt.is_some())
+        .then_some(now + last.as_secs())
 }
 
 /// What the bounce says of a recipient recorded as failed.
@@ -260,6 +295,23 @@ impl Step {
             expiry: out_of_time.then_some((attempts, age)),
             age,
         }
+    }
+
+    /// [`Step::of`] under a policy: a schedule that repeats (`...`) never
+    /// runs out; its last wait comes again until the lifetime expires it.
+    fn under(state: &State, arrival: u64, now: u64, policy: &Policy) -> Step {
+        let mut step = Step::of(state, arrival, now, policy.schedule, policy.lifetime);
+        if policy.repeat {
+            let lived = policy.lifetime.is_some_and(|l| step.age >= l.as_secs());
+            step.expiry = lived.then_some((step.attempts, step.age));
+            let last = policy.schedule.last().copied().unwrap_or_default();
+            if step.attempts as usize >= policy.schedule.len()
+                && let Some(next) = &mut step.next_attempt
+            {
+                *next = now + last.as_secs();
+            }
+        }
+        step
     }
 }
 
@@ -320,6 +372,18 @@ pub fn defer(
     reason: &str,
     log: &mut Log,
 ) -> Vec<(usize, String)> {
+    defer_with(ctx, id, indices, &Outcome::deferred(reason), log)
+}
+
+/// As [`defer`], with the deferral's outcome (a local configuration
+/// problem is recorded as one).
+pub fn defer_with(
+    ctx: &RecordContext,
+    id: &QueueId,
+    indices: &[usize],
+    outcome: &Outcome,
+    log: &mut Log,
+) -> Vec<(usize, String)> {
     let mut slot = ClaimSlot::default();
     let Ok(Some(claim)) = ctx.spool.claim(id, &mut slot) else {
         return Vec::new();
@@ -331,7 +395,7 @@ pub fn defer(
         return Vec::new();
     };
     let outcomes: Vec<(usize, Outcome)> = (state.undone(indices, env.recipients.len()).into_iter())
-        .map(|i| (i, Outcome::deferred(reason)))
+        .map(|i| (i, outcome.clone()))
         .collect();
     if outcomes.is_empty() {
         return Vec::new();
@@ -611,6 +675,7 @@ mod tests {
         for (what, before, lifetime, outcomes, statuses, attempts, next, owed, finished) in cases {
             let policy = Policy {
                 schedule: &schedule,
+                repeat: false,
                 lifetime,
                 double_bounce: None,
             };
@@ -652,6 +717,7 @@ mod tests {
     fn a_failure_notice_names_the_server_only_for_its_own_refusal() {
         let policy = Policy {
             schedule: &[Duration::ZERO],
+            repeat: false,
             lifetime: None,
             double_bounce: None,
         };
@@ -707,6 +773,7 @@ mod tests {
     fn a_notice_that_cannot_be_queued_puts_its_recipients_back() {
         let policy = Policy {
             schedule: &[Duration::ZERO, Duration::from_secs(60)],
+            repeat: false,
             lifetime: None,
             double_bounce: None,
         };
@@ -761,6 +828,7 @@ mod tests {
         for (sender, notify, rcpt, double, outcomes, to) in cases {
             let policy = Policy {
                 schedule: &[Duration::ZERO],
+                repeat: false,
                 lifetime: None,
                 double_bounce: double,
             };
@@ -904,5 +972,94 @@ mod tests {
         // `retry_schedule = 0`: one attempt, and what it defers expires.
         let once = Step::of(&state(0, 0), arrival, now, &[m(0)], None);
         assert_eq!((once.attempts, once.expiry), (1, Some((1, 3600))));
+    }
+
+    #[test]
+    fn a_repeating_schedule_waits_its_last_gap_until_the_lifetime() {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        let schedule = [m(0), m(5), m(10), m(60)];
+        let (arrival, now) = (1_000_000, 1_000_000 + 3600);
+        let state = |attempts: u32, next_attempt: u64| State {
+            attempts,
+            next_attempt,
+            ..State::default()
+        };
+        let policy = |lifetime: Option<Duration>| Policy {
+            schedule: &schedule,
+            repeat: true,
+            lifetime,
+            double_bounce: None,
+        };
+        // (attempts made, next, lifetime) -> (attempts, next, expired)
+        let cases: Vec<(u32, u64, Option<Duration>, u32, Option<u64>, bool)> = vec![
+            (0, 0, Some(m(600)), 1, Some(now + 300), false),
+            (2, now, Some(m(600)), 3, Some(now + 3600), false),
+            // Past the listed steps: the last gap again, no expiry.
+            (3, now, Some(m(600)), 4, Some(now + 3600), false),
+            (40, now, Some(m(600)), 41, Some(now + 3600), false),
+            (40, now, None, 41, Some(now + 3600), false),
+            // The lifetime ends it.
+            (40, now, Some(m(60)), 41, Some(now + 3600), true),
+            // Forced early: nothing counted or moved.
+            (40, now + 9, Some(m(600)), 40, None, false),
+        ];
+        for (made, next, lifetime, attempts, next_attempt, expired) in cases {
+            let step = Step::under(&state(made, next), arrival, now, &policy(lifetime));
+            let expected = Step {
+                attempts,
+                next_attempt,
+                expiry: expired.then_some((attempts, 3600)),
+                age: 3600,
+            };
+            assert_eq!(step, expected, "{made} made, next {next}, {lifetime:?}");
+        }
+    }
+
+    #[test]
+    fn a_local_configuration_problem_waits_for_the_queue_lifetime() {
+        let local = Outcome::misconfigured("cannot read auth_password_file /x");
+        assert_eq!(
+            local.to_string(),
+            "local configuration problem: cannot read auth_password_file /x"
+        );
+        let env = envelope("alice@example.org", None, &["a@x", "b@x"]);
+        let outcomes = [(0, local.clone()), (1, reply(451, "4.3.0 later"))];
+        // A schedule that ends at once: the ordinary deferral expires, the
+        // local problem waits, at the schedule's last gap.
+        let short = [Duration::ZERO, Duration::from_secs(600)];
+        let policy = |lifetime: Option<Duration>| Policy {
+            schedule: &short,
+            repeat: false,
+            lifetime,
+            double_bounce: None,
+        };
+        let state = State {
+            attempts: 1,
+            next_attempt: NOW,
+            ..State::default()
+        };
+        let d = decide(&env, state.clone(), &outcomes, None, NOW, &policy(None));
+        assert_eq!(word(&d, 0), "deferred");
+        assert_eq!(word(&d, 1), "expired");
+        assert_eq!(d.state.next_attempt, NOW + 600);
+        assert_eq!(
+            d.state.status_of(0).1,
+            "local configuration problem: cannot read auth_password_file /x"
+        );
+        assert!(
+            d.log[0].contains("dsn=4.3.5, status=deferred"),
+            "{}",
+            d.log[0]
+        );
+        // Past the queue lifetime it expires too.
+        let d = decide(
+            &env,
+            state,
+            &outcomes,
+            None,
+            NOW,
+            &policy(Some(Duration::from_secs(60))),
+        );
+        assert_eq!(word(&d, 0), "expired");
     }
 }

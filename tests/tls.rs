@@ -628,3 +628,76 @@ fn client_certificate_presented_when_configured() {
     assert_eq!(s.queue_ids().len(), 1, "still queued: {}", s.mailq());
     assert_eq!(s.bounces().len(), 0);
 }
+
+/// Our own faults are the admin's to fix, not the sender's: a password the
+/// server refuses, a password file that is missing, a certificate that does
+/// not verify under `tls = required`. With a schedule that would expire
+/// the message after its first attempt, each waits, says "local
+/// configuration problem" in mailq and the log, and bounces only at
+/// `max_queue_lifetime`.
+#[test]
+fn local_configuration_problems_wait_for_the_queue_lifetime() {
+    let pki = Pki::new();
+    let good = tls_sink(|h| pki.server(&[h]), &["--auth=alice:the-right-one"]);
+    let unverified = tls_sink(|h| pki.self_signed(&[h]), &[]);
+    // (what, the config it makes for a spool, the reason shown)
+    type Case<'a> = (&'a str, Box<dyn Fn(&Spool) -> String + 'a>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "535",
+            Box::new(|s| {
+                format!(
+                    "smarthost = {}\ntls = required\n{}",
+                    good.addr(),
+                    auth_config(s, &pki.ca, PASSWORD)
+                )
+            }),
+            "local configuration problem: SASL authentication failed",
+        ),
+        (
+            "missing password file",
+            Box::new(|s| {
+                let config = format!(
+                    "smarthost = {}\ntls = required\n{}",
+                    good.addr(),
+                    auth_config(s, &pki.ca, PASSWORD)
+                );
+                fs::remove_file(s.root().join("password")).unwrap();
+                config
+            }),
+            "local configuration problem: ",
+        ),
+        (
+            "certificate",
+            Box::new(|_| {
+                format!(
+                    "smarthost = {}\ntls = required\ntls_ca_file = {}\n",
+                    unverified.addr(),
+                    pki.ca.display()
+                )
+            }),
+            "local configuration problem: TLS is required, but the certificate",
+        ),
+    ];
+    for (what, config, reason) in cases {
+        let s = spool("");
+        let config = format!("{}retry_schedule = 0\n", config(&s));
+        s.reconfigure(&config);
+        s.submit("bob@example.net");
+        for _ in 0..2 {
+            s.run_ok(&["-qR@"], b"");
+        }
+        assert_eq!(s.queue_ids().len(), 1, "{what}: {}", s.log());
+        assert!(s.bounces().is_empty(), "{what}: {}", s.log());
+        let (mailq, log) = (s.mailq(), s.log());
+        assert!(mailq.contains(reason), "{what}: {mailq}");
+        assert!(log.contains(reason), "{what}: {log}");
+        assert!(log.contains("dsn=4.3.5, status=deferred"), "{what}: {log}");
+        // The queue lifetime ends the wait.
+        s.reconfigure(&format!("{config}max_queue_lifetime = 1s\n"));
+        std::thread::sleep(Duration::from_millis(1100));
+        s.run_ok(&["-qR@"], b"");
+        assert_eq!(s.bounces().len(), 1, "{what}: {}", s.log());
+    }
+    assert_eq!(good.message_count() + unverified.message_count(), 0);
+}

@@ -199,6 +199,12 @@ pub struct Local {
     /// the class's `x.0.0`.
     pub status: Option<EnhancedCode>,
     pub text: String,
+    /// A fault of this host's configuration (a password the server
+    /// refused, a missing password or key file, a certificate that does not
+    /// verify under `tls = required`): the admin's to fix, not the sender's,
+    /// so the mail waits, up to `max_queue_lifetime`, and is never failed
+    /// before. Shown as "local configuration problem: TEXT".
+    pub misconfigured: bool,
 }
 
 /// What one attempt did for one recipient.
@@ -230,7 +236,24 @@ impl Outcome {
             permanent: false,
             status: None,
             text: sanitize(&text.into()),
+            misconfigured: false,
         })
+    }
+
+    /// A local configuration problem (see [`Local::misconfigured`]):
+    /// deferred, with RFC 3463's 4.3.5 "system incorrectly configured".
+    pub fn misconfigured(text: impl Into<String>) -> Outcome {
+        Outcome::Local(Local {
+            permanent: false,
+            status: Some(EnhancedCode::new(4, 3, 5)),
+            text: sanitize(&text.into()),
+            misconfigured: true,
+        })
+    }
+
+    /// Whether this is a local configuration problem.
+    pub fn is_misconfigured(&self) -> bool {
+        matches!(self, Outcome::Local(l) if l.misconfigured)
     }
 
     pub fn failed(text: impl Into<String>, status: Option<EnhancedCode>) -> Outcome {
@@ -238,6 +261,7 @@ impl Outcome {
             permanent: true,
             status,
             text: sanitize(&text.into()),
+            misconfigured: false,
         })
     }
 
@@ -280,6 +304,9 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Reply(r) => r.fmt(f),
+            Outcome::Local(l) if l.misconfigured => {
+                write!(f, "local configuration problem: {}", l.text)
+            }
             Outcome::Local(l) => f.write_str(&l.text),
         }
     }

@@ -40,6 +40,11 @@ pub struct SessionError {
     /// The TLS handshake failed (not: the certificate did not verify): a
     /// new connection without TLS may work, where policy allows it.
     pub tls_failed: bool,
+    /// The fault is this host's configuration (the server refused the
+    /// credentials, or its certificate did not verify under `tls =
+    /// required`): the mail waits for the admin, and never bounces for it
+    /// before `max_queue_lifetime`.
+    pub misconfigured: bool,
 }
 
 impl SessionError {
@@ -49,6 +54,15 @@ impl SessionError {
             permanent: false,
             stale: false,
             tls_failed: false,
+            misconfigured: false,
+        }
+    }
+
+    /// A local configuration problem (see `misconfigured`).
+    pub fn misconfigured(text: String) -> SessionError {
+        SessionError {
+            misconfigured: true,
+            ..SessionError::temporary(text)
         }
     }
 }
@@ -254,7 +268,9 @@ impl Client {
     /// AUTH with the first mechanism the server offers that the credentials
     /// can use. Credentials go only over TLS whose certificate verified,
     /// unless `auth_allow_plaintext`. Every failure is temporary: a 535 may
-    /// be a password about to be fixed, and must never bounce mail.
+    /// be a password about to be fixed, and must never bounce mail. Refused
+    /// credentials and a configuration that does not fit the server are
+    /// local configuration problems, which wait up to `max_queue_lifetime`.
     fn authenticate(&mut self, creds: &Credentials, t: &Timeouts) -> Result<(), SessionError> {
         let verified = self
             .tls
@@ -274,7 +290,7 @@ impl Client {
                 self.peer
             );
             self.quit_in_place();
-            return Err(SessionError::temporary(text));
+            return Err(SessionError::misconfigured(text));
         }
         if self.caps.auth.is_empty() {
             let text = format!(
@@ -282,7 +298,7 @@ impl Client {
                 self.peer
             );
             self.quit_in_place();
-            return Err(SessionError::temporary(text));
+            return Err(SessionError::misconfigured(text));
         }
         let Some(mech) = creds.choose(&self.caps.auth) else {
             let usable: Vec<&str> = creds.usable().iter().map(|m| m.name()).collect();
@@ -293,7 +309,7 @@ impl Client {
                 usable.join(" or ")
             );
             self.quit_in_place();
-            return Err(SessionError::temporary(text));
+            return Err(SessionError::misconfigured(text));
         };
         let exchange = creds.exchange(mech);
         self.send_secret(&exchange.command, &format!("AUTH {} ***", mech.name()))?;
@@ -314,7 +330,10 @@ impl Client {
                         mech.name()
                     );
                     self.quit_in_place();
-                    return Err(SessionError::temporary(text));
+                    return Err(match credentials_refused(reply.code) {
+                        true => SessionError::misconfigured(text),
+                        false => SessionError::temporary(text),
+                    });
                 }
             }
         }
@@ -339,6 +358,7 @@ impl Client {
             permanent: reply.class() == 5,
             stale: false,
             tls_failed: false,
+            misconfigured: false,
         }
     }
 
@@ -742,7 +762,7 @@ fn handshake(
     let _ = tcp.set_read_timeout(Some(timeout));
     let _ = tcp.set_write_timeout(Some(timeout));
     tls.handshake(tcp, host, required).map_err(|e| match e {
-        HandshakeError::NotVerified(why) => SessionError::temporary(format!(
+        HandshakeError::NotVerified(why) => SessionError::misconfigured(format!(
             "TLS is required, but the certificate of {peer} did not verify: {why}"
         )),
         HandshakeError::Failed(why) => SessionError {
@@ -750,8 +770,17 @@ fn handshake(
             permanent: false,
             stale: false,
             tls_failed: true,
+            misconfigured: false,
         },
     })
+}
+
+/// Whether an AUTH reply says the credentials themselves are wrong (RFC
+/// 4954: 530 authentication required, 534 mechanism too weak, 535
+/// credentials invalid), which only the admin can fix; any other refusal
+/// (454 temporary failure, ...) is the server's.
+fn credentials_refused(code: u16) -> bool {
+    matches!(code, 530 | 534 | 535)
 }
 
 /// Whether the server has sent anything not yet read (without waiting).
@@ -798,5 +827,25 @@ fn rcpt_params<'a>(env: &'a Envelope, r: &Rcpt<'a>) -> RcptParams<'a> {
         address: r.address,
         notify: env.notify,
         orcpt: r.orcpt,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_refused_credentials_are_a_local_configuration_problem() {
+        for (code, ours) in [
+            (530, true),
+            (534, true),
+            (535, true),
+            (454, false),
+            (421, false),
+            (504, false),
+            (550, false),
+        ] {
+            assert_eq!(credentials_refused(code), ours, "{code}");
+        }
     }
 }

@@ -1,0 +1,79 @@
+//! The retry schedule as a queue pass applies it: the default retries
+//! soon and then hourly for 5 days; the former tiered schedule keeps its
+//! meaning when a config names it.
+
+mod harness;
+
+use harness::{Config, Smtp, Spool};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The `next` of a message's state after one deferred attempt under
+/// `schedule` (None: the default), in seconds from the attempt.
+fn first_wait(schedule: Option<&str>) -> u64 {
+    let server = Smtp::faulty("tempfail-always", &[]);
+    let mut config = Config::delivery()
+        .without("retry_schedule")
+        .set("smarthost", server.addr());
+    if let Some(schedule) = schedule {
+        config = config.set("retry_schedule", schedule);
+    }
+    let s = Spool::new("retries", &config);
+    let q = s.submit_one(&["bob@example.net"], b"Subject: retry\n\nx\n");
+    let before = now();
+    s.pass(&[]);
+    let state = s.state(&q.id);
+    let next: u64 = state
+        .lines()
+        .find_map(|l| l.strip_prefix("next "))
+        .unwrap_or_else(|| panic!("{state}"))
+        .parse()
+        .unwrap();
+    assert!(state.contains("rcpt 0 deferred"), "{state}");
+    next - before
+}
+
+#[test]
+fn the_default_schedule_retries_after_five_minutes() {
+    let wait = first_wait(None);
+    assert!((300..=302).contains(&wait), "{wait}");
+    // The former default, named in a config, means what it meant.
+    let wait = first_wait(Some("0 30m 4h 8h 16h 24h 48h"));
+    assert!((1800..=1802).contains(&wait), "{wait}");
+    let wait = first_wait(Some("0 2m ..."));
+    assert!((120..=122).contains(&wait), "{wait}");
+}
+
+#[test]
+fn a_repeating_schedule_does_not_expire_at_its_end() {
+    let server = Smtp::faulty("tempfail-always", &[]);
+    let s = Spool::new(
+        "retries",
+        &Config::delivery()
+            .set("smarthost", server.addr())
+            .set("retry_schedule", "0 0 ..."),
+    );
+    s.submit_one(&["bob@example.net"], b"Subject: retry\n\nx\n");
+    for _ in 0..4 {
+        s.pass(&[]);
+    }
+    assert_eq!(s.queue_ids().len(), 1, "{}", s.log());
+    assert!(s.bounces().is_empty());
+    assert!(s.state(&s.queue_ids()[0]).contains("attempts 4"));
+    // `max_queue_lifetime` ends it.
+    s.configure(
+        &Config::delivery()
+            .set("smarthost", server.addr())
+            .set("retry_schedule", "0 0 ...")
+            .set("max_queue_lifetime", "1s"),
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    s.pass(&[]);
+    assert_eq!(s.bounces().len(), 1, "{}", s.log());
+}
