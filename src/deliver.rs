@@ -9,6 +9,7 @@
 
 use crate::auth::{self, Credentials};
 use crate::config::{Config, SmarthostTls, TlsPolicy};
+use crate::limits::CHILD_KILL_MARGIN;
 use crate::log::Log;
 use crate::mime;
 use crate::model::{Destination, Outcome, QueueId};
@@ -17,6 +18,7 @@ use crate::record::{self, RecordContext, read_claimed};
 use crate::route::{RouteError, Router, Target};
 use crate::smtp::{Client, Rcpt, SessionError, Setup, TlsMode, Transaction};
 use crate::spool::{Claim, ClaimSlot, Envelope, Spool};
+use crate::sys;
 use crate::system;
 use crate::tls::{self, Tls};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -82,8 +84,13 @@ pub fn worker_main(
         Err(_) => return i32::from(crate::error::exit::TEMPFAIL),
     });
     let mut writer = sock;
-    let mut report = Message::Next.encode();
+    let (timer, first) = kill_timer(&mut worker.log);
+    let mut report = first.encode();
+    // The timer bounds every wait and every job, whatever happens to the
+    // parent, which its caller may stop: see CHILD_KILL_MARGIN.
+    let limit = config.transaction_deadline + CHILD_KILL_MARGIN;
     loop {
+        let _ = timer.as_ref().map(|t| t.arm(limit));
         if writer.write_all(report.as_bytes()).is_err() {
             break;
         }
@@ -93,6 +100,9 @@ pub fn worker_main(
         }
         let Some(Message::Job { id, rcpts }) = Message::decode(&line) else {
             break; // quit
+        };
+        let Some(Ok(())) = timer.as_ref().map(|t| t.arm(limit)) else {
+            break; // never a transaction that nothing bounds
         };
         let (end, failed) = worker.run_job(&id, &rcpts);
         // Permanent failures first, for `-odi -oep`, which reports them.
@@ -114,6 +124,22 @@ pub fn worker_main(
         client.quit();
     }
     0
+}
+
+/// The child's kill timer (see [`sys::KillTimer`]) and what the child says
+/// first: `next`, or when the kernel refuses a timer (RLIMIT_SIGPENDING),
+/// `dead` with why, so that the parent defers the destination's messages
+/// for this pass instead of handing them to a child nothing could stop.
+fn kill_timer(log: &mut Log) -> (Option<sys::KillTimer>, Message) {
+    match sys::KillTimer::new() {
+        Ok(timer) => (Some(timer), Message::Next),
+        Err(e) => {
+            let reason =
+                format!("delivery refused: cannot create the delivery process's kill timer: {e}");
+            log.info(&reason);
+            (None, Message::Dead { reason })
+        }
+    }
 }
 
 impl Worker<'_> {
@@ -138,6 +164,19 @@ impl Worker<'_> {
         };
         let rcpts = state.undone(indices, envelope.recipients.len());
         if rcpts.is_empty() {
+            return (JobEnd::Done, Vec::new());
+        }
+        let ctx = RecordContext {
+            spool: &self.spool,
+            config: self.config,
+            host: &self.host,
+        };
+        if let Err(e) = record::begin(&ctx, &claim, &envelope, &state) {
+            // Sent without a counted attempt, it could be sent again on
+            // every run; so not at all while the attempt cannot be recorded.
+            self.log.info(&format!(
+                "{id}: not sent in this pass: the attempt cannot be recorded first: {e}"
+            ));
             return (JobEnd::Done, Vec::new());
         }
         let mut end = JobEnd::Done;

@@ -91,6 +91,27 @@ pub const LEFTOVER_MIN_AGE: Duration = Duration::from_secs(60);
 /// messages are short lines.
 pub const PASS_READ_PIECE: usize = 1024;
 
+/// A delivery child kills itself (a kernel timer, SIGKILL) this long after
+/// `transaction_deadline` when its job is still running, and after as long
+/// idle waiting for its parent: the parent's own kill at the deadline comes
+/// first, with its clearer reason, and this one is for when the parent
+/// cannot (it is stopped, as its caller may do), so that no claim is held
+/// past the deadline by much.
+pub const CHILD_KILL_MARGIN: Duration = Duration::from_secs(5);
+
+/// A queue run refuses to start (exit 75) when the hard file-size limit
+/// (`ulimit -f`, bytes) is below this: an outcome is recorded in a state
+/// file (a line of up to `REPLY_TEXT_KEPT` per recipient) and a bounce
+/// returns up to `MAX_RETURNED` of the message or its header of up to
+/// `MAX_HEADER_BLOCK`; a run that could send but not record would send
+/// again on every run.
+pub const MIN_FILE_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// A queue run refuses to start (exit 75) when the hard limit of open
+/// files is below this: stdio, the log, a message and its state, a
+/// temporary file, the connection and its socket to the parent, with room.
+pub const MIN_OPEN_FILES: u64 = 64;
+
 // ---- Submission and the spool ----
 
 /// The header block is held in memory to find recipients; a message whose

@@ -91,6 +91,7 @@ pub struct PassSummary {
 pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result<PassSummary> {
     let spool = Spool::new(&config.spool_dir);
     let mut log = Log::open(config, "spoolmail");
+    system::prepare_for_delivery().inspect_err(|e| log.info(&e.to_string()))?;
     let recovered = if selection.message.is_none() {
         spool.recover_leftovers(LEFTOVER_MIN_AGE)
     } else {
@@ -528,7 +529,7 @@ fn reap(children: &mut Vec<Child>, ctx: &RecordContext, log: &mut Log, summary: 
         let child = children.swap_remove(pos);
         if let Some((job, started)) = child.job {
             let reason = taken_back(&child.destination, child.killed, started.elapsed(), status);
-            let failed = record::defer(ctx, &job.id, &job.rcpts, &reason, log);
+            let failed = record::take_back(ctx, &job.id, &job.rcpts, &reason, log);
             summary
                 .failed
                 .extend(failed.into_iter().map(|(i, t)| (job.id.clone(), i, t)));

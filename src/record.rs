@@ -180,9 +180,7 @@ pub fn decide(
 ) -> Decision {
     let step = Step::under(&state, env.arrival, now, policy);
     state.attempts = step.attempts;
-    if let Some(next) = step.next_attempt {
-        state.next_attempt = next;
-    }
+    state.next_attempt = step.next_attempt;
     let local_expiry =
         (step.age >= policy.local_lifetime().as_secs()).then_some((step.attempts, step.age));
     let mut log = Vec::with_capacity(outcomes.len());
@@ -238,8 +236,7 @@ fn local_wait(
 ) -> Option<u64> {
     let waiting = outcomes.iter().any(|(_, o)| o.is_misconfigured());
     let last = policy.schedule.last().copied().unwrap_or_default();
-    (waiting && step.expiry.is_some() && step.next_attempt.is_some())
-        .then_some(now + last.as_secs())
+    (waiting && step.expiry.is_some()).then_some(now + last.as_secs())
 }
 
 /// What the bounce says of a recipient recorded as failed.
@@ -260,11 +257,12 @@ fn failure(r: &Recipient, outcome: &Outcome, rec: &Recorded, relay: Option<&str>
 /// Where an attempt stands in the retry schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Step {
-    /// Attempts made, this one included when it was due (a forced run
-    /// ahead of the schedule does not count, nor move the next attempt).
+    /// Attempts made, this one included, whoever ran it: a forced run
+    /// (`-qR`, `-qI`, a submission's own pass) counts as well, so that a
+    /// loop of forced runs ends in expiry instead of sending forever.
     attempts: u32,
-    /// When to try next (seconds since the epoch); None: as it was.
-    next_attempt: Option<u64>,
+    /// When to try next (seconds since the epoch).
+    next_attempt: u64,
     /// The attempts ran out (the schedule's, or `max_queue_lifetime`): a
     /// deferral now fails for good. The attempts made and the age.
     expiry: Option<(u32, u64)>,
@@ -283,15 +281,14 @@ impl Step {
         schedule: &[Duration],
         lifetime: Option<Duration>,
     ) -> Step {
-        let due = state.attempts == 0 || state.next_attempt <= now;
-        let attempts = state.attempts + u32::from(due);
+        let attempts = state.attempts.saturating_add(1);
         let age = now.saturating_sub(arrival);
         let out_of_time =
             attempts as usize >= schedule.len() || lifetime.is_some_and(|l| age >= l.as_secs());
         let wait = schedule.get(attempts as usize).copied().unwrap_or_default();
         Step {
             attempts,
-            next_attempt: due.then_some(now + wait.as_secs()),
+            next_attempt: now.saturating_add(wait.as_secs()),
             expiry: out_of_time.then_some((attempts, age)),
             age,
         }
@@ -305,14 +302,40 @@ impl Step {
             let lived = policy.lifetime.is_some_and(|l| step.age >= l.as_secs());
             step.expiry = lived.then_some((step.attempts, step.age));
             let last = policy.schedule.last().copied().unwrap_or_default();
-            if step.attempts as usize >= policy.schedule.len()
-                && let Some(next) = &mut step.next_attempt
-            {
-                *next = now + last.as_secs();
+            if step.attempts as usize >= policy.schedule.len() {
+                step.next_attempt = now.saturating_add(last.as_secs());
             }
         }
         step
     }
+}
+
+/// The state of a message whose delivery attempt is about to begin: the
+/// attempt counted and the next one scheduled, exactly as [`decide`] will
+/// record them afterwards from the same state. Written before the
+/// transaction, so that a delivery killed between the server's reply and
+/// the record (by its caller, by the file-size limit, by a crash) still
+/// counts, and a message cannot be sent again without bound.
+pub fn attempt_begins(state: &State, arrival: u64, now: u64, policy: &Policy) -> State {
+    let step = Step::under(state, arrival, now, policy);
+    State {
+        attempts: step.attempts,
+        next_attempt: step.next_attempt,
+        ..state.clone()
+    }
+}
+
+/// Records that an attempt of a claimed message begins ([`attempt_begins`]);
+/// an Err means it could not be written, and the message must not be sent.
+pub fn begin(
+    ctx: &RecordContext,
+    claim: &Claim,
+    env: &Envelope,
+    state: &State,
+) -> Result<(), String> {
+    let (now, _) = system::now();
+    let begun = attempt_begins(state, env.arrival, now, &Policy::of(ctx.config));
+    (ctx.spool.write_state_before_attempt(claim, &begun)).map_err(|e| e.to_string())
 }
 
 /// Queues the DSN for `failures` to `to`; an Err says why it could not be.
@@ -362,8 +385,8 @@ fn queue_bounce(
     }
 }
 
-/// Defers a job without trying it (its destination is dead for this pass,
-/// or its child was killed): claims the message and records `reason`.
+/// Defers a job without trying it (its destination is dead for this
+/// pass): claims the message and records `reason` as an attempt.
 /// Returns the recipients that failed for good (the deferral expired them).
 pub fn defer(
     ctx: &RecordContext,
@@ -384,6 +407,33 @@ pub fn defer_with(
     outcome: &Outcome,
     log: &mut Log,
 ) -> Vec<(usize, String)> {
+    defer_counting(ctx, id, indices, outcome, log, false)
+}
+
+/// Defers the job of a child that died or was killed holding it: as
+/// [`defer`], but the attempt is not counted again, since the child counted
+/// it before its transaction ([`begin`]). (A child that died between its
+/// claim and that record sent nothing, and its attempt need not count.)
+pub fn take_back(
+    ctx: &RecordContext,
+    id: &QueueId,
+    indices: &[usize],
+    reason: &str,
+    log: &mut Log,
+) -> Vec<(usize, String)> {
+    defer_counting(ctx, id, indices, &Outcome::deferred(reason), log, true)
+}
+
+/// [`defer_with`] and [`take_back`]: `counted` says the attempt is in the
+/// state already.
+fn defer_counting(
+    ctx: &RecordContext,
+    id: &QueueId,
+    indices: &[usize],
+    outcome: &Outcome,
+    log: &mut Log,
+    counted: bool,
+) -> Vec<(usize, String)> {
     let mut slot = ClaimSlot::default();
     let Ok(Some(claim)) = ctx.spool.claim(id, &mut slot) else {
         return Vec::new();
@@ -400,10 +450,20 @@ pub fn defer_with(
     if outcomes.is_empty() {
         return Vec::new();
     }
+    let state = if counted { uncounted(state) } else { state };
     record(ctx, claim, &env, state, &outcomes, None, log).unwrap_or_else(|e| {
         log.info(&format!("{id}: cannot record delivery state: {e}"));
         Vec::new()
     })
+}
+
+/// A state whose last attempt is counted already, made ready for
+/// [`decide`], which counts the attempt it records: so it counts once.
+fn uncounted(state: State) -> State {
+    State {
+        attempts: state.attempts.saturating_sub(1),
+        ..state
+    }
 }
 
 /// The delivery state of a queued message, or None when it cannot be read:
@@ -616,13 +676,13 @@ mod tests {
                 false,
             ),
             (
-                "forced before it is due: counts nothing, moves nothing",
+                "forced before it is due: counts, and moves the next (issue 11)",
                 state(1, NOW + 60, &[]),
                 None,
                 vec![(0, later.clone()), (1, ok.clone()), (2, later.clone())],
                 ["deferred", "sent", "deferred"],
-                1,
-                NOW + 60,
+                2,
+                NOW + 14400,
                 false,
                 false,
             ),
@@ -643,8 +703,8 @@ mod tests {
                 None,
                 vec![(2, later.clone())],
                 ["sent", "sent", "expired"],
-                3,
-                NOW + 60,
+                4,
+                NOW,
                 true,
                 true,
             ),
@@ -944,20 +1004,20 @@ mod tests {
             ..State::default()
         };
         // (attempts made, next attempt, lifetime) -> (attempts, next, expired)
-        let cases: Vec<(u32, u64, Option<Duration>, u32, Option<u64>, bool)> = vec![
+        let cases: Vec<(u32, u64, Option<Duration>, u32, u64, bool)> = vec![
             // The first attempt waits schedule[1] for the second.
-            (0, 0, None, 1, Some(now + 1800), false),
+            (0, 0, None, 1, now + 1800, false),
             // Due again: the second waits schedule[2].
-            (1, now, None, 2, Some(now + 14400), false),
+            (1, now, None, 2, now + 14400, false),
             // The last attempt the schedule has: what is deferred expires.
-            (2, now - 1, None, 3, Some(now), true),
-            // A forced run before the next attempt is due counts nothing
-            // and moves nothing.
-            (1, now + 60, None, 1, None, false),
-            (3, now + 60, None, 3, None, true),
+            (2, now - 1, None, 3, now, true),
+            // A forced run before the next attempt is due counts as well
+            // (issue 11: a loop of forced runs must end), and moves the next.
+            (1, now + 60, None, 2, now + 14400, false),
+            (3, now + 60, None, 4, now, true),
             // max_queue_lifetime: the message is an hour old.
-            (1, now, Some(m(60)), 2, Some(now + 14400), true),
-            (1, now, Some(m(61)), 2, Some(now + 14400), false),
+            (1, now, Some(m(60)), 2, now + 14400, true),
+            (1, now, Some(m(61)), 2, now + 14400, false),
         ];
         for (made, next, lifetime, attempts, next_attempt, expired) in cases {
             let step = Step::of(&state(made, next), arrival, now, &schedule, lifetime);
@@ -991,17 +1051,17 @@ mod tests {
             double_bounce: None,
         };
         // (attempts made, next, lifetime) -> (attempts, next, expired)
-        let cases: Vec<(u32, u64, Option<Duration>, u32, Option<u64>, bool)> = vec![
-            (0, 0, Some(m(600)), 1, Some(now + 300), false),
-            (2, now, Some(m(600)), 3, Some(now + 3600), false),
+        let cases: Vec<(u32, u64, Option<Duration>, u32, u64, bool)> = vec![
+            (0, 0, Some(m(600)), 1, now + 300, false),
+            (2, now, Some(m(600)), 3, now + 3600, false),
             // Past the listed steps: the last gap again, no expiry.
-            (3, now, Some(m(600)), 4, Some(now + 3600), false),
-            (40, now, Some(m(600)), 41, Some(now + 3600), false),
-            (40, now, None, 41, Some(now + 3600), false),
+            (3, now, Some(m(600)), 4, now + 3600, false),
+            (40, now, Some(m(600)), 41, now + 3600, false),
+            (40, now, None, 41, now + 3600, false),
             // The lifetime ends it.
-            (40, now, Some(m(60)), 41, Some(now + 3600), true),
-            // Forced early: nothing counted or moved.
-            (40, now + 9, Some(m(600)), 40, None, false),
+            (40, now, Some(m(60)), 41, now + 3600, true),
+            // Forced early: counted as well (issue 11), and the next moved.
+            (40, now + 9, Some(m(600)), 41, now + 3600, false),
         ];
         for (made, next, lifetime, attempts, next_attempt, expired) in cases {
             let step = Step::under(&state(made, next), arrival, now, &policy(lifetime));
@@ -1061,5 +1121,63 @@ mod tests {
             &policy(Some(Duration::from_secs(60))),
         );
         assert_eq!(word(&d, 0), "expired");
+    }
+
+    #[test]
+    fn an_attempt_is_counted_before_it_begins_as_it_is_recorded_after() {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        let schedule = [m(0), m(30), m(240)];
+        let policy = Policy {
+            schedule: &schedule,
+            repeat: false,
+            lifetime: None,
+            double_bounce: None,
+        };
+        let later = reply(451, "4.3.0 later");
+        let env = envelope("alice@example.org", None, &["a@x"]);
+        // (attempts made, next attempt) -> (attempts, next) once it begins;
+        // due or forced, it counts.
+        for (made, next, attempts, next_after) in [
+            (0, 0, 1, NOW + 1800),
+            (1, NOW, 2, NOW + 14400),
+            (1, NOW + 60, 2, NOW + 14400),
+            (2, NOW - 1, 3, NOW),
+            (9, NOW + 60, 10, NOW),
+        ] {
+            let mut before = State {
+                attempts: made,
+                next_attempt: next,
+                ..State::default()
+            };
+            before.set(0, RcptStatus::Deferred, "earlier");
+            let begun = attempt_begins(&before, ARRIVAL, NOW, &policy);
+            assert_eq!(
+                (begun.attempts, begun.next_attempt),
+                (attempts, next_after),
+                "{made} made, next {next}"
+            );
+            assert_eq!(begun.recipients, before.recipients);
+            // What is recorded after the transaction, from the state before
+            // it, counts the same attempt, not one more.
+            let d = decide(
+                &env,
+                before.clone(),
+                &[(0, later.clone())],
+                None,
+                NOW,
+                &policy,
+            );
+            assert_eq!(d.state.attempts, begun.attempts, "{made} made");
+            // A child that died after the record: taken back, counted once.
+            let d = decide(
+                &env,
+                uncounted(begun),
+                &[(0, later.clone())],
+                None,
+                NOW,
+                &policy,
+            );
+            assert_eq!(d.state.attempts, attempts, "{made} made, taken back");
+        }
     }
 }

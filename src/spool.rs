@@ -402,6 +402,23 @@ impl Spool {
     /// Replaces the state of a claimed message durably: temporary file in
     /// `tmp/`, fsync, rename, directory fsync.
     pub fn write_state(&self, claim: &Claim, state: &State) -> Result<()> {
+        self.replace_state(claim, state)?;
+        sync_dir(&self.queue_dir())
+    }
+
+    /// Replaces the state of a claimed message as [`Spool::write_state`]
+    /// does, without the directory fsync: for the record that an attempt
+    /// begins, written before every transaction, where the cost counts. A
+    /// killed process loses nothing by it (the rename is in the kernel's
+    /// cache, and survives the process); only a crash of the machine may
+    /// lose the rename, and then the attempt, which gives at most one
+    /// duplicate, as a crash before the record always could.
+    pub fn write_state_before_attempt(&self, claim: &Claim, state: &State) -> Result<()> {
+        self.replace_state(claim, state)
+    }
+
+    /// The state file replaced by a temporary file in `tmp/`, fsync, rename.
+    fn replace_state(&self, claim: &Claim, state: &State) -> Result<()> {
         let tmp = self
             .tmp_dir()
             .join(format!("{}.state.{}", claim.id, std::process::id()));
@@ -421,8 +438,7 @@ impl Spool {
         write().map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
             Error::io(format!("cannot write the state of {}", claim.id), e)
-        })?;
-        sync_dir(&self.queue_dir())
+        })
     }
 
     /// Removes a message whose every recipient is done. The message goes

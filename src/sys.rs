@@ -109,6 +109,113 @@ pub fn redirect_stdio(file: File) {
     }
 }
 
+/// Sets signal `sig` to be ignored (SIGPIPE, SIGXFSZ): a write to a closed
+/// pipe then fails with EPIPE, and one past the file-size limit with EFBIG,
+/// instead of ending the process.
+pub fn ignore_signal(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: SIG_IGN installs no handler of ours, so nothing runs in
+    // signal context; signal touches no memory of the process.
+    if unsafe { libc::signal(sig, libc::SIG_IGN) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Raises the soft limit of `resource` (RLIMIT_FSIZE, RLIMIT_NOFILE) to its
+/// hard limit, which an unprivileged process may always do; returns the hard
+/// limit (None: unlimited).
+pub fn raise_soft_limit(resource: libc::__rlimit_resource_t) -> io::Result<Option<u64>> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: r is a live, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(resource, &mut r) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if r.rlim_cur != r.rlim_max {
+        r.rlim_cur = r.rlim_max;
+        // SAFETY: r is a live rlimit; the call only reads it.
+        if unsafe { libc::setrlimit(resource, &r) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((r.rlim_max != libc::RLIM_INFINITY).then_some(r.rlim_max))
+}
+
+/// A kernel timer that kills this process with SIGKILL when it expires:
+/// the kernel delivers it, so it works while the process is stopped or
+/// blocked, and no handler of the process is involved. Deleted on drop.
+pub struct KillTimer(libc::timer_t);
+
+impl KillTimer {
+    /// Creates the timer, on the monotonic clock, disarmed. Fails when the
+    /// kernel refuses (RLIMIT_SIGPENDING reached: a timer reserves a
+    /// queued signal).
+    pub fn new() -> io::Result<KillTimer> {
+        // SAFETY: sigevent is a plain C struct (integers, a union, a
+        // pointer) for which all zeros is a valid value.
+        let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+        event.sigev_notify = libc::SIGEV_SIGNAL;
+        event.sigev_signo = libc::SIGKILL;
+        let mut id: libc::timer_t = std::ptr::null_mut();
+        // SAFETY: event and id are live locals for the duration of the call;
+        // the kernel copies event and writes the new timer's id into id.
+        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut id) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(KillTimer(id))
+    }
+
+    /// (Re)arms the timer to fire once, `after` from now (rounded up to a
+    /// millisecond, so that it is never disarmed by a zero).
+    pub fn arm(&self, after: Duration) -> io::Result<()> {
+        let after = after.max(Duration::from_millis(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: libc::time_t::try_from(after.as_secs()).unwrap_or(libc::time_t::MAX),
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: self.0 is a timer timer_create made and Drop has not yet
+        // deleted; spec is a live local; a null old value is allowed.
+        if unsafe { libc::timer_settime(self.0, 0, &spec, std::ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KillTimer {
+    fn drop(&mut self) {
+        // SAFETY: self.0 is a live timer of this process, deleted only here.
+        unsafe { libc::timer_delete(self.0) };
+    }
+}
+
+/// The space of the file system holding `path`: (bytes available to
+/// unprivileged users, total bytes).
+pub fn free_space(path: &std::path::Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let cpath = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::other("a path with a NUL byte"))?;
+    // SAFETY: statvfs is a plain C struct of integers; all zeros is valid.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: cpath is NUL-terminated; st is a live, writable local.
+    if unsafe { libc::statvfs(cpath.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let unit = st.f_frsize as u64;
+    Ok((
+        (st.f_bavail as u64).saturating_mul(unit),
+        (st.f_blocks as u64).saturating_mul(unit),
+    ))
+}
+
 /// The real user id.
 pub fn getuid() -> uid_t {
     // SAFETY: getuid takes nothing and cannot fail.
@@ -425,6 +532,17 @@ mod tests {
         assert_eq!(std::env::vars_os().collect::<Vec<_>>(), before);
         tx.send(()).unwrap();
         other.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_kill_timer_is_created_rearmed_and_deleted() {
+        // Armed far away and dropped: it never fires on the test process.
+        let t = KillTimer::new().unwrap();
+        t.arm(Duration::from_secs(3600)).unwrap();
+        t.arm(Duration::from_secs(7200)).unwrap();
+        drop(t);
+        let (avail, total) = free_space(std::path::Path::new("/")).unwrap();
+        assert!(total > 0 && avail <= total, "{avail} of {total}");
     }
 
     #[test]

@@ -243,6 +243,47 @@ pub fn errln(text: std::fmt::Arguments) {
     let _ = err.write_fmt(text).and_then(|()| err.write_all(b"\n"));
 }
 
+/// Makes this process one that its caller cannot disturb while it
+/// delivers: SIGPIPE and SIGXFSZ ignored (a closed stderr or the file-size
+/// limit is an error to handle, never the end of the process, which would
+/// leave a sent message unrecorded), the soft file-size and open-file
+/// limits raised to the hard ones. Refuses (TempFail, one line) when the
+/// hard limits are too low to record what delivery does.
+pub fn prepare_for_delivery() -> Result<()> {
+    for sig in [libc::SIGPIPE, libc::SIGXFSZ] {
+        sys::ignore_signal(sig)
+            .map_err(|e| Error::TempFail(format!("cannot ignore {sig}: {e}")))?;
+    }
+    let limit = |resource, name: &str| {
+        sys::raise_soft_limit(resource)
+            .map_err(|e| Error::TempFail(format!("cannot raise the {name} limit: {e}")))
+    };
+    let file_size = limit(libc::RLIMIT_FSIZE, "file size")?;
+    let open_files = limit(libc::RLIMIT_NOFILE, "open files")?;
+    match limits_too_low(file_size, open_files) {
+        Some(why) => Err(Error::TempFail(format!("queue run refused: {why}"))),
+        None => Ok(()),
+    }
+}
+
+/// The rule of [`prepare_for_delivery`]: what is wrong with the hard limits
+/// of file size (bytes) and open files (None: unlimited), if anything.
+fn limits_too_low(file_size: Option<u64>, open_files: Option<u64>) -> Option<String> {
+    use crate::limits::{MIN_FILE_SIZE_LIMIT, MIN_OPEN_FILES};
+    if let Some(n) = file_size.filter(|&n| n < MIN_FILE_SIZE_LIMIT) {
+        return Some(format!(
+            "the file size limit (ulimit -f) is {n} bytes, below the {MIN_FILE_SIZE_LIMIT} \
+             needed to record delivery outcomes"
+        ));
+    }
+    if let Some(n) = open_files.filter(|&n| n < MIN_OPEN_FILES) {
+        return Some(format!(
+            "the open files limit (ulimit -n) is {n}, below the {MIN_OPEN_FILES} needed to deliver"
+        ));
+    }
+    None
+}
+
 /// Points stdin, stdout and stderr at /dev/null (a detached background run).
 pub fn detach_stdio() {
     if let Ok(null) = std::fs::OpenOptions::new()
@@ -359,6 +400,28 @@ mod tests {
             );
         }
         assert!(!may_take_everyones_mail(1000, &[1000], &[]));
+    }
+
+    #[test]
+    fn a_run_is_refused_only_below_the_minimum_limits() {
+        use crate::limits::{MIN_FILE_SIZE_LIMIT as FSIZE, MIN_OPEN_FILES as NOFILE};
+        // (hard file size limit, hard open files limit) -> refused, naming
+        for (file_size, open_files, refused) in [
+            (None, None, None),
+            (Some(FSIZE), Some(NOFILE), None),
+            (Some(0), None, Some("ulimit -f")),
+            (Some(FSIZE - 1), Some(NOFILE), Some("ulimit -f")),
+            (None, Some(NOFILE - 1), Some("ulimit -n")),
+            (Some(0), Some(3), Some("ulimit -f")),
+        ] {
+            let got = limits_too_low(file_size, open_files);
+            assert_eq!(
+                got.as_deref()
+                    .map(|w| refused.is_some_and(|r| w.contains(r))),
+                refused.map(|_| true),
+                "{file_size:?} {open_files:?}: {got:?}"
+            );
+        }
     }
 
     #[test]

@@ -288,7 +288,10 @@ fn odb_and_odi_try_delivery_and_keep_what_fails_queued() {
     let q = t.submit_one(&["-odb", "carol@example.com"], SIMPLE);
     let state_path = t.spool.join("queue").join(format!("{}.state", q.id));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !state_path.exists() && std::time::Instant::now() < deadline {
+    // The state is written first when the attempt begins (issue 11), then
+    // again with its outcome.
+    let recorded = || fs::read_to_string(&state_path).is_ok_and(|s| s.contains("rcpt 0"));
+    while !recorded() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let state = fs::read_to_string(&state_path).expect("-odb attempted delivery in the background");

@@ -209,3 +209,178 @@ fn an_unprivileged_run_takes_its_own_messages_and_an_admin_every_one() {
     assert_eq!(msgs[1].mail_from, "victim@example.org");
     assert!(s.queue_ids().is_empty(), "{}", s.log());
 }
+
+/// Issue 11, attempts count whoever runs them: forced runs (`-qI`) of a
+/// message its server always defers count as attempts, so the loop ends
+/// in expiry and a bounce instead of going on forever.
+#[test]
+fn a_loop_of_forced_runs_ends_in_expiry() {
+    let server = Smtp::faulty("tempfail-always", &[]);
+    let s = Spool::new(
+        "forced-loop",
+        &Config::delivery()
+            .set("smarthost", server.addr())
+            .set("retry_schedule", "0 1h 1h"),
+    );
+    let id = s
+        .submit_one(&["-f", "alice@example.org", "bob@example.com"], MSG)
+        .id;
+    for run in 1..=3 {
+        assert!(s.queue_ids().contains(&id), "gone after {run} runs");
+        s.pass(&["-qI", &id]);
+    }
+    assert!(!s.queue_ids().contains(&id), "{}", s.log());
+    assert!(
+        s.log()
+            .contains("status=expired (message expired after 3 attempts"),
+        "{}",
+        s.log()
+    );
+    assert_eq!(s.bounces().len(), 1, "{}", s.mailq());
+}
+
+/// When the attempt cannot be recorded before the transaction (here
+/// `tmp/`, where the state is written first, is not a directory), the
+/// message is not sent, and the log says why; once it can, it goes once.
+#[test]
+fn a_message_whose_attempt_cannot_be_recorded_first_is_not_sent() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(
+        "prerecord",
+        &Config::delivery().set("smarthost", sink.addr()),
+    );
+    let id = s
+        .submit_one(&["-f", "alice@example.org", "bob@example.com"], MSG)
+        .id;
+    let tmp = s.tmp_dir();
+    std::fs::remove_dir(&tmp).unwrap();
+    std::fs::write(&tmp, b"not a directory").unwrap();
+    for _ in 0..2 {
+        s.pass(&[]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.message_count(), 0, "{}", s.log());
+    assert!(
+        s.log().contains(&format!(
+            "{id}: not sent in this pass: the attempt cannot be recorded first"
+        )),
+        "{}",
+        s.log()
+    );
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::create_dir(&tmp).unwrap();
+    s.pass(&[]);
+    sink.wait_for_messages(1, WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.message_count(), 1);
+    s.assert_delivered();
+}
+
+/// Sets a hard and soft limit of `resource` in the child before exec.
+fn limit(cmd: &mut Command, resource: libc::__rlimit_resource_t, value: u64) {
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let r = libc::rlimit {
+                rlim_cur: value as libc::rlim_t,
+                rlim_max: value as libc::rlim_t,
+            };
+            if libc::setrlimit(resource, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A queue run whose hard file-size limit could not record outcomes does
+/// not start: one line, exit 75, nothing sent.
+#[test]
+fn a_run_with_too_low_a_file_size_limit_is_refused() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(
+        "low-fsize",
+        &Config::delivery().set("smarthost", sink.addr()),
+    );
+    s.submit_one(&["-f", "alice@example.org", "bob@example.com"], MSG);
+    let mut cmd = s.cmd(&["-q"]);
+    limit(&mut cmd, libc::RLIMIT_FSIZE, 1024 * 1024);
+    let out = harness::run(cmd, b"", WAIT);
+    let line = out.assert_fails_one_line(&[75]);
+    assert!(
+        line.contains("queue run refused") && line.contains("ulimit -f"),
+        "{line}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.message_count(), 0);
+    s.pass(&[]);
+    sink.wait_for_messages(1, WAIT);
+    s.assert_delivered();
+}
+
+/// A delivery process that cannot have its kill timer (no signal may be
+/// queued: RLIMIT_SIGPENDING 0) does not deliver, and says why.
+#[test]
+fn a_delivery_process_without_its_kill_timer_refuses_to_deliver() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(
+        "no-timer",
+        &Config::delivery().set("smarthost", sink.addr()),
+    );
+    s.submit_one(&["-f", "alice@example.org", "bob@example.com"], MSG);
+    let mut cmd = s.cmd(&["-q"]);
+    limit(&mut cmd, libc::RLIMIT_SIGPENDING, 0);
+    harness::run(cmd, b"", WAIT).assert_ok();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.message_count(), 0);
+    s.assert_deferred("cannot create the delivery process's kill timer");
+}
+
+/// A run stopped mid-transaction with its parent (so that the parent's
+/// deadline cannot kill the child) holds the message no longer than
+/// `transaction_deadline` and a few seconds: the child's own kernel timer
+/// kills it, and the next run delivers the message, once.
+#[test]
+fn a_stopped_run_holds_its_message_no_longer_than_the_deadline() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(
+        "stopped-own",
+        &Config::delivery()
+            .set("smarthost", sink.addr())
+            .set("transaction_deadline", "2s"),
+    );
+    s.submit_one(&["-f", "alice@example.org", "bob@example.com"], MSG);
+    let mut cmd = s.cmd(&["-qR@", "-v"]);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut run = harness::spawn(&mut cmd);
+    let (talking, reader) = read_to_first_command(&mut run);
+    assert!(talking, "the run said nothing");
+    let mut stopped = children_of(run.id());
+    stopped.push(run.id() as i32);
+    for &p in &stopped {
+        // SAFETY: kill only sends a signal to a process this test started.
+        unsafe { libc::kill(p, libc::SIGSTOP) };
+    }
+    let started = std::time::Instant::now();
+    let delivered = harness::wait_until(Duration::from_secs(20), || {
+        s.pass(&[]);
+        sink.message_count() > 0
+    });
+    for &p in &stopped {
+        // SAFETY: as above.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    drop(reader);
+    let _ = harness::wait_timeout(&mut run, WAIT);
+    assert!(
+        delivered,
+        "still held after {:?}: {}",
+        started.elapsed(),
+        s.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.message_count(), 1);
+    s.assert_delivered();
+}

@@ -1461,12 +1461,15 @@ fn delivery_mode_background_attempts_delivery_after_the_session() {
     let state = s.spool.join("queue").join(format!("{id}.state"));
     let deadline = Instant::now() + Duration::from_secs(20);
     let text = loop {
-        if let Ok(t) = fs::read_to_string(&state) {
+        // Written first when the attempt begins (issue 11), then with its outcome.
+        if let Ok(t) = fs::read_to_string(&state)
+            && t.contains("\nrcpt 0 ")
+        {
             break t;
         }
         assert!(
             Instant::now() < deadline,
-            "no state file for {id} within 20 s: {:?}",
+            "no outcome in a state file for {id} within 20 s: {:?}",
             s.queue_files()
         );
         thread::sleep(Duration::from_millis(20));
