@@ -297,6 +297,11 @@ fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
     }
     let mut log = log::Log::open(config, inv.log_tag.as_deref().unwrap_or("spoolmail"));
     warn_config_problems(&mut log, config);
+    submit::check_free_space(config).inspect_err(|e| {
+        if !log.is_stderr() {
+            log.info(&format!("submission refused: {e}"));
+        }
+    })?;
     let done = submit::submit(&submission, config, &origin, std::io::stdin().lock())?;
     warn_identity(
         &mut log,

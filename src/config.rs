@@ -81,6 +81,9 @@ pub struct Config {
     pub delivery_mode: DeliveryMode,
     /// Bytes; 0 means no limit.
     pub max_message_size: u64,
+    /// Submissions are refused while the spool's file system has less free
+    /// (bytes); None: `DEFAULT_QUEUE_MIN_FREE` or 1% of it, the smaller.
+    pub queue_min_free: Option<u64>,
     /// Domain for unqualified addresses; None: the host's name.
     pub qualify_domain: Option<String>,
     pub log: LogTarget,
@@ -226,6 +229,7 @@ impl Default for Config {
             // -odq until the delivery half exists; see README.
             delivery_mode: DeliveryMode::Background,
             max_message_size: limits::DEFAULT_MAX_MESSAGE_SIZE,
+            queue_min_free: None,
             qualify_domain: None,
             log: LogTarget::Syslog,
             max_children: limits::DEFAULT_MAX_CHILDREN,
@@ -622,6 +626,20 @@ pub const KEYS: &[Key] = &[
         default: KeyDefault::Value("50M"),
         doc: "The largest message accepted; 0 for no limit.",
         set: |c, k, v| size(k, v).map(|n| c.max_message_size = n),
+    },
+    Key {
+        name: "queue_min_free",
+        value: "SIZE",
+        default: KeyDefault::Unset {
+            means: "20M or 1% of the spool's file system, whichever is smaller",
+            example: "100M",
+        },
+        doc: "Free space on the spool's file system kept for delivery: while less is \
+              free, submissions get a temporary failure before anything is written \
+              (exit 75, `spool file system has less than SIZE free`; 452 4.3.1 to MAIL \
+              and DATA under `sendmail -bs`), so that queue runs can always record what \
+              they did and queue their bounces, which ignore the reserve. 0: no reserve.",
+        set: |c, k, v| size(k, v).map(|n| c.queue_min_free = Some(n)),
     },
     Key {
         name: "log",

@@ -202,6 +202,12 @@ pub const DEFAULT_TRANSACTION_DEADLINE: Duration = Duration::from_secs(15 * 60);
 /// `max_message_size` (bytes): Postfix's message_size_limit is 10 MB; 50 MiB
 /// lets through what common providers accept.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 50 * 1024 * 1024;
+/// `queue_min_free` when unset: the smaller of this (bytes) and
+/// `DEFAULT_QUEUE_MIN_FREE_PERCENT` of the spool's file system. Enough for
+/// the state files and bounces of a busy spool's deliveries, which the
+/// reserve is kept for; no more than a small share of a small disk.
+pub const DEFAULT_QUEUE_MIN_FREE: u64 = 20 * 1024 * 1024;
+pub const DEFAULT_QUEUE_MIN_FREE_PERCENT: u64 = 1;
 /// `max_children`: delivery children at once in a pass.
 pub const DEFAULT_MAX_CHILDREN: u32 = 20;
 /// `max_per_destination`: children at once to one destination.

@@ -181,6 +181,9 @@ impl<R: Read, W: Write> Session<'_, R, W> {
         if self.tx.is_some() {
             return self.reply(503, "5.5.1 Error: nested MAIL command");
         }
+        if let Err(e) = submit::check_free_space(self.config) {
+            return self.reply(452, &format!("4.3.1 {e}"));
+        }
         let Some(rest) = strip_prefix_ci(arg, "FROM:") else {
             return self.reply(501, "5.5.4 Syntax: MAIL FROM:<address>");
         };
@@ -299,6 +302,9 @@ impl<R: Read, W: Write> Session<'_, R, W> {
             return self
                 .reply(554, "5.5.1 Error: no valid recipients")
                 .map(|_| None);
+        }
+        if let Err(e) = submit::check_free_space(self.config) {
+            return self.reply(452, &format!("4.3.1 {e}")).map(|_| None);
         }
         self.reply(354, "End data with <CR><LF>.<CR><LF>")?;
         self.out.flush()?;

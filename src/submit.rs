@@ -100,6 +100,44 @@ pub struct Submission {
     pub extra_headers: String,
 }
 
+/// Refuses a submission (a temporary failure) while the spool's file system
+/// has less free than `queue_min_free`: the space left is for deliveries to
+/// record their outcomes and queue their bounces. Where the free space
+/// cannot be told, the submission goes on (its writes will say).
+pub fn check_free_space(config: &Config) -> Result<()> {
+    let Ok((available, total)) = crate::sys::free_space(&config.spool_dir) else {
+        return Ok(());
+    };
+    let reserve = free_space_reserve(config.queue_min_free, total);
+    if available < reserve {
+        return Err(Error::TempFail(format!(
+            "spool file system has less than {} free",
+            human_size(reserve)
+        )));
+    }
+    Ok(())
+}
+
+/// The rule of `queue_min_free` (bytes) on a file system of `total` bytes:
+/// as configured, else the default or 1% of the file system, the smaller.
+fn free_space_reserve(configured: Option<u64>, total: u64) -> u64 {
+    use crate::limits::{DEFAULT_QUEUE_MIN_FREE, DEFAULT_QUEUE_MIN_FREE_PERCENT};
+    configured.unwrap_or_else(|| {
+        (total / 100 * DEFAULT_QUEUE_MIN_FREE_PERCENT).min(DEFAULT_QUEUE_MIN_FREE)
+    })
+}
+
+/// A size as the config writes it: `2G`, `20M`, `512k`, `100 bytes`, rounded up.
+fn human_size(bytes: u64) -> String {
+    const K: u64 = 1024;
+    match bytes {
+        b if b >= K * K * K => format!("{}G", b.div_ceil(K * K * K)),
+        b if b >= K * K => format!("{}M", b.div_ceil(K * K)),
+        b if b >= K => format!("{}k", b.div_ceil(K)),
+        b => format!("{b} bytes"),
+    }
+}
+
 /// Queues the message on `input` as `sub` describes; returns its envelope
 /// and the size of its content.
 pub fn submit(
@@ -959,5 +997,29 @@ mod tests {
         assert_eq!(display_name("CronDaemon"), "CronDaemon");
         assert_eq!(display_name("Smith, John"), "\"Smith, John\"");
         assert_eq!(display_name("Jörg"), "=?UTF-8?B?SsO2cmc=?=");
+    }
+
+    #[test]
+    fn the_free_space_reserve_is_the_smaller_of_20m_and_one_percent() {
+        const M: u64 = 1024 * 1024;
+        // (configured, file system size) -> reserve
+        for (configured, total, reserve) in [
+            (None, 100 * 1024 * M, 20 * M),
+            (None, 1000 * M, 10 * M),
+            (None, 0, 0),
+            (Some(0), 100 * 1024 * M, 0),
+            (Some(500 * M), 1000 * M, 500 * M),
+        ] {
+            assert_eq!(
+                free_space_reserve(configured, total),
+                reserve,
+                "{configured:?} of {total}"
+            );
+        }
+        assert_eq!(human_size(20 * M), "20M");
+        assert_eq!(human_size(3 * 1024 * M), "3G");
+        assert_eq!(human_size(10 * M + 1), "11M");
+        assert_eq!(human_size(1536), "2k");
+        assert_eq!(human_size(100), "100 bytes");
     }
 }

@@ -384,3 +384,37 @@ fn a_stopped_run_holds_its_message_no_longer_than_the_deadline() {
     assert_eq!(sink.message_count(), 1);
     s.assert_delivered();
 }
+
+/// Issue 11, a free-space reserve: below `queue_min_free` a submission
+/// gets a temporary failure before anything is written (exit 75, one line;
+/// 452 4.3.1 to MAIL under -bs), and delivery goes on regardless.
+#[test]
+fn below_queue_min_free_submissions_wait_and_delivery_goes_on() {
+    let sink = Smtp::sink(&[]);
+    let config = Config::delivery().set("smarthost", sink.addr());
+    let s = Spool::new("min-free", &config);
+    let queued = s.submit_one(&["-f", "alice@example.org", "bob@example.com"], MSG);
+    // More than any test machine's disk has free.
+    s.configure(&config.clone().set("queue_min_free", "100000G"));
+    let out = s.run(&["-f", "alice@example.org", "carol@example.com"], MSG);
+    let line = out.assert_fails_one_line(&[75]);
+    assert!(
+        line.ends_with("spool file system has less than 100000G free"),
+        "{line}"
+    );
+    assert_eq!(s.queue_ids(), std::slice::from_ref(&queued.id));
+    s.assert_tmp_empty();
+    let session = "EHLO c\r\nMAIL FROM:<alice@example.org>\r\nQUIT\r\n";
+    let out = s.run(&["-bs"], session.as_bytes());
+    assert!(
+        out.stdout
+            .contains("452 4.3.1 spool file system has less than 100000G free\r\n"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(s.queue_ids(), [queued.id]);
+    // Delivery ignores the reserve: it is what the reserve is for.
+    s.pass(&[]);
+    sink.wait_for_messages(1, WAIT);
+    s.assert_delivered();
+}

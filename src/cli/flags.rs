@@ -225,7 +225,10 @@ pub const FLAGS: &[Flag] = &[
         help: "one queue run",
         doc: "One queue run: deliver every queued message whose next attempt is due, \
               and remove leftovers of submissions that died. This is what cron or \
-              the package's systemd timer runs.",
+              the package's systemd timer runs. Run by a user other than root, a \
+              member of the spool's group or of `admin_group`, every queue run \
+              (`-q`, `-qDURATION`, `-qR`, `-qS`, `-qI`) takes only that user's own \
+              messages, and says so under `-v`.",
         section: Section::Queue,
         args: &["-q"],
     },
@@ -242,7 +245,8 @@ pub const FLAGS: &[Flag] = &[
         synopsis: "`-qR` TEXT, `-qS` TEXT, `-qI` TEXT",
         help: "deliver now the messages whose recipient, sender, id has TEXT",
         doc: "Deliver now, whatever the retry schedule, the messages whose recipient, \
-              sender or queue id contains TEXT: `sendmail -qR@` flushes the whole queue.",
+              sender or queue id contains TEXT: `sendmail -qR@` flushes the whole queue. \
+              Such a run counts as an attempt of each message it tries.",
         section: Section::Queue,
         args: &["-qR@", "-qS", "alice", "-qIABC"],
     },
