@@ -418,3 +418,25 @@ fn below_queue_min_free_submissions_wait_and_delivery_goes_on() {
     sink.wait_for_messages(1, WAIT);
     s.assert_delivered();
 }
+
+/// A delivery killed mid-transaction (its server holds the reply to the
+/// data past `transaction_deadline`) leaves one counted attempt: the child
+/// counted it before the transaction, and the parent that takes the job
+/// back does not count it again.
+#[test]
+fn a_delivery_killed_mid_transaction_counts_one_attempt() {
+    let server = Smtp::faulty("slow-data", &["--delay", "20"]);
+    let s = Spool::new(
+        "killed-once",
+        &Config::delivery()
+            .set("smarthost", server.addr())
+            .set("transaction_deadline", "2s"),
+    );
+    let id = s
+        .submit_one(&["-f", "alice@example.org", "bob@example.com"], MSG)
+        .id;
+    s.pass(&[]);
+    let state = s.state(&id);
+    assert!(state.contains("\nattempts 1\n"), "{state}");
+    assert!(state.contains("timed out"), "{state}");
+}
