@@ -46,21 +46,45 @@ pub fn recipient_for(original: &Envelope, double_bounce: Option<&str>) -> Option
     (!is_double_bounce_already).then_some(double)
 }
 
+/// What a DSN reports of its recipients (RFC 3464 `Action:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// They failed for good: a bounce.
+    Failed,
+    /// They are still being retried, until this time (seconds since the
+    /// epoch): a delay notice, sent once.
+    Delayed { retry_until: u64 },
+}
+
+/// One DSN: what it reports, of which recipients, to whom.
+#[derive(Debug, Clone, Copy)]
+pub struct Notice<'a> {
+    pub report: Report,
+    pub failures: &'a [Failure],
+    pub to: &'a str,
+}
+
 /// Queues a DSN for `failures` of `original`; returns the new queue id.
+/// It goes from the null sender, in the name of the original's submitter
+/// (its `uid`), so that whoever may deliver the original's mail may
+/// deliver its notice.
 pub fn queue(
     spool: &Spool,
     mta: &Mta,
     original: &Envelope,
-    content: &mut impl BufRead,
-    content_len: u64,
-    failures: &[Failure],
-    to: &str,
+    (content, content_len): (&mut impl BufRead, u64),
+    notice: &Notice,
 ) -> Result<QueueId> {
     let (host, domain) = (mta.host, mta.domain);
+    let Notice {
+        report,
+        failures,
+        to,
+    } = *notice;
     let envelope = |id| Envelope {
         id,
         arrival: system::now().0,
-        uid: 0,
+        uid: original.uid,
         sender: String::new(),
         recipients: vec![Recipient {
             // The sender, or the double-bounce recipient: checked when
@@ -74,10 +98,21 @@ pub fn queue(
         body: BodyType::SevenBit,
         smtputf8: !to.is_ascii(),
     };
-    let full = original.ret == Some(Ret::Full) && content_len <= MAX_RETURNED;
+    // A delay notice returns the header only, as Postfix's does.
+    let full =
+        original.ret == Some(Ret::Full) && content_len <= MAX_RETURNED && report == Report::Failed;
     let written = spool.deposit(envelope, |env, draft| {
         let werr = |e| Error::io("cannot write a bounce to the spool", e);
-        let head = report_head(env, original, failures, to, host, domain, full);
+        let dsn = Dsn {
+            env,
+            original,
+            report,
+            failures,
+            host,
+            domain,
+            full,
+        };
+        let head = dsn.head(to);
         draft.content().write_all(head.as_bytes()).map_err(werr)?;
         draft.add_content_len(head.len());
         // The report's own text may be 8-bit (a server's UTF-8 reason, a
@@ -112,84 +147,131 @@ fn boundary(env: &Envelope) -> String {
     format!("{}.bounce/spoolmail", env.id)
 }
 
-fn report_head(
-    env: &Envelope,
-    original: &Envelope,
-    failures: &[Failure],
-    to: &str,
-    host: &str,
-    domain: &str,
+/// One DSN being written: the notice's own envelope, the original's, and
+/// what it reports.
+struct Dsn<'a> {
+    env: &'a Envelope,
+    original: &'a Envelope,
+    report: Report,
+    failures: &'a [Failure],
+    host: &'a str,
+    domain: &'a str,
     full: bool,
-) -> String {
-    let b = boundary(env);
-    let date = system::rfc5322_date(env.arrival);
-    let mut s = String::with_capacity(2048);
-    s.push_str(&format!(
-        "Date: {date}\nFrom: MAILER-DAEMON@{domain} (Mail Delivery System)\nTo: <{to}>\n\
-         Subject: Undelivered Mail Returned to Sender\nMessage-ID: <{}.bounce@{host}>\n\
-         Auto-Submitted: auto-replied\nMIME-Version: 1.0\n\
-         Content-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"{b}\"\n\n\
-         This is a MIME-encapsulated message.\n\n--{b}\nContent-Type: text/plain; charset=utf-8\n\n",
-        env.id
-    ));
-    s.push_str(&format!(
-        "This is the mail system at host {host}.\n\nI'm sorry to have to inform you that your message could not\n\
-         be delivered to one or more recipients. The reasons are below.\n\n"
-    ));
-    for f in failures {
-        s.push_str(&format!("<{}>: {}\n", f.address, f.reason));
-    }
-    s.push_str(&format!(
-        "\n--{b}\nContent-Type: message/delivery-status\n\n"
-    ));
-    s.push_str(&format!(
-        "Reporting-MTA: dns; {host}\nX-Spoolmail-Queue-ID: {}\n",
-        original.id
-    ));
-    if !original.sender.is_empty() {
+}
+
+impl Dsn<'_> {
+    /// Everything up to the returned message or header.
+    fn head(&self, to: &str) -> String {
+        let (b, host, domain) = (boundary(self.env), self.host, self.domain);
+        let date = system::rfc5322_date(self.env.arrival);
+        let subject = match self.report {
+            Report::Failed => "Undelivered Mail Returned to Sender",
+            Report::Delayed { .. } => "Delayed Mail (still being retried)",
+        };
+        let mut s = String::with_capacity(2048);
         s.push_str(&format!(
-            "X-Spoolmail-Sender: rfc822; {}\n",
-            original.sender
+            "Date: {date}\nFrom: MAILER-DAEMON@{domain} (Mail Delivery System)\nTo: <{to}>\n\
+             Subject: {subject}\nMessage-ID: <{}.bounce@{host}>\n\
+             Auto-Submitted: auto-replied\nMIME-Version: 1.0\n\
+             Content-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"{b}\"\n\n\
+             This is a MIME-encapsulated message.\n\n--{b}\nContent-Type: text/plain; charset=utf-8\n\n",
+            self.env.id
         ));
+        s.push_str(&self.human_part());
+        s.push_str(&format!(
+            "\n--{b}\nContent-Type: message/delivery-status\n\n"
+        ));
+        s.push_str(&self.status_part());
+        let (part, description) = match self.full {
+            true => ("message/rfc822", "Undelivered Message"),
+            false => ("text/rfc822-headers", "Undelivered Message Headers"),
+        };
+        let description = match self.report {
+            Report::Failed => description,
+            Report::Delayed { .. } => "Delayed Message Headers",
+        };
+        s.push_str(&format!(
+            "\n--{b}\nContent-Description: {description}\nContent-Type: {part}\n\n"
+        ));
+        s
     }
-    s.push_str(&format!(
-        "Arrival-Date: {}\n",
-        system::rfc5322_date(original.arrival)
-    ));
-    if let Some(envid) = &original.envid {
-        s.push_str(&format!("Original-Envelope-Id: {envid}\n"));
-    }
-    for f in failures {
-        s.push_str(&format!("\nFinal-Recipient: rfc822; {}\n", f.address));
-        if let Some(o) = &f.orcpt {
-            s.push_str(&format!("Original-Recipient: rfc822; {o}\n"));
+
+    /// The text for people.
+    fn human_part(&self) -> String {
+        let host = self.host;
+        let mut s = match self.report {
+            Report::Failed => format!(
+                "This is the mail system at host {host}.\n\nI'm sorry to have to inform you that your message could not\n\
+                 be delivered to one or more recipients. The reasons are below.\n\n"
+            ),
+            Report::Delayed { retry_until } => format!(
+                "This is the mail system at host {host}.\n\n\
+                 ####### THIS IS A WARNING ONLY. YOU DO NOT NEED TO RESEND YOUR MESSAGE. #######\n\n\
+                 Your message could not be delivered yet to the recipients below. It will\n\
+                 be tried again until {}; you will be told if it fails for good.\n\n",
+                system::rfc5322_date(retry_until)
+            ),
+        };
+        for f in self.failures {
+            s.push_str(&format!("<{}>: {}\n", f.address, f.reason));
         }
-        s.push_str(&format!("Action: failed\nStatus: {}\n", status_code(f)));
-        match &f.remote {
-            Some(remote) => {
-                let host = remote.split('[').next().unwrap_or(remote);
-                s.push_str(&format!(
-                    "Remote-MTA: dns; {host}\nDiagnostic-Code: smtp; {}\n",
-                    f.reason
-                ));
+        s
+    }
+
+    /// The message/delivery-status part (RFC 3464 section 2).
+    fn status_part(&self) -> String {
+        let (original, host) = (self.original, self.host);
+        let mut s = format!(
+            "Reporting-MTA: dns; {host}\nX-Spoolmail-Queue-ID: {}\n",
+            original.id
+        );
+        if !original.sender.is_empty() {
+            s.push_str(&format!(
+                "X-Spoolmail-Sender: rfc822; {}\n",
+                original.sender
+            ));
+        }
+        s.push_str(&format!(
+            "Arrival-Date: {}\n",
+            system::rfc5322_date(original.arrival)
+        ));
+        if let Some(envid) = &original.envid {
+            s.push_str(&format!("Original-Envelope-Id: {envid}\n"));
+        }
+        for f in self.failures {
+            s.push_str(&format!("\nFinal-Recipient: rfc822; {}\n", f.address));
+            if let Some(o) = &f.orcpt {
+                s.push_str(&format!("Original-Recipient: rfc822; {o}\n"));
             }
-            None => s.push_str(&format!("Diagnostic-Code: X-Spoolmail; {}\n", f.reason)),
+            s.push_str(&match self.report {
+                Report::Failed => format!("Action: failed\nStatus: {}\n", status_code(f)),
+                Report::Delayed { retry_until } => format!(
+                    "Action: delayed\nStatus: {}\nWill-Retry-Until: {}\n",
+                    delay_code(f),
+                    system::rfc5322_date(retry_until)
+                ),
+            });
+            match &f.remote {
+                Some(remote) => {
+                    let host = remote.split('[').next().unwrap_or(remote);
+                    s.push_str(&format!(
+                        "Remote-MTA: dns; {host}\nDiagnostic-Code: smtp; {}\n",
+                        f.reason
+                    ));
+                }
+                None => s.push_str(&format!("Diagnostic-Code: X-Spoolmail; {}\n", f.reason)),
+            }
         }
+        s
     }
-    let part = if full {
-        "message/rfc822"
-    } else {
-        "text/rfc822-headers"
-    };
-    s.push_str(&format!(
-        "\n--{b}\nContent-Description: {}\nContent-Type: {part}\n\n",
-        if full {
-            "Undelivered Message"
-        } else {
-            "Undelivered Message Headers"
-        }
-    ));
-    s
+}
+
+/// A delayed recipient's temporary enhanced status code, else 4.0.0.
+fn delay_code(f: &Failure) -> EnhancedCode {
+    match f.status {
+        Some(code) if code.class == 4 => code,
+        _ => EnhancedCode::new(4, 0, 0),
+    }
 }
 
 /// The failure's own permanent enhanced status code (`550 5.1.1 ...`),

@@ -92,6 +92,8 @@ pub struct Config {
     /// As set; [`Config::queue_lifetime`] is the one that applies.
     pub max_queue_lifetime: Option<Duration>,
     pub double_bounce_recipient: Option<String>,
+    /// After this long in the queue, one "delayed" DSN to the sender.
+    pub delay_warning_time: Option<Duration>,
     /// At most this many children deliver to one destination at once, so
     /// that a slow destination leaves room for the others.
     pub max_per_destination: u32,
@@ -242,6 +244,7 @@ impl Default for Config {
             },
             max_queue_lifetime: None,
             double_bounce_recipient: None,
+            delay_warning_time: None,
             max_per_destination: limits::DEFAULT_MAX_PER_DESTINATION,
             transaction_deadline: limits::DEFAULT_TRANSACTION_DEADLINE,
             timeouts: Timeouts::default(),
@@ -708,6 +711,22 @@ pub const KEYS: &[Key] = &[
         },
         doc: "Where a bounce that cannot be delivered goes.",
         set: |c, k, v| address(k, v).map(|a| c.double_bounce_recipient = Some(a)),
+    },
+    Key {
+        name: "delay_warning_time",
+        value: "DURATION",
+        default: KeyDefault::Unset {
+            means: "no delay notices, but to senders who asked for them (NOTIFY=DELAY, \
+                    after 4h)",
+            example: "4h",
+        },
+        doc: "After a message has waited this long, its sender gets one \"delayed\" \
+              notice (an RFC 3464 report, `Action: delayed`) listing the recipients \
+              still being retried, and until when; as Postfix's delay_warning_time, \
+              unset by default. A message whose sender asked for delay notices \
+              (`-N delay`, NOTIFY=DELAY) gets one whether the key is set or not; one \
+              that gave NOTIFY without DELAY gets none.",
+        set: |c, k, v| positive_duration(k, v).map(|d| c.delay_warning_time = Some(d)),
     },
     Key {
         name: "transaction_deadline",

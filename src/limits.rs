@@ -187,6 +187,10 @@ pub const DEFAULT_RETRY_SCHEDULE: &[&str] = &["0", "5m", "10m", "20m", "40m", "1
 /// not set, and of a local configuration problem: Postfix's
 /// maximal_queue_lifetime.
 pub const DEFAULT_MAX_QUEUE_LIFETIME: Duration = Duration::from_secs(5 * 86400);
+/// When a sender whose message asked NOTIFY=DELAY hears that it is
+/// delayed, if `delay_warning_time` does not say: Sendmail's
+/// Timeout.queuewarn.
+pub const DEFAULT_DELAY_NOTICE: Duration = Duration::from_secs(4 * 3600);
 /// `connect_timeout`: Postfix's smtp_connect_timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The SMTP command time-outs of RFC 5321 section 4.5.3.2: 5 minutes for

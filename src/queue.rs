@@ -22,7 +22,7 @@ use crate::record::{self, RecordContext};
 use crate::spool::{Envelope, Selector, Spool, State};
 use crate::sys;
 use crate::system;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
@@ -102,7 +102,11 @@ pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result
             "removed {recovered} leftover files of dead writers"
         ));
     }
-    let mut queues = collect_jobs(&spool, config, selection, &mut log)?;
+    // The messages whose notices the pass sends once it has no job left
+    // for them: those it has jobs for, and those a dead pass left owing.
+    let mut notices = BTreeSet::new();
+    let mut queues = collect_jobs(&spool, config, selection, &mut notices, &mut log)?;
+    notices.extend(queues.values().flatten().map(|job| job.id.clone()));
     let mut summary = PassSummary {
         jobs: queues.values().map(VecDeque::len).sum(),
         ..Default::default()
@@ -137,15 +141,20 @@ pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result
         }
         enforce_deadlines(config, &mut children);
         reap(&mut children, &ctx, &mut log, &mut summary);
+        flush_finished(&ctx, &mut notices, &queues, &children, &mut log);
     }
+    flush_finished(&ctx, &mut notices, &queues, &children, &mut log);
     Ok(summary)
 }
 
 /// Every due recipient of every selected message, queued by destination.
+/// A message with notices owed (a pass died before sending them) goes
+/// into `notices`, due or not.
 fn collect_jobs(
     spool: &Spool,
     config: &Config,
     selection: &Selection,
+    notices: &mut BTreeSet<QueueId>,
     log: &mut Log,
 ) -> Result<BTreeMap<Destination, VecDeque<Job>>> {
     let (now, _) = system::now();
@@ -161,7 +170,8 @@ fn collect_jobs(
         let Some(state) = record::state_or_hold(spool, &entry, log) else {
             continue;
         };
-        if !is_due(&state, now, selection.force) {
+        let owed = !state.owed.is_empty();
+        if !owed && !is_due(&state, now, selection.force) {
             continue;
         }
         let env = match spool.read_envelope(&entry.id) {
@@ -186,11 +196,44 @@ fn collect_jobs(
             record::remove_without_recipients(spool, &env.id, log);
             continue;
         }
+        if owed {
+            notices.insert(env.id.clone());
+        }
+        if !is_due(&state, now, selection.force) {
+            continue;
+        }
         for (destination, job) in jobs_of(&env, &state, via_smarthost) {
             queues.entry(destination).or_default().push_back(job);
         }
     }
     Ok(queues)
+}
+
+/// Sends the notices of the messages in `notices` that have no job left
+/// in this pass, queued or in a child's hands: one bounce per message for
+/// every recipient that failed in any of its jobs ([`record::flush_notices`]).
+fn flush_finished(
+    ctx: &RecordContext,
+    notices: &mut BTreeSet<QueueId>,
+    queues: &BTreeMap<Destination, VecDeque<Job>>,
+    children: &[Child],
+    log: &mut Log,
+) {
+    if notices.is_empty() {
+        return;
+    }
+    let queued = queues.values().flatten().map(|job| &job.id);
+    let held = children
+        .iter()
+        .filter_map(|c| c.job.as_ref().map(|(job, _)| &job.id));
+    let busy: std::collections::HashSet<&QueueId> = queued.chain(held).collect();
+    notices.retain(|id| {
+        let left = busy.contains(id);
+        if !left {
+            record::flush_notices(ctx, id, log);
+        }
+        left
+    });
 }
 
 /// The queue's messages; what is named like one but is not a regular file

@@ -7,10 +7,13 @@
 
 use crate::bounce::{self, Failure};
 use crate::config::Config;
+use crate::limits::DEFAULT_DELAY_NOTICE;
 use crate::log::Log;
 use crate::mime::one_line;
-use crate::model::{EnhancedCode, Outcome, QueueId, Verdict};
-use crate::spool::{Claim, ClaimSlot, Envelope, QueueEntry, RcptStatus, Recipient, Spool, State};
+use crate::model::{EnhancedCode, Notify, Outcome, QueueId, Verdict};
+use crate::spool::{
+    Claim, ClaimSlot, Envelope, Owed, QueueEntry, RcptStatus, Recipient, Spool, State,
+};
 use crate::system;
 use std::io::{BufReader, Seek, SeekFrom};
 use std::time::Duration;
@@ -36,11 +39,12 @@ pub struct RecordContext<'a> {
 }
 
 /// Records the outcomes of one attempt for a claimed message: applies what
-/// [`decide`] made of them. The bounce is queued before the failure is
-/// recorded, so a crash in between can only bounce twice, never lose the
-/// notice; then the state is written, or the message removed when every
-/// recipient is done. Returns the recipients that failed for good in this
-/// attempt, with why.
+/// [`decide`] made of them. A failure whose notice is owed is recorded as
+/// owed in the state, with the failure: the pass queues one bounce per
+/// message for all of them ([`flush_notices`]) once the message has no job
+/// left in it. The state is written, or the message removed when every
+/// recipient is done and no notice is owed. Returns the recipients that
+/// failed for good in this attempt, with why.
 pub fn record(
     ctx: &RecordContext,
     claim: Claim,
@@ -52,32 +56,42 @@ pub fn record(
 ) -> crate::error::Result<Vec<(usize, String)>> {
     let (now, _) = system::now();
     let policy = Policy::of(ctx.config);
-    let mut decision = decide(env, state, outcomes, relay, now, &policy);
+    let decision = decide(env, state, outcomes, relay, now, &policy);
     for line in &decision.log {
         log.info(line);
     }
-    if !decision.failures.is_empty() {
-        match &decision.bounce_to {
-            None => log.info(&format!(
-                "{}: no bounce sent (null sender or NOTIFY=NEVER)",
-                env.id
-            )),
-            Some(to) => {
-                let notices: Vec<Failure> =
-                    decision.failures.iter().map(|(_, f)| f.clone()).collect();
-                if let Err(e) = queue_bounce(ctx, &claim, env, &notices, to, log) {
-                    decision.bounce_not_queued(&e);
-                }
-            }
-        }
+    if !decision.failures.is_empty() && decision.bounce_to.is_none() {
+        log.info(&format!(
+            "{}: no bounce sent (null sender or NOTIFY=NEVER)",
+            env.id
+        ));
     }
-    if decision.finished() {
+    store(ctx, claim, env, &decision.state, log)?;
+    Ok(decision.failed())
+}
+
+/// Writes the state of a claimed message, or removes the message when
+/// every recipient is done and no notice is owed.
+fn store(
+    ctx: &RecordContext,
+    claim: Claim,
+    env: &Envelope,
+    state: &State,
+    log: &mut Log,
+) -> crate::error::Result<()> {
+    let done = (0..env.recipients.len()).all(|i| {
+        matches!(
+            state.status_of(i).0,
+            RcptStatus::Delivered | RcptStatus::Failed
+        )
+    });
+    if done && state.owed.is_empty() {
         ctx.spool.remove(claim)?;
         log.info(&format!("{}: removed", env.id));
+        Ok(())
     } else {
-        ctx.spool.write_state(&claim, &decision.state)?;
+        ctx.spool.write_state(&claim, state)
     }
-    Ok(decision.failed())
 }
 
 /// The settings an attempt is recorded by: the retry schedule, the queue
@@ -144,16 +158,6 @@ impl Decision {
         })
     }
 
-    /// The notice is owed and could not be queued (`why`): rather than lose
-    /// it, the recipients wait for the next attempt, which fails and bounces
-    /// again.
-    pub fn bounce_not_queued(&mut self, why: &str) {
-        for (i, f) in &self.failures {
-            let text = format!("{} (its bounce could not be queued: {why})", f.reason);
-            self.state.set(*i, RcptStatus::Deferred, &one_line(&text));
-        }
-    }
-
     /// The recipients of this attempt that failed for good, with why.
     pub fn failed(&self) -> Vec<(usize, String)> {
         self.attempted
@@ -215,6 +219,17 @@ pub fn decide(
     } else {
         bounce::recipient_for(env, policy.double_bounce)
     };
+    if bounce_to.is_some() {
+        for (i, f) in &failures {
+            state.owed.retain(|o| o.index != *i);
+            state.owed.push(Owed {
+                index: *i,
+                status: f.status,
+                expired: f.expired,
+                remote: f.remote.clone(),
+            });
+        }
+    }
     Decision {
         state,
         log,
@@ -338,13 +353,13 @@ pub fn begin(
     (ctx.spool.write_state_before_attempt(claim, &begun)).map_err(|e| e.to_string())
 }
 
-/// Queues the DSN for `failures` to `to`; an Err says why it could not be.
-fn queue_bounce(
+/// Queues the DSN `notice` of a claimed message; an Err says why it could
+/// not be.
+fn queue_notice(
     ctx: &RecordContext,
     claim: &Claim,
     env: &Envelope,
-    failures: &[Failure],
-    to: &str,
+    notice: &bounce::Notice,
     log: &mut Log,
 ) -> Result<(), String> {
     let (_, header_len, size) =
@@ -362,27 +377,174 @@ fn queue_bounce(
         host: ctx.host,
         domain: &domain,
     };
-    match bounce::queue(
-        ctx.spool,
-        &mta,
-        env,
-        &mut BufReader::new(file),
-        size,
-        failures,
-        to,
-    ) {
+    let content = (&mut BufReader::new(file), size);
+    let what = match notice.report {
+        bounce::Report::Failed => "sender non-delivery notification",
+        bounce::Report::Delayed { .. } => "sender delay notification",
+    };
+    match bounce::queue(ctx.spool, &mta, env, content, notice) {
         Ok(id) => {
-            log.info(&format!(
-                "{}: sender non-delivery notification: {id}",
-                env.id
-            ));
+            log.info(&format!("{}: {what}: {id}", env.id));
             Ok(())
         }
         Err(e) => {
-            log.info(&format!("{}: cannot queue the bounce: {e}", env.id));
+            let what = match notice.report {
+                bounce::Report::Failed => "bounce",
+                bounce::Report::Delayed { .. } => "delay notice",
+            };
+            log.info(&format!("{}: cannot queue the {what}: {e}", env.id));
             Err(e.to_string())
         }
     }
+}
+
+/// Sends what a message owes its sender, once the pass has no job left
+/// for it: ONE bounce listing every recipient whose failure notice is owed
+/// (failed in any job of this pass, or left owed by a pass that died), and
+/// the delay notice when it is due ([`delay_notice_due`]). Each is queued
+/// (committed) before the state says it was sent, so a crash in between
+/// can only send one twice, never lose it; one that cannot be queued stays
+/// owed for the next pass. Then the state is written, or the message
+/// removed when every recipient is done. A message another runner holds is
+/// left to it (its notices stay owed).
+pub fn flush_notices(ctx: &RecordContext, id: &QueueId, log: &mut Log) {
+    let mut slot = ClaimSlot::default();
+    let Ok(Some(claim)) = ctx.spool.claim(id, &mut slot) else {
+        return;
+    };
+    let Ok((env, _, _)) = read_claimed(&claim) else {
+        return;
+    };
+    let Some(mut state) = state_or_hold(ctx.spool, &ctx.spool.entry(id), log) else {
+        return;
+    };
+    let policy = Policy::of(ctx.config);
+    let (now, _) = system::now();
+    let mut changed = send_owed(ctx, &claim, &env, &mut state, &policy, log);
+    let delay = ctx.config.delay_warning_time;
+    let delayed = delay_notice_due(&env, &state, now, delay);
+    if !delayed.is_empty() {
+        let failures = notices_of(&env, &state, &delayed);
+        let until = env.arrival + retry_span(&policy).as_secs();
+        let notice = bounce::Notice {
+            report: bounce::Report::Delayed { retry_until: until },
+            failures: &failures,
+            to: &env.sender,
+        };
+        if queue_notice(ctx, &claim, &env, &notice, log).is_ok() {
+            state.delay_notified = Some(now);
+            changed = true;
+        }
+    }
+    if changed && let Err(e) = store(ctx, claim, &env, &state, log) {
+        log.info(&format!("{id}: cannot record delivery state: {e}"));
+    }
+}
+
+/// Queues the one bounce for the owed notices of a claimed message and
+/// clears them; whether the state changed.
+fn send_owed(
+    ctx: &RecordContext,
+    claim: &Claim,
+    env: &Envelope,
+    state: &mut State,
+    policy: &Policy,
+    log: &mut Log,
+) -> bool {
+    if state.owed.is_empty() {
+        return false;
+    }
+    let Some(to) = bounce::recipient_for(env, policy.double_bounce) else {
+        log.info(&format!(
+            "{}: no bounce sent (null sender or NOTIFY=NEVER)",
+            env.id
+        ));
+        state.owed.clear();
+        return true;
+    };
+    let indices: Vec<usize> = state.owed.iter().map(|o| o.index).collect();
+    let failures = notices_of(env, state, &indices);
+    let notice = bounce::Notice {
+        report: bounce::Report::Failed,
+        failures: &failures,
+        to: &to,
+    };
+    let sent = queue_notice(ctx, claim, env, &notice, log).is_ok();
+    if sent {
+        state.owed.clear();
+    }
+    sent
+}
+
+/// What a DSN says of each of `indices` (recipients of `env`): the
+/// address, the last reply or reason from the state, and what an owed
+/// failure recorded of it.
+fn notices_of(env: &Envelope, state: &State, indices: &[usize]) -> Vec<Failure> {
+    indices
+        .iter()
+        .filter_map(|&i| {
+            let r = env.recipients.get(i)?;
+            let text = state.status_of(i).1;
+            let owed = state.owed.iter().find(|o| o.index == i);
+            Some(Failure {
+                address: r.address.clone(),
+                orcpt: r.orcpt.clone(),
+                reason: text.to_string(),
+                status: owed.map_or_else(|| deferred_status(text), |o| o.status),
+                remote: owed.and_then(|o| o.remote.clone()),
+                expired: owed.is_some_and(|o| o.expired),
+            })
+        })
+        .collect()
+}
+
+/// The enhanced code of a deferral as the state recorded it (`451 4.3.0
+/// ...`), if it had one.
+fn deferred_status(text: &str) -> Option<EnhancedCode> {
+    let mut words = text.split(' ');
+    let code = words
+        .next()
+        .filter(|c| c.len() == 3 && c.starts_with('4'))?;
+    EnhancedCode::parse(words.next()?).filter(|_| code.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// How long after arrival a message is retried: the queue lifetime, else
+/// the whole schedule.
+fn retry_span(policy: &Policy) -> Duration {
+    policy
+        .lifetime
+        .unwrap_or_else(|| policy.schedule.iter().sum())
+}
+
+/// The rule for delay notices (RFC 3461 section 4.1): the recipients of
+/// `env` that a "delayed" DSN lists now, or none. There is one at most per
+/// message, to a sender that is not the null sender, for the recipients
+/// still deferred once the message has waited `delay_warning_time`. A
+/// message without NOTIFY (where RFC 3461 lets an MTA act as if
+/// FAILURE,DELAY was asked) gets one only when the key is set, as in
+/// Postfix; NOTIFY=DELAY gets one whether it is set or not (after the key's
+/// time, else [`DEFAULT_DELAY_NOTICE`]); NOTIFY without DELAY, or NEVER,
+/// gets none.
+pub fn delay_notice_due(
+    env: &Envelope,
+    state: &State,
+    now: u64,
+    delay_warning_time: Option<Duration>,
+) -> Vec<usize> {
+    let after = match env.notify {
+        None => delay_warning_time,
+        Some(n) if n.contains(Notify::DELAY) => {
+            Some(delay_warning_time.unwrap_or(DEFAULT_DELAY_NOTICE))
+        }
+        Some(_) => None,
+    };
+    let due = after.is_some_and(|d| now.saturating_sub(env.arrival) >= d.as_secs());
+    if !due || env.sender.is_empty() || state.delay_notified.is_some() {
+        return Vec::new();
+    }
+    (0..env.recipients.len())
+        .filter(|&i| state.status_of(i).0 == RcptStatus::Deferred)
+        .collect()
 }
 
 /// Defers a job without trying it (its destination is dead for this
@@ -830,29 +992,157 @@ mod tests {
     }
 
     #[test]
-    fn a_notice_that_cannot_be_queued_puts_its_recipients_back() {
+    fn a_failure_owes_its_notice_in_the_state_until_it_is_sent() {
+        // The bounce is no longer queued with the failure (one bounce per
+        // message per pass lists them all): the notice is owed in the
+        // state, durably, and a message whose recipients are all done
+        // stays until its notice is queued.
         let policy = Policy {
             schedule: &[Duration::ZERO, Duration::from_secs(60)],
             repeat: false,
             lifetime: None,
             double_bounce: None,
         };
-        let env = envelope("alice@example.org", None, &["a@x", "b@x"]);
-        let outcomes = [(0, reply(550, "5.1.1 no")), (1, reply(250, "ok"))];
-        let mut d = decide(&env, State::default(), &outcomes, None, NOW, &policy);
-        assert!(d.finished());
-        d.bounce_not_queued("disk full");
-        assert!(!d.finished());
-        assert_eq!(
-            d.state.status_of(0),
-            (
-                RcptStatus::Deferred,
-                "550 5.1.1 no (its bounce could not be queued: disk full)"
-            )
+        let env = envelope("alice@example.org", None, &["a@x", "b@x", "c@x"]);
+        let outcomes = [
+            (0, reply(550, "5.1.1 no")),
+            (1, reply(250, "ok")),
+            (2, Outcome::failed("no MX", None)),
+        ];
+        let d = decide(
+            &env,
+            State::default(),
+            &outcomes,
+            Some("mx[192.0.2.1]:25"),
+            NOW,
+            &policy,
         );
-        assert_eq!(d.state.status_of(1).0, RcptStatus::Delivered);
-        assert_eq!(d.failed(), []);
-        assert_eq!(d.state.next_attempt, NOW + 60);
+        assert!(d.finished());
+        let owed = |s: &State| -> Vec<(usize, Option<String>, bool, Option<String>)> {
+            s.owed
+                .iter()
+                .map(|o| {
+                    (
+                        o.index,
+                        o.status.map(|c| c.to_string()),
+                        o.expired,
+                        o.remote.clone(),
+                    )
+                })
+                .collect()
+        };
+        let expected = vec![
+            (
+                0,
+                Some("5.1.1".to_string()),
+                false,
+                Some("mx[192.0.2.1]:25".to_string()),
+            ),
+            (2, None, false, None),
+        ];
+        assert_eq!(owed(&d.state), expected);
+        // Durable: the state file says so, and reads back the same.
+        let text = crate::spool::format_state(&d.state);
+        assert!(
+            text.contains("owed 0 5.1.1 failed mx[192.0.2.1]:25\nowed 2 - failed -\n"),
+            "{text}"
+        );
+        assert_eq!(owed(&crate::spool::parse_state(&text).unwrap()), expected);
+        // What the bounce then says of them.
+        let failures = notices_of(&env, &d.state, &[0, 2]);
+        assert_eq!(failures[0].reason, "550 5.1.1 no");
+        assert_eq!(failures[0].remote.as_deref(), Some("mx[192.0.2.1]:25"));
+        assert_eq!(failures[1].reason, "no MX");
+        // Nothing owed where nothing is sent.
+        let never = envelope(
+            "alice@example.org",
+            Some(Notify::NEVER),
+            &["a@x", "b@x", "c@x"],
+        );
+        let d = decide(&never, State::default(), &outcomes, None, NOW, &policy);
+        assert!(d.state.owed.is_empty());
+    }
+
+    #[test]
+    fn one_delay_notice_when_asked_for_or_configured() {
+        let h = |n: u64| Duration::from_secs(3600 * n);
+        let mut deferred = State::default();
+        deferred.set(0, RcptStatus::Deferred, "451 4.3.0 later");
+        deferred.set(1, RcptStatus::Delivered, "250 ok");
+        deferred.set(2, RcptStatus::Deferred, "connection refused");
+        let mut notified = deferred.clone();
+        notified.delay_notified = Some(NOW - 60);
+        let none: Vec<usize> = Vec::new();
+        let delay = Notify::DELAY | Notify::FAILURE;
+        // (sender, NOTIFY, state, waited, delay_warning_time) -> listed
+        let cases: Vec<(
+            &str,
+            Option<Notify>,
+            &State,
+            u64,
+            Option<Duration>,
+            Vec<usize>,
+        )> = vec![
+            // No NOTIFY: only when the key is set, once it has waited that long.
+            ("alice@x", None, &deferred, 3, None, none.clone()),
+            ("alice@x", None, &deferred, 3, Some(h(4)), none.clone()),
+            ("alice@x", None, &deferred, 4, Some(h(4)), vec![0, 2]),
+            // NOTIFY=DELAY: whether the key is set or not.
+            ("alice@x", Some(delay), &deferred, 4, None, vec![0, 2]),
+            ("alice@x", Some(delay), &deferred, 3, None, none.clone()),
+            (
+                "alice@x",
+                Some(Notify::DELAY),
+                &deferred,
+                1,
+                Some(h(1)),
+                vec![0, 2],
+            ),
+            // NOTIFY without DELAY, or NEVER: none.
+            (
+                "alice@x",
+                Some(Notify::FAILURE),
+                &deferred,
+                9,
+                Some(h(1)),
+                none.clone(),
+            ),
+            (
+                "alice@x",
+                Some(Notify::NEVER),
+                &deferred,
+                9,
+                Some(h(1)),
+                none.clone(),
+            ),
+            // Once only; never to the null sender.
+            (
+                "alice@x",
+                Some(delay),
+                &notified,
+                9,
+                Some(h(1)),
+                none.clone(),
+            ),
+            ("", None, &deferred, 9, Some(h(1)), none.clone()),
+        ];
+        for (sender, notify, state, waited, key, listed) in cases {
+            let mut env = envelope(sender, notify, &["a@x", "b@x", "c@x"]);
+            env.arrival = NOW - 3600 * waited;
+            assert_eq!(
+                delay_notice_due(&env, state, NOW, key),
+                listed,
+                "<{sender}> {notify:?} {waited}h {key:?}"
+            );
+        }
+        // What the notice says of them: the deferral's own code, if any.
+        let env = envelope("alice@x", None, &["a@x", "b@x", "c@x"]);
+        let failures = notices_of(&env, &deferred, &[0, 2]);
+        let codes: Vec<Option<String>> = failures
+            .iter()
+            .map(|f| f.status.map(|c| c.to_string()))
+            .collect();
+        assert_eq!(codes, [Some("4.3.0".to_string()), None]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! whole message; what it leaves in `tmp/` is unlocked and so recognisably dead.
 
 use crate::error::{Error, Result};
-use crate::model::{Address, BodyType, Notify, QueueId, Ret};
+use crate::model::{Address, BodyType, EnhancedCode, Notify, QueueId, Ret};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -83,6 +83,26 @@ pub struct State {
     pub next_attempt: u64,
     /// (recipient index, status, last reply or error)
     pub recipients: Vec<(usize, RcptStatus, String)>,
+    /// Failed recipients whose failure notice is owed to the sender: one
+    /// bounce per message per pass lists them all, and they are cleared
+    /// only once it is queued (`owed` lines).
+    pub owed: Vec<Owed>,
+    /// When the delay notice was queued (`delayed` line): there is one at
+    /// most.
+    pub delay_notified: Option<u64>,
+}
+
+/// What a bounce needs of a failed recipient besides its state line (whose
+/// text is the reason): `owed INDEX STATUS KIND REMOTE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owed {
+    pub index: usize,
+    /// The enhanced status code of the reply or the reason, if it had one.
+    pub status: Option<EnhancedCode>,
+    /// The attempts ran out, rather than a refusal.
+    pub expired: bool,
+    /// `host[ip]:port` of the server whose refusal it was.
+    pub remote: Option<String>,
 }
 
 impl State {
@@ -734,7 +754,43 @@ pub fn format_state(state: &State) -> String {
             .collect();
         let _ = writeln!(out, "rcpt {i} {status} {text}");
     }
+    for o in &state.owed {
+        let status = o.status.map_or("-".to_string(), |c| c.to_string());
+        let kind = if o.expired { "expired" } else { "failed" };
+        // A relay is `host[ip]:port`, written by spoolmail: no spaces.
+        let remote = o.remote.as_deref().unwrap_or("-").replace(' ', "_");
+        let _ = writeln!(out, "owed {} {status} {kind} {remote}", o.index);
+    }
+    if let Some(t) = state.delay_notified {
+        let _ = writeln!(out, "delayed {t}");
+    }
     out
+}
+
+/// An `owed` line's value: `INDEX STATUS KIND REMOTE`.
+fn parse_owed(value: &str) -> io::Result<Owed> {
+    let bad = || invalid(format!("bad owed `{value}`"));
+    let mut parts = value.split(' ');
+    let index = parts.next().and_then(|i| i.parse().ok()).ok_or_else(bad)?;
+    let status = match parts.next().ok_or_else(bad)? {
+        "-" => None,
+        code => Some(EnhancedCode::parse(code).ok_or_else(bad)?),
+    };
+    let expired = match parts.next() {
+        Some("expired") => true,
+        Some("failed") => false,
+        _ => return Err(bad()),
+    };
+    let remote = match parts.next().ok_or_else(bad)? {
+        "-" => None,
+        r => Some(r.to_string()),
+    };
+    Ok(Owed {
+        index,
+        status,
+        expired,
+        remote,
+    })
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> io::Result<T> {
@@ -754,6 +810,8 @@ pub fn parse_state(text: &str) -> io::Result<State> {
         match key {
             "attempts" => state.attempts = number("attempts", value)?,
             "next" => state.next_attempt = number("next", value)?,
+            "owed" => state.owed.push(parse_owed(value)?),
+            "delayed" => state.delay_notified = Some(number("delayed", value)?),
             "rcpt" => {
                 let mut parts = value.splitn(3, ' ');
                 let index = parts

@@ -51,16 +51,20 @@ pub fn check(data: &[u8]) {
     };
     let to = "alice@example.org";
     let len = ORIGINAL.len() as u64;
-    bounce::queue(
-        &spool,
-        &mta,
-        &original,
-        &mut &ORIGINAL[..],
-        len,
-        &failures,
+    // A bounce, or (flag 8) a delay notice: the same fields, other words.
+    let report = match flags & 8 {
+        0 => bounce::Report::Failed,
+        _ => bounce::Report::Delayed {
+            retry_until: 1_795_737_600,
+        },
+    };
+    let notice = bounce::Notice {
+        report,
+        failures: &failures,
         to,
-    )
-    .expect("a bounce is queued");
+    };
+    bounce::queue(&spool, &mta, &original, (&mut &ORIGINAL[..], len), &notice)
+        .expect("a bounce is queued");
     let mut queued = take_queued();
     assert_eq!(queued.len(), 1);
     let (env, content) = queued.pop().expect("one bounce");

@@ -78,6 +78,7 @@ fn state_round_trip(b: &mut Bytes) {
         attempts: u32::from(b.u16()),
         next_attempt: u64::from(b.u16()) << 24 | u64::from(b.u16()),
         recipients: Vec::new(),
+        ..State::default()
     };
     while !b.is_empty() {
         let index = usize::from(b.u16());
