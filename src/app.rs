@@ -51,6 +51,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
                 force: select.is_some(),
                 message: None,
                 owner: pass_owner(&config, inv.verbose),
+                background: false,
             };
             let Some(every) = interval else {
                 queue::run_pass(&config, &selection, inv.verbose)?;
@@ -210,8 +211,7 @@ fn smtp_session(inv: &Invocation, config: &Config) -> Result<u8> {
             let envelope = &done.envelope;
             if mode != DeliveryMode::Queue {
                 // An SMTP client waits for the next reply: delivery goes to the background.
-                let selection = own_pass(config, &envelope.id);
-                deliver_in_background(config, &selection);
+                deliver_in_background(config, envelope);
             }
         },
     );
@@ -315,14 +315,14 @@ fn submit(inv: &Invocation, config: &Config) -> Result<u8> {
     if inv.verbose {
         system::errln(format_args!("spoolmail: queued as {}", envelope.id));
     }
-    let selection = own_pass(config, &envelope.id);
     match delivery_mode(inv, config) {
         DeliveryMode::Queue => Ok(exit::OK),
         DeliveryMode::Background => {
-            deliver_in_background(config, &selection);
+            deliver_in_background(config, &envelope);
             Ok(exit::OK)
         }
         DeliveryMode::Interactive => {
+            let selection = own_pass(config, &envelope.id);
             let summary = queue::run_pass(config, &selection, inv.verbose)?;
             Ok(report_interactive(inv, &envelope, &summary))
         }
@@ -365,16 +365,18 @@ fn own_pass(config: &Config, id: &crate::model::QueueId) -> queue::Selection {
     }
 }
 
-/// `-odb`: a detached grandchild delivers while the caller goes on. It lets
-/// go of the caller's stdin, stdout and stderr first, so that a caller
-/// reading our output to its end is not kept waiting for the delivery.
-fn deliver_in_background(config: &Config, selection: &queue::Selection) {
+/// `-odb`: a detached grandchild hands the message to its user's runner
+/// (becoming that runner when there is none: `queue::run_background`)
+/// while the caller goes on. It lets go of the caller's stdin, stdout and
+/// stderr first, so that a caller reading our output to its end is not
+/// kept waiting for the delivery.
+fn deliver_in_background(config: &Config, envelope: &spool::Envelope) {
     match sys::fork() {
         Ok(sys::Forked::Child) => {
             sys::setsid();
             if let Ok(sys::Forked::Child) = sys::fork() {
                 system::detach_stdio();
-                let _ = queue::run_pass(config, selection, false);
+                let _ = queue::run_background(config, envelope.uid, &envelope.id);
             }
             sys::exit_child(0)
         }

@@ -56,6 +56,7 @@ pub mod pass_protocol;
 pub mod queue;
 pub mod record;
 pub mod route;
+pub mod slots;
 pub mod smtp;
 pub mod smtpd;
 pub mod spool;

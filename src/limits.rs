@@ -83,6 +83,19 @@ pub const PASS_TICK: Duration = Duration::from_millis(200);
 /// A healthy transaction to a nearby server takes well under this.
 pub const STALLED_AFTER: Duration = Duration::from_secs(5);
 
+/// How long a background runner's delivery child keeps its connection
+/// open after the last message for its destination, in case more come (a
+/// burst of submissions goes over a few connections instead of one each);
+/// then it says QUIT. Each submission's own runner ends at most this long
+/// after its last delivery.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// The hash buckets of destinations for the per-destination slots
+/// (`slots/dest.HHH.N`): a fixed number of lock files, with few enough
+/// collisions (two destinations in one bucket share one bound, which is
+/// only ever tighter).
+pub const DESTINATION_BUCKETS: u16 = 1024;
+
 /// Leftovers in tmp/ younger than this may belong to a live writer that has
 /// created its file but not yet locked it.
 pub const LEFTOVER_MIN_AGE: Duration = Duration::from_secs(60);

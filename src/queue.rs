@@ -14,15 +14,16 @@
 use crate::config::Config;
 use crate::deliver;
 use crate::error::{Error, Result};
-use crate::limits::{LEFTOVER_MIN_AGE, PASS_READ_PIECE, PASS_TICK, STALLED_AFTER};
+use crate::limits::{LEFTOVER_MIN_AGE, LINGER, PASS_READ_PIECE, PASS_TICK, STALLED_AFTER};
 use crate::log::Log;
 use crate::model::{Destination, Outcome, QueueId};
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext};
+use crate::slots::{self, Slot, Slots};
 use crate::spool::{Envelope, Selector, Spool, State};
 use crate::sys;
 use crate::system;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
@@ -47,6 +48,12 @@ struct Child {
     /// another child's hands (a message with recipients at several
     /// destinations); answered as soon as one is free.
     waiting: bool,
+    /// Since when it has waited with nothing queued for its destination
+    /// (a background runner's child lingers: see [`LINGER`]).
+    idle_since: Option<Instant>,
+    /// The numbers of its `max_children` and `max_per_destination` slots
+    /// (None in a pass without the slots directory).
+    slots: Option<(u32, u32)>,
     killed: bool,
 }
 
@@ -65,6 +72,9 @@ pub struct Selection {
     /// a pass run by an unprivileged user. None: everyone's mail, for
     /// root, the spool's group and the admin group.
     pub owner: Option<u32>,
+    /// A user's background runner (`-odb`, see [`run_background`]): no
+    /// leftover recovery, and its children linger for new messages.
+    pub background: bool,
 }
 
 impl Selection {
@@ -75,6 +85,7 @@ impl Selection {
             force: true,
             message: Some(id.clone()),
             owner: None,
+            background: false,
         }
     }
 }
@@ -89,10 +100,22 @@ pub struct PassSummary {
 }
 
 pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result<PassSummary> {
+    run_pass_seeing(config, selection, verbose, &mut HashSet::new())
+}
+
+/// A pass that leaves alone the messages in `seen` and adds every message
+/// it looks at to it (a background runner's passes never take one message
+/// twice).
+fn run_pass_seeing(
+    config: &Config,
+    selection: &Selection,
+    verbose: bool,
+    seen: &mut HashSet<QueueId>,
+) -> Result<PassSummary> {
     let spool = Spool::new(&config.spool_dir);
     let mut log = Log::open(config, "spoolmail");
     system::prepare_for_delivery().inspect_err(|e| log.info(&e.to_string()))?;
-    let recovered = if selection.message.is_none() {
+    let recovered = if selection.message.is_none() && !selection.background {
         spool.recover_leftovers(LEFTOVER_MIN_AGE)
     } else {
         0
@@ -105,7 +128,15 @@ pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result
     // The messages whose notices the pass sends once it has no job left
     // for them: those it has jobs for, and those a dead pass left owing.
     let mut notices = BTreeSet::new();
-    let mut queues = collect_jobs(&spool, config, selection, &mut notices, &mut log)?;
+    let queues = collect_jobs(
+        &spool,
+        config,
+        selection,
+        seen,
+        &mut notices,
+        &mut log,
+        true,
+    )?;
     notices.extend(queues.values().flatten().map(|job| job.id.clone()));
     let mut summary = PassSummary {
         jobs: queues.values().map(VecDeque::len).sum(),
@@ -129,42 +160,209 @@ pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result
         config,
         host: &host,
     };
-    let mut children: Vec<Child> = Vec::new();
-    loop {
-        start_children(config, &mut queues, &mut children, verbose, &mut summary)?;
-        if children.is_empty() {
-            break;
-        }
-        wait_for_children(&children, PASS_TICK);
-        for i in 0..children.len() {
-            serve(i, &mut children, &mut queues, &ctx, &mut log, &mut summary);
-        }
-        enforce_deadlines(config, &mut children);
-        reap(&mut children, &ctx, &mut log, &mut summary);
-        flush_finished(&ctx, &mut notices, &queues, &children, &mut log);
-    }
-    flush_finished(&ctx, &mut notices, &queues, &children, &mut log);
+    let mut starter = Starter {
+        config,
+        verbose,
+        slots: open_slots(config, &mut log),
+        reserve: selection.owner.is_some(),
+    };
+    let mut pass = Pass {
+        selection,
+        seen,
+        notices,
+        queues,
+        children: Vec::new(),
+        scanned: Instant::now(),
+    };
+    pass.run(&mut starter, &ctx, &mut log, &mut summary)?;
     Ok(summary)
 }
 
-/// Every due recipient of every selected message, queued by destination.
-/// A message with notices owed (a pass died before sending them) goes
-/// into `notices`, due or not.
+/// The spool's slots directory; None (the pass is bounded by its own
+/// limits only, and says so in the log) when it cannot be used.
+fn open_slots(config: &Config, log: &mut Log) -> Option<Slots> {
+    match Slots::open(&config.spool_dir) {
+        Ok(slots) => Some(slots),
+        Err(e) => {
+            log.info(&format!(
+                "cannot use {}/{}: {e}; this pass is bounded by its own limits only",
+                config.spool_dir.display(),
+                slots::SLOTS_DIR
+            ));
+            None
+        }
+    }
+}
+
+/// What a pass's loop works on.
+struct Pass<'a> {
+    selection: &'a Selection,
+    seen: &'a mut HashSet<QueueId>,
+    /// The messages whose notices it sends once it has no job left for them.
+    notices: BTreeSet<QueueId>,
+    queues: BTreeMap<Destination, VecDeque<Job>>,
+    children: Vec<Child>,
+    /// When the queue was last looked at for new messages.
+    scanned: Instant,
+}
+
+impl Pass<'_> {
+    /// Hands out jobs until nothing is left: no child running, nothing
+    /// queued, and no new due message in the queue (bounces this pass has
+    /// queued, messages submitted meanwhile).
+    fn run(
+        &mut self,
+        starter: &mut Starter,
+        ctx: &RecordContext,
+        log: &mut Log,
+        summary: &mut PassSummary,
+    ) -> Result<()> {
+        loop {
+            start_children(starter, &mut self.queues, &mut self.children, summary, log)?;
+            if self.children.is_empty() && self.queues.values().all(VecDeque::is_empty) {
+                self.flush_finished(ctx, log);
+                if self.rescan(ctx, log, summary) == 0 {
+                    return Ok(());
+                }
+                continue;
+            }
+            // With no child running (every slot held elsewhere), a pause.
+            wait_for_children(&self.children, PASS_TICK);
+            for i in 0..self.children.len() {
+                serve(i, &mut self.children, &mut self.queues, ctx, log, summary);
+            }
+            // Notices first, so that the look below finds the bounces.
+            self.flush_finished(ctx, log);
+            let idle = |c: &Child| {
+                c.waiting
+                    && self
+                        .queues
+                        .get(&c.destination)
+                        .is_none_or(VecDeque::is_empty)
+            };
+            if self.scanned.elapsed() >= PASS_TICK || self.children.iter().any(idle) {
+                self.rescan(ctx, log, summary);
+            }
+            let linger = self.selection.background;
+            for i in 0..self.children.len() {
+                if self.children[i].waiting {
+                    assign(i, &mut self.children, &mut self.queues, linger);
+                }
+            }
+            enforce_deadlines(starter.config, &mut self.children);
+            reap(&mut self.children, ctx, log, summary);
+        }
+    }
+
+    /// Queues the due messages that have come since the pass began (never
+    /// for a pass over one message); returns how many jobs that made.
+    fn rescan(&mut self, ctx: &RecordContext, log: &mut Log, summary: &mut PassSummary) -> usize {
+        self.scanned = Instant::now();
+        if self.selection.message.is_some() {
+            return 0;
+        }
+        let (selection, seen, notices) = (self.selection, &mut *self.seen, &mut self.notices);
+        let Ok(new) = collect_jobs(ctx.spool, ctx.config, selection, seen, notices, log, false)
+        else {
+            return 0; // the queue could be read at the start; the next look may work
+        };
+        let mut count = 0;
+        for (destination, jobs) in new {
+            count += jobs.len();
+            self.notices.extend(jobs.iter().map(|job| job.id.clone()));
+            self.queues.entry(destination).or_default().extend(jobs);
+        }
+        summary.jobs += count;
+        count
+    }
+
+    /// Sends the notices of the messages it has no job left for.
+    fn flush_finished(&mut self, ctx: &RecordContext, log: &mut Log) {
+        flush_finished(ctx, &mut self.notices, &self.queues, &self.children, log);
+    }
+}
+
+/// `-odb`: the delivery after a submission, handed to one runner per user
+/// instead of one process per message: a burst of submissions shares a few
+/// connections, and at most one runner per user runs.
+///
+/// The submitter (`owner`'s detached grandchild) tries the user's runner
+/// lock: if it gets it, it runs passes over that user's due messages;
+/// if not, it exits at once, for the holder will see its message. The
+/// handover has no window: a holder with nothing more to do first
+/// releases the lock, then looks at the queue once more, and tries the
+/// lock again if it finds a due message it has not taken yet. Proof: a
+/// submitter S that fails to get the lock failed while some H held it,
+/// and S had committed its message M before trying; H releases after
+/// that, and looks after releasing, so H's look finds M (new, never
+/// attempted, so due). Then either H gets the lock back and delivers M, or
+/// another process got it after H's release and, like every holder,
+/// scans after acquiring, which finds M. A message whose runner lock
+/// cannot be used (a spool without `slots/` it may write) is delivered
+/// alone, as before.
+pub fn run_background(config: &Config, owner: u32, message: &QueueId) -> Result<()> {
+    let lock = Slots::open(&config.spool_dir).and_then(|s| s.runner(owner));
+    let Ok(mut lock) = lock else {
+        return run_pass(config, &Selection::message(message), false).map(drop);
+    };
+    let selection = Selection {
+        owner: Some(owner),
+        background: true,
+        ..Selection::default()
+    };
+    let spool = Spool::new(&config.spool_dir);
+    // Every message this runner has taken or found in other hands: taken
+    // once per runner, so that one that fails again is not a loop.
+    let mut seen = HashSet::new();
+    while lock
+        .try_acquire()
+        .map_err(|e| Error::io("cannot take the runner lock", e))?
+    {
+        let pass = run_pass_seeing(config, &selection, false, &mut seen);
+        lock.release();
+        pass?;
+        let mut log = Log::open(config, "spoolmail");
+        if collect_jobs(
+            &spool,
+            config,
+            &selection,
+            &mut seen.clone(),
+            &mut BTreeSet::new(),
+            &mut log,
+            false,
+        )?
+        .is_empty()
+        {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Every due recipient of every selected message not in `seen` (which
+/// then holds them all), queued by destination; `first`: the pass's first
+/// look, which logs what it skips. A message with notices owed (a pass
+/// died before sending them) goes into `notices`, due or not.
 fn collect_jobs(
     spool: &Spool,
     config: &Config,
     selection: &Selection,
+    seen: &mut HashSet<QueueId>,
     notices: &mut BTreeSet<QueueId>,
     log: &mut Log,
+    first: bool,
 ) -> Result<BTreeMap<Destination, VecDeque<Job>>> {
     let (now, _) = system::now();
     let via_smarthost = !config.smarthosts.is_empty();
     let mut queues: BTreeMap<Destination, VecDeque<Job>> = BTreeMap::new();
     let entries = match &selection.message {
         Some(id) => vec![spool.entry(id)],
-        None => scan_logging_strays(spool, log)?,
+        None => scan_logging_strays(spool, log, first)?,
     };
     for entry in entries {
+        if !seen.insert(entry.id.clone()) {
+            continue;
+        }
         // The state first: most of a large queue is waiting for its next
         // attempt, and its envelopes need not be read at all.
         let Some(state) = record::state_or_hold(spool, &entry, log) else {
@@ -237,10 +435,15 @@ fn flush_finished(
 }
 
 /// The queue's messages; what is named like one but is not a regular file
-/// is logged and left alone.
-fn scan_logging_strays(spool: &Spool, log: &mut Log) -> Result<Vec<crate::spool::QueueEntry>> {
+/// is left alone, and logged when `first`.
+fn scan_logging_strays(
+    spool: &Spool,
+    log: &mut Log,
+    first: bool,
+) -> Result<Vec<crate::spool::QueueEntry>> {
     let scan = spool.scan_all()?;
-    for name in scan.strays {
+    // Once per pass: its later looks at the queue say nothing new.
+    for name in scan.strays.into_iter().filter(|_| first) {
         log.info(&format!(
             "queue/{name} is not a regular file: skipped, left alone"
         ));
@@ -284,13 +487,24 @@ fn jobs_of(env: &Envelope, state: &State, via_smarthost: bool) -> Vec<(Destinati
         .collect()
 }
 
+/// What starting a child needs besides the queues.
+struct Starter<'a> {
+    config: &'a Config,
+    verbose: bool,
+    /// None: no spool-wide bound (see [`open_slots`]).
+    slots: Option<Slots>,
+    /// An unprivileged user's pass leaves a slot of each kind to others.
+    reserve: bool,
+}
+
 fn start_children(
-    config: &Config,
+    starter: &mut Starter,
     queues: &mut BTreeMap<Destination, VecDeque<Job>>,
     children: &mut Vec<Child>,
-    verbose: bool,
     summary: &mut PassSummary,
+    log: &mut Log,
 ) -> Result<()> {
+    let config = starter.config;
     let limits = Limits {
         children: config.max_children as usize,
         per_destination: config.max_per_destination as usize,
@@ -298,12 +512,88 @@ fn start_children(
     let now = Instant::now();
     for (destination, queue) in queues.iter() {
         while may_start(&loads(children), destination, queue.len(), limits, now) {
-            let child = fork_child(config, destination, children, verbose)?;
+            let taken = match &starter.slots {
+                None => None,
+                Some(slots) => {
+                    match take_slots(slots, destination, children, limits, starter.reserve, now) {
+                        Ok(Some(taken)) => Some(taken),
+                        Ok(None) => break, // held by other passes: this one waits
+                        Err(e) => {
+                            log.info(&format!(
+                            "cannot take a delivery slot: {e}; this pass is bounded by its own limits only"
+                        ));
+                            starter.slots = None;
+                            None
+                        }
+                    }
+                }
+            };
+            let child = fork_child(config, destination, children, starter.verbose, taken)?;
             children.push(child);
             summary.children += 1;
         }
     }
     Ok(())
+}
+
+/// The two slots a new child for `destination` needs: one of
+/// `max_children` and one of its destination's `max_per_destination`,
+/// with headroom past each while this pass has more stalled transactions
+/// (of that destination) than headroom slots, as [`may_start`] allows;
+/// None while other processes hold every one it may take.
+fn take_slots(
+    slots: &Slots,
+    destination: &Destination,
+    children: &[Child],
+    limits: Limits,
+    reserve: bool,
+    now: Instant,
+) -> std::io::Result<Option<(Slot, Slot)>> {
+    let (global_limit, dest_limit) = (limits.children as u32, limits.per_destination as u32);
+    let global = headroom(children, now, global_limit, |c| c.slots.map(|s| s.0));
+    let own = headroom(children, now, dest_limit, |c| {
+        (c.destination == *destination)
+            .then_some(c.slots.map(|s| s.1))
+            .flatten()
+    });
+    let Some(child) = slots.take(
+        slots::Kind::Child,
+        &slots::candidates(global_limit, reserve, global),
+    )?
+    else {
+        return Ok(None);
+    };
+    let kind = slots::Kind::Destination(slots::bucket(destination));
+    let Some(dest) = slots.take(kind, &slots::candidates(dest_limit, reserve, own))? else {
+        return Ok(None); // the child slot is freed as it is dropped
+    };
+    Ok(Some((child, dest)))
+}
+
+/// Whether a pass may take a headroom slot past `limit`: more of its
+/// children that `of` counts (Some: their slot number) are stalled than
+/// hold headroom slots.
+fn headroom(
+    children: &[Child],
+    now: Instant,
+    limit: u32,
+    of: impl Fn(&Child) -> Option<u32>,
+) -> bool {
+    let stalled = children
+        .iter()
+        .filter(|c| of(c).is_some())
+        .filter(|c| {
+            c.job
+                .as_ref()
+                .is_some_and(|(_, s)| now - *s > STALLED_AFTER)
+        })
+        .count();
+    let extra = children
+        .iter()
+        .filter_map(&of)
+        .filter(|&n| n >= limit)
+        .count();
+    stalled > extra
 }
 
 /// What the scheduling rules see of a child: its destination, and when the
@@ -359,11 +649,15 @@ fn may_start(
     active < limits.per_destination && idle < queued
 }
 
+/// Forks a delivery child for `destination`, which inherits the `slots`
+/// taken for it: they stay held as long as it lives, and the parent's
+/// copies are closed.
 fn fork_child(
     config: &Config,
     destination: &Destination,
     siblings: &mut Vec<Child>,
     verbose: bool,
+    slots: Option<(Slot, Slot)>,
 ) -> Result<Child> {
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| Error::io("cannot create a socket pair", e))?;
@@ -380,10 +674,14 @@ fn fork_child(
             // and undropped: the child ends in exit_child, never returning here.
             siblings.clear();
             let code = deliver::worker_main(theirs, destination.clone(), config, verbose);
+            // The slots' files close as the child ends, freeing them.
+            drop(slots);
             sys::exit_child(code)
         }
         Ok(sys::Forked::Parent(pid)) => {
             drop(theirs);
+            let numbers = slots.as_ref().map(|(c, d)| (c.number, d.number));
+            drop(slots); // closes the parent's copies, never unlocks
             let _ = ours.set_nonblocking(true);
             Ok(Child {
                 pid,
@@ -392,6 +690,8 @@ fn fork_child(
                 destination: destination.clone(),
                 job: None,
                 waiting: false,
+                idle_since: None,
+                slots: numbers,
                 killed: false,
             })
         }
@@ -403,8 +703,8 @@ fn wait_for_children(children: &[Child], timeout: Duration) {
     sys::poll_readable(&fds, timeout);
 }
 
-/// Reads what a child said and answers it, and answers a waiting child
-/// whose message has become free.
+/// Reads what a child said (the pass answers every waiting child after
+/// looking for new messages: see [`assign`]).
 fn serve(
     i: usize,
     children: &mut [Child],
@@ -455,16 +755,26 @@ fn serve(
             }
         }
     }
-    if children[i].waiting {
-        assign(i, children, queues);
-    }
 }
 
 /// Gives a waiting child the first message of its destination that no other
 /// child holds, or `quit` when there is none left; leaves it waiting while
-/// the only ones left are in other children's hands.
-fn assign(i: usize, children: &mut [Child], queues: &mut BTreeMap<Destination, VecDeque<Job>>) {
+/// the only ones left are in other children's hands, and, in a pass that
+/// `linger`s, for [`LINGER`] after its destination's queue ran empty.
+fn assign(
+    i: usize,
+    children: &mut [Child],
+    queues: &mut BTreeMap<Destination, VecDeque<Job>>,
+    linger: bool,
+) {
     let queue = queues.entry(children[i].destination.clone()).or_default();
+    let now = Instant::now();
+    if linger && queue.is_empty() {
+        let since = *children[i].idle_since.get_or_insert(now);
+        if now - since < LINGER {
+            return;
+        }
+    }
     let held: Vec<&(Job, Instant)> = children.iter().filter_map(|c| c.job.as_ref()).collect();
     let (reply, free) = match answer(queue, &held, Instant::now()) {
         Answer::Wait => return,
@@ -477,6 +787,7 @@ fn assign(i: usize, children: &mut [Child], queues: &mut BTreeMap<Destination, V
     };
     let child = &mut children[i];
     child.waiting = false;
+    child.idle_since = None;
     let _ = child.sock.set_nonblocking(false);
     let sent = child.sock.write_all(reply.encode().as_bytes()).is_ok();
     let _ = child.sock.set_nonblocking(true);

@@ -47,6 +47,7 @@ const MAP: &[(&str, &[&str])] = &[
     ("config", &["error", "limits", "model"]),
     ("log", &["config"]),
     ("spool", &[]),
+    ("slots", &[]),
     // Submission.
     ("cli", &["config", "spool", "submit"]),
     ("smtpd", &["config", "log", "spool", "submit"]),
@@ -64,6 +65,7 @@ const MAP: &[(&str, &[&str])] = &[
             "log",
             "pass_protocol",
             "record",
+            "slots",
             "spool",
         ],
     ),

@@ -348,6 +348,47 @@ impl Smtp {
             .unwrap_or(0)
     }
 
+    /// How many logins (successful AUTH) it has seen (sink.py).
+    pub fn logins(&self) -> usize {
+        fs::read_to_string(self.outdir.join("logins"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// How many of its connections are open now.
+    pub fn open_connections(&self) -> usize {
+        let closed = fs::read_to_string(self.outdir.join("closed"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        self.connections().saturating_sub(closed)
+    }
+
+    /// The most connections that were open at once so far, from the times
+    /// they were accepted (`connections`) and ended (`closed`); one still
+    /// open counts as open until now.
+    pub fn max_concurrent_connections(&self) -> usize {
+        let read = |name: &str, field: usize| -> Vec<f64> {
+            fs::read_to_string(self.outdir.join(name))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(field)?.parse().ok())
+                .collect()
+        };
+        // (time, +1 opened / -1 closed); at a tie the close comes first.
+        let mut events: Vec<(f64, i32)> = read("connections", 3)
+            .into_iter()
+            .map(|t| (t, 1))
+            .chain(read("closed", 1).into_iter().map(|t| (t, -1)))
+            .collect();
+        events.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let (mut open, mut most) = (0i32, 0i32);
+        for (_, delta) in events {
+            open += delta;
+            most = most.max(open);
+        }
+        most as usize
+    }
+
     /// faulty.py only: the transcript of connection `n` (1 for the first):
     /// "C: " lines from the client, "S: " replies, "-- " events.
     pub fn session_log(&self, n: usize) -> String {
