@@ -141,9 +141,9 @@ install_man_pages
 
 # The spool: root:GROUP, the group may create files, others may not look in.
 install -d -m 0750 "$spool"
-install -d -m 0770 "$spool/tmp" "$spool/queue"
+install -d -m 0770 "$spool/tmp" "$spool/queue" "$spool/slots"
 if $as_root; then
-    chown root:"$group" "$spool" "$spool/tmp" "$spool/queue"
+    chown root:"$group" "$spool" "$spool/tmp" "$spool/queue" "$spool/slots"
 fi
 
 if [ ! -e "$conf" ]; then

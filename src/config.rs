@@ -657,15 +657,19 @@ pub const KEYS: &[Key] = &[
         name: "max_children",
         value: "NUMBER",
         default: KeyDefault::Value("20"),
-        doc: "The most delivery processes a queue run has at once.",
+        doc: "The most delivery processes on the spool at once, counting every queue \
+              run, background delivery and cron run together (also from other hosts \
+              sharing the spool), plus as many again while transactions are stalled.",
         set: |c, k, v| positive(k, v).map(|n| c.max_children = n),
     },
     Key {
         name: "max_per_destination",
         value: "NUMBER",
         default: KeyDefault::Value("10"),
-        doc: "The most delivery processes for one destination (a smarthost, or one \
-              recipient domain) at once, so that a slow one leaves room for the rest.",
+        doc: "The most delivery processes, and so connections, for one destination (a \
+              smarthost, or one recipient domain) at once on the spool, counting every \
+              run together, so that a slow one leaves room for the rest; stalled \
+              transactions free as many again.",
         set: |c, k, v| positive(k, v).map(|n| c.max_per_destination = n),
     },
     Key {

@@ -15,7 +15,8 @@
 //! 3. [`config`]: the config file.
 //! 4. [`submit`]: intake, streamed from stdin into the spool.
 //! 5. [`spool`]: the on-disk format, the commit protocol, claims and state.
-//! 6. [`queue`]: one dequeue pass, the parent that hands messages to children.
+//! 6. [`queue`]: one dequeue pass, the parent that hands messages to children,
+//!    within the spool-wide bounds of [`slots`]; and `-odb`'s runner per user.
 //! 7. [`deliver`]: a delivery child: claim, route, send;
 //!    [`pass_protocol`] is what parent and children say to each other.
 //! 8. [`record`]: outcomes into the state, expiry and bounces (both processes).
