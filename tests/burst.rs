@@ -6,7 +6,6 @@
 mod harness;
 
 use harness::{Config, Smtp, Spool};
-use std::fs;
 use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -37,31 +36,6 @@ fn start_submission(s: &Spool, n: usize) -> Child {
     let mut stdin = child.stdin.take().unwrap();
     std::io::Write::write_all(&mut stdin, text.as_bytes()).unwrap();
     child
-}
-
-/// The pids of the spoolmail processes running with this spool's config
-/// (submitters, runners, delivery children: all keep their command line).
-fn processes_of(s: &Spool) -> Vec<u32> {
-    let conf = s.conf.to_string_lossy().into_owned();
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // A zombie waiting to be reaped by this test is no process left behind.
-            let zombie = stat
-                .rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'));
-            !zombie
-                && String::from_utf8_lossy(&cmdline)
-                    .split('\0')
-                    .any(|a| a == conf)
-        })
-        .collect()
 }
 
 #[test]
@@ -101,10 +75,8 @@ fn two_hundred_concurrent_submitters_share_a_few_connections_and_logins() {
         "the last message took {last_arrival:?} after the last submission"
     );
     // Every runner ends within the linger of the last delivery.
-    let gone = harness::wait_until(LINGER + Duration::from_secs(3), || {
-        processes_of(&s).is_empty()
-    });
-    assert!(gone, "left behind: {:?}", processes_of(&s));
+    let gone = harness::wait_until(LINGER + Duration::from_secs(3), || s.running().is_empty());
+    assert!(gone, "left behind: {:?}", s.running());
     let (sessions, logins) = (sink.connections(), sink.logins());
     let most = sink.max_concurrent_connections();
     eprintln!(
@@ -129,7 +101,7 @@ fn fifty_submissions_to_a_relay_holding_connections_stay_bounded() {
     let mut most_processes = 0;
     let mut most_connections = 0;
     let mut sample = |s: &Spool| {
-        most_processes = most_processes.max(processes_of(s).len());
+        most_processes = most_processes.max(s.running().len());
         most_connections = most_connections.max(relay.open_connections());
     };
     for n in 0..50 {
@@ -212,7 +184,7 @@ fn a_message_queued_while_the_runner_finishes_is_delivered_without_cron() {
             s.mailq()
         );
         assert!(harness::wait_until(Duration::from_secs(10), || {
-            processes_of(&s).is_empty()
+            s.running().is_empty()
         }));
     }
     assert!(s.queue_ids().is_empty());

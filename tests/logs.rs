@@ -55,6 +55,10 @@ fn without_syslog_detached_deliveries_log_to_the_fallback_file() {
         fs::read_to_string(&fallback)
     );
     assert_eq!(sink.message_count(), 1);
+    // Its runner lingers a moment for more mail, then ends.
+    assert!(wait_until(Duration::from_secs(20), || s
+        .running()
+        .is_empty()));
     let mode = fs::metadata(&fallback).unwrap().mode() & 0o777;
     assert_eq!(mode, 0o660, "{mode:o}");
     // A foreground queue run keeps stderr.

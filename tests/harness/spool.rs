@@ -198,6 +198,28 @@ impl Spool {
         self.run_ok(&all, b"")
     }
 
+    /// The pids of the spoolmail processes running with this spool's config
+    /// (submitters, background runners, delivery children: all keep the
+    /// command line they were started with), zombies left out.
+    pub fn running(&self) -> Vec<u32> {
+        let conf = self.conf.to_string_lossy().into_owned();
+        let Ok(dir) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+                !state.starts_with('Z')
+                    && String::from_utf8_lossy(&cmdline)
+                        .split('\0')
+                        .any(|a| a == conf)
+            })
+            .collect()
+    }
+
     /// A queue run started in the background, its output discarded.
     pub fn spawn_pass(&self) -> Child {
         let mut cmd = self.cmd(&["-q"]);
