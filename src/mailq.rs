@@ -111,6 +111,13 @@ fn show_message(
             None => groups.push((reason, vec![shown])),
         }
     }
+    if !state.owed.is_empty() {
+        // Every recipient may be done: the message stays for its notice.
+        writeln!(
+            out,
+            "(a failure notice to the sender is owed: the next queue run sends it)"
+        )?;
+    }
     for (reason, list) in groups {
         if !reason.is_empty() {
             // Sanitized when it was recorded; again here for state files

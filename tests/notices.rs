@@ -108,6 +108,11 @@ fn a_notice_owed_by_a_pass_that_died_is_sent_by_the_next() {
         ),
     )
     .unwrap();
+    assert!(
+        s.mailq().contains("a failure notice to the sender is owed"),
+        "{}",
+        s.mailq()
+    );
     s.pass(&[]);
     let got = notices(&s, &sink);
     assert_eq!(got.len(), 1, "{}", s.log());

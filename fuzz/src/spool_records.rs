@@ -127,4 +127,6 @@ fn state_text(data: &[u8]) {
     assert_eq!(again.attempts, s.attempts);
     assert_eq!(again.next_attempt, s.next_attempt);
     assert_eq!(again.recipients.len(), s.recipients.len());
+    assert_eq!(again.owed, s.owed, "owed notices read back");
+    assert_eq!(again.delay_notified, s.delay_notified);
 }
