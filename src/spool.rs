@@ -1037,6 +1037,48 @@ mod tests {
     }
 
     #[test]
+    fn owed_notices_and_the_delay_notice_round_trip() {
+        let text = "SPOOLMAIL-STATE 1\nattempts 1\nnext 99\n\
+                    rcpt 0 failed 550 5.1.1 no\nrcpt 1 failed message expired\n\
+                    owed 0 5.1.1 failed mx.example[192.0.2.1]:25\nowed 1 - expired -\n\
+                    delayed 1795305600\n";
+        let s = parse_state(text).unwrap();
+        assert_eq!(
+            s.owed,
+            [
+                Owed {
+                    index: 0,
+                    status: EnhancedCode::parse("5.1.1"),
+                    expired: false,
+                    remote: Some("mx.example[192.0.2.1]:25".into()),
+                },
+                Owed {
+                    index: 1,
+                    status: None,
+                    expired: true,
+                    remote: None,
+                },
+            ]
+        );
+        assert_eq!(s.delay_notified, Some(1795305600));
+        assert_eq!(format_state(&s), text);
+        // A version 1 state has neither.
+        let v1 = parse_state("SPOOLMAIL-STATE 1\nattempts 2\nnext 99\n").unwrap();
+        assert!(v1.owed.is_empty() && v1.delay_notified.is_none());
+        // A broken line makes the state unreadable (the message is held).
+        for bad in [
+            "owed x 5.1.1 failed -",
+            "owed 0 5.1 failed -",
+            "owed 0 - gone -",
+            "owed 0 - failed",
+            "delayed soon",
+        ] {
+            let text = format!("SPOOLMAIL-STATE 1\n{bad}\n");
+            assert!(parse_state(&text).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn unknown_version_refused() {
         let mut r = io::Cursor::new(b"SPOOLMAIL 2\nid X\n\n".to_vec());
         assert!(parse_envelope(&mut r).is_err());
