@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds spoolmail and installs it as sendmail, mailq and newaliases, for a
+# Builds spoolmail and installs it as sendmail, mailq, newaliases and spoolctl, for a
 # source install (on Debian, the package from scripts/build-deb is the better
 # way: it replaces the system's MTA cleanly and runs the queue).
 #
@@ -42,7 +42,7 @@ fi
 # and spoolmail.conf(5), generated from the flags and keys by the binary
 # being installed, so that they name its config file; doc/man/ holds the
 # committed copies (scripts/generate-docs), used for a binary that cannot.
-man_pages=("man8/spoolmail.8" "man5/spoolmail.conf.5")
+man_pages=("man8/spoolmail.8" "man8/spoolctl.8" "man5/spoolmail.conf.5")
 man_links=(sendmail mailq newaliases)
 
 install_man_pages() {
@@ -51,6 +51,7 @@ install_man_pages() {
         install -d "$man/$(dirname "$page")"
         what=man
         [ "$page" = man5/spoolmail.conf.5 ] && what=conf-man
+        [ "$page" = man8/spoolctl.8 ] && what=ctl-man
         if ! "$target" --generate "$what" >"$man/$page.new" 2>/dev/null; then
             cp "doc/man/$(basename "$page")" "$man/$page.new"
         fi
@@ -72,7 +73,7 @@ remove_link() {
 do_uninstall() {
     local name
     # /usr/lib/sendmail first: it resolves through $sbin/sendmail.
-    for name in ${lib:+"$lib/sendmail"} "$sbin/sendmail" "$bin/mailq" "$bin/newaliases"; do
+    for name in ${lib:+"$lib/sendmail"} "$sbin/sendmail" "$bin/mailq" "$bin/newaliases" "$sbin/spoolctl"; do
         remove_link "$name"
     done
     if [ -e "$sbin/spoolmail" ]; then rm -f "$sbin/spoolmail" && echo "removed $sbin/spoolmail"; fi
@@ -132,6 +133,7 @@ else
     install -m 0755 "$target" "$sbin/spoolmail"
 fi
 ln -sf spoolmail "$sbin/sendmail"
+ln -sf spoolmail "$sbin/spoolctl"
 ln -sf "$sbin/spoolmail" "$bin/mailq"
 ln -sf "$sbin/spoolmail" "$bin/newaliases"
 if [ -n "$lib" ]; then
@@ -150,4 +152,4 @@ if [ ! -e "$conf" ]; then
     sed "s|^# spool_dir = .*|spool_dir = $spool|" doc/spoolmail.conf >"$conf"
     chmod 0644 "$conf"
 fi
-echo "installed: $sbin/sendmail (-> spoolmail), ${lib:+$lib/sendmail, }$bin/mailq, $bin/newaliases; config $conf; spool $spool"
+echo "installed: $sbin/sendmail (-> spoolmail), ${lib:+$lib/sendmail, }$bin/mailq, $bin/newaliases, $sbin/spoolctl; config $conf; spool $spool"

@@ -6,7 +6,7 @@ use crate::cli::{self, Invocation, Mode};
 use crate::config::{self, Config, DeliveryMode};
 use crate::error::{Error, Result, exit};
 use crate::{
-    address, aliases, log, mailq, manual, queue, route, smtpd, spool, submit, sys, system, tls,
+    address, aliases, ctl, log, mailq, manual, queue, route, smtpd, spool, submit, sys, system, tls,
 };
 use std::io::Write;
 
@@ -27,6 +27,13 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
             return Ok(exit::OK);
         }
         Mode::Version => return version(&inv),
+        Mode::Control(ctl::Command::Help) => {
+            system::outln(format_args!(
+                "{}",
+                manual::ctl_help().trim_end_matches('\n')
+            ));
+            return Ok(exit::OK);
+        }
         Mode::Generate(what) => {
             let text = manual::generate(*what, config::DEFAULT_FILE);
             system::outln(format_args!("{}", text.trim_end_matches('\n')));
@@ -65,6 +72,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
                 std::thread::sleep(*every);
             }
         }
+        Mode::Control(command) => ctl::run(command, &config),
         Mode::Help | Mode::Version | Mode::Generate(_) => unreachable!("handled above"),
     }
 }

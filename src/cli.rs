@@ -41,6 +41,8 @@ pub enum Mode {
     Version,
     /// `--generate WHAT` (hidden): print generated documentation.
     Generate(Generated),
+    /// Run as `spoolctl`: the queue's administration.
+    Control(crate::ctl::Command),
 }
 
 /// What `--generate` prints, each generated from `FLAGS` and config's `KEYS`.
@@ -56,15 +58,21 @@ pub enum Generated {
     ConfReference,
     /// The README's table of flags.
     FlagReference,
+    /// spoolctl(8).
+    CtlMan,
+    /// The README's table of spoolctl's commands and options.
+    CtlReference,
 }
 
 impl Generated {
-    pub const ALL: [(&str, Generated); 5] = [
+    pub const ALL: [(&str, Generated); 7] = [
         ("man", Generated::Man),
         ("conf-man", Generated::ConfMan),
         ("conf", Generated::Conf),
         ("conf-reference", Generated::ConfReference),
         ("flag-reference", Generated::FlagReference),
+        ("ctl-man", Generated::CtlMan),
+        ("ctl-reference", Generated::CtlReference),
     ];
 }
 
@@ -173,6 +181,7 @@ pub fn mode_for_program(argv0: &str) -> Mode {
     match name {
         "mailq" => Mode::ListQueue,
         "newaliases" => Mode::Newaliases,
+        crate::ctl::PROGRAM => Mode::Control(crate::ctl::Command::Help),
         _ => Mode::Submit,
     }
 }
@@ -181,6 +190,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
     let mut args = args.into_iter();
     let argv0 = args.next().map(to_string).transpose()?.unwrap_or_default();
     let mut inv = Invocation::new(mode_for_program(&argv0));
+    if let Mode::Control(_) = inv.mode {
+        // spoolctl's command line is its own.
+        let parsed = crate::ctl::parse(args)?;
+        inv.mode = Mode::Control(parsed.command);
+        inv.config_file = parsed.config_file;
+        return Ok(inv);
+    }
+    parse_flags(inv, args)
+}
+
+/// sendmail's flags and arguments, after the program name.
+fn parse_flags(mut inv: Invocation, args: impl Iterator<Item = OsString>) -> Result<Invocation> {
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {

@@ -1,6 +1,6 @@
 //! spoolmail: a sendmail-compatible mail transfer agent shim.
 //!
-//! One binary is `sendmail`, `mailq` and `newaliases`. A submission writes
+//! One binary is `sendmail`, `mailq`, `newaliases` and `spoolctl`. A submission writes
 //! the message durably into the spool and returns; a queue pass
 //! (`sendmail -q`) forks delivery children that send it over SMTP.
 //!
@@ -28,7 +28,7 @@
 //! destinations, DSN parameters) that everything else uses.
 //!
 //! Also [`address`] (address lists), [`aliases`], [`smtpd`]
-//! (`-bs`), [`mailq`], [`mime`], [`log`], [`system`] (built on [`sys`], the one module with `unsafe`) and [`error`] (every
+//! (`-bs`), [`mailq`], [`ctl`] (`spoolctl`, with [`json`]), [`mime`], [`log`], [`system`] (built on [`sys`], the one module with `unsafe`) and [`error`] (every
 //! failure and its sysexits.h code), [`limits`] (every fixed time-out,
 //! count and size), and [`manual`] (`--help`, the man pages and the README's
 //! references, generated from the flags and the config keys).
@@ -45,8 +45,10 @@ pub mod auth;
 pub mod bounce;
 pub mod cli;
 pub mod config;
+pub mod ctl;
 pub mod deliver;
 pub mod error;
+pub mod json;
 pub mod limits;
 pub mod log;
 pub mod mailq;

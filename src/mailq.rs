@@ -15,11 +15,22 @@
 
 use crate::error::{Error, Result};
 use crate::model::{QueueId, sanitize};
-use crate::spool::{RcptStatus, Spool};
+use crate::spool::{Envelope, RcptStatus, Spool, State};
 use crate::system;
 use std::io::{self, Write};
 
 pub fn list(spool: &Spool, out: &mut impl Write) -> Result<()> {
+    list_with(spool, out, &|_| true, &|_| None)
+}
+
+/// The listing of the messages `shown` selects, each with the line
+/// `detail` gives it below its first (`spoolctl list`).
+pub fn list_with(
+    spool: &Spool,
+    out: &mut impl Write,
+    shown: &dyn Fn(&Listed) -> bool,
+    detail: &dyn Fn(&Listed) -> Option<String>,
+) -> Result<()> {
     let entries = spool.scan()?;
     let out_err = |e| Error::io("cannot write the listing", e);
     if entries.is_empty() {
@@ -35,7 +46,7 @@ pub fn list(spool: &Spool, out: &mut impl Write) -> Result<()> {
     let mut total_size = 0u64;
     let mut count = 0usize;
     for entry in entries {
-        match show_message(spool, &entry.id, entry.has_state, out) {
+        match show_message(spool, &entry.id, entry.has_state, (shown, detail), out) {
             Ok(Some(size)) => {
                 total_size += size;
                 count += 1;
@@ -61,46 +72,122 @@ pub fn list(spool: &Spool, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
-/// Prints one message; returns its size, or None when it vanished meanwhile.
+/// One queued message as the listings show it.
+pub struct Listed {
+    pub envelope: Envelope,
+    /// The content's length (what mailq shows as the size).
+    pub size: u64,
+    /// A queue runner holds the message's claim lock now.
+    pub busy: bool,
+    pub state: State,
+    /// Why the state cannot be read (the message is then left alone), or
+    /// empty.
+    pub unreadable: String,
+}
+
+impl Listed {
+    /// Reads one message for a listing; None when it vanished meanwhile
+    /// (delivered and removed).
+    pub fn load(spool: &Spool, id: &QueueId, has_state: bool) -> io::Result<Option<Listed>> {
+        let (envelope, size, busy) = match spool.read_envelope_for_listing(id) {
+            Ok(v) => v,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // A state that cannot be read holds the message: every recipient is
+        // shown under the reason, as a runner leaves them all alone.
+        let (state, unreadable) = match has_state.then(|| spool.read_state(id)) {
+            Some(Err(e)) if e.kind() != io::ErrorKind::NotFound => {
+                (Default::default(), crate::spool::held_reason(&e))
+            }
+            Some(Ok(state)) => (state, String::new()),
+            _ => (Default::default(), String::new()),
+        };
+        Ok(Some(Listed {
+            envelope,
+            size,
+            busy,
+            state,
+            unreadable,
+        }))
+    }
+
+    /// The recipients still waiting (pending or deferred), each with the
+    /// reason of its last attempt (empty when none was made).
+    pub fn waiting(&self) -> Vec<(usize, RcptStatus, &str)> {
+        let mut out = Vec::new();
+        for i in 0..self.envelope.recipients.len() {
+            let (status, mut reason) = self.state.status_of(i);
+            if !self.unreadable.is_empty() {
+                reason = &self.unreadable;
+            }
+            if !matches!(status, RcptStatus::Delivered | RcptStatus::Failed) {
+                out.push((i, status, reason));
+            }
+        }
+        out
+    }
+
+    /// The sender as the listings show it: `MAILER-DAEMON` for `<>`.
+    pub fn sender(&self) -> &str {
+        if self.envelope.sender.is_empty() {
+            "MAILER-DAEMON"
+        } else {
+            &self.envelope.sender
+        }
+    }
+}
+
+/// The messages a listing shows, and the line it adds below each one's first.
+type Shown<'a> = (
+    &'a dyn Fn(&Listed) -> bool,
+    &'a dyn Fn(&Listed) -> Option<String>,
+);
+
+/// Prints one message; returns its size, or None when it vanished meanwhile
+/// (or is not shown).
 fn show_message(
     spool: &Spool,
     id: &QueueId,
     has_state: bool,
+    (shown, detail): Shown,
     out: &mut impl Write,
 ) -> io::Result<Option<u64>> {
-    let (envelope, size, busy) = match spool.read_envelope_for_listing(id) {
-        Ok(v) => v,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(listed) = Listed::load(spool, id, has_state)? else {
+        return Ok(None);
     };
-    // A state that cannot be read holds the message: every recipient is
-    // shown under the reason, as a runner leaves them all alone.
-    let (state, held) = match has_state.then(|| spool.read_state(id)) {
-        Some(Err(e)) if e.kind() != io::ErrorKind::NotFound => {
-            (Default::default(), crate::spool::held_reason(&e))
-        }
-        Some(Ok(state)) => (state, String::new()),
-        _ => (Default::default(), String::new()),
-    };
-    let mark = if busy { '*' } else { ' ' };
-    let sender = if envelope.sender.is_empty() {
-        "MAILER-DAEMON"
-    } else {
-        &envelope.sender
-    };
+    if !shown(&listed) {
+        return Ok(None);
+    }
+    write_message(&listed, detail(&listed).as_deref(), out)?;
+    Ok(Some(listed.size))
+}
+
+/// Writes one message in mailq's form; `detail`, a line printed after the
+/// message's own (spoolctl's attempts and next attempt).
+pub fn write_message(
+    listed: &Listed,
+    detail: Option<&str>,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let envelope = &listed.envelope;
+    let id = &envelope.id;
+    let size = listed.size;
+    let mark = if listed.busy { '*' } else { ' ' };
     let arrival = system::mailq_date(envelope.arrival);
-    writeln!(out, "{id:<10}{mark}{size:>8} {arrival:<20} {sender}")?;
+    writeln!(
+        out,
+        "{id:<10}{mark}{size:>8} {arrival:<20} {}",
+        listed.sender()
+    )?;
+    if let Some(detail) = detail {
+        writeln!(out, "{:21}{detail}", "")?;
+    }
     // Recipients grouped under their last error, as Postfix shows them; the
     // ones not tried yet first, so that none reads as under another's error.
     let mut groups: Vec<(&str, Vec<String>)> = vec![("", Vec::new())];
-    for (i, r) in envelope.recipients.iter().enumerate() {
-        let (status, mut reason) = state.status_of(i);
-        if !held.is_empty() {
-            reason = &held;
-        }
-        if matches!(status, RcptStatus::Delivered | RcptStatus::Failed) {
-            continue;
-        }
+    for (i, _, reason) in listed.waiting() {
+        let r = &envelope.recipients[i];
         // The address as it was written, when aliases or qualifying changed it.
         let shown = match &r.orcpt {
             Some(o) => format!("{} ({o})", r.address),
@@ -111,7 +198,7 @@ fn show_message(
             None => groups.push((reason, vec![shown])),
         }
     }
-    if !state.owed.is_empty() {
+    if !listed.state.owed.is_empty() {
         // Every recipient may be done: the message stays for its notice.
         writeln!(
             out,
@@ -129,5 +216,5 @@ fn show_message(
         }
     }
     writeln!(out)?;
-    Ok(Some(size))
+    Ok(())
 }

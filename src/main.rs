@@ -1,4 +1,4 @@
-//! spoolmail's binary: `sendmail`, `mailq` and `newaliases` by the name it
+//! spoolmail's binary: `sendmail`, `mailq`, `newaliases` and `spoolctl` by the name it
 //! is called with. Everything is in the library; this is the one place where
 //! an error becomes a line on stderr and a sysexits.h exit code.
 

@@ -8,6 +8,7 @@
 
 use crate::cli::{FLAGS, Generated, Section};
 use crate::config::{self, KEYS, KeyDefault, VALUE_KINDS};
+use crate::ctl;
 use crate::error::exit;
 
 /// The config file as the committed documents name it (a build for a
@@ -15,7 +16,7 @@ use crate::error::exit;
 pub const STANDARD_CONFIG_FILE: &str = "/etc/spoolmail.conf";
 
 /// Markers around the README's generated parts.
-pub const README_PARTS: [(Generated, &str, &str); 2] = [
+pub const README_PARTS: [(Generated, &str, &str); 3] = [
     (
         Generated::FlagReference,
         "<!-- flags: generated from src/cli/flags.rs by scripts/generate-docs -->\n",
@@ -25,6 +26,11 @@ pub const README_PARTS: [(Generated, &str, &str); 2] = [
         Generated::ConfReference,
         "<!-- keys: generated from src/config.rs (KEYS) by scripts/generate-docs -->\n",
         "<!-- end of keys -->\n",
+    ),
+    (
+        Generated::CtlReference,
+        "<!-- spoolctl: generated from src/ctl/commands.rs by scripts/generate-docs -->\n",
+        "<!-- end of spoolctl -->\n",
     ),
 ];
 
@@ -77,6 +83,8 @@ pub fn generate(what: Generated, config_file: &str) -> String {
         Generated::Conf => conf_file(),
         Generated::ConfReference => conf_reference(),
         Generated::FlagReference => flag_reference(),
+        Generated::CtlMan => ctl_man_page(config_file),
+        Generated::CtlReference => ctl_reference(),
     }
 }
 
@@ -226,6 +234,115 @@ fn man_files(config_file: &str) -> String {
             ".TP\n.I {}\n{}\n",
             roff_escape(path),
             roff_text(what)
+        ));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// spoolctl: --help, spoolctl(8), the README's table
+
+const CTL_USAGE: &str = "\
+spoolctl: the administration of spoolmail's queue
+
+Usage: spoolctl [-C FILE] COMMAND [OPTIONS] [ID...]
+";
+
+/// spoolctl's exit codes: a word for `--help`, a sentence for spoolctl(8).
+const CTL_EXIT_STATUS: &[(u8, &str, &str)] = &[
+    (exit::OK, "done", "Done."),
+    (
+        exit::USAGE,
+        "usage",
+        "Usage: an unknown command or option, an option the command does not take.",
+    ),
+    (
+        exit::TEMPFAIL,
+        "temporary failure",
+        "The spool could not be read for now.",
+    ),
+    (
+        exit::NOPERM,
+        "permission",
+        "Permission denied: the spool cannot be read.",
+    ),
+    (exit::CONFIG, "config", "A configuration error."),
+];
+
+/// `spoolctl --help`: a line per command and per option.
+pub fn ctl_help() -> String {
+    const WIDTH: usize = 34;
+    let mut out = String::from(CTL_USAGE);
+    for (title, entries) in [("Commands", ctl::COMMANDS), ("Options", ctl::OPTIONS)] {
+        out.push_str(&format!("\n{title}:\n"));
+        for entry in entries {
+            let synopsis = plain(entry.synopsis);
+            if synopsis.len() < WIDTH {
+                out.push_str(&format!("  {synopsis:WIDTH$}{}\n", entry.help));
+            } else {
+                out.push_str(&format!("  {synopsis}\n  {:WIDTH$}{}\n", "", entry.help));
+            }
+        }
+    }
+    let codes: Vec<String> = (CTL_EXIT_STATUS.iter())
+        .map(|(code, word, _)| format!("{code} {word}"))
+        .collect();
+    out.push_str(&format!(
+        "\nExit codes (sysexits.h): {}.\nThe manual: man spoolctl.\n",
+        codes.join(", ")
+    ));
+    out
+}
+
+const CTL_DESCRIPTION: &[&str] = &[
+    "spoolctl administers spoolmail's queue: it lists the queued messages for people and \
+     for monitoring tools. It is the spoolmail binary run by the name `spoolctl` (a \
+     link, as `mailq` and `newaliases` are), and reads the same config file.",
+    "Listing the queue is open to every user, as `mailq` is.",
+];
+
+/// spoolctl(8).
+pub fn ctl_man_page(config_file: &str) -> String {
+    let mut out = man_header(&["spoolctl"], 8, "administer spoolmail's mail queue");
+    out.push_str(".SH SYNOPSIS\n");
+    for (i, entry) in ctl::COMMANDS.iter().enumerate() {
+        if i > 0 {
+            out.push_str(".br\n");
+        }
+        let synopsis = roff_synopsis(entry.synopsis);
+        out.push_str(&format!(
+            "\\fBspoolctl\\fR [\\fB\\-C\\fR \\fIFILE\\fR] {synopsis}\n"
+        ));
+    }
+    out.push_str(".SH DESCRIPTION\n");
+    out.push_str(&paragraphs(CTL_DESCRIPTION));
+    for (title, entries) in [("COMMANDS", ctl::COMMANDS), ("OPTIONS", ctl::OPTIONS)] {
+        out.push_str(&format!(".SH {title}\n"));
+        for entry in entries {
+            let term = roff_synopsis(entry.synopsis);
+            out.push_str(&format!(".TP\n{term}\n{}\n", roff_text(entry.doc)));
+        }
+    }
+    out.push_str(".SH EXIT STATUS\n");
+    for (code, _, what) in CTL_EXIT_STATUS {
+        out.push_str(&format!(".TP\n.B {code}\n{}\n", roff_text(what)));
+    }
+    out.push_str(&format!(
+        ".SH FILES\n.TP\n.I {}\nThe configuration file (spoolmail.conf(5)).\n",
+        roff_escape(config_file)
+    ));
+    out.push_str(".SH SEE ALSO\n.BR spoolmail (8),\n.BR spoolmail.conf (5)\n");
+    out
+}
+
+/// The README's table of spoolctl's commands and options.
+pub fn ctl_reference() -> String {
+    let mut out = String::from("| command or option | meaning |\n|---|---|\n");
+    for entry in ctl::COMMANDS.iter().chain(ctl::OPTIONS) {
+        out.push_str(&format!(
+            "| `{}` | {} |\n",
+            plain(entry.synopsis).replace('|', "\\|"),
+            entry.doc.replace('|', "\\|")
         ));
     }
     out
@@ -499,6 +616,7 @@ mod tests {
     fn committed_documents_are_current() {
         current("doc/spoolmail.conf", &conf_file());
         current("doc/man/spoolmail.8", &man_page(STANDARD_CONFIG_FILE));
+        current("doc/man/spoolctl.8", &ctl_man_page(STANDARD_CONFIG_FILE));
         current(
             "doc/man/spoolmail.conf.5",
             &conf_man_page(STANDARD_CONFIG_FILE),

@@ -49,13 +49,16 @@ const MAP: &[(&str, &[&str])] = &[
     ("spool", &[]),
     ("slots", &[]),
     // Submission.
-    ("cli", &["config", "spool", "submit"]),
+    ("cli", &["config", "ctl", "spool", "submit"]),
     ("smtpd", &["config", "log", "spool", "submit"]),
     ("submit", &["aliases", "config", "log", "spool"]),
     ("aliases", &["config", "log", "spool"]),
     ("mailq", &["config", "spool"]),
-    // The documentation generated from the flags and the keys.
-    ("manual", &["cli", "config"]),
+    // The queue's administration, and the JSON it writes.
+    ("ctl", &["config", "json", "log", "mailq", "spool"]),
+    ("json", &[]),
+    // The documentation generated from the flags, the keys and spoolctl's commands.
+    ("manual", &["cli", "config", "ctl"]),
     // Delivery.
     (
         "queue",

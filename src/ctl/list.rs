@@ -1,0 +1,100 @@
+//! `spoolctl list`: mailq's listing with each message's attempts and next
+//! attempt, or with `--json` one object per message per line, in the field
+//! names of Postfix's `postqueue -j` (so that tools written for Postfix
+//! read it unchanged) plus spoolmail's own.
+
+use super::Filter;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::json::Object;
+use crate::mailq::{self, Listed};
+use crate::spool::{RcptStatus, Spool};
+use crate::system;
+use std::io::{self, Write};
+
+pub fn list(config: &Config, json: bool, filter: Option<&Filter>) -> Result<u8> {
+    let spool = Spool::new(&config.spool_dir);
+    let (now, _) = system::now();
+    let shown = |l: &Listed| filter.is_none_or(|f| f.matches(&l.envelope, now));
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    if json {
+        list_json(&spool, &mut out, &shown)?;
+    } else {
+        let detail = |l: &Listed| Some(detail(l, now));
+        mailq::list_with(&spool, &mut out, &shown, &detail)?;
+    }
+    out.flush()
+        .map_err(|e| Error::io("cannot write the listing", e))?;
+    Ok(crate::error::exit::OK)
+}
+
+/// The line below a message's first: its attempts and the next one.
+fn detail(l: &Listed, now: u64) -> String {
+    let next = if l.state.attempts == 0 || l.state.next_attempt <= now {
+        "at the next queue run".to_string()
+    } else {
+        system::mailq_date(l.state.next_attempt)
+    };
+    format!("attempts: {}, next attempt: {next}", l.state.attempts)
+}
+
+fn list_json(spool: &Spool, out: &mut impl Write, shown: &dyn Fn(&Listed) -> bool) -> Result<()> {
+    let out_err = |e| Error::io("cannot write the listing", e);
+    for entry in spool.scan()? {
+        let listed = match Listed::load(spool, &entry.id, entry.has_state) {
+            Ok(Some(l)) => l,
+            Ok(None) => continue, // delivered and removed meanwhile
+            Err(e) => {
+                // Never silently missing from a count: said on stderr.
+                system::errln(format_args!("spoolctl: {}: unreadable: {e}", entry.id));
+                continue;
+            }
+        };
+        if shown(&listed) {
+            writeln!(out, "{}", object(&listed).render()).map_err(out_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// `queue_name` as Postfix names its queues: `active` for a message being
+/// delivered or never tried yet, `deferred` for one waiting for its retry.
+fn queue_name(l: &Listed) -> &'static str {
+    if l.busy || l.state.attempts == 0 {
+        "active"
+    } else {
+        "deferred"
+    }
+}
+
+/// One message as `postqueue -j` writes it, plus spoolmail's fields.
+fn object(l: &Listed) -> Object {
+    let recipients = (l.waiting().into_iter())
+        .map(|(i, status, reason)| {
+            let status = match status {
+                RcptStatus::Deferred => "deferred",
+                _ => "pending",
+            };
+            Object::new()
+                .str("address", &l.envelope.recipients[i].address.to_string())
+                .str("delay_reason", reason)
+                .str("status", status)
+        })
+        .collect();
+    let next = if l.state.attempts == 0 {
+        0
+    } else {
+        l.state.next_attempt
+    };
+    Object::new()
+        .str("queue_name", queue_name(l))
+        .str("queue_id", l.envelope.id.as_str())
+        .num("arrival_time", l.envelope.arrival)
+        .num("message_size", l.size)
+        .bool("forced_expire", false)
+        .str("sender", &l.envelope.sender)
+        .array("recipients", recipients)
+        .num("attempts", u64::from(l.state.attempts))
+        .opt_num("next_attempt", Some(next))
+}
