@@ -122,6 +122,8 @@ pub struct Config {
     pub rewrite_from: bool,
     /// Where lines go when syslog has no socket and stderr leads nowhere.
     pub log_fallback_file: PathBuf,
+    /// Where queue passes write the Prometheus metrics; None: nowhere.
+    pub metrics_file: Option<PathBuf>,
     /// What was wrong in the file: warnings, and values that hold delivery.
     pub problems: Vec<Problem>,
 }
@@ -258,6 +260,7 @@ impl Default for Config {
             sender_address: None,
             rewrite_from: false,
             log_fallback_file: PathBuf::from(DEFAULT_LOG_FALLBACK),
+            metrics_file: None,
             problems: Vec::new(),
         }
     }
@@ -892,6 +895,24 @@ pub const KEYS: &[Key] = &[
               leads nowhere (detached deliveries). Created mode 0660 with the spool's \
               group, so that every user's deliveries can append to it.",
         set: |c, k, v| absolute_path(k, v).map(|p| c.log_fallback_file = p),
+    },
+    Key {
+        name: "metrics_file",
+        value: "PATH",
+        default: KeyDefault::Unset {
+            means: "no metrics are written",
+            example: "/var/lib/prometheus/node-exporter/spoolmail.prom",
+        },
+        doc: "After every queue pass over the queue (cron's `sendmail -q`, `-qDURATION`, \
+              the background runners), write the queue's metrics here in Prometheus's \
+              text format, for node_exporter's textfile collector: messages by state, \
+              the oldest one's age, recipients by status, recipients delivered, \
+              deferred, bounced and expired since the spool's counters were made, and \
+              when the pass completed. Written atomically (a temporary file in the \
+              same directory, renamed), mode 0644, and only by the passes of root, \
+              the spool's group and `admin_group`: a user's own pass leaves it alone. \
+              See the README's \"Metrics\".",
+        set: |c, k, v| absolute_path(k, v).map(|p| c.metrics_file = Some(p)),
     },
 ];
 

@@ -28,7 +28,7 @@
 //! destinations, DSN parameters) that everything else uses.
 //!
 //! Also [`address`] (address lists), [`aliases`], [`smtpd`]
-//! (`-bs`), [`mailq`], [`ctl`] (`spoolctl`, with [`json`]), [`mime`], [`log`], [`system`] (built on [`sys`], the one module with `unsafe`) and [`error`] (every
+//! (`-bs`), [`mailq`], [`ctl`] (`spoolctl`, with [`json`]), [`metrics`] (Prometheus), [`mime`], [`log`], [`system`] (built on [`sys`], the one module with `unsafe`) and [`error`] (every
 //! failure and its sysexits.h code), [`limits`] (every fixed time-out,
 //! count and size), and [`manual`] (`--help`, the man pages and the README's
 //! references, generated from the flags and the config keys).
@@ -53,6 +53,7 @@ pub mod limits;
 pub mod log;
 pub mod mailq;
 pub mod manual;
+pub mod metrics;
 pub mod mime;
 pub mod model;
 pub mod pass_protocol;

@@ -161,6 +161,15 @@ pub const IO_BUFFER: usize = 64 * 1024;
 /// most envelopes fit in one read.
 pub const ENVELOPE_READ_BUFFER: usize = 4096;
 
+// ---- Metrics ----
+
+/// How long recording an attempt waits for the counters' lock
+/// (`SPOOL_DIR/counters`), and how often it tries: a holder keeps it for
+/// one small read and write, so a longer wait means a stuck holder, and
+/// the increment is given up (logged) rather than holding up delivery.
+pub const COUNTERS_LOCK_WAIT: Duration = Duration::from_millis(500);
+pub const COUNTERS_LOCK_POLL: Duration = Duration::from_millis(2);
+
 // ---- The SMTP server of -bs ----
 
 /// Longest command line accepted, CRLF included: RFC 5321's 512 plus room

@@ -175,6 +175,7 @@ fn run_pass_seeing(
         scanned: Instant::now(),
     };
     pass.run(&mut starter, &ctx, &mut log, &mut summary)?;
+    crate::metrics::after_pass(config, selection.message.is_none(), &mut log);
     Ok(summary)
 }
 

@@ -67,6 +67,7 @@ pub fn record(
         ));
     }
     store(ctx, claim, env, &decision.state, log)?;
+    crate::metrics::count(&ctx.config.spool_dir, &decision.tally(), log);
     Ok(decision.failed())
 }
 
@@ -156,6 +157,23 @@ impl Decision {
                 RcptStatus::Delivered | RcptStatus::Failed
             )
         })
+    }
+
+    /// What this attempt adds to the spool's counters
+    /// ([`crate::metrics::count`]): each recipient it had an outcome for.
+    pub fn tally(&self) -> crate::metrics::Tally {
+        let mut t = crate::metrics::Tally::default();
+        for &i in &self.attempted {
+            let expired = || self.failures.iter().any(|(f, x)| *f == i && x.expired);
+            match self.state.status_of(i).0 {
+                RcptStatus::Delivered => t.delivered += 1,
+                RcptStatus::Deferred => t.deferred += 1,
+                RcptStatus::Failed if expired() => t.expired += 1,
+                RcptStatus::Failed => t.bounced += 1,
+                RcptStatus::Pending => {}
+            }
+        }
+        t
     }
 
     /// The recipients of this attempt that failed for good, with why.
@@ -1143,6 +1161,62 @@ mod tests {
             .map(|f| f.status.map(|c| c.to_string()))
             .collect();
         assert_eq!(codes, [Some("4.3.0".to_string()), None]);
+    }
+
+    /// The counters get one outcome per recipient attempted: a refusal is
+    /// bounced, a deferral past the schedule's end expired.
+    #[test]
+    fn an_attempt_tallies_each_recipient_it_tried() {
+        use crate::metrics::Tally;
+        let env = envelope(
+            "s@example.org",
+            None,
+            &["a@x.example", "b@x.example", "c@x.example"],
+        );
+        let m = |n: u64| Duration::from_secs(60 * n);
+        let (ok, later, no) = (
+            reply(250, "ok"),
+            reply(451, "4.3.0 later"),
+            reply(550, "5.1.1 no"),
+        );
+        let tally = |schedule: &[Duration], outcomes: &[(usize, Outcome)]| {
+            let state = State::default();
+            let policy = Policy {
+                schedule,
+                repeat: false,
+                lifetime: None,
+                double_bounce: None,
+            };
+            decide(&env, state, outcomes, None, NOW, &policy).tally()
+        };
+        let all = [(0, ok.clone()), (1, later.clone()), (2, no.clone())];
+        assert_eq!(
+            tally(&[m(0), m(30)], &all),
+            Tally {
+                delivered: 1,
+                deferred: 1,
+                bounced: 1,
+                expired: 0
+            }
+        );
+        // The schedule's only attempt: the deferral expires.
+        assert_eq!(
+            tally(&[m(0)], &all),
+            Tally {
+                delivered: 1,
+                deferred: 0,
+                bounced: 1,
+                expired: 1
+            }
+        );
+        // Only the recipients tried count.
+        assert_eq!(
+            tally(&[m(0), m(30)], &[(1, later)]),
+            Tally {
+                deferred: 1,
+                ..Tally::default()
+            }
+        );
     }
 
     #[test]

@@ -48,6 +48,8 @@ const MAP: &[(&str, &[&str])] = &[
     ("log", &["config"]),
     ("spool", &[]),
     ("slots", &[]),
+    // Written by record (the counters) and after each pass (the file).
+    ("metrics", &["config", "log", "spool"]),
     // Submission.
     ("cli", &["config", "ctl", "spool", "submit"]),
     ("smtpd", &["config", "log", "spool", "submit"]),
@@ -66,6 +68,7 @@ const MAP: &[(&str, &[&str])] = &[
             "config",
             "deliver",
             "log",
+            "metrics",
             "pass_protocol",
             "record",
             "slots",
@@ -86,7 +89,7 @@ const MAP: &[(&str, &[&str])] = &[
             "tls",
         ],
     ),
-    ("record", &["bounce", "config", "log", "spool"]),
+    ("record", &["bounce", "config", "log", "metrics", "spool"]),
     ("bounce", &["spool"]),
     ("pass_protocol", &[]),
     ("route", &["config"]),

@@ -34,6 +34,12 @@ impl QueueId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The arrival second the id begins with (Unix time; the id keeps its
+    /// low 32 bits, enough until 2106), read without opening the message.
+    pub fn arrival(&self) -> u64 {
+        u64::from_str_radix(&self.0[..8], 16).unwrap_or(0)
+    }
 }
 
 /// The id; a width (`{:<10}` in listings) pads it as it pads a string.
@@ -79,5 +85,6 @@ mod tests {
         assert_eq!(QueueId::parse(b.as_str()), Some(b.clone()));
         assert!(a < b);
         assert_eq!(b.to_string(), "6553F10100000000");
+        assert_eq!((a.arrival(), b.arrival()), (1_700_000_000, 1_700_000_001));
     }
 }

@@ -57,3 +57,19 @@ pub fn require_program(program: &str) {
         .any(|dir| dir.join(program).is_file());
     assert!(found, "missing program: {program}; {INSTALL_HINT}");
 }
+
+/// Fails the test, saying what is missing and how to install it, unless
+/// the fixtures' python ([`python`]) can import `module`.
+pub fn require_python_module(module: &str) {
+    let out = Command::new(python())
+        .args(["-c", &format!("import {module}")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python().display()));
+    assert!(
+        out.status.success(),
+        "missing: the python module {module} for {} ({}); {INSTALL_HINT}",
+        python().display(),
+        String::from_utf8_lossy(&out.stderr).trim_end()
+    );
+}
