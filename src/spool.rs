@@ -372,7 +372,7 @@ impl Spool {
     pub fn entry(&self, id: &QueueId) -> QueueEntry {
         QueueEntry {
             id: id.clone(),
-            has_state: std::fs::symlink_metadata(self.state_path(id)).is_ok(),
+            has_state: may_exist(&std::fs::symlink_metadata(self.state_path(id))),
         }
     }
 
@@ -537,6 +537,15 @@ impl Spool {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Whether a file may exist, from what `stat` said of it: only NotFound
+/// says it does not. Any other error (EIO, ENOMEM, a stale NFS handle) is
+/// taken as "there", so that reading it fails and the message is held:
+/// a state taken as absent would send the message again to every
+/// recipient already delivered.
+fn may_exist<T>(stat: &io::Result<T>) -> bool {
+    !matches!(stat, Err(e) if e.kind() == io::ErrorKind::NotFound)
 }
 
 /// Why a message whose state cannot be read is held, as the log and mailq say it.
@@ -1076,6 +1085,24 @@ mod tests {
             let text = format!("SPOOLMAIL-STATE 1\n{bad}\n");
             assert!(parse_state(&text).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_not_found_says_a_state_file_is_absent() {
+        use io::ErrorKind::*;
+        assert!(may_exist(&Ok(())));
+        assert!(!may_exist::<()>(&Err(NotFound.into())));
+        for kind in [
+            PermissionDenied,
+            Interrupted,
+            OutOfMemory,
+            StaleNetworkFileHandle,
+            Other,
+        ] {
+            assert!(may_exist::<()>(&Err(kind.into())), "{kind:?}");
+        }
+        let eio = io::Error::from_raw_os_error(libc::EIO);
+        assert!(may_exist::<()>(&Err(eio)));
     }
 
     #[test]
