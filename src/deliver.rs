@@ -239,10 +239,10 @@ impl Worker<'_> {
                     self.client = Some(c);
                     return Ok(());
                 }
-                // Ours to fix (credentials refused, a certificate that
-                // does not verify under `tls = required`): the next host
-                // would be configured the same.
-                Err(e) if e.misconfigured => {
+                // Ours to fix (credentials refused, a smarthost's
+                // certificate that does not verify under `tls = required`):
+                // the next host would be configured the same.
+                Err(e) if ours_to_fix(&self.destination, &e) => {
                     let outcome = Outcome::misconfigured(e.text);
                     return Err((outcome.clone(), Some(outcome.to_string())));
                 }
@@ -454,6 +454,15 @@ fn dead(why: Outcome) -> Message {
     }
 }
 
+/// Whether a session's error is a local configuration problem, which
+/// waits for the admin up to `max_queue_lifetime`: only when the host is
+/// the admin's own choice, a smarthost. An MX host's certificate that does
+/// not verify under `tls = required` is the remote side's to fix: an
+/// ordinary deferral, bounced when the schedule runs out, as in Postfix.
+fn ours_to_fix(destination: &Destination, e: &SessionError) -> bool {
+    e.misconfigured && *destination == Destination::Smarthost
+}
+
 /// Whether a host of `destination` on `port` speaks TLS from the first
 /// byte: a smarthost configured so (`smarthost_tls`), or on port 465 when
 /// not configured (RFC 8314). Never an MX host.
@@ -602,6 +611,28 @@ mod tests {
                 expected,
                 "{destination} {configured:?} {port}"
             );
+        }
+    }
+
+    #[test]
+    fn only_a_smarthost_can_be_misconfigured() {
+        let (smarthost, mx, literal) = (
+            Destination::Smarthost,
+            Destination::Domain("example.org".into()),
+            Destination::Literal("192.0.2.1".parse().unwrap()),
+        );
+        let (ours, theirs) = (
+            SessionError::misconfigured("certificate did not verify".into()),
+            SessionError::temporary("421 busy".into()),
+        );
+        for (destination, e, expected) in [
+            (&smarthost, &ours, true),
+            (&smarthost, &theirs, false),
+            (&mx, &ours, false),
+            (&mx, &theirs, false),
+            (&literal, &ours, false),
+        ] {
+            assert_eq!(ours_to_fix(destination, e), expected, "{destination} {e}");
         }
     }
 

@@ -701,3 +701,34 @@ fn local_configuration_problems_wait_for_the_queue_lifetime() {
     }
     assert_eq!(good.message_count() + unverified.message_count(), 0);
 }
+
+/// Only a smarthost's certificate is the admin's to fix: an MX host whose
+/// certificate does not verify under `tls = required` defers as any
+/// unreachable host does, and bounces when the schedule runs out (as in
+/// Postfix), not at `max_queue_lifetime`.
+#[test]
+fn an_mx_hosts_certificate_that_does_not_verify_is_an_ordinary_deferral() {
+    let pki = Pki::new();
+    let unverified = tls_sink(|h| pki.self_signed(&[h]), &[]);
+    let s = spool(&format!(
+        "smtp_port = {}\ntls = required\ntls_ca_file = {}\nretry_schedule = 0 0\n",
+        unverified.port,
+        pki.ca.display()
+    ));
+    s.submit(&format!("bob@[{}]", unverified.host));
+    s.run_ok(&["-qR@"], b"");
+    let (mailq, log) = (s.mailq(), s.log());
+    assert!(mailq.contains("did not verify"), "{mailq}");
+    assert!(!mailq.contains("local configuration problem"), "{mailq}");
+    assert!(!log.contains("dsn=4.3.5"), "{log}");
+    assert!(s.bounces().is_empty(), "{log}");
+    // The schedule's second and last attempt: expired, bounced.
+    s.run_ok(&["-qR@"], b"");
+    let log = s.log();
+    assert!(
+        log.contains("status=expired (message expired after 2 attempts"),
+        "{log}"
+    );
+    assert!(log.contains("sender non-delivery notification"), "{log}");
+    assert_eq!(unverified.message_count(), 0);
+}
