@@ -384,7 +384,14 @@ fn deliver_in_background(config: &Config, envelope: &spool::Envelope) {
             sys::setsid();
             if let Ok(sys::Forked::Child) = sys::fork() {
                 system::detach_stdio();
-                let _ = queue::run_background(config, envelope.uid, &envelope.id);
+                if let Err(e) = queue::run_background(config, envelope.uid, &envelope.id) {
+                    // Detached: the log is the only place to say it.
+                    let mut log = log::Log::open(config, "spoolmail");
+                    log.info(&format!(
+                        "{}: background delivery stopped: {e}; the message waits for the next queue run",
+                        envelope.id
+                    ));
+                }
             }
             sys::exit_child(0)
         }

@@ -373,8 +373,8 @@ fn collect_jobs(
         if !owed && !is_due(&state, now, selection.force) {
             continue;
         }
-        let env = match spool.read_envelope(&entry.id) {
-            Ok((env, _)) => env,
+        let (env, busy) = match spool.read_envelope_for_listing(&entry.id) {
+            Ok((env, _, busy)) => (env, busy),
             // Delivered and removed by another pass since.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
@@ -389,6 +389,15 @@ fn collect_jobs(
         if selection.select.as_ref().is_some_and(|s| !s.matches(&env))
             || selection.owner.is_some_and(|uid| env.uid != uid)
         {
+            continue;
+        }
+        if busy {
+            // Locked: by its writer, between the rename into queue/ and
+            // the end of its commit, or by another runner. Not seen, so
+            // a later look takes it once it is free: a runner that took it
+            // now would find it claimed, and its submitter, finding the
+            // runner lock taken, counts on the runner (see run_background).
+            seen.remove(&entry.id);
             continue;
         }
         if env.recipients.is_empty() {

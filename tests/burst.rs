@@ -89,6 +89,48 @@ fn two_hundred_concurrent_submitters_share_a_few_connections_and_logins() {
     assert!(s.queue_ids().is_empty(), "{}", s.mailq());
 }
 
+/// Each message submitted after the one before returned, as a script
+/// sending a newsletter does: whichever runner is busy or finishing at the
+/// time, every one is delivered without a queue run (a runner once took a
+/// message its writer had not finished committing, found it locked, and
+/// left it for cron).
+#[test]
+fn back_to_back_submissions_are_all_delivered_without_cron() {
+    let sink = Smtp::sink(&[]);
+    let s = background_spool("back2back", &sink, "max_per_destination = 4\n");
+    let count = 200;
+    let padding = "a line of the body, padding the message to about two kilobytes\n".repeat(30);
+    for n in 0..count {
+        let mut cmd = s.cmd(&["-t", "-i"]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = harness::spawn(&mut cmd);
+        let text = format!("To: bob@example.net\nSubject: newsletter {n}\n\n{padding}");
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, text.as_bytes()).unwrap();
+        drop(stdin);
+        let status = harness::wait_timeout(&mut child, Duration::from_secs(30)).expect("submitted");
+        assert!(status.success());
+    }
+    let all = harness::wait_until(Duration::from_secs(30), || sink.message_count() >= count);
+    assert!(
+        all,
+        "{} of {count} arrived: {}",
+        sink.message_count(),
+        s.mailq()
+    );
+    assert!(harness::wait_until(Duration::from_secs(10), || s
+        .running()
+        .is_empty()));
+    assert!(s.queue_ids().is_empty(), "{}", s.mailq());
+    assert!(
+        sink.connections() <= 2 * 4,
+        "{} connections",
+        sink.connections()
+    );
+}
+
 #[test]
 fn fifty_submissions_to_a_relay_holding_connections_stay_bounded() {
     let relay = Smtp::faulty("slow-rcpt", &["--delay", "60"]);
