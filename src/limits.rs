@@ -165,9 +165,11 @@ pub const ENVELOPE_READ_BUFFER: usize = 4096;
 
 /// How long recording an attempt waits for the counters' lock
 /// (`SPOOL_DIR/counters`), and how often it tries: a holder keeps it for
-/// one small read and write, so a longer wait means a stuck holder, and
-/// the increment is given up (logged) rather than holding up delivery.
-pub const COUNTERS_LOCK_WAIT: Duration = Duration::from_millis(500);
+/// one read and write of under 200 bytes (microseconds), so even the
+/// attempts of every child of a spool at once wait far less; a longer wait
+/// means a stuck holder, and the increment is given up (logged) rather
+/// than holding up delivery.
+pub const COUNTERS_LOCK_WAIT: Duration = Duration::from_millis(100);
 pub const COUNTERS_LOCK_POLL: Duration = Duration::from_millis(2);
 
 // ---- The SMTP server of -bs ----

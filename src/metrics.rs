@@ -501,6 +501,7 @@ fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn counters_read_back_what_was_written_and_keep_unknown_lines() {
@@ -559,6 +560,35 @@ mod tests {
         add_to(&path, &one, 300).unwrap();
         let c = read_counters(&dir).unwrap();
         assert_eq!((c.since, c.tally.delivered), (300, 2));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A holder that never lets go (a stopped process) costs an attempt a
+    /// bounded wait and its increment, never the delivery.
+    #[test]
+    fn a_counters_lock_held_too_long_gives_up_the_increment() {
+        let dir = std::env::temp_dir().join(format!("spoolmail-stuck-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(COUNTERS_FILE);
+        let one = Tally {
+            delivered: 1,
+            ..Tally::default()
+        };
+        add_to(&path, &one, 100).unwrap();
+        let holder = File::open(&path).unwrap();
+        let mut lock = fd_lock::RwLock::new(&holder);
+        let held = lock.try_write().unwrap();
+        let start = Instant::now();
+        let e = add_to(&path, &one, 200).unwrap_err();
+        assert!(e.to_string().contains("too long"), "{e}");
+        let waited = start.elapsed();
+        assert!(
+            waited >= COUNTERS_LOCK_WAIT && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+        drop(held);
+        add_to(&path, &one, 300).unwrap();
+        assert_eq!(read_counters(&dir).unwrap().tally.delivered, 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
