@@ -218,3 +218,23 @@ fn an_ordinary_users_pass_leaves_the_metrics_file_alone() {
     let m = t.pass(&[]);
     assert_eq!(counters(&m), [1, 0, 0, 0]);
 }
+
+/// A submission's background runner (`-odb`) runs passes over the queue
+/// too: root's writes the file when it is done.
+#[test]
+fn a_background_runner_writes_the_metrics_when_its_pass_completes() {
+    let t = Setup::new();
+    let sink = Smtp::sink(&[]);
+    t.through(&sink);
+    let before = now();
+    t.s.run_ok(&["-odb", "a@example.net"], MESSAGE);
+    // The runner's children linger for new messages before the pass ends.
+    let done = harness::wait_until(Duration::from_secs(30), || t.s.running().is_empty());
+    assert!(done, "still running: {:?}", t.s.running());
+    assert_eq!(taken(&sink), 1, "{}", t.s.log());
+    let m = parse(&t.metrics);
+    assert_eq!(counters(&m), [1, 0, 0, 0]);
+    assert_eq!(gauges(&m), ([0, 0, 0], [0, 0, 0]));
+    let stamp = value(&m, "spoolmail_last_pass_completed_timestamp_seconds");
+    assert!((before..=now()).contains(&stamp), "{stamp} {before}");
+}
