@@ -143,13 +143,16 @@ install_man_pages
 
 # The spool: root:GROUP, the group may create files, others may not look in.
 install -d -m 0750 "$spool"
-install -d -m 0770 "$spool/tmp" "$spool/queue" "$spool/slots"
+install -d -m 0770 "$spool/tmp" "$spool/queue"
+# setgid: every lock file in slots/ gets the group, whoever creates it.
+install -d -m 2770 "$spool/slots"
 # The metrics' counters, which every user's deliveries add to; kept as they are.
 if [ ! -e "$spool/counters" ]; then
     install -m 0660 /dev/null "$spool/counters"
 fi
 if $as_root; then
     chown root:"$group" "$spool" "$spool/tmp" "$spool/queue" "$spool/slots" "$spool/counters"
+    chmod 2770 "$spool/slots"
 fi
 
 if [ ! -e "$conf" ]; then

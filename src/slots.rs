@@ -23,7 +23,7 @@ use crate::model::Destination;
 use md5::{Digest, Md5};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The directory under the spool directory (doc/SPOOL.md, "Layout").
@@ -57,13 +57,14 @@ pub struct Slot {
 }
 
 impl Slots {
-    /// `SPOOL_DIR/slots`, made (mode 0770, the group of the setgid binary)
-    /// when a spool older than it has none.
+    /// `SPOOL_DIR/slots`, made when a spool older than it has none: mode
+    /// 02770 and the group of `queue/` (the spool's group), so that every
+    /// lock file in it gets that group whoever creates it (root, a user
+    /// through the setgid binary) and every user's process can open it.
     pub fn open(spool_dir: &Path) -> io::Result<Slots> {
         let dir = spool_dir.join(SLOTS_DIR);
         match DirBuilder::new().mode(0o770).create(&dir) {
-            // The umask took the group's write bit: put it back.
-            Ok(()) => std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770))?,
+            Ok(()) => share(&dir, spool_dir)?,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
@@ -108,16 +109,39 @@ impl Slots {
         })
     }
 
-    /// Opens (creating it) a lock file; never follows a symbolic link.
+    /// Opens a lock file read-only (flock needs no more), creating it
+    /// mode 0660 whatever the umask: a file only its creator could open
+    /// would take the spool-wide bound away from everyone else. Never
+    /// follows a symbolic link.
     fn file(&self, name: &str) -> io::Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .create(true)
-            .append(true)
-            .mode(0o660)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(self.dir.join(name))
+        let path = self.dir.join(name);
+        let open = |extra: i32| {
+            OpenOptions::new()
+                .read(true)
+                .mode(0o660)
+                .custom_flags(extra | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)
+        };
+        match open(libc::O_CREAT | libc::O_EXCL) {
+            Ok(file) => {
+                file.set_permissions(std::fs::Permissions::from_mode(0o660))?;
+                Ok(file)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open(0),
+            Err(e) => Err(e),
+        }
     }
+}
+
+/// Gives a slots directory this process has just made the group of the
+/// spool's `queue/` (of the spool directory, without one) and mode 02770
+/// (the umask took bits of the mode).
+fn share(dir: &Path, spool_dir: &Path) -> io::Result<()> {
+    let group = std::fs::metadata(spool_dir.join("queue"))
+        .or_else(|_| std::fs::metadata(spool_dir))?
+        .gid();
+    std::os::unix::fs::chown(dir, None, Some(group))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o2770))
 }
 
 /// One user's runner lock (`slots/runner.UID`).

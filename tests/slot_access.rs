@@ -1,0 +1,127 @@
+//! Issue 11, the delivery slots shared by every user of a spool: the lock
+//! files one user's pass creates stay usable by every other user's, and
+//! one unprivileged user, whatever they do to their own processes, cannot
+//! take every slot from the others.
+//!
+//! Each user runs as a uid whose primary group is its own, with the
+//! spool's group as a supplementary group: what the setgid binary's
+//! effective group gives a real user (tests run the binary with `-C`,
+//! which drops a setgid group), and what makes the group of every file
+//! depend on who created it. The top of the spool belongs to root's group,
+//! so these users are not the spool's administrators (see
+//! `system::pass_owner`).
+
+mod harness;
+
+use harness::{Config, Smtp, Spool};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The spool's group (the setgid binary's, in a real install).
+const SPOOL_GROUP: u32 = 4343;
+const ALICE: u32 = 4242;
+const BOB: u32 = 5151;
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A spool whose queue directories belong to `SPOOL_GROUP` (mode 02770),
+/// delivering through `relay` with `extra` settings; None when not root.
+fn shared_spool(label: &str, relay: &Smtp, extra: &str) -> Option<Spool> {
+    if !harness::is_root() {
+        eprintln!("skipped: running as other users needs root");
+        return None;
+    }
+    let config = Config::delivery()
+        .set("smarthost", relay.addr())
+        .lines(extra);
+    let s = Spool::new(label, &config);
+    for dir in [s.tmp_dir(), s.queue_dir()] {
+        std::os::unix::fs::chown(&dir, Some(0), Some(SPOOL_GROUP)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o2770)).unwrap();
+    }
+    std::fs::write(s.log_path(), b"").unwrap();
+    harness::set_mode(&s.log_path(), 0o666);
+    Some(s)
+}
+
+/// The binary as `uid` (primary group `uid`, supplementary group
+/// `SPOOL_GROUP`) under the umask 027 of a common login.
+fn as_user(s: &Spool, uid: u32, args: &[&str]) -> Command {
+    let mut cmd = s.cmd(args);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: between fork and exec only async-signal-safe system calls
+    // on values copied into the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            let groups = [SPOOL_GROUP];
+            if libc::setgroups(1, groups.as_ptr()) != 0
+                || libc::setgid(uid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::umask(0o027);
+            Ok(())
+        })
+    };
+    cmd
+}
+
+/// Submits a message from `uid` to `rcpt` with `mode` (`-odb`, `-odq`).
+fn submit(s: &Spool, uid: u32, mode: &str, rcpt: &str, n: usize) {
+    let mut cmd = as_user(s, uid, &[mode, "-f", "user@example.org", rcpt]);
+    cmd.stdin(Stdio::piped());
+    let mut child = harness::spawn(&mut cmd);
+    let text = format!("Subject: from {uid}, {n}\n\nhello\n");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let status = harness::wait_timeout(&mut child, WAIT).expect("submitted");
+    assert!(
+        status.success(),
+        "submission by {uid}: {status:?}\n{}",
+        s.log()
+    );
+}
+
+#[test]
+fn slots_one_user_created_serve_every_other_user() {
+    let sink = Smtp::sink(&[]);
+    let Some(s) = shared_spool("slots-shared", &sink, "") else {
+        return;
+    };
+    // Root's pass makes the slots directory (the spool predates it), and
+    // Alice's background delivery then creates most slot files.
+    s.pass(&[]).assert_ok();
+    submit(&s, ALICE, "-odb", "bob@example.com", 1);
+    sink.wait_for_messages(1, WAIT);
+    let gone = harness::wait_until(WAIT, || s.running().is_empty());
+    assert!(gone, "alice's runner stayed: {:?}", s.running());
+    // Bob's gets a runner and the spool-wide bound all the same.
+    submit(&s, BOB, "-odb", "carol@example.com", 2);
+    sink.wait_for_messages(2, WAIT);
+    let log = s.log();
+    assert!(!log.contains("cannot use"), "{log}");
+    assert!(!log.contains("cannot take"), "{log}");
+    // What makes it so: the spool's group and a mode it may use.
+    let slots = s.queue_dir().parent().unwrap().join("slots");
+    let dir = std::fs::metadata(&slots).expect("slots/ made");
+    assert_eq!(
+        (dir.mode() & 0o7777, dir.gid()),
+        (0o2770, SPOOL_GROUP),
+        "slots/"
+    );
+    for entry in std::fs::read_dir(&slots).unwrap() {
+        let meta = entry.as_ref().unwrap().metadata().unwrap();
+        assert_eq!(
+            (meta.mode() & 0o7777, meta.gid()),
+            (0o660, SPOOL_GROUP),
+            "{:?}",
+            entry.unwrap().file_name()
+        );
+    }
+    // Removed once the runner has recorded the delivery.
+    let empty = harness::wait_until(WAIT, || s.queue_ids().is_empty());
+    assert!(empty, "{}", s.mailq());
+}
