@@ -12,7 +12,7 @@ use crate::config::{Config, SmarthostTls, TlsPolicy};
 use crate::limits::CHILD_KILL_MARGIN;
 use crate::log::Log;
 use crate::mime;
-use crate::model::{Destination, Outcome, QueueId};
+use crate::model::{Destination, Outcome, PassId, QueueId};
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext, read_claimed};
 use crate::route::{RouteError, Router, Target};
@@ -98,13 +98,13 @@ pub fn worker_main(
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             break;
         }
-        let Some(Message::Job { id, rcpts }) = Message::decode(&line) else {
+        let Some(Message::Job { id, rcpts, pass }) = Message::decode(&line) else {
             break; // quit
         };
         let Some(Ok(())) = timer.as_ref().map(|t| t.arm(limit)) else {
             break; // never a transaction that nothing bounds
         };
-        let (end, failed) = worker.run_job(&id, &rcpts);
+        let (end, failed) = worker.run_job(&id, &rcpts, &pass);
         // Permanent failures first, for `-odi -oep`, which reports them.
         let mut lines: Vec<Message> = failed
             .into_iter()
@@ -143,9 +143,14 @@ fn kill_timer(log: &mut Log) -> (Option<sys::KillTimer>, Message) {
 }
 
 impl Worker<'_> {
-    /// Delivers one message to this destination's recipients; returns how
-    /// the job ended and the recipients that failed for good.
-    fn run_job(&mut self, id: &QueueId, indices: &[usize]) -> (JobEnd, Vec<(usize, String)>) {
+    /// Delivers one message to this destination's recipients for `pass`;
+    /// returns how the job ended and the recipients that failed for good.
+    fn run_job(
+        &mut self,
+        id: &QueueId,
+        indices: &[usize],
+        pass: &PassId,
+    ) -> (JobEnd, Vec<(usize, String)>) {
         let mut slot = ClaimSlot::default();
         let Ok(Some(claim)) = self.spool.claim(id, &mut slot) else {
             return (JobEnd::Done, Vec::new()); // another runner has it, or it is gone
@@ -170,6 +175,7 @@ impl Worker<'_> {
             spool: &self.spool,
             config: self.config,
             host: &self.host,
+            pass,
         };
         if let Err(e) = record::begin(&ctx, &claim, &envelope, &state) {
             // Sent without a counted attempt, it could be sent again on
@@ -193,6 +199,7 @@ impl Worker<'_> {
             spool: &self.spool,
             config: self.config,
             host: &self.host,
+            pass,
         };
         match record::record(
             &ctx,

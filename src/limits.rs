@@ -112,6 +112,16 @@ pub const PASS_READ_PIECE: usize = 1024;
 /// past the deadline by much.
 pub const CHILD_KILL_MARGIN: Duration = Duration::from_secs(5);
 
+/// A pass sends the failure notices another pass left owed (`owed` lines)
+/// only when that pass last wrote the message's state longer ago than
+/// `transaction_deadline` and this: a pass still running (the owner's
+/// background runner, a cron pass on another host sharing the spool) sends
+/// them itself once it has no job left for the message, and a pass that
+/// died leaves them to whichever pass comes after this long. A live pass
+/// writes the state at every job it runs for the message; the margin covers
+/// its jobs for other destinations that wait for a slot in between.
+pub const PASS_GONE_MARGIN: Duration = Duration::from_secs(30 * 60);
+
 /// A queue run refuses to start (exit 75) when the hard file-size limit
 /// (`ulimit -f`, bytes) is below this: an outcome is recorded in a state
 /// file (a line of up to `REPLY_TEXT_KEPT` per recipient) and a bounce

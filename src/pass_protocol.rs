@@ -5,17 +5,25 @@
 //! The child speaks first and after every job: any `failed` lines for
 //! recipients that failed for good (so that `-odi -oep` can report them),
 //! then `next`, or `dead REASON` when its destination cannot be reached at
-//! all (`misconfigured REASON` when that is a local configuration problem). The parent answers `job QID I,J,...` (the message and the indices of
-//! the recipients to try) or `quit`.
+//! all (`misconfigured REASON` when that is a local configuration problem).
+//! The parent answers `job QID I,J,... PASS` (the message, the indices of
+//! the recipients to try, and the pass's id, which the child records with
+//! the attempt) or `quit`.
 
 use crate::mime::one_line;
-use crate::model::QueueId;
+use crate::model::{PassId, QueueId};
 
 /// One line of the conversation, either way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
-    /// Parent to child: deliver these recipients of this message.
-    Job { id: QueueId, rcpts: Vec<usize> },
+    /// Parent to child: deliver these recipients of this message, for
+    /// this pass (which counts one attempt per message however many jobs
+    /// it has for it).
+    Job {
+        id: QueueId,
+        rcpts: Vec<usize>,
+        pass: PassId,
+    },
     /// Parent to child: nothing more for you; finish and exit.
     Quit,
     /// Child to parent: the last job is recorded; give me another.
@@ -42,9 +50,9 @@ impl Message {
     /// queue id is hexadecimal digits.
     pub fn encode(&self) -> String {
         match self {
-            Message::Job { id, rcpts } => {
+            Message::Job { id, rcpts, pass } => {
                 let list: Vec<String> = rcpts.iter().map(usize::to_string).collect();
-                format!("job {id} {}\n", list.join(","))
+                format!("job {id} {} {pass}\n", list.join(","))
             }
             Message::Quit => "quit\n".to_string(),
             Message::Next => "next\n".to_string(),
@@ -73,7 +81,8 @@ impl Message {
                 reason: rest.to_string(),
             }),
             "job" => {
-                let (id, list) = rest.split_once(' ')?;
+                let mut parts = rest.splitn(3, ' ');
+                let (id, list, pass) = (parts.next()?, parts.next()?, parts.next()?);
                 let rcpts = list
                     .split(',')
                     .filter(|i| !i.is_empty())
@@ -82,6 +91,7 @@ impl Message {
                 Some(Message::Job {
                     id: QueueId::parse(id)?,
                     rcpts,
+                    pass: PassId::parse(pass)?,
                 })
             }
             "failed" => {
@@ -110,15 +120,19 @@ mod tests {
         Message::Job {
             id: qid(),
             rcpts: rcpts.to_vec(),
+            pass: PassId::new(4242, 0xabc),
         }
     }
 
     #[test]
     fn every_message_round_trips() {
         let cases = [
-            (job(&[0, 3, 12]), "job 6B0D5DC9B1892870 0,3,12\n"),
-            (job(&[7]), "job 6B0D5DC9B1892870 7\n"),
-            (job(&[]), "job 6B0D5DC9B1892870 \n"),
+            (
+                job(&[0, 3, 12]),
+                "job 6B0D5DC9B1892870 0,3,12 4242-0000000000000abc\n",
+            ),
+            (job(&[7]), "job 6B0D5DC9B1892870 7 4242-0000000000000abc\n"),
+            (job(&[]), "job 6B0D5DC9B1892870  4242-0000000000000abc\n"),
             (Message::Quit, "quit\n"),
             (Message::Next, "next\n"),
             (
@@ -185,6 +199,11 @@ mod tests {
             "job Q1\n",
             "job  1,2\n",
             "job Q1 1,x\n",
+            // Without the pass, or with one that is not a pass id.
+            "job 6B0D5DC9B1892870 1\n",
+            "job 6B0D5DC9B1892870 1 \n",
+            "job 6B0D5DC9B1892870 1 42 43\n",
+            "job 6B0D5DC9B1892870 1 PASS\n",
             "job Q1 -1\n",
             "failed Q1 4\n",
             "failed Q1 four reason\n",

@@ -16,7 +16,7 @@ use crate::deliver;
 use crate::error::{Error, Result};
 use crate::limits::{LEFTOVER_MIN_AGE, LINGER, PASS_READ_PIECE, PASS_TICK, STALLED_AFTER};
 use crate::log::Log;
-use crate::model::{Destination, Outcome, QueueId};
+use crate::model::{Destination, Outcome, PassId, QueueId};
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext};
 use crate::slots::{self, Slot, Slots};
@@ -155,10 +155,13 @@ fn run_pass_seeing(
         &config.mailname_file,
     )
     .host;
+    // One counted attempt per message in this pass, whatever its jobs.
+    let pass_id = PassId::new(std::process::id(), system::random_u64());
     let ctx = RecordContext {
         spool: &spool,
         config,
         host: &host,
+        pass: &pass_id,
     };
     let mut starter = Starter {
         config,
@@ -247,7 +250,7 @@ impl Pass<'_> {
             let linger = self.selection.background;
             for i in 0..self.children.len() {
                 if self.children[i].waiting {
-                    assign(i, &mut self.children, &mut self.queues, linger);
+                    assign(i, &mut self.children, &mut self.queues, linger, ctx.pass);
                 }
             }
             enforce_deadlines(starter.config, &mut self.children);
@@ -771,11 +774,13 @@ fn serve(
 /// child holds, or `quit` when there is none left; leaves it waiting while
 /// the only ones left are in other children's hands, and, in a pass that
 /// `linger`s, for [`LINGER`] after its destination's queue ran empty.
+/// A job goes with the pass's id.
 fn assign(
     i: usize,
     children: &mut [Child],
     queues: &mut BTreeMap<Destination, VecDeque<Job>>,
     linger: bool,
+    pass: &PassId,
 ) {
     let queue = queues.entry(children[i].destination.clone()).or_default();
     let now = Instant::now();
@@ -791,8 +796,8 @@ fn assign(
         Answer::Quit => (Message::Quit, None),
         Answer::Give(pos) => {
             let job = &queue[pos];
-            let (id, rcpts) = (job.id.clone(), job.rcpts.clone());
-            (Message::Job { id, rcpts }, Some(pos))
+            let (id, rcpts, pass) = (job.id.clone(), job.rcpts.clone(), pass.clone());
+            (Message::Job { id, rcpts, pass }, Some(pos))
         }
     };
     let child = &mut children[i];

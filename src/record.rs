@@ -7,12 +7,12 @@
 
 use crate::bounce::{self, Failure};
 use crate::config::Config;
-use crate::limits::DEFAULT_DELAY_NOTICE;
+use crate::limits::{DEFAULT_DELAY_NOTICE, PASS_GONE_MARGIN};
 use crate::log::Log;
 use crate::mime::one_line;
-use crate::model::{EnhancedCode, Notify, Outcome, QueueId, Verdict};
+use crate::model::{EnhancedCode, Notify, Outcome, PassId, QueueId, Verdict};
 use crate::spool::{
-    Claim, ClaimSlot, Envelope, Owed, QueueEntry, RcptStatus, Recipient, Spool, State,
+    Claim, ClaimSlot, Envelope, Owed, PassMark, QueueEntry, RcptStatus, Recipient, Spool, State,
 };
 use crate::system;
 use std::io::{BufReader, Seek, SeekFrom};
@@ -31,11 +31,23 @@ pub fn read_claimed(claim: &Claim) -> std::io::Result<(Envelope, u64, u64)> {
 }
 
 /// What recording needs besides the message: where the spool is, the
-/// retry and bounce settings, and this host's name for the DSN.
+/// retry and bounce settings, this host's name for the DSN, and the pass
+/// it records for (one counted attempt per message per pass).
 pub struct RecordContext<'a> {
     pub spool: &'a Spool,
     pub config: &'a Config,
     pub host: &'a str,
+    pub pass: &'a PassId,
+}
+
+impl RecordContext<'_> {
+    /// This pass's mark for a state written at `now`.
+    fn mark(&self, now: u64) -> PassMark {
+        PassMark {
+            id: self.pass.clone(),
+            at: now,
+        }
+    }
 }
 
 /// Records the outcomes of one attempt for a claimed message: applies what
@@ -56,7 +68,7 @@ pub fn record(
 ) -> crate::error::Result<Vec<(usize, String)>> {
     let (now, _) = system::now();
     let policy = Policy::of(ctx.config);
-    let decision = decide(env, state, outcomes, relay, now, &policy);
+    let decision = decide_in(env, state, outcomes, relay, &policy, ctx.mark(now));
     for line in &decision.log {
         log.info(line);
     }
@@ -367,8 +379,67 @@ pub fn begin(
     state: &State,
 ) -> Result<(), String> {
     let (now, _) = system::now();
-    let begun = attempt_begins(state, env.arrival, now, &Policy::of(ctx.config));
+    let policy = Policy::of(ctx.config);
+    let begun = attempt_begins_in(state, env.arrival, &policy, ctx.mark(now));
     (ctx.spool.write_state_before_attempt(claim, &begun)).map_err(|e| e.to_string())
+}
+
+/// [`attempt_begins`] in the pass of `mark` at its time: the attempt
+/// counts unless the pass counted one for the message already, and the
+/// state says which pass wrote it.
+pub fn attempt_begins_in(state: &State, arrival: u64, policy: &Policy, mark: PassMark) -> State {
+    let state = as_counted_by(state.clone(), &mark.id);
+    attempt_begins(&state, arrival, mark.at, policy).marked(mark)
+}
+
+/// [`decide`] in the pass of `mark` at its time, counting as
+/// [`attempt_begins_in`] does.
+pub fn decide_in(
+    env: &Envelope,
+    state: State,
+    outcomes: &[(usize, Outcome)],
+    relay: Option<&str>,
+    policy: &Policy,
+    mark: PassMark,
+) -> Decision {
+    let state = as_counted_by(state, &mark.id);
+    let mut decision = decide(env, state, outcomes, relay, mark.at, policy);
+    decision.state = decision.state.marked(mark);
+    decision
+}
+
+/// The rule for counting attempts: a pass counts at most one per message,
+/// the first job it begins or defers for it, whatever the number of its
+/// destinations, so that a message's place in the retry schedule is its
+/// passes, not its jobs; forced passes count too, so that a loop of them
+/// ends in expiry. True when `state` was last written by another pass (or
+/// before passes were marked): this pass has not counted its attempt yet.
+pub fn counts_an_attempt(state: &State, pass: &PassId) -> bool {
+    state.pass.as_ref().is_none_or(|mark| mark.id != *pass)
+}
+
+/// The state an attempt of `pass` is decided from ([`decide`] and
+/// [`attempt_begins`] count one): as it is when the pass has not counted
+/// its attempt yet, else with that attempt taken off, so that it counts once.
+fn as_counted_by(state: State, pass: &PassId) -> State {
+    match counts_an_attempt(&state, pass) {
+        true => state,
+        false => uncounted(state),
+    }
+}
+
+/// The rule for owed notices another pass wrote: they are its to send
+/// once it has no job left for the message, so a pass sends them only when
+/// it wrote them itself, when they were written before passes were marked,
+/// or when the pass that did is gone: it last wrote the state longer ago
+/// than `deadline` (`transaction_deadline`) and [`PASS_GONE_MARGIN`].
+/// Otherwise two passes could each send a bounce for one failure.
+pub fn may_send_owed(state: &State, pass: &PassId, now: u64, deadline: Duration) -> bool {
+    match &state.pass {
+        None => true,
+        Some(mark) if mark.id == *pass => true,
+        Some(mark) => now.saturating_sub(mark.at) > (deadline + PASS_GONE_MARGIN).as_secs(),
+    }
 }
 
 /// Queues the DSN `notice` of a claimed message; an Err says why it could
@@ -470,6 +541,14 @@ fn send_owed(
     log: &mut Log,
 ) -> bool {
     if state.owed.is_empty() {
+        return false;
+    }
+    let (now, _) = system::now();
+    if !may_send_owed(state, ctx.pass, now, ctx.config.transaction_deadline) {
+        log.info(&format!(
+            "{}: failure notice left to the pass that owes it, still running",
+            env.id
+        ));
         return false;
     }
     let Some(to) = bounce::recipient_for(env, policy.double_bounce) else {
@@ -587,13 +666,12 @@ pub fn defer_with(
     outcome: &Outcome,
     log: &mut Log,
 ) -> Vec<(usize, String)> {
-    defer_counting(ctx, id, indices, outcome, log, false)
+    defer_counting(ctx, id, indices, outcome, log)
 }
 
 /// Defers the job of a child that died or was killed holding it: as
-/// [`defer`], but the attempt is not counted again, since the child counted
-/// it before its transaction ([`begin`]). (A child that died between its
-/// claim and that record sent nothing, and its attempt need not count.)
+/// [`defer`]; the attempt is not counted again when the child counted it
+/// before its transaction ([`begin`] marked the state with this pass).
 pub fn take_back(
     ctx: &RecordContext,
     id: &QueueId,
@@ -601,18 +679,17 @@ pub fn take_back(
     reason: &str,
     log: &mut Log,
 ) -> Vec<(usize, String)> {
-    defer_counting(ctx, id, indices, &Outcome::deferred(reason), log, true)
+    defer_counting(ctx, id, indices, &Outcome::deferred(reason), log)
 }
 
-/// [`defer_with`] and [`take_back`]: `counted` says the attempt is in the
-/// state already.
+/// [`defer_with`] and [`take_back`]: the attempt counts when this pass has
+/// not counted one for the message yet ([`counts_an_attempt`]).
 fn defer_counting(
     ctx: &RecordContext,
     id: &QueueId,
     indices: &[usize],
     outcome: &Outcome,
     log: &mut Log,
-    counted: bool,
 ) -> Vec<(usize, String)> {
     let mut slot = ClaimSlot::default();
     let Ok(Some(claim)) = ctx.spool.claim(id, &mut slot) else {
@@ -630,7 +707,6 @@ fn defer_counting(
     if outcomes.is_empty() {
         return Vec::new();
     }
-    let state = if counted { uncounted(state) } else { state };
     record(ctx, claim, &env, state, &outcomes, None, log).unwrap_or_else(|e| {
         log.info(&format!("{id}: cannot record delivery state: {e}"));
         Vec::new()
@@ -1485,6 +1561,128 @@ mod tests {
             &policy(Some(Duration::from_secs(60))),
         );
         assert_eq!(word(&d, 0), "expired");
+    }
+
+    fn mark(pass: &PassId, at: u64) -> PassMark {
+        PassMark {
+            id: pass.clone(),
+            at,
+        }
+    }
+
+    #[test]
+    fn a_pass_counts_one_attempt_per_message_whatever_its_jobs() {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        let schedule = [m(0), m(30), m(240), m(480)];
+        let policy = Policy {
+            schedule: &schedule,
+            repeat: false,
+            lifetime: None,
+            double_bounce: None,
+        };
+        let (this, other) = (PassId::new(1, 1), PassId::new(2, 2));
+        let later = reply(451, "4.3.0 later");
+        let env = envelope("alice@example.org", None, &["a@x", "b@y", "c@z"]);
+        // (attempts made, the pass that wrote the state) -> counted
+        for (made, wrote, counted) in [
+            (0, None, true),
+            (2, None, true),
+            (2, Some(&other), true),
+            (2, Some(&this), false),
+        ] {
+            let state = State {
+                attempts: made,
+                pass: wrote.map(|p| mark(p, NOW - 60)),
+                ..State::default()
+            };
+            assert_eq!(
+                counts_an_attempt(&state, &this),
+                counted,
+                "{made} {wrote:?}"
+            );
+            let begun = attempt_begins_in(&state, ARRIVAL, &policy, mark(&this, NOW));
+            let want = made + u32::from(counted);
+            assert_eq!(begun.attempts, want, "{made} {wrote:?}");
+            assert_eq!(begun.pass, Some(mark(&this, NOW)));
+            let d = decide_in(
+                &env,
+                state,
+                &[(0, later.clone())],
+                None,
+                &policy,
+                mark(&this, NOW),
+            );
+            assert_eq!(d.state.attempts, want, "{made} {wrote:?} recorded");
+        }
+        // A message at three destinations, each job begun and recorded in
+        // turn by one pass (a dead destination's deferral among them):
+        // one attempt, the next at schedule[1], nothing expired.
+        let mut state = State::default();
+        for i in 0..3 {
+            state = attempt_begins_in(&state, ARRIVAL, &policy, mark(&this, NOW));
+            let d = decide_in(
+                &env,
+                state,
+                &[(i, later.clone())],
+                None,
+                &policy,
+                mark(&this, NOW),
+            );
+            state = d.state;
+        }
+        assert_eq!((state.attempts, state.next_attempt), (1, NOW + 1800));
+        assert!((0..3).all(|i| state.status_of(i).0 == RcptStatus::Deferred));
+        // The next pass counts again, forced or not; the schedule then ends it.
+        for (n, pass) in [(2, PassId::new(3, 3)), (3, PassId::new(4, 4))] {
+            let d = decide_in(
+                &env,
+                state,
+                &[(0, later.clone())],
+                None,
+                &policy,
+                mark(&pass, NOW),
+            );
+            state = d.state;
+            assert_eq!(state.attempts, n);
+        }
+        let d = decide_in(
+            &env,
+            state,
+            &[(0, later.clone())],
+            None,
+            &policy,
+            mark(&other, NOW),
+        );
+        assert_eq!(word(&d, 0), "expired");
+    }
+
+    #[test]
+    fn owed_notices_are_sent_by_the_pass_that_wrote_them_or_after_it_is_gone() {
+        let deadline = Duration::from_secs(900);
+        let gone = (deadline + PASS_GONE_MARGIN).as_secs();
+        let (this, other) = (PassId::new(1, 1), PassId::new(2, 2));
+        // (the pass that wrote the state, when) -> this pass may send
+        for (wrote, at, may) in [
+            (None, 0, true),
+            (Some(&this), NOW, true),
+            (Some(&this), NOW - gone - 1, true),
+            (Some(&other), NOW, false),
+            (Some(&other), NOW - deadline.as_secs(), false),
+            (Some(&other), NOW - gone, false),
+            (Some(&other), NOW - gone - 1, true),
+            // A clock that went back: still running.
+            (Some(&other), NOW + 60, false),
+        ] {
+            let state = State {
+                pass: wrote.map(|p| mark(p, at)),
+                ..State::default()
+            };
+            assert_eq!(
+                may_send_owed(&state, &this, NOW, deadline),
+                may,
+                "{wrote:?} at {at}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! whole message; what it leaves in `tmp/` is unlocked and so recognisably dead.
 
 use crate::error::{Error, Result};
-use crate::model::{Address, BodyType, EnhancedCode, Notify, QueueId, Ret};
+use crate::model::{Address, BodyType, EnhancedCode, Notify, PassId, QueueId, Ret};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -90,6 +90,18 @@ pub struct State {
     /// When the delay notice was queued (`delayed` line): there is one at
     /// most.
     pub delay_notified: Option<u64>,
+    /// The queue pass that last wrote the state, and when (`pass` line).
+    pub pass: Option<PassMark>,
+}
+
+/// Which queue pass wrote a state, and when (Unix seconds): `pass ID TIME`.
+/// A pass counts one attempt per message ([`PassMark::id`] differs from its
+/// own), and sends owed notices another pass wrote only once that pass is
+/// gone (`record::may_send_owed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassMark {
+    pub id: PassId,
+    pub at: u64,
 }
 
 /// What a bounce needs of a failed recipient besides its state line (whose
@@ -128,6 +140,14 @@ impl State {
                     )
             })
             .collect()
+    }
+
+    /// The state as written by the pass of `mark`.
+    pub fn marked(self, mark: PassMark) -> State {
+        State {
+            pass: Some(mark),
+            ..self
+        }
     }
 
     pub fn status_of(&self, index: usize) -> (RcptStatus, &str) {
@@ -773,7 +793,20 @@ pub fn format_state(state: &State) -> String {
     if let Some(t) = state.delay_notified {
         let _ = writeln!(out, "delayed {t}");
     }
+    if let Some(p) = &state.pass {
+        let _ = writeln!(out, "pass {} {}", p.id, p.at);
+    }
     out
+}
+
+/// A `pass` line's value: `ID TIME`.
+fn parse_pass(value: &str) -> io::Result<PassMark> {
+    let bad = || invalid(format!("bad pass `{value}`"));
+    let (id, at) = value.split_once(' ').ok_or_else(bad)?;
+    Ok(PassMark {
+        id: PassId::parse(id).ok_or_else(bad)?,
+        at: at.parse().map_err(|_| bad())?,
+    })
 }
 
 /// An `owed` line's value: `INDEX STATUS KIND REMOTE`.
@@ -821,6 +854,7 @@ pub fn parse_state(text: &str) -> io::Result<State> {
             "next" => state.next_attempt = number("next", value)?,
             "owed" => state.owed.push(parse_owed(value)?),
             "delayed" => state.delay_notified = Some(number("delayed", value)?),
+            "pass" => state.pass = Some(parse_pass(value)?),
             "rcpt" => {
                 let mut parts = value.splitn(3, ' ');
                 let index = parts
@@ -1103,6 +1137,35 @@ mod tests {
         }
         let eio = io::Error::from_raw_os_error(libc::EIO);
         assert!(may_exist::<()>(&Err(eio)));
+    }
+
+    #[test]
+    fn the_pass_that_wrote_a_state_round_trips() {
+        let text = "SPOOLMAIL-STATE 1\nattempts 1\nnext 99\n\
+                    rcpt 0 deferred 451 later\npass 4242-0123456789abcdef 1795305600\n";
+        let s = parse_state(text).unwrap();
+        assert_eq!(
+            s.pass,
+            Some(PassMark {
+                id: PassId::new(4242, 0x0123_4567_89ab_cdef),
+                at: 1795305600
+            })
+        );
+        assert_eq!(format_state(&s), text);
+        // A version 1 (or an earlier 1.1) state has none.
+        let v1 = parse_state("SPOOLMAIL-STATE 1\nattempts 2\nnext 99\n").unwrap();
+        assert_eq!(v1.pass, None);
+        // A broken one makes the state unreadable (the message is held).
+        for bad in [
+            "pass",
+            "pass 42-ab",
+            "pass 42-ab soon",
+            "pass A-B 1",
+            "pass  1",
+        ] {
+            let text = format!("SPOOLMAIL-STATE 1\n{bad}\n");
+            assert!(parse_state(&text).is_err(), "{bad}");
+        }
     }
 
     #[test]

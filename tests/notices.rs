@@ -87,6 +87,54 @@ fn one_bounce_per_message_for_every_recipient_that_failed_in_the_pass() {
     }
 }
 
+/// A pass leaves the notices another pass owes to it while that pass may
+/// still be running (it last wrote the state less than
+/// `transaction_deadline` and the 30 minutes' margin ago): two passes
+/// would each send a bounce for one failure. Once it is gone, the next
+/// pass sends them.
+#[test]
+fn a_notice_owed_by_a_pass_still_running_is_left_to_it() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(
+        "notices",
+        &Config::delivery()
+            .set("smarthost", sink.addr())
+            .set("transaction_deadline", "60s"),
+    );
+    let q = s.submit_one(
+        &["-f", "alice@mx.test", "bad@example.net", "good@example.net"],
+        MESSAGE,
+    );
+    let later = now() + 86400;
+    let written_at = |at: u64| {
+        fs::write(
+            s.queue_dir().join(format!("{}.state", q.id)),
+            format!(
+                "SPOOLMAIL-STATE 1\nattempts 1\nnext {later}\n\
+                 rcpt 0 failed 550 5.1.1 <bad@example.net>: user unknown\n\
+                 rcpt 1 delivered 250 2.0.0 Ok\n\
+                 owed 0 5.1.1 failed relay.example[192.0.2.1]:25\n\
+                 pass 4242-0123456789abcdef {at}\n"
+            ),
+        )
+        .unwrap()
+    };
+    written_at(now());
+    s.pass(&[]);
+    assert!(notices(&s, &sink).is_empty(), "{}", s.log());
+    assert!(s.queue_ids().contains(&q.id), "{}", s.log());
+    assert!(
+        s.log().contains("left to the pass that owes it"),
+        "{}",
+        s.log()
+    );
+    // Long enough ago: that pass is gone.
+    written_at(now() - 60 - 1800 - 5);
+    s.pass(&[]);
+    assert_eq!(notices(&s, &sink).len(), 1, "{}", s.log());
+    assert!(!s.queue_ids().contains(&q.id), "then removed");
+}
+
 #[test]
 fn a_notice_owed_by_a_pass_that_died_is_sent_by_the_next() {
     let sink = Smtp::sink(&[]);

@@ -4,7 +4,7 @@
 
 mod harness;
 
-use harness::{Config, Smtp, Spool};
+use harness::{Config, Fixture, Smtp, Spool};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn now() -> u64 {
@@ -76,4 +76,59 @@ fn a_repeating_schedule_does_not_expire_at_its_end() {
     std::thread::sleep(Duration::from_millis(1100));
     s.pass(&[]);
     assert_eq!(s.bounces().len(), 1, "{}", s.log());
+}
+
+/// The `next` of a state, in seconds since the epoch.
+fn next_of(state: &str) -> u64 {
+    state
+        .lines()
+        .find_map(|l| l.strip_prefix("next "))
+        .unwrap_or_else(|| panic!("{state}"))
+        .parse()
+        .unwrap()
+}
+
+/// A pass counts one attempt per message, however many destinations its
+/// recipients are at (two servers that defer, one that takes its
+/// recipient, one that is down): the next attempt is the schedule's
+/// second, not its fourth, and a schedule without `...` does not run out
+/// after a fraction of its time. A forced pass counts too, once.
+#[test]
+fn a_pass_counts_one_attempt_per_message_whatever_its_destinations() {
+    let tempfail = Fixture::Faulty("tempfail-always");
+    let servers = Smtp::start_same_port(&[(tempfail, &[]), (tempfail, &[]), (Fixture::Sink, &[])]);
+    let down = harness::loopback_host(); // nothing listens there
+    let s = Spool::new(
+        "retries",
+        &Config::delivery()
+            .set("smtp_port", servers[0].port)
+            .set("retry_schedule", "0 1h 2h 3h"),
+    );
+    let mut args: Vec<String> = (servers.iter().enumerate())
+        .map(|(i, server)| format!("r{i}@[{}]", server.host))
+        .collect();
+    args.push(format!("down@[{down}]"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let q = s.submit_one(&args, b"Subject: count\n\nx\n");
+    let before = now();
+    s.pass(&[]);
+    let state = s.state(&q.id);
+    assert!(state.contains("\nattempts 1\n"), "{state}\n{}", s.log());
+    assert!(
+        (3600..=3602).contains(&(next_of(&state) - before)),
+        "{state}"
+    );
+    assert_eq!(state.matches(" deferred ").count(), 3, "{state}");
+    assert_eq!(servers[2].message_count(), 1);
+    // Forced (the next attempt is an hour away): counted, once.
+    let before = now();
+    s.run_ok(&["-qR@"], b"");
+    let state = s.state(&q.id);
+    assert!(state.contains("\nattempts 2\n"), "{state}\n{}", s.log());
+    assert!(
+        (7200..=7202).contains(&(next_of(&state) - before)),
+        "{state}"
+    );
+    assert!(!s.log().contains("expired"), "{}", s.log());
+    assert_eq!(servers[2].message_count(), 1, "never sent twice");
 }

@@ -3,9 +3,9 @@
 //! read back either is refused or reads the same after being written again.
 
 use crate::common::{Bytes, text};
-use spoolmail::model::{Address, BodyType, Notify, QueueId, Ret};
+use spoolmail::model::{Address, BodyType, Notify, PassId, QueueId, Ret};
 use spoolmail::spool::{
-    Envelope, RcptStatus, Recipient, State, format_state, parse_envelope, parse_state,
+    Envelope, PassMark, RcptStatus, Recipient, State, format_state, parse_envelope, parse_state,
     write_envelope,
 };
 
@@ -80,6 +80,15 @@ fn state_round_trip(b: &mut Bytes) {
         recipients: Vec::new(),
         ..State::default()
     };
+    if b.flag() {
+        s.pass = Some(PassMark {
+            id: PassId::new(
+                u32::from(b.u16()) << 16 | u32::from(b.u16()),
+                u64::from(b.u16()) << 48 | u64::from(b.u16()),
+            ),
+            at: u64::from(b.u16()) << 24 | u64::from(b.u16()),
+        });
+    }
     while !b.is_empty() {
         let index = usize::from(b.u16());
         let status = [
@@ -96,6 +105,7 @@ fn state_round_trip(b: &mut Bytes) {
     let back = parse_state(&written).expect("a written state parses");
     assert_eq!(back.attempts, s.attempts);
     assert_eq!(back.next_attempt, s.next_attempt);
+    assert_eq!(back.pass, s.pass, "the pass line round trip");
     assert_eq!(back.recipients.len(), s.recipients.len(), "{written:?}");
     for ((i, st, t), (bi, bst, bt)) in s.recipients.iter().zip(&back.recipients) {
         assert_eq!((i, st), (bi, bst));
@@ -129,4 +139,5 @@ fn state_text(data: &[u8]) {
     assert_eq!(again.recipients.len(), s.recipients.len());
     assert_eq!(again.owed, s.owed, "owed notices read back");
     assert_eq!(again.delay_notified, s.delay_notified);
+    assert_eq!(again.pass, s.pass, "the pass line read back");
 }
