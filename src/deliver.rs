@@ -152,7 +152,7 @@ impl Worker<'_> {
         pass: &PassId,
     ) -> (JobEnd, Vec<(usize, String)>) {
         let mut slot = ClaimSlot::default();
-        let Ok(Some(claim)) = self.spool.claim(id, &mut slot) else {
+        let Ok(Some(claim)) = self.spool.claim_soon(id, &mut slot) else {
             return (JobEnd::Done, Vec::new()); // another runner has it, or it is gone
         };
         let (envelope, header_len, size) = match read_claimed(&claim) {

@@ -90,6 +90,13 @@ pub const STALLED_AFTER: Duration = Duration::from_secs(5);
 /// after its last delivery.
 pub const LINGER: Duration = Duration::from_secs(2);
 
+/// A delivery child's claim of a message finds it locked: it tries this
+/// many times in all, this far apart, before it leaves the message to
+/// whoever holds it. A listing or a look at the queue holds a message's
+/// lock for microseconds; a runner delivering it, for its transaction.
+pub const CLAIM_TRIES: usize = 5;
+pub const CLAIM_PAUSE: Duration = Duration::from_millis(10);
+
 /// The hash buckets of destinations for the per-destination slots
 /// (`slots/dest.HHH.N`): a fixed number of lock files, with few enough
 /// collisions (two destinations in one bucket share one bound, which is

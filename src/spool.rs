@@ -439,6 +439,28 @@ impl Spool {
         }))
     }
 
+    /// As [`Spool::claim`], waiting out a lock held only for a moment: a
+    /// listing or another runner's look at the queue reads the envelope
+    /// under a shared lock, and a claim that ran into it would skip a
+    /// message nobody delivers (`limits::CLAIM_TRIES`, `CLAIM_PAUSE` apart).
+    pub fn claim_soon<'s>(
+        &self,
+        id: &QueueId,
+        slot: &'s mut ClaimSlot,
+    ) -> io::Result<Option<Claim<'s>>> {
+        for _ in 1..crate::limits::CLAIM_TRIES {
+            let Ok(file) = File::open(self.message_path(id)) else {
+                break; // gone: `claim` says so
+            };
+            // Free now: taken and let go at once, claimed for good below.
+            if fd_lock::RwLock::new(&file).try_write().is_ok() {
+                break;
+            }
+            std::thread::sleep(crate::limits::CLAIM_PAUSE);
+        }
+        self.claim(id, slot)
+    }
+
     /// Replaces the state of a claimed message durably: temporary file in
     /// `tmp/`, fsync, rename, directory fsync.
     pub fn write_state(&self, claim: &Claim, state: &State) -> Result<()> {
@@ -939,6 +961,30 @@ mod tests {
         std::fs::create_dir_all(dir.join("queue")).unwrap();
         let s = Spool::new(&dir);
         (dir, s)
+    }
+
+    #[test]
+    fn a_claim_waits_out_a_lock_held_for_a_moment() {
+        let (dir, spool) = spool();
+        let id = spool.deposit(envelope, |_, _| Ok(())).unwrap().id;
+        // A listing's look: a shared lock, for a moment.
+        let file = File::open(spool.message_path(&id)).unwrap();
+        let look = fd_lock::RwLock::new(file);
+        let guard = look.try_read().unwrap();
+        let mut slot = ClaimSlot::default();
+        assert!(spool.claim(&id, &mut slot).unwrap().is_none());
+        let (done, let_go) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(15));
+                drop(guard);
+                done.send(()).unwrap();
+            });
+            let mut slot = ClaimSlot::default();
+            assert!(spool.claim_soon(&id, &mut slot).unwrap().is_some());
+            let_go.recv().unwrap();
+        });
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
