@@ -167,6 +167,10 @@ impl Worker<'_> {
         else {
             return (JobEnd::Done, Vec::new());
         };
+        // Held since the pass collected it: it waits for its release.
+        if state.held.is_some() {
+            return (JobEnd::Done, Vec::new());
+        }
         let rcpts = state.undone(indices, envelope.recipients.len());
         if rcpts.is_empty() {
             return (JobEnd::Done, Vec::new());

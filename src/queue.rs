@@ -372,6 +372,10 @@ fn collect_jobs(
         let Some(state) = record::state_or_hold(spool, &entry, log) else {
             continue;
         };
+        // Held (`spoolctl hold`): neither delivered nor expired, notices too wait.
+        if state.held.is_some() {
+            continue;
+        }
         let owed = !state.owed.is_empty();
         if !owed && !is_due(&state, now, selection.force) {
             continue;

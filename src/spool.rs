@@ -15,6 +15,10 @@ use std::path::{Path, PathBuf};
 
 pub const MAGIC: &str = "SPOOLMAIL 1";
 pub const STATE_MAGIC: &str = "SPOOLMAIL-STATE 1";
+/// The magic line of a held message's state file (version 1.2): a reader
+/// of version 1 or 1.1 does not know it, and so leaves the message alone,
+/// which is what holding it means.
+pub const HELD_STATE_MAGIC: &str = "SPOOLMAIL-STATE 1.2";
 const STATE_SUFFIX: &str = ".state";
 /// The `body` value is written with room for the longest value, and patched
 /// in place once the content has been seen.
@@ -92,6 +96,9 @@ pub struct State {
     pub delay_notified: Option<u64>,
     /// The queue pass that last wrote the state, and when (`pass` line).
     pub pass: Option<PassMark>,
+    /// Since when the message is on hold (`spoolctl hold`, a `held` line):
+    /// queue runs neither deliver nor expire it until it is released.
+    pub held: Option<u64>,
 }
 
 /// Which queue pass wrote a state, and when (Unix seconds): `pass ID TIME`.
@@ -399,6 +406,15 @@ impl Spool {
     /// Reads a message's envelope and the size of its content.
     pub fn read_envelope(&self, id: &QueueId) -> io::Result<(Envelope, u64)> {
         read_envelope_from(&open_regular(&self.message_path(id))?)
+    }
+
+    /// A message's envelope and its content, the reader at the content's
+    /// first byte (`spoolctl show`).
+    pub fn open_content(&self, id: &QueueId) -> io::Result<(Envelope, BufReader<File>)> {
+        let file = open_regular(&self.message_path(id))?;
+        let mut reader = BufReader::with_capacity(crate::limits::ENVELOPE_READ_BUFFER, file);
+        let (envelope, _) = parse_envelope(&mut reader)?;
+        Ok((envelope, reader))
     }
 
     /// As `read_envelope`, and whether a queue runner holds the message now.
@@ -787,8 +803,12 @@ pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> 
 /// The text of a state file (`queue/QID.state`), as `write_state` stores it.
 pub fn format_state(state: &State) -> String {
     use std::fmt::Write as _;
+    let magic = match state.held {
+        Some(_) => HELD_STATE_MAGIC,
+        None => STATE_MAGIC,
+    };
     let mut out = format!(
-        "{STATE_MAGIC}\nattempts {}\nnext {}\n",
+        "{magic}\nattempts {}\nnext {}\n",
         state.attempts, state.next_attempt
     );
     for (i, status, text) in &state.recipients {
@@ -817,6 +837,9 @@ pub fn format_state(state: &State) -> String {
     }
     if let Some(p) = &state.pass {
         let _ = writeln!(out, "pass {} {}", p.id, p.at);
+    }
+    if let Some(t) = state.held {
+        let _ = writeln!(out, "held {t}");
     }
     out
 }
@@ -865,7 +888,7 @@ fn number<T: std::str::FromStr>(key: &str, value: &str) -> io::Result<T> {
 
 pub fn parse_state(text: &str) -> io::Result<State> {
     let mut lines = text.lines();
-    if lines.next() != Some(STATE_MAGIC) {
+    if !matches!(lines.next(), Some(STATE_MAGIC | HELD_STATE_MAGIC)) {
         return Err(invalid("not a state file of version 1".into()));
     }
     let mut state = State::default();
@@ -877,6 +900,7 @@ pub fn parse_state(text: &str) -> io::Result<State> {
             "owed" => state.owed.push(parse_owed(value)?),
             "delayed" => state.delay_notified = Some(number("delayed", value)?),
             "pass" => state.pass = Some(parse_pass(value)?),
+            "held" => state.held = Some(number("held", value)?),
             "rcpt" => {
                 let mut parts = value.splitn(3, ' ');
                 let index = parts
@@ -1212,6 +1236,26 @@ mod tests {
             let text = format!("SPOOLMAIL-STATE 1\n{bad}\n");
             assert!(parse_state(&text).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_held_state_has_its_own_magic_line_and_round_trips() {
+        let text = "SPOOLMAIL-STATE 1.2\nattempts 1\nnext 99\nrcpt 0 deferred 451 later\nheld 1795305600\n";
+        let s = parse_state(text).unwrap();
+        assert_eq!(s.held, Some(1795305600));
+        assert_eq!(s.status_of(0), (RcptStatus::Deferred, "451 later"));
+        assert_eq!(format_state(&s), text);
+        // Released: the version 1 magic line again, no held line.
+        let released = State { held: None, ..s };
+        assert_eq!(
+            format_state(&released),
+            "SPOOLMAIL-STATE 1\nattempts 1\nnext 99\nrcpt 0 deferred 451 later\n"
+        );
+        // What a version 1 or 1.1 reader does with it: the magic line it
+        // compares with is not there, so the state is unreadable and the
+        // message left alone.
+        assert!(!text.starts_with("SPOOLMAIL-STATE 1\n"));
+        assert!(parse_state("SPOOLMAIL-STATE 1.2\nheld soon\n").is_err());
     }
 
     #[test]
