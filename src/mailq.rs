@@ -11,7 +11,9 @@
 //! -- 2 Kbytes in 1 Request.
 //! ```
 //!
-//! `*` after the id marks a message a queue runner is delivering now.
+//! `*` after the id marks a message a queue runner is delivering now (its
+//! claim lock is taken, tried without waiting), `!` one on hold (`spoolctl
+//! hold`), as Postfix marks them.
 
 use crate::error::{Error, Result};
 use crate::model::{QueueId, sanitize};
@@ -173,7 +175,12 @@ pub fn write_message(
     let envelope = &listed.envelope;
     let id = &envelope.id;
     let size = listed.size;
-    let mark = if listed.busy { '*' } else { ' ' };
+    // Postfix's marks: `!` on hold, `*` being delivered.
+    let mark = match (listed.state.held, listed.busy) {
+        (Some(_), _) => '!',
+        (None, true) => '*',
+        (None, false) => ' ',
+    };
     let arrival = system::mailq_date(envelope.arrival);
     writeln!(
         out,

@@ -177,7 +177,7 @@ const MAN_DESCRIPTION: &[&str] = &[
      its sender when it fails for good or expires.",
     "`mailq` (or `sendmail -bp`) lists the queue in Postfix's format, which monitoring \
      tools parse: a line per message with its queue id, size, arrival time and sender \
-     (`*` after the id: a queue run is delivering it now), then each recipient still \
+     (`*` after the id: a queue run is delivering it now; `!`: on hold, `spoolctl hold`), then each recipient still \
      waiting, below the reason of its last attempt in parentheses; and a total.",
     "`newaliases` (or `sendmail -bi`) checks the aliases file, which spoolmail reads as \
      text when a submission has an unqualified recipient: there is no database to \
@@ -257,14 +257,25 @@ const CTL_EXIT_STATUS: &[(u8, &str, &str)] = &[
         "Usage: an unknown command or option, an option the command does not take.",
     ),
     (
+        exit::NOUSER,
+        "no such message",
+        "No queued message matched (each unknown queue id is named on standard error).",
+    ),
+    (
+        exit::IOERR,
+        "I/O error",
+        "A message or its state could not be read or written.",
+    ),
+    (
         exit::TEMPFAIL,
-        "temporary failure",
-        "The spool could not be read for now.",
+        "in delivery",
+        "A message is being delivered now: try again.",
     ),
     (
         exit::NOPERM,
         "permission",
-        "Permission denied: the spool cannot be read.",
+        "Permission denied: another user's message, a command for admins only, or a spool \
+         that cannot be read.",
     ),
     (exit::CONFIG, "config", "A configuration error."),
 ];
@@ -296,9 +307,18 @@ pub fn ctl_help() -> String {
 
 const CTL_DESCRIPTION: &[&str] = &[
     "spoolctl administers spoolmail's queue: it lists the queued messages for people and \
-     for monitoring tools. It is the spoolmail binary run by the name `spoolctl` (a \
-     link, as `mailq` and `newaliases` are), and reads the same config file.",
-    "Listing the queue is open to every user, as `mailq` is.",
+     for monitoring tools, shows one, and deletes, holds, releases or retries them. It is \
+     the spoolmail binary run by the name `spoolctl` (a link, as `mailq` and `newaliases` \
+     are), and reads the same config file.",
+    "Listing the queue is open to every user, as `mailq` is. Holding, releasing, and \
+     `show --body` are for root, the members of the spool's group and of `admin_group` \
+     (the admins); another user may show, delete and retry only their own messages (the \
+     envelope records the submitting uid).",
+    "Each change is made under the message's claim lock, the one a queue run holds while \
+     it delivers the message: a message being delivered is not waited for but reported \
+     as `in delivery, try again` (exit 75). Each message acted on gets one line on \
+     standard output; a queue id that is not in the queue is an error naming it (exit 67 \
+     when no message matched at all). Deletions are logged, and send no bounce.",
 ];
 
 /// spoolctl(8).

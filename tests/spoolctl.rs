@@ -5,7 +5,9 @@
 
 mod harness;
 
-use harness::{Config, Outcome, Spool, fixtures_dir, python, run};
+use harness::{Config, Outcome, Smtp, Spool, fixtures_dir, python, run};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -147,8 +149,8 @@ fn a_listing_of_1000_messages_parses() {
     let first = s.submit_one(&["-f", "alice@example.org", "bob@example.net"], MSG);
     let text = String::from_utf8(s.read_queued(&first.id)).unwrap();
     let stem = &first.id[..13];
-    for n in 1..1000u32 {
-        let id = format!("{stem}{n:03X}");
+    let ids = (0..0x1000u32).map(|n| format!("{stem}{n:03X}"));
+    for id in ids.filter(|id| *id != first.id).take(999) {
         let copy = text.replacen(&format!("id {}", first.id), &format!("id {id}"), 1);
         std::fs::write(s.queue_dir().join(&id), copy).unwrap();
     }
@@ -161,4 +163,305 @@ fn a_listing_of_1000_messages_parses() {
         "{}",
         out.stdout
     );
+}
+
+// ---------------------------------------------------------------------------
+// show, delete, hold, release, retry
+// ---------------------------------------------------------------------------
+
+/// A spool delivering to `server`, messages queued only.
+fn delivering(label: &str, server: &Smtp) -> Spool {
+    Spool::new(label, &Config::delivery().set("smarthost", server.addr()))
+}
+
+#[test]
+fn show_prints_envelope_state_and_header_and_the_body_on_request() {
+    let s = spool("ctl-show");
+    let q = s.submit_one(
+        &["-f", "alice@example.org", "bob@example.net"],
+        b"Subject: looked at\x1b[31m\n\nthe body line\n",
+    );
+    s.pass(&[]);
+    let out = ctl(&s, &["show", &q.id.to_lowercase()]);
+    out.assert_ok();
+    let text = &out.stdout;
+    for want in [
+        format!("queue id: {}\n", q.id),
+        "sender: <alice@example.org>\n".into(),
+        "state: waiting\n".into(),
+        "attempts: 1, next attempt: ".into(),
+        "recipient: bob@example.net: deferred: connect to 127.0.0.1[127.0.0.1]:1: ".into(),
+        "\nSubject: looked at?[31m\n".into(),
+    ] {
+        assert!(text.contains(&want), "{want:?} in {text}");
+    }
+    assert!(!text.contains("the body line"), "{text}");
+    let out = ctl(&s, &["show", &q.id, "--body"]);
+    out.assert_ok();
+    assert!(
+        out.stdout_bytes.ends_with(b"\n\nthe body line\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(harness::contains(
+        &out.stdout_bytes,
+        b"Subject: looked at\x1b[31m\n"
+    ));
+    let line = ctl(&s, &["show", "0000000000000000"])
+        .assert_fails_one_line(&[67])
+        .to_string();
+    assert!(line.contains("0000000000000000: no such message"), "{line}");
+}
+
+#[test]
+fn delete_removes_for_good_logs_and_sends_no_bounce() {
+    let s = spool("ctl-delete");
+    let a = s.submit_one(&["-f", "alice@example.org", "bob@example.net"], MSG);
+    let b = s.submit_one(&["-f", "carol@example.org", "dave@example.net"], MSG);
+    s.pass(&[]);
+    let out = ctl(&s, &["delete", &a.id]);
+    out.assert_ok();
+    assert_eq!(out.stdout, format!("{}: deleted\n", a.id));
+    assert_eq!(s.queue_ids(), vec![b.id.clone()]);
+    assert!(
+        !s.queue_files().iter().any(|f| f.starts_with(&a.id)),
+        "state gone too"
+    );
+    assert!(
+        s.log()
+            .contains(&format!("{}: deleted by spoolctl (uid ", a.id))
+    );
+    assert!(s.log().contains("no bounce"));
+    // Unknown ids: named; 67 when none matched, 0 when some did.
+    let out = ctl(&s, &["delete", &a.id]);
+    assert_eq!(out.code(), Some(67));
+    assert!(
+        out.stderr
+            .contains(&format!("{}: no such message in the queue", a.id))
+    );
+    let out = ctl(&s, &["delete", "NOSUCHID", "--", &b.id]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("NOSUCHID: no such message in the queue")
+    );
+    assert!(s.queue_ids().is_empty());
+    s.pass(&[]);
+    assert!(s.queue_ids().is_empty(), "no bounce was queued");
+    assert_eq!(ctl(&s, &["delete", "--all"]).code(), Some(67));
+}
+
+#[test]
+fn delete_by_selector_and_all() {
+    let s = spool("ctl-delete-sel");
+    let a = s.submit_one(&["-f", "script@example.org", "x@example.net"], MSG);
+    let b = s.submit_one(&["-f", "script@example.org", "y@example.net"], MSG);
+    let c = s.submit_one(&["-f", "alice@example.org", "z@example.net"], MSG);
+    let out = ctl(&s, &["delete", "--sender", "script@"]);
+    out.assert_ok();
+    assert_eq!(
+        out.stdout,
+        format!("{}: deleted\n{}: deleted\n", a.id, b.id)
+    );
+    assert_eq!(s.queue_ids(), vec![c.id.clone()]);
+    assert_eq!(ctl(&s, &["delete", "--older-than", "1h"]).code(), Some(67));
+    assert_eq!(
+        ctl(&s, &["delete", "--recipient", "nobody@"]).code(),
+        Some(67)
+    );
+    ctl(&s, &["delete", "--all"]).assert_ok();
+    assert!(s.queue_ids().is_empty());
+}
+
+#[test]
+fn a_held_message_is_neither_delivered_nor_expired_until_released() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(
+        "ctl-hold",
+        &Config::delivery()
+            .set("smarthost", sink.addr())
+            .set("max_queue_lifetime", "1s"),
+    );
+    let q = s.submit_one(&["-f", "alice@example.org", "bob@example.net"], MSG);
+    let out = ctl(&s, &["hold", &q.id]);
+    out.assert_ok();
+    assert_eq!(out.stdout, format!("{}: held\n", q.id));
+    assert!(s.state(&q.id).starts_with("SPOOLMAIL-STATE 1.2\n"));
+    // mailq and sendmail -bp mark it `!`; the JSON says hold.
+    let mailq = s.mailq();
+    assert!(mailq.contains(&format!("{}!", q.id)), "{mailq}");
+    assert_eq!(s.run_ok(&["-bp"], b"").stdout, mailq);
+    let json = ctl(&s, &["list", "--json"]).stdout;
+    assert!(json.contains(r#""queue_name": "hold""#) && json.contains(r#""next_attempt": null"#));
+    assert_eq!(check_json(&s, &json), 1);
+    // Past its lifetime, a pass and a forced pass leave it alone.
+    std::thread::sleep(Duration::from_millis(1100));
+    s.pass(&[]);
+    s.pass(&["-qR@"]);
+    assert_eq!(s.queue_ids(), vec![q.id.clone()]);
+    assert_eq!(sink.message_count(), 0);
+    assert_eq!(
+        ctl(&s, &["hold", &q.id]).stdout,
+        format!("{}: already held\n", q.id)
+    );
+    assert_eq!(
+        ctl(&s, &["retry", &q.id]).stdout,
+        format!("{}: held: release it to deliver it\n", q.id)
+    );
+    let out = ctl(&s, &["release", &q.id]);
+    assert_eq!(
+        out.stdout,
+        format!("{}: released: the next queue run takes it\n", q.id)
+    );
+    assert!(s.state(&q.id).starts_with("SPOOLMAIL-STATE 1\n"));
+    s.pass(&[]);
+    sink.wait_for_messages(1, Duration::from_secs(10));
+    assert!(s.queue_ids().is_empty(), "{}", s.mailq());
+    assert!(s.log().contains(&format!("{}: held by spoolctl", q.id)));
+    assert!(s.log().contains(&format!("{}: released by spoolctl", q.id)));
+}
+
+#[test]
+fn retry_makes_a_deferred_message_due_now() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(
+        "ctl-retry",
+        &Config::submission().set("retry_schedule", "1h 1h"),
+    );
+    let q = s.submit_one(&["-f", "alice@example.org", "bob@example.net"], MSG);
+    s.pass(&[]);
+    assert!(s.state(&q.id).contains("\nattempts 1\n"));
+    // Now the relay works; the schedule says an hour.
+    s.configure(
+        &Config::submission()
+            .set("retry_schedule", "1h 1h")
+            .set("smarthost", sink.addr()),
+    );
+    s.pass(&[]);
+    assert_eq!(s.queue_ids(), vec![q.id.clone()], "not due yet");
+    let out = ctl(&s, &["retry", "--recipient", "BOB@"]);
+    out.assert_ok();
+    assert_eq!(
+        out.stdout,
+        format!("{}: the next queue run takes it\n", q.id)
+    );
+    s.pass(&[]);
+    sink.wait_for_messages(1, Duration::from_secs(10));
+    assert!(s.queue_ids().is_empty(), "{}", s.mailq());
+}
+
+/// A pass is in the middle of a transaction (the server holds its reply
+/// to the data): delete and hold do not wait for it, and change nothing.
+#[test]
+fn delete_and_hold_racing_a_running_pass_fail_with_in_delivery() {
+    let server = Smtp::faulty("slow-data", &["--delay", "4"]);
+    let s = delivering("ctl-race", &server);
+    let q = s.submit_one(&["-f", "alice@example.org", "bob@example.net"], MSG);
+    let mut pass = s.spawn_pass();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !s.mailq().contains(&format!("{}*", q.id)) {
+        assert!(std::time::Instant::now() < deadline, "never in delivery");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // In delivery: the JSON says active, and both actions are refused at once.
+    let json = ctl(&s, &["list", "--json"]).stdout;
+    assert!(json.contains(r#""queue_name": "active""#), "{json}");
+    for verb in ["delete", "hold"] {
+        let started = std::time::Instant::now();
+        let out = ctl(&s, &[verb, &q.id]);
+        assert_eq!(out.code(), Some(75), "{verb}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!("spoolctl: {}: in delivery, try again\n", q.id)
+        );
+        assert!(started.elapsed() < Duration::from_secs(2), "{verb} waited");
+    }
+    assert!(
+        harness::wait_timeout(&mut pass, Duration::from_secs(30))
+            .unwrap()
+            .success()
+    );
+    // The transaction ended as it would have: delivered once, removed.
+    assert_eq!(
+        server.wait_for_messages(1, Duration::from_secs(10)).len(),
+        1
+    );
+    assert!(s.queue_ids().is_empty(), "{}", s.mailq());
+    assert!(!s.log().contains("spoolctl"), "nothing was changed");
+}
+
+// ---------------------------------------------------------------------------
+// Who may do what
+// ---------------------------------------------------------------------------
+
+const NOBODY: u32 = 65534;
+
+/// A spool whose queue directories uid 65534 can use (group 65534, setgid),
+/// its log open to all; None when not root.
+fn shared_spool(label: &str) -> Option<Spool> {
+    if !harness::is_root() {
+        eprintln!("skipped: running as another user needs root");
+        return None;
+    }
+    let s = spool(label);
+    for dir in [s.tmp_dir(), s.queue_dir()] {
+        std::os::unix::fs::chown(&dir, None, Some(NOBODY)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o2770)).unwrap();
+    }
+    std::fs::write(s.log_path(), b"").unwrap();
+    harness::set_mode(&s.log_path(), 0o666);
+    Some(s)
+}
+
+/// spoolctl as uid and gid 65534, not in the spool directory's group.
+fn ctl_as_nobody(s: &Spool, args: &[&str]) -> Outcome {
+    let mut cmd = ctl_cmd(s, args);
+    cmd.uid(NOBODY).gid(NOBODY);
+    run(cmd, b"", TIMEOUT)
+}
+
+#[test]
+fn a_user_acts_on_their_own_messages_only() {
+    let Some(s) = shared_spool("ctl-nobody") else {
+        return;
+    };
+    let roots = s.submit_one(&["-f", "root@example.org", "bob@example.net"], MSG);
+    let mut submit = s.cmd(&["-f", "nobody@example.org", "carol@example.net"]);
+    submit.uid(NOBODY).gid(NOBODY);
+    run(submit, MSG, TIMEOUT).assert_ok();
+    let own = s
+        .queue_ids()
+        .into_iter()
+        .find(|id| *id != roots.id)
+        .unwrap();
+    // Someone else's message: refused, untouched.
+    for args in [
+        &["show", &roots.id][..],
+        &["delete", &roots.id],
+        &["retry", &roots.id],
+    ] {
+        let out = ctl_as_nobody(&s, args);
+        assert_eq!(out.code(), Some(77), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("not your message"), "{}", out.stderr);
+    }
+    for args in [
+        &["hold", &own][..],
+        &["release", &own],
+        &["show", &own, "--body"],
+    ] {
+        let out = ctl_as_nobody(&s, args);
+        assert_eq!(out.code(), Some(77), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("admin_group"), "{}", out.stderr);
+    }
+    assert!(!s.log().contains("spoolctl"), "nothing was changed");
+    // The listing is everyone's, as mailq's is.
+    let out = ctl_as_nobody(&s, &["list", "--json"]);
+    assert_eq!(check_json(&s, &out.stdout), 2);
+    // Their own: shown, retried, deleted; --all takes only theirs.
+    ctl_as_nobody(&s, &["show", &own]).assert_ok();
+    ctl_as_nobody(&s, &["retry", &own]).assert_ok();
+    let out = ctl_as_nobody(&s, &["delete", "--all"]);
+    out.assert_ok();
+    assert_eq!(out.stdout, format!("{own}: deleted\n"));
+    assert_eq!(s.queue_ids(), vec![roots.id.clone()]);
 }

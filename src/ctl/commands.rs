@@ -16,25 +16,71 @@ pub struct Entry {
 }
 
 /// Every command spoolctl has.
-pub const COMMANDS: &[Entry] = &[Entry {
-    synopsis: "`list` [`--json`] [SELECTOR]",
-    help: "the queue: mailq's listing with attempts and next attempt",
-    doc: "The queue, as `mailq` lists it, with each message's attempts and next attempt \
-              below its first line (`*` after the id: being delivered now). With `--json`, one JSON object per message per line, with the \
+pub const COMMANDS: &[Entry] = &[
+    Entry {
+        synopsis: "`list` [`--json`] [SELECTOR]",
+        help: "the queue: mailq's listing with attempts and next attempt",
+        doc: "The queue, as `mailq` lists it, with each message's attempts and next attempt \
+              below its first line (`*` after the id: being delivered now; `!`: held). With `--json`, one JSON object per message per line, with the \
               field names of Postfix's `postqueue -j`: `queue_name` \
-              (`active` when being delivered or never tried yet, else `deferred`), \
+              (`hold` when held, `active` when being delivered or never tried yet, else `deferred`), \
               `queue_id`, `arrival_time`, `message_size`, `forced_expire` (always false), \
               `sender` (empty for `<>`), `recipients` (those still waiting, each with \
               `address`, `delay_reason` and spoolmail's `status`, `pending` or \
               `deferred`), and spoolmail's `attempts` and `next_attempt` (Unix seconds; 0 \
-              for the next queue run).",
-    args: &[
-        "list",
-        "list --json",
-        "list --sender alice",
-        "list --json --older-than 2d",
-    ],
-}];
+              for the next queue run, null while held).",
+        args: &[
+            "list",
+            "list --json",
+            "list --sender alice",
+            "list --json --older-than 2d",
+        ],
+    },
+    Entry {
+        synopsis: "`show` ID [`--body`]",
+        help: "one message: envelope, state per recipient, headers",
+        doc: "One message: its envelope, each recipient's state with the last reply, the \
+              attempts and the next one, and the message's header; with `--body`, the \
+              whole message. A user who is not an admin may show only their own messages, \
+              without `--body`.",
+        args: &["show 6A3F2C1B0A1B2C3D", "show 6A3F2C1B0A1B2C3D --body"],
+    },
+    Entry {
+        synopsis: "`delete` ID... | `--all` | SELECTOR",
+        help: "delete messages for good (logged, no bounce)",
+        doc: "Deletes the messages for good, without a bounce; the log says who did. A user \
+              who is not an admin may delete only their own messages.",
+        args: &[
+            "delete 6A3F2C1B0A1B2C3D",
+            "delete --all",
+            "delete --sender script@",
+        ],
+    },
+    Entry {
+        synopsis: "`hold` ID... | `--all` | SELECTOR",
+        help: "hold messages: never delivered or expired until released",
+        doc: "Puts the messages on hold, as Postfix's `postsuper -h`: queue runs neither \
+              deliver nor expire them until they are released. For admins only.",
+        args: &["hold 6A3F2C1B0A1B2C3D", "hold --recipient @example.com"],
+    },
+    Entry {
+        synopsis: "`release` ID... | `--all` | SELECTOR",
+        help: "release held messages",
+        doc: "Releases held messages (`postsuper -H`): the next queue run takes them. Their \
+              lifetime (`max_queue_lifetime`) still counts from their arrival, so a message \
+              held past it is tried once more and bounced if that attempt fails too. For \
+              admins only.",
+        args: &["release --all", "release 6A3F2C1B0A1B2C3D"],
+    },
+    Entry {
+        synopsis: "`retry` ID... | `--all` | SELECTOR",
+        help: "retry messages at the next queue run, whatever their schedule",
+        doc: "Makes the messages due (`postqueue -i`, `postsuper -r`): the next queue run \
+              takes them whatever their retry schedule says; a held message stays held. A \
+              user who is not an admin may retry only their own messages.",
+        args: &["retry 6A3F2C1B0A1B2C3D", "retry --older-than 1h"],
+    },
+];
 
 /// spoolctl's options.
 pub const OPTIONS: &[Entry] = &[
@@ -45,6 +91,13 @@ pub const OPTIONS: &[Entry] = &[
               gives up the setgid group first: only a spool the caller can read and write \
               themselves can be used.",
         args: &["-C /etc/spoolmail.conf list"],
+    },
+    Entry {
+        synopsis: "`--all`",
+        help: "every message in the queue",
+        doc: "Every message in the queue (every one of the caller's, for a user who is not \
+              an admin).",
+        args: &["hold --all"],
     },
     Entry {
         synopsis: "`--recipient` TEXT",

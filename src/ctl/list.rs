@@ -31,7 +31,9 @@ pub fn list(config: &Config, json: bool, filter: Option<&Filter>) -> Result<u8> 
 
 /// The line below a message's first: its attempts and the next one.
 fn detail(l: &Listed, now: u64) -> String {
-    let next = if l.state.attempts == 0 || l.state.next_attempt <= now {
+    let next = if let Some(since) = l.state.held {
+        format!("none: held since {}", system::mailq_date(since))
+    } else if l.state.attempts == 0 || l.state.next_attempt <= now {
         "at the next queue run".to_string()
     } else {
         system::mailq_date(l.state.next_attempt)
@@ -58,10 +60,13 @@ fn list_json(spool: &Spool, out: &mut impl Write, shown: &dyn Fn(&Listed) -> boo
     Ok(())
 }
 
-/// `queue_name` as Postfix names its queues: `active` for a message being
-/// delivered or never tried yet, `deferred` for one waiting for its retry.
+/// `queue_name` as Postfix names its queues: `hold` for a held message,
+/// `active` for one being delivered or never tried yet, `deferred` for one
+/// waiting for its retry.
 fn queue_name(l: &Listed) -> &'static str {
-    if l.busy || l.state.attempts == 0 {
+    if l.state.held.is_some() {
+        "hold"
+    } else if l.busy || l.state.attempts == 0 {
         "active"
     } else {
         "deferred"
@@ -82,10 +87,10 @@ fn object(l: &Listed) -> Object {
                 .str("status", status)
         })
         .collect();
-    let next = if l.state.attempts == 0 {
-        0
-    } else {
-        l.state.next_attempt
+    let next = match (l.state.held, l.state.attempts) {
+        (Some(_), _) => None,
+        (None, 0) => Some(0),
+        (None, _) => Some(l.state.next_attempt),
     };
     Object::new()
         .str("queue_name", queue_name(l))
@@ -96,5 +101,5 @@ fn object(l: &Listed) -> Object {
         .str("sender", &l.envelope.sender)
         .array("recipients", recipients)
         .num("attempts", u64::from(l.state.attempts))
-        .opt_num("next_attempt", Some(next))
+        .opt_num("next_attempt", next)
 }

@@ -12,8 +12,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod act;
 mod commands;
 mod list;
+mod show;
 pub use commands::{COMMANDS, Entry, OPTIONS};
 
 /// The program name that makes the binary spoolctl.
@@ -28,6 +30,49 @@ pub enum Command {
         json: bool,
         filter: Option<Filter>,
     },
+    /// `show ID [--body]`.
+    Show {
+        id: String,
+        body: bool,
+    },
+    /// `delete|hold|release|retry ID... | --all | SELECTOR`.
+    Act {
+        action: Action,
+        target: Target,
+    },
+}
+
+/// What `spoolctl` does to the messages it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Removed for good, logged, no bounce.
+    Delete,
+    /// Neither delivered nor expired until released.
+    Hold,
+    Release,
+    /// Due at the next queue run, whatever the schedule.
+    Retry,
+}
+
+impl Action {
+    fn of(verb: &str) -> Option<Action> {
+        Some(match verb {
+            "delete" => Action::Delete,
+            "hold" => Action::Hold,
+            "release" => Action::Release,
+            "retry" => Action::Retry,
+            _ => return None,
+        })
+    }
+}
+
+/// The messages an action is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Queue ids, as given (an unknown one is an error naming it).
+    Ids(Vec<String>),
+    All,
+    Filter(Filter),
 }
 
 /// SELECTOR: which messages, by a part of a recipient or of the sender (in
@@ -62,6 +107,8 @@ pub struct Parsed {
 struct Seen {
     words: Vec<String>,
     json: bool,
+    body: bool,
+    all: bool,
     filter: Option<Filter>,
     /// The options given, by name, for the check that the command takes them.
     given: Vec<&'static str>,
@@ -80,6 +127,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed> {
             Long("json") => {
                 seen.json = true;
                 seen.given.push("--json");
+            }
+            Long("body") => {
+                seen.body = true;
+                seen.given.push("--body");
+            }
+            Long("all") => {
+                seen.all = true;
+                seen.given.push("--all");
             }
             Long("recipient") => set_filter(&mut seen, Filter::Recipient(value(&mut parser)?))?,
             Long("sender") => set_filter(&mut seen, Filter::Sender(value(&mut parser)?))?,
@@ -129,8 +184,11 @@ fn command(seen: Seen) -> Result<Command> {
     if seen.help {
         return Ok(Command::Help);
     }
+    let action = Action::of(verb);
     let takes: &[&str] = match verb.as_str() {
         "list" => &["--json", "SELECTOR"],
+        "show" => &["--body"],
+        _ if action.is_some() => &["--all", "SELECTOR"],
         _ => return Err(Error::Usage(format!("unknown command {verb} (see --help)"))),
     };
     if let Some(other) = seen.given.iter().find(|o| !takes.contains(o)) {
@@ -141,13 +199,40 @@ fn command(seen: Seen) -> Result<Command> {
         };
         return Err(Error::Usage(format!("{verb} does not take {what}")));
     }
-    if let Some(word) = rest.first() {
-        return Err(Error::Usage(format!("{verb}: unexpected argument {word}")));
+    match (verb.as_str(), action, rest) {
+        ("list", _, []) => Ok(Command::List {
+            json: seen.json,
+            filter: seen.filter,
+        }),
+        ("show", _, [id]) => Ok(Command::Show {
+            id: id.clone(),
+            body: seen.body,
+        }),
+        ("show", _, _) => Err(Error::Usage("show takes one queue id".into())),
+        (_, Some(action), ids) => Ok(Command::Act {
+            action,
+            target: target(verb, ids, seen.all, seen.filter)?,
+        }),
+        (_, _, rest) => Err(Error::Usage(format!(
+            "{verb}: unexpected argument {}",
+            rest.join(" ")
+        ))),
     }
-    Ok(Command::List {
-        json: seen.json,
-        filter: seen.filter,
-    })
+}
+
+/// An action's messages: ids, `--all` or a selector, exactly one of them.
+fn target(verb: &str, ids: &[String], all: bool, filter: Option<Filter>) -> Result<Target> {
+    match (ids.is_empty(), all, filter) {
+        (false, false, None) => Ok(Target::Ids(ids.to_vec())),
+        (true, true, None) => Ok(Target::All),
+        (true, false, Some(f)) => Ok(Target::Filter(f)),
+        (true, false, None) => Err(Error::Usage(format!(
+            "{verb} needs queue ids, --all or a selector"
+        ))),
+        _ => Err(Error::Usage(format!(
+            "{verb}: queue ids, --all or a selector, one of them"
+        ))),
+    }
 }
 
 /// Runs a command (other than `Help`, which needs no config).
@@ -155,6 +240,8 @@ pub fn run(command: &Command, config: &Config) -> Result<u8> {
     match command {
         Command::Help => unreachable!("handled before the config is read"),
         Command::List { json, filter } => list::list(config, *json, filter.as_ref()),
+        Command::Show { id, body } => show::show(config, id, *body),
+        Command::Act { action, target } => act::act(config, *action, target),
     }
 }
 
@@ -219,6 +306,34 @@ mod tests {
             }
         );
         assert_eq!(p("--help").unwrap().command, Command::Help);
+        assert_eq!(
+            p("show 6A3F2C1B0A1B2C3D --body").unwrap().command,
+            Command::Show {
+                id: "6A3F2C1B0A1B2C3D".into(),
+                body: true
+            }
+        );
+        assert_eq!(
+            p("hold A B").unwrap().command,
+            Command::Act {
+                action: Action::Hold,
+                target: Target::Ids(vec!["A".into(), "B".into()])
+            }
+        );
+        assert_eq!(
+            p("delete --all").unwrap().command,
+            Command::Act {
+                action: Action::Delete,
+                target: Target::All
+            }
+        );
+        assert_eq!(
+            p("retry --recipient x@").unwrap().command,
+            Command::Act {
+                action: Action::Retry,
+                target: Target::Filter(Filter::Recipient("x@".into()))
+            }
+        );
         assert_eq!(p("list --help").unwrap().command, Command::Help);
     }
 
@@ -232,6 +347,15 @@ mod tests {
             "list --older-than soon",
             "list --bogus",
             "list -x",
+            "list --all",
+            "list --body",
+            "show",
+            "show A B",
+            "show A --all",
+            "delete",
+            "delete A --all",
+            "hold --all --sender x",
+            "release --json A",
         ] {
             let e = p(line).unwrap_err();
             assert_eq!(e.exit_code(), 64, "{line}: {e}");

@@ -1,0 +1,225 @@
+//! `spoolctl delete|hold|release|retry`: each message is changed under its
+//! claim lock (`spool::claim`), the one a queue runner holds while it
+//! delivers, so an action never races a delivery: a message in delivery
+//! is not waited for (a transaction may take minutes) but reported "in
+//! delivery, try again" (exit 75).
+
+use super::{Action, Target};
+use crate::config::Config;
+use crate::error::{Error, Result, exit};
+use crate::log::Log;
+use crate::model::QueueId;
+use crate::spool::{Claim, ClaimSlot, Envelope, Spool};
+use crate::system;
+use std::io;
+
+/// How the action went for one message.
+enum Outcome {
+    Done,
+    /// Not in the queue (never was, or delivered meanwhile).
+    Unknown,
+    /// Refused, with the exit code that says why.
+    Failed(u8),
+}
+
+/// The outcomes of a run, for its exit code.
+#[derive(Default)]
+struct Tally {
+    done: usize,
+    unknown: usize,
+    failed: Vec<u8>,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Done => self.done += 1,
+            Outcome::Unknown => self.unknown += 1,
+            Outcome::Failed(code) => self.failed.push(code),
+        }
+    }
+
+    /// 67 when no message matched; else the first refusal's code (75 for
+    /// one in delivery: trying again helps); else 0.
+    fn exit_code(&self) -> u8 {
+        if self.done == 0 && self.failed.is_empty() {
+            return exit::NOUSER;
+        }
+        let code = |c| self.failed.contains(&c).then_some(c);
+        (code(exit::TEMPFAIL).or(self.failed.first().copied())).unwrap_or(exit::OK)
+    }
+}
+
+fn verb(action: Action) -> &'static str {
+    match action {
+        Action::Delete => "delete",
+        Action::Hold => "hold",
+        Action::Release => "release",
+        Action::Retry => "retry",
+    }
+}
+
+pub fn act(config: &Config, action: Action, target: &Target) -> Result<u8> {
+    let spool = Spool::new(&config.spool_dir);
+    // None: root, the spool's group or admin_group; else the caller's uid.
+    let owner = system::pass_owner(&config.spool_dir, config.admin_group.as_deref());
+    if owner.is_some() && matches!(action, Action::Hold | Action::Release) {
+        return Err(Error::NoPerm(format!(
+            "{} is for root, the spool's group and admin_group",
+            verb(action)
+        )));
+    }
+    let mut tally = Tally::default();
+    let ids = selected(&spool, target, owner, &mut tally)?;
+    if ids.is_empty() && !matches!(target, Target::Ids(_)) {
+        system::errln(format_args!("spoolctl: no queued message matches"));
+    }
+    let mut log = Log::open(config, "spoolctl");
+    for id in ids {
+        tally.add(act_on(&spool, &id, action, owner, &mut log));
+    }
+    Ok(tally.exit_code())
+}
+
+/// The messages `target` names. An id that is not in the queue is said on
+/// stderr and counted; `--all` and a selector take only the caller's own
+/// messages when `owner` limits them.
+fn selected(
+    spool: &Spool,
+    target: &Target,
+    owner: Option<u32>,
+    tally: &mut Tally,
+) -> Result<Vec<QueueId>> {
+    let filter = match target {
+        Target::Ids(ids) => {
+            let mut found = Vec::new();
+            for text in ids {
+                match QueueId::parse(&text.to_ascii_uppercase()) {
+                    Some(id) => found.push(id),
+                    None => tally.add(unknown(text)),
+                }
+            }
+            return Ok(found);
+        }
+        Target::All => None,
+        Target::Filter(f) => Some(f),
+    };
+    let (now, _) = system::now();
+    let mut found = Vec::new();
+    for entry in spool.scan()? {
+        let Ok((env, _)) = spool.read_envelope(&entry.id) else {
+            continue; // gone meanwhile, or unreadable: never taken blindly
+        };
+        let mine = owner.is_none_or(|uid| env.uid == uid);
+        if mine && filter.is_none_or(|f| f.matches(&env, now)) {
+            found.push(entry.id);
+        }
+    }
+    Ok(found)
+}
+
+fn unknown(id: &str) -> Outcome {
+    system::errln(format_args!("spoolctl: {id}: no such message in the queue"));
+    Outcome::Unknown
+}
+
+fn failed(id: &QueueId, why: &str, code: u8) -> Outcome {
+    system::errln(format_args!("spoolctl: {id}: {why}"));
+    Outcome::Failed(code)
+}
+
+/// One message: its owner checked, its claim taken without waiting, the
+/// action done under it, and one line printed.
+fn act_on(
+    spool: &Spool,
+    id: &QueueId,
+    action: Action,
+    owner: Option<u32>,
+    log: &mut Log,
+) -> Outcome {
+    // The envelope never changes once committed: read before the claim.
+    let env = match spool.read_envelope(id) {
+        Ok((env, _)) => env,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return unknown(id.as_str()),
+        Err(e) => return failed(id, &format!("cannot read it: {e}"), exit::IOERR),
+    };
+    if owner.is_some_and(|uid| uid != env.uid) {
+        let why =
+            "not your message (only root, the spool's group and admin_group act on others' mail)";
+        return failed(id, why, exit::NOPERM);
+    }
+    let mut slot = ClaimSlot::default();
+    let claim = match spool.claim(id, &mut slot) {
+        Ok(Some(claim)) => claim,
+        Ok(None) if spool.message_path(id).exists() => {
+            return failed(id, "in delivery, try again", exit::TEMPFAIL);
+        }
+        Ok(None) => return unknown(id.as_str()),
+        Err(e) => return failed(id, &format!("cannot lock it: {e}"), exit::IOERR),
+    };
+    match apply(spool, claim, &env, action, log) {
+        Ok(done) => {
+            system::outln(format_args!("{id}: {done}"));
+            Outcome::Done
+        }
+        Err((why, code)) => failed(id, &why, code),
+    }
+}
+
+/// The action on a claimed message; what was done, in a few words.
+fn apply(
+    spool: &Spool,
+    claim: Claim,
+    env: &Envelope,
+    action: Action,
+    log: &mut Log,
+) -> std::result::Result<&'static str, (String, u8)> {
+    let id = &env.id;
+    let by = format!("by spoolctl (uid {})", system::current_uid());
+    if action == Action::Delete {
+        spool
+            .remove(claim)
+            .map_err(|e| (e.to_string(), e.exit_code()))?;
+        log.info(&format!(
+            "{id}: deleted {by}, no bounce: from=<{}>, nrcpt={}",
+            env.sender,
+            env.recipients.len()
+        ));
+        return Ok("deleted");
+    }
+    // Never rewritten from a state that cannot be read: it may record
+    // deliveries that a default state would forget.
+    let mut state = spool.read_state(id).map_err(|e| {
+        let why = format!("delivery state unreadable, left as it is: {e}");
+        (why, exit::IOERR)
+    })?;
+    let (now, _) = system::now();
+    let done = match (action, state.held) {
+        (Action::Hold, Some(_)) => return Ok("already held"),
+        (Action::Hold, None) => {
+            state.held = Some(now);
+            "held"
+        }
+        (Action::Release, None) => return Ok("not held"),
+        (Action::Release, Some(_)) => {
+            state.held = None;
+            state.next_attempt = now;
+            "released: the next queue run takes it"
+        }
+        (_, Some(_)) => return Ok("held: release it to deliver it"),
+        (_, None) => {
+            state.next_attempt = now;
+            "the next queue run takes it"
+        }
+    };
+    spool
+        .write_state(&claim, &state)
+        .map_err(|e| (e.to_string(), e.exit_code()))?;
+    let logged = match action {
+        Action::Hold => "held",
+        Action::Release => "released",
+        _ => "made due now",
+    };
+    log.info(&format!("{id}: {logged} {by}"));
+    Ok(done)
+}
