@@ -254,7 +254,8 @@ pub enum Standing {
     Active,
     /// Waiting for a later attempt.
     Deferred,
-    /// No pass takes it: its state file cannot be read.
+    /// No pass takes it: held (`spoolctl hold`), or its state file cannot
+    /// be read.
     Hold,
 }
 
@@ -263,6 +264,7 @@ pub enum Standing {
 pub fn standing(state: Option<&State>, now: u64) -> Standing {
     match state {
         None => Standing::Hold,
+        Some(s) if s.held.is_some() => Standing::Hold,
         Some(s) if s.attempts == 0 || s.next_attempt <= now => Standing::Active,
         Some(_) => Standing::Deferred,
     }
@@ -377,7 +379,7 @@ pub fn render(s: &Snapshot) -> String {
         "spoolmail_queue_messages",
         "gauge",
         "Messages in the queue: active (never attempted, or due), deferred (waiting \
-         for a later attempt), hold (taken by no pass: its state file cannot be read).",
+         for a later attempt), hold (taken by no pass: held by spoolctl, or its state file cannot be read).",
         &labeled(
             "state",
             &[
@@ -607,6 +609,13 @@ mod tests {
             (Some(state(2, now)), Standing::Active),
             (Some(state(2, now + 1)), Standing::Deferred),
             (None, Standing::Hold),
+            (
+                Some(State {
+                    held: Some(now - 5),
+                    ..state(2, now)
+                }),
+                Standing::Hold,
+            ),
         ] {
             assert_eq!(standing(s.as_ref(), now), expected, "{s:?}");
         }
