@@ -149,7 +149,9 @@ fn act_on(
         return failed(id, why, exit::NOPERM);
     }
     let mut slot = ClaimSlot::default();
-    let claim = match spool.claim(id, &mut slot) {
+    // A listing's look at the envelope holds a shared lock for a moment:
+    // waited out (a few milliseconds), a delivery is not.
+    let claim = match spool.claim_soon(id, &mut slot) {
         Ok(Some(claim)) => claim,
         Ok(None) if spool.message_path(id).exists() => {
             return failed(id, "in delivery, try again", exit::TEMPFAIL);
