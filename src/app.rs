@@ -53,11 +53,13 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
         }
         Mode::QueueRun { interval, select } => {
             refuse_a_broken_config(&inv, &config)?;
+            let owner = pass_owner(&config, inv.verbose);
             let selection = queue::Selection {
                 select: select.clone(),
                 force: select.is_some(),
                 message: None,
-                owner: pass_owner(&config, inv.verbose),
+                owner,
+                privileged: owner.is_none(),
                 background: false,
             };
             let Some(every) = interval else {
@@ -367,8 +369,10 @@ fn pass_owner(config: &Config, verbose: bool) -> Option<u32> {
 /// The pass right after a submission: that message, now, taken as any of
 /// the caller's passes is (only their own, unless they may take everyone's).
 fn own_pass(config: &Config, id: &crate::model::QueueId) -> queue::Selection {
+    let owner = system::pass_owner(&config.spool_dir, config.admin_group.as_deref());
     queue::Selection {
-        owner: system::pass_owner(&config.spool_dir, config.admin_group.as_deref()),
+        owner,
+        privileged: owner.is_none(),
         ..queue::Selection::message(id)
     }
 }
@@ -384,7 +388,10 @@ fn deliver_in_background(config: &Config, envelope: &spool::Envelope) {
             sys::setsid();
             if let Ok(sys::Forked::Child) = sys::fork() {
                 system::detach_stdio();
-                if let Err(e) = queue::run_background(config, envelope.uid, &envelope.id) {
+                let privileged =
+                    system::pass_owner(&config.spool_dir, config.admin_group.as_deref()).is_none();
+                let run = queue::run_background(config, envelope.uid, privileged, &envelope.id);
+                if let Err(e) = run {
                     // Detached: the log is the only place to say it.
                     let mut log = log::Log::open(config, "spoolmail");
                     log.info(&format!(

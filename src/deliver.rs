@@ -52,12 +52,24 @@ pub struct Worker<'c> {
     verbose: bool,
 }
 
-/// The child's main loop; returns its exit code.
+/// The kill timer a delivery child makes and arms first thing after the
+/// fork, before anything that could take time (the caller may stop the
+/// child at any point, and its slots must be freed within
+/// `transaction_deadline` + [`CHILD_KILL_MARGIN`] whatever happens).
+pub fn armed_kill_timer(config: &Config) -> std::io::Result<sys::KillTimer> {
+    let timer = sys::KillTimer::new()?;
+    timer.arm(config.transaction_deadline + CHILD_KILL_MARGIN)?;
+    Ok(timer)
+}
+
+/// The child's main loop, with the timer [`armed_kill_timer`] made for it;
+/// returns its exit code.
 pub fn worker_main(
     sock: UnixStream,
     destination: Destination,
     config: &Config,
     verbose: bool,
+    timer: std::io::Result<sys::KillTimer>,
 ) -> i32 {
     let host = system::identity(
         config.helo_name.as_deref(),
@@ -84,7 +96,7 @@ pub fn worker_main(
         Err(_) => return i32::from(crate::error::exit::TEMPFAIL),
     });
     let mut writer = sock;
-    let (timer, first) = kill_timer(&mut worker.log);
+    let (timer, first) = kill_timer(timer, &mut worker.log);
     let mut report = first.encode();
     // The timer bounds every wait and every job, whatever happens to the
     // parent, which its caller may stop: see CHILD_KILL_MARGIN.
@@ -130,8 +142,11 @@ pub fn worker_main(
 /// first: `next`, or when the kernel refuses a timer (RLIMIT_SIGPENDING),
 /// `dead` with why, so that the parent defers the destination's messages
 /// for this pass instead of handing them to a child nothing could stop.
-fn kill_timer(log: &mut Log) -> (Option<sys::KillTimer>, Message) {
-    match sys::KillTimer::new() {
+fn kill_timer(
+    timer: std::io::Result<sys::KillTimer>,
+    log: &mut Log,
+) -> (Option<sys::KillTimer>, Message) {
+    match timer {
         Ok(timer) => (Some(timer), Message::Next),
         Err(e) => {
             let reason =

@@ -72,6 +72,12 @@ pub struct Selection {
     /// a pass run by an unprivileged user. None: everyone's mail, for
     /// root, the spool's group and the admin group.
     pub owner: Option<u32>,
+    /// Run by root, the spool's group or the admin group (whatever
+    /// `owner` says: a background runner always has one): such a pass may
+    /// take every slot. Else it leaves the first of each kind to
+    /// privileged passes, takes no headroom, and counts its children in
+    /// its user's share (see [`slots::user_share`]).
+    pub privileged: bool,
     /// A user's background runner (`-odb`, see [`run_background`]): no
     /// leftover recovery, and its children linger for new messages.
     pub background: bool,
@@ -85,6 +91,7 @@ impl Selection {
             force: true,
             message: Some(id.clone()),
             owner: None,
+            privileged: false,
             background: false,
         }
     }
@@ -167,7 +174,7 @@ fn run_pass_seeing(
         config,
         verbose,
         slots: open_slots(config, &mut log),
-        reserve: selection.owner.is_some(),
+        user: (!selection.privileged).then(|| selection.owner.unwrap_or_else(sys::getuid)),
     };
     let mut pass = Pass {
         selection,
@@ -303,14 +310,26 @@ impl Pass<'_> {
 /// another process got it after H's release and, like every holder,
 /// scans after acquiring, which finds M. A message whose runner lock
 /// cannot be used (a spool without `slots/` it may write) is delivered
-/// alone, as before.
-pub fn run_background(config: &Config, owner: u32, message: &QueueId) -> Result<()> {
+/// alone, as before. `privileged`: the submitter may run passes over
+/// everyone's mail (see [`Selection::privileged`]); its runner still takes
+/// only `owner`'s.
+pub fn run_background(
+    config: &Config,
+    owner: u32,
+    privileged: bool,
+    message: &QueueId,
+) -> Result<()> {
     let lock = Slots::open(&config.spool_dir).and_then(|s| s.runner(owner));
     let Ok(mut lock) = lock else {
-        return run_pass(config, &Selection::message(message), false).map(drop);
+        let alone = Selection {
+            privileged,
+            ..Selection::message(message)
+        };
+        return run_pass(config, &alone, false).map(drop);
     };
     let selection = Selection {
         owner: Some(owner),
+        privileged,
         background: true,
         ..Selection::default()
     };
@@ -510,8 +529,9 @@ struct Starter<'a> {
     verbose: bool,
     /// None: no spool-wide bound (see [`open_slots`]).
     slots: Option<Slots>,
-    /// An unprivileged user's pass leaves a slot of each kind to others.
-    reserve: bool,
+    /// The uid of an unprivileged pass: it leaves a slot of each kind to
+    /// privileged passes and keeps within its user's share.
+    user: Option<u32>,
 }
 
 fn start_children(
@@ -532,7 +552,7 @@ fn start_children(
             let taken = match &starter.slots {
                 None => None,
                 Some(slots) => {
-                    match take_slots(slots, destination, children, limits, starter.reserve, now) {
+                    match take_slots(slots, destination, children, limits, starter.user, now) {
                         Ok(Some(taken)) => Some(taken),
                         Ok(None) => break, // held by other passes: this one waits
                         Err(e) => {
@@ -553,26 +573,47 @@ fn start_children(
     Ok(())
 }
 
-/// The two slots a new child for `destination` needs: one of
-/// `max_children` and one of its destination's `max_per_destination`,
-/// with headroom past each while this pass has more stalled transactions
-/// (of that destination) than headroom slots, as [`may_start`] allows;
+/// The slots a child holds while it lives.
+struct Taken {
+    child: Slot,
+    destination: Slot,
+    /// Its user's share, in an unprivileged pass.
+    _user: Option<Slot>,
+}
+
+/// The slots a new child for `destination` needs: one of `max_children`
+/// and one of its destination's `max_per_destination`, with headroom past
+/// each in a privileged pass while it has more stalled transactions (of
+/// that destination) than headroom slots, as [`may_start`] allows; and
+/// for an unprivileged `user`'s pass, one of that user's share first;
 /// None while other processes hold every one it may take.
 fn take_slots(
     slots: &Slots,
     destination: &Destination,
     children: &[Child],
     limits: Limits,
-    reserve: bool,
+    user: Option<u32>,
     now: Instant,
-) -> std::io::Result<Option<(Slot, Slot)>> {
+) -> std::io::Result<Option<Taken>> {
     let (global_limit, dest_limit) = (limits.children as u32, limits.per_destination as u32);
-    let global = headroom(children, now, global_limit, |c| c.slots.map(|s| s.0));
-    let own = headroom(children, now, dest_limit, |c| {
-        (c.destination == *destination)
-            .then_some(c.slots.map(|s| s.1))
-            .flatten()
-    });
+    let reserve = user.is_some();
+    let global = !reserve && headroom(children, now, global_limit, |c| c.slots.map(|s| s.0));
+    let own = !reserve
+        && headroom(children, now, dest_limit, |c| {
+            (c.destination == *destination)
+                .then_some(c.slots.map(|s| s.1))
+                .flatten()
+        });
+    let share = match user {
+        None => None,
+        Some(uid) => {
+            let numbers: Vec<u32> = (0..slots::user_share(global_limit, dest_limit)).collect();
+            match slots.take(slots::Kind::User(uid), &numbers)? {
+                Some(slot) => Some(slot),
+                None => return Ok(None), // the user's share is in use
+            }
+        }
+    };
     let Some(child) = slots.take(
         slots::Kind::Child,
         &slots::candidates(global_limit, reserve, global),
@@ -582,9 +623,13 @@ fn take_slots(
     };
     let kind = slots::Kind::Destination(slots::bucket(destination));
     let Some(dest) = slots.take(kind, &slots::candidates(dest_limit, reserve, own))? else {
-        return Ok(None); // the child slot is freed as it is dropped
+        return Ok(None); // the slots taken are freed as they are dropped
     };
-    Ok(Some((child, dest)))
+    Ok(Some(Taken {
+        child,
+        destination: dest,
+        _user: share,
+    }))
 }
 
 /// Whether a pass may take a headroom slot past `limit`: more of its
@@ -674,7 +719,7 @@ fn fork_child(
     destination: &Destination,
     siblings: &mut Vec<Child>,
     verbose: bool,
-    slots: Option<(Slot, Slot)>,
+    slots: Option<Taken>,
 ) -> Result<Child> {
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| Error::io("cannot create a socket pair", e))?;
@@ -683,6 +728,9 @@ fn fork_child(
     match sys::fork() {
         Err(e) => Err(Error::io("cannot fork a delivery child", e)),
         Ok(sys::Forked::Child) => {
+            // Before anything else: a child its caller stops right away
+            // still frees its slots within the deadline and the margin.
+            let timer = deliver::armed_kill_timer(config);
             drop(ours);
             // The copies of the parent's ends of its siblings' sockets are
             // dropped through their owners (never closed by number under them),
@@ -690,14 +738,14 @@ fn fork_child(
             // this child does. The rest of the parent's state stays untouched
             // and undropped: the child ends in exit_child, never returning here.
             siblings.clear();
-            let code = deliver::worker_main(theirs, destination.clone(), config, verbose);
+            let code = deliver::worker_main(theirs, destination.clone(), config, verbose, timer);
             // The slots' files close as the child ends, freeing them.
             drop(slots);
             sys::exit_child(code)
         }
         Ok(sys::Forked::Parent(pid)) => {
             drop(theirs);
-            let numbers = slots.as_ref().map(|(c, d)| (c.number, d.number));
+            let numbers = (slots.as_ref()).map(|t| (t.child.number, t.destination.number));
             drop(slots); // closes the parent's copies, never unlocks
             let _ = ours.set_nonblocking(true);
             Ok(Child {

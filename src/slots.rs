@@ -43,6 +43,9 @@ pub enum Kind {
     /// `max_per_destination`: connections to the destinations of this
     /// bucket (see [`bucket`]).
     Destination(u16),
+    /// An unprivileged user's share of the delivery processes (see
+    /// [`user_share`]).
+    User(u32),
 }
 
 /// A slot held: an open file with an exclusive flock on it. The lock stays
@@ -190,6 +193,7 @@ pub fn name(kind: Kind, number: u32) -> String {
     match kind {
         Kind::Child => format!("child.{number}"),
         Kind::Destination(b) => format!("dest.{b:03x}.{number}"),
+        Kind::User(uid) => format!("user.{uid}.{number}"),
     }
 }
 
@@ -203,19 +207,29 @@ pub fn bucket(destination: &Destination) -> u16 {
 }
 
 /// The slot numbers a pass may try for a bound of `limit`, in order.
-/// Slots 0 to limit - 1 are the bound itself; `headroom` (the pass has
-/// more stalled transactions than headroom slots: see `queue`) adds limit
-/// to 2 x limit - 1, as a stalled transaction does not count against the
-/// bound. `reserve` (an unprivileged user's pass) leaves the first of each
-/// range to others when the limit is 2 or more, so that a user who stops
-/// their own processes cannot take every slot.
+/// Slots 0 to limit - 1 are the bound itself; `headroom` (a privileged
+/// pass with more stalled transactions than headroom slots: see `queue`)
+/// adds limit to 2 x limit - 1, as a stalled transaction does not count
+/// against the bound. `reserve` (an unprivileged user's pass) leaves the
+/// first of each range to privileged passes when the limit is 3 or more:
+/// with a user's share at most limit - 2 (see [`user_share`]), one user who
+/// stops their own processes leaves a slot to root and one to other users.
 pub fn candidates(limit: u32, reserve: bool, headroom: bool) -> Vec<u32> {
-    let skip = u32::from(reserve && limit >= 2);
+    let skip = u32::from(reserve && limit >= 3);
     let mut numbers: Vec<u32> = (skip..limit).collect();
     if headroom {
         numbers.extend(limit + skip..limit.saturating_mul(2));
     }
     numbers
+}
+
+/// How many delivery processes one unprivileged user's passes may run at
+/// once on the spool, together (`slots/user.UID.N`, N below it): half the
+/// smaller of `max_children` and `max_per_destination`, at least 1, so
+/// that whatever one user does to their processes, others still find a
+/// slot of each kind (except with a limit of 1: see README, "Delivery").
+pub fn user_share(max_children: u32, max_per_destination: u32) -> u32 {
+    (max_children.min(max_per_destination) / 2).max(1)
 }
 
 #[cfg(test)]
@@ -230,10 +244,12 @@ mod tests {
             (3, true, false, &[1, 2]),
             (3, false, true, &[0, 1, 2, 3, 4, 5]),
             (3, true, true, &[1, 2, 4, 5]),
-            // A limit of 1 has nothing to spare.
+            // A limit of 1 or 2 has nothing to spare: a user's share of
+            // 1 leaves the other slot of 2 to everyone else.
             (1, true, false, &[0]),
             (1, true, true, &[0, 1]),
-            (2, true, false, &[1]),
+            (2, true, false, &[0, 1]),
+            (4, true, false, &[1, 2, 3]),
             (0, false, true, &[]),
         ];
         for &(limit, reserve, headroom, expected) in cases {
@@ -246,10 +262,34 @@ mod tests {
     }
 
     #[test]
+    fn one_user_leaves_a_slot_to_others_and_one_to_root() {
+        // (max_children, max_per_destination) -> share
+        for (children, per_destination, share) in [
+            (20, 10, 5),
+            (4, 4, 2),
+            (3, 3, 1),
+            (2, 5, 1),
+            (1, 1, 1),
+            (0, 0, 1),
+        ] {
+            assert_eq!(user_share(children, per_destination), share);
+        }
+        for limit in 2..40 {
+            let share = user_share(limit, limit) as usize;
+            let open = candidates(limit, true, false).len();
+            assert!(open - share >= 1, "limit {limit}: none left to others");
+            if limit >= 3 {
+                assert!(!candidates(limit, true, false).contains(&0));
+            }
+        }
+    }
+
+    #[test]
     fn slot_names_and_buckets() {
         assert_eq!(name(Kind::Child, 7), "child.7");
         assert_eq!(name(Kind::Destination(0x2a), 0), "dest.02a.0");
         assert_eq!(name(Kind::Destination(1023), 12), "dest.3ff.12");
+        assert_eq!(name(Kind::User(4242), 1), "user.4242.1");
         let smarthost = bucket(&Destination::Smarthost);
         let domain = |d: &str| bucket(&Destination::Domain(d.into()));
         // Fixed by the display alone: every process and host agrees.

@@ -16,8 +16,8 @@ mod harness;
 use harness::{Config, Smtp, Spool};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The spool's group (the setgid binary's, in a real install).
 const SPOOL_GROUP: u32 = 4343;
@@ -124,4 +124,62 @@ fn slots_one_user_created_serve_every_other_user() {
     // Removed once the runner has recorded the delivery.
     let empty = harness::wait_until(WAIT, || s.queue_ids().is_empty());
     assert!(empty, "{}", s.mailq());
+}
+
+/// The process ids whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<i32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn signal(pids: &[i32], sig: i32) {
+    for &p in pids {
+        // SAFETY: kill only sends a signal to a process this test started.
+        unsafe { libc::kill(p, sig) };
+    }
+}
+
+/// One unprivileged user holds as many transactions as they can and stops
+/// every process of their pass (so its deadline cannot end them early):
+/// another user's background delivery still finds a slot and goes at once.
+#[test]
+fn one_user_cannot_take_every_slot_from_another() {
+    let relay = Smtp::faulty("slow-rcpt", &["--delay", "60", "--match", "held"]);
+    let Some(s) = shared_spool(
+        "slots-share",
+        &relay,
+        "max_children = 4\nmax_per_destination = 4\ntransaction_deadline = 60s\n",
+    ) else {
+        return;
+    };
+    // Root's pass makes slots/, as the package does.
+    s.pass(&[]).assert_ok();
+    for n in 0..8 {
+        submit(&s, ALICE, "-odq", "held@example.com", n);
+    }
+    let mut pass: Child = harness::spawn(&mut as_user(&s, ALICE, &["-q"]));
+    // Past STALLED_AFTER (5 s), when a pass may take headroom slots.
+    std::thread::sleep(Duration::from_secs(7));
+    let mut stopped = children_of(pass.id());
+    stopped.push(pass.id() as i32);
+    signal(&stopped, libc::SIGSTOP);
+    let held = relay.open_connections();
+    let started = Instant::now();
+    submit(&s, BOB, "-odb", "carol@example.com", 0);
+    let went = harness::wait_until(Duration::from_secs(15), || relay.message_count() > 0);
+    let waited = started.elapsed();
+    signal(&stopped, libc::SIGKILL);
+    let _ = harness::wait_timeout(&mut pass, WAIT);
+    assert!(
+        went,
+        "bob's message still waits after {waited:?} ({held} connections held by alice)\n{}",
+        s.log()
+    );
+    assert!(held >= 1, "alice's pass held no connection: {}", s.log());
+    // Her share: half the smaller limit.
+    assert!(held <= 2, "alice holds {held} connections");
+    assert!(!s.log().contains("cannot use"), "{}", s.log());
 }
