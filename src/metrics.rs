@@ -108,6 +108,7 @@ pub fn parse_counters(text: &str) -> Option<Counters> {
     Some(c)
 }
 
+/// The counters file's text, as [`parse_counters`] reads it.
 pub fn format_counters(c: &Counters) -> String {
     let mut text = format!("{COUNTERS_MAGIC}\nsince {}\n", c.since);
     for (key, value) in c.tally.outcomes() {
@@ -131,11 +132,16 @@ pub fn count(spool_dir: &Path, tally: &Tally, log: &mut Log) {
         return;
     }
     let path = counters_path(spool_dir);
-    if let Err(e) = add_to(&path, tally, system::now().0) {
-        log.info(&format!(
+    match add_to(&path, tally, system::now().0) {
+        Ok(true) => {}
+        Ok(false) => log.info(&format!(
+            "{} was not a whole counters file (a crash?): counting again from zero",
+            path.display()
+        )),
+        Err(e) => log.info(&format!(
             "cannot update the counters in {}: {e} (mail is not affected)",
             path.display()
-        ));
+        )),
     }
 }
 
@@ -149,8 +155,9 @@ pub fn count(spool_dir: &Path, tally: &Tally, log: &mut Log) {
 /// takes a counter that went down as a reset (`rate`, `increase`), so
 /// neither shows as a false rate. The write is in place (one pwrite, then
 /// the length) so that the lock is on the file itself, and the content only
-/// grows but at such a restart.
-fn add_to(path: &Path, tally: &Tally, now: u64) -> io::Result<()> {
+/// grows but at such a restart. Returns false when it restarted so from a
+/// file that was not empty.
+fn add_to(path: &Path, tally: &Tally, now: u64) -> io::Result<bool> {
     let file = open_counters(path)?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file"));
@@ -158,14 +165,17 @@ fn add_to(path: &Path, tally: &Tally, now: u64) -> io::Result<()> {
     locked(&file, true, |mut f| {
         let mut text = String::new();
         f.read_to_string(&mut text)?;
-        let mut counters = parse_counters(&text).unwrap_or(Counters {
+        let read = parse_counters(&text);
+        let whole = read.is_some() || text.is_empty();
+        let mut counters = read.unwrap_or(Counters {
             since: now,
             ..Counters::default()
         });
         counters.tally.add(tally);
         let new = format_counters(&counters);
         f.write_all_at(new.as_bytes(), 0)?;
-        f.set_len(new.len() as u64)
+        f.set_len(new.len() as u64)?;
+        Ok(whole)
     })
 }
 
@@ -246,8 +256,8 @@ fn locked<T>(
     }
 }
 
-/// Where a queued message stands, as the metrics count it (Postfix's queue
-/// names, as `spoolctl list --json` uses them).
+/// Where a queued message stands, as the metrics count it (by Postfix's
+/// names of its queues).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {
     /// Never attempted, or its next attempt has come: the next pass takes it.
@@ -551,15 +561,15 @@ mod tests {
             bounced: 1,
             ..Tally::default()
         };
-        add_to(&path, &one, 100).unwrap();
-        add_to(&path, &one, 200).unwrap();
+        assert!(add_to(&path, &one, 100).unwrap());
+        assert!(add_to(&path, &one, 200).unwrap());
         let c = read_counters(&dir).unwrap();
         assert_eq!((c.since, c.tally.delivered, c.tally.bounced), (100, 4, 2));
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o660, "{mode:o}");
         std::fs::write(&path, "SPOOLMAIL-COUNTERS 1\ndeliv").unwrap();
         assert!(read_counters(&dir).is_err());
-        add_to(&path, &one, 300).unwrap();
+        assert!(!add_to(&path, &one, 300).unwrap(), "started again");
         let c = read_counters(&dir).unwrap();
         assert_eq!((c.since, c.tally.delivered), (300, 2));
         std::fs::remove_dir_all(&dir).unwrap();
