@@ -465,3 +465,49 @@ fn a_user_acts_on_their_own_messages_only() {
     assert_eq!(out.stdout, format!("{own}: deleted\n"));
     assert_eq!(s.queue_ids(), vec![roots.id.clone()]);
 }
+
+/// A hold that lands while a pass runs, after the pass has taken the
+/// message as a job but before a child claims it: the child finds it held
+/// and leaves it, undelivered and unexpired, for its release.
+#[test]
+fn a_hold_racing_a_running_pass_keeps_a_message_the_pass_has_queued() {
+    let server = Smtp::faulty("slow-data", &["--delay", "3"]);
+    let s = Spool::new(
+        "ctl-race-hold",
+        &Config::delivery()
+            .set("smarthost", server.addr())
+            .set("max_children", 1)
+            .set("max_per_destination", 1),
+    );
+    let first = s.submit_one(&["-f", "alice@example.org", "bob@example.net"], MSG);
+    let second = s.submit_one(&["-f", "carol@example.org", "dave@example.net"], MSG);
+    let mut pass = s.spawn_pass();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !s.mailq().contains(&format!("{}*", first.id)) {
+        assert!(std::time::Instant::now() < deadline, "never in delivery");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The first is in its transaction; the second waits in the pass's queue.
+    let out = ctl(&s, &["hold", &second.id]);
+    assert_eq!(
+        out.stdout,
+        format!("{}: held\n", second.id),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        harness::wait_timeout(&mut pass, Duration::from_secs(30))
+            .unwrap()
+            .success()
+    );
+    let got = server.wait_for_messages(1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].rcpt_tos, vec!["bob@example.net"]);
+    assert_eq!(s.queue_ids(), vec![second.id.clone()], "{}", s.log());
+    let state = s.state(&second.id);
+    assert!(
+        state.starts_with("SPOOLMAIL-STATE 1.2\n") && state.contains("\nattempts 0\n"),
+        "{state}"
+    );
+    assert_eq!(server.messages().len(), 1, "the held one was not sent");
+}
