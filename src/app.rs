@@ -74,7 +74,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
                 std::thread::sleep(*every);
             }
         }
-        Mode::Control(command) => ctl::run(command, &config),
+        Mode::Control(command) => ctl::run(command, &config, inv.config_file.as_deref()),
         Mode::Help | Mode::Version | Mode::Generate(_) => unreachable!("handled above"),
     }
 }

@@ -366,6 +366,31 @@ impl Config {
     }
 }
 
+/// The values a config file sets, as `spoolctl config` shows them (as
+/// `postconf -n`): each key that a line sets to a value it takes, the
+/// last such line's value, in the order of `KEYS`. Lines with a problem
+/// are left out (`Config::parse` reports them).
+pub fn set_values(text: &str) -> Vec<(&'static str, String)> {
+    let mut scratch = Config::default();
+    let mut values: Vec<(&'static str, String)> = Vec::new();
+    for (key, value) in text
+        .lines()
+        .filter(|l| is_setting(l))
+        .filter_map(|l| l.split_once('='))
+    {
+        let (key, value) = (key.trim(), value.trim());
+        if scratch.set(key, value).is_err() {
+            continue;
+        }
+        if let Some(k) = KEYS.iter().find(|k| k.name == key) {
+            values.retain(|(name, _)| *name != k.name);
+            values.push((k.name, value.to_string()));
+        }
+    }
+    values.sort_by_key(|(name, _)| KEYS.iter().position(|k| k.name == *name));
+    values
+}
+
 const NOT_KEY_VALUE: &str = "expected `key = value`";
 
 /// A line that is neither blank nor a comment.

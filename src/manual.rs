@@ -307,7 +307,8 @@ pub fn ctl_help() -> String {
 
 const CTL_DESCRIPTION: &[&str] = &[
     "spoolctl administers spoolmail's queue: it lists the queued messages for people and \
-     for monitoring tools, shows one, and deletes, holds, releases or retries them. It is \
+     for monitoring tools, shows one, deletes, holds, releases or retries them, and shows \
+     the configuration in effect. It is \
      the spoolmail binary run by the name `spoolctl` (a link, as `mailq` and `newaliases` \
      are), and reads the same config file.",
     "Listing the queue is open to every user, as `mailq` is. Holding, releasing, and \

@@ -511,3 +511,45 @@ fn a_hold_racing_a_running_pass_keeps_a_message_the_pass_has_queued() {
     );
     assert_eq!(server.messages().len(), 1, "the held one was not sent");
 }
+
+#[test]
+fn config_shows_the_values_set_and_with_all_every_key() {
+    let s = Spool::new(
+        "ctl-config",
+        &Config::submission()
+            .set("retry_schedule", "5m 1h")
+            .set("retry_schedule", "10m"),
+    );
+    let out = ctl(&s, &["config"]);
+    out.assert_ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines.contains(&"retry_schedule = 10m"), "{}", out.stdout);
+    assert!(lines.contains(&"delivery_mode = queue"));
+    assert!(!out.stdout.contains("5m 1h") && !out.stdout.contains("smtp_port"));
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("retry_schedule"))
+            .count(),
+        1
+    );
+    let all = ctl(&s, &["config", "--all"]);
+    all.assert_ok();
+    assert!(all.stdout.contains("\nsmtp_port = 25\n"), "{}", all.stdout);
+    assert!(
+        all.stdout.contains("# auth_user is not set: "),
+        "{}",
+        all.stdout
+    );
+    assert!(all.stdout.lines().count() > lines.len());
+    // A line the config cannot use: left out, said on stderr, exit 78.
+    s.configure(
+        &Config::submission()
+            .set("smtp_port", "none")
+            .set("bogus", 1),
+    );
+    let out = ctl(&s, &["config"]);
+    assert_eq!(out.code(), Some(78));
+    assert!(!out.stdout.contains("smtp_port"), "{}", out.stdout);
+    assert_eq!(out.stderr.lines().count(), 2, "{}", out.stderr);
+}

@@ -80,6 +80,15 @@ pub const COMMANDS: &[Entry] = &[
               user who is not an admin may retry only their own messages.",
         args: &["retry 6A3F2C1B0A1B2C3D", "retry --older-than 1h"],
     },
+    Entry {
+        synopsis: "`config` [`--all`]",
+        help: "the configuration in effect: the values the file sets",
+        doc: "The configuration, as Postfix's `postconf -n` shows it: `key = value` for \
+              each key the config file sets (the last line's value, in the reference's \
+              order); with `--all`, every key, those not set with their defaults. The \
+              file's problems follow on standard error, one line each (exit 78).",
+        args: &["config", "config --all"],
+    },
 ];
 
 /// spoolctl's options.

@@ -15,6 +15,7 @@ use std::time::Duration;
 mod act;
 mod commands;
 mod list;
+mod settings;
 mod show;
 pub use commands::{COMMANDS, Entry, OPTIONS};
 
@@ -39,6 +40,10 @@ pub enum Command {
     Act {
         action: Action,
         target: Target,
+    },
+    /// `config [--all]`.
+    Config {
+        all: bool,
     },
 }
 
@@ -188,6 +193,7 @@ fn command(seen: Seen) -> Result<Command> {
     let takes: &[&str] = match verb.as_str() {
         "list" => &["--json", "SELECTOR"],
         "show" => &["--body"],
+        "config" => &["--all"],
         _ if action.is_some() => &["--all", "SELECTOR"],
         _ => return Err(Error::Usage(format!("unknown command {verb} (see --help)"))),
     };
@@ -209,6 +215,7 @@ fn command(seen: Seen) -> Result<Command> {
             body: seen.body,
         }),
         ("show", _, _) => Err(Error::Usage("show takes one queue id".into())),
+        ("config", _, []) => Ok(Command::Config { all: seen.all }),
         (_, Some(action), ids) => Ok(Command::Act {
             action,
             target: target(verb, ids, seen.all, seen.filter)?,
@@ -235,13 +242,15 @@ fn target(verb: &str, ids: &[String], all: bool, filter: Option<Filter>) -> Resu
     }
 }
 
-/// Runs a command (other than `Help`, which needs no config).
-pub fn run(command: &Command, config: &Config) -> Result<u8> {
+/// Runs a command (other than `Help`, which needs no config); `file` is
+/// the config file `-C` named.
+pub fn run(command: &Command, config: &Config, file: Option<&std::path::Path>) -> Result<u8> {
     match command {
         Command::Help => unreachable!("handled before the config is read"),
         Command::List { json, filter } => list::list(config, *json, filter.as_ref()),
         Command::Show { id, body } => show::show(config, id, *body),
         Command::Act { action, target } => act::act(config, *action, target),
+        Command::Config { all } => settings::show(config, file, *all),
     }
 }
 
@@ -307,6 +316,10 @@ mod tests {
         );
         assert_eq!(p("--help").unwrap().command, Command::Help);
         assert_eq!(
+            p("config --all").unwrap().command,
+            Command::Config { all: true }
+        );
+        assert_eq!(
             p("show 6A3F2C1B0A1B2C3D --body").unwrap().command,
             Command::Show {
                 id: "6A3F2C1B0A1B2C3D".into(),
@@ -356,6 +369,8 @@ mod tests {
             "delete A --all",
             "hold --all --sender x",
             "release --json A",
+            "config x",
+            "config --json",
         ] {
             let e = p(line).unwrap_err();
             assert_eq!(e.exit_code(), 64, "{line}: {e}");
