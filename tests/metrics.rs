@@ -1,8 +1,9 @@
 //! The metrics file (`metrics_file`): after passes that deliver (to an
 //! aiosmtpd sink), bounce (a 550 from faulty.py), defer (its 451) and
 //! expire, the file read by `prometheus_client`'s text-format parser says
-//! what the queue holds and what the passes did; a state file that cannot
-//! be read counts as held; an ordinary user's pass leaves the file alone.
+//! what the queue holds and what the passes did; a message spoolctl holds,
+//! or whose state file cannot be read, counts as held; an ordinary user's
+//! pass leaves the file alone.
 
 mod harness;
 
@@ -81,6 +82,17 @@ fn taken(server: &Smtp) -> u64 {
         .iter()
         .map(|m| m.rcpt_tos.len() as u64)
         .sum()
+}
+
+/// `spoolctl -C CONF ARGS`: the binary through a link named spoolctl.
+fn spoolctl(s: &Spool, args: &[&str]) -> Command {
+    let link = s.root().join("spoolctl");
+    if !link.exists() {
+        std::os::unix::fs::symlink(harness::bin(), &link).unwrap();
+    }
+    let mut cmd = Command::new(link);
+    cmd.arg("-C").arg(&s.conf).args(args);
+    cmd
 }
 
 struct Setup {
@@ -168,16 +180,21 @@ fn passes_that_deliver_bounce_defer_and_expire_are_in_the_metrics() {
     assert_eq!(gauges(&m), ([1, 0, 0], [1, 0, 0]), "{}", t.s.log());
     assert_eq!(counters(&m), [delivered, 1, 1, 1]);
 
-    // A message whose state cannot be read is held.
-    let held = t.s.submit_one(&["h@example.net"], MESSAGE);
-    fs::write(
-        t.s.queue_dir().join(format!("{}.state", held.id)),
-        "garbage\n",
-    )
-    .unwrap();
+    // A message whose state cannot be read is held, and so is one that
+    // spoolctl holds.
+    let unreadable = t.s.submit_one(&["h@example.net"], MESSAGE);
+    let state = t.s.queue_dir().join(format!("{}.state", unreadable.id));
+    fs::write(state, "garbage\n").unwrap();
+    let held = t.s.submit_one(&["held@example.net"], MESSAGE);
+    let out = run(
+        spoolctl(&t.s, &["hold", &held.id]),
+        b"",
+        Duration::from_secs(30),
+    );
+    assert!(out.success(), "{}", out.stderr);
     let m = t.pass(&[]);
     let ([_, _, hold], _) = gauges(&m);
-    assert_eq!(hold, 1, "{m:#?}");
+    assert_eq!(hold, 2, "{m:#?}");
     // The counters are the spool's: the file says so too.
     let file = fs::read_to_string(t.s.spool.join("counters")).unwrap();
     assert!(file.starts_with("SPOOLMAIL-COUNTERS 1\nsince "), "{file}");
