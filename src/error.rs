@@ -40,6 +40,9 @@ pub enum Error {
     Io { what: String, source: io::Error },
     /// A problem that should go away if the caller tries again later.
     TempFail(String),
+    /// The spool's file system is short of space (below `queue_min_free`,
+    /// or full): temporary, and `452 4.3.1` under `-bs`.
+    NoSpace(String),
     /// A permission problem.
     NoPerm(String),
     /// Something spoolmail does not do (yet), asked for explicitly.
@@ -54,7 +57,7 @@ impl Error {
     pub fn io(what: impl Into<String>, source: io::Error) -> Error {
         let what = what.into();
         match source.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::TempFail(format!("{what}: {source}")),
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Error::NoSpace(format!("{what}: {source}")),
             Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
                 Error::NoPerm(format!("{what}: {source}"))
             }
@@ -70,7 +73,7 @@ impl Error {
             Error::Config { .. } => exit::CONFIG,
             Error::CantCreate { .. } => exit::CANTCREAT,
             Error::Io { .. } => exit::IOERR,
-            Error::TempFail(_) => exit::TEMPFAIL,
+            Error::TempFail(_) | Error::NoSpace(_) => exit::TEMPFAIL,
             Error::NoPerm(_) => exit::NOPERM,
         }
     }
@@ -80,7 +83,8 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(m) | Error::Data(m) | Error::NoUser(m) => f.write_str(m),
-            Error::TempFail(m) | Error::NoPerm(m) | Error::Unsupported(m) => f.write_str(m),
+            Error::TempFail(m) | Error::NoSpace(m) => f.write_str(m),
+            Error::NoPerm(m) | Error::Unsupported(m) => f.write_str(m),
             Error::TooBig { limit } => write!(
                 f,
                 "message is larger than the limit of {limit} bytes (max_message_size)"

@@ -221,7 +221,13 @@ impl<R: Read, W: Write> Session<'_, R, W> {
                     {
                         return self.reply(552, "5.3.4 Message size exceeds fixed limit");
                     }
-                    Ok(_) => {}
+                    // As Postfix: a SIZE the free space less the reserve
+                    // cannot hold is refused before the data comes.
+                    Ok(n) => {
+                        if let Err(e) = submit::check_free_space_for(self.config, n) {
+                            return self.reply(452, &format!("4.3.1 {e}"));
+                        }
+                    }
                     Err(_) => return self.reply(501, "5.5.4 Bad SIZE parameter"),
                 },
                 "BODY" => match BodyType::parse(value) {
@@ -346,6 +352,9 @@ impl<R: Read, W: Write> Session<'_, R, W> {
             }
             Err(Error::TooBig { .. }) => self
                 .reply(552, "5.3.4 Error: message file too big")
+                .map(|_| None),
+            Err(e @ Error::NoSpace(_)) => self
+                .reply(452, &format!("4.3.1 {}", one_line(&e)))
                 .map(|_| None),
             Err(e @ (Error::Data(_) | Error::Usage(_))) => self
                 .reply(554, &format!("5.6.0 Error: {}", one_line(&e)))

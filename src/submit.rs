@@ -105,17 +105,42 @@ pub struct Submission {
 /// record their outcomes and queue their bounces. Where the free space
 /// cannot be told, the submission goes on (its writes will say).
 pub fn check_free_space(config: &Config) -> Result<()> {
+    check_free_space_for(config, 0)
+}
+
+/// As [`check_free_space`], for a message of `size` bytes still to be
+/// written (SMTP's SIZE parameter, as Postfix takes it into its check).
+pub fn check_free_space_for(config: &Config, size: u64) -> Result<()> {
     let Ok((available, total)) = crate::sys::free_space(&config.spool_dir) else {
         return Ok(());
     };
     let reserve = free_space_reserve(config.queue_min_free, total);
-    if available < reserve {
-        return Err(Error::TempFail(format!(
+    match has_room(available, reserve, size) {
+        true => Ok(()),
+        false => Err(Error::NoSpace(format!(
             "spool file system has less than {} free",
             human_size(reserve)
-        )));
+        ))),
     }
-    Ok(())
+}
+
+/// The rule of the reserve: `size` more bytes fit in `available` while
+/// `reserve` of it stays free.
+fn has_room(available: u64, reserve: u64, size: u64) -> bool {
+    available >= reserve.saturating_add(size)
+}
+
+/// The check of the reserve once the message is written, just before it
+/// is committed: the free space was checked before the data came, but one
+/// large message could eat the whole reserve. Below it, the submission
+/// fails (temporarily) and the message is not queued.
+fn check_free_space_after(config: &Config, draft: &mut Draft) -> Result<()> {
+    draft
+        .content()
+        .flush()
+        .map_err(|e| Error::io("cannot write to the spool", e))?;
+    check_free_space(config)
+        .map_err(|e| Error::NoSpace(format!("message not queued: {e} with it written")))
 }
 
 /// The rule of `queue_min_free` (bytes) on a file system of `total` bytes:
@@ -202,7 +227,7 @@ pub fn submit(
                 .map_err(|e| Error::io("cannot write to the spool", e))?;
         }
         size = draft.content_len();
-        Ok(())
+        check_free_space_after(config, draft)
     })?;
     Ok(Submitted {
         envelope,
@@ -997,6 +1022,27 @@ mod tests {
         assert_eq!(display_name("CronDaemon"), "CronDaemon");
         assert_eq!(display_name("Smith, John"), "\"Smith, John\"");
         assert_eq!(display_name("Jörg"), "=?UTF-8?B?SsO2cmc=?=");
+    }
+
+    #[test]
+    fn a_message_fits_while_the_reserve_stays_free() {
+        const M: u64 = 1024 * 1024;
+        // (available, reserve, size) -> room
+        for (available, reserve, size, room) in [
+            (100 * M, 20 * M, 0, true),
+            (100 * M, 20 * M, 80 * M, true),
+            (100 * M, 20 * M, 80 * M + 1, false),
+            (100 * M, 20 * M, 50 * M, true),
+            (60 * M, 20 * M, 50 * M, false),
+            (20 * M - 1, 20 * M, 0, false),
+            (u64::MAX, u64::MAX, u64::MAX, false),
+        ] {
+            assert_eq!(
+                has_room(available, reserve, size),
+                room,
+                "{available} {reserve} {size}"
+            );
+        }
     }
 
     #[test]

@@ -419,6 +419,89 @@ fn below_queue_min_free_submissions_wait_and_delivery_goes_on() {
     s.assert_delivered();
 }
 
+/// The free space of the file system holding `dir`, for unprivileged users.
+fn available(dir: &std::path::Path) -> u64 {
+    spoolmail::sys::free_space(dir).expect("statvfs").0
+}
+
+/// A message of `size` bytes (a header and lines of 76 `x`), CRLF line
+/// endings, as -bs takes it (the command line takes it as well).
+fn large_message(size: usize) -> Vec<u8> {
+    let mut msg = b"Subject: large\r\n\r\n".to_vec();
+    let line = [&[b'x'; 76][..], b"\r\n"].concat();
+    while msg.len() < size {
+        msg.extend_from_slice(&line);
+    }
+    msg
+}
+
+/// The reserve is checked again once the message is written, just before
+/// it is committed: one large message cannot eat it (its space was there
+/// when it began). Exit 75 and 452 under -bs, nothing queued, nothing
+/// left in tmp/; under -bs a SIZE larger than the free space less the
+/// reserve is refused at MAIL, as Postfix does.
+#[test]
+fn a_message_that_would_eat_the_reserve_is_not_queued() {
+    const M: u64 = 1024 * 1024;
+    let config = Config::delivery().set("max_message_size", 0);
+    let s = Spool::new("min-free-after", &config);
+    let msg = large_message(128 * M as usize);
+    // Room for the message's start, not for all of it: the reserve ends
+    // 48M below what is free now (other processes write too: it is set
+    // anew each time), the message has 128M.
+    let reserve_below_free = |margin: u64| {
+        let reserve = available(s.root()) - margin;
+        s.configure(&config.clone().set("queue_min_free", reserve));
+    };
+    reserve_below_free(48 * M);
+    let out = s.run(&["-f", "alice@example.org", "bob@example.com"], &msg);
+    let line = out.assert_fails_one_line(&[75]);
+    assert!(
+        line.contains("message not queued: spool file system has less than"),
+        "{line}"
+    );
+    assert!(s.queue_ids().is_empty());
+    s.assert_tmp_empty();
+    let session = |mail: &str, data: &[u8]| {
+        let head = format!("EHLO c\r\n{mail}\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n");
+        [head.as_bytes(), data, b".\r\nQUIT\r\n"].concat()
+    };
+    reserve_below_free(48 * M);
+    let out = s.run(&["-bs"], &session("MAIL FROM:<alice@example.org>", &msg));
+    assert!(
+        out.stdout.contains("\r\n452 4.3.1 message not queued: "),
+        "{}",
+        out.stdout
+    );
+    assert!(s.queue_ids().is_empty());
+    s.assert_tmp_empty();
+    // SIZE: refused at MAIL when it does not fit, taken when it does.
+    reserve_below_free(48 * M);
+    let mail = format!("MAIL FROM:<alice@example.org> SIZE={}", 128 * M);
+    let out = s.run(&["-bs"], &session(&mail, &large_message(1000)));
+    assert!(
+        out.stdout
+            .contains("\r\n452 4.3.1 spool file system has less than"),
+        "{}",
+        out.stdout
+    );
+    assert!(s.queue_ids().is_empty());
+    reserve_below_free(48 * M);
+    let out = s.run(
+        &["-bs"],
+        &session(
+            "MAIL FROM:<alice@example.org> SIZE=1000",
+            &large_message(1000),
+        ),
+    );
+    assert!(
+        out.stdout.contains("\r\n250 2.0.0 Ok: queued as"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(s.queue_ids().len(), 1);
+}
+
 /// A delivery killed mid-transaction (its server holds the reply to the
 /// data past `transaction_deadline`) leaves one counted attempt: the child
 /// counted it before the transaction, and the parent that takes the job
