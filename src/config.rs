@@ -668,8 +668,10 @@ pub const KEYS: &[Key] = &[
         doc: "Free space on the spool's file system kept for delivery: while less is \
               free, submissions get a temporary failure before anything is written \
               (exit 75, `spool file system has less than SIZE free`; 452 4.3.1 to MAIL \
-              and DATA under `sendmail -bs`), so that queue runs can always record what \
-              they did and queue their bounces, which ignore the reserve. 0: no reserve.",
+              and DATA under `sendmail -bs`, and to a MAIL whose SIZE does not fit), and \
+              a written message that leaves less is not queued (the same failure), so \
+              that queue runs can always record what they did and queue their bounces, \
+              which ignore the reserve. 0: no reserve.",
         set: |c, k, v| size(k, v).map(|n| c.queue_min_free = Some(n)),
     },
     Key {
