@@ -127,7 +127,9 @@ pub fn check_free_space_for(config: &Config, size: u64) -> Result<()> {
 /// The rule of the reserve: `size` more bytes fit in `available` while
 /// `reserve` of it stays free.
 fn has_room(available: u64, reserve: u64, size: u64) -> bool {
-    available >= reserve.saturating_add(size)
+    reserve
+        .checked_add(size)
+        .is_some_and(|need| available >= need)
 }
 
 /// The check of the reserve once the message is written, just before it
@@ -1035,7 +1037,8 @@ mod tests {
             (100 * M, 20 * M, 50 * M, true),
             (60 * M, 20 * M, 50 * M, false),
             (20 * M - 1, 20 * M, 0, false),
-            (u64::MAX, u64::MAX, u64::MAX, false),
+            (u64::MAX, 1, u64::MAX, false),
+            (u64::MAX, 0, u64::MAX, true),
         ] {
             assert_eq!(
                 has_room(available, reserve, size),
