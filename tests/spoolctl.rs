@@ -553,3 +553,45 @@ fn config_shows_the_values_set_and_with_all_every_key() {
     assert!(!out.stdout.contains("smtp_port"), "{}", out.stdout);
     assert_eq!(out.stderr.lines().count(), 2, "{}", out.stderr);
 }
+
+#[test]
+fn check_says_each_problem_on_one_line() {
+    let s = spool("ctl-check");
+    harness::set_mode(&s.spool, 0o750);
+    harness::set_mode(&s.tmp_dir(), 0o770);
+    harness::set_mode(&s.queue_dir(), 0o770);
+    let out = ctl(&s, &["check"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stdout);
+    assert_eq!(out.stdout, "no problem found\n");
+    let secret = s.write_file("password", "hunter2\n");
+    harness::set_mode(&secret, 0o644);
+    s.configure(
+        &Config::submission()
+            .set("auth_password_file", secret.display())
+            .set("bogus", 1),
+    );
+    harness::set_mode(&s.queue_dir(), 0o777);
+    let out = ctl(&s, &["check"]);
+    assert_eq!(out.code(), Some(78), "{}", out.stdout);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    assert!(lines[0].contains("auth_password_file: "), "{}", lines[0]);
+    assert!(lines[0].contains("others can read it"), "{}", lines[0]);
+    assert!(lines[1].contains("unknown key `bogus`"), "{}", lines[1]);
+    assert!(
+        lines[2].contains("queue: mode 0777, open to others"),
+        "{}",
+        lines[2]
+    );
+    // The client key's mode.
+    let key = s.write_file("client.key", "not a key\n");
+    harness::set_mode(&key, 0o644);
+    harness::set_mode(&s.queue_dir(), 0o770);
+    s.configure(&Config::submission().set("tls_key_file", key.display()));
+    let out = ctl(&s, &["check"]);
+    assert!(
+        out.stdout.contains("tls_key_file is readable by everyone"),
+        "{}",
+        out.stdout
+    );
+}

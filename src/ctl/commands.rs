@@ -89,6 +89,15 @@ pub const COMMANDS: &[Entry] = &[
               file's problems follow on standard error, one line each (exit 78).",
         args: &["config", "config --all"],
     },
+    Entry {
+        synopsis: "`check`",
+        help: "check the config, the spool's layout and modes, the secrets' modes",
+        doc: "Checks the config file, the spool (`spool_dir` and its `tmp/` and `queue/`: \
+              there, not open to others, writable by the spool directory's group) and \
+              the modes of the password, token and key files (not readable by everyone), \
+              and prints each problem on one line (exit 78), or `no problem found`.",
+        args: &["check"],
+    },
 ];
 
 /// spoolctl's options.

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod act;
+mod check;
 mod commands;
 mod list;
 mod settings;
@@ -45,6 +46,8 @@ pub enum Command {
     Config {
         all: bool,
     },
+    /// `check`.
+    Check,
 }
 
 /// What `spoolctl` does to the messages it is given.
@@ -194,6 +197,7 @@ fn command(seen: Seen) -> Result<Command> {
         "list" => &["--json", "SELECTOR"],
         "show" => &["--body"],
         "config" => &["--all"],
+        "check" => &[],
         _ if action.is_some() => &["--all", "SELECTOR"],
         _ => return Err(Error::Usage(format!("unknown command {verb} (see --help)"))),
     };
@@ -216,6 +220,7 @@ fn command(seen: Seen) -> Result<Command> {
         }),
         ("show", _, _) => Err(Error::Usage("show takes one queue id".into())),
         ("config", _, []) => Ok(Command::Config { all: seen.all }),
+        ("check", _, []) => Ok(Command::Check),
         (_, Some(action), ids) => Ok(Command::Act {
             action,
             target: target(verb, ids, seen.all, seen.filter)?,
@@ -251,6 +256,7 @@ pub fn run(command: &Command, config: &Config, file: Option<&std::path::Path>) -
         Command::Show { id, body } => show::show(config, id, *body),
         Command::Act { action, target } => act::act(config, *action, target),
         Command::Config { all } => settings::show(config, file, *all),
+        Command::Check => check::check(config),
     }
 }
 
@@ -371,6 +377,8 @@ mod tests {
             "release --json A",
             "config x",
             "config --json",
+            "check --all",
+            "check x",
         ] {
             let e = p(line).unwrap_err();
             assert_eq!(e.exit_code(), 64, "{line}: {e}");
