@@ -97,6 +97,31 @@ pub const LINGER: Duration = Duration::from_secs(2);
 pub const CLAIM_TRIES: usize = 5;
 pub const CLAIM_PAUSE: Duration = Duration::from_millis(10);
 
+/// How long a background runner waits for a delivery slot while it has
+/// no child of its own (every slot it may take held by other passes):
+/// then it leaves its messages to the next queue run and says so in the
+/// log, instead of polling until the holders' transactions end (up to
+/// `transaction_deadline`).
+pub const RUNNER_SLOT_WAIT: Duration = Duration::from_secs(20);
+
+/// How often a pass waiting for a slot, with no child of its own, looks at
+/// the queue for new messages: a look reads every queued message's state,
+/// and none it finds could start before a slot frees.
+pub const STARVED_RESCAN: Duration = Duration::from_secs(1);
+
+/// Passes in a row that a background runner lets fail (a fork refused
+/// under the user's process limit, a queue that cannot be read) before it
+/// stops and leaves its messages to the next queue run: one failure does
+/// not strand the messages submitted meanwhile, one that repeats does not
+/// loop.
+pub const RUNNER_FAILED_PASSES: u32 = 3;
+
+/// How long a background runner pauses after a failed pass before it
+/// looks at the queue again: long enough for the user's processes that
+/// made a fork fail (EAGAIN under RLIMIT_NPROC) to end, short against the
+/// wait for the next queue run.
+pub const RUNNER_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
 /// The hash buckets of destinations for the per-destination slots
 /// (`slots/dest.HHH.N`): a fixed number of lock files, with few enough
 /// collisions (two destinations in one bucket share one bound, which is

@@ -14,7 +14,10 @@
 use crate::config::Config;
 use crate::deliver;
 use crate::error::{Error, Result};
-use crate::limits::{LEFTOVER_MIN_AGE, LINGER, PASS_READ_PIECE, PASS_TICK, STALLED_AFTER};
+use crate::limits::{
+    LEFTOVER_MIN_AGE, LINGER, PASS_READ_PIECE, PASS_TICK, RUNNER_FAILED_PASSES, RUNNER_RETRY_PAUSE,
+    RUNNER_SLOT_WAIT, STALLED_AFTER, STARVED_RESCAN,
+};
 use crate::log::Log;
 use crate::model::{Destination, Outcome, PassId, QueueId};
 use crate::pass_protocol::Message;
@@ -183,6 +186,7 @@ fn run_pass_seeing(
         queues,
         children: Vec::new(),
         scanned: Instant::now(),
+        starved_since: None,
     };
     pass.run(&mut starter, &ctx, &mut log, &mut summary)?;
     crate::metrics::after_pass(config, selection.message.is_none(), &mut log);
@@ -215,6 +219,9 @@ struct Pass<'a> {
     children: Vec<Child>,
     /// When the queue was last looked at for new messages.
     scanned: Instant,
+    /// Since when it has had jobs queued but no child (every slot it may
+    /// take held by other processes).
+    starved_since: Option<Instant>,
 }
 
 impl Pass<'_> {
@@ -237,6 +244,9 @@ impl Pass<'_> {
                 }
                 continue;
             }
+            if self.starved(log) {
+                continue;
+            }
             // With no child running (every slot held elsewhere), a pause.
             wait_for_children(&self.children, PASS_TICK);
             for i in 0..self.children.len() {
@@ -251,7 +261,9 @@ impl Pass<'_> {
                         .get(&c.destination)
                         .is_none_or(VecDeque::is_empty)
             };
-            if self.scanned.elapsed() >= PASS_TICK || self.children.iter().any(idle) {
+            // Waiting for a slot, nothing frees in this pass: a look now and then.
+            let every = rescan_interval(self.children.is_empty());
+            if self.scanned.elapsed() >= every || self.children.iter().any(idle) {
                 self.rescan(ctx, log, summary);
             }
             let linger = self.selection.background;
@@ -287,10 +299,42 @@ impl Pass<'_> {
         count
     }
 
+    /// Whether a background runner has waited for a slot longer than
+    /// [`RUNNER_SLOT_WAIT`] with no child of its own, and so has left its
+    /// queued messages to the next queue run (and said so in the log);
+    /// tracks since when it has waited.
+    fn starved(&mut self, log: &mut Log) -> bool {
+        if !self.children.is_empty() {
+            self.starved_since = None;
+            return false;
+        }
+        let since = *self.starved_since.get_or_insert_with(Instant::now);
+        if !self.selection.background || since.elapsed() < RUNNER_SLOT_WAIT {
+            return false;
+        }
+        let left: BTreeSet<&QueueId> = self.queues.values().flatten().map(|j| &j.id).collect();
+        log.info(&format!(
+            "every delivery slot this runner may take was held for {}s: {} message(s) left to the next queue run",
+            RUNNER_SLOT_WAIT.as_secs(),
+            left.len()
+        ));
+        // Still in `seen`: this runner does not take them again.
+        self.queues.clear();
+        self.starved_since = None;
+        true
+    }
+
     /// Sends the notices of the messages it has no job left for.
     fn flush_finished(&mut self, ctx: &RecordContext, log: &mut Log) {
         flush_finished(ctx, &mut self.notices, &self.queues, &self.children, log);
     }
+}
+
+/// How long a pass waits between looks at the queue: [`PASS_TICK`], and
+/// [`STARVED_RESCAN`] while it has no child (every slot it may take held
+/// elsewhere), when a look finds nothing it could start.
+fn rescan_interval(starved: bool) -> Duration {
+    if starved { STARVED_RESCAN } else { PASS_TICK }
 }
 
 /// `-odb`: the delivery after a submission, handed to one runner per user
@@ -337,14 +381,32 @@ pub fn run_background(
     // Every message this runner has taken or found in other hands: taken
     // once per runner, so that one that fails again is not a loop.
     let mut seen = HashSet::new();
+    let mut failed = 0;
     while lock
         .try_acquire()
         .map_err(|e| Error::io("cannot take the runner lock", e))?
     {
+        let before = seen.clone();
         let pass = run_pass_seeing(config, &selection, false, &mut seen);
         lock.release();
-        pass?;
         let mut log = Log::open(config, "spoolmail");
+        // A failed pass still ends with the look below: the submitters it
+        // turned away count on it.
+        if let Err(e) = pass {
+            failed += 1;
+            log.info(&format!(
+                "background runner of uid {owner}: a pass failed ({failed} in a row): {e}"
+            ));
+            if failed >= RUNNER_FAILED_PASSES {
+                return Err(e);
+            }
+            // What it took and did not finish is taken again, after a
+            // pause for what failed (processes of the user's) to go.
+            seen = before;
+            std::thread::sleep(RUNNER_RETRY_PAUSE);
+        } else {
+            failed = 0;
+        }
         if collect_jobs(
             &spool,
             config,

@@ -183,3 +183,47 @@ fn one_user_cannot_take_every_slot_from_another() {
     assert!(held <= 2, "alice holds {held} connections");
     assert!(!s.log().contains("cannot use"), "{}", s.log());
 }
+
+/// The wait of a background runner for a slot (limits::RUNNER_SLOT_WAIT).
+const RUNNER_SLOT_WAIT: Duration = Duration::from_secs(20);
+
+/// A background runner that finds the only slot it may take held (another
+/// user's stopped pass holds it, up to its deadline) leaves its message to
+/// the next queue run after a bounded wait, and says so, instead of
+/// polling the queue until the holder is gone.
+#[test]
+fn a_runner_waits_for_a_slot_a_bounded_time() {
+    let relay = Smtp::faulty("slow-rcpt", &["--delay", "60", "--match", "held"]);
+    let Some(s) = shared_spool(
+        "slots-wait",
+        &relay,
+        "max_per_destination = 1\ntransaction_deadline = 60s\n",
+    ) else {
+        return;
+    };
+    s.pass(&[]).assert_ok();
+    submit(&s, ALICE, "-odq", "held@example.com", 0);
+    let mut pass: Child = harness::spawn(&mut as_user(&s, ALICE, &["-q"]));
+    let holding = harness::wait_until(WAIT, || relay.open_connections() > 0);
+    let mut stopped = children_of(pass.id());
+    stopped.push(pass.id() as i32);
+    signal(&stopped, libc::SIGSTOP);
+    let started = Instant::now();
+    submit(&s, BOB, "-odb", "carol@example.com", 0);
+    let line = "left to the next queue run";
+    let gave_up = harness::wait_until(RUNNER_SLOT_WAIT + Duration::from_secs(10), || {
+        s.log().contains(line)
+    });
+    let waited = started.elapsed();
+    signal(&stopped, libc::SIGKILL);
+    let _ = harness::wait_timeout(&mut pass, WAIT);
+    assert!(holding, "alice's pass never connected: {}", s.log());
+    assert!(gave_up, "no {line:?} after {waited:?}:\n{}", s.log());
+    assert!(
+        waited >= RUNNER_SLOT_WAIT - Duration::from_secs(1),
+        "{waited:?}"
+    );
+    // Left, never lost: both messages wait in the queue.
+    assert_eq!(s.queue_ids().len(), 2, "{}", s.mailq());
+    assert_eq!(relay.message_count(), 0);
+}
