@@ -59,7 +59,9 @@ fn a_repeating_schedule_does_not_expire_at_its_end() {
             .set("smarthost", server.addr())
             .set("retry_schedule", "0 0 ..."),
     );
-    s.submit_one(&["bob@example.net"], b"Subject: retry\n\nx\n");
+    let id = s
+        .submit_one(&["bob@example.net"], b"Subject: retry\n\nx\n")
+        .id;
     for _ in 0..4 {
         s.pass(&[]);
     }
@@ -75,7 +77,13 @@ fn a_repeating_schedule_does_not_expire_at_its_end() {
     );
     std::thread::sleep(Duration::from_millis(1100));
     s.pass(&[]);
-    assert_eq!(s.bounces().len(), 1, "{}", s.log());
+    // The message expired with one notice. The notice itself is tried in
+    // the same pass (the server defers it too), and on a slow machine may
+    // outlive the 1 s lifetime there: the log is the record, not the queue.
+    let log = s.log();
+    assert!(!s.queue_ids().contains(&id), "{log}");
+    let notices = format!("{id}: sender non-delivery notification");
+    assert_eq!(log.matches(&notices).count(), 1, "{log}");
 }
 
 /// The `next` of a state, in seconds since the epoch.
