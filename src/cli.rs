@@ -6,7 +6,7 @@
 
 use crate::address;
 use crate::config::{DeliveryMode, parse_duration};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, arg_text};
 use crate::limits;
 use crate::model::{BodyType, Notify, Ret};
 use crate::spool::Selector;
@@ -188,7 +188,7 @@ pub fn mode_for_program(argv0: &str) -> Mode {
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
     let mut args = args.into_iter();
-    let argv0 = args.next().map(to_string).transpose()?.unwrap_or_default();
+    let argv0 = args.next().map(arg_text).transpose()?.unwrap_or_default();
     let mut inv = Invocation::new(mode_for_program(&argv0));
     if let Mode::Control(_) = inv.mode {
         // spoolctl's command line is its own.
@@ -203,7 +203,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation> {
 /// sendmail's flags and arguments, after the program name.
 fn parse_flags(mut inv: Invocation, args: impl Iterator<Item = OsString>) -> Result<Invocation> {
     let mut parser = lexopt::Parser::from_args(args);
-    while let Some(arg) = parser.next().map_err(usage)? {
+    while let Some(arg) = parser.next()? {
         match arg {
             Short('t') => inv.extract_recipients = true,
             Short('i') => inv.ignore_dots = true,
@@ -267,7 +267,7 @@ fn parse_flags(mut inv: Invocation, args: impl Iterator<Item = OsString>) -> Res
             Long("help") => inv.mode = Mode::Help,
             Long("version") => inv.mode = Mode::Version,
             Long("generate") => inv.mode = Mode::Generate(generated(&value(&mut parser)?)?),
-            Value(v) => inv.recipients.push(to_string(v)?),
+            Value(v) => inv.recipients.push(arg_text(v)?),
             Short(c) => return Err(Error::Usage(format!("unknown option -{c} (see --help)"))),
             Long(name) => {
                 return Err(Error::Usage(format!(
@@ -285,21 +285,8 @@ fn generated(v: &str) -> Result<Generated> {
         .ok_or_else(|| Error::Usage(format!("--generate {v}: unknown document")))
 }
 
-fn usage(e: lexopt::Error) -> Error {
-    Error::Usage(e.to_string())
-}
-
-fn to_string(v: OsString) -> Result<String> {
-    v.into_string().map_err(|v| {
-        Error::Usage(format!(
-            "argument is not valid UTF-8: {}",
-            v.to_string_lossy()
-        ))
-    })
-}
-
 fn value(parser: &mut lexopt::Parser) -> Result<String> {
-    to_string(parser.value().map_err(usage)?)
+    arg_text(parser.value()?)
 }
 
 fn set_b_mode(inv: &mut Invocation, v: &str) -> Result<()> {
@@ -326,7 +313,7 @@ fn set_b_mode(inv: &mut Invocation, v: &str) -> Result<()> {
 
 /// `-q`, `-q30m`, `-q5`, `-qRsubstr`, `-qR substr`, `-qSsubstr`, `-qIqueueid`.
 fn parse_queue_flag(inv: &mut Invocation, parser: &mut lexopt::Parser) -> Result<()> {
-    let attached = parser.optional_value().map(to_string).transpose()?;
+    let attached = parser.optional_value().map(arg_text).transpose()?;
     let mut interval = None;
     let mut select = None;
     if let Some(v) = attached {
@@ -357,7 +344,7 @@ fn selector(kind: &str, rest: &str, parser: &mut lexopt::Parser) -> Result<Selec
                 }
             )));
         };
-        to_string(next)?
+        arg_text(next)?
     } else {
         rest.to_string()
     };

@@ -18,6 +18,24 @@ pub mod exit {
     pub const CONFIG: u8 = 78;
 }
 
+/// A command-line mistake lexopt finds (an unknown flag, a missing value).
+impl From<lexopt::Error> for Error {
+    fn from(e: lexopt::Error) -> Error {
+        Error::Usage(e.to_string())
+    }
+}
+
+/// A command-line argument as text: addresses and values are text, so one
+/// that is not valid UTF-8 is a usage error naming it.
+pub fn arg_text(v: std::ffi::OsString) -> Result<String> {
+    v.into_string().map_err(|v| {
+        Error::Usage(format!(
+            "argument is not valid UTF-8: {}",
+            v.to_string_lossy()
+        ))
+    })
+}
+
 #[derive(Debug)]
 pub enum Error {
     /// A bad command line: unknown flag, missing value, no recipients.

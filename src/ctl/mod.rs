@@ -5,7 +5,7 @@
 //! makes `spoolctl --help` and spoolctl(8).
 
 use crate::config::{Config, parse_duration};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, arg_text};
 use crate::spool::{Envelope, Selector};
 use lexopt::prelude::*;
 use std::ffi::OsString;
@@ -128,7 +128,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed> {
     let mut parser = lexopt::Parser::from_args(args);
     let mut config_file = None;
     let mut seen = Seen::default();
-    while let Some(arg) = parser.next().map_err(usage)? {
+    while let Some(arg) = parser.next()? {
         match arg {
             Short('C') => config_file = Some(PathBuf::from(value(&mut parser)?)),
             Short('h') | Long("help") => seen.help = true,
@@ -153,7 +153,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed> {
                 })?;
                 set_filter(&mut seen, Filter::OlderThan(d))?;
             }
-            Value(v) => seen.words.push(to_string(v)?),
+            Value(v) => seen.words.push(arg_text(v)?),
             Short(c) => return Err(Error::Usage(format!("unknown option -{c} (see --help)"))),
             Long(name) => {
                 return Err(Error::Usage(format!(
@@ -260,21 +260,8 @@ pub fn run(command: &Command, config: &Config, file: Option<&std::path::Path>) -
     }
 }
 
-fn usage(e: lexopt::Error) -> Error {
-    Error::Usage(e.to_string())
-}
-
-fn to_string(v: OsString) -> Result<String> {
-    v.into_string().map_err(|v| {
-        Error::Usage(format!(
-            "argument is not valid UTF-8: {}",
-            v.to_string_lossy()
-        ))
-    })
-}
-
 fn value(parser: &mut lexopt::Parser) -> Result<String> {
-    to_string(parser.value().map_err(usage)?)
+    arg_text(parser.value()?)
 }
 
 #[cfg(test)]
