@@ -648,7 +648,8 @@ pub const KEYS: &[Key] = &[
         default: KeyDefault::Value("background"),
         doc: "What a submission does once the message is queued: `background` delivers \
               it at once in a detached process (as `-odb`), `interactive` before returning \
-              (`-odi`), `queue` leaves it to the next queue run (`-odq`).",
+              (`-odi`), `queue` leaves it to the next queue run (`-odq`; a background \
+              runner of the same user still running then takes it too).",
         set: |c, k, v| choice(k, v, DELIVERY_MODES).map(|m| c.delivery_mode = m),
     },
     Key {

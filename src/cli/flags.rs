@@ -197,7 +197,9 @@ pub const FLAGS: &[Flag] = &[
     Flag {
         synopsis: "`-odq`, `-odd`",
         help: "queue only: the next queue run delivers",
-        doc: "Only queue the message; the next queue run delivers it.",
+        doc: "Only queue the message; the next queue run delivers it (or the same \
+              user's background runner, if one is still running when it is queued: it \
+              takes every due message of its user).",
         section: Section::Delivery,
         args: &["-odq", "-odd"],
     },
