@@ -10,7 +10,6 @@ mod harness;
 
 use harness::{Config, Smtp, Spool};
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -28,12 +27,7 @@ fn shared_spool(label: &str, sink: &Smtp) -> Option<Spool> {
         return None;
     }
     let s = Spool::new(label, &Config::delivery().set("smarthost", sink.addr()));
-    for dir in [s.tmp_dir(), s.queue_dir()] {
-        std::os::unix::fs::chown(&dir, None, Some(NOBODY)).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o2770)).unwrap();
-    }
-    std::fs::write(s.log_path(), b"").unwrap();
-    harness::set_mode(&s.log_path(), 0o666);
+    s.share_queue_with_group(NOBODY);
     Some(s)
 }
 

@@ -14,7 +14,7 @@
 mod harness;
 
 use harness::{Config, Smtp, Spool};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,12 +36,7 @@ fn shared_spool(label: &str, relay: &Smtp, extra: &str) -> Option<Spool> {
         .set("smarthost", relay.addr())
         .lines(extra);
     let s = Spool::new(label, &config);
-    for dir in [s.tmp_dir(), s.queue_dir()] {
-        std::os::unix::fs::chown(&dir, Some(0), Some(SPOOL_GROUP)).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o2770)).unwrap();
-    }
-    std::fs::write(s.log_path(), b"").unwrap();
-    harness::set_mode(&s.log_path(), 0o666);
+    s.share_queue_with_group(SPOOL_GROUP);
     Some(s)
 }
 

@@ -6,7 +6,6 @@
 mod harness;
 
 use harness::{Config, Outcome, Smtp, Spool, fixtures_dir, python, run};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
@@ -404,12 +403,7 @@ fn shared_spool(label: &str) -> Option<Spool> {
         return None;
     }
     let s = spool(label);
-    for dir in [s.tmp_dir(), s.queue_dir()] {
-        std::os::unix::fs::chown(&dir, None, Some(NOBODY)).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o2770)).unwrap();
-    }
-    std::fs::write(s.log_path(), b"").unwrap();
-    harness::set_mode(&s.log_path(), 0o666);
+    s.share_queue_with_group(NOBODY);
     Some(s)
 }
 

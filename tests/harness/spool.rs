@@ -5,6 +5,7 @@ use super::files::{TempDir, list_dir, set_mode};
 use super::queued::Queued;
 use super::run::{Outcome, bin, run, spawn};
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -130,6 +131,19 @@ impl Spool {
 
     pub fn queue_dir(&self) -> PathBuf {
         self.spool.join("queue")
+    }
+
+    /// Opens the spool to other users as the setgid binary's group does:
+    /// `tmp/` and `queue/` go to group `gid` with mode 02770 (setgid, so
+    /// every file made in them gets that group), and the log is open to all.
+    /// For tests that run the binary as other uids; they need root.
+    pub fn share_queue_with_group(&self, gid: u32) {
+        for dir in [self.tmp_dir(), self.queue_dir()] {
+            std::os::unix::fs::chown(&dir, None, Some(gid)).unwrap();
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o2770)).unwrap();
+        }
+        fs::write(self.log_path(), b"").unwrap();
+        set_mode(&self.log_path(), 0o666);
     }
 
     pub fn tmp_dir(&self) -> PathBuf {
