@@ -108,6 +108,11 @@ pub const RUNNER_SLOT_WAIT: Duration = Duration::from_secs(20);
 /// the queue for new messages: a look reads every queued message's state,
 /// and none it finds could start before a slot frees.
 pub const STARVED_RESCAN: Duration = Duration::from_secs(1);
+/// A pass's looks at the queue for new messages (each lists the whole
+/// directory) come at most once per this many times what the last look
+/// took, so that on a queue of 100,000 messages the parent spends a tenth
+/// of its time looking, not all of it.
+pub const RESCAN_COST_FACTOR: u32 = 10;
 
 /// Passes in a row that a background runner lets fail (a fork refused
 /// under the user's process limit, a queue that cannot be read) before it

@@ -15,8 +15,8 @@ use crate::config::Config;
 use crate::deliver;
 use crate::error::{Error, Result};
 use crate::limits::{
-    LEFTOVER_MIN_AGE, LINGER, PASS_READ_PIECE, PASS_TICK, RUNNER_FAILED_PASSES, RUNNER_RETRY_PAUSE,
-    RUNNER_SLOT_WAIT, STALLED_AFTER, STARVED_RESCAN,
+    LEFTOVER_MIN_AGE, LINGER, PASS_READ_PIECE, PASS_TICK, RESCAN_COST_FACTOR, RUNNER_FAILED_PASSES,
+    RUNNER_RETRY_PAUSE, RUNNER_SLOT_WAIT, STALLED_AFTER, STARVED_RESCAN,
 };
 use crate::log::Log;
 use crate::model::{Destination, Outcome, PassId, QueueId};
@@ -138,6 +138,7 @@ fn run_pass_seeing(
     // The messages whose notices the pass sends once it has no job left
     // for them: those it has jobs for, and those a dead pass left owing.
     let mut notices = BTreeSet::new();
+    let looked = Instant::now();
     let queues = collect_jobs(
         &spool,
         config,
@@ -147,6 +148,7 @@ fn run_pass_seeing(
         &mut log,
         true,
     )?;
+    let scan_cost = looked.elapsed();
     notices.extend(queues.values().flatten().map(|job| job.id.clone()));
     let mut summary = PassSummary {
         jobs: queues.values().map(VecDeque::len).sum(),
@@ -186,6 +188,7 @@ fn run_pass_seeing(
         queues,
         children: Vec::new(),
         scanned: Instant::now(),
+        scan_cost,
         starved_since: None,
     };
     pass.run(&mut starter, &ctx, &mut log, &mut summary)?;
@@ -217,8 +220,10 @@ struct Pass<'a> {
     notices: BTreeSet<QueueId>,
     queues: BTreeMap<Destination, VecDeque<Job>>,
     children: Vec<Child>,
-    /// When the queue was last looked at for new messages.
+    /// When the queue was last looked at for new messages, and how long
+    /// that look took.
     scanned: Instant,
+    scan_cost: Duration,
     /// Since when it has had jobs queued but no child (every slot it may
     /// take held by other processes).
     starved_since: Option<Instant>,
@@ -262,8 +267,10 @@ impl Pass<'_> {
                         .is_none_or(VecDeque::is_empty)
             };
             // Waiting for a slot, nothing frees in this pass: a look now and then.
-            let every = rescan_interval(self.children.is_empty());
-            if self.scanned.elapsed() >= every || self.children.iter().any(idle) {
+            let every = rescan_interval(self.children.is_empty(), self.scan_cost);
+            let since = self.scanned.elapsed();
+            let affordable = since >= self.scan_cost * RESCAN_COST_FACTOR;
+            if since >= every || (affordable && self.children.iter().any(idle)) {
                 self.rescan(ctx, log, summary);
             }
             let linger = self.selection.background;
@@ -285,8 +292,9 @@ impl Pass<'_> {
             return 0;
         }
         let (selection, seen, notices) = (self.selection, &mut *self.seen, &mut self.notices);
-        let Ok(new) = collect_jobs(ctx.spool, ctx.config, selection, seen, notices, log, false)
-        else {
+        let new = collect_jobs(ctx.spool, ctx.config, selection, seen, notices, log, false);
+        self.scan_cost = self.scanned.elapsed();
+        let Ok(new) = new else {
             return 0; // the queue could be read at the start; the next look may work
         };
         let mut count = 0;
@@ -332,9 +340,11 @@ impl Pass<'_> {
 
 /// How long a pass waits between looks at the queue: [`PASS_TICK`], and
 /// [`STARVED_RESCAN`] while it has no child (every slot it may take held
-/// elsewhere), when a look finds nothing it could start.
-fn rescan_interval(starved: bool) -> Duration {
-    if starved { STARVED_RESCAN } else { PASS_TICK }
+/// elsewhere), when a look finds nothing it could start; and never less
+/// than [`RESCAN_COST_FACTOR`] times what the last look (`cost`) took.
+fn rescan_interval(starved: bool, cost: Duration) -> Duration {
+    let base = if starved { STARVED_RESCAN } else { PASS_TICK };
+    base.max(cost * RESCAN_COST_FACTOR)
 }
 
 /// `-odb`: the delivery after a submission, handed to one runner per user
@@ -1137,6 +1147,21 @@ mod tests {
         assert_eq!(told(&queue, &all), Answer::Wait);
         assert_eq!(told(&VecDeque::new(), &all), Answer::Quit);
         assert_eq!(told(&VecDeque::new(), &[]), Answer::Quit);
+    }
+
+    #[test]
+    fn looks_at_the_queue_come_no_more_often_than_they_can_be_afforded() {
+        let ms = Duration::from_millis;
+        // (starved, what the last look took) -> the wait before the next
+        for (starved, cost, wait) in [
+            (false, ms(1), PASS_TICK),
+            (true, ms(1), STARVED_RESCAN),
+            (false, ms(150), ms(150) * RESCAN_COST_FACTOR),
+            (true, ms(150), ms(150) * RESCAN_COST_FACTOR),
+            (false, Duration::ZERO, PASS_TICK),
+        ] {
+            assert_eq!(rescan_interval(starved, cost), wait, "{starved} {cost:?}");
+        }
     }
 
     #[test]
