@@ -1022,7 +1022,7 @@ fn reap(children: &mut Vec<Child>, ctx: &RecordContext, log: &mut Log, summary: 
         let child = children.swap_remove(pos);
         if let Some((job, started)) = child.job {
             let reason = taken_back(&child.destination, child.killed, started.elapsed(), status);
-            let failed = record::take_back(ctx, &job.id, &job.rcpts, &reason, log);
+            let failed = record::defer(ctx, &job.id, &job.rcpts, &reason, log);
             summary
                 .failed
                 .extend(failed.into_iter().map(|(i, t)| (job.id.clone(), i, t)));

@@ -644,9 +644,12 @@ pub fn delay_notice_due(
         .collect()
 }
 
-/// Defers a job without trying it (its destination is dead for this
-/// pass): claims the message and records `reason` as an attempt.
-/// Returns the recipients that failed for good (the deferral expired them).
+/// Defers a job without trying it: its destination is dead for this pass,
+/// or its child died or was killed holding it. Claims the message and
+/// records `reason` as an attempt, counted when this pass has not counted
+/// one for the message yet ([`counts_an_attempt`]: a child that died after
+/// [`begin`] counted it). Returns the recipients that failed for good (the
+/// deferral expired them).
 pub fn defer(
     ctx: &RecordContext,
     id: &QueueId,
@@ -660,31 +663,6 @@ pub fn defer(
 /// As [`defer`], with the deferral's outcome (a local configuration
 /// problem is recorded as one).
 pub fn defer_with(
-    ctx: &RecordContext,
-    id: &QueueId,
-    indices: &[usize],
-    outcome: &Outcome,
-    log: &mut Log,
-) -> Vec<(usize, String)> {
-    defer_counting(ctx, id, indices, outcome, log)
-}
-
-/// Defers the job of a child that died or was killed holding it: as
-/// [`defer`]; the attempt is not counted again when the child counted it
-/// before its transaction ([`begin`] marked the state with this pass).
-pub fn take_back(
-    ctx: &RecordContext,
-    id: &QueueId,
-    indices: &[usize],
-    reason: &str,
-    log: &mut Log,
-) -> Vec<(usize, String)> {
-    defer_counting(ctx, id, indices, &Outcome::deferred(reason), log)
-}
-
-/// [`defer_with`] and [`take_back`]: the attempt counts when this pass has
-/// not counted one for the message yet ([`counts_an_attempt`]).
-fn defer_counting(
     ctx: &RecordContext,
     id: &QueueId,
     indices: &[usize],
