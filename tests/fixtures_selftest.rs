@@ -421,6 +421,35 @@ fn pids_mentioning(needle: &str) -> Vec<u32> {
 }
 
 #[test]
+fn dns_serves_txt_records_longer_than_one_string() {
+    // A DKIM key is longer than the 255 octets of one TXT string: the
+    // fixture splits it, and a reader joins the strings back.
+    let key = format!("v=DKIM1; k=rsa; p={}", "A".repeat(400));
+    let dns = Dns::start(
+        &DnsZone::new()
+            .txt("sel._domainkey.dkim.test", &key)
+            .txt("_mta-sts.dkim.test", "v=STSv1; id=1, with a comma"),
+    );
+    let a = dns.query_many(&[
+        ("sel._domainkey.dkim.test", "TXT"),
+        ("_mta-sts.dkim.test", "TXT"),
+        ("dkim.test", "TXT"),
+    ]);
+    let strings =
+        |r: &str| -> String { r.split('"').skip(1).step_by(2).collect::<Vec<_>>().concat() };
+    assert_eq!(a[0].rcode, "NOERROR");
+    assert_eq!(a[0].records.len(), 1, "{a:?}");
+    assert_eq!(strings(&a[0].records[0]), key);
+    assert!(
+        a[0].records[0].matches('"').count() == 4,
+        "two strings: {a:?}"
+    );
+    assert_eq!(strings(&a[1].records[0]), "v=STSv1; id=1, with a comma");
+    // A name with records only below it: no data, not NXDOMAIN.
+    assert_eq!((a[2].rcode.as_str(), a[2].records.len()), ("NOERROR", 0));
+}
+
+#[test]
 fn dns_answers_each_kind_of_domain() {
     let dns = Dns::start(&DnsZone::standard("127.0.0.2", "127.0.0.3"));
     let q: &[(&str, &str)] = &[

@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 pub struct DnsZone {
     mx: Vec<(String, String, u16)>,
     hosts: BTreeMap<String, Vec<String>>,
+    txt: Vec<(String, String)>,
     servfail: Vec<String>,
     timeout: Vec<String>,
 }
@@ -44,6 +45,14 @@ impl DnsZone {
             .entry(name.into())
             .or_default()
             .extend(addrs.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// A TXT record for `name` (a DKIM key, an MTA-STS or SPF record): one
+    /// record whose strings are `text` in pieces of 255 octets. Printable
+    /// text without quotes or backslashes.
+    pub fn txt(mut self, name: &str, text: &str) -> DnsZone {
+        self.txt.push((name.into(), text.into()));
         self
     }
 
@@ -96,6 +105,9 @@ impl DnsZone {
         }
         for (name, addrs) in &self.hosts {
             a.push(format!("--host-record={name},{}", addrs.join(",")));
+        }
+        for (name, text) in &self.txt {
+            a.push(format!("--txt-record={name},{text}"));
         }
         for d in &self.servfail {
             a.push(format!("--servfail={d}"));
