@@ -67,6 +67,10 @@ pub struct Config {
     pub smarthost_tls: Option<SmarthostTls>,
     /// Trust anchors instead of the system's CA bundle.
     pub tls_ca_file: Option<PathBuf>,
+    /// MTA-STS policies (RFC 8461) are looked up and applied (MX delivery).
+    pub mta_sts: bool,
+    /// The port policy hosts are fetched from (443 but in tests).
+    pub mta_sts_port: u16,
     /// A client certificate and its key, shown to servers that ask.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
@@ -223,6 +227,8 @@ impl Default for Config {
             tls: TlsPolicy::Opportunistic,
             smarthost_tls: None,
             tls_ca_file: None,
+            mta_sts: true,
+            mta_sts_port: 443,
             tls_cert_file: None,
             tls_key_file: None,
             auth_user: None,
@@ -510,7 +516,7 @@ pub const KEYS: &[Key] = &[
         value: "PORT",
         default: KeyDefault::Value("25"),
         doc: "The port for delivery to MX hosts.",
-        set: |c, _, v| smtp_port(v).map(|p| c.smtp_port = p),
+        set: |c, k, v| port(k, v).map(|p| c.smtp_port = p),
     },
     Key {
         name: "helo_name",
@@ -566,6 +572,32 @@ pub const KEYS: &[Key] = &[
         doc: "CA certificates (PEM) to verify servers with. Never taken from the \
               environment (`SSL_CERT_FILE`).",
         set: |c, k, v| absolute_path(k, v).map(|p| c.tls_ca_file = Some(p)),
+    },
+    Key {
+        name: "mta_sts",
+        value: "yes|no",
+        default: KeyDefault::Value("yes"),
+        doc: "MTA-STS (RFC 8461) for direct delivery to MX hosts (ignored with a \
+              `smarthost`): before a domain's first connection in a queue run, its \
+              `_mta-sts` TXT record is looked up and its policy fetched from \
+              `https://mta-sts.DOMAIN/.well-known/mta-sts.txt` (verified with \
+              `tls_ca_file` or the system's CA bundle, its host found through \
+              `dns_server` when set) and kept in the spool (`sts/`) for its `max_age`. \
+              Under `mode: enforce`, mail goes only to the MX hosts the policy lists, \
+              only over STARTTLS with a certificate valid for the MX host's name, \
+              whatever `tls` says; otherwise it waits in the queue, and mailq says \
+              which policy refused what. Under `mode: testing`, it goes as usual and \
+              the log says what enforce would have refused. A policy that cannot be \
+              fetched (and is not cached) is no policy: mail is never held for it.",
+        set: |c, k, v| choice(k, v, YES_NO).map(|b| c.mta_sts = b),
+    },
+    Key {
+        name: "mta_sts_port",
+        value: "PORT",
+        default: KeyDefault::Value("443"),
+        doc: "The port MTA-STS policies are fetched from: 443, as RFC 8461 says; \
+              another only for tests (as `smtp_port`).",
+        set: |c, k, v| port(k, v).map(|p| c.mta_sts_port = p),
     },
     Key {
         name: "tls_cert_file",
@@ -1092,9 +1124,9 @@ fn dns_server(v: &str) -> std::result::Result<String, String> {
 }
 
 /// Any port number, 0 included (as before: the tests' servers never use it).
-fn smtp_port(v: &str) -> std::result::Result<u16, String> {
+fn port(key: &str, v: &str) -> std::result::Result<u16, String> {
     v.parse()
-        .map_err(|_| format!("smtp_port: `{v}` is not a port number"))
+        .map_err(|_| format!("{key}: `{v}` is not a port number"))
 }
 
 fn log_target(key: &str, v: &str) -> std::result::Result<LogTarget, String> {

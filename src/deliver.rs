@@ -18,6 +18,7 @@ use crate::record::{self, RecordContext, read_claimed};
 use crate::route::{RouteError, Router, Target};
 use crate::smtp::{Client, Rcpt, SessionError, Setup, TlsMode, Transaction};
 use crate::spool::{Claim, ClaimSlot, Envelope, Spool};
+use crate::sts::{self, Applied, Mode};
 use crate::sys;
 use crate::system;
 use crate::tls::{self, Tls};
@@ -39,6 +40,9 @@ pub struct Worker<'c> {
     destination: Destination,
     router: Router<'c>,
     targets: Option<Result<Vec<Target>, RouteError>>,
+    /// The destination's MTA-STS policy, looked up once per child (None
+    /// inside: it has none, or none applies).
+    sts: Option<Option<Applied>>,
     client: Option<Client>,
     /// Trust anchors and client certificate, loaded on the first TLS connection.
     tls: Option<Result<Tls, String>>,
@@ -82,6 +86,7 @@ pub fn worker_main(
         spool: Spool::new(&config.spool_dir),
         router: Router::new(config),
         targets: None,
+        sts: None,
         client: None,
         tls: None,
         credentials: None,
@@ -248,19 +253,36 @@ impl Worker<'_> {
         let implicit: Vec<bool> = targets.iter().map(|t| self.implicit_tls(t)).collect();
         // A broken tls_ca_file or an unreadable password file: the admin
         // can fix it, the mail waits.
-        if let Err(broken) = self.load_tls_and_credentials(implicit.contains(&true)) {
+        let sts_wanted = self.sts_wanted();
+        if let Err(broken) = self.load_tls_and_credentials(implicit.contains(&true) || sts_wanted) {
             let outcome = Outcome::misconfigured(broken);
             return Err((outcome.clone(), Some(outcome.to_string())));
         }
+        let sts = self.sts_policy();
+        let mode = sts.as_ref().map(|a| a.policy.mode);
         let mut errors = Vec::new();
         for (t, implicit) in targets.iter().zip(implicit) {
-            match self.connect_to(t, implicit) {
+            if let Some(a) = &sts
+                && let Some(why) = a.refuses_host(&t.host)
+            {
+                if a.policy.mode == Mode::Enforce {
+                    errors.push((why, false));
+                    continue;
+                }
+                self.log.info(&testing_note(&why));
+            }
+            match self.connect_to(t, implicit, mode) {
                 Ok(c) => {
                     if let Some(info) = &c.tls {
                         self.log.info(&info.log_line(&c.peer));
                     }
                     for note in &c.notes {
                         self.log.info(note);
+                    }
+                    if let Some(a) = sts.as_ref().filter(|a| a.policy.mode == Mode::Testing)
+                        && let Some(why) = unverified(&c)
+                    {
+                        self.log.info(&testing_note(&a.requires_tls(&why)));
                     }
                     self.client = Some(c);
                     return Ok(());
@@ -272,7 +294,15 @@ impl Worker<'_> {
                     let outcome = Outcome::misconfigured(e.text);
                     return Err((outcome.clone(), Some(outcome.to_string())));
                 }
-                Err(e) => errors.push((e.text, e.permanent)),
+                Err(e) => {
+                    let text = match (&sts, &e.no_tls) {
+                        (Some(a), Some(why)) if a.policy.mode == Mode::Enforce => {
+                            a.requires_tls(why)
+                        }
+                        _ => e.text,
+                    };
+                    errors.push((text, e.permanent));
+                }
             }
         }
         Err(unreachable(errors))
@@ -287,6 +317,39 @@ impl Worker<'_> {
             Ok(t) => Ok(t.clone()),
             Err(e) => Err(unroutable(e)),
         }
+    }
+
+    /// Whether this destination's MTA-STS policy is to be looked up: a
+    /// domain's MX delivery with `mta_sts = yes`.
+    fn sts_wanted(&self) -> bool {
+        self.config.mta_sts && matches!(self.destination, Destination::Domain(_))
+    }
+
+    /// The destination's MTA-STS policy, looked up on the first connection
+    /// (with the trust anchors already loaded, which the fetch uses).
+    fn sts_policy(&mut self) -> Option<Applied> {
+        if !self.sts_wanted() {
+            return None;
+        }
+        if self.sts.is_none() {
+            let Destination::Domain(domain) = &self.destination else {
+                return None;
+            };
+            let anchors = match &self.tls {
+                Some(Ok(tls)) => Ok(&tls.roots),
+                Some(Err(broken)) => Err(broken.as_str()),
+                None => Err("no trust anchors loaded"),
+            };
+            let mut lookup = sts::Lookup {
+                router: &mut self.router,
+                anchors,
+                spool_dir: &self.config.spool_dir,
+                port: self.config.mta_sts_port,
+                log: &mut self.log,
+            };
+            self.sts = Some(sts::policy_for(domain, &mut lookup));
+        }
+        self.sts.clone().flatten()
     }
 
     fn implicit_tls(&self, t: &Target) -> bool {
@@ -319,9 +382,15 @@ impl Worker<'_> {
         }
     }
 
-    /// One connection to `t`, secured as the TLS policy says.
-    fn connect_to(&mut self, t: &Target, implicit: bool) -> Result<Client, SessionError> {
-        let policy = self.config.tls;
+    /// One connection to `t`, secured as the TLS policy says, or as the
+    /// destination's MTA-STS policy (`sts`) says when it asks for more.
+    fn connect_to(
+        &mut self,
+        t: &Target,
+        implicit: bool,
+        sts: Option<Mode>,
+    ) -> Result<Client, SessionError> {
+        let policy = tls_policy(self.config.tls, sts);
         let required = policy == TlsPolicy::Required;
         let helo = (self.config.helo_name.clone()).unwrap_or_else(|| self.host.clone());
         let tls = self.tls.as_ref().and_then(|t| t.as_ref().ok());
@@ -499,6 +568,39 @@ fn implicit_tls(destination: &Destination, configured: Option<SmarthostTls>, por
             Some(SmarthostTls::Starttls) => false,
             None => port == 465,
         }
+}
+
+/// The TLS policy of a connection: the config's, unless the destination's
+/// MTA-STS policy asks for more (`enforce`: verified TLS or nothing;
+/// `testing`: at least an attempt, so that the log can say what enforce
+/// would have refused).
+fn tls_policy(configured: TlsPolicy, sts: Option<Mode>) -> TlsPolicy {
+    match (sts, configured) {
+        (Some(Mode::Enforce), _) => TlsPolicy::Required,
+        (Some(Mode::Testing), TlsPolicy::Off) => TlsPolicy::Opportunistic,
+        _ => configured,
+    }
+}
+
+/// Why an open connection's TLS would not do for an MTA-STS policy in
+/// `enforce` mode, when it would not.
+fn unverified(c: &Client) -> Option<String> {
+    match &c.tls {
+        // The log's line before says why a handshake failed.
+        None if c.caps.starttls => Some(format!("the TLS handshake with {} failed", c.peer)),
+        None => Some(format!("host {} does not offer STARTTLS", c.peer)),
+        Some(info) if info.trust != tls::Trust::Verified => Some(format!(
+            "the certificate of {} did not verify: {}",
+            c.peer,
+            info.problem.as_deref().unwrap_or("not checked")
+        )),
+        Some(_) => None,
+    }
+}
+
+/// The log line of what an MTA-STS policy in `testing` mode would have refused.
+fn testing_note(why: &str) -> String {
+    format!("{why} (policy in testing mode: delivering anyway)")
 }
 
 /// How a connection uses TLS.

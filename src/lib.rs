@@ -20,7 +20,8 @@
 //! 7. [`deliver`]: a delivery child: claim, route, send;
 //!    [`pass_protocol`] is what parent and children say to each other.
 //! 8. [`record`]: outcomes into the state, expiry and bounces (both processes).
-//! 9. [`route`]: smarthosts or MX via hickory-resolver.
+//! 9. [`route`]: smarthosts or MX via hickory-resolver; [`sts`]: the MX
+//!    domain's MTA-STS policy (RFC 8461), fetched with [`https`].
 //! 10. [`smtp`]: the SMTP client, with [`tls`] (rustls) and [`auth`] (SASL).
 //! 11. [`bounce`]: delivery status notifications.
 //!
@@ -48,6 +49,7 @@ pub mod config;
 pub mod ctl;
 pub mod deliver;
 pub mod error;
+pub mod https;
 pub mod json;
 pub mod limits;
 pub mod log;
@@ -64,6 +66,7 @@ pub mod slots;
 pub mod smtp;
 pub mod smtpd;
 pub mod spool;
+pub mod sts;
 pub mod submit;
 pub mod sys;
 pub mod system;

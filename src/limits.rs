@@ -67,6 +67,20 @@ pub const SMTP_QUOTED_REPLY_CHARS: usize = 80;
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DNS_ATTEMPTS: usize = 2;
 
+// ---- MTA-STS (RFC 8461) ----
+
+/// The largest MTA-STS policy taken (bytes): RFC 8461 section 3.3 lets
+/// senders refuse larger ones, and real policies are a few hundred bytes.
+pub const STS_MAX_POLICY: u64 = 64 * 1024;
+
+/// How long one policy fetch (connecting, TLS, request and body) may take:
+/// RFC 8461 section 3.3 suggests a minute at most; a policy host that has
+/// not answered in 20 s is down, and the cached policy (or none) serves.
+pub const STS_FETCH_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The longest `max_age` kept (seconds, about a year): RFC 8461 section 3.2.
+pub const STS_MAX_AGE: u64 = 31_557_600;
+
 // ---- The queue pass ----
 
 /// How often the pass parent wakes when no child speaks, to enforce the

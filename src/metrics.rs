@@ -27,7 +27,7 @@ use crate::spool::{RcptStatus, Spool, State};
 use crate::system;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -477,37 +477,11 @@ pub fn after_pass(config: &Config, whole_queue: bool, log: &mut Log) {
     }
 }
 
-/// Writes `path` as a whole or not at all: a temporary file beside it (a
-/// name node_exporter does not read: it reads `*.prom`), mode 0644 so that
-/// node_exporter's user can read it, fsynced, then renamed over it.
+/// Writes `path` as a whole or not at all (see [`system::write_atomically`]),
+/// mode 0644 so that node_exporter's user can read it; the temporary file's
+/// name (a dot, `.tmp`) is not one node_exporter reads (`*.prom`).
 fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other("not a file name"))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    // Left by a process that died with this pid.
-    let _ = std::fs::remove_file(&tmp);
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
-        // The umask may have taken the others' read bit.
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    crate::system::write_atomically(path, text.as_bytes(), 0o644)
 }
 
 #[cfg(test)]

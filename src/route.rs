@@ -110,6 +110,51 @@ impl<'c> Router<'c> {
         dns.hosts(domain, &exchanges, port)
     }
 
+    /// The TXT records of `name` through the MX look-ups' resolver, each
+    /// record's strings joined (RFC 7208 3.3, RFC 8461 3.1): Ok(empty) when
+    /// the name has none or does not exist; Err when the look-up failed.
+    pub fn txt(&mut self, name: &str) -> Result<Vec<String>, String> {
+        let servers = dns_servers(self.config.dns_server.as_deref());
+        let (rt, resolver) = self.resolver().map_err(route_text)?;
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        match rt.block_on(resolver.txt_lookup(fqdn)) {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(txt) => Some(
+                        txt.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(dns_failure(
+                &format!("DNS lookup of TXT for {name}"),
+                &servers,
+                &e,
+            )),
+        }
+    }
+
+    /// The addresses of `host` through the MX look-ups' resolver (the
+    /// hosts of HTTPS fetches are found as the MX hosts are).
+    pub fn addresses(&mut self, host: &str) -> Result<Vec<IpAddr>, String> {
+        let servers = dns_servers(self.config.dns_server.as_deref());
+        let (rt, resolver) = self.resolver().map_err(route_text)?;
+        let fqdn = format!("{}.", host.trim_end_matches('.'));
+        match rt.block_on(resolver.lookup_ip(fqdn)) {
+            Ok(ips) => Ok(ips.iter().collect()),
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => {
+                Err(format!("{host} has no address"))
+            }
+            Err(e) => Err(dns_failure(&format!("DNS lookup of {host}"), &servers, &e)),
+        }
+    }
+
     fn resolver(&mut self) -> Result<(&tokio::runtime::Runtime, &TokioResolver), RouteError> {
         if self.dns.is_none() {
             let fail =
@@ -244,6 +289,12 @@ impl Dns<'_> {
             });
         }
         Ok(targets)
+    }
+}
+
+fn route_text(e: RouteError) -> String {
+    match e {
+        RouteError::Permanent(t) | RouteError::Temporary(t) => t,
     }
 }
 

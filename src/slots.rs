@@ -139,7 +139,7 @@ impl Slots {
 /// Gives a slots directory this process has just made the group of the
 /// spool's `queue/` (of the spool directory, without one) and mode 02770
 /// (the umask took bits of the mode).
-fn share(dir: &Path, spool_dir: &Path) -> io::Result<()> {
+pub(crate) fn share(dir: &Path, spool_dir: &Path) -> io::Result<()> {
     let group = std::fs::metadata(spool_dir.join("queue"))
         .or_else(|_| std::fs::metadata(spool_dir))?
         .gid();

@@ -615,7 +615,7 @@ pub fn held_reason(e: &std::io::Error) -> String {
 /// through a symbolic link, never blocking (a FIFO named like a message
 /// would hang `open` until a writer came), and checked with fstat on the
 /// open descriptor, so nothing can be swapped in between.
-fn open_regular(path: &Path) -> io::Result<File> {
+pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)

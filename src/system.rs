@@ -201,6 +201,40 @@ fn format_local(unix: u64, fmt: &CStr) -> String {
         .unwrap_or_else(|| String::from("Thu, 01 Jan 1970 00:00:00 +0000"))
 }
 
+/// Writes `path` as a whole or not at all: a temporary file beside it
+/// (`.NAME.PID.tmp`), mode `mode` whatever the umask, fsynced, then renamed
+/// over it; never through a symbolic link.
+pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("not a file name"))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    // Left by a process that died with this pid.
+    let _ = std::fs::remove_file(&tmp);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        // The umask may have taken bits of the mode.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 /// Random bits from the kernel, for queue ids and message ids.
 pub fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];

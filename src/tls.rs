@@ -181,6 +181,8 @@ pub struct Tls {
     provider: Arc<CryptoProvider>,
     verifier: Arc<WebPkiServerVerifier>,
     client_cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    /// The trust anchors, for the HTTPS fetches (`https`) too.
+    pub roots: Anchors,
     /// Where the trust anchors came from, for `-v`.
     pub anchors: String,
     /// The anchors are the config's `tls_ca_file`: the hint for a failed
@@ -193,36 +195,16 @@ impl Tls {
     /// An Err is a reason to defer: the files are wrong or unreadable.
     pub fn new(settings: &Settings) -> Result<Tls, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = RootCertStore::empty();
-        let anchors = match &settings.ca_file {
-            Some(file) => {
-                let certs = read_certs(file, "tls_ca_file")?;
-                let (added, _) = roots.add_parsable_certificates(certs);
-                if added == 0 {
-                    return Err(format!(
-                        "tls_ca_file {}: no usable CA certificate in it",
-                        file.display()
-                    ));
-                }
-                file.display().to_string()
+        let (roots, anchors) = load_anchors(settings.ca_file.as_deref())?;
+        let mut store = RootCertStore::empty();
+        match &roots {
+            Anchors::Certs(certs) => {
+                store.add_parsable_certificates(certs.iter().cloned());
             }
-            None => {
-                let system = SYSTEM_BUNDLES.iter().find_map(|path| {
-                    let certs = read_certs(Path::new(path), "").ok()?;
-                    let (added, _) = roots.add_parsable_certificates(certs);
-                    (added > 0).then_some(*path)
-                });
-                match system {
-                    Some(path) => path.to_string(),
-                    None => {
-                        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-                        "webpki-roots (no system CA bundle found)".to_string()
-                    }
-                }
-            }
-        };
+            Anchors::Builtin => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
         let verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
                 .build()
                 .map_err(|e| format!("cannot set up certificate verification: {e}"))?;
         let client_cert = match (&settings.cert_file, &settings.key_file) {
@@ -246,6 +228,7 @@ impl Tls {
             provider,
             verifier,
             client_cert,
+            roots,
             anchors,
             own_ca: settings.ca_file.is_some(),
         })
@@ -324,6 +307,45 @@ impl Tls {
         };
         Ok((Stream::Tls(Box::new(StreamOwned::new(conn, tcp))), info))
     }
+}
+
+/// The trust anchors every TLS client of spoolmail verifies servers with.
+#[derive(Debug, Clone)]
+pub enum Anchors {
+    /// `tls_ca_file`'s, or the system bundle's.
+    Certs(Vec<CertificateDer<'static>>),
+    /// No system bundle: Mozilla's, built in (webpki-roots).
+    Builtin,
+}
+
+/// `tls_ca_file`'s certificates when it is set (an Err when it is broken),
+/// else the first system bundle with a usable certificate, else the
+/// built-in ones; and where they came from, in words.
+pub fn load_anchors(ca_file: Option<&Path>) -> Result<(Anchors, String), String> {
+    let usable = |certs: &[CertificateDer<'static>]| {
+        RootCertStore::empty()
+            .add_parsable_certificates(certs.iter().cloned())
+            .0
+            > 0
+    };
+    if let Some(file) = ca_file {
+        let certs = read_certs(file, "tls_ca_file")?;
+        if !usable(&certs) {
+            return Err(format!(
+                "tls_ca_file {}: no usable CA certificate in it",
+                file.display()
+            ));
+        }
+        return Ok((Anchors::Certs(certs), file.display().to_string()));
+    }
+    let system = SYSTEM_BUNDLES.iter().find_map(|path| {
+        let certs = read_certs(Path::new(path), "").ok()?;
+        usable(&certs).then(|| (Anchors::Certs(certs), path.to_string()))
+    });
+    Ok(system.unwrap_or((
+        Anchors::Builtin,
+        "webpki-roots (no system CA bundle found)".to_string(),
+    )))
 }
 
 /// Certificates in a PEM file; Err names the file and key.

@@ -45,6 +45,10 @@ pub struct SessionError {
     /// required`): the mail waits for the admin, and never bounces for it
     /// before `max_queue_lifetime`.
     pub misconfigured: bool,
+    /// Why the connection has no TLS that verified, when TLS was required
+    /// or its handshake failed (`host mx.example[192.0.2.1]:25 does not
+    /// offer STARTTLS`): what an MTA-STS policy's refusal names.
+    pub no_tls: Option<String>,
 }
 
 impl SessionError {
@@ -55,6 +59,15 @@ impl SessionError {
             stale: false,
             tls_failed: false,
             misconfigured: false,
+            no_tls: None,
+        }
+    }
+
+    /// TLS was required and could not be had, for this reason.
+    fn tls_required(why: String) -> SessionError {
+        SessionError {
+            no_tls: Some(why.clone()),
+            ..SessionError::temporary(format!("TLS is required, but {why}"))
         }
     }
 
@@ -201,12 +214,9 @@ impl Client {
         let t = setup.timeouts;
         if !self.caps.starttls {
             if required {
-                let text = format!(
-                    "TLS is required, but host {} does not offer STARTTLS",
-                    self.peer
-                );
+                let why = format!("host {} does not offer STARTTLS", self.peer);
                 self.quit();
-                return Err(SessionError::temporary(text));
+                return Err(SessionError::tls_required(why));
             }
             return Ok(self);
         }
@@ -216,9 +226,7 @@ impl Client {
             let text = format!("host {} said {reply} to STARTTLS", self.peer);
             if required {
                 self.quit();
-                return Err(SessionError::temporary(format!(
-                    "TLS is required, but {text}"
-                )));
+                return Err(SessionError::tls_required(text));
             }
             self.notes.push(format!("{text}; going on without TLS"));
             return Ok(self);
@@ -359,6 +367,7 @@ impl Client {
             stale: false,
             tls_failed: false,
             misconfigured: false,
+            no_tls: None,
         }
     }
 
@@ -762,16 +771,18 @@ fn handshake(
     let _ = tcp.set_read_timeout(Some(timeout));
     let _ = tcp.set_write_timeout(Some(timeout));
     tls.handshake(tcp, host, required).map_err(|e| match e {
-        HandshakeError::NotVerified(why) => SessionError::misconfigured(format!(
-            "TLS is required, but the certificate of {peer} did not verify: {why}"
-        )),
-        HandshakeError::Failed(why) => SessionError {
-            text: format!("TLS handshake with {peer} failed: {why}"),
-            permanent: false,
-            stale: false,
-            tls_failed: true,
-            misconfigured: false,
+        HandshakeError::NotVerified(why) => SessionError {
+            misconfigured: true,
+            ..SessionError::tls_required(format!("the certificate of {peer} did not verify: {why}"))
         },
+        HandshakeError::Failed(why) => {
+            let text = format!("TLS handshake with {peer} failed: {why}");
+            SessionError {
+                tls_failed: true,
+                no_tls: Some(text.clone()),
+                ..SessionError::temporary(text)
+            }
+        }
     })
 }
 

@@ -1,0 +1,596 @@
+//! MTA-STS (RFC 8461): whether a recipient domain asks that its mail go
+//! only to the MX hosts it names, and only over TLS that verifies.
+//!
+//! Runs in a delivery child, before its first connection to a domain: the
+//! `_mta-sts.DOMAIN` TXT record says whether the domain has a policy and
+//! which (`id`); the policy itself is fetched over HTTPS from
+//! `mta-sts.DOMAIN` and kept in the spool (`sts/DOMAIN`, doc/SPOOL.md) for
+//! its `max_age`. A new `id` fetches it again; a failed fetch uses the cached
+//! policy, or none (section 5: no policy never stops mail). A policy that is
+//! malformed, too large or served wrongly is refused with a log line, as if
+//! the fetch had failed.
+//!
+//! The rules themselves (the TXT record, the policy's text, the `mx`
+//! patterns, the cache file) are pure functions with table tests.
+
+use crate::https;
+use crate::limits::{STS_FETCH_TIMEOUT, STS_MAX_AGE, STS_MAX_POLICY};
+use crate::log::Log;
+use crate::route::Router;
+use crate::tls::Anchors;
+use std::path::{Path, PathBuf};
+
+/// The cache directory in the spool.
+pub const STS_DIR: &str = "sts";
+
+/// The cache file's first line.
+const CACHE_MAGIC: &str = "SPOOLMAIL-STS 1";
+
+/// What a policy asks of senders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Only the listed MX hosts, only over TLS that verifies.
+    Enforce,
+    /// Deliver as usual; say what `Enforce` would have refused.
+    Testing,
+    /// No policy (a domain that is withdrawing one).
+    None,
+}
+
+/// A domain's policy, as its text says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub mode: Mode,
+    /// `mx` patterns, lower case, without a trailing dot: `mx1.example.com`,
+    /// `*.example.com`.
+    pub mx: Vec<String>,
+    /// Seconds the policy may be kept, at most [`STS_MAX_AGE`].
+    pub max_age: u64,
+}
+
+impl Policy {
+    /// Whether `host` (an MX host's name) is one the policy lists.
+    pub fn allows(&self, host: &str) -> bool {
+        self.mx.iter().any(|p| mx_matches(p, host))
+    }
+}
+
+/// The policy in force for one domain, and the domain's name for the
+/// reasons that name it.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub domain: String,
+    pub policy: Policy,
+}
+
+impl Applied {
+    /// Why `host` may not be used under this policy, when it may not.
+    pub fn refuses_host(&self, host: &str) -> Option<String> {
+        (!self.policy.allows(host)).then(|| {
+            format!(
+                "MTA-STS policy of {} does not list MX host {host} (mx: {})",
+                self.domain,
+                self.policy.mx.join(", ")
+            )
+        })
+    }
+
+    /// The reason for a connection that did not give verified TLS.
+    pub fn requires_tls(&self, why: &str) -> String {
+        format!("MTA-STS policy of {} requires TLS: {why}", self.domain)
+    }
+}
+
+/// The `id` of the domain's `_mta-sts` TXT record (section 3.1): Ok(None)
+/// when no record begins `v=STSv1`; Err when there is not exactly one, or
+/// it is not well formed (both mean: no policy announced).
+pub fn record_id(records: &[String]) -> Result<Option<String>, String> {
+    let sts: Vec<&String> = records
+        .iter()
+        .filter(|r| r.split(';').next().map(str::trim) == Some("v=STSv1"))
+        .collect();
+    let record = match sts.as_slice() {
+        [] => return Ok(None),
+        [one] => one,
+        _ => return Err(format!("{} records begin v=STSv1", sts.len())),
+    };
+    let mut id = None;
+    for field in record.split(';').skip(1).map(str::trim) {
+        if let Some(value) = field.strip_prefix("id=") {
+            id.get_or_insert(value);
+        }
+    }
+    match id {
+        Some(v)
+            if !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            Ok(Some(v.to_string()))
+        }
+        Some(v) => Err(format!("its id `{v}` is not 1 to 32 letters and digits")),
+        None => Err("it has no id".into()),
+    }
+}
+
+/// A policy's text (section 3.2): `key: value` lines (LF or CRLF);
+/// `version: STSv1`, `mode` and `max_age` needed, `mx` too unless the mode
+/// is `none`; unknown keys ignored; of a repeated key other than `mx`, the
+/// first counts. Err says what is wrong.
+pub fn parse_policy(text: &str) -> Result<Policy, String> {
+    let (mut version, mut mode, mut max_age) = (None, None, None);
+    let mut mx = Vec::new();
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (key, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("line `{}` is not `key: value`", shorten(line)))?;
+        let value = value.trim_matches([' ', '\t']);
+        match key {
+            "version" => _ = version.get_or_insert(value),
+            "mode" => _ = mode.get_or_insert(value),
+            "max_age" => _ = max_age.get_or_insert(value),
+            "mx" => mx.push(mx_pattern(value)?),
+            _ => {}
+        }
+    }
+    if version != Some("STSv1") {
+        return Err(format!("version is {}, not STSv1", shown(version)));
+    }
+    let mode = match mode {
+        Some("enforce") => Mode::Enforce,
+        Some("testing") => Mode::Testing,
+        Some("none") => Mode::None,
+        other => return Err(format!("mode is {}", shown(other))),
+    };
+    let max_age = match max_age {
+        Some(v) if (1..=10).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()) => {
+            v.parse::<u64>().unwrap_or(u64::MAX).min(STS_MAX_AGE)
+        }
+        other => return Err(format!("max_age is {}", shown(other))),
+    };
+    if mx.is_empty() && mode != Mode::None {
+        return Err("it lists no mx".into());
+    }
+    Ok(Policy { mode, mx, max_age })
+}
+
+/// An `mx` value as a pattern: a host name, or `*.` and one (section 3.2).
+fn mx_pattern(value: &str) -> Result<String, String> {
+    let pattern = value.trim_end_matches('.').to_ascii_lowercase();
+    let name = pattern.strip_prefix("*.").unwrap_or(&pattern);
+    if is_host_name(name) {
+        Ok(pattern)
+    } else {
+        Err(format!("mx `{}` is not a host name", shorten(value)))
+    }
+}
+
+/// Letters, digits and hyphens in dot-separated labels of 1 to 63, at most
+/// 253 in all: what a policy may name, and what a cache file may be named.
+pub fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Whether MX host `host` matches `pattern` (section 4.1): equal names,
+/// or `*.` standing for exactly one label. Case and a trailing dot do not
+/// matter.
+pub fn mx_matches(pattern: &str, host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(parent) => host
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+        None => host == pattern,
+    }
+}
+
+fn shown(value: Option<&str>) -> String {
+    match value {
+        Some(v) => format!("`{}`", shorten(v)),
+        None => "missing".into(),
+    }
+}
+
+/// At most 40 characters of text from outside, for a log line.
+fn shorten(text: &str) -> String {
+    let mut s: String = text.chars().take(40).collect();
+    if s.len() < text.len() {
+        s.push_str("...");
+    }
+    s
+}
+
+/// A cached policy: the TXT id it was fetched under, when, and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cached {
+    pub id: String,
+    /// Unix seconds.
+    pub fetched: u64,
+    pub text: String,
+}
+
+impl Cached {
+    /// The cache file's content (doc/SPOOL.md, "MTA-STS policies").
+    pub fn encode(&self) -> String {
+        format!(
+            "{CACHE_MAGIC}\nid {}\nfetched {}\n\n{}",
+            self.id, self.fetched, self.text
+        )
+    }
+
+    /// A cache file's content; None when it is not one of this version.
+    pub fn decode(text: &str) -> Option<Cached> {
+        let (head, policy) = text.split_once("\n\n")?;
+        let mut lines = head.lines();
+        if lines.next()? != CACHE_MAGIC {
+            return None;
+        }
+        let (mut id, mut fetched) = (None, None);
+        for line in lines {
+            match line.split_once(' ') {
+                Some(("id", v)) => id = Some(v.trim_end().to_string()),
+                Some(("fetched", v)) => fetched = v.trim_end().parse().ok(),
+                _ => {} // a later version's key
+            }
+        }
+        Some(Cached {
+            id: id?,
+            fetched: fetched?,
+            text: policy.to_string(),
+        })
+    }
+
+    /// Its policy, while `now` is within its `max_age` of the fetch.
+    pub fn policy_at(&self, now: u64) -> Option<Policy> {
+        let policy = parse_policy(&self.text).ok()?;
+        (now < self.fetched.saturating_add(policy.max_age)).then_some(policy)
+    }
+}
+
+/// What a delivery child needs to find a domain's policy.
+pub struct Lookup<'a, 'c> {
+    pub router: &'a mut Router<'c>,
+    /// The trust anchors for the fetch; Err says why there are none.
+    pub anchors: Result<&'a Anchors, &'a str>,
+    pub spool_dir: &'a Path,
+    /// 443; another only where `mta_sts_port` says so (tests).
+    pub port: u16,
+    pub log: &'a mut Log,
+}
+
+/// The policy in force for `domain`: None when it has none (or `mode:
+/// none`), whatever failed on the way (each failure logged).
+pub fn policy_for(domain: &str, lookup: &mut Lookup<'_, '_>) -> Option<Applied> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    if !is_host_name(&domain) {
+        return None; // an address literal, or a name no policy host can have
+    }
+    let now = crate::system::now().0;
+    let cache = CacheFile::new(lookup.spool_dir, &domain);
+    let cached = cache.read();
+    let announced = match lookup.router.txt(&format!("_mta-sts.{domain}")) {
+        Ok(records) => record_id(&records).unwrap_or_else(|why| {
+            lookup
+                .log
+                .info(&format!("MTA-STS record of {domain} ignored: {why}"));
+            None
+        }),
+        Err(why) => {
+            lookup.log.info(&format!("MTA-STS: {why}"));
+            None
+        }
+    };
+    let fresh = cached
+        .as_ref()
+        .and_then(|c| c.policy_at(now).map(|p| (c, p)));
+    let policy = match (announced, fresh) {
+        // Section 5.1: a cached policy within its max_age serves, even when
+        // the record is gone, until the record announces another.
+        (None, Some((_, p))) => Some(p),
+        (None, None) => None,
+        (Some(id), Some((c, p))) if c.id == id => Some(p),
+        (Some(id), fresh) => match fetch(&domain, lookup) {
+            Ok((text, policy)) => {
+                cache.write(
+                    &Cached {
+                        id,
+                        fetched: now,
+                        text,
+                    },
+                    lookup.log,
+                );
+                Some(policy)
+            }
+            Err(why) => {
+                let fallback = if fresh.is_some() {
+                    "the cached policy serves"
+                } else {
+                    "no policy applies"
+                };
+                lookup.log.info(&format!(
+                    "MTA-STS policy of {domain} not fetched: {why}; {fallback}"
+                ));
+                fresh.map(|(_, p)| p)
+            }
+        },
+    };
+    policy
+        .filter(|p| p.mode != Mode::None)
+        .map(|policy| Applied { domain, policy })
+}
+
+/// Fetches and parses `https://mta-sts.DOMAIN/.well-known/mta-sts.txt`
+/// (section 3.3): status 200, `text/plain`, at most [`STS_MAX_POLICY`]
+/// bytes, no redirect; the text and its policy.
+fn fetch(domain: &str, lookup: &mut Lookup<'_, '_>) -> Result<(String, Policy), String> {
+    let anchors = lookup.anchors.map_err(str::to_string)?;
+    let host = format!("mta-sts.{domain}");
+    let addrs = lookup.router.addresses(&host)?;
+    let url = match lookup.port {
+        443 => format!("https://{host}/.well-known/mta-sts.txt"),
+        port => format!("https://{host}:{port}/.well-known/mta-sts.txt"),
+    };
+    let response = https::get(
+        anchors,
+        &https::Get {
+            url: &url,
+            addrs: &addrs,
+            timeout: STS_FETCH_TIMEOUT,
+            max_body: STS_MAX_POLICY,
+        },
+    )
+    .map_err(|e| format!("{url}: {e}"))?;
+    let text = accepted(&response).map_err(|e| format!("{url}: {e}"))?;
+    let policy = parse_policy(&text).map_err(|e| format!("{url}: policy refused: {e}"))?;
+    Ok((text, policy))
+}
+
+/// The policy text of a response that may carry one.
+fn accepted(response: &https::Response) -> Result<String, String> {
+    match response.status {
+        200 => {}
+        s @ 300..=399 => return Err(format!("HTTP status {s} (redirects are not followed)")),
+        s => return Err(format!("HTTP status {s}")),
+    }
+    match response.media_type.as_deref() {
+        Some("text/plain") => {}
+        other => {
+            return Err(format!(
+                "served as {}, not text/plain",
+                shorten(other.unwrap_or("no Content-Type"))
+            ));
+        }
+    }
+    String::from_utf8(response.body.clone()).map_err(|_| "the policy is not UTF-8".to_string())
+}
+
+/// `SPOOL_DIR/sts/DOMAIN`.
+struct CacheFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl CacheFile {
+    fn new(spool_dir: &Path, domain: &str) -> CacheFile {
+        let dir = spool_dir.join(STS_DIR);
+        CacheFile {
+            path: dir.join(domain),
+            dir,
+        }
+    }
+
+    /// The cached policy; None when there is none, or it is not one this
+    /// version reads (left alone: a later version's is rewritten only on
+    /// the next fetch).
+    fn read(&self) -> Option<Cached> {
+        use std::io::Read;
+        let file = crate::spool::open_regular(&self.path).ok()?;
+        let mut text = String::new();
+        // A policy is at most STS_MAX_POLICY bytes; the head is a few lines.
+        file.take(STS_MAX_POLICY + 1024)
+            .read_to_string(&mut text)
+            .ok()?;
+        Cached::decode(&text)
+    }
+
+    /// Writes the cache file as a whole, making `sts/` where it may;
+    /// failing to is logged, and costs only a fetch next time.
+    fn write(&self, cached: &Cached, log: &mut Log) {
+        let written = self.ensure_dir().and_then(|()| {
+            crate::system::write_atomically(&self.path, cached.encode().as_bytes(), 0o640)
+        });
+        if let Err(e) = written {
+            log.info(&format!(
+                "MTA-STS policy not cached in {}: {e}",
+                self.path.display()
+            ));
+        }
+    }
+
+    /// `sts/` as `slots/` is: mode 02770, the spool's group.
+    fn ensure_dir(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        match std::fs::DirBuilder::new().mode(0o770).create(&self.dir) {
+            Ok(()) => crate::slots::share(&self.dir, self.dir.parent().unwrap_or(&self.dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_txt_record() {
+        let ok = |id: &str| Ok(Some(id.to_string()));
+        for (records, expected) in [
+            (vec!["v=STSv1; id=20160831085700Z;"], ok("20160831085700Z")),
+            (vec!["v=STSv1;id=abc"], ok("abc")),
+            (vec!["v=STSv1 ; id=abc ; ext=1"], ok("abc")),
+            (vec!["v=spf1 -all", "v=STSv1; id=1"], ok("1")),
+            (vec![], Ok(None)),
+            (vec!["v=spf1 -all"], Ok(None)),
+            (vec!["v=STSv10; id=1"], Ok(None)),
+            (
+                vec!["v=STSv1; id=1", "v=STSv1; id=2"],
+                Err("2 records begin v=STSv1".into()),
+            ),
+            (vec!["v=STSv1;"], Err("it has no id".into())),
+            (
+                vec!["v=STSv1; id=a-b"],
+                Err("its id `a-b` is not 1 to 32 letters and digits".into()),
+            ),
+            (
+                vec!["v=STSv1; id=123456789012345678901234567890123"],
+                Err(
+                    "its id `123456789012345678901234567890123` is not 1 to 32 letters and digits"
+                        .into(),
+                ),
+            ),
+        ] {
+            assert_eq!(record_id(&strings(&records)), expected, "{records:?}");
+        }
+    }
+
+    #[test]
+    fn policies() {
+        let policy = |mode, mx: &[&str], max_age| {
+            Ok(Policy {
+                mode,
+                mx: strings(mx),
+                max_age,
+            })
+        };
+        for (text, expected) in [
+            (
+                "version: STSv1\nmode: enforce\nmx: mail.example.com\nmx: *.example.net\nmax_age: 86400\n",
+                policy(Mode::Enforce, &["mail.example.com", "*.example.net"], 86400),
+            ),
+            (
+                "version: STSv1\r\nmode: testing\r\nmx: MX.Example.COM.\r\nmax_age:604800\r\n",
+                policy(Mode::Testing, &["mx.example.com"], 604800),
+            ),
+            (
+                "version: STSv1\nmode: none\nmax_age: 1",
+                policy(Mode::None, &[], 1),
+            ),
+            (
+                "version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 9999999999\nfuture: x\n",
+                policy(Mode::Enforce, &["a.example"], STS_MAX_AGE),
+            ),
+            (
+                "version: STSv1\nmode: enforce\nmode: none\nmx: a.example\nmax_age: 5\n",
+                policy(Mode::Enforce, &["a.example"], 5),
+            ),
+            (
+                "version: STSv2\nmode: enforce\nmx: a\nmax_age: 5",
+                Err("version is `STSv2`, not STSv1".into()),
+            ),
+            (
+                "mode: enforce\nmx: a\nmax_age: 5",
+                Err("version is missing, not STSv1".into()),
+            ),
+            (
+                "version: STSv1\nmode: strict\nmx: a\nmax_age: 5",
+                Err("mode is `strict`".into()),
+            ),
+            (
+                "version: STSv1\nmode: enforce\nmx: a\nmax_age: -5",
+                Err("max_age is `-5`".into()),
+            ),
+            (
+                "version: STSv1\nmode: enforce\nmx: a\nmax_age: 12345678901",
+                Err("max_age is `12345678901`".into()),
+            ),
+            (
+                "version: STSv1\nmode: enforce\nmax_age: 5",
+                Err("it lists no mx".into()),
+            ),
+            (
+                "version: STSv1\nmode: enforce\nmx: a b\nmax_age: 5",
+                Err("mx `a b` is not a host name".into()),
+            ),
+            (
+                "version: STSv1\nmode: enforce\nmx: a.*.example\nmax_age: 5",
+                Err("mx `a.*.example` is not a host name".into()),
+            ),
+            (
+                "<html><body>hello</body></html>",
+                Err("line `<html><body>hello</body></html>` is not `key: value`".into()),
+            ),
+            ("", Err("version is missing, not STSv1".into())),
+        ] {
+            assert_eq!(parse_policy(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn mx_patterns() {
+        for (pattern, host, expected) in [
+            ("mx1.example.com", "mx1.example.com", true),
+            ("mx1.example.com", "MX1.Example.Com.", true),
+            ("mx1.example.com", "mx2.example.com", false),
+            ("*.example.com", "mx1.example.com", true),
+            ("*.example.com", "a.b.example.com", false),
+            ("*.example.com", "example.com", false),
+            ("*.example.com", ".example.com", false),
+            ("*.example.com", "mx1.example.com.evil.test", false),
+            ("example.com", "example.com", true),
+        ] {
+            assert_eq!(mx_matches(pattern, host), expected, "{pattern} {host}");
+        }
+    }
+
+    #[test]
+    fn cache_files_read_back_and_expire() {
+        let c = Cached {
+            id: "20260101".into(),
+            fetched: 1000,
+            text: "version: STSv1\nmode: enforce\nmx: mx.example\nmax_age: 100\n".into(),
+        };
+        let text = c.encode();
+        assert!(text.starts_with("SPOOLMAIL-STS 1\nid 20260101\nfetched 1000\n\n"));
+        assert_eq!(Cached::decode(&text), Some(c.clone()));
+        assert!(c.policy_at(1099).is_some());
+        assert!(c.policy_at(1100).is_none());
+        assert_eq!(
+            Cached::decode("SPOOLMAIL-STS 2\nid 1\nfetched 1\n\nx"),
+            None
+        );
+        assert_eq!(Cached::decode("garbage"), None);
+        assert_eq!(Cached::decode("SPOOLMAIL-STS 1\nid 1\n\nx"), None);
+        let later = "SPOOLMAIL-STS 1\nid 1\nfetched 5\nnew key\n\ntext";
+        assert_eq!(Cached::decode(later).map(|c| c.fetched), Some(5));
+    }
+
+    #[test]
+    fn names_a_cache_file_may_have() {
+        for (name, expected) in [
+            ("example.com", true),
+            ("mx-1.example", true),
+            ("", false),
+            ("..", false),
+            ("a/b", false),
+            (".example", false),
+            ("example..com", false),
+            ("[192.0.2.1]", false),
+        ] {
+            assert_eq!(is_host_name(name), expected, "{name:?}");
+        }
+    }
+}
