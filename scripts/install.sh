@@ -144,15 +144,15 @@ install_man_pages
 # The spool: root:GROUP, the group may create files, others may not look in.
 install -d -m 0750 "$spool"
 install -d -m 0770 "$spool/tmp" "$spool/queue"
-# setgid: every lock file in slots/ gets the group, whoever creates it.
-install -d -m 2770 "$spool/slots"
+# setgid: every lock file in slots/ (and cached policy in sts/) gets the group, whoever creates it.
+install -d -m 2770 "$spool/slots" "$spool/sts"
 # The metrics' counters, which every user's deliveries add to; kept as they are.
 if [ ! -e "$spool/counters" ]; then
     install -m 0660 /dev/null "$spool/counters"
 fi
 if $as_root; then
-    chown root:"$group" "$spool" "$spool/tmp" "$spool/queue" "$spool/slots" "$spool/counters"
-    chmod 2770 "$spool/slots"
+    chown root:"$group" "$spool" "$spool/tmp" "$spool/queue" "$spool/slots" "$spool/sts" "$spool/counters"
+    chmod 2770 "$spool/slots" "$spool/sts"
 fi
 
 if [ ! -e "$conf" ]; then

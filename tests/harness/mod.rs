@@ -2,7 +2,7 @@
 //! tests/NAME.rs): a temporary spool and its config, the binary run with a
 //! deadline, spool files read back independently of the crate's own reader,
 //! and real servers on loopback (the SMTP sink and fault server, dnsmasq, a
-//! test PKI) started as child processes and stopped on drop.
+//! test PKI, an MTA-STS policy server) started as child processes and stopped on drop.
 //!
 //! Everything listens on 127.0.0.0/8 only: each SMTP fixture gets a loopback
 //! address of its own (`loopback_host()`), so tests can run in parallel and
@@ -32,6 +32,7 @@ mod run;
 mod servers;
 mod smtp_client;
 mod spool;
+mod sts;
 mod system;
 mod tools;
 
@@ -49,5 +50,6 @@ pub use run::{
 pub use servers::{Fixture, Message, Smtp};
 pub use smtp_client::{Reply, SmtpConn, dot_stuff};
 pub use spool::{Config, Spool, make_spool_dirs};
+pub use sts::PolicyServer;
 pub use system::{Rng, group_name, is_root, raise_nofile_limit, user_name};
 pub use tools::{fixtures_dir, python, require_program, require_python_module};
