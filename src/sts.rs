@@ -193,6 +193,14 @@ pub fn mx_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
+fn mode_word(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Enforce => "enforce",
+        Mode::Testing => "testing",
+        Mode::None => "none",
+    }
+}
+
 fn shown(value: Option<&str>) -> String {
     match value {
         Some(v) => format!("`{}`", shorten(v)),
@@ -300,6 +308,11 @@ pub fn policy_for(domain: &str, lookup: &mut Lookup<'_, '_>) -> Option<Applied> 
         (Some(id), Some((c, p))) if c.id == id => Some(p),
         (Some(id), fresh) => match fetch(&domain, lookup) {
             Ok((text, policy)) => {
+                lookup.log.info(&format!(
+                    "MTA-STS policy of {domain} fetched (id {id}): mode {}, max_age {}",
+                    mode_word(policy.mode),
+                    policy.max_age
+                ));
                 cache.write(
                     &Cached {
                         id,

@@ -119,6 +119,11 @@ fn enforce_with_a_listed_mx_and_a_valid_certificate_delivers() {
     );
     w.spool.assert_delivered();
     assert_eq!(w.server.requests(), 1);
+    let log = w.spool.log();
+    assert!(
+        log.contains("MTA-STS policy of sts.test fetched (id 1): mode enforce, max_age 86400"),
+        "{log}"
+    );
     // Cached in the spool, as doc/SPOOL.md says.
     let cache = fs::read_to_string(w.cache()).expect("the policy is cached");
     assert!(
