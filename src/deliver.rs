@@ -792,6 +792,27 @@ mod tests {
     }
 
     #[test]
+    fn an_mta_sts_policy_asks_for_more_tls_never_less() {
+        use TlsPolicy::{Off, Opportunistic, Required};
+        for (configured, sts, expected) in [
+            (Opportunistic, None, Opportunistic),
+            (Off, None, Off),
+            (Off, Some(Mode::Enforce), Required),
+            (Opportunistic, Some(Mode::Enforce), Required),
+            (Off, Some(Mode::Testing), Opportunistic),
+            (Opportunistic, Some(Mode::Testing), Opportunistic),
+            (Required, Some(Mode::Testing), Required),
+            (Off, Some(Mode::None), Off),
+        ] {
+            assert_eq!(
+                tls_policy(configured, sts),
+                expected,
+                "{configured:?} {sts:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_destination_that_cannot_be_reached() {
         let e = |text: &str, permanent: bool| (text.to_string(), permanent);
         // (errors of the hosts in order) -> (verdict, text, dead for the pass)

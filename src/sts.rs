@@ -553,6 +553,41 @@ mod tests {
     }
 
     #[test]
+    fn responses_that_may_carry_a_policy() {
+        let response = |status, media_type: Option<&str>, body: &[u8]| https::Response {
+            status,
+            media_type: media_type.map(str::to_string),
+            body: body.to_vec(),
+        };
+        let text = Some("text/plain");
+        for (r, expected) in [
+            (
+                response(200, text, b"version: STSv1"),
+                Ok("version: STSv1".to_string()),
+            ),
+            (
+                response(301, text, b""),
+                Err("HTTP status 301 (redirects are not followed)".to_string()),
+            ),
+            (response(404, text, b""), Err("HTTP status 404".into())),
+            (
+                response(200, Some("text/html"), b""),
+                Err("served as text/html, not text/plain".into()),
+            ),
+            (
+                response(200, None, b""),
+                Err("served as no Content-Type, not text/plain".into()),
+            ),
+            (
+                response(200, text, b"\xff\xfe"),
+                Err("the policy is not UTF-8".into()),
+            ),
+        ] {
+            assert_eq!(accepted(&r), expected, "{r:?}");
+        }
+    }
+
+    #[test]
     fn mx_patterns() {
         for (pattern, host, expected) in [
             ("mx1.example.com", "mx1.example.com", true),
