@@ -222,6 +222,23 @@ pub const IO_BUFFER: usize = 64 * 1024;
 /// most envelopes fit in one read.
 pub const ENVELOPE_READ_BUFFER: usize = 4096;
 
+/// The first read of an envelope (bytes, on the stack): one recipient's
+/// envelope is about 200 bytes, so this holds nearly every one whole, and
+/// copies little of the content that follows (a listing reads every
+/// message of the queue).
+pub const ENVELOPE_FIRST_READ: usize = 1024;
+
+/// The threads that read the queue's messages for a listing (`mailq`,
+/// `spoolctl list`), at most: its time is system calls, one open, fstat,
+/// read and close per file, which run in parallel; more than 4 gain little
+/// before the directory's own locks do.
+pub const LISTING_THREADS: usize = 4;
+
+/// How many messages a listing reads before it prints them: what it holds
+/// in memory is one round's text (about 300 bytes a message), whatever the
+/// length of the queue.
+pub const LISTING_ROUND: usize = 4096;
+
 // ---- Metrics ----
 
 /// How long recording an attempt waits for the counters' lock

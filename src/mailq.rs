@@ -17,7 +17,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::{QueueId, sanitize};
-use crate::spool::{Envelope, RcptStatus, Spool, State};
+use crate::spool::{Envelope, QueueEntry, RcptStatus, Spool, State};
 use crate::system;
 use std::io::{self, Write};
 
@@ -25,13 +25,28 @@ pub fn list(spool: &Spool, out: &mut impl Write) -> Result<()> {
     list_with(spool, out, &|_| true, &|_| None)
 }
 
+/// Which messages a listing shows (`spoolctl list`'s selector); shared
+/// by the threads that read the queue.
+pub type ShownFn<'a> = &'a (dyn Fn(&Listed) -> bool + Sync);
+/// The line a listing adds below a message's first; shared as [`ShownFn`].
+pub type DetailFn<'a> = &'a (dyn Fn(&Listed) -> Option<String> + Sync);
+
+/// One message of a listing, as a thread made it ready to print.
+enum Item {
+    /// Its text and its content's size.
+    Shown(Vec<u8>, u64),
+    /// Not selected, or delivered and removed since the scan.
+    Hidden,
+    Unreadable(io::Error),
+}
+
 /// The listing of the messages `shown` selects, each with the line
 /// `detail` gives it below its first (`spoolctl list`).
 pub fn list_with(
     spool: &Spool,
     out: &mut impl Write,
-    shown: &dyn Fn(&Listed) -> bool,
-    detail: &dyn Fn(&Listed) -> Option<String>,
+    shown: ShownFn,
+    detail: DetailFn,
 ) -> Result<()> {
     let entries = spool.scan()?;
     let out_err = |e| Error::io("cannot write the listing", e);
@@ -47,20 +62,27 @@ pub fn list_with(
     .map_err(out_err)?;
     let mut total_size = 0u64;
     let mut count = 0usize;
-    for entry in entries {
-        match show_message(spool, &entry.id, entry.has_state, (shown, detail), out) {
-            Ok(Some(size)) => {
-                total_size += size;
-                count += 1;
-            }
-            Ok(None) => {} // delivered and removed while listing
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Err(out_err(e)),
-            Err(e) => {
-                writeln!(out, "{:<10}  (unreadable: {e})\n", entry.id).map_err(out_err)?;
-                count += 1;
-            }
+    let item = |entry: &QueueEntry| {
+        let mut text = Vec::new();
+        match show_message(spool, entry, (shown, detail), &mut text) {
+            Ok(Some(size)) => Item::Shown(text, size),
+            Ok(None) => Item::Hidden,
+            Err(e) => Item::Unreadable(e),
         }
-    }
+    };
+    in_order(&entries, item, |entry, item| match item {
+        Item::Shown(text, size) => {
+            total_size += size;
+            count += 1;
+            out.write_all(&text)
+        }
+        Item::Hidden => Ok(()),
+        Item::Unreadable(e) => {
+            count += 1;
+            writeln!(out, "{:<10}  (unreadable: {e})\n", entry.id)
+        }
+    })
+    .map_err(out_err)?;
     // Sendmail's count line, for tools that parse Sendmail's listing
     // (check_mailq's default mode); Postfix's parsers read only the last line.
     writeln!(out, "\t\tTotal requests: {count}").map_err(out_err)?;
@@ -71,6 +93,46 @@ pub fn list_with(
         total_size / 1024
     )
     .map_err(out_err)?;
+    Ok(())
+}
+
+/// Calls `emit` with each entry and what `read` makes of it, in the
+/// order of `entries`. The reading (open, lock test, read, parse, format:
+/// system calls for the most part) runs on a few threads at once, a round
+/// of entries at a time, so that memory stays bounded by a round's
+/// results, however long the queue. Only listings call it: a queue pass,
+/// which forks, stays single-threaded.
+pub fn in_order<T: Send>(
+    entries: &[QueueEntry],
+    read: impl Fn(&QueueEntry) -> T + Sync,
+    mut emit: impl FnMut(&QueueEntry, T) -> io::Result<()>,
+) -> io::Result<()> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(crate::limits::LISTING_THREADS);
+    for round in entries.chunks(crate::limits::LISTING_ROUND) {
+        let part = round.len().div_ceil(threads);
+        let results: Vec<Vec<T>> = std::thread::scope(|scope| {
+            let mut parts = round.chunks(part);
+            let mine = parts.next().unwrap_or_default();
+            let others: Vec<_> = parts
+                .map(|p| scope.spawn(|| p.iter().map(&read).collect::<Vec<T>>()))
+                .collect();
+            let mut results = vec![mine.iter().map(&read).collect()];
+            for other in others {
+                // A panic in a reader is a bug: passed on as it is.
+                results.push(
+                    other
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                );
+            }
+            results
+        });
+        for (entry, result) in round.iter().zip(results.into_iter().flatten()) {
+            emit(entry, result)?;
+        }
+    }
     Ok(())
 }
 
@@ -141,21 +203,17 @@ impl Listed {
 }
 
 /// The messages a listing shows, and the line it adds below each one's first.
-type Shown<'a> = (
-    &'a dyn Fn(&Listed) -> bool,
-    &'a dyn Fn(&Listed) -> Option<String>,
-);
+type Shown<'a> = (ShownFn<'a>, DetailFn<'a>);
 
 /// Prints one message; returns its size, or None when it vanished meanwhile
 /// (or is not shown).
 fn show_message(
     spool: &Spool,
-    id: &QueueId,
-    has_state: bool,
+    entry: &QueueEntry,
     (shown, detail): Shown,
     out: &mut impl Write,
 ) -> io::Result<Option<u64>> {
-    let Some(listed) = Listed::load(spool, id, has_state)? else {
+    let Some(listed) = Listed::load(spool, &entry.id, entry.has_state)? else {
         return Ok(None);
     };
     if !shown(&listed) {

@@ -23,7 +23,7 @@
 use crate::config::Config;
 use crate::limits::{COUNTERS_LOCK_POLL, COUNTERS_LOCK_WAIT};
 use crate::log::Log;
-use crate::spool::{RcptStatus, Spool, State};
+use crate::spool::{RcptStatus, Spool, Standing, State, standing};
 use crate::system;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -256,30 +256,6 @@ fn locked<T>(
     }
 }
 
-/// Where a queued message stands, as the metrics count it (by Postfix's
-/// names of its queues).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Standing {
-    /// Never attempted, or its next attempt has come: the next pass takes it.
-    Active,
-    /// Waiting for a later attempt.
-    Deferred,
-    /// No pass takes it: held (`spoolctl hold`), or its state file cannot
-    /// be read.
-    Hold,
-}
-
-/// The rule of [`Standing`]: a queue pass's, unforced (`None`: the state
-/// cannot be read, so no pass takes the message).
-pub fn standing(state: Option<&State>, now: u64) -> Standing {
-    match state {
-        None => Standing::Hold,
-        Some(s) if s.held.is_some() => Standing::Hold,
-        Some(s) if s.attempts == 0 || s.next_attempt <= now => Standing::Active,
-        Some(_) => Standing::Deferred,
-    }
-}
-
 /// The queue's gauges.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Gauges {
@@ -342,7 +318,13 @@ pub fn gauges(spool: &Spool, now: u64) -> crate::error::Result<Gauges> {
             Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => continue,
             Some(Err(_)) => None,
         };
-        let standing = standing(state.as_ref(), now);
+        let mut standing = standing(state.as_ref(), false, now);
+        // Only a message otherwise waiting may be in a runner's hands (a
+        // held one is not, and a due one is active anyway): its lock is
+        // tried for those alone.
+        if standing == Standing::Deferred && spool.in_delivery(&entry.id) {
+            standing = Standing::Active;
+        }
         let mut recipients = None;
         if standing == Standing::Active {
             match spool.read_envelope(&entry.id) {
@@ -388,8 +370,9 @@ pub fn render(s: &Snapshot) -> String {
         &mut out,
         "spoolmail_queue_messages",
         "gauge",
-        "Messages in the queue: active (never attempted, or due), deferred (waiting \
-         for a later attempt), hold (taken by no pass: held by spoolctl, or its state file cannot be read).",
+        "Messages in the queue: active (being delivered, never attempted, or due), \
+         deferred (waiting for a later attempt), hold (taken by no pass: held by spoolctl, \
+         or its state file cannot be read).",
         &labeled(
             "state",
             &[
@@ -586,22 +569,23 @@ mod tests {
             next_attempt,
             ..State::default()
         };
-        // (state; None: unreadable) -> standing
-        for (s, expected) in [
-            (Some(state(0, 0)), Standing::Active),
-            (Some(state(0, now + 60)), Standing::Active),
-            (Some(state(2, now)), Standing::Active),
-            (Some(state(2, now + 1)), Standing::Deferred),
-            (None, Standing::Hold),
-            (
-                Some(State {
-                    held: Some(now - 5),
-                    ..state(2, now)
-                }),
-                Standing::Hold,
-            ),
+        let held = State {
+            held: Some(now - 5),
+            ..state(2, now)
+        };
+        // (state; None: unreadable), in a runner's hands -> standing
+        for (s, busy, expected) in [
+            (Some(state(0, 0)), false, Standing::Active),
+            (Some(state(0, now + 60)), false, Standing::Active),
+            (Some(state(2, now)), false, Standing::Active),
+            (Some(state(2, now + 1)), false, Standing::Deferred),
+            (Some(state(2, now + 1)), true, Standing::Active),
+            (Some(state(0, 0)), true, Standing::Active),
+            (None, false, Standing::Hold),
+            (Some(held.clone()), false, Standing::Hold),
+            (Some(held), true, Standing::Hold),
         ] {
-            assert_eq!(standing(s.as_ref(), now), expected, "{s:?}");
+            assert_eq!(standing(s.as_ref(), busy, now), expected, "{s:?} {busy}");
         }
     }
 

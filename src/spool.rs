@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::model::{Address, BodyType, EnhancedCode, Notify, PassId, QueueId, Ret};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -167,8 +168,55 @@ impl State {
     }
 }
 
+/// Where a queued message stands, by the names of Postfix's queues: what
+/// the metrics count and `spoolctl list --json` calls its `queue_name`,
+/// from the one rule of [`standing`]. Postfix's `active` is the messages
+/// its queue manager has in hand: being delivered, or taken for delivery
+/// now (a message new or whose retry time came is moved there). Without a
+/// resident queue manager, spoolmail's nearest is the same: in a runner's
+/// hands now, or due, so that the next pass takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Being delivered now (a runner holds its claim lock), or due: never
+    /// attempted, or its next attempt has come.
+    Active,
+    /// Waiting for a later attempt.
+    Deferred,
+    /// No pass takes it: held (`spoolctl hold`), or its state file cannot
+    /// be read.
+    Hold,
+}
+
+impl Standing {
+    /// The name Postfix gives the queue (`postqueue -j`'s `queue_name`),
+    /// which is also the metrics' label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Standing::Active => "active",
+            Standing::Deferred => "deferred",
+            Standing::Hold => "hold",
+        }
+    }
+}
+
+/// The rule of [`Standing`], for the metrics and the listings alike:
+/// `state` is None when it cannot be read (no pass takes the message);
+/// `busy`, a runner holds the message's claim lock now.
+pub fn standing(state: Option<&State>, busy: bool, now: u64) -> Standing {
+    match state {
+        None => Standing::Hold,
+        Some(s) if s.held.is_some() => Standing::Hold,
+        Some(_) if busy => Standing::Active,
+        Some(s) if s.attempts == 0 || s.next_attempt <= now => Standing::Active,
+        Some(_) => Standing::Deferred,
+    }
+}
+
 pub struct Spool {
     dir: PathBuf,
+    /// `queue/`, opened on first use, for opening its files by name alone
+    /// (None when it could not be opened: then by their paths).
+    queue: std::sync::OnceLock<Option<File>>,
 }
 
 pub struct QueueEntry {
@@ -220,6 +268,7 @@ impl Spool {
     pub fn new(dir: &Path) -> Spool {
         Spool {
             dir: dir.to_path_buf(),
+            queue: std::sync::OnceLock::new(),
         }
     }
 
@@ -229,6 +278,37 @@ impl Spool {
 
     fn queue_dir(&self) -> PathBuf {
         self.dir.join("queue")
+    }
+
+    /// Opens `queue/ID` (or `queue/ID.state` when `state`) as
+    /// [`open_regular_sized`] opens a path, through the open `queue/`.
+    fn open_queued(&self, id: &QueueId, state: bool) -> io::Result<(File, u64)> {
+        let dir = self.queue.get_or_init(|| {
+            let flags = libc::O_DIRECTORY | libc::O_CLOEXEC;
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(flags)
+                .open(self.queue_dir())
+                .ok()
+        });
+        let Some(dir) = dir else {
+            let path = match state {
+                true => self.state_path(id),
+                false => self.message_path(id),
+            };
+            return open_regular_sized(&path);
+        };
+        // The name and its NUL on the stack: no allocation per message.
+        let mut name = [0u8; QueueId::LEN + STATE_SUFFIX.len() + 1];
+        let mut len = QueueId::LEN;
+        name[..len].copy_from_slice(id.as_str().as_bytes());
+        if state {
+            name[len..len + STATE_SUFFIX.len()].copy_from_slice(STATE_SUFFIX.as_bytes());
+            len += STATE_SUFFIX.len();
+        }
+        let name = std::ffi::CStr::from_bytes_with_nul(&name[..=len]).map_err(io::Error::other)?;
+        let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+        checked_regular(crate::sys::open_in(dir.as_fd(), name, flags))
     }
 
     pub fn message_path(&self, id: &QueueId) -> PathBuf {
@@ -405,7 +485,8 @@ impl Spool {
 
     /// Reads a message's envelope and the size of its content.
     pub fn read_envelope(&self, id: &QueueId) -> io::Result<(Envelope, u64)> {
-        read_envelope_from(&open_regular(&self.message_path(id))?)
+        let (file, len) = self.open_queued(id, false)?;
+        read_envelope_from(&file, len)
     }
 
     /// A message's envelope and its content, the reader at the content's
@@ -418,11 +499,29 @@ impl Spool {
     }
 
     /// As `read_envelope`, and whether a queue runner holds the message now.
+    /// The shared lock that tells is kept until the file is closed, a few
+    /// microseconds later: letting it go would cost a system call per
+    /// message of a listing (a claim waits such a look out: `claim_soon`).
     pub fn read_envelope_for_listing(&self, id: &QueueId) -> io::Result<(Envelope, u64, bool)> {
-        let file = open_regular(&self.message_path(id))?;
-        let busy = fd_lock::RwLock::new(&file).try_read().is_err();
-        let (envelope, size) = read_envelope_from(&file)?;
+        let (file, len) = self.open_queued(id, false)?;
+        let busy = match file.try_lock_shared() {
+            Ok(()) => false,
+            Err(std::fs::TryLockError::WouldBlock) => true,
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        };
+        let (envelope, size) = read_envelope_from(&file, len)?;
         Ok((envelope, size, busy))
+    }
+
+    /// Whether a runner holds the message's claim lock now (tried without
+    /// waiting); false when it is gone or cannot be opened.
+    pub fn in_delivery(&self, id: &QueueId) -> bool {
+        self.open_queued(id, false).is_ok_and(|(file, _)| {
+            matches!(
+                file.try_lock_shared(),
+                Err(std::fs::TryLockError::WouldBlock)
+            )
+        })
     }
 
     /// Claims a message for delivery; None when another runner holds it or
@@ -434,8 +533,8 @@ impl Spool {
         id: &QueueId,
         slot: &'s mut ClaimSlot,
     ) -> io::Result<Option<Claim<'s>>> {
-        let file = match open_regular(&self.message_path(id)) {
-            Ok(f) => f,
+        let file = match self.open_queued(id, false) {
+            Ok((f, _)) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
@@ -523,6 +622,15 @@ impl Spool {
     /// first: a state file without its message is a harmless leftover, a
     /// message without its state would be delivered again.
     pub fn remove(&self, claim: Claim) -> Result<()> {
+        self.remove_unsynced(claim)?;
+        self.sync_queue()
+    }
+
+    /// As [`Spool::remove`], without the fsync of `queue/` that makes the
+    /// removal durable: for removing many messages at once (`spoolctl
+    /// delete --all`), which calls [`Spool::sync_queue`] once at the end.
+    /// A crash before that may bring a removed message back, never lose one.
+    pub fn remove_unsynced(&self, claim: Claim) -> Result<()> {
         let rm = |p: PathBuf| match std::fs::remove_file(&p) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 Err(Error::io(format!("cannot remove {}", p.display()), e))
@@ -530,7 +638,11 @@ impl Spool {
             _ => Ok(()),
         };
         rm(self.message_path(&claim.id))?;
-        rm(self.state_path(&claim.id))?;
+        rm(self.state_path(&claim.id))
+    }
+
+    /// Makes the removals and renames in `queue/` so far durable.
+    pub fn sync_queue(&self) -> Result<()> {
         sync_dir(&self.queue_dir())
     }
 
@@ -584,10 +696,15 @@ impl Spool {
     /// a state file spoolmail can parse) must leave the message alone: taken
     /// as "never attempted", every recipient would get the message again.
     pub fn read_state(&self, id: &QueueId) -> io::Result<State> {
+        // A state file is replaced by rename, never written in place: the
+        // length fstat gives is the whole of it, read in one read(2)
+        // (read_to_string would ask fstat and lseek again, and read once
+        // more to find the end: on a large queue, per message).
         let read = || -> io::Result<String> {
-            let mut text = String::new();
-            io::Read::read_to_string(&mut open_regular(&self.state_path(id))?, &mut text)?;
-            Ok(text)
+            let (mut file, len) = self.open_queued(id, true)?;
+            let mut text = vec![0; usize::try_from(len).map_err(io::Error::other)?];
+            io::Read::read_exact(&mut file, &mut text)?;
+            String::from_utf8(text).map_err(|_| invalid("a state file that is not UTF-8".into()))
         };
         match read() {
             Ok(text) => parse_state(&text),
@@ -616,24 +733,51 @@ pub fn held_reason(e: &std::io::Error) -> String {
 /// would hang `open` until a writer came), and checked with fstat on the
 /// open descriptor, so nothing can be swapped in between.
 pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => invalid("a symbolic link, not a regular file".into()),
-            _ => e,
-        })?;
-    if !file.metadata()?.is_file() {
-        return Err(invalid("not a regular file".into()));
-    }
-    Ok(file)
+    open_regular_sized(path).map(|(file, _)| file)
 }
 
-fn read_envelope_from(file: &File) -> io::Result<(Envelope, u64)> {
-    let total = file.metadata()?.len();
-    let mut reader = BufReader::with_capacity(crate::limits::ENVELOPE_READ_BUFFER, file);
-    let (envelope, header_len) = parse_envelope(&mut reader)?;
+/// As [`open_regular`], with the file's length from the same fstat.
+fn open_regular_sized(path: &Path) -> io::Result<(File, u64)> {
+    checked_regular(
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path),
+    )
+}
+
+/// What [`open_regular`] opened, checked with fstat to be a regular file.
+fn checked_regular(opened: io::Result<File>) -> io::Result<(File, u64)> {
+    let file = opened.map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => invalid("a symbolic link, not a regular file".into()),
+        _ => e,
+    })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(invalid("not a regular file".into()));
+    }
+    Ok((file, meta.len()))
+}
+
+/// The envelope of the message `file`, `total` bytes long, and the length
+/// of its content. Listings and queue runs read every envelope of the
+/// queue: the first read(2) is into the stack and nearly always holds the
+/// whole envelope; a longer one goes on through a reader allocated then.
+fn read_envelope_from(file: &File, total: u64) -> io::Result<(Envelope, u64)> {
+    let mut head = [0u8; crate::limits::ENVELOPE_FIRST_READ];
+    let n = loop {
+        match io::Read::read(&mut &*file, &mut head) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
+    let head = &head[..n];
+    let (envelope, header_len) = if head.windows(2).any(|w| w == b"\n\n") {
+        parse_envelope(&mut &*head)?
+    } else {
+        let rest = BufReader::with_capacity(crate::limits::ENVELOPE_READ_BUFFER, file);
+        parse_envelope(&mut io::Read::chain(head, rest))?
+    };
     Ok((envelope, total.saturating_sub(header_len)))
 }
 

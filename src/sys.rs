@@ -197,6 +197,20 @@ impl Drop for KillTimer {
     }
 }
 
+/// Opens `name`, a file in the directory `dir`, read-only with `flags`
+/// added (openat(2)): the kernel looks up one name, not every directory of
+/// a path, which a listing of the queue does for every message.
+pub fn open_in(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Result<File> {
+    // SAFETY: name is NUL-terminated and lives for the call; dir is an open
+    // descriptor borrowed for the call.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_RDONLY | flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened by this call and is owned by nothing else.
+    Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
 /// The space of the file system holding `path`: (bytes available to
 /// unprivileged users, total bytes).
 pub fn free_space(path: &std::path::Path) -> io::Result<(u64, u64)> {

@@ -201,6 +201,66 @@ fn passes_that_deliver_bounce_defer_and_expire_are_in_the_metrics() {
     assert!(file.contains("\nbounced 1\nexpired 1\n"), "{file}");
 }
 
+/// `spoolctl list --json`: each message's (queue_id, queue_name), read by
+/// Python's JSON parser.
+fn queue_names(t: &Setup) -> Vec<(String, String)> {
+    let out = run(
+        spoolctl(&t.s, &["list", "--json"]),
+        b"",
+        Duration::from_secs(30),
+    );
+    assert!(out.success(), "{}", out.stderr);
+    let mut cmd = Command::new(python());
+    cmd.args([
+        "-c",
+        "import json, sys\nfor l in sys.stdin: o = json.loads(l); print(o['queue_id'], o['queue_name'])",
+    ]);
+    let parsed = run(cmd, out.stdout.as_bytes(), Duration::from_secs(30));
+    assert!(parsed.success(), "{}", parsed.stderr);
+    (parsed.stdout.lines())
+        .map(|l| {
+            let (id, name) = l.split_once(' ').unwrap();
+            (id.to_string(), name.to_string())
+        })
+        .collect()
+}
+
+/// The metrics' `state` and the JSON listing's `queue_name` are one rule
+/// (Postfix's queues): a message in a runner's hands is active in both (the
+/// metrics called it deferred), one made due by `spoolctl retry` is active
+/// (the listing called it deferred), one waiting for its retry deferred.
+#[test]
+fn the_metrics_and_the_json_listing_agree_on_what_is_active() {
+    let t = Setup::new();
+    let later = Smtp::faulty("tempfail-always", &[]);
+    t.through(&later);
+    let busy = t.s.submit_one(&["busy@example.net"], MESSAGE);
+    let waiting = t.s.submit_one(&["waiting@example.net"], MESSAGE);
+    let m = t.pass(&[]);
+    assert_eq!(gauges(&m).0, [0, 2, 0], "{}", t.s.log());
+    // The claim lock a delivery holds, taken as a runner takes it.
+    let claim = fs::File::open(t.s.queue_dir().join(&busy.id)).unwrap();
+    claim.lock().unwrap();
+    let m = t.pass(&[]);
+    assert_eq!(gauges(&m).0, [1, 1, 0], "{}", t.s.log());
+    let named = |id: &str, name: &str| (id.to_string(), name.to_string());
+    assert_eq!(
+        queue_names(&t),
+        [named(&busy.id, "active"), named(&waiting.id, "deferred")]
+    );
+    drop(claim);
+    let out = run(
+        spoolctl(&t.s, &["retry", &waiting.id]),
+        b"",
+        Duration::from_secs(30),
+    );
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(
+        queue_names(&t),
+        [named(&busy.id, "deferred"), named(&waiting.id, "active")]
+    );
+}
+
 /// A pass that may not take everyone's mail (an ordinary user's) does not
 /// write the file; the counters are still the spool's.
 #[test]

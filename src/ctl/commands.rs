@@ -23,7 +23,9 @@ pub const COMMANDS: &[Entry] = &[
         doc: "The queue, as `mailq` lists it, with each message's attempts and next attempt \
               below its first line (`*` after the id: being delivered now; `!`: held). With `--json`, one JSON object per message per line, with the \
               field names of Postfix's `postqueue -j`: `queue_name` \
-              (`hold` when held, `active` when being delivered or never tried yet, else `deferred`), \
+              (`hold` when held or its state cannot be read; `active` when being delivered or \
+              due, that is never tried or its next attempt come; else `deferred`: the rule of \
+              the metrics' `state`), \
               `queue_id`, `arrival_time`, `message_size`, `forced_expire` (always false), \
               `sender` (empty for `<>`), `recipients` (those still waiting, each with \
               `address`, `delay_reason` and spoolmail's `status`, `pending` or \

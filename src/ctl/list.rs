@@ -7,8 +7,8 @@ use super::Filter;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::json::Object;
-use crate::mailq::{self, Listed};
-use crate::spool::{RcptStatus, Spool};
+use crate::mailq::{self, Listed, ShownFn};
+use crate::spool::{QueueEntry, RcptStatus, Spool, Standing};
 use crate::system;
 use std::io::{self, Write};
 
@@ -19,7 +19,7 @@ pub fn list(config: &Config, json: bool, filter: Option<&Filter>) -> Result<u8> 
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     if json {
-        list_json(&spool, &mut out, &shown)?;
+        list_json(&spool, &mut out, &shown, now)?;
     } else {
         let detail = |l: &Listed| Some(detail(l, now));
         mailq::list_with(&spool, &mut out, &shown, &detail)?;
@@ -41,40 +41,35 @@ fn detail(l: &Listed, now: u64) -> String {
     format!("attempts: {}, next attempt: {next}", l.state.attempts)
 }
 
-fn list_json(spool: &Spool, out: &mut impl Write, shown: &dyn Fn(&Listed) -> bool) -> Result<()> {
+fn list_json(spool: &Spool, out: &mut impl Write, shown: ShownFn, now: u64) -> Result<()> {
     let out_err = |e| Error::io("cannot write the listing", e);
-    for entry in spool.scan()? {
-        let listed = match Listed::load(spool, &entry.id, entry.has_state) {
-            Ok(Some(l)) => l,
-            Ok(None) => continue, // delivered and removed meanwhile
-            Err(e) => {
-                // Never silently missing from a count: said on stderr.
-                system::errln(format_args!("spoolctl: {}: unreadable: {e}", entry.id));
-                continue;
-            }
-        };
-        if shown(&listed) {
-            writeln!(out, "{}", object(&listed).render()).map_err(out_err)?;
+    let read = |entry: &QueueEntry| match Listed::load(spool, &entry.id, entry.has_state) {
+        Ok(Some(l)) => Ok(shown(&l).then(|| object(&l, now).render())),
+        Ok(None) => Ok(None), // delivered and removed meanwhile
+        Err(e) => Err(e),
+    };
+    let entries = spool.scan()?;
+    mailq::in_order(&entries, read, |entry, line| {
+        match line {
+            Ok(Some(line)) => writeln!(out, "{line}")?,
+            Ok(None) => {}
+            // Never silently missing from a count: said on stderr.
+            Err(e) => system::errln(format_args!("spoolctl: {}: unreadable: {e}", entry.id)),
         }
-    }
-    Ok(())
+        Ok(())
+    })
+    .map_err(out_err)
 }
 
-/// `queue_name` as Postfix names its queues: `hold` for a held message,
-/// `active` for one being delivered or never tried yet, `deferred` for one
-/// waiting for its retry.
-fn queue_name(l: &Listed) -> &'static str {
-    if l.state.held.is_some() {
-        "hold"
-    } else if l.busy || l.state.attempts == 0 {
-        "active"
-    } else {
-        "deferred"
-    }
+/// Where the message stands, by the rule the metrics count by
+/// ([`crate::spool::standing`]): a state that cannot be read holds it.
+fn standing(l: &Listed, now: u64) -> Standing {
+    let state = l.unreadable.is_empty().then_some(&l.state);
+    crate::spool::standing(state, l.busy, now)
 }
 
 /// One message as `postqueue -j` writes it, plus spoolmail's fields.
-fn object(l: &Listed) -> Object {
+fn object(l: &Listed, now: u64) -> Object {
     let recipients = (l.waiting().into_iter())
         .map(|(i, status, reason)| {
             let status = match status {
@@ -87,13 +82,14 @@ fn object(l: &Listed) -> Object {
                 .str("status", status)
         })
         .collect();
-    let next = match (l.state.held, l.state.attempts) {
-        (Some(_), _) => None,
-        (None, 0) => Some(0),
-        (None, _) => Some(l.state.next_attempt),
+    let standing = standing(l, now);
+    let next = match (standing, l.state.attempts) {
+        (Standing::Hold, _) => None,
+        (_, 0) => Some(0),
+        (_, _) => Some(l.state.next_attempt),
     };
     Object::new()
-        .str("queue_name", queue_name(l))
+        .str("queue_name", standing.name())
         .str("queue_id", l.envelope.id.as_str())
         .num("arrival_time", l.envelope.arrival)
         .num("message_size", l.size)
