@@ -6,6 +6,7 @@
 mod harness;
 
 use harness::{Config, Outcome, Smtp, Spool, fixtures_dir, python, run};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
@@ -588,4 +589,54 @@ fn check_says_each_problem_on_one_line() {
         "{}",
         out.stdout
     );
+}
+
+/// Owners and groups, as root can get them wrong: a queue directory
+/// another user owns, a message not of the spool's group, a password file
+/// of another user and group; each is one line (exit 78).
+#[test]
+fn check_says_which_owner_or_group_is_wrong() {
+    if !harness::is_root() {
+        eprintln!("skipped: needs root to give files to another user");
+        return;
+    }
+    let s = spool("ctl-owners");
+    harness::set_mode(&s.spool, 0o750);
+    harness::set_mode(&s.tmp_dir(), 0o770);
+    harness::set_mode(&s.queue_dir(), 0o770);
+    let q = s.submit_one(&["bob@example.net"], MSG);
+    let secret = s.write_file("password", "hunter2\n");
+    harness::set_mode(&secret, 0o640);
+    s.configure(
+        &Config::submission()
+            .set("retry_schedule", "1h 1h 1h")
+            .set("auth_user", "alice")
+            .set("auth_password_file", secret.display()),
+    );
+    let out = ctl(&s, &["check"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stdout);
+    let spool_gid = std::fs::metadata(&s.spool).unwrap().gid();
+    assert_ne!(spool_gid, NOBODY);
+    use std::os::unix::fs::chown;
+    chown(s.queue_dir(), Some(NOBODY), None).unwrap();
+    chown(s.queue_dir().join(&q.id), None, Some(NOBODY)).unwrap();
+    chown(&secret, Some(NOBODY), Some(NOBODY)).unwrap();
+    let out = ctl(&s, &["check"]);
+    assert_eq!(out.code(), Some(78), "{}", out.stdout);
+    let queue = s.queue_dir().display().to_string();
+    let secret = secret.display().to_string();
+    let expected = [
+        format!("{queue}: owned by uid {NOBODY}, not root: that user can change it (chown root)"),
+        format!(
+            "{queue}: 1 files not of the spool directory's group ({spool_gid}): {} (chgrp)",
+            q.id
+        ),
+        format!(
+            "auth_password_file: {secret}: owned by uid {NOBODY}, not root: that user can change it (chown root)"
+        ),
+        format!(
+            "auth_password_file: {secret}: group {NOBODY}, not the spool directory's ({spool_gid}): users' deliveries cannot read it"
+        ),
+    ];
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), expected);
 }

@@ -10,10 +10,22 @@ use std::path::Path;
 pub fn check(config: &Config) -> Result<u8> {
     let mut problems: Vec<String> = config.problems.iter().map(|p| p.to_string()).collect();
     problems.extend(spool_problems(&config.spool_dir));
+    let spool_gid = std::fs::metadata(&config.spool_dir).map(|m| m.gid()).ok();
     // The password and token files' modes are config problems already
-    // (`config::secret_file`); the client key is checked here.
+    // (`config::secret_file`); the client key's is checked here, and the
+    // owners and groups of all three.
     if let Some(path) = &config.tls_key_file {
         problems.extend(secret_problem("tls_key_file", path));
+    }
+    let secrets = [
+        ("auth_password_file", &config.auth_password_file),
+        ("auth_xoauth2_token_file", &config.auth_xoauth2_token_file),
+        ("tls_key_file", &config.tls_key_file),
+    ];
+    for (key, path) in secrets {
+        if let (Some(path), Some(gid)) = (path, spool_gid) {
+            problems.extend(secret_owner_problems(key, path, gid));
+        }
     }
     for p in &problems {
         system::outln(format_args!("{p}"));
@@ -41,6 +53,15 @@ fn spool_problems(dir: &Path) -> Vec<String> {
             dir.display()
         ));
     }
+    problems.extend(owner_problem(dir, meta.uid()));
+    for sub in ["slots", "counters"] {
+        // Made on first use: checked where they are.
+        let path = dir.join(sub);
+        if let Ok(m) = std::fs::symlink_metadata(&path) {
+            problems.extend(owner_problem(&path, m.uid()));
+            problems.extend(group_problem(&path, m.gid(), meta.gid()));
+        }
+    }
     for sub in ["tmp", "queue"] {
         let path = dir.join(sub);
         let m = match std::fs::symlink_metadata(&path) {
@@ -54,7 +75,77 @@ fn spool_problems(dir: &Path) -> Vec<String> {
                 continue;
             }
         };
+        problems.extend(owner_problem(&path, m.uid()));
         problems.extend(mode_problems(&path, m.mode(), m.gid(), meta.gid()));
+    }
+    problems.extend(queue_file_groups(&dir.join("queue"), meta.gid()));
+    problems
+}
+
+/// Who may own the spool's directories and the secret files: root, or the
+/// user running the check when that is not root (a spool of one user's
+/// own). Any other owner can change their modes, or swap a file.
+fn owner_problem(path: &Path, uid: u32) -> Option<String> {
+    let me = system::current_uid();
+    (uid != 0 && uid != me).then(|| {
+        format!(
+            "{}: owned by uid {uid}, not root: that user can change it (chown root)",
+            path.display()
+        )
+    })
+}
+
+/// A file or directory of the spool must have the spool directory's group,
+/// which every user's submissions and deliveries run with.
+fn group_problem(path: &Path, gid: u32, spool_gid: u32) -> Option<String> {
+    (gid != spool_gid).then(|| {
+        format!(
+            "{}: group {gid}, not the spool directory's ({spool_gid})",
+            path.display()
+        )
+    })
+}
+
+/// The messages and state files in `queue/` whose group is not the
+/// spool's: a user's delivery (which has only that group) cannot read
+/// them. One line for all of them, with the first few names.
+fn queue_file_groups(queue: &Path, spool_gid: u32) -> Option<String> {
+    let mut wrong = Vec::new();
+    for entry in std::fs::read_dir(queue).ok()?.flatten() {
+        if let Ok(m) = entry.metadata()
+            && m.is_file()
+            && m.gid() != spool_gid
+        {
+            wrong.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    wrong.sort_unstable();
+    let first: Vec<&str> = wrong.iter().take(3).map(String::as_str).collect();
+    let more = if wrong.len() > 3 { ", ..." } else { "" };
+    (!wrong.is_empty()).then(|| {
+        format!(
+            "{}: {} files not of the spool directory's group ({spool_gid}): {}{more} (chgrp)",
+            queue.display(),
+            wrong.len(),
+            first.join(", ")
+        )
+    })
+}
+
+/// A secret file's owner (root) and group (the spool's: a user's delivery
+/// reads it with that group alone).
+fn secret_owner_problems(key: &str, path: &Path, spool_gid: u32) -> Vec<String> {
+    let Ok(m) = std::fs::metadata(path) else {
+        return Vec::new(); // said already, as a config problem or by secret_problem
+    };
+    let mut problems = Vec::new();
+    problems.extend(owner_problem(path, m.uid()).map(|p| format!("{key}: {p}")));
+    if m.gid() != spool_gid {
+        problems.push(format!(
+            "{key}: {}: group {}, not the spool directory's ({spool_gid}): users' deliveries cannot read it",
+            path.display(),
+            m.gid()
+        ));
     }
     problems
 }
@@ -76,11 +167,7 @@ fn mode_problems(path: &Path, mode: u32, gid: u32, spool_gid: u32) -> Vec<String
             mode & 0o7777
         ));
     }
-    if gid != spool_gid {
-        problems.push(format!(
-            "{shown}: group {gid}, not the spool directory's ({spool_gid})"
-        ));
-    }
+    problems.extend(group_problem(path, gid, spool_gid));
     problems
 }
 
