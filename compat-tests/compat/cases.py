@@ -4,6 +4,7 @@ checked in the spool, then delivered and checked where it lands."""
 import email.header
 import email.message
 import email.policy
+import fcntl
 import glob
 import os
 import re
@@ -707,6 +708,25 @@ def check_mailq_setup(env, d):
     return os.path.join(plugdir, "check_mailq")
 
 
+def marked_queue():
+    """Puts the first of the 3 queued messages on hold (`!` after its id in
+    mailq) and takes the claim lock of the second, as a delivery holds it
+    (`*`): check_mailq must count them as before. Returns what undoes both."""
+    ids = [m.id for m in expect_messages(3)]
+    run([os.path.join(PREFIX, "sbin", "spoolctl"), "hold", ids[0]], what="spoolctl hold")
+    claim = open(os.path.join(SPOOL, "queue", ids[1]), "rb")
+    fcntl.flock(claim, fcntl.LOCK_EX)
+    listing = run([MAILQ], what="mailq").stdout.decode(errors="replace")
+    if f"{ids[0]}!" not in listing or f"{ids[1]}*" not in listing:
+        claim.close()
+        raise Fail(f"mailq does not mark {ids[0]} held and {ids[1]} in delivery: {short(listing, 400)}")
+
+    def undo():
+        claim.close()
+        run([os.path.join(PREFIX, "sbin", "spoolctl"), "release", ids[0]], what="spoolctl release")
+    return undo
+
+
 def check_mailq_run(script, d, mode):
     p = run(["perl", script, "-M", mode, "-w", "2", "-c", "5", "-t", "20"], check=False,
             env=caller_env(os.path.join(d, "home")), what="check_mailq")
@@ -789,7 +809,11 @@ def setgid_include_real_gid(env, d):
 @case("check_mailq-postfix")
 def check_mailq_postfix(env, d):
     script = check_mailq_setup(env, d)
-    rc, out = check_mailq_run(script, d, "postfix")
+    undo = marked_queue()
+    try:
+        rc, out = check_mailq_run(script, d, "postfix")
+    finally:
+        undo()
     if rc != 1 or not out.startswith("WARNING: postfix mailq is 3 "):
         raise Fail(f"check_mailq -M postfix -w 2 -c 5 with 3 queued: exit {rc}, {out!r}; "
                    "expected exit 1, 'WARNING: postfix mailq is 3 (threshold w = 2)'")
@@ -806,7 +830,11 @@ def check_mailq_postfix(env, d):
 @case("check_mailq-sendmail")
 def check_mailq_sendmail(env, d):
     script = check_mailq_setup(env, d)
-    rc, out = check_mailq_run(script, d, "sendmail")
+    undo = marked_queue()
+    try:
+        rc, out = check_mailq_run(script, d, "sendmail")
+    finally:
+        undo()
     if rc != 1 or not out.startswith("WARNING: sendmail mailq is 3 "):
         raise Fail(
             f"check_mailq -M sendmail -w 2 -c 5 with 3 queued: exit {rc}, {out!r}; expected exit 1, "
