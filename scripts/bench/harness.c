@@ -1,7 +1,9 @@
 /* Timing harness: runs every contender of a spec file N times, round robin
  * (the order rotates each round so no contender always follows another), and
  * writes one line per run: NAME ROUND NANOSECONDS STATUS CPU_NANOSECONDS
- * (tab-separated; ROUND -1 for warm-up runs). Each run is timed the same
+ * MAXRSS_KB (tab-separated; ROUND -1 for warm-up runs; MAXRSS_KB is wait4's
+ * ru_maxrss: the peak resident set of the child, or of the largest process
+ * it waited for when that is larger). Each run is timed the same
  * way: clock_gettime(CLOCK_MONOTONIC) around fork + dup2 + execve + wait4
  * (whose rusage gives the CPU time, children waited for included); stdin is the contender's message file
  * (opened before the clock starts), stdout and stderr go to /dev/null
@@ -80,8 +82,9 @@ static long long now_ns(void) {
 }
 
 /* Returns the wait status; *ns gets the elapsed time, *cpu the user + system
- * CPU time of the child and of the children it waited for. */
-static int run_once(struct contender *c, int errfd, long long *ns, long long *cpu) {
+ * CPU time of the child and of the children it waited for, *rss its peak
+ * resident set (KiB). */
+static int run_once(struct contender *c, int errfd, long long *ns, long long *cpu, long *rss) {
     int in = open(c->stdin_path ? c->stdin_path : "/dev/null", O_RDONLY | O_CLOEXEC);
     if (in < 0) die(c->stdin_path);
     long long t0 = now_ns();
@@ -102,6 +105,7 @@ static int run_once(struct contender *c, int errfd, long long *ns, long long *cp
     *ns = now_ns() - t0;
     *cpu = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL +
            (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
+    *rss = ru.ru_maxrss;
     close(in);
     return status;
 }
@@ -128,8 +132,9 @@ int main(int argc, char **argv) {
         if (errfd < 0) die(path);
         for (int w = 0; w < warmup; w++) {
             long long ns, cpu;
-            int st = run_once(&cs[i], errfd, &ns, &cpu);
-            fprintf(out, "%s\t-1\t%lld\t%d\t%lld\n", cs[i].name, ns, st, cpu);
+            long rss;
+            int st = run_once(&cs[i], errfd, &ns, &cpu, &rss);
+            fprintf(out, "%s\t-1\t%lld\t%d\t%lld\t%ld\n", cs[i].name, ns, st, cpu, rss);
         }
         close(errfd);
     }
@@ -137,8 +142,9 @@ int main(int argc, char **argv) {
         for (int k = 0; k < nc; k++) {
             struct contender *c = &cs[(r + k) % nc];
             long long ns, cpu;
-            int st = run_once(c, devnull, &ns, &cpu);
-            fprintf(out, "%s\t%d\t%lld\t%d\t%lld\n", c->name, r, ns, st, cpu);
+            long rss;
+            int st = run_once(c, devnull, &ns, &cpu, &rss);
+            fprintf(out, "%s\t%d\t%lld\t%d\t%lld\t%ld\n", c->name, r, ns, st, cpu, rss);
         }
     }
     fclose(out);
