@@ -15,7 +15,7 @@ use crate::spool::{Draft, Envelope, Recipient, Spool};
 use crate::system;
 use md5::{Digest, Md5};
 use std::borrow::Cow;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 /// Header fields whose bare local names are qualified, as Postfix's
 /// cleanup does.
@@ -175,10 +175,7 @@ pub fn submit(
 ) -> Result<Submitted> {
     let full_name = sub.full_name.clone();
     let limit = config.max_message_size;
-    let mut reader = BufReader::with_capacity(
-        crate::limits::IO_BUFFER,
-        Normalizer::new(input, sub.ignore_dots),
-    );
+    let mut reader = Normalizer::new(input, sub.ignore_dots);
     let header = read_header_block(&mut reader)?;
     check_size(header.len, limit)?;
     let fields = Fields::parse(&header.bytes);
@@ -380,104 +377,147 @@ fn check_size(len: u64, limit: u64) -> Result<()> {
 /// Reads stdin as lines ending in LF whatever the caller used (CRLF, LF or a
 /// bare CR), ends at a line holding a single dot unless `-i`, and ends the
 /// last line with LF.
+///
+/// It works on whole runs of bytes, not byte by byte: within each read it
+/// finds the next CR (and, unless `-i`, the next LF, after which a dot may
+/// start a line) with memchr, and moves only what lies after a removed byte.
+/// The output is never longer than the input it came from, so it is
+/// compacted in place in the one buffer, which it hands out as a [`BufRead`]
+/// (no second buffer, no copy when there is nothing to change). What spans
+/// two reads (a CR and its LF, a dot at a line start and the byte after it)
+/// is carried in the flags, so where reads split the input never matters.
 pub struct Normalizer<R> {
     inner: R,
+    /// Input is read into `buf[SPARE..]`; `buf[0]` is room for a dot held
+    /// over from the previous read.
     buf: Box<[u8]>,
-    pos: usize,
-    len: usize,
+    /// The normalized bytes not yet handed out: `buf[out..end]`.
+    out: usize,
+    end: usize,
     ignore_dots: bool,
+    /// The last byte was a CR (given out as LF): a LF right after it is dropped.
     pending_cr: bool,
+    /// The last byte given out ended a line (or nothing was given out yet).
     at_line_start: bool,
+    /// A dot started a line and was held back: what follows decides whether
+    /// it ends the message or is given out.
     dot_pending: bool,
-    /// A byte owed to the caller when its buffer ran out.
-    held: Option<u8>,
     done: bool,
 }
+
+/// The byte before where input is read, for a held dot.
+const SPARE: usize = 1;
 
 impl<R: Read> Normalizer<R> {
     pub fn new(inner: R, ignore_dots: bool) -> Self {
         Normalizer {
             inner,
-            buf: vec![0; 64 * 1024].into_boxed_slice(),
-            pos: 0,
-            len: 0,
+            buf: vec![0; SPARE + crate::limits::IO_BUFFER].into_boxed_slice(),
+            out: 0,
+            end: 0,
             ignore_dots,
             pending_cr: false,
             at_line_start: true,
             dot_pending: false,
-            held: None,
             done: false,
         }
     }
 
-    fn fill(&mut self) -> io::Result<bool> {
+    fn fill(&mut self) -> io::Result<usize> {
         loop {
-            match self.inner.read(&mut self.buf) {
-                Ok(n) => {
-                    self.pos = 0;
-                    self.len = n;
-                    return Ok(n > 0);
-                }
+            match self.inner.read(&mut self.buf[SPARE..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                other => return other,
             }
         }
+    }
+
+    /// The end of the input: a final line without its newline gets one; a
+    /// final lone dot without newline still ends the message.
+    fn finish(&mut self) {
+        self.done = true;
+        (self.out, self.end) = (0, 0);
+        if !self.at_line_start && !self.dot_pending {
+            self.buf[0] = b'\n';
+            self.end = 1;
+        }
+    }
+
+    /// Normalizes the `n` bytes just read into `buf[SPARE..]`, in place:
+    /// the output starts at `SPARE`, or one byte before for a held dot, and
+    /// never overtakes the input still to be read (`w <= r`).
+    fn normalize(&mut self, n: usize) {
+        let end = SPARE + n;
+        let mut r = SPARE;
+        let mut w = if self.dot_pending { SPARE - 1 } else { SPARE };
+        self.out = w;
+        while r < end && !self.done {
+            let b = self.buf[r];
+            if std::mem::take(&mut self.pending_cr) && b == b'\n' {
+                r += 1; // the LF of a CRLF, already given out
+                continue;
+            }
+            if std::mem::take(&mut self.dot_pending) {
+                if b == b'\r' || b == b'\n' {
+                    self.done = true; // "." alone on a line
+                    break;
+                }
+                self.buf[w] = b'.';
+                w += 1;
+            } else if b == b'.' && self.at_line_start && !self.ignore_dots {
+                (self.dot_pending, self.at_line_start) = (true, false);
+                r += 1;
+                continue;
+            }
+            let run = self.line_run(r, end);
+            self.buf.copy_within(r..r + run, w);
+            (r, w) = (r + run, w + run);
+            let last = self.buf[w - 1];
+            if last == b'\r' {
+                self.buf[w - 1] = b'\n';
+                self.pending_cr = true;
+            }
+            self.at_line_start = last == b'\r' || last == b'\n';
+        }
+        self.end = w;
+    }
+
+    /// The length of the run from `buf[r..end]` that is given out as it is,
+    /// through the first byte that needs a decision (a CR, or unless `-i` a
+    /// LF, after which a dot may start a line), or to `end`.
+    fn line_run(&self, r: usize, end: usize) -> usize {
+        let rest = &self.buf[r..end];
+        let found = if self.ignore_dots {
+            memchr::memchr(b'\r', rest)
+        } else {
+            memchr::memchr2(b'\r', b'\n', rest)
+        };
+        found.map_or(rest.len(), |i| i + 1)
+    }
+}
+
+impl<R: Read> BufRead for Normalizer<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.out == self.end && !self.done {
+            match self.fill()? {
+                0 => self.finish(),
+                n => self.normalize(n),
+            }
+        }
+        Ok(&self.buf[self.out..self.end])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.out = (self.out + amt).min(self.end);
     }
 }
 
 impl<R: Read> Read for Normalizer<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let mut n = 0;
-        while n < out.len() {
-            if let Some(b) = self.held.take() {
-                out[n] = b;
-                n += 1;
-                continue;
-            }
-            if self.done {
-                break;
-            }
-            if self.pos == self.len {
-                if n > 0 {
-                    break;
-                }
-                if !self.fill()? {
-                    self.done = true;
-                    // A final line without its newline gets one; a final lone
-                    // dot without newline still ends the message.
-                    if !self.at_line_start && !self.dot_pending {
-                        self.held = Some(b'\n');
-                    }
-                    continue;
-                }
-            }
-            let mut b = self.buf[self.pos];
-            self.pos += 1;
-            if std::mem::take(&mut self.pending_cr) && b == b'\n' {
-                continue; // the LF of a CRLF, already emitted
-            }
-            if b == b'\r' {
-                self.pending_cr = true;
-                b = b'\n';
-            }
-            let line_start = std::mem::replace(&mut self.at_line_start, b == b'\n');
-            if std::mem::take(&mut self.dot_pending) {
-                if b == b'\n' {
-                    self.done = true; // "." alone on a line
-                    continue;
-                }
-                out[n] = b'.';
-                n += 1;
-                self.held = Some(b);
-                continue;
-            }
-            if b == b'.' && line_start && !self.ignore_dots {
-                self.dot_pending = true;
-                continue;
-            }
-            out[n] = b;
-            n += 1;
-        }
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(out.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
         Ok(n)
     }
 }
@@ -825,8 +865,9 @@ fn write_header(
     write_content(draft, b"\n")
 }
 
+/// Word at a time (the standard library's `is_ascii`), not byte by byte.
 fn has_8bit(bytes: &[u8]) -> bool {
-    bytes.iter().any(|b| *b >= 0x80)
+    !bytes.is_ascii()
 }
 
 /// Copies the rest of stdin into the spool file, checking the size limit as
