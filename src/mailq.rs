@@ -100,12 +100,14 @@ pub fn list_with(
 /// order of `entries`. The reading (open, lock test, read, parse, format:
 /// system calls for the most part) runs on a few threads at once, a round
 /// of entries at a time, so that memory stays bounded by a round's
-/// results, however long the queue. Only listings call it: a queue pass,
-/// which forks, stays single-threaded.
-pub fn in_order<T: Send>(
-    entries: &[QueueEntry],
-    read: impl Fn(&QueueEntry) -> T + Sync,
-    mut emit: impl FnMut(&QueueEntry, T) -> io::Result<()>,
+/// results, however long the queue. Only spoolctl and mailq call it (also
+/// for spoolctl's actions, whose unlinks and fsyncs wait on the file
+/// system's journal, together rather than one after another): a queue
+/// pass, which forks, stays single-threaded.
+pub fn in_order<E: Sync, T: Send>(
+    entries: &[E],
+    read: impl Fn(&E) -> T + Sync,
+    mut emit: impl FnMut(&E, T) -> io::Result<()>,
 ) -> io::Result<()> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
