@@ -54,7 +54,7 @@ fn spool_problems(dir: &Path) -> Vec<String> {
         ));
     }
     problems.extend(owner_problem(dir, meta.uid()));
-    for sub in ["slots", "counters"] {
+    for sub in ["slots", "counters", "sts"] {
         // Made on first use: checked where they are.
         let path = dir.join(sub);
         if let Ok(m) = std::fs::symlink_metadata(&path) {
