@@ -96,7 +96,7 @@ pub const COMMANDS: &[Entry] = &[
         help: "check the config, the spool's layout, owners and modes, the secrets' too",
         doc: "Checks the config file, the spool (`spool_dir` and its `tmp/` and `queue/`: \
               there, not open to others, writable by the spool directory's group; the \
-              directories, `slots/` and `counters` owned by root and of that group; every \
+              directories, `slots/`, `sts/` and `counters` owned by root and of that group; every \
               file in `queue/` of that group) and the password, token and key files (not \
               readable by everyone, owned by root, of the spool directory's group), and \
               prints each problem on one line (exit 78), or `no problem found`. Root is \
