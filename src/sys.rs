@@ -109,6 +109,32 @@ pub fn redirect_stdio(file: File) {
     }
 }
 
+/// Opens /dev/null as each of fds 0, 1 and 2 that is closed, as Rust's
+/// runtime does before `fn main` (spoolmail starts at the C `main`).
+pub fn open_standard_fds() -> io::Result<()> {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EBADF) {
+            return Err(err);
+        }
+        // SAFETY: a constant NUL-terminated path; the new descriptor is
+        // the lowest free one, which is `fd` (the ones below are open).
+        let opened = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        if opened != fd {
+            return Err(if opened == -1 {
+                io::Error::last_os_error()
+            } else {
+                io::Error::other(format!("/dev/null opened as fd {opened}, not {fd}"))
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Sets signal `sig` to be ignored (SIGPIPE, SIGXFSZ): a write to a closed
 /// pipe then fails with EPIPE, and one past the file-size limit with EFBIG,
 /// instead of ending the process.

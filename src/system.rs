@@ -246,12 +246,19 @@ pub fn random_u64() -> u64 {
     s ^ ((us as u64) << 20) ^ ((std::process::id() as u64) << 40)
 }
 
-/// Sets the umask that keeps spool files from other users and, when running
-/// setgid for someone else, empties the environment but for TZ, so that no
-/// library spoolmail uses, now or later, lets a caller steer it (a CA bundle
-/// path, a resolver option). Closed fds 0, 1 and 2 need no care here: Rust's
-/// runtime reopens them on /dev/null before `main`.
+/// Makes the process safe to run for any caller, first thing in `main`
+/// (which is the C entry point, so Rust's runtime has done none of it):
+/// fds 0, 1 and 2 opened on /dev/null when the caller closed them (else the
+/// spool file could be opened as one and get a stray write); SIGPIPE
+/// ignored (a closed pipe is an error to handle); the umask that keeps spool
+/// files from other users; and, when running setgid for someone else, an
+/// environment emptied but for TZ, so that no library spoolmail uses, now
+/// or later, lets a caller steer it (a CA bundle path, a resolver option).
 pub fn sanitize_process() -> Result<()> {
+    sys::open_standard_fds()
+        .map_err(|e| Error::TempFail(format!("cannot open /dev/null for a closed fd 0-2: {e}")))?;
+    sys::ignore_signal(libc::SIGPIPE)
+        .map_err(|e| Error::TempFail(format!("cannot ignore SIGPIPE: {e}")))?;
     sys::umask(0o027);
     if is_privileged() {
         // Called first thing in main, before any thread exists: clearing the
@@ -264,7 +271,7 @@ pub fn sanitize_process() -> Result<()> {
 /// Writes a line to stdout, ignoring failure. A caller that closed its end
 /// (`sendmail -bv root | head -1`) loses the text, never the outcome: the
 /// exit code still says what happened to the mail. `println!` would panic
-/// on EPIPE; SIGPIPE itself is ignored by Rust's runtime before `main`.
+/// on EPIPE; SIGPIPE itself is ignored by [`sanitize_process`].
 pub fn outln(text: std::fmt::Arguments) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_fmt(text).and_then(|()| out.write_all(b"\n"));
