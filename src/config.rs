@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::model::Address;
+use crate::model::{Address, DkimKey};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -128,6 +128,8 @@ pub struct Config {
     pub log_fallback_file: PathBuf,
     /// Where queue passes write the Prometheus metrics; None: nowhere.
     pub metrics_file: Option<PathBuf>,
+    /// `dkim_key` lines: the keys mail is signed with, by its From domain.
+    pub dkim_keys: Vec<DkimKey>,
     /// What was wrong in the file: warnings, and values that hold delivery.
     pub problems: Vec<Problem>,
 }
@@ -267,6 +269,7 @@ impl Default for Config {
             rewrite_from: false,
             log_fallback_file: PathBuf::from(DEFAULT_LOG_FALLBACK),
             metrics_file: None,
+            dkim_keys: Vec::new(),
             problems: Vec::new(),
         }
     }
@@ -389,13 +392,19 @@ pub fn set_values(text: &str) -> Vec<(&'static str, String)> {
             continue;
         }
         if let Some(k) = KEYS.iter().find(|k| k.name == key) {
-            values.retain(|(name, _)| *name != k.name);
+            if !REPEATABLE.contains(&k.name) {
+                values.retain(|(name, _)| *name != k.name);
+            }
             values.push((k.name, value.to_string()));
         }
     }
     values.sort_by_key(|(name, _)| KEYS.iter().position(|k| k.name == *name));
     values
 }
+
+/// The keys that may be given several times, each line adding a value
+/// (the others: the last line wins).
+pub const REPEATABLE: &[&str] = &["dkim_key"];
 
 const NOT_KEY_VALUE: &str = "expected `key = value`";
 
@@ -948,6 +957,30 @@ pub const KEYS: &[Key] = &[
         set: |c, k, v| choice(k, v, YES_NO).map(|b| c.rewrite_from = b),
     },
     Key {
+        name: "dkim_key",
+        value: "DOMAIN SELECTOR PATH",
+        default: KeyDefault::Unset {
+            means: "mail is not signed",
+            example: "example.org mail2026 /etc/spoolmail/dkim/example.org.mail2026.pem",
+        },
+        doc: "Sign mail whose From address is at DOMAIN, or at a domain under it, with \
+              DKIM (RFC 6376): the key in PATH (PEM, PKCS#8 or PKCS#1: an RSA key of 2048 \
+              bits or more signs with `rsa-sha256`, an Ed25519 key with `ed25519-sha256`, \
+              RFC 8463), published in DNS at `SELECTOR._domainkey.DOMAIN`. May be given \
+              once per domain, for several domains; the most specific domain's key signs. \
+              The signature is made in the delivery process over what the server receives \
+              (after the re-encoding of long lines), with relaxed/relaxed \
+              canonicalization, over From (once more than it occurs, so that no From can \
+              be added), To, Cc, Subject, Date, Message-ID, Reply-To, MIME-Version, \
+              Content-Type, Content-Transfer-Encoding, List-Unsubscribe and \
+              List-Unsubscribe-Post when present; bounces from MAILER-DAEMON at DOMAIN \
+              are signed too. The key is as private as `auth_password_file` (0640 \
+              root:spoolmail, or the config is refused); a key that is missing or cannot \
+              be used holds the mail it should sign in the queue, with the reason in \
+              `mailq`: nothing goes out unsigned. `spoolctl dkim-keygen` makes one.",
+        set: |c, k, v| dkim_key(k, v, &c.dkim_keys).map(|key| c.dkim_keys.push(key)),
+    },
+    Key {
         name: "log_fallback_file",
         value: "PATH",
         default: KeyDefault::Value(DEFAULT_LOG_FALLBACK),
@@ -1000,6 +1033,9 @@ impl Config {
         for path in secrets.into_iter().flatten() {
             readable_by_spool_group(path, &self.spool_dir)?;
         }
+        for key in &self.dkim_keys {
+            readable_by_spool_group(&key.file, &self.spool_dir)?;
+        }
         if self.rewrite_from && self.sender_address.is_none() {
             return Err("rewrite_from = yes needs sender_address".into());
         }
@@ -1048,6 +1084,20 @@ fn secret_file(key: &str, v: &str) -> std::result::Result<PathBuf, String> {
         }
     }
     Ok(path)
+}
+
+/// One `dkim_key` line: its words, a key file as private as a password
+/// file, and a domain no earlier line has.
+fn dkim_key(key: &str, v: &str, earlier: &[DkimKey]) -> std::result::Result<DkimKey, String> {
+    let dkim = DkimKey::parse(v)?;
+    secret_file(key, &dkim.file.to_string_lossy())?;
+    if earlier.iter().any(|k| k.domain == dkim.domain) {
+        return Err(format!(
+            "dkim_key: {} has a key already (one key per domain)",
+            dkim.domain
+        ));
+    }
+    Ok(dkim)
 }
 
 /// A secret owned by root must be readable by the spool's group: a

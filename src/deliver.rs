@@ -9,10 +9,11 @@
 
 use crate::auth::{self, Credentials};
 use crate::config::{Config, SmarthostTls, TlsPolicy};
+use crate::dkim;
 use crate::limits::CHILD_KILL_MARGIN;
 use crate::log::Log;
 use crate::mime;
-use crate::model::{Destination, Outcome, PassId, QueueId};
+use crate::model::{Destination, Outcome, PassId, QueueId, choose_dkim_key};
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext, read_claimed};
 use crate::route::{RouteError, Router, Target};
@@ -22,7 +23,8 @@ use crate::sts::{self, Applied, Mode};
 use crate::sys;
 use crate::system;
 use crate::tls::{self, Tls};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 
@@ -48,6 +50,9 @@ pub struct Worker<'c> {
     tls: Option<Result<Tls, String>>,
     /// AUTH credentials (smarthosts only), read on the first connection.
     credentials: Option<Result<Option<Credentials>, String>>,
+    /// The DKIM keys read so far, by their index in `dkim_keys` (each is
+    /// read once per child), or why one cannot sign.
+    signers: HashMap<usize, Result<dkim::Signer, String>>,
     /// Hosts whose TLS handshake failed in this pass: plain text from now on
     /// (opportunistic TLS only).
     plaintext_only: Vec<SocketAddr>,
@@ -90,6 +95,7 @@ pub fn worker_main(
         client: None,
         tls: None,
         credentials: None,
+        signers: HashMap::new(),
         plaintext_only: Vec::new(),
         host,
         log: Log::open(config, "spoolmail"),
@@ -209,16 +215,7 @@ impl Worker<'_> {
             ));
             return (JobEnd::Done, Vec::new());
         }
-        let mut end = JobEnd::Done;
-        let (outcomes, relay) = match self.connection() {
-            Ok(()) => self.transaction(&claim, &envelope, &rcpts, header_len, size),
-            Err((outcome, dead)) => {
-                if dead.is_some() {
-                    end = JobEnd::DestinationDead(outcome.clone());
-                }
-                (rcpts.iter().map(|&i| (i, outcome.clone())).collect(), None)
-            }
-        };
+        let (outcomes, relay, end) = self.attempt(&claim, &envelope, &rcpts, header_len, size);
         let ctx = RecordContext {
             spool: &self.spool,
             config: self.config,
@@ -241,6 +238,81 @@ impl Worker<'_> {
                 (end, Vec::new())
             }
         }
+    }
+
+    /// One attempt for `rcpts`: the message made ready for the wire (and
+    /// signed), a connection, the transactions; each recipient's outcome,
+    /// the relay, and how the job ended.
+    fn attempt(
+        &mut self,
+        claim: &Claim,
+        env: &Envelope,
+        rcpts: &[usize],
+        header_len: u64,
+        size: u64,
+    ) -> (Vec<(usize, Outcome)>, Option<String>, JobEnd) {
+        let all = |o: &Outcome| rcpts.iter().map(|&i| (i, o.clone())).collect();
+        let wire = match self.wire(claim, header_len, size) {
+            Ok(wire) => wire,
+            // A DKIM key that cannot sign is the admin's to fix: the
+            // message waits for them, and never leaves unsigned.
+            Err(reason) => return (all(&Outcome::misconfigured(reason)), None, JobEnd::Done),
+        };
+        match self.connection() {
+            Ok(()) => {
+                let (outcomes, relay) = self.transaction(claim, env, rcpts, &wire);
+                (outcomes, relay, JobEnd::Done)
+            }
+            Err((outcome, dead)) => {
+                let end = match dead {
+                    Some(_) => JobEnd::DestinationDead(outcome.clone()),
+                    None => JobEnd::Done,
+                };
+                (all(&outcome), None, end)
+            }
+        }
+    }
+
+    /// The message as it goes on the wire: re-encoded when it has lines
+    /// too long for SMTP, then signed when a `dkim_key` covers its From
+    /// domain. An Err says why it cannot be signed.
+    fn wire(&mut self, claim: &Claim, header_len: u64, size: u64) -> Result<Wire, String> {
+        let reencoded = reencoded_content(claim, header_len, size);
+        let unreadable = |e: std::io::Error| format!("cannot read the queued message: {e}");
+        let signature = match (&reencoded, self.config.dkim_keys.is_empty()) {
+            (_, true) => Vec::new(),
+            (Some(bytes), false) => self.dkim_signature(&mut &bytes[..])?,
+            (None, false) => {
+                let mut file = claim.file();
+                file.seek(SeekFrom::Start(header_len)).map_err(unreadable)?;
+                let mut reader = BufReader::with_capacity(crate::limits::IO_BUFFER, file);
+                self.dkim_signature(&mut reader)?
+            }
+        };
+        Ok(Wire {
+            signature,
+            reencoded,
+            header_len,
+            size,
+        })
+    }
+
+    /// The DKIM-Signature field for `content` (the message as it will be
+    /// sent, in the stored form), empty when no key covers its From
+    /// domain. Each key is read once per child.
+    fn dkim_signature(&mut self, content: &mut impl BufRead) -> Result<Vec<u8>, String> {
+        let header = dkim::read_header(content)
+            .map_err(|e| format!("cannot read the queued message: {e}"))?;
+        let keys = &self.config.dkim_keys;
+        let Some(key) = dkim::from_domain(&header).and_then(|d| choose_dkim_key(keys, &d)) else {
+            return Ok(Vec::new());
+        };
+        let index = keys.iter().position(|k| k == key).expect("one of the keys");
+        let signer = (self.signers.entry(index)).or_insert_with(|| dkim::Signer::load(key));
+        signer
+            .as_ref()
+            .map_err(Clone::clone)?
+            .sign(&header, content)
     }
 
     /// Makes sure a connection is open; on failure, the outcome for the
@@ -438,16 +510,13 @@ impl Worker<'_> {
         claim: &Claim,
         env: &Envelope,
         rcpts: &[usize],
-        header_len: u64,
-        size: u64,
+        wire: &Wire,
     ) -> (Vec<(usize, Outcome)>, Option<String>) {
-        let reencoded = reencoded_content(claim, header_len, size);
         let mut outcomes = Vec::with_capacity(rcpts.len());
         let mut relay = None;
         let mut pending = rcpts.to_vec();
         while !pending.is_empty() {
-            let (done, r) =
-                self.one_transaction(claim, env, &pending, header_len, size, reencoded.as_deref());
+            let (done, r) = self.one_transaction(claim, env, &pending, wire);
             // `again` is never all of `pending` (see `smtp::protocol::finish`):
             // each round ends at least one recipient, so the loop ends.
             debug_assert!(done.again.len() < pending.len());
@@ -466,15 +535,13 @@ impl Worker<'_> {
         claim: &Claim,
         env: &Envelope,
         rcpts: &[usize],
-        header_len: u64,
-        size: u64,
-        reencoded: Option<&[u8]>,
+        wire: &Wire,
     ) -> (Transaction, Option<String>) {
         let all = |o: &Outcome| Transaction {
             outcomes: rcpts.iter().map(|&i| (i, o.clone())).collect(),
             again: Vec::new(),
         };
-        let mut result = self.try_transaction(claim, env, rcpts, header_len, size, reencoded);
+        let mut result = self.try_transaction(claim, env, rcpts, wire);
         if let Err((e, _)) = &result
             && e.stale
         {
@@ -482,7 +549,7 @@ impl Worker<'_> {
             if let Err((outcome, _)) = self.connection() {
                 return (all(&outcome), None);
             }
-            result = self.try_transaction(claim, env, rcpts, header_len, size, reencoded);
+            result = self.try_transaction(claim, env, rcpts, wire);
         }
         match result {
             Ok((done, relay)) => (done, Some(relay)),
@@ -493,16 +560,15 @@ impl Worker<'_> {
         }
     }
 
-    /// One attempt over the open connection: the re-encoded content when
-    /// there is one, else the message as stored, streamed from the spool.
+    /// One attempt over the open connection: the DKIM-Signature field if
+    /// any, then the re-encoded content when there is one, else the
+    /// message as stored, streamed from the spool.
     fn try_transaction(
         &mut self,
         claim: &Claim,
         env: &Envelope,
         rcpts: &[usize],
-        header_len: u64,
-        size: u64,
-        reencoded: Option<&[u8]>,
+        wire: &Wire,
     ) -> Result<Attempt, (SessionError, String)> {
         let client = self.client.as_mut().expect("connected");
         let relay = client.peer.clone();
@@ -515,16 +581,22 @@ impl Worker<'_> {
             })
             .collect();
         let t = &self.config.timeouts;
-        let result = match reencoded {
-            Some(bytes) => client.send(env, &list, &mut &bytes[..], bytes.len() as u64, t),
+        let signature = &wire.signature[..];
+        let signed = signature.len() as u64;
+        let result = match &wire.reencoded {
+            Some(bytes) => {
+                let size = signed + bytes.len() as u64;
+                client.send(env, &list, &mut signature.chain(&bytes[..]), size, t)
+            }
             None => {
                 let mut file = claim.file();
-                match file.seek(SeekFrom::Start(header_len)) {
+                match file.seek(SeekFrom::Start(wire.header_len)) {
                     Ok(_) => client.send(
                         env,
                         &list,
-                        &mut BufReader::with_capacity(crate::limits::IO_BUFFER, file),
-                        size,
+                        &mut signature
+                            .chain(BufReader::with_capacity(crate::limits::IO_BUFFER, file)),
+                        signed + wire.size,
                         t,
                     ),
                     Err(e) => Err(SessionError::temporary(format!(
@@ -669,6 +741,16 @@ fn auth_settings(config: &Config) -> auth::Settings {
         xoauth2_token_file: config.auth_xoauth2_token_file.clone(),
         allow_plaintext: config.auth_allow_plaintext,
     }
+}
+
+/// A message as it goes on the wire: its DKIM-Signature field (empty when
+/// it is not signed), then the re-encoded content, or when there is none
+/// the content as stored (from `header_len`, `size` octets).
+struct Wire {
+    signature: Vec<u8>,
+    reencoded: Option<Vec<u8>>,
+    header_len: u64,
+    size: u64,
 }
 
 /// What a transaction did, and the relay (`host[ip]:port`).

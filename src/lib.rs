@@ -22,7 +22,8 @@
 //! 8. [`record`]: outcomes into the state, expiry and bounces (both processes).
 //! 9. [`route`]: smarthosts or MX via hickory-resolver; [`sts`]: the MX
 //!    domain's MTA-STS policy (RFC 8461), fetched with [`https`].
-//! 10. [`smtp`]: the SMTP client, with [`tls`] (rustls) and [`auth`] (SASL).
+//! 10. [`smtp`]: the SMTP client, with [`tls`] (rustls) and [`auth`] (SASL);
+//!     [`dkim`] signs what it sends.
 //! 11. [`bounce`]: delivery status notifications.
 //!
 //! At the bottom, [`model`]: the typed values (addresses, queue ids,
@@ -48,6 +49,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod deliver;
+pub mod dkim;
 pub mod error;
 pub mod https;
 pub mod json;

@@ -31,6 +31,7 @@ const DELIVERY: &[&str] = &[
     "smtp",
     "tls",
     "auth",
+    "dkim",
 ];
 
 /// Each module and the modules it may use besides the leaves (the leaves,
@@ -82,6 +83,7 @@ const MAP: &[(&str, &[&str])] = &[
         &[
             "auth",
             "config",
+            "dkim",
             "log",
             "pass_protocol",
             "record",
@@ -103,6 +105,7 @@ const MAP: &[(&str, &[&str])] = &[
     ("smtp", &["auth", "config", "spool", "tls"]),
     ("tls", &[]),
     ("auth", &[]),
+    ("dkim", &[]),
 ];
 
 fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {

@@ -1,5 +1,5 @@
 //! The values spoolmail works with, as types that say what they are: an
-//! envelope address, a queue id, where a recipient's mail goes, and the DSN
+//! envelope address, a queue id, a DKIM key of the config, where a recipient's mail goes, and the DSN
 //! and body parameters of a message; an SMTP reply, and what one delivery
 //! attempt did for one recipient.
 //!
@@ -10,6 +10,7 @@
 mod address;
 mod body_type;
 mod destination;
+mod dkim_key;
 mod notify;
 mod pass_id;
 mod queue_id;
@@ -19,6 +20,7 @@ mod ret;
 pub use address::{Address, AddressError, UnusualLocalPart};
 pub use body_type::BodyType;
 pub use destination::Destination;
+pub use dkim_key::{DkimKey, choose_dkim_key};
 pub use notify::Notify;
 pub use pass_id::PassId;
 pub use queue_id::QueueId;

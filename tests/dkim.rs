@@ -1,0 +1,440 @@
+//! DKIM signing (`dkim_key`), checked by an independent verifier: dkimpy
+//! (tests/fixtures/dkim_verify.py) reads what a real SMTP server received,
+//! with the public keys served by the DNS fixture. Keys are made with
+//! openssl, not with spoolmail's own `spoolctl dkim-keygen` (whose keys
+//! are checked the same way at the end).
+
+mod harness;
+
+use harness::{Config, Dns, DnsZone, Json, Message, Smtp, Spool, TempDir};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// `openssl ARGS < stdin`, which must succeed; its stdout.
+fn openssl(args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    harness::require_program("openssl");
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The kinds of key a test makes.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// RSA 2048, PKCS#8 (`PRIVATE KEY`).
+    Rsa,
+    /// RSA 2048, PKCS#1 (`RSA PRIVATE KEY`).
+    RsaPkcs1,
+    Ed25519,
+    /// RSA 1024: too small to sign with.
+    Rsa1024,
+}
+
+/// Makes a key file (mode 0640) in `dir`; returns it and its DNS record.
+fn make_key(dir: &Path, name: &str, kind: Kind) -> (PathBuf, String) {
+    let file = dir.join(format!("{name}.pem"));
+    let f = file.to_str().unwrap();
+    match kind {
+        Kind::Rsa => openssl(
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                f,
+            ],
+            b"",
+        ),
+        Kind::Rsa1024 => openssl(
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:1024",
+                "-out",
+                f,
+            ],
+            b"",
+        ),
+        Kind::RsaPkcs1 => openssl(&["genrsa", "-traditional", "-out", f, "2048"], b""),
+        Kind::Ed25519 => openssl(&["genpkey", "-algorithm", "ed25519", "-out", f], b""),
+    };
+    harness::set_mode(&file, 0o640);
+    let spki = openssl(&["pkey", "-in", f, "-pubout", "-outform", "DER"], b"");
+    let (k, public) = match kind {
+        // RFC 8463: the bare 32 octets, not a SubjectPublicKeyInfo.
+        Kind::Ed25519 => ("ed25519", spki[spki.len() - 32..].to_vec()),
+        _ => ("rsa", spki),
+    };
+    let b64 = String::from_utf8(openssl(&["base64", "-A"], &public)).unwrap();
+    (file, format!("v=DKIM1; k={k}; p={}", b64.trim()))
+}
+
+/// What dkimpy says of one message.
+struct Verdict {
+    ok: bool,
+    signatures: usize,
+    tags: Json,
+    error: String,
+}
+
+impl Verdict {
+    fn tag(&self, name: &str) -> String {
+        self.tags
+            .get(name)
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// Runs dkimpy over `messages` (as received) with keys from `dns`.
+fn verify(dns: &Dns, messages: &[&[u8]]) -> Vec<Verdict> {
+    harness::require_python_module("dkim");
+    harness::require_python_module("nacl");
+    let dir = TempDir::new("dkim-verify");
+    let files: Vec<String> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let p = dir.path().join(format!("m{i}.eml"));
+            std::fs::write(&p, m).unwrap();
+            p.to_string_lossy().into_owned()
+        })
+        .collect();
+    let out = Command::new(harness::python())
+        .arg(harness::fixtures_dir().join("dkim_verify.py"))
+        .args(["--dns", &dns.addr()])
+        .args(&files)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let verdicts: Vec<Verdict> = text
+        .lines()
+        .map(|l| {
+            let j = Json::parse(l).unwrap();
+            Verdict {
+                ok: j
+                    .get("ok")
+                    .map(|v| format!("{v:?}").contains("true"))
+                    .unwrap(),
+                signatures: j.get("signatures").and_then(Json::as_f64).unwrap() as usize,
+                error: j.get("error").and_then(Json::as_str).unwrap().to_string(),
+                tags: j.get("tags").unwrap().clone(),
+            }
+        })
+        .collect();
+    assert_eq!(verdicts.len(), messages.len(), "{text}");
+    verdicts
+}
+
+/// Keys for three domains and the zone that publishes them.
+struct Setup {
+    _dir: TempDir,
+    dns: Dns,
+    lines: String,
+}
+
+fn setup(keys: &[(&str, Kind)]) -> Setup {
+    let dir = TempDir::new("dkim-keys");
+    let mut zone = DnsZone::new();
+    let mut lines = String::new();
+    for (domain, kind) in keys {
+        let (file, record) = make_key(dir.path(), domain, *kind);
+        zone = zone.txt(&format!("sel._domainkey.{domain}"), &record);
+        lines.push_str(&format!("dkim_key = {domain} sel {}\n", file.display()));
+    }
+    Setup {
+        dns: Dns::start(&zone),
+        lines,
+        _dir: dir,
+    }
+}
+
+fn spool(label: &str, relay: &Smtp, s: &Setup, extra: &str) -> Spool {
+    Spool::new(
+        label,
+        &Config::delivery()
+            .set("smarthost", relay.addr())
+            .set("qualify_domain", "dkim.test")
+            .lines(&s.lines)
+            .lines(extra),
+    )
+}
+
+fn received(relay: &Smtp, n: usize) -> Vec<Message> {
+    let mut msgs = relay.wait_for_messages(n, SECS(20));
+    msgs.sort_by_key(|m| m.seq);
+    msgs
+}
+
+const EIGHT_BIT: &[u8] = "From: Al\u{ef}ce <alice@dkim.test>\nTo: bob@example.net\n\
+    Cc: carol@example.net\nSubject: Gr\u{fc}\u{df}e\n  folded\nDate: Mon, 30 Nov 2026 12:00:00 +0000\n\
+    Message-ID: <1@dkim.test>\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\
+    Content-Transfer-Encoding: 8bit\nList-Unsubscribe: <mailto:u@dkim.test>\nX-Unsigned: 1\n\n\
+    sch\u{f6}ne Gr\u{fc}\u{df}e   \n.a line with a dot\n\n\n"
+    .as_bytes();
+
+#[test]
+fn both_algorithms_and_both_key_formats_verify() {
+    let s = setup(&[
+        ("dkim.test", Kind::Rsa),
+        ("pkcs1.test", Kind::RsaPkcs1),
+        ("ed.test", Kind::Ed25519),
+    ]);
+    let sink = Smtp::sink(&[]);
+    let sp = spool("dkim-algorithms", &sink, &s, "");
+    let from = |addr: &str| {
+        String::from_utf8_lossy(EIGHT_BIT)
+            .replace("alice@dkim.test", addr)
+            .into_bytes()
+    };
+    sp.run_ok(&["bob@example.net"], EIGHT_BIT);
+    sp.run_ok(&["bob@example.net"], &from("p@pkcs1.test"));
+    // A subdomain of a domain with a key is signed with it.
+    sp.run_ok(&["bob@example.net"], &from("e@news.ed.test"));
+    sp.run_ok(&["bob@example.net"], &from("nokey@other.test"));
+    sp.pass(&[]);
+    sp.assert_delivered();
+    // In the order of submission (the pass may send them in another).
+    let msgs = received(&sink, 4);
+    let sent = |from: &str| {
+        let m = msgs
+            .iter()
+            .find(|m| harness::contains(&m.data, from.as_bytes()));
+        m.unwrap_or_else(|| panic!("nothing from {from}"))
+    };
+    let msgs: Vec<&Message> = [
+        "<alice@dkim.test>",
+        "<p@pkcs1.test>",
+        "<e@news.ed.test>",
+        "<nokey@other.test>",
+    ]
+    .iter()
+    .map(|f| sent(f))
+    .collect();
+    let data: Vec<&[u8]> = msgs.iter().map(|m| &m.data[..]).collect();
+    let v = verify(&s.dns, &data);
+    for (verdict, (a, d)) in v.iter().zip([
+        ("rsa-sha256", "dkim.test"),
+        ("rsa-sha256", "pkcs1.test"),
+        ("ed25519-sha256", "ed.test"),
+    ]) {
+        assert!(verdict.ok, "{d}: {}", verdict.error);
+        assert_eq!(
+            (verdict.tag("a"), verdict.tag("d")),
+            (a.to_string(), d.to_string())
+        );
+        assert_eq!(verdict.tag("c"), "relaxed/relaxed");
+        assert_eq!(verdict.signatures, 1);
+    }
+    // The listed fields that are present, bottom up, and From once more;
+    // not X-Unsigned, nor the absent Reply-To.
+    let h = v[0].tag("h").replace([' ', '\t', '\r', '\n'], "");
+    assert_eq!(
+        h,
+        "List-Unsubscribe:Content-Transfer-Encoding:Content-Type:MIME-Version:Message-ID:\
+         Date:Subject:Cc:To:From:From"
+    );
+    // The 8-bit text went as it was, after the signature.
+    assert!(
+        msgs[0]
+            .data
+            .starts_with(b"DKIM-Signature: v=1; a=rsa-sha256;")
+    );
+    assert!(harness::contains(&msgs[0].data, "sch\u{f6}ne".as_bytes()));
+    assert_eq!(v[3].signatures, 0, "no key for other.test: not signed");
+}
+
+#[test]
+fn a_tampered_message_fails_verification() {
+    let s = setup(&[("dkim.test", Kind::Rsa), ("ed.test", Kind::Ed25519)]);
+    let sink = Smtp::sink(&[]);
+    let sp = spool("dkim-tampered", &sink, &s, "");
+    sp.run_ok(&["bob@example.net"], EIGHT_BIT);
+    let ed = String::from_utf8_lossy(EIGHT_BIT).replace("alice@dkim.test", "a@ed.test");
+    sp.run_ok(&["bob@example.net"], ed.as_bytes());
+    sp.pass(&[]);
+    let msgs = received(&sink, 2);
+    for m in &msgs {
+        let body = String::from_utf8_lossy(&m.data)
+            .replace("dot", "dog")
+            .into_bytes();
+        // A second From above the first: From is signed once more than it
+        // occurred, so this breaks the signature too.
+        let text = String::from_utf8_lossy(&m.data);
+        let (sig, rest) = text.split_at(text.find("\r\nFrom:").unwrap() + 2);
+        let from = format!("{sig}From: Mallory <boss@dkim.test>\r\n{rest}").into_bytes();
+        // Relaxed canonicalization: whitespace changes at a line's end do not.
+        let spaces = String::from_utf8_lossy(&m.data)
+            .replace("\r\n\r\n\r\n", "  \r\n\r\n\r\n")
+            .into_bytes();
+        let v = verify(&s.dns, &[&m.data, &body, &from, &spaces]);
+        assert!(v[0].ok, "{}", v[0].error);
+        assert!(!v[1].ok, "a changed body must fail");
+        assert!(!v[2].ok, "an added From must fail");
+        assert!(v[3].ok, "relaxed: {}", v[3].error);
+    }
+}
+
+#[test]
+fn long_lines_are_signed_after_their_reencoding() {
+    let s = setup(&[("dkim.test", Kind::Ed25519)]);
+    let sink = Smtp::sink(&[]);
+    let sp = spool("dkim-long-lines", &sink, &s, "");
+    let long = format!(
+        "From: alice@dkim.test\nTo: bob@example.net\nSubject: long\n\n<p>{}caf\u{e9}</p>\nend\n",
+        "x".repeat(3000)
+    );
+    sp.run_ok(&["bob@example.net"], long.as_bytes());
+    sp.pass(&[]);
+    let msgs = received(&sink, 1);
+    let text = String::from_utf8_lossy(&msgs[0].data);
+    assert!(
+        text.contains("Content-Transfer-Encoding: quoted-printable"),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| l.len() <= 998));
+    let v = verify(&s.dns, &[&msgs[0].data]);
+    assert!(v[0].ok, "{}", v[0].error);
+    // The re-encoding added MIME-Version and Content-Transfer-Encoding: signed.
+    assert!(
+        v[0].tag("h").contains("Content-Transfer-Encoding"),
+        "{}",
+        v[0].tag("h")
+    );
+}
+
+#[test]
+fn rewritten_senders_are_signed_for_their_new_domain() {
+    let s = setup(&[("dkim.test", Kind::Rsa)]);
+    let sink = Smtp::sink(&[]);
+    let sp = spool(
+        "dkim-rewritten",
+        &sink,
+        &s,
+        "sender_address = relay@dkim.test\nrewrite_from = yes\n",
+    );
+    sp.run_ok(
+        &["bob@example.net"],
+        b"From: Script <script@elsewhere.example>\nTo: bob@example.net\nSubject: cron\n\nout\n",
+    );
+    sp.pass(&[]);
+    let msgs = received(&sink, 1);
+    let text = String::from_utf8_lossy(&msgs[0].data);
+    assert!(
+        text.contains("\r\nFrom: Script <relay@dkim.test>\r\n"),
+        "{text}"
+    );
+    let v = verify(&s.dns, &[&msgs[0].data]);
+    assert!(v[0].ok, "{}", v[0].error);
+    assert_eq!(v[0].tag("d"), "dkim.test");
+    // The Reply-To rewrite_from added is signed too.
+    assert!(v[0].tag("h").contains("Reply-To"), "{}", v[0].tag("h"));
+}
+
+#[test]
+fn bounces_are_signed_when_a_key_covers_mailer_daemon() {
+    let s = setup(&[("dkim.test", Kind::Ed25519)]);
+    let relay = Smtp::faulty("reject-rcpt", &[]);
+    let sp = spool("dkim-bounce", &relay, &s, "");
+    sp.run_ok(
+        &["bad@example.net"],
+        b"From: alice@dkim.test\nTo: bad@example.net\nSubject: lost\n\nbody\n",
+    );
+    sp.pass(&[]);
+    let msgs = received(&relay, 1);
+    assert_eq!(msgs[0].mail_from, "", "a bounce");
+    let text = String::from_utf8_lossy(&msgs[0].data);
+    assert!(text.contains("From: MAILER-DAEMON@dkim.test"), "{text}");
+    let v = verify(&s.dns, &[&msgs[0].data]);
+    assert!(v[0].ok, "{}", v[0].error);
+    assert_eq!(v[0].tag("d"), "dkim.test");
+}
+
+#[test]
+fn a_key_that_cannot_sign_holds_the_mail_and_says_why() {
+    let s = setup(&[("dkim.test", Kind::Ed25519), ("small.test", Kind::Rsa1024)]);
+    let sink = Smtp::sink(&[]);
+    let dir = TempDir::new("dkim-missing");
+    let missing = dir.path().join("later.pem");
+    let sp = spool(
+        "dkim-missing",
+        &sink,
+        &s,
+        &format!("dkim_key = late.test sel {}\n", missing.display()),
+    );
+    sp.run_ok(
+        &["bob@example.net"],
+        b"From: a@late.test\nSubject: 1\n\nx\n",
+    );
+    sp.pass(&[]);
+    sp.assert_deferred("cannot read dkim_key");
+    assert!(
+        sp.mailq().contains("local configuration problem"),
+        "{}",
+        sp.mailq()
+    );
+    assert_eq!(sink.message_count(), 0, "nothing unsigned left");
+
+    // Once the key is there, the next run sends the message, signed.
+    let (ed, _) = make_key(dir.path(), "ed", Kind::Ed25519);
+    std::fs::rename(&ed, &missing).unwrap();
+    sp.pass(&[]);
+    sp.assert_delivered();
+    assert!(received(&sink, 1)[0].data.starts_with(b"DKIM-Signature: "));
+
+    // An RSA key under 2048 bits is refused, with the reason.
+    let sp = spool("dkim-small", &sink, &s, "");
+    sp.run_ok(
+        &["bob@example.net"],
+        b"From: a@small.test\nSubject: 2\n\nx\n",
+    );
+    sp.pass(&[]);
+    sp.assert_deferred("RSA key too small");
+    assert_eq!(sink.message_count(), 1);
+}
+
+#[test]
+fn a_key_others_can_read_is_refused() {
+    let s = setup(&[("dkim.test", Kind::Ed25519)]);
+    let file = s.lines.split_whitespace().last().unwrap().to_string();
+    harness::set_mode(Path::new(&file), 0o644);
+    let sink = Smtp::sink(&[]);
+    let sp = spool("dkim-open", &sink, &s, "");
+    sp.run_ok(
+        &["bob@example.net"],
+        b"From: a@dkim.test\nSubject: 1\n\nx\n",
+    );
+    let out = sp.run(&["-q"], b"");
+    assert_eq!(out.code(), Some(78), "{}", out.stderr);
+    assert!(out.stderr.contains("others can read it"), "{}", out.stderr);
+    assert_eq!(sink.message_count(), 0);
+    assert_eq!(sp.queue_ids().len(), 1);
+}
