@@ -243,6 +243,7 @@ fn key_from_pem(pem: &[u8]) -> Result<DkimKey, String> {
     let rsa = |der| {
         RsaKey::<Sha256>::from_key_der(der).map_err(|e| match e.to_string() {
             t if t.contains("TooSmall") => too_small(None),
+            t if t.contains("TooLarge") => "RSA key larger than 4096 bits: not supported".into(),
             t => format!("not a usable RSA or Ed25519 key: {t}"),
         })
     };

@@ -438,3 +438,115 @@ fn a_key_others_can_read_is_refused() {
     assert_eq!(sink.message_count(), 0);
     assert_eq!(sp.queue_ids().len(), 1);
 }
+
+/// `spoolctl -C CONF ARGS`: the binary through a link named spoolctl.
+fn spoolctl(s: &Spool, args: &[&str]) -> harness::Outcome {
+    let link = s.root().join("spoolctl");
+    if !link.exists() {
+        std::os::unix::fs::symlink(harness::bin(), &link).unwrap();
+    }
+    let mut cmd = Command::new(link);
+    cmd.arg("-C").arg(&s.conf).args(args);
+    harness::run(cmd, b"", SECS(120))
+}
+
+#[test]
+fn keys_from_dkim_keygen_verify() {
+    use std::os::unix::fs::MetadataExt;
+    let sink = Smtp::sink(&[]);
+    let base = Config::delivery()
+        .set("smarthost", sink.addr())
+        .set("qualify_domain", "dkim.test");
+    let sp = Spool::new("dkim-keygen", &base);
+    let mut zone = DnsZone::new();
+    let mut lines = String::new();
+    for (domain, selector, flag) in [
+        ("dkim.test", "kg", None),
+        ("ed.test", "kg", Some("--ed25519")),
+    ] {
+        let mut args = vec!["dkim-keygen", domain, selector];
+        args.extend(flag);
+        let out = spoolctl(&sp, &args);
+        assert!(out.success(), "{}", out.stderr);
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("dkim_key = "))
+            .unwrap();
+        lines.push_str(&format!("{line}\n"));
+        let file = line.split_whitespace().last().unwrap();
+        assert_eq!(
+            file,
+            sp.root()
+                .join(format!("spoolmail/dkim/{domain}.{selector}.pem"))
+                .to_str()
+                .unwrap()
+        );
+        let meta = std::fs::metadata(file).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        assert_eq!(
+            meta.gid(),
+            std::fs::metadata(sp.queue_dir().parent().unwrap())
+                .unwrap()
+                .gid()
+        );
+        // The record as a zone file takes it: NAME. IN TXT ( "..." "..." ).
+        let record = out.stdout.lines().find(|l| l.contains(" IN TXT ")).unwrap();
+        assert!(
+            record.starts_with(&format!(
+                "{selector}._domainkey.{domain}. IN TXT ( \"v=DKIM1; k="
+            )),
+            "{record}"
+        );
+        let text: String = record.split('"').skip(1).step_by(2).collect();
+        zone = zone.txt(&format!("{selector}._domainkey.{domain}"), &text);
+        // Never over an existing key.
+        let again = spoolctl(&sp, &args);
+        assert_eq!(again.code(), Some(64), "{}", again.stderr);
+        assert!(again.stderr.contains("exists already"), "{}", again.stderr);
+    }
+    let dns = Dns::start(&zone);
+    sp.configure(&base.clone().lines(&lines));
+    sp.run_ok(&["bob@example.net"], EIGHT_BIT);
+    let ed = String::from_utf8_lossy(EIGHT_BIT).replace("alice@dkim.test", "a@ed.test");
+    sp.run_ok(&["bob@example.net"], ed.as_bytes());
+    sp.pass(&[]);
+    sp.assert_delivered();
+    let msgs = received(&sink, 2);
+    let v = verify(&dns, &[&msgs[0].data, &msgs[1].data]);
+    let mut algorithms: Vec<String> = v.iter().map(|v| v.tag("a")).collect();
+    algorithms.sort();
+    assert_eq!(algorithms, ["ed25519-sha256", "rsa-sha256"]);
+    assert!(
+        v.iter().all(|v| v.ok),
+        "{:?}",
+        v.iter().map(|v| &v.error).collect::<Vec<_>>()
+    );
+    // spoolctl check finds nothing wrong with the keys it made, and names
+    // one that is missing.
+    let check = spoolctl(&sp, &["check"]);
+    assert!(!check.stdout.contains("dkim_key"), "{}", check.stdout);
+    sp.configure(
+        &base
+            .clone()
+            .lines(&lines)
+            .set("dkim_key", "gone.test s /nonexistent/k.pem"),
+    );
+    let check = spoolctl(&sp, &["check"]);
+    assert!(
+        check
+            .stdout
+            .contains("/nonexistent/k.pem: dkim_key of gone.test: No such file"),
+        "{}",
+        check.stdout
+    );
+    sp.configure(&base.lines(&lines));
+    // spoolctl config lists every dkim_key line.
+    let config = spoolctl(&sp, &["config"]);
+    assert_eq!(
+        config.stdout.matches("dkim_key = ").count(),
+        2,
+        "{}",
+        config.stdout
+    );
+}

@@ -1,5 +1,5 @@
 //! `spoolctl check`: the config, the spool's layout, owners and modes, and
-//! the modes of the secret files, each problem on one line (exit 78).
+//! the modes of the secret files (DKIM keys too), each problem on one line (exit 78).
 
 use crate::config::Config;
 use crate::error::{Result, exit};
@@ -25,6 +25,20 @@ pub fn check(config: &Config) -> Result<u8> {
     for (key, path) in secrets {
         if let (Some(path), Some(gid)) = (path, spool_gid) {
             problems.extend(secret_owner_problems(key, path, gid));
+        }
+    }
+    // The DKIM keys' modes are config problems too (`dkim_key`); a missing
+    // key holds the mail it should sign.
+    for key in &config.dkim_keys {
+        if let Err(e) = std::fs::metadata(&key.file) {
+            problems.push(format!(
+                "{}: dkim_key of {}: {e}",
+                key.file.display(),
+                key.domain
+            ));
+        }
+        if let Some(gid) = spool_gid {
+            problems.extend(secret_owner_problems("dkim_key", &key.file, gid));
         }
     }
     for p in &problems {

@@ -104,6 +104,21 @@ pub const COMMANDS: &[Entry] = &[
               their own).",
         args: &["check"],
     },
+    Entry {
+        synopsis: "`dkim-keygen` DOMAIN SELECTOR [`--ed25519`]",
+        help: "make a DKIM key for DOMAIN and print its DNS record",
+        doc: "Makes a DKIM signing key for mail from DOMAIN: RSA of 2048 bits (PKCS#1), or \
+              Ed25519 (PKCS#8, RFC 8463) with `--ed25519`. It is written to \
+              `spoolmail/dkim/DOMAIN.SELECTOR.pem` beside the config file \
+              (/etc/spoolmail/dkim/ for /etc/spoolmail.conf), mode 0640 with the spool's \
+              group, never over an existing file (a new key takes a new selector). Prints \
+              the `dkim_key` line to add to the config and the TXT record to publish at \
+              `SELECTOR._domainkey.DOMAIN`. Run it as root.",
+        args: &[
+            "dkim-keygen example.org mail2026",
+            "dkim-keygen example.org ed2026 --ed25519",
+        ],
+    },
 ];
 
 /// spoolctl's options.
@@ -143,6 +158,14 @@ pub const OPTIONS: &[Entry] = &[
         doc: "SELECTOR: the messages that arrived longer than DURATION ago (`30m`, `4h`, \
               `2d`).",
         args: &["list --older-than 5d"],
+    },
+    Entry {
+        synopsis: "`--ed25519`",
+        help: "dkim-keygen: an Ed25519 key instead of RSA",
+        doc: "For `dkim-keygen`: an Ed25519 key (`ed25519-sha256`, RFC 8463), short enough \
+              for any DNS provider, instead of RSA. Not every receiver verifies Ed25519 \
+              signatures yet: sign with RSA where that matters.",
+        args: &["dkim-keygen example.org ed1 --ed25519"],
     },
     Entry {
         synopsis: "`--help`",

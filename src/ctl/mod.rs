@@ -15,6 +15,7 @@ use std::time::Duration;
 mod act;
 mod check;
 mod commands;
+mod keygen;
 mod list;
 mod settings;
 mod show;
@@ -48,6 +49,12 @@ pub enum Command {
     },
     /// `check`.
     Check,
+    /// `dkim-keygen DOMAIN SELECTOR [--ed25519]`.
+    DkimKeygen {
+        domain: String,
+        selector: String,
+        ed25519: bool,
+    },
 }
 
 /// What `spoolctl` does to the messages it is given.
@@ -117,6 +124,7 @@ struct Seen {
     json: bool,
     body: bool,
     all: bool,
+    ed25519: bool,
     filter: Option<Filter>,
     /// The options given, by name, for the check that the command takes them.
     given: Vec<&'static str>,
@@ -143,6 +151,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed> {
             Long("all") => {
                 seen.all = true;
                 seen.given.push("--all");
+            }
+            Long("ed25519") => {
+                seen.ed25519 = true;
+                seen.given.push("--ed25519");
             }
             Long("recipient") => set_filter(&mut seen, Filter::Recipient(value(&mut parser)?))?,
             Long("sender") => set_filter(&mut seen, Filter::Sender(value(&mut parser)?))?,
@@ -198,6 +210,7 @@ fn command(seen: Seen) -> Result<Command> {
         "show" => &["--body"],
         "config" => &["--all"],
         "check" => &[],
+        "dkim-keygen" => &["--ed25519"],
         _ if action.is_some() => &["--all", "SELECTOR"],
         _ => return Err(Error::Usage(format!("unknown command {verb} (see --help)"))),
     };
@@ -221,6 +234,14 @@ fn command(seen: Seen) -> Result<Command> {
         ("show", _, _) => Err(Error::Usage("show takes one queue id".into())),
         ("config", _, []) => Ok(Command::Config { all: seen.all }),
         ("check", _, []) => Ok(Command::Check),
+        ("dkim-keygen", _, [domain, selector]) => Ok(Command::DkimKeygen {
+            domain: domain.clone(),
+            selector: selector.clone(),
+            ed25519: seen.ed25519,
+        }),
+        ("dkim-keygen", _, _) => Err(Error::Usage(
+            "dkim-keygen takes a domain and a selector".into(),
+        )),
         (_, Some(action), ids) => Ok(Command::Act {
             action,
             target: target(verb, ids, seen.all, seen.filter)?,
@@ -257,6 +278,11 @@ pub fn run(command: &Command, config: &Config, file: Option<&std::path::Path>) -
         Command::Act { action, target } => act::act(config, *action, target),
         Command::Config { all } => settings::show(config, file, *all),
         Command::Check => check::check(config),
+        Command::DkimKeygen {
+            domain,
+            selector,
+            ed25519,
+        } => keygen::keygen(config, file, (domain, selector), *ed25519),
     }
 }
 
@@ -366,6 +392,11 @@ mod tests {
             "config --json",
             "check --all",
             "check x",
+            "dkim-keygen",
+            "dkim-keygen example.org",
+            "dkim-keygen example.org s1 extra",
+            "dkim-keygen example.org s1 --all",
+            "list --ed25519",
         ] {
             let e = p(line).unwrap_err();
             assert_eq!(e.exit_code(), 64, "{line}: {e}");

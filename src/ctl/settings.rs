@@ -17,9 +17,12 @@ pub fn show(config: &Config, file: Option<&Path>, all: bool) -> Result<u8> {
     };
     let set = config::set_values(&text);
     for key in KEYS {
-        let value = set.iter().find(|(name, _)| *name == key.name);
-        match (value, key.default) {
-            (Some((name, v)), _) => system::outln(format_args!("{name} = {v}")),
+        // A key given several times (`dkim_key`) has a line for each value.
+        let mut values = set.iter().filter(|(name, _)| *name == key.name).peekable();
+        match (values.peek(), key.default) {
+            (Some(_), _) => {
+                values.for_each(|(name, v)| system::outln(format_args!("{name} = {v}")))
+            }
             (None, _) if !all => {}
             (None, KeyDefault::Value(v)) => system::outln(format_args!("{} = {v}", key.name)),
             (None, KeyDefault::Unset { means, .. }) => {
