@@ -74,9 +74,23 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<u8> {
                 std::thread::sleep(*every);
             }
         }
+        Mode::Control(ctl::Command::OAuth2Authorize) => oauth2_authorize(&config),
         Mode::Control(command) => ctl::run(command, &config, inv.config_file.as_deref()),
         Mode::Help | Mode::Version | Mode::Generate(_) => unreachable!("handled above"),
     }
+}
+
+/// `spoolctl oauth2 authorize`, for admins only: the refresh token it
+/// saves sends everyone's mail.
+fn oauth2_authorize(config: &Config) -> Result<u8> {
+    if system::pass_owner(&config.spool_dir, config.admin_group.as_deref()).is_some() {
+        return Err(Error::NoPerm(
+            "oauth2 authorize is for root, the spool's group and admin_group".into(),
+        ));
+    }
+    crate::oauth2::authorize(config, &mut |line| system::outln(format_args!("{line}")))
+        .map_err(Error::TempFail)?;
+    Ok(exit::OK)
 }
 
 /// `--version`: the version, the config file and the spool it names, and

@@ -145,7 +145,7 @@ pub struct Exchange {
 
 /// The first line of a secret file, without its line end. A secret may
 /// hold any character but a line break (spaces included).
-fn first_line(file: &Path, key: &str) -> Result<String, String> {
+pub(crate) fn first_line(file: &Path, key: &str) -> Result<String, String> {
     let text =
         std::fs::read(file).map_err(|e| format!("cannot read {key} {}: {e}", file.display()))?;
     let line = text.split(|&b| b == b'\n').next().unwrap_or(&[]);

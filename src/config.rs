@@ -78,6 +78,15 @@ pub struct Config {
     pub auth_user: Option<String>,
     pub auth_password_file: Option<PathBuf>,
     pub auth_xoauth2_token_file: Option<PathBuf>,
+    /// OAuth 2.0 tokens fetched and refreshed by spoolmail (`auth_oauth2_*`);
+    /// [`Config::oauth2`] has them with the provider's defaults.
+    pub auth_oauth2_provider: Option<OAuth2Provider>,
+    pub auth_oauth2_token_url: Option<String>,
+    pub auth_oauth2_device_url: Option<String>,
+    pub auth_oauth2_client_id: Option<String>,
+    pub auth_oauth2_client_secret_file: Option<PathBuf>,
+    pub auth_oauth2_refresh_token_file: Option<PathBuf>,
+    pub auth_oauth2_scope: Option<String>,
     /// Credentials may go over a connection without verified TLS.
     pub auth_allow_plaintext: bool,
     /// Quoted local parts holding `<`, `>` or ` KEYWORD=` are accepted.
@@ -236,6 +245,13 @@ impl Default for Config {
             auth_user: None,
             auth_password_file: None,
             auth_xoauth2_token_file: None,
+            auth_oauth2_provider: None,
+            auth_oauth2_token_url: None,
+            auth_oauth2_device_url: None,
+            auth_oauth2_client_id: None,
+            auth_oauth2_client_secret_file: None,
+            auth_oauth2_refresh_token_file: None,
+            auth_oauth2_scope: None,
             auth_allow_plaintext: false,
             allow_unusual_quoted_local_parts: false,
             // -odq until the delivery half exists; see README.
@@ -666,6 +682,89 @@ pub const KEYS: &[Key] = &[
         set: |c, k, v| secret_file(k, v).map(|p| c.auth_xoauth2_token_file = Some(p)),
     },
     Key {
+        name: "auth_oauth2_provider",
+        value: "google|microsoft",
+        default: KeyDefault::Unset {
+            means: "give `auth_oauth2_token_url` (and the scope) yourself",
+            example: "microsoft",
+        },
+        doc: "Instead of a password, XOAUTH2 with access tokens that spoolmail gets \
+              and refreshes itself from the provider's token endpoint: this fills in \
+              `auth_oauth2_token_url`, `auth_oauth2_device_url` and `auth_oauth2_scope` \
+              for Google or Microsoft 365 (see the README's set-up). Needs \
+              `auth_user` and `auth_oauth2_client_id`.",
+        set: |c, k, v| choice(k, v, PROVIDERS).map(|p| c.auth_oauth2_provider = Some(p)),
+    },
+    Key {
+        name: "auth_oauth2_token_url",
+        value: "URL",
+        default: KeyDefault::Unset {
+            means: "the provider's, with `auth_oauth2_provider`",
+            example: "https://login.microsoftonline.com/TENANT/oauth2/v2.0/token",
+        },
+        doc: "The OAuth 2.0 token endpoint (https only, verified as `tls_ca_file` says). \
+              With it, the access token is cached in the spool and refreshed shortly \
+              before it expires, or when the server refuses it; a refresh the endpoint \
+              refuses defers the mail and says what to run.",
+        set: |c, k, v| https_url(k, v).map(|u| c.auth_oauth2_token_url = Some(u)),
+    },
+    Key {
+        name: "auth_oauth2_device_url",
+        value: "URL",
+        default: KeyDefault::Unset {
+            means: "the provider's, with `auth_oauth2_provider`",
+            example: "https://oauth2.googleapis.com/device/code",
+        },
+        doc: "The device authorization endpoint (RFC 8628) that `spoolctl oauth2 \
+              authorize` starts from.",
+        set: |c, k, v| https_url(k, v).map(|u| c.auth_oauth2_device_url = Some(u)),
+    },
+    Key {
+        name: "auth_oauth2_client_id",
+        value: "ID",
+        default: KeyDefault::Unset {
+            means: "no OAuth 2.0",
+            example: "0a1b2c3d-0000-0000-0000-000000000000",
+        },
+        doc: "The OAuth 2.0 client (application) id registered with the provider.",
+        set: |c, k, v| not_empty(k, v).map(|id| c.auth_oauth2_client_id = Some(id)),
+    },
+    Key {
+        name: "auth_oauth2_client_secret_file",
+        value: "PATH",
+        default: KeyDefault::Unset {
+            means: "a public client, without a secret",
+            example: "/etc/spoolmail/oauth2/client_secret",
+        },
+        doc: "A file whose first line is the client secret; as private as \
+              `auth_password_file`. Needed without a refresh token file.",
+        set: |c, k, v| secret_file(k, v).map(|p| c.auth_oauth2_client_secret_file = Some(p)),
+    },
+    Key {
+        name: "auth_oauth2_refresh_token_file",
+        value: "PATH",
+        default: KeyDefault::Unset {
+            means: "the `client_credentials` grant (app-only, no user)",
+            example: "/etc/spoolmail/oauth2/refresh_token",
+        },
+        doc: "The refresh token's file, written by `spoolctl oauth2 authorize`: tokens \
+              come from the `refresh_token` grant, and a new refresh token the endpoint \
+              sends back is saved in it (temporary file, fsync, rename) before it is \
+              used, so its directory must be writable by the spool's group (mode 2770, \
+              root:spoolmail). As private as `auth_password_file`.",
+        set: |c, k, v| secret_file(k, v).map(|p| c.auth_oauth2_refresh_token_file = Some(p)),
+    },
+    Key {
+        name: "auth_oauth2_scope",
+        value: "SCOPES",
+        default: KeyDefault::Unset {
+            means: "the provider's, with `auth_oauth2_provider`; else none sent",
+            example: "https://outlook.office.com/SMTP.Send offline_access",
+        },
+        doc: "The scopes asked for, separated by spaces.",
+        set: |c, k, v| not_empty(k, v).map(|s| c.auth_oauth2_scope = Some(s)),
+    },
+    Key {
         name: "auth_allow_plaintext",
         value: "yes|no",
         default: KeyDefault::Value("no"),
@@ -1024,12 +1123,99 @@ const DELIVERY_MODES: &[(&str, DeliveryMode)] = &[
     ("queue", DeliveryMode::Queue),
 ];
 const YES_NO: &[(&str, bool)] = &[("yes", true), ("no", false)];
+const PROVIDERS: &[(&str, OAuth2Provider)] = &[
+    ("google", OAuth2Provider::Google),
+    ("microsoft", OAuth2Provider::Microsoft),
+];
+
+/// A provider whose endpoints and scopes `auth_oauth2_provider` fills in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuth2Provider {
+    Google,
+    Microsoft,
+}
+
+impl OAuth2Provider {
+    /// The token endpoint; None where it depends on the tenant
+    /// (Microsoft's app-only grant needs the tenant's own endpoint).
+    pub fn token_url(self, grant: OAuth2Grant) -> Option<&'static str> {
+        match (self, grant) {
+            (OAuth2Provider::Google, _) => Some("https://oauth2.googleapis.com/token"),
+            (OAuth2Provider::Microsoft, OAuth2Grant::RefreshToken) => {
+                Some("https://login.microsoftonline.com/common/oauth2/v2.0/token")
+            }
+            (OAuth2Provider::Microsoft, OAuth2Grant::ClientCredentials) => None,
+        }
+    }
+
+    /// The device authorization endpoint (RFC 8628 section 3.1).
+    pub fn device_url(self) -> &'static str {
+        match self {
+            OAuth2Provider::Google => "https://oauth2.googleapis.com/device/code",
+            OAuth2Provider::Microsoft => {
+                "https://login.microsoftonline.com/common/oauth2/v2.0/devicecode"
+            }
+        }
+    }
+
+    /// The scope SMTP needs under each grant; None: the provider has no
+    /// such grant for SMTP (Google's service accounts sign a JWT instead).
+    pub fn scope(self, grant: OAuth2Grant) -> Option<&'static str> {
+        match (self, grant) {
+            (OAuth2Provider::Google, OAuth2Grant::RefreshToken) => Some("https://mail.google.com/"),
+            (OAuth2Provider::Google, OAuth2Grant::ClientCredentials) => None,
+            (OAuth2Provider::Microsoft, OAuth2Grant::RefreshToken) => {
+                Some("https://outlook.office.com/SMTP.Send offline_access")
+            }
+            (OAuth2Provider::Microsoft, OAuth2Grant::ClientCredentials) => {
+                Some("https://outlook.office365.com/.default")
+            }
+        }
+    }
+}
+
+/// How an access token is had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuth2Grant {
+    /// With the refresh token in `auth_oauth2_refresh_token_file`.
+    RefreshToken,
+    /// With the client's own secret (no user, no refresh token).
+    ClientCredentials,
+}
+
+/// The `auth_oauth2_*` keys, with the provider's defaults filled in
+/// (what `oauth2` needs of the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuth2 {
+    pub token_url: String,
+    /// For `spoolctl oauth2 authorize`.
+    pub device_url: Option<String>,
+    pub client_id: String,
+    pub client_secret_file: Option<PathBuf>,
+    pub refresh_token_file: Option<PathBuf>,
+    pub scope: Option<String>,
+}
+
+impl OAuth2 {
+    pub fn grant(&self) -> OAuth2Grant {
+        match self.refresh_token_file {
+            Some(_) => OAuth2Grant::RefreshToken,
+            None => OAuth2Grant::ClientCredentials,
+        }
+    }
+}
 
 impl Config {
     /// What only the keys together can tell about TLS and AUTH.
     fn check_together(&self) -> std::result::Result<(), String> {
         self.check_tls_auth()?;
-        let secrets = [&self.auth_password_file, &self.auth_xoauth2_token_file];
+        self.oauth2_settings()?;
+        let secrets = [
+            &self.auth_password_file,
+            &self.auth_xoauth2_token_file,
+            &self.auth_oauth2_client_secret_file,
+            &self.auth_oauth2_refresh_token_file,
+        ];
         for path in secrets.into_iter().flatten() {
             readable_by_spool_group(path, &self.spool_dir)?;
         }
@@ -1046,23 +1232,107 @@ impl Config {
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err("tls_cert_file and tls_key_file go together".into());
         }
-        let secret = self.auth_password_file.is_some() || self.auth_xoauth2_token_file.is_some();
-        if self.auth_password_file.is_some() && self.auth_xoauth2_token_file.is_some() {
-            return Err(
-                "auth_password_file and auth_xoauth2_token_file: give one, not both".into(),
-            );
+        let given = [
+            self.auth_password_file
+                .is_some()
+                .then_some("auth_password_file"),
+            self.auth_xoauth2_token_file
+                .is_some()
+                .then_some("auth_xoauth2_token_file"),
+            self.oauth2_keys_set().then_some("auth_oauth2_client_id"),
+        ];
+        let given: Vec<&str> = given.into_iter().flatten().collect();
+        if let [a, b, ..] = given[..] {
+            return Err(format!("{a} and {b}: give one, not both"));
         }
-        match (&self.auth_user, secret) {
-            (Some(_), false) => {
-                Err("auth_user needs auth_password_file or auth_xoauth2_token_file".into())
-            }
-            (None, true) => Err("auth_password_file or auth_xoauth2_token_file needs auth_user".into()),
+        const SECRETS: &str =
+            "auth_password_file, auth_xoauth2_token_file or auth_oauth2_client_id";
+        match (&self.auth_user, !given.is_empty()) {
+            (Some(_), false) => Err(format!("auth_user needs {SECRETS}")),
+            (None, true) => Err(format!("{} needs auth_user", given[0])),
             (Some(_), true) if self.smarthosts.is_empty() => Err(
                 "auth_user is only used with a smarthost (credentials never go to MX hosts); set smarthost"
                     .into(),
             ),
             _ => Ok(()),
         }
+    }
+
+    /// Whether any `auth_oauth2_*` key is set.
+    fn oauth2_keys_set(&self) -> bool {
+        self.auth_oauth2_provider.is_some()
+            || self.auth_oauth2_token_url.is_some()
+            || self.auth_oauth2_device_url.is_some()
+            || self.auth_oauth2_client_id.is_some()
+            || self.auth_oauth2_client_secret_file.is_some()
+            || self.auth_oauth2_refresh_token_file.is_some()
+            || self.auth_oauth2_scope.is_some()
+    }
+
+    /// The `auth_oauth2_*` keys with the provider's defaults, when set.
+    pub fn oauth2(&self) -> Option<OAuth2> {
+        self.oauth2_settings().ok().flatten()
+    }
+
+    /// As [`Config::oauth2`]; Err says which key is missing.
+    fn oauth2_settings(&self) -> std::result::Result<Option<OAuth2>, String> {
+        if !self.oauth2_keys_set() {
+            return Ok(None);
+        }
+        let Some(client_id) = self.auth_oauth2_client_id.clone() else {
+            return Err("the auth_oauth2_* keys need auth_oauth2_client_id".into());
+        };
+        let grant = match self.auth_oauth2_refresh_token_file {
+            Some(_) => OAuth2Grant::RefreshToken,
+            None => OAuth2Grant::ClientCredentials,
+        };
+        let provider = self.auth_oauth2_provider;
+        if grant == OAuth2Grant::ClientCredentials && self.auth_oauth2_client_secret_file.is_none()
+        {
+            return Err(
+                "without auth_oauth2_refresh_token_file (the client_credentials grant), \
+                 auth_oauth2_client_secret_file is needed"
+                    .into(),
+            );
+        }
+        if provider == Some(OAuth2Provider::Google) && grant == OAuth2Grant::ClientCredentials {
+            return Err(
+                "auth_oauth2_provider = google needs auth_oauth2_refresh_token_file \
+                 (Google has no client_credentials grant for SMTP)"
+                    .into(),
+            );
+        }
+        let from_provider = provider.and_then(|p| p.token_url(grant)).map(String::from);
+        let Some(token_url) = self.auth_oauth2_token_url.clone().or(from_provider) else {
+            return Err(match provider {
+                Some(_) => "the client_credentials grant needs auth_oauth2_token_url with your \
+                     tenant: https://login.microsoftonline.com/TENANT/oauth2/v2.0/token"
+                    .into(),
+                None => "auth_oauth2_client_id needs auth_oauth2_token_url or auth_oauth2_provider"
+                    .into(),
+            });
+        };
+        Ok(Some(OAuth2 {
+            token_url,
+            device_url: (self.auth_oauth2_device_url.clone())
+                .or_else(|| provider.map(|p| p.device_url().to_string())),
+            client_id,
+            client_secret_file: self.auth_oauth2_client_secret_file.clone(),
+            refresh_token_file: self.auth_oauth2_refresh_token_file.clone(),
+            scope: (self.auth_oauth2_scope.clone())
+                .or_else(|| provider.and_then(|p| p.scope(grant)).map(String::from)),
+        }))
+    }
+}
+
+/// An `https://` URL with a host, without spaces or controls.
+fn https_url(key: &str, v: &str) -> std::result::Result<String, String> {
+    let host = v
+        .strip_prefix("https://")
+        .and_then(|rest| rest.split(['/', '?']).next());
+    match host {
+        Some(h) if !h.is_empty() && v.bytes().all(|b| b.is_ascii_graphic()) => Ok(v.to_string()),
+        _ => Err(format!("{key}: `{v}` is not an https:// URL")),
     }
 }
 
@@ -1614,5 +1884,86 @@ mod tests {
                 .to_string()
                 .contains("must be a full address")
         );
+    }
+
+    #[test]
+    fn oauth2_keys_with_the_providers_defaults() {
+        let base = "smarthost = smtp.example\nauth_user = me@example.org\n";
+        let ok = |more: &str| parse(&format!("{base}{more}")).unwrap().oauth2().unwrap();
+        let s = ok("auth_oauth2_provider = google\nauth_oauth2_client_id = c\n\
+                    auth_oauth2_refresh_token_file = /nonexistent/rt\n");
+        assert_eq!(s.token_url, "https://oauth2.googleapis.com/token");
+        assert_eq!(s.scope.as_deref(), Some("https://mail.google.com/"));
+        assert_eq!(s.grant(), OAuth2Grant::RefreshToken);
+        let s = ok(
+            "auth_oauth2_provider = microsoft\nauth_oauth2_client_id = c\n\
+                    auth_oauth2_client_secret_file = /nonexistent/cs\n\
+                    auth_oauth2_token_url = https://login.microsoftonline.com/t/oauth2/v2.0/token\n",
+        );
+        assert_eq!(s.grant(), OAuth2Grant::ClientCredentials);
+        assert_eq!(
+            s.scope.as_deref(),
+            Some("https://outlook.office365.com/.default")
+        );
+        assert!(s.device_url.unwrap().contains("devicecode"));
+        let s = ok(
+            "auth_oauth2_provider = microsoft\nauth_oauth2_client_id = c\n\
+                    auth_oauth2_scope = x y\nauth_oauth2_refresh_token_file = /nonexistent/rt\n",
+        );
+        assert_eq!(s.scope.as_deref(), Some("x y"));
+        assert!(s.token_url.contains("/common/"));
+        assert_eq!(
+            parse(base.trim_end_matches("auth_user = me@example.org\n"))
+                .unwrap()
+                .oauth2(),
+            None
+        );
+        for (more, error) in [
+            (
+                "auth_oauth2_provider = google\n",
+                "need auth_oauth2_client_id",
+            ),
+            (
+                "auth_oauth2_provider = yahoo\n",
+                "must be google or microsoft",
+            ),
+            (
+                "auth_oauth2_token_url = http://x/t\n",
+                "is not an https:// URL",
+            ),
+            (
+                "auth_oauth2_client_id = c\nauth_oauth2_refresh_token_file = /n/rt\n",
+                "needs auth_oauth2_token_url or auth_oauth2_provider",
+            ),
+            (
+                "auth_oauth2_provider = microsoft\nauth_oauth2_client_id = c\n\
+                 auth_oauth2_client_secret_file = /n/cs\n",
+                "TENANT",
+            ),
+            (
+                "auth_oauth2_provider = microsoft\nauth_oauth2_client_id = c\n",
+                "auth_oauth2_client_secret_file is needed",
+            ),
+            (
+                "auth_oauth2_provider = google\nauth_oauth2_client_id = c\n\
+                 auth_oauth2_client_secret_file = /n/cs\n",
+                "Google has no client_credentials grant",
+            ),
+            (
+                "auth_password_file = /n/pw\nauth_oauth2_provider = google\n\
+                 auth_oauth2_client_id = c\nauth_oauth2_refresh_token_file = /n/rt\n",
+                "auth_password_file and auth_oauth2_client_id: give one, not both",
+            ),
+        ] {
+            // A key's bad value is refused; keys that do not go together
+            // are a problem that holds delivery.
+            let err = match parse(&format!("{base}{more}")) {
+                Err(e) => e.to_string(),
+                Ok(c) => (c.problems.iter().map(|p| p.msg.as_str()))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            };
+            assert!(err.contains(error), "{more}: {err}");
+        }
     }
 }

@@ -7,13 +7,14 @@
 //! (see `pass_protocol`): the child says `next` (or `dead REASON` when the
 //! destination cannot be reached at all); the parent answers `job` or `quit`.
 
-use crate::auth::{self, Credentials};
+use crate::auth::{self, Credentials, Secret};
 use crate::config::{Config, SmarthostTls, TlsPolicy};
 use crate::dkim;
 use crate::limits::CHILD_KILL_MARGIN;
 use crate::log::Log;
 use crate::mime;
 use crate::model::{Destination, Outcome, PassId, QueueId, choose_dkim_key};
+use crate::oauth2;
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext, read_claimed};
 use crate::route::{RouteError, Router, Target};
@@ -343,7 +344,7 @@ impl Worker<'_> {
                 }
                 self.log.info(&testing_note(&why));
             }
-            match self.connect_to(t, implicit, mode) {
+            match self.connect_authenticated(t, implicit, mode) {
                 Ok(c) => {
                     if let Some(info) = &c.tls {
                         self.log.info(&info.log_line(&c.peer));
@@ -431,7 +432,8 @@ impl Worker<'_> {
     /// Loads the trust anchors when TLS may be used, and the AUTH
     /// credentials for a smarthost, once per child; Err says what is broken.
     fn load_tls_and_credentials(&mut self, any_implicit: bool) -> Result<(), String> {
-        if (self.config.tls != TlsPolicy::Off || any_implicit) && self.tls.is_none() {
+        let oauth2 = self.destination == Destination::Smarthost && self.config.oauth2().is_some();
+        if (self.config.tls != TlsPolicy::Off || any_implicit || oauth2) && self.tls.is_none() {
             let loaded = Tls::new(&tls_settings(self.config));
             if self.verbose
                 && let Ok(t) = &loaded
@@ -444,7 +446,10 @@ impl Worker<'_> {
             self.tls = Some(loaded);
         }
         if self.destination == Destination::Smarthost && self.credentials.is_none() {
-            self.credentials = Some(Credentials::load(&auth_settings(self.config)));
+            self.credentials = Some(match oauth2 {
+                true => self.oauth2_credentials(None).map(Some),
+                false => Credentials::load(&auth_settings(self.config)),
+            });
         }
         let tls = self.tls.as_ref().and_then(|t| t.as_ref().err());
         let credentials = self.credentials.as_ref().and_then(|c| c.as_ref().err());
@@ -452,6 +457,63 @@ impl Worker<'_> {
             Some(broken) => Err(broken.clone()),
             None => Ok(()),
         }
+    }
+
+    /// Credentials with an OAuth2 access token spoolmail keeps fresh
+    /// (`auth_oauth2_*`); `rejected`: the server refused this one.
+    fn oauth2_credentials(&mut self, rejected: Option<&str>) -> Result<Credentials, String> {
+        let settings = self.config.oauth2().ok_or("no auth_oauth2_* settings")?;
+        let anchors = match &self.tls {
+            Some(Ok(tls)) => &tls.roots,
+            Some(Err(broken)) => return Err(broken.clone()),
+            None => return Err("no trust anchors loaded".into()),
+        };
+        let router = &mut self.router;
+        let mut resolve = |host: &str| router.addresses(host);
+        let mut endpoint = oauth2::Endpoint {
+            settings: &settings,
+            anchors,
+            resolve: &mut resolve,
+            spool_dir: &self.config.spool_dir,
+        };
+        let token = oauth2::access_token(&mut endpoint, rejected)?;
+        Ok(Credentials {
+            user: self.config.auth_user.clone().unwrap_or_default(),
+            secret: Secret::Bearer(token),
+            allow_plaintext: self.config.auth_allow_plaintext,
+        })
+    }
+
+    /// [`Worker::connect_to`]; when the server refuses an OAuth2 access
+    /// token that spoolmail keeps (it may have been revoked before it
+    /// expired), once more on a new connection with a new token.
+    fn connect_authenticated(
+        &mut self,
+        t: &Target,
+        implicit: bool,
+        sts: Option<Mode>,
+    ) -> Result<Client, SessionError> {
+        let first = self.connect_to(t, implicit, sts);
+        let rejected = match (&first, &self.credentials) {
+            (Err(e), Some(Ok(Some(c))))
+                if e.credentials_refused && self.config.oauth2().is_some() =>
+            {
+                match &c.secret {
+                    Secret::Bearer(token) => token.clone(),
+                    Secret::Password(_) => return first,
+                }
+            }
+            _ => return first,
+        };
+        if let Err(e) = &first {
+            self.log
+                .info(&format!("{}; getting a new OAuth2 access token", e.text));
+        }
+        match self.oauth2_credentials(Some(&rejected)) {
+            Ok(c) => self.credentials = Some(Ok(Some(c))),
+            Err(text) => return Err(SessionError::misconfigured(text)),
+        }
+        self.connect_to(t, implicit, sts)
     }
 
     /// One connection to `t`, secured as the TLS policy says, or as the

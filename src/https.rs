@@ -1,4 +1,5 @@
-//! HTTPS requests of a delivery child (MTA-STS policies; every HTTPS fetch
+//! HTTPS requests of a delivery child (MTA-STS policies, OAuth 2.0 tokens;
+//! every HTTPS request
 //! spoolmail makes goes through here): ureq over the project's rustls with
 //! its ring provider, verified against the same trust anchors as SMTP
 //! (`tls_ca_file`, else the system's bundle, see [`crate::tls`]).
@@ -19,7 +20,8 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
-/// One GET: where, to which addresses of the URL's host, and its bounds.
+/// One request (a GET, or the POST of [`post_form`]): where, to which
+/// addresses of the URL's host, and its bounds.
 pub struct Get<'a> {
     /// `https://HOST[:PORT]/PATH`.
     pub url: &'a str,
@@ -42,6 +44,29 @@ pub struct Response {
 
 /// Sends the GET; an Err says in words why there is no response.
 pub fn get(anchors: &Anchors, request: &Get) -> Result<Response, String> {
+    let response = agent(anchors, request)
+        .get(request.url)
+        .call()
+        .map_err(|e| words(&e))?;
+    read_response(response, request.max_body)
+}
+
+/// Sends `form` (already `application/x-www-form-urlencoded`) as a POST
+/// to `request.url`, as an OAuth 2.0 token endpoint wants it (RFC 6749
+/// section 3.2); the same bounds and trust anchors as [`get`].
+pub fn post_form(anchors: &Anchors, request: &Get, form: &str) -> Result<Response, String> {
+    let response = agent(anchors, request)
+        .post(request.url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Accept", "application/json")
+        .send(form)
+        .map_err(|e| words(&e))?;
+    read_response(response, request.max_body)
+}
+
+/// An agent for one request: the trust anchors, no proxy, no redirect,
+/// the request's time bound, and the caller's addresses for its host.
+fn agent(anchors: &Anchors, request: &Get) -> ureq::Agent {
     let roots = match anchors {
         Anchors::Certs(certs) => RootCerts::Specific(Arc::new(
             certs
@@ -68,8 +93,14 @@ pub fn get(anchors: &Anchors, request: &Get) -> Result<Response, String> {
         .max_idle_connections(0)
         .build();
     let resolver = Addresses(request.addrs.to_vec());
-    let agent = ureq::Agent::with_parts(config, DefaultConnector::default(), resolver);
-    let mut response = agent.get(request.url).call().map_err(|e| words(&e))?;
+    ureq::Agent::with_parts(config, DefaultConnector::default(), resolver)
+}
+
+/// The status, media type and (bounded) body of a response.
+fn read_response(
+    mut response: ureq::http::Response<ureq::Body>,
+    max_body: u64,
+) -> Result<Response, String> {
     let media_type = response
         .headers()
         .get("content-type")
@@ -78,7 +109,7 @@ pub fn get(anchors: &Anchors, request: &Get) -> Result<Response, String> {
     let body = response
         .body_mut()
         .with_config()
-        .limit(request.max_body)
+        .limit(max_body)
         .read_to_vec()
         .map_err(|e| match e {
             ureq::Error::BodyExceedsLimit(n) => format!("the response is larger than {n} bytes"),

@@ -22,8 +22,8 @@
 //! 8. [`record`]: outcomes into the state, expiry and bounces (both processes).
 //! 9. [`route`]: smarthosts or MX via hickory-resolver; [`sts`]: the MX
 //!    domain's MTA-STS policy (RFC 8461), fetched with [`https`].
-//! 10. [`smtp`]: the SMTP client, with [`tls`] (rustls) and [`auth`] (SASL);
-//!     [`dkim`] signs what it sends.
+//! 10. [`smtp`]: the SMTP client, with [`tls`] (rustls) and [`auth`] (SASL),
+//!     whose OAuth2 access tokens [`oauth2`] keeps fresh; [`dkim`] signs what it sends.
 //! 11. [`bounce`]: delivery status notifications.
 //!
 //! At the bottom, [`model`]: the typed values (addresses, queue ids,
@@ -60,6 +60,7 @@ pub mod manual;
 pub mod metrics;
 pub mod mime;
 pub mod model;
+pub mod oauth2;
 pub mod pass_protocol;
 pub mod queue;
 pub mod record;

@@ -81,6 +81,31 @@ pub const STS_FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 /// The longest `max_age` kept (seconds, about a year): RFC 8461 section 3.2.
 pub const STS_MAX_AGE: u64 = 31_557_600;
 
+// ---- OAuth 2.0 (smarthosts) ----
+
+/// How long one request to a token or device authorization endpoint may
+/// take, connecting included.
+pub const OAUTH2_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest token endpoint response read (bytes); real ones are a few KB.
+pub const OAUTH2_MAX_RESPONSE: u64 = 64 * 1024;
+
+/// A cached access token is refreshed when it has less than this left
+/// (seconds): enough for a connection and a large message's transaction.
+pub const OAUTH2_REFRESH_MARGIN: u64 = 300;
+
+/// How long a delivery child waits for another's refresh (holding the
+/// lock for at most one request) before it gives up and defers.
+pub const OAUTH2_LOCK_WAIT: Duration = Duration::from_secs(75);
+
+/// The lifetime assumed when a token response has no `expires_in`
+/// (RFC 6749 section 5.1 makes it optional); a rejection refreshes earlier.
+pub const OAUTH2_DEFAULT_LIFETIME: u64 = 3600;
+
+/// The longest `spoolctl oauth2 authorize` waits for the user when the
+/// server names no `expires_in` for its device code.
+pub const OAUTH2_DEVICE_WAIT: u64 = 900;
+
 // ---- The queue pass ----
 
 /// How often the pass parent wakes when no child speaks, to enforce the

@@ -27,6 +27,7 @@ const DELIVERY: &[&str] = &[
     "pass_protocol",
     "route",
     "sts",
+    "oauth2",
     "https",
     "smtp",
     "tls",
@@ -89,6 +90,7 @@ const MAP: &[(&str, &[&str])] = &[
             "record",
             "route",
             "smtp",
+            "oauth2",
             "spool",
             "sts",
             "tls",
@@ -101,6 +103,13 @@ const MAP: &[(&str, &[&str])] = &[
     // MTA-STS: the TXT record and the policy host through route's resolver,
     // the policy over https, the cache in the spool (sts/, made as slots/ is).
     ("sts", &["https", "log", "route", "slots", "spool", "tls"]),
+    // OAuth 2.0 tokens: the token endpoint over https (its host through
+    // route's resolver), the secret files read as auth reads them, the
+    // cache in the spool (oauth2/, made as slots/ is).
+    (
+        "oauth2",
+        &["auth", "config", "https", "route", "slots", "spool", "tls"],
+    ),
     ("https", &["tls"]),
     ("smtp", &["auth", "config", "spool", "tls"]),
     ("tls", &[]),

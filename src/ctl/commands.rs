@@ -119,6 +119,19 @@ pub const COMMANDS: &[Entry] = &[
             "dkim-keygen example.org ed2026 --ed25519",
         ],
     },
+    Entry {
+        synopsis: "`oauth2 authorize`",
+        help: "get the smarthost's first OAuth2 refresh token (device flow)",
+        doc: "Authorizes spoolmail to send as `auth_user` through the smarthost with \
+              OAuth2 (the device authorization grant, RFC 8628): prints a URL and a code to \
+              enter there, in any browser, as the account that sends; waits while the \
+              account's owner signs in and agrees; and saves the refresh token in \
+              `auth_oauth2_refresh_token_file` (mode 0640, the spool's group). Run it once \
+              at set-up, and again when mailq says the refresh token was refused. For \
+              root, the spool's group and admin_group. (Microsoft 365; Google's device \
+              flow does not allow the Gmail scope: see the README's set-up.)",
+        args: &["oauth2 authorize"],
+    },
 ];
 
 /// spoolctl's options.

@@ -55,6 +55,9 @@ pub enum Command {
         selector: String,
         ed25519: bool,
     },
+    /// `oauth2 authorize`: the device flow that gets the first refresh
+    /// token (run by `app`, as delivery's OAuth2 is not the queue's).
+    OAuth2Authorize,
 }
 
 /// What `spoolctl` does to the messages it is given.
@@ -209,7 +212,7 @@ fn command(seen: Seen) -> Result<Command> {
         "list" => &["--json", "SELECTOR"],
         "show" => &["--body"],
         "config" => &["--all"],
-        "check" => &[],
+        "check" | "oauth2" => &[],
         "dkim-keygen" => &["--ed25519"],
         _ if action.is_some() => &["--all", "SELECTOR"],
         _ => return Err(Error::Usage(format!("unknown command {verb} (see --help)"))),
@@ -242,6 +245,8 @@ fn command(seen: Seen) -> Result<Command> {
         ("dkim-keygen", _, _) => Err(Error::Usage(
             "dkim-keygen takes a domain and a selector".into(),
         )),
+        ("oauth2", _, [sub]) if sub == "authorize" => Ok(Command::OAuth2Authorize),
+        ("oauth2", _, _) => Err(Error::Usage("oauth2 takes one word: authorize".into())),
         (_, Some(action), ids) => Ok(Command::Act {
             action,
             target: target(verb, ids, seen.all, seen.filter)?,
@@ -273,6 +278,7 @@ fn target(verb: &str, ids: &[String], all: bool, filter: Option<Filter>) -> Resu
 pub fn run(command: &Command, config: &Config, file: Option<&std::path::Path>) -> Result<u8> {
     match command {
         Command::Help => unreachable!("handled before the config is read"),
+        Command::OAuth2Authorize => unreachable!("run by app"),
         Command::List { json, filter } => list::list(config, *json, filter.as_ref()),
         Command::Show { id, body } => show::show(config, id, *body),
         Command::Act { action, target } => act::act(config, *action, target),

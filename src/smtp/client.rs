@@ -45,6 +45,9 @@ pub struct SessionError {
     /// required`): the mail waits for the admin, and never bounces for it
     /// before `max_queue_lifetime`.
     pub misconfigured: bool,
+    /// The server refused the credentials (530, 534, 535 to AUTH): a new
+    /// OAuth2 access token may do.
+    pub credentials_refused: bool,
     /// Why the connection has no TLS that verified, when TLS was required
     /// or its handshake failed (`host mx.example[192.0.2.1]:25 does not
     /// offer STARTTLS`): what an MTA-STS policy's refusal names.
@@ -59,6 +62,7 @@ impl SessionError {
             stale: false,
             tls_failed: false,
             misconfigured: false,
+            credentials_refused: false,
             no_tls: None,
         }
     }
@@ -339,7 +343,10 @@ impl Client {
                     );
                     self.quit_in_place();
                     return Err(match credentials_refused(reply.code) {
-                        true => SessionError::misconfigured(text),
+                        true => SessionError {
+                            credentials_refused: true,
+                            ..SessionError::misconfigured(text)
+                        },
                         false => SessionError::temporary(text),
                     });
                 }
@@ -367,6 +374,7 @@ impl Client {
             stale: false,
             tls_failed: false,
             misconfigured: false,
+            credentials_refused: false,
             no_tls: None,
         }
     }

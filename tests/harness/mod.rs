@@ -2,7 +2,7 @@
 //! tests/NAME.rs): a temporary spool and its config, the binary run with a
 //! deadline, spool files read back independently of the crate's own reader,
 //! and real servers on loopback (the SMTP sink and fault server, dnsmasq, a
-//! test PKI, an MTA-STS policy server) started as child processes and stopped on drop.
+//! test PKI, an MTA-STS policy server, an OAuth 2.0 token endpoint) started as child processes and stopped on drop.
 //!
 //! Everything listens on 127.0.0.0/8 only: each SMTP fixture gets a loopback
 //! address of its own (`loopback_host()`), so tests can run in parallel and
@@ -26,6 +26,7 @@ mod dns;
 mod files;
 mod json;
 mod net;
+mod oauth2;
 mod pki;
 mod queued;
 mod run;
@@ -42,6 +43,7 @@ pub use files::{
 };
 pub use json::{Json, base64_decode};
 pub use net::{free_port, host_port, loopback_host};
+pub use oauth2::TokenServer;
 pub use pki::{Cert, Pki};
 pub use queued::{Queued, is_queue_id};
 pub use run::{
