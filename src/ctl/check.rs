@@ -20,6 +20,12 @@ pub fn check(config: &Config) -> Result<u8> {
     let secrets = [
         ("auth_password_file", &config.auth_password_file),
         ("auth_xoauth2_token_file", &config.auth_xoauth2_token_file),
+        // Not auth_oauth2_refresh_token_file: delivery rewrites it, as
+        // whichever user's delivery child got a new one.
+        (
+            "auth_oauth2_client_secret_file",
+            &config.auth_oauth2_client_secret_file,
+        ),
         ("tls_key_file", &config.tls_key_file),
     ];
     for (key, path) in secrets {
@@ -68,7 +74,7 @@ fn spool_problems(dir: &Path) -> Vec<String> {
         ));
     }
     problems.extend(owner_problem(dir, meta.uid()));
-    for sub in ["slots", "counters", "sts"] {
+    for sub in ["slots", "counters", "sts", "oauth2"] {
         // Made on first use: checked where they are.
         let path = dir.join(sub);
         if let Ok(m) = std::fs::symlink_metadata(&path) {
