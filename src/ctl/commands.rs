@@ -51,7 +51,9 @@ pub const COMMANDS: &[Entry] = &[
         synopsis: "`delete` ID... | `--all` | SELECTOR",
         help: "delete messages for good (logged, no bounce)",
         doc: "Deletes the messages for good, without a bounce; the log says who did. A user \
-              who is not an admin may delete only their own messages.",
+              who is not an admin may delete only their own messages. The removals are made \
+              durable by one fsync of `queue/` at the end, not one per message: a crash \
+              before it may bring deleted messages back, never lose one.",
         args: &[
             "delete 6A3F2C1B0A1B2C3D",
             "delete --all",
