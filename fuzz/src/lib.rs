@@ -19,6 +19,7 @@ pub mod pass_protocol;
 pub mod reply;
 pub mod smtpd;
 pub mod spool_records;
+pub mod sts;
 
 /// A target's checks: panics when a property fails for the input.
 pub type Check = fn(&[u8]);
@@ -36,4 +37,5 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("reply", reply::check),
     ("smtpd", smtpd::check),
     ("spool_records", spool_records::check),
+    ("sts", sts::check),
 ];
