@@ -102,6 +102,11 @@ pub const OAUTH2_LOCK_WAIT: Duration = Duration::from_secs(75);
 /// (RFC 6749 section 5.1 makes it optional); a rejection refreshes earlier.
 pub const OAUTH2_DEFAULT_LIFETIME: u64 = 3600;
 
+/// The longest an access token is kept, whatever lifetime its server
+/// claims (seconds): a hostile or broken `expires_in` can neither overflow
+/// the expiry nor keep a token for years.
+pub const OAUTH2_MAX_LIFETIME: u64 = 86_400;
+
 /// The longest `spoolctl oauth2 authorize` waits for the user when the
 /// server names no `expires_in` for its device code.
 pub const OAUTH2_DEVICE_WAIT: u64 = 900;

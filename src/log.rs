@@ -135,17 +135,49 @@ fn stderr_leads_nowhere() -> bool {
     }
 }
 
+/// A log line shows what it was given, but no control character and no
+/// Unicode format or separator character (bidi overrides, U+2028) can
+/// reorder or break what a reader of the log sees: those are escaped, as
+/// `\u{1b}` and `<U+202E>`. Text from servers (policies, token endpoints)
+/// reaches log lines.
 fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    use crate::model::is_format_or_separator;
+    if !s
+        .chars()
+        .any(|c| c.is_control() || is_format_or_separator(c))
+    {
         return s.into();
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         if c.is_control() {
             out.extend(c.escape_default());
+        } else if is_format_or_separator(c) {
+            out.push_str(&format!("<U+{:04X}>", u32::from(c)));
         } else {
             out.push(c);
         }
     }
     out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn a_log_line_shows_no_control_or_bidi_character_raw() {
+        for (given, shown) in [
+            ("plain text", "plain text"),
+            (
+                "bell\u{7} and escape\u{1b}[31m",
+                "bell\\u{7} and escape\\u{1b}[31m",
+            ),
+            ("mode: \u{202e}ecrofne", "mode: <U+202E>ecrofne"),
+            ("a\u{2028}b\u{2066}c", "a<U+2028>b<U+2066>c"),
+            ("caf\u{e9} \u{65e5}\u{672c}", "caf\u{e9} \u{65e5}\u{672c}"),
+        ] {
+            assert_eq!(escape_controls(given), shown, "{given:?}");
+        }
+    }
 }

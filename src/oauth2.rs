@@ -20,8 +20,8 @@
 use crate::config::{Config, OAuth2 as Settings, OAuth2Grant as Grant};
 use crate::https;
 use crate::limits::{
-    OAUTH2_DEFAULT_LIFETIME, OAUTH2_DEVICE_WAIT, OAUTH2_LOCK_WAIT, OAUTH2_MAX_RESPONSE,
-    OAUTH2_REFRESH_MARGIN, OAUTH2_REQUEST_TIMEOUT,
+    OAUTH2_DEFAULT_LIFETIME, OAUTH2_DEVICE_WAIT, OAUTH2_LOCK_WAIT, OAUTH2_MAX_LIFETIME,
+    OAUTH2_MAX_RESPONSE, OAUTH2_REFRESH_MARGIN, OAUTH2_REQUEST_TIMEOUT,
 };
 use crate::tls::Anchors;
 use serde_json::Value;
@@ -180,9 +180,11 @@ fn usable_token(token: &str) -> bool {
     !token.is_empty() && token.len() <= 16 * 1024 && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// A server's word, fit for one log line.
+/// A server's word, fit for one log line or root's terminal: what
+/// [`crate::model::sanitize`] makes of reply text (no control characters,
+/// bidi and separator characters shown as `<U+202E>`), cut to 200.
 fn printable(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(200).collect()
+    crate::model::sanitize(text).chars().take(200).collect()
 }
 
 /// The cached access token (`oauth2/token`).
@@ -279,7 +281,7 @@ pub fn access_token(ep: &mut Endpoint<'_>, rejected: Option<&str>) -> Result<Str
     }
     let cached = Cached {
         token: issued.access_token,
-        expires: crate::system::now().0 + issued.expires_in,
+        expires: expiry(crate::system::now().0, issued.expires_in),
         token_url: ep.settings.token_url.clone(),
         client_id: ep.settings.client_id.clone(),
     };
@@ -290,6 +292,13 @@ pub fn access_token(ep: &mut Endpoint<'_>, rejected: Option<&str>) -> Result<Str
         )
     })?;
     Ok(cached.token)
+}
+
+/// When a token issued at `now` for `expires_in` seconds expires: the
+/// server's lifetime is believed up to [`OAUTH2_MAX_LIFETIME`], without
+/// overflow whatever it claims.
+fn expiry(now: u64, expires_in: u64) -> u64 {
+    now.saturating_add(expires_in.min(OAUTH2_MAX_LIFETIME))
 }
 
 /// One request to the token endpoint under the configured grant; an Err
@@ -614,6 +623,39 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_servers_words_cannot_reorder_what_root_reads() {
+        // The device flow prints these on root's terminal; refusals go to logs.
+        let body = r#"{"device_code":"d","user_code":"AB\u202eCD",
+                      "verification_uri":"https://e.test/\u2028x\u0007"}"#;
+        let d = device_response(200, body.as_bytes()).unwrap();
+        assert_eq!(d.user_code, "AB<U+202E>CD");
+        assert_eq!(d.verification_uri, "https://e.test/<U+2028>x");
+        let refusal = token_response(
+            400,
+            br#"{"error":"invalid_grant","error_description":"a\u2066b"}"#,
+        );
+        let Err(Refusal::Error { description, .. }) = refusal else {
+            panic!("{refusal:?}")
+        };
+        assert_eq!(description, "a<U+2066>b");
+    }
+
+    #[test]
+    fn a_claimed_lifetime_is_believed_up_to_a_day() {
+        let now = 1_800_000_000;
+        for (expires_in, expected) in [
+            (0, now),
+            (3599, now + 3599),
+            (OAUTH2_MAX_LIFETIME, now + OAUTH2_MAX_LIFETIME),
+            (OAUTH2_MAX_LIFETIME + 1, now + OAUTH2_MAX_LIFETIME),
+            (u64::MAX, now + OAUTH2_MAX_LIFETIME),
+        ] {
+            assert_eq!(expiry(now, expires_in), expected, "{expires_in}");
+        }
+        assert_eq!(expiry(u64::MAX - 1, 3600), u64::MAX);
+    }
 
     #[test]
     fn forms_are_url_encoded() {

@@ -227,7 +227,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // The rename itself durable: after a crash, a rotated OAuth2 refresh
+        // token must not come back as the spent one. These files are few and
+        // rarely written, so the directory fsync costs nothing that matters.
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -24,5 +24,6 @@ pub use dkim_key::{DkimKey, choose_dkim_key};
 pub use notify::Notify;
 pub use pass_id::PassId;
 pub use queue_id::QueueId;
+pub(crate) use reply::is_format_or_separator;
 pub use reply::{EnhancedCode, Local, Outcome, Reply, Verdict, sanitize};
 pub use ret::Ret;

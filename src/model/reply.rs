@@ -33,7 +33,7 @@ pub fn sanitize(text: &str) -> String {
 
 /// Unicode's Cf (format), Zl (line separator) and Zp (paragraph separator)
 /// characters, as of Unicode 15.1.
-fn is_format_or_separator(c: char) -> bool {
+pub(crate) fn is_format_or_separator(c: char) -> bool {
     matches!(
         u32::from(c),
         0x00AD
