@@ -475,6 +475,11 @@ impl Worker<'_> {
             anchors,
             resolve: &mut resolve,
             spool_dir: &self.config.spool_dir,
+            may_refresh: crate::system::pass_owner(
+                &self.config.spool_dir,
+                self.config.admin_group.as_deref(),
+            )
+            .is_none(),
         };
         let token = oauth2::access_token(&mut endpoint, rejected)?;
         Ok(Credentials {

@@ -90,9 +90,16 @@ pub const OAUTH2_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest token endpoint response read (bytes); real ones are a few KB.
 pub const OAUTH2_MAX_RESPONSE: u64 = 64 * 1024;
 
-/// A cached access token is refreshed when it has less than this left
-/// (seconds): enough for a connection and a large message's transaction.
-pub const OAUTH2_REFRESH_MARGIN: u64 = 300;
+/// A queue run of root or the spool's group (the only ones that refresh:
+/// see `oauth2::access_token`) refreshes a cached access token when it has
+/// less than this left (seconds): more than the 5-minute queue timer plus
+/// [`OAUTH2_USE_MARGIN`], so that users' own runs find a token they may use.
+pub const OAUTH2_REFRESH_MARGIN: u64 = 900;
+
+/// Any delivery uses a cached access token while it has more than this
+/// left (seconds): enough for a connection and a large message's
+/// transaction.
+pub const OAUTH2_USE_MARGIN: u64 = 60;
 
 /// How long a delivery child waits for another's refresh (holding the
 /// lock for at most one request) before it gives up and defers.

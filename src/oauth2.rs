@@ -7,7 +7,11 @@
 //! The access token is cached in the spool (`oauth2/token`, see
 //! doc/SPOOL.md) with its expiry, so that every delivery child does not ask
 //! the token endpoint again; it is refreshed [`OAUTH2_REFRESH_MARGIN`]
-//! before it expires, and when the server refuses it. One child refreshes
+//! before it expires, and when the server refuses it, only by the delivery
+//! children of root's queue runs (or the spool's group's): a user's own run
+//! uses a cached token while it has [`OAUTH2_USE_MARGIN`] left, and
+//! otherwise leaves the mail for the next such run (see
+//! [`Endpoint::may_refresh`] for why). One child refreshes
 //! at a time, under an flock on `oauth2/lock`: the others wait for it and
 //! take the token it cached. A refresh token the endpoint sends back (a
 //! rotation: Microsoft sends a new one on every use) is saved in its file
@@ -21,7 +25,7 @@ use crate::config::{Config, OAuth2 as Settings, OAuth2Grant as Grant};
 use crate::https;
 use crate::limits::{
     OAUTH2_DEFAULT_LIFETIME, OAUTH2_DEVICE_WAIT, OAUTH2_LOCK_WAIT, OAUTH2_MAX_LIFETIME,
-    OAUTH2_MAX_RESPONSE, OAUTH2_REFRESH_MARGIN, OAUTH2_REQUEST_TIMEOUT,
+    OAUTH2_MAX_RESPONSE, OAUTH2_REFRESH_MARGIN, OAUTH2_REQUEST_TIMEOUT, OAUTH2_USE_MARGIN,
 };
 use crate::tls::Anchors;
 use serde_json::Value;
@@ -36,6 +40,11 @@ pub const OAUTH2_DIR: &str = "oauth2";
 
 /// What to run when the refresh token no longer serves.
 pub const AUTHORIZE_HINT: &str = "run `spoolctl oauth2 authorize`";
+
+/// Why a user's own queue run waits: the token is refreshed only by root's
+/// runs (the queue timer, or `sendmail -q` as root).
+const NOT_REFRESHED_HERE: &str = "the OAuth2 access token needs a refresh, which only a queue \
+     run of root or the spool's group makes (the queue timer, or `sendmail -q` as root)";
 
 /// The client secret, when there is one.
 fn client_secret(settings: &Settings) -> Result<Option<String>, String> {
@@ -234,11 +243,11 @@ impl Cached {
     }
 
     /// Whether it serves `settings` at `now` (Unix seconds): theirs, and
-    /// with more than the margin left.
-    pub fn serves(&self, settings: &Settings, now: u64) -> bool {
+    /// with more than `margin` seconds left.
+    pub fn serves(&self, settings: &Settings, now: u64, margin: u64) -> bool {
         self.token_url == settings.token_url
             && self.client_id == settings.client_id
-            && self.expires > now.saturating_add(OAUTH2_REFRESH_MARGIN)
+            && self.expires > now.saturating_add(margin)
     }
 }
 
@@ -250,6 +259,14 @@ pub struct Endpoint<'a> {
     pub anchors: &'a Anchors,
     pub resolve: &'a mut dyn FnMut(&str) -> Result<Vec<IpAddr>, String>,
     pub spool_dir: &'a Path,
+    /// Whether this process may ask the endpoint for a token: only a queue
+    /// run of root, the spool's group or `admin_group`
+    /// (`system::pass_owner`). A user's own delivery could otherwise be
+    /// stopped by its user while it holds the refresh lock (every other
+    /// delivery through the smarthost waiting on it), be killed between the
+    /// endpoint's rotation of the refresh token and its save (the new one
+    /// lost), or own the rotated refresh token file.
+    pub may_refresh: bool,
 }
 
 /// An access token to use now: the cached one while it serves, else a new
@@ -258,14 +275,22 @@ pub struct Endpoint<'a> {
 pub fn access_token(ep: &mut Endpoint<'_>, rejected: Option<&str>) -> Result<String, String> {
     let cache = ep.spool_dir.join(OAUTH2_DIR).join("token");
     let now = crate::system::now().0;
-    let fresh = |c: &Cached| c.serves(ep.settings, now) && Some(c.token.as_str()) != rejected;
+    let margin = match ep.may_refresh {
+        true => OAUTH2_REFRESH_MARGIN,
+        false => OAUTH2_USE_MARGIN,
+    };
+    let fresh =
+        |c: &Cached| c.serves(ep.settings, now, margin) && Some(c.token.as_str()) != rejected;
     if let Some(c) = read_cache(&cache).filter(fresh) {
         return Ok(c.token);
+    }
+    if !ep.may_refresh {
+        return Err(NOT_REFRESHED_HERE.into());
     }
     let _lock = lock(ep.spool_dir)?;
     // Another child may have refreshed while this one waited.
     if let Some(c) = read_cache(&cache).filter(|c| {
-        c.serves(ep.settings, crate::system::now().0) && Some(c.token.as_str()) != rejected
+        c.serves(ep.settings, crate::system::now().0, margin) && Some(c.token.as_str()) != rejected
     }) {
         return Ok(c.token);
     }
@@ -771,13 +796,15 @@ mod tests {
             None
         );
         let s = settings();
-        assert!(c.serves(&s, 10_000 - OAUTH2_REFRESH_MARGIN - 1));
-        assert!(!c.serves(&s, 10_000 - OAUTH2_REFRESH_MARGIN));
+        for margin in [OAUTH2_REFRESH_MARGIN, OAUTH2_USE_MARGIN] {
+            assert!(c.serves(&s, 10_000 - margin - 1, margin));
+            assert!(!c.serves(&s, 10_000 - margin, margin));
+        }
         let other = Settings {
             client_id: "another".into(),
             ..settings()
         };
-        assert!(!c.serves(&other, 0));
+        assert!(!c.serves(&other, 0, OAUTH2_USE_MARGIN));
     }
 
     #[test]

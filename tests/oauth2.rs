@@ -299,3 +299,86 @@ fn the_device_flow_stops_on_a_refusal() {
     assert!(out.stderr.contains("invalid_client"), "{}", out.stderr);
     assert_eq!(w.refresh_token_file(), "old\n");
 }
+
+const NOBODY: u32 = 65534;
+/// `spoolmail -C CONF ARGS < stdin` as uid and gid 65534, not in the
+/// spool's group (issue 15's review: only root's runs refresh).
+fn as_nobody(w: &World, args: &[&str], stdin: &[u8]) -> harness::Outcome {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = w.spool.cmd(args);
+    cmd.uid(NOBODY).gid(NOBODY);
+    harness::run(cmd, stdin, Duration::from_secs(60))
+}
+
+/// Sets the cached access token's expiry to `left` seconds from now.
+fn expire_cache_in(w: &World, left: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let text = fs::read_to_string(w.cache()).unwrap();
+    let changed: Vec<String> = text
+        .lines()
+        .map(|l| match l.starts_with("expires ") {
+            true => format!("expires {}", now + left),
+            false => l.to_string(),
+        })
+        .collect();
+    fs::write(w.cache(), changed.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn a_users_own_run_uses_the_cached_token_but_never_asks_the_endpoint() {
+    if !harness::is_root() {
+        eprintln!("skipped: running as another user needs root");
+        return;
+    }
+    let w = World::new("oauth2-user", &["--refresh-token", "rt-0"], Some("rt-0"));
+    w.send();
+    w.sink.wait_for_messages(1, Duration::from_secs(10));
+    assert_eq!(w.token_requests(), 1);
+    // What the user's setgid process could read and write in an installed
+    // spool: its queue, the token cache and lock, and the refresh token
+    // (0640 root:spoolmail there). Without a setgid binary here, the user
+    // gets them by group (queue) or as their owner (the rest; the spool's
+    // group stays root's, so the user is not one of it).
+    w.spool.share_queue_with_group(NOBODY);
+    let oauth2 = w.spool.spool.join("oauth2");
+    let refresh_token = w.spool.root().join("refresh_token");
+    for path in [
+        oauth2.clone(),
+        w.cache(),
+        oauth2.join("lock"),
+        refresh_token,
+    ] {
+        std::os::unix::fs::chown(&path, Some(NOBODY), None).unwrap();
+    }
+    let message: &[u8] = b"From: carol@example.org\nSubject: mine\n\nhello\n";
+    let submit = ["-f", "carol@example.org", "bob@example.net"];
+
+    // Ten minutes left: root's runs would refresh (under 15), the user's
+    // run uses it.
+    expire_cache_in(&w, 600);
+    as_nobody(&w, &submit, message).assert_ok();
+    as_nobody(&w, &["-q"], b"").assert_ok();
+    w.sink.wait_for_messages(2, Duration::from_secs(10));
+    assert_eq!(w.token_requests(), 1, "{}", w.spool.log());
+
+    // Thirty seconds left: the user's run leaves the message for root's.
+    expire_cache_in(&w, 30);
+    as_nobody(&w, &submit, message).assert_ok();
+    as_nobody(&w, &["-q"], b"").assert_ok();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(w.sink.message_count(), 2, "{}", w.spool.log());
+    assert_eq!(w.token_requests(), 1, "{}", w.spool.log());
+    assert_eq!(w.spool.queue_ids().len(), 1, "the message waits");
+    assert!(
+        w.spool.log().contains("only a queue run of root"),
+        "{}",
+        w.spool.log()
+    );
+    w.spool.pass(&[]);
+    w.sink.wait_for_messages(3, Duration::from_secs(10));
+    assert_eq!(w.token_requests(), 2, "root's run refreshed");
+    w.spool.assert_delivered();
+}
