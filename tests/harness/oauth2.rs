@@ -4,7 +4,7 @@
 use super::files::scratch_dir;
 use super::net::loopback_host;
 use super::pki::Pki;
-use super::servers::{Proc, StartError};
+use super::servers::Proc;
 use std::fs;
 use std::path::PathBuf;
 
@@ -26,32 +26,14 @@ impl TokenServer {
         let outdir = scratch_dir("token");
         let host = loopback_host();
         let cert = pki.server(&[&host]);
-        let mut argv: Vec<String> = [
-            "--host",
-            &host,
-            "--port",
-            "0",
-            "--outdir",
-            &outdir.to_string_lossy(),
-            "--cert",
-            &cert.cert.to_string_lossy(),
-            "--key",
-            &cert.key.to_string_lossy(),
-            "--client-id",
-            client_id,
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        argv.extend(extra.iter().map(|a| a.to_string()));
-        match Proc::start("token_server.py", &argv, &outdir, "token_server") {
-            Ok((proc, host, port)) => TokenServer {
-                host,
-                port,
-                outdir,
-                proc,
-            },
-            Err(StartError::BindFailed(m)) | Err(StartError::Other(m)) => panic!("{m}"),
+        let mut own = vec!["--client-id".to_string(), client_id.to_string()];
+        own.extend(extra.iter().map(|a| a.to_string()));
+        let (proc, host, port) = Proc::start_https("token_server.py", &host, &cert, &outdir, &own);
+        TokenServer {
+            host,
+            port,
+            outdir,
+            proc,
         }
     }
 

@@ -39,6 +39,39 @@ pub(super) enum StartError {
 impl Proc {
     /// Starts `python script args...` with stdout piped and waits for
     /// "READY host port"; stderr goes to DIR/stderr.log.
+    /// Starts HTTPS fixture `script` (sts_server.py, token_server.py:
+    /// fixturelib's `https_parser`) on `host` with `cert`, its files in
+    /// `outdir`; `own` are its own arguments. Panics when it cannot start.
+    pub(super) fn start_https(
+        script: &str,
+        host: &str,
+        cert: &super::pki::Cert,
+        outdir: &Path,
+        own: &[String],
+    ) -> (Proc, String, u16) {
+        let mut argv: Vec<String> = [
+            "--host",
+            host,
+            "--port",
+            "0",
+            "--outdir",
+            &outdir.to_string_lossy(),
+            "--cert",
+            &cert.cert.to_string_lossy(),
+            "--key",
+            &cert.key.to_string_lossy(),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        argv.extend(own.iter().cloned());
+        let name = script.trim_end_matches(".py");
+        match Proc::start(script, &argv, outdir, name) {
+            Ok(started) => started,
+            Err(StartError::BindFailed(m)) | Err(StartError::Other(m)) => panic!("{m}"),
+        }
+    }
+
     pub(super) fn start(
         script: &str,
         args: &[String],

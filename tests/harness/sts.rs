@@ -4,7 +4,7 @@
 use super::files::scratch_dir;
 use super::net::loopback_host;
 use super::pki::Cert;
-use super::servers::{Proc, StartError};
+use super::servers::Proc;
 use std::fs;
 use std::path::PathBuf;
 
@@ -24,33 +24,15 @@ impl PolicyServer {
         let outdir = scratch_dir("sts");
         let file = outdir.join("policy");
         fs::write(&file, policy).expect("write the policy");
-        let host = loopback_host();
-        let mut argv: Vec<String> = [
-            "--host",
-            &host,
-            "--port",
-            "0",
-            "--outdir",
-            &outdir.to_string_lossy(),
-            "--cert",
-            &cert.cert.to_string_lossy(),
-            "--key",
-            &cert.key.to_string_lossy(),
-            "--policy",
-            &file.to_string_lossy(),
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        argv.extend(extra.iter().map(|a| a.to_string()));
-        match Proc::start("sts_server.py", &argv, &outdir, "sts_server") {
-            Ok((proc, host, port)) => PolicyServer {
-                host,
-                port,
-                outdir,
-                proc,
-            },
-            Err(StartError::BindFailed(m)) | Err(StartError::Other(m)) => panic!("{m}"),
+        let mut own = vec!["--policy".to_string(), file.to_string_lossy().into_owned()];
+        own.extend(extra.iter().map(|a| a.to_string()));
+        let (proc, host, port) =
+            Proc::start_https("sts_server.py", &loopback_host(), cert, &outdir, &own);
+        PolicyServer {
+            host,
+            port,
+            outdir,
+            proc,
         }
     }
 
