@@ -477,8 +477,18 @@ pub fn authorize(config: &Config, say: &mut dyn FnMut(&str)) -> Result<(), Strin
     let refresh = (issued.refresh_token.as_deref()).ok_or(
         "the token endpoint sent no refresh token (Microsoft needs the offline_access scope)",
     )?;
+    // Under the refresh lock, so that a delivery refreshing with the old
+    // refresh token at this moment cannot save its rotation over this one;
+    // and the cached access token goes, as it may be another account's.
+    let _lock = lock(&config.spool_dir)?;
     save_secret(&file, refresh).map_err(|e| format!("cannot save {}: {e}", file.display()))?;
     give_to_spool_group(&file, &config.spool_dir);
+    match std::fs::remove_file(config.spool_dir.join(OAUTH2_DIR).join("token")) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(format!("cannot remove the cached access token: {e}"));
+        }
+        _ => {}
+    }
     say(&format!("Saved the refresh token in {}.", file.display()));
     Ok(())
 }

@@ -259,6 +259,16 @@ fn the_device_flow_saves_the_first_refresh_token() {
     let w = World::new("oauth2-device", &["--pending", "1"], Some("old"));
     let path = w.spool.root().join("refresh_token");
     fs::remove_file(&path).unwrap();
+    // An access token cached for the account authorized before.
+    fs::create_dir_all(w.cache().parent().unwrap()).unwrap();
+    fs::write(
+        w.cache(),
+        format!(
+            "SPOOLMAIL-OAUTH2 1\ntoken_url {}\nclient_id {CLIENT}\nexpires 99999999999\ntoken at-old\n",
+            w.endpoint.url("/token")
+        ),
+    )
+    .unwrap();
     let out = w.spoolctl(&["oauth2", "authorize"]);
     assert!(out.success(), "{}", out.stderr);
     assert!(
@@ -278,6 +288,10 @@ fn the_device_flow_saves_the_first_refresh_token() {
         "{requests:?}"
     );
     assert_eq!(requests.len(), 3, "{requests:?}"); // device, pending, tokens
+    assert!(
+        !w.cache().exists(),
+        "the old account's access token is gone"
+    );
     // And it serves delivery.
     w.endpoint.set_state("expires_in", "60");
     w.send();
