@@ -117,17 +117,25 @@ pub fn in_order<E: Sync, T: Send>(
         let results: Vec<Vec<T>> = std::thread::scope(|scope| {
             let mut parts = round.chunks(part);
             let mine = parts.next().unwrap_or_default();
+            // A thread that cannot be made (the caller's RLIMIT_NPROC, no
+            // memory) leaves its part to this one: never a panic halfway
+            // through an action, with some messages acted on and not said.
             let others: Vec<_> = parts
-                .map(|p| scope.spawn(|| p.iter().map(&read).collect::<Vec<T>>()))
+                .map(|p| {
+                    let spawned = std::thread::Builder::new()
+                        .spawn_scoped(scope, || p.iter().map(&read).collect::<Vec<T>>());
+                    spawned.map_err(|_| p)
+                })
                 .collect();
             let mut results = vec![mine.iter().map(&read).collect()];
             for other in others {
-                // A panic in a reader is a bug: passed on as it is.
-                results.push(
-                    other
+                results.push(match other {
+                    // A panic in a reader is a bug: passed on as it is.
+                    Ok(thread) => thread
                         .join()
                         .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                );
+                    Err(part) => part.iter().map(&read).collect(),
+                });
             }
             results
         });
