@@ -3,10 +3,14 @@
 
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::model::{Address, DkimKey};
+use crate::model::{
+    Address, Destination, DkimKey, RelayLimits, SenderPattern, SenderRelay, choose_sender_relay,
+};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+mod relay_map;
 
 /// The config file read without `-C`. Set at build time with
 /// `SPOOLMAIL_CONFIG=/path cargo build` (as scripts/install.sh does for a
@@ -65,6 +69,15 @@ pub struct Config {
     pub tls: TlsPolicy,
     /// None: implicit TLS for a smarthost on port 465, STARTTLS otherwise.
     pub smarthost_tls: Option<SmarthostTls>,
+    /// `sender_relay_map`: the file, and its lines (read with the config).
+    pub sender_relay_map: Option<PathBuf>,
+    pub sender_relays: Vec<SenderRelay>,
+    /// `max_messages_per_connection` and `max_messages_per_minute`: the
+    /// smarthost's message limits (a map line has its own).
+    pub smarthost_limits: RelayLimits,
+    /// How long a relay rests after a throttling reply (421, 4.7.x), the
+    /// first time in a pass; it doubles for each repeat.
+    pub throttle_backoff: Duration,
     /// Trust anchors instead of the system's CA bundle.
     pub tls_ca_file: Option<PathBuf>,
     /// MTA-STS policies (RFC 8461) are looked up and applied (MX delivery).
@@ -237,6 +250,10 @@ impl Default for Config {
             helo_name: None,
             tls: TlsPolicy::Opportunistic,
             smarthost_tls: None,
+            sender_relay_map: None,
+            sender_relays: Vec::new(),
+            smarthost_limits: RelayLimits::default(),
+            throttle_backoff: limits::DEFAULT_THROTTLE_BACKOFF,
             tls_ca_file: None,
             mta_sts: true,
             mta_sts_port: 443,
@@ -354,6 +371,9 @@ impl Config {
             // Not one `key = value`: this is not a config file at all
             // (`-C /etc/passwd`), and its spool_dir cannot be known.
             return Err(cfg.problems.swap_remove(0).to_error());
+        }
+        if let Some(map) = cfg.sender_relay_map.clone() {
+            cfg.load_relay_map(&map);
         }
         if let Err(msg) = cfg.check_together() {
             cfg.problems.push(Problem {
@@ -585,6 +605,28 @@ pub const KEYS: &[Key] = &[
         doc: "How TLS starts with a smarthost: STARTTLS on a plain connection, or TLS \
               from the first byte (implicit TLS, RFC 8314).",
         set: |c, k, v| choice(k, v, SMARTHOST_TLS).map(|t| c.smarthost_tls = Some(t)),
+    },
+    Key {
+        name: "sender_relay_map",
+        value: "PATH",
+        default: KeyDefault::Unset {
+            means: "every message goes through `smarthost`, or to the MX hosts",
+            example: "/etc/spoolmail/sender_relays",
+        },
+        doc: "Relays chosen by the envelope sender, as Postfix's \
+              `sender_dependent_relayhost_maps`: a file of lines `PATTERN HOST[:PORT] \
+              [user=USER password_file=PATH] [tls=starttls|implicit] \
+              [max_messages_per_connection=N] [max_messages_per_minute=N]` (`#` \
+              comments, blank lines), PATTERN `user@domain`, `@domain` or `*`. A message \
+              goes, all its recipients in one transaction, through the relay of the line \
+              for its sender's exact address, else for its domain, else `*` (the null \
+              sender of bounces matches `*` only); a sender no line takes goes through \
+              `smarthost`, or to the MX hosts. AUTH with a line's user goes to that relay \
+              only, under the rules of `auth_user`; a password file is as private as \
+              `auth_password_file`, and a map others can write is refused. Read with the \
+              config: a bad line stops queue runs (exit 78) with `FILE:LINE:`. The map \
+              is applied when mail is delivered, so a change applies to queued mail.",
+        set: |c, k, v| absolute_path(k, v).map(|p| c.sender_relay_map = Some(p)),
     },
     Key {
         name: "tls_ca_file",
@@ -842,6 +884,45 @@ pub const KEYS: &[Key] = &[
               run together, so that a slow one leaves room for the rest; stalled \
               transactions free as many again.",
         set: |c, k, v| positive(k, v).map(|n| c.max_per_destination = n),
+    },
+    Key {
+        name: "max_messages_per_connection",
+        value: "NUMBER",
+        default: KeyDefault::Unset {
+            means: "no limit",
+            example: "100",
+        },
+        doc: "The most messages sent over one connection to the smarthost (as Postfix's \
+              `smtp_connection_reuse_count_limit`): after that many the delivery process \
+              says QUIT and opens a new connection. A `sender_relay_map` line has its own.",
+        set: |c, k, v| positive(k, v).map(|n| c.smarthost_limits.per_connection = Some(n)),
+    },
+    Key {
+        name: "max_messages_per_minute",
+        value: "NUMBER",
+        default: KeyDefault::Unset {
+            means: "no limit",
+            example: "30",
+        },
+        doc: "The most messages started to the smarthost in any minute: messages are \
+              spread out, one every 60/N seconds (as Postfix's \
+              `default_destination_rate_delay`), never refused: the queue run waits for \
+              them. Each queue run keeps its own pace (runs at the same time, such as \
+              cron's and a background runner's, each keep the limit). A \
+              `sender_relay_map` line has its own.",
+        set: |c, k, v| positive(k, v).map(|n| c.smarthost_limits.per_minute = Some(n)),
+    },
+    Key {
+        name: "throttle_backoff",
+        value: "DURATION",
+        default: KeyDefault::Value("60s"),
+        doc: "How long the smarthost or a `sender_relay_map` relay rests after it \
+              answers `421` or a `4.7.x` reply (a rate limit): the connection is closed, \
+              the message that got the reply waits for its next attempt, and the rest of \
+              the relay's queue waits in the queue run for this long, then goes on over \
+              a new connection. Each repeat in a run doubles the rest, up to 10 minutes; \
+              after the fourth rest the rest of the relay's queue waits for the next run.",
+        set: |c, k, v| positive_duration(k, v).map(|d| c.throttle_backoff = d),
     },
     Key {
         name: "retry_schedule",
@@ -1206,6 +1287,27 @@ impl OAuth2 {
 }
 
 impl Config {
+    /// The `sender_relay_map` line for a message from `sender` (empty for
+    /// the null sender), if any line takes it.
+    pub fn relay_for_sender(&self, sender: &str) -> Option<&SenderRelay> {
+        choose_sender_relay(&self.sender_relays, sender)
+    }
+
+    /// The `sender_relay_map` line with this pattern.
+    pub fn sender_relay(&self, pattern: &SenderPattern) -> Option<&SenderRelay> {
+        self.sender_relays.iter().find(|r| r.pattern == *pattern)
+    }
+
+    /// The message limits of a destination: the smarthost's keys, a map
+    /// line's own; none for MX hosts.
+    pub fn limits_of(&self, destination: &Destination) -> RelayLimits {
+        match destination {
+            Destination::Smarthost => self.smarthost_limits,
+            Destination::Relay(p) => self.sender_relay(p).map(|r| r.limits).unwrap_or_default(),
+            _ => RelayLimits::default(),
+        }
+    }
+
     /// What only the keys together can tell about TLS and AUTH.
     fn check_together(&self) -> std::result::Result<(), String> {
         self.check_tls_auth()?;
@@ -1221,6 +1323,11 @@ impl Config {
         }
         for key in &self.dkim_keys {
             readable_by_spool_group(&key.file, &self.spool_dir)?;
+        }
+        for relay in &self.sender_relays {
+            if let Some(file) = &relay.password_file {
+                readable_by_spool_group(file, &self.spool_dir)?;
+            }
         }
         if self.rewrite_from && self.sender_address.is_none() {
             return Err("rewrite_from = yes needs sender_address".into());

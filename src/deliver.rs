@@ -35,6 +35,9 @@ enum JobEnd {
     /// No host of the destination could be reached, for this reason: skip
     /// it for this pass.
     DestinationDead(Outcome),
+    /// The relay answered with a throttling reply (what it said): the
+    /// connection is closed, and the parent rests the relay.
+    Throttled(String),
 }
 
 pub struct Worker<'c> {
@@ -57,6 +60,11 @@ pub struct Worker<'c> {
     /// Hosts whose TLS handshake failed in this pass: plain text from now on
     /// (opportunistic TLS only).
     plaintext_only: Vec<SocketAddr>,
+    /// Messages sent over the open connection (for
+    /// `max_messages_per_connection`).
+    sent_here: u32,
+    /// The throttling reply a relay gave in the job running, if any.
+    throttled: Option<String>,
     host: String,
     log: Log,
     verbose: bool,
@@ -98,6 +106,8 @@ pub fn worker_main(
         credentials: None,
         signers: HashMap::new(),
         plaintext_only: Vec::new(),
+        sent_here: 0,
+        throttled: None,
         host,
         log: Log::open(config, "spoolmail"),
         verbose,
@@ -141,6 +151,7 @@ pub fn worker_main(
         lines.push(match end {
             JobEnd::Done => Message::Next,
             JobEnd::DestinationDead(why) => dead(why),
+            JobEnd::Throttled(reason) => Message::Throttled { reason },
         });
         report = lines.iter().map(Message::encode).collect();
     }
@@ -223,7 +234,7 @@ impl Worker<'_> {
             host: &self.host,
             pass,
         };
-        match record::record(
+        let recorded = record::record(
             &ctx,
             claim,
             &envelope,
@@ -231,7 +242,18 @@ impl Worker<'_> {
             &outcomes,
             relay.as_deref(),
             &mut self.log,
-        ) {
+        );
+        // Recorded first: the message that got the reply waits durably.
+        let end = match self.throttled.take() {
+            Some(reason) => {
+                if let Some(client) = self.client.take() {
+                    client.quit();
+                }
+                JobEnd::Throttled(reason)
+            }
+            None => end,
+        };
+        match recorded {
             Ok(failed) => (end, failed),
             Err(e) => {
                 self.log
@@ -262,6 +284,8 @@ impl Worker<'_> {
         match self.connection() {
             Ok(()) => {
                 let (outcomes, relay) = self.transaction(claim, env, rcpts, &wire);
+                self.note_throttling(&outcomes, relay.as_deref());
+                self.count_message();
                 (outcomes, relay, JobEnd::Done)
             }
             Err((outcome, dead)) => {
@@ -271,6 +295,36 @@ impl Worker<'_> {
                 };
                 (all(&outcome), None, end)
             }
+        }
+    }
+
+    /// Notes a throttling reply (421, 4.7.x) among a relay's `outcomes`;
+    /// an MX host's is an ordinary deferral.
+    fn note_throttling(&mut self, outcomes: &[(usize, Outcome)], relay: Option<&str>) {
+        let reply = outcomes
+            .iter()
+            .find_map(|(_, o)| o.reply().filter(|r| r.is_throttling()));
+        if let Some(reply) = reply
+            && is_relay(&self.destination)
+        {
+            let host = relay.unwrap_or("the relay");
+            self.throttled = Some(format!("host {host} said {reply}"));
+        }
+    }
+
+    /// Counts a message sent over the open connection; after
+    /// `max_messages_per_connection` of them, says QUIT, so that the next
+    /// message goes over a new one.
+    fn count_message(&mut self) {
+        if self.client.is_none() {
+            return;
+        }
+        self.sent_here += 1;
+        let limit = self.config.limits_of(&self.destination).per_connection;
+        if limit.is_some_and(|n| self.sent_here >= n)
+            && let Some(client) = self.client.take()
+        {
+            client.quit();
         }
     }
 
@@ -358,6 +412,7 @@ impl Worker<'_> {
                         self.log.info(&testing_note(&a.requires_tls(&why)));
                     }
                     self.client = Some(c);
+                    self.sent_here = 0;
                     return Ok(());
                 }
                 // Ours to fix (credentials refused, a smarthost's
@@ -366,6 +421,12 @@ impl Worker<'_> {
                 Err(e) if ours_to_fix(&self.destination, &e) => {
                     let outcome = Outcome::misconfigured(e.text);
                     return Err((outcome.clone(), Some(outcome.to_string())));
+                }
+                // A relay that throttles is not dead: it rests (the parent
+                // sees to it), and its other hosts are spared meanwhile.
+                Err(e) if e.throttled && is_relay(&self.destination) => {
+                    self.throttled = Some(e.text.clone());
+                    return Err((Outcome::deferred(e.text), None));
                 }
                 Err(e) => {
                     let text = match (&sts, &e.no_tls) {
@@ -426,7 +487,32 @@ impl Worker<'_> {
     }
 
     fn implicit_tls(&self, t: &Target) -> bool {
-        implicit_tls(&self.destination, self.config.smarthost_tls, t.addr.port())
+        let configured = match &self.destination {
+            Destination::Relay(p) => (self.config.sender_relay(p)).and_then(|r| {
+                r.implicit_tls.map(|implicit| match implicit {
+                    true => SmarthostTls::Implicit,
+                    false => SmarthostTls::Starttls,
+                })
+            }),
+            _ => self.config.smarthost_tls,
+        };
+        implicit_tls(&self.destination, configured, t.addr.port())
+    }
+
+    /// Where this destination's AUTH credentials come from: the
+    /// smarthost's keys, or its own `sender_relay_map` line (a relay
+    /// never gets another's, nor does an MX host get any); None: no AUTH.
+    fn auth_settings(&self) -> Option<auth::Settings> {
+        match &self.destination {
+            Destination::Smarthost => Some(auth_settings(self.config)),
+            Destination::Relay(p) => self.config.sender_relay(p).map(|r| auth::Settings {
+                user: r.user.clone(),
+                password_file: r.password_file.clone(),
+                xoauth2_token_file: None,
+                allow_plaintext: self.config.auth_allow_plaintext,
+            }),
+            _ => None,
+        }
     }
 
     /// Loads the trust anchors when TLS may be used, and the AUTH
@@ -445,10 +531,12 @@ impl Worker<'_> {
             }
             self.tls = Some(loaded);
         }
-        if self.destination == Destination::Smarthost && self.credentials.is_none() {
+        if let Some(settings) = self.auth_settings()
+            && self.credentials.is_none()
+        {
             self.credentials = Some(match oauth2 {
                 true => self.oauth2_credentials(None).map(Some),
-                false => Credentials::load(&auth_settings(self.config)),
+                false => Credentials::load(&settings),
             });
         }
         let tls = self.tls.as_ref().and_then(|t| t.as_ref().err());
@@ -690,18 +778,25 @@ fn dead(why: Outcome) -> Message {
 
 /// Whether a session's error is a local configuration problem, which
 /// waits for the admin up to `max_queue_lifetime`: only when the host is
-/// the admin's own choice, a smarthost. An MX host's certificate that does
+/// the admin's own choice, a smarthost or a sender's relay. An MX host's certificate that does
 /// not verify under `tls = required` is the remote side's to fix: an
 /// ordinary deferral, bounced when the schedule runs out, as in Postfix.
 fn ours_to_fix(destination: &Destination, e: &SessionError) -> bool {
-    e.misconfigured && *destination == Destination::Smarthost
+    e.misconfigured && is_relay(destination)
+}
+
+/// Whether `destination` is a relay the admin chose (the smarthost, or a
+/// `sender_relay_map` line's), not the recipients' own MX hosts.
+fn is_relay(destination: &Destination) -> bool {
+    matches!(destination, Destination::Smarthost | Destination::Relay(_))
 }
 
 /// Whether a host of `destination` on `port` speaks TLS from the first
-/// byte: a smarthost configured so (`smarthost_tls`), or on port 465 when
-/// not configured (RFC 8314). Never an MX host.
+/// byte: a smarthost or sender's relay configured so (`smarthost_tls`, a
+/// map line's `tls=`), or on port 465 when not configured (RFC 8314).
+/// Never an MX host.
 fn implicit_tls(destination: &Destination, configured: Option<SmarthostTls>, port: u16) -> bool {
-    *destination == Destination::Smarthost
+    is_relay(destination)
         && match configured {
             Some(SmarthostTls::Implicit) => true,
             Some(SmarthostTls::Starttls) => false,
@@ -874,6 +969,7 @@ mod tests {
             Destination::Domain("example.org".into()),
         );
         let (implicit, starttls) = (Some(SmarthostTls::Implicit), Some(SmarthostTls::Starttls));
+        let relay = Destination::Relay(crate::model::SenderPattern::Any);
         for (destination, configured, port, expected) in [
             (&smarthost, None, 465, true),
             (&smarthost, None, 587, false),
@@ -882,6 +978,10 @@ mod tests {
             (&smarthost, starttls, 465, false),
             (&mx, None, 465, false),
             (&mx, implicit, 465, false),
+            (&relay, None, 465, true),
+            (&relay, None, 587, false),
+            (&relay, implicit, 587, true),
+            (&relay, starttls, 465, false),
         ] {
             assert_eq!(
                 implicit_tls(destination, configured, port),
@@ -892,12 +992,13 @@ mod tests {
     }
 
     #[test]
-    fn only_a_smarthost_can_be_misconfigured() {
+    fn only_a_smarthost_or_a_senders_relay_can_be_misconfigured() {
         let (smarthost, mx, literal) = (
             Destination::Smarthost,
             Destination::Domain("example.org".into()),
             Destination::Literal("192.0.2.1".parse().unwrap()),
         );
+        let relay = Destination::Relay(crate::model::SenderPattern::Any);
         let (ours, theirs) = (
             SessionError::misconfigured("certificate did not verify".into()),
             SessionError::temporary("421 busy".into()),
@@ -908,6 +1009,8 @@ mod tests {
             (&mx, &ours, false),
             (&mx, &theirs, false),
             (&literal, &ours, false),
+            (&relay, &ours, true),
+            (&relay, &theirs, false),
         ] {
             assert_eq!(ours_to_fix(destination, e), expected, "{destination} {e}");
         }

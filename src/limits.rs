@@ -184,6 +184,27 @@ pub const RUNNER_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// only ever tighter).
 pub const DESTINATION_BUCKETS: u16 = 1024;
 
+/// The window `max_messages_per_minute` counts in: messages to a relay
+/// start at least this divided by the limit apart.
+pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// A relay's rest after a throttling reply (421, 4.7.x) doubles with each
+/// repeat in a pass, from `throttle_backoff`, up to this: a relay that
+/// keeps refusing is asked again at least this often while the pass has
+/// mail for it.
+pub const THROTTLE_BACKOFF_MAX: Duration = Duration::from_secs(10 * 60);
+
+/// Rests a relay gets in one pass: the throttling reply after the last
+/// one defers the rest of the relay's queue to the next queue run, so that
+/// a pass ends (at the default `throttle_backoff`, after at most 60 + 120
+/// + 240 + 480 s of rests) instead of waiting on a relay without end.
+pub const THROTTLE_RESTS_PER_PASS: u32 = 4;
+
+/// The largest `sender_relay_map` read (bytes): a map of thousands of
+/// lines is well under it, and a file named by mistake is refused rather
+/// than held in memory.
+pub const MAX_RELAY_MAP: u64 = 1024 * 1024;
+
 /// Leftovers in tmp/ younger than this may belong to a live writer that has
 /// created its file but not yet locked it.
 pub const LEFTOVER_MIN_AGE: Duration = Duration::from_secs(60);
@@ -355,5 +376,7 @@ pub const DEFAULT_QUEUE_MIN_FREE_PERCENT: u64 = 1;
 pub const DEFAULT_MAX_CHILDREN: u32 = 20;
 /// `max_per_destination`: children at once to one destination.
 pub const DEFAULT_MAX_PER_DESTINATION: u32 = 10;
+/// `throttle_backoff`: a relay's first rest after a throttling reply.
+pub const DEFAULT_THROTTLE_BACKOFF: Duration = Duration::from_secs(60);
 /// `max_recipients`: recipients of one submission.
 pub const DEFAULT_MAX_RECIPIENTS: usize = 1000;

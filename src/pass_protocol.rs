@@ -5,7 +5,9 @@
 //! The child speaks first and after every job: any `failed` lines for
 //! recipients that failed for good (so that `-odi -oep` can report them),
 //! then `next`, or `dead REASON` when its destination cannot be reached at
-//! all (`misconfigured REASON` when that is a local configuration problem).
+//! all (`misconfigured REASON` when that is a local configuration problem),
+//! or `throttled REASON` when its relay answered 421 or 4.7.x (the child
+//! has closed the connection; the parent rests the relay).
 //! The parent answers `job QID I,J,... PASS` (the message, the indices of
 //! the recipients to try, and the pass's id, which the child records with
 //! the attempt) or `quit`.
@@ -36,6 +38,10 @@ pub enum Message {
     /// its queue waits for the admin, and is never failed before
     /// `max_queue_lifetime`.
     Misconfigured { reason: String },
+    /// Child to parent: the last job is recorded, and the relay answered
+    /// with a throttling reply (421, 4.7.x: what it said); the connection
+    /// is closed. The parent rests the relay, then starts a new child.
+    Throttled { reason: String },
     /// Child to parent: this recipient failed for good in the last job.
     Failed {
         id: QueueId,
@@ -60,6 +66,7 @@ impl Message {
             Message::Misconfigured { reason } => {
                 format!("misconfigured {}\n", one_line(reason))
             }
+            Message::Throttled { reason } => format!("throttled {}\n", one_line(reason)),
             Message::Failed { id, index, reason } => {
                 format!("failed {id} {index} {}\n", one_line(reason))
             }
@@ -78,6 +85,9 @@ impl Message {
                 reason: rest.to_string(),
             }),
             "misconfigured" => Some(Message::Misconfigured {
+                reason: rest.to_string(),
+            }),
+            "throttled" => Some(Message::Throttled {
                 reason: rest.to_string(),
             }),
             "job" => {
@@ -149,6 +159,12 @@ mod tests {
                 "misconfigured cannot read auth_password_file /etc/pw\n",
             ),
             (
+                Message::Throttled {
+                    reason: "host relay.example[192.0.2.7]:587 said 421 4.7.0 slow down".into(),
+                },
+                "throttled host relay.example[192.0.2.7]:587 said 421 4.7.0 slow down\n",
+            ),
+            (
                 Message::Failed {
                     id: qid(),
                     index: 4,
@@ -179,6 +195,10 @@ mod tests {
             reason: "resolver:\nno answer".into(),
         };
         assert_eq!(m.encode(), "dead resolver: no answer\n");
+        let t = Message::Throttled {
+            reason: "421 4.7.0 slow\r\ndown".into(),
+        };
+        assert_eq!(t.encode(), "throttled 421 4.7.0 slow  down\n");
         assert_eq!(
             Message::decode(&m.encode()),
             Some(Message::Dead {
@@ -209,6 +229,7 @@ mod tests {
             "failed Q1 four reason\n",
             "failed  4 reason\n",
             "JOB Q1 1\n",
+            "Throttled 421\n",
             // Not queue ids.
             "job Q1 1\n",
             "job 6b0d5dc9b1892870 1\n",

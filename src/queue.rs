@@ -19,7 +19,7 @@ use crate::limits::{
     RUNNER_RETRY_PAUSE, RUNNER_SLOT_WAIT, STALLED_AFTER, STARVED_RESCAN,
 };
 use crate::log::Log;
-use crate::model::{Destination, Outcome, PassId, QueueId};
+use crate::model::{Destination, Outcome, PassId, QueueId, SenderPattern};
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext};
 use crate::slots::{self, Slot, Slots};
@@ -31,6 +31,9 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
+
+mod pace;
+use pace::Paces;
 
 #[derive(Debug, Clone)]
 struct Job {
@@ -190,6 +193,7 @@ fn run_pass_seeing(
         scanned: Instant::now(),
         scan_cost,
         starved_since: None,
+        paces: Paces::default(),
     };
     pass.run(&mut starter, &ctx, &mut log, &mut summary)?;
     crate::metrics::after_pass(config, selection.message.is_none(), &mut log);
@@ -227,6 +231,8 @@ struct Pass<'a> {
     /// Since when it has had jobs queued but no child (every slot it may
     /// take held by other processes).
     starved_since: Option<Instant>,
+    /// The relays' message rates and rests.
+    paces: Paces,
 }
 
 impl Pass<'_> {
@@ -241,7 +247,8 @@ impl Pass<'_> {
         summary: &mut PassSummary,
     ) -> Result<()> {
         loop {
-            start_children(starter, &mut self.queues, &mut self.children, summary, log)?;
+            let (queues, children) = (&mut self.queues, &mut self.children);
+            start_children(starter, queues, children, &self.paces, summary, log)?;
             if self.children.is_empty() && self.queues.values().all(VecDeque::is_empty) {
                 self.flush_finished(ctx, log);
                 if self.rescan(ctx, log, summary) == 0 {
@@ -255,7 +262,8 @@ impl Pass<'_> {
             // With no child running (every slot held elsewhere), a pause.
             wait_for_children(&self.children, PASS_TICK);
             for i in 0..self.children.len() {
-                serve(i, &mut self.children, &mut self.queues, ctx, log, summary);
+                let (queues, paces) = (&mut self.queues, &mut self.paces);
+                serve(i, &mut self.children, queues, paces, ctx, log, summary);
             }
             // Notices first, so that the look below finds the bounces.
             self.flush_finished(ctx, log);
@@ -276,7 +284,8 @@ impl Pass<'_> {
             let linger = self.selection.background;
             for i in 0..self.children.len() {
                 if self.children[i].waiting {
-                    assign(i, &mut self.children, &mut self.queues, linger, ctx.pass);
+                    let (queues, paces) = (&mut self.queues, &mut self.paces);
+                    assign(i, &mut self.children, queues, paces, linger, ctx);
                 }
             }
             enforce_deadlines(starter.config, &mut self.children);
@@ -312,7 +321,11 @@ impl Pass<'_> {
     /// queued messages to the next queue run (and said so in the log);
     /// tracks since when it has waited.
     fn starved(&mut self, log: &mut Log) -> bool {
-        if !self.children.is_empty() {
+        // Waiting for a relay's pace or rest is no want of a slot.
+        let now = Instant::now();
+        let timed =
+            |(d, q): (&Destination, &VecDeque<Job>)| q.is_empty() || !self.paces.may_start(d, now);
+        if !self.children.is_empty() || self.queues.iter().all(timed) {
             self.starved_since = None;
             return false;
         }
@@ -508,7 +521,10 @@ fn collect_jobs(
         if !is_due(&state, now, selection.force) {
             continue;
         }
-        for (destination, job) in jobs_of(&env, &state, via_smarthost) {
+        // Taken at each pass from the config, never stored: a change of
+        // the map applies to the mail already queued.
+        let relay = config.relay_for_sender(&env.sender).map(|r| &r.pattern);
+        for (destination, job) in jobs_of(&env, &state, relay, via_smarthost) {
             queues.entry(destination).or_default().push_back(job);
         }
     }
@@ -567,18 +583,25 @@ fn is_due(state: &State, now: u64, force: bool) -> bool {
 }
 
 /// A message's jobs: its recipients still to do (pending or deferred),
-/// grouped by destination in the destinations' order, each with its
+/// grouped by destination in the destinations' order (all of them at the
+/// sender's `relay`, when the map has one for it), each with its
 /// recipients' domains, lower-cased (for the stalled-domain rule of
 /// [`pick`]; a repeat right after itself is dropped).
-fn jobs_of(env: &Envelope, state: &State, via_smarthost: bool) -> Vec<(Destination, Job)> {
+fn jobs_of(
+    env: &Envelope,
+    state: &State,
+    relay: Option<&SenderPattern>,
+    via_smarthost: bool,
+) -> Vec<(Destination, Job)> {
     let mut by_destination: BTreeMap<Destination, Vec<usize>> = BTreeMap::new();
     let all: Vec<usize> = (0..env.recipients.len()).collect();
     for i in state.undone(&all, env.recipients.len()) {
         let address = &env.recipients[i].address;
-        by_destination
-            .entry(Destination::of(address, via_smarthost))
-            .or_default()
-            .push(i);
+        let destination = match relay {
+            Some(pattern) => Destination::Relay(pattern.clone()),
+            None => Destination::of(address, via_smarthost),
+        };
+        by_destination.entry(destination).or_default().push(i);
     }
     by_destination
         .into_iter()
@@ -610,6 +633,7 @@ fn start_children(
     starter: &mut Starter,
     queues: &mut BTreeMap<Destination, VecDeque<Job>>,
     children: &mut Vec<Child>,
+    paces: &Paces,
     summary: &mut PassSummary,
     log: &mut Log,
 ) -> Result<()> {
@@ -620,6 +644,9 @@ fn start_children(
     };
     let now = Instant::now();
     for (destination, queue) in queues.iter() {
+        if !paces.may_start(destination, now) {
+            continue; // a relay resting, or its next message not yet due
+        }
         while may_start(&loads(children), destination, queue.len(), limits, now) {
             let taken = match &starter.slots {
                 None => None,
@@ -846,6 +873,7 @@ fn serve(
     i: usize,
     children: &mut [Child],
     queues: &mut BTreeMap<Destination, VecDeque<Job>>,
+    paces: &mut Paces,
     ctx: &RecordContext,
     log: &mut Log,
     summary: &mut PassSummary,
@@ -869,6 +897,9 @@ fn serve(
             Some(Message::Next) => None,
             Some(Message::Dead { reason }) => Some(Outcome::deferred(reason)),
             Some(Message::Misconfigured { reason }) => Some(Outcome::misconfigured(reason)),
+            Some(Message::Throttled { reason }) => {
+                throttled(&children[i].destination, &reason, paces, ctx, log)
+            }
             _ => {
                 log.info(&format!(
                     "delivery child for {} said {:?}: ignored",
@@ -878,7 +909,7 @@ fn serve(
                 continue;
             }
         };
-        children[i].job = None; // `next` or `dead`: its last job is recorded
+        children[i].job = None; // `next`, `dead`, `throttled`: its last job is recorded
         children[i].waiting = true;
         if let Some(reason) = reason {
             // Every other message for this destination would wait out the same failure.
@@ -894,19 +925,48 @@ fn serve(
     }
 }
 
+/// A relay's throttling reply (`reason`): it rests (its children are told
+/// to quit, a new one starts after the rest), or when its rests in this
+/// pass are used up, the outcome that defers the rest of its queue.
+fn throttled(
+    destination: &Destination,
+    reason: &str,
+    paces: &mut Paces,
+    ctx: &RecordContext,
+    log: &mut Log,
+) -> Option<Outcome> {
+    let base = ctx.config.throttle_backoff;
+    match paces.throttled(destination, base, reason, Instant::now()) {
+        Ok(rest) => {
+            log.info(&format!(
+                "{destination} throttles: {reason}; it rests {}s before its next connection",
+                rest.as_secs()
+            ));
+            None
+        }
+        Err(outcome) => {
+            log.info(&format!("{destination}: {outcome}"));
+            Some(outcome)
+        }
+    }
+}
+
 /// Gives a waiting child the first message of its destination that no other
-/// child holds, or `quit` when there is none left; leaves it waiting while
-/// the only ones left are in other children's hands, and, in a pass that
-/// `linger`s, for [`LINGER`] after its destination's queue ran empty.
-/// A job goes with the pass's id.
+/// child holds, or `quit` when there is none left or its relay rests;
+/// leaves it waiting while the only ones left are in other children's
+/// hands or its relay's next message is not yet due (`paces`), and, in a
+/// pass that `linger`s, for [`LINGER`] after its destination's queue ran
+/// empty. A job goes with the pass's id.
 fn assign(
     i: usize,
     children: &mut [Child],
     queues: &mut BTreeMap<Destination, VecDeque<Job>>,
+    paces: &mut Paces,
     linger: bool,
-    pass: &PassId,
+    ctx: &RecordContext,
 ) {
-    let queue = queues.entry(children[i].destination.clone()).or_default();
+    let destination = children[i].destination.clone();
+    let queue = queues.entry(destination.clone()).or_default();
     let now = Instant::now();
     if linger && queue.is_empty() {
         let since = *children[i].idle_since.get_or_insert(now);
@@ -915,7 +975,16 @@ fn assign(
         }
     }
     let held: Vec<&(Job, Instant)> = children.iter().filter_map(|c| c.job.as_ref()).collect();
-    let (reply, free) = match answer(queue, &held, Instant::now()) {
+    let told = match (
+        paces.resting(&destination, now),
+        paces.may_start(&destination, now),
+    ) {
+        (true, _) => Answer::Quit,
+        (false, false) if !queue.is_empty() => Answer::Wait,
+        _ => answer(queue, &held, now),
+    };
+    let pass = ctx.pass;
+    let (reply, free) = match told {
         Answer::Wait => return,
         Answer::Quit => (Message::Quit, None),
         Answer::Give(pos) => {
@@ -935,6 +1004,8 @@ fn assign(
     {
         let job = queue.remove(pos).expect("found above");
         child.job = Some((job, Instant::now()));
+        let per_minute = ctx.config.limits_of(&destination).per_minute;
+        paces.started(&destination, per_minute, now);
     }
 }
 
@@ -1237,7 +1308,7 @@ mod tests {
         };
         let v = |d: &[&str]| d.iter().map(|d| d.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            shown(jobs_of(&env, &state, false)),
+            shown(jobs_of(&env, &state, None, false)),
             [
                 ("a.example".into(), vec![3], v(&["a.example"])),
                 ("b.example".into(), vec![0, 1, 4], v(&["b.example"])),
@@ -1246,7 +1317,7 @@ mod tests {
         );
         // Through a smarthost: one job, with every domain for the stalled rule.
         assert_eq!(
-            shown(jobs_of(&env, &state, true)),
+            shown(jobs_of(&env, &state, None, true)),
             [(
                 "[smarthost]".into(),
                 vec![0, 1, 2, 3, 4],
@@ -1258,7 +1329,19 @@ mod tests {
         for i in 0..env.recipients.len() {
             done.set(i, Delivered, "250 ok");
         }
-        assert!(jobs_of(&env, &done, false).is_empty());
+        assert!(jobs_of(&env, &done, None, false).is_empty());
+        // The sender's relay: one job, whatever the smarthost setting.
+        let shop = SenderPattern::Domain("shop.example".into());
+        for via_smarthost in [false, true] {
+            assert_eq!(
+                shown(jobs_of(&env, &state, Some(&shop), via_smarthost)),
+                [(
+                    "[relay:@shop.example]".into(),
+                    vec![0, 1, 2, 3, 4],
+                    v(&["b.example", "[127.0.0.1]", "a.example", "b.example"])
+                )]
+            );
+        }
     }
 
     #[test]

@@ -50,7 +50,14 @@ impl<'c> Router<'c> {
     /// Every address to try for `destination`, in order.
     pub fn targets(&mut self, destination: &Destination) -> Result<Vec<Target>, RouteError> {
         match destination {
-            Destination::Smarthost => self.smarthost_targets(),
+            Destination::Smarthost => relay_targets(&self.config.smarthosts, "the smarthost"),
+            Destination::Relay(pattern) => match self.config.sender_relay(pattern) {
+                Some(relay) => relay_targets(std::slice::from_ref(&relay.host), &relay.host),
+                // The map changed under a pass: read at its start, so never.
+                None => Err(RouteError::Temporary(format!(
+                    "sender_relay_map has no line for {pattern}"
+                ))),
+            },
             Destination::Literal(ip) => Ok(vec![Target {
                 host: destination.to_string(),
                 addr: SocketAddr::new(*ip, self.config.smtp_port),
@@ -61,29 +68,6 @@ impl<'c> Router<'c> {
             }
             Destination::Domain(d) => self.mx_targets(d),
         }
-    }
-
-    fn smarthost_targets(&self) -> Result<Vec<Target>, RouteError> {
-        let mut targets = Vec::new();
-        let mut errors = Vec::new();
-        for entry in &self.config.smarthosts {
-            let (host, port) = split_host_port(entry, 25);
-            // Smarthost names go through the system resolver, so /etc/hosts works for them.
-            match (host.as_str(), port).to_socket_addrs() {
-                Ok(addrs) => targets.extend(addrs.map(|addr| Target {
-                    host: host.clone(),
-                    addr,
-                })),
-                Err(e) => errors.push(format!("{host}: {e}")),
-            }
-        }
-        if targets.is_empty() {
-            return Err(RouteError::Temporary(format!(
-                "cannot resolve the smarthost: {}",
-                errors.join("; ")
-            )));
-        }
-        Ok(targets)
     }
 
     fn mx_targets(&mut self, domain: &str) -> Result<Vec<Target>, RouteError> {
@@ -191,6 +175,31 @@ impl<'c> Router<'c> {
         let (rt, r) = self.dns.as_ref().expect("just built");
         Ok((rt, r))
     }
+}
+
+/// The addresses of relays (`HOST[:PORT]`, port 25 unless given) in
+/// order, each name through the system resolver, so that /etc/hosts works
+/// for them; `what` names them in the error when none resolves.
+fn relay_targets(entries: &[String], what: &str) -> Result<Vec<Target>, RouteError> {
+    let mut targets = Vec::new();
+    let mut errors = Vec::new();
+    for entry in entries {
+        let (host, port) = split_host_port(entry, 25);
+        match (host.as_str(), port).to_socket_addrs() {
+            Ok(addrs) => targets.extend(addrs.map(|addr| Target {
+                host: host.clone(),
+                addr,
+            })),
+            Err(e) => errors.push(format!("{host}: {e}")),
+        }
+    }
+    if targets.is_empty() {
+        return Err(RouteError::Temporary(format!(
+            "cannot resolve {what}: {}",
+            errors.join("; ")
+        )));
+    }
+    Ok(targets)
 }
 
 /// The resolver of one delivery child, for the lookups of one domain.

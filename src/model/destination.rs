@@ -1,7 +1,7 @@
 //! Where a recipient's mail goes: the key by which a queue pass groups
 //! recipients and hands them to one delivery child.
 
-use super::Address;
+use super::{Address, SenderPattern};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -17,6 +17,9 @@ pub enum Destination {
     Domain(String),
     /// An address literal: that host, directly.
     Literal(IpAddr),
+    /// The relay of the `sender_relay_map` line with this pattern: every
+    /// recipient of a message whose sender that line takes.
+    Relay(SenderPattern),
 }
 
 impl Destination {
@@ -33,8 +36,9 @@ impl Destination {
     }
 }
 
-/// As in logs and `-bv`: `[smarthost]`, the domain, or the literal
-/// (`[192.0.2.1]`, `[IPv6:2001:db8::1]`).
+/// As in logs and `-bv`: `[smarthost]`, the domain, the literal
+/// (`[192.0.2.1]`, `[IPv6:2001:db8::1]`), or a sender's relay
+/// (`[relay:@shop.example]`).
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -42,6 +46,7 @@ impl fmt::Display for Destination {
             Destination::Domain(d) => f.write_str(d),
             Destination::Literal(IpAddr::V4(ip)) => write!(f, "[{ip}]"),
             Destination::Literal(IpAddr::V6(ip)) => write!(f, "[IPv6:{ip}]"),
+            Destination::Relay(pattern) => write!(f, "[relay:{pattern}]"),
         }
     }
 }
@@ -77,5 +82,11 @@ mod tests {
         }
         // Shown alike, but never equal: the marker is not a domain.
         assert_ne!(Destination::Smarthost, dom("[smarthost]"));
+        let relay = Destination::Relay(SenderPattern::Domain("shop.example".into()));
+        assert_eq!(relay.to_string(), "[relay:@shop.example]");
+        assert_eq!(
+            Destination::Relay(SenderPattern::Any).to_string(),
+            "[relay:*]"
+        );
     }
 }

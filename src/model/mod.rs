@@ -16,6 +16,7 @@ mod pass_id;
 mod queue_id;
 mod reply;
 mod ret;
+mod sender_relay;
 
 pub use address::{Address, AddressError, UnusualLocalPart};
 pub use body_type::BodyType;
@@ -27,3 +28,4 @@ pub use queue_id::QueueId;
 pub(crate) use reply::is_format_or_separator;
 pub use reply::{EnhancedCode, Local, Outcome, Reply, Verdict, sanitize};
 pub use ret::Ret;
+pub use sender_relay::{RelayLimits, SenderPattern, SenderRelay, choose_sender_relay};

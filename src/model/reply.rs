@@ -165,6 +165,13 @@ impl Reply {
     pub fn class(&self) -> u16 {
         self.code / 100
     }
+
+    /// A relay asking to be left alone for a while: `421` (closing the
+    /// connection), or any temporary reply with a `4.7.x` status (a
+    /// security or policy reason: rate limits, too many connections).
+    pub fn is_throttling(&self) -> bool {
+        self.code == 421 || (self.class() == 4 && self.enhanced.is_some_and(|e| e.subject == 7))
+    }
 }
 
 impl fmt::Display for Reply {
@@ -322,6 +329,28 @@ mod tests {
     fn reply(code: u16, lines: &[&str]) -> Reply {
         let lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
         Reply::new(code, &lines)
+    }
+
+    #[test]
+    fn throttling_replies() {
+        for (code, line, throttling) in [
+            (421, "4.7.0 Too many connections, slow down", true),
+            (421, "Service not available", true),
+            (450, "4.7.1 Rate limit exceeded", true),
+            (451, "4.7.28 too much mail from your address", true),
+            (454, "4.7.0 Temporary authentication failure", true),
+            (451, "4.3.0 try again later", false),
+            (450, "4.2.0 Greylisted", false),
+            (452, "4.5.3 too many recipients", false),
+            (550, "5.7.1 Relaying denied", false),
+            (250, "2.0.0 Ok", false),
+        ] {
+            assert_eq!(
+                reply(code, &[line]).is_throttling(),
+                throttling,
+                "{code} {line}"
+            );
+        }
     }
 
     #[test]

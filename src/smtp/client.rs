@@ -52,6 +52,10 @@ pub struct SessionError {
     /// or its handshake failed (`host mx.example[192.0.2.1]:25 does not
     /// offer STARTTLS`): what an MTA-STS policy's refusal names.
     pub no_tls: Option<String>,
+    /// The server answered with a throttling reply (421, or a 4.7.x: see
+    /// `Reply::is_throttling`) while connecting or authenticating: a
+    /// relay asking to be left alone for a while.
+    pub throttled: bool,
 }
 
 impl SessionError {
@@ -64,6 +68,7 @@ impl SessionError {
             misconfigured: false,
             credentials_refused: false,
             no_tls: None,
+            throttled: false,
         }
     }
 
@@ -347,7 +352,10 @@ impl Client {
                             credentials_refused: true,
                             ..SessionError::misconfigured(text)
                         },
-                        false => SessionError::temporary(text),
+                        false => SessionError {
+                            throttled: reply.is_throttling(),
+                            ..SessionError::temporary(text)
+                        },
                     });
                 }
             }
@@ -376,6 +384,7 @@ impl Client {
             misconfigured: false,
             credentials_refused: false,
             no_tls: None,
+            throttled: reply.is_throttling(),
         }
     }
 

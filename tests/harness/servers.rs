@@ -239,6 +239,8 @@ pub struct Message {
     pub client_cert: String,
     /// sink.py: the user its connection authenticated as, "" for none.
     pub auth: String,
+    /// When the fixture accepted it (seconds since the epoch).
+    pub received_at: f64,
     pub file: PathBuf,
 }
 
@@ -381,6 +383,15 @@ impl Smtp {
             .unwrap_or(0)
     }
 
+    /// When each TCP connection was accepted (seconds since the epoch), in order.
+    pub fn connection_times(&self) -> Vec<f64> {
+        fs::read_to_string(self.outdir.join("connections"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(3)?.parse().ok())
+            .collect()
+    }
+
     /// How many logins (successful AUTH) it has seen (sink.py).
     pub fn logins(&self) -> usize {
         fs::read_to_string(self.outdir.join("logins"))
@@ -478,6 +489,7 @@ fn parse_message(file: &Path) -> Message {
         tls: s("tls"),
         client_cert: s("client_cert"),
         auth: s("auth"),
+        received_at: j.get("received_at").and_then(Json::as_f64).unwrap_or(0.0),
         file: file.to_path_buf(),
     }
 }

@@ -1,0 +1,279 @@
+//! Relays chosen by the envelope sender (`sender_relay_map`), with their
+//! own limits, against real servers on loopback: messages routed by
+//! sender to the right server with the right login, one transaction per
+//! message at its relay, `max_messages_per_connection` and
+//! `max_messages_per_minute` measured at the servers, and the rest a
+//! relay gets after a 421.
+
+mod harness;
+
+use harness::{Config, Smtp, Spool};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A spool whose config adds `config` to the delivery config, and whose
+/// `sender_relay_map` (ROOT/relays) holds `map`.
+fn spool(config: &str, map: &str) -> Spool {
+    let s = Spool::new("relays", &Config::delivery());
+    let path = s.write_file("relays", map);
+    s.configure(
+        &Config::delivery().lines(&format!("sender_relay_map = {}\n{config}", path.display())),
+    );
+    s
+}
+
+/// Rewrites the map.
+fn remap(s: &Spool, map: &str) {
+    s.write_file("relays", map);
+}
+
+/// Queues a message from `sender` to `rcpts` with this subject.
+fn submit(s: &Spool, sender: &str, rcpts: &[&str], subject: &str) {
+    let mut args = vec!["-f", sender];
+    args.extend(rcpts);
+    let text = format!("Subject: {subject}\n\nhello\n");
+    s.run_ok(&args, text.as_bytes());
+}
+
+/// The Subject of a received message.
+fn subject(m: &harness::Message) -> String {
+    let text = m.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A sink that takes AUTH as `user` in plain text (the spool allows it
+/// with `auth_allow_plaintext`: these tests are about routing, not TLS).
+fn auth_sink(user: &str, password: &str) -> Smtp {
+    Smtp::sink(&[&format!("--auth={user}:{password}"), "--auth-plaintext"])
+}
+
+#[test]
+fn messages_go_through_the_relay_their_sender_chooses() {
+    let (shop, billing, smarthost) = (
+        auth_sink("shop", "shop-secret"),
+        auth_sink("billing", "billing-secret"),
+        Smtp::sink(&[]),
+    );
+    let s = Spool::new("relays", &Config::delivery());
+    let shop_pw = s.secret("shop.pw", "shop-secret\n");
+    let billing_pw = s.secret("billing.pw", "billing-secret\n");
+    let map = format!(
+        "# who goes where\n\
+         @Shop.example {} user=shop password_file={}\n\
+         billing@shop.example {} user=billing password_file={}\n",
+        shop.addr(),
+        shop_pw.display(),
+        billing.addr(),
+        billing_pw.display()
+    );
+    let path = s.write_file("relays", &map);
+    s.configure(&Config::delivery().lines(&format!(
+        "sender_relay_map = {}\nsmarthost = {}\nauth_allow_plaintext = yes\n",
+        path.display(),
+        smarthost.addr()
+    )));
+    submit(&s, "billing@shop.example", &["a@example.net"], "exact");
+    submit(&s, "Sales@SHOP.example", &["b@example.net"], "domain");
+    submit(&s, "x@other.example", &["c@example.net"], "fallback");
+    // Several recipients at several domains: one transaction at the relay.
+    let many = ["d@one.example", "e@two.example", "f@[127.0.0.1]"];
+    submit(&s, "sales@shop.example", &many, "many");
+    s.pass(&[]);
+    s.assert_empty("every message delivered");
+    let got = |server: &Smtp| -> Vec<(String, String, Vec<String>)> {
+        let mut v: Vec<_> = (server.messages().iter())
+            .map(|m| (subject(m), m.auth.clone(), m.rcpt_tos.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    let rcpts = |r: &[&str]| r.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        got(&billing),
+        [("exact".into(), "billing".into(), rcpts(&["a@example.net"]))]
+    );
+    assert_eq!(
+        got(&shop),
+        [
+            ("domain".into(), "shop".into(), rcpts(&["b@example.net"])),
+            ("many".into(), "shop".into(), rcpts(&many)),
+        ]
+    );
+    // The default smarthost has no login of its own: no relay's went there.
+    assert_eq!(
+        got(&smarthost),
+        [("fallback".into(), "".into(), rcpts(&["c@example.net"]))]
+    );
+}
+
+#[test]
+fn the_map_is_read_at_each_queue_run_so_a_change_applies_to_queued_mail() {
+    let relay = Smtp::sink(&[]);
+    // No `*` line, and a smarthost that takes nothing: the mail waits.
+    let s = spool("smarthost = 127.0.0.1:1\n", "@shop.example 127.0.0.1:1\n");
+    submit(&s, "x@other.example", &["a@example.net"], "waits");
+    submit(&s, "<>", &["b@example.net"], "null sender");
+    s.pass(&[]);
+    assert_eq!(s.queue_ids().len(), 2, "{}", s.log());
+    assert_eq!(relay.message_count(), 0);
+    // `*` takes every sender, the null sender of bounces included.
+    remap(
+        &s,
+        &format!("@shop.example 127.0.0.1:1\n* {}\n", relay.addr()),
+    );
+    s.pass(&[]);
+    s.assert_empty("delivered through the new line");
+    let mut senders: Vec<String> = relay
+        .messages()
+        .iter()
+        .map(|m| m.mail_from.clone())
+        .collect();
+    senders.sort();
+    assert_eq!(senders, ["", "x@other.example"]);
+}
+
+#[test]
+fn a_relays_login_goes_only_over_verified_tls() {
+    let shop = auth_sink("shop", "shop-secret");
+    let s = Spool::new("relays", &Config::delivery());
+    let pw = s.secret("shop.pw", "shop-secret\n");
+    let map = format!(
+        "* {} user=shop password_file={}\n",
+        shop.addr(),
+        pw.display()
+    );
+    let path = s.write_file("relays", &map);
+    s.configure(&Config::delivery().set("sender_relay_map", path.display()));
+    submit(&s, "x@shop.example", &["a@example.net"], "plain");
+    s.pass(&[]);
+    assert_eq!(shop.message_count(), 0);
+    s.assert_deferred("not sending credentials to");
+    assert!(
+        s.mailq().contains("local configuration problem"),
+        "{}",
+        s.mailq()
+    );
+}
+
+#[test]
+fn max_messages_per_connection_is_kept_at_the_server() {
+    let (relay, smarthost) = (Smtp::sink(&[]), Smtp::sink(&[]));
+    let s = spool(
+        &format!(
+            "smarthost = {}\nmax_messages_per_connection = 3\nmax_per_destination = 1\n",
+            smarthost.addr()
+        ),
+        &format!(
+            "@shop.example {} max_messages_per_connection=2\n",
+            relay.addr()
+        ),
+    );
+    for i in 0..5 {
+        submit(
+            &s,
+            "x@shop.example",
+            &["a@example.net"],
+            &format!("relay {i}"),
+        );
+        submit(
+            &s,
+            "x@other.example",
+            &["a@example.net"],
+            &format!("smarthost {i}"),
+        );
+    }
+    s.pass(&[]);
+    s.assert_empty("every message delivered");
+    // MAIL FROMs per connection, as each server counted them.
+    let per_connection = |server: &Smtp| -> Vec<usize> {
+        let mut count: BTreeMap<u64, usize> = BTreeMap::new();
+        for m in server.messages() {
+            *count.entry(m.connection).or_default() += 1;
+        }
+        count.into_values().collect()
+    };
+    assert_eq!(per_connection(&relay), [2, 2, 1]);
+    assert_eq!(relay.connections(), 3);
+    assert_eq!(per_connection(&smarthost), [3, 2]);
+    assert_eq!(smarthost.connections(), 2);
+}
+
+#[test]
+fn max_messages_per_minute_spreads_messages_out() {
+    let relay = Smtp::sink(&[]);
+    // 40 a minute: one every 1.5 s, whatever the children.
+    let s = spool(
+        "",
+        &format!("* {} max_messages_per_minute=40\n", relay.addr()),
+    );
+    for i in 0..4 {
+        submit(&s, "x@shop.example", &["a@example.net"], &format!("m{i}"));
+    }
+    let started = std::time::Instant::now();
+    s.pass(&[]);
+    s.assert_empty("every message delivered");
+    let mut times: Vec<f64> = relay.messages().iter().map(|m| m.received_at).collect();
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(times.len(), 4);
+    for pair in times.windows(2) {
+        // Started 1.5 s apart; received within a transaction's jitter of that.
+        assert!(pair[1] - pair[0] >= 1.2, "{times:?}");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(4400),
+        "{times:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn a_421_rests_the_relay_and_the_rest_of_its_queue_goes_in_the_same_pass() {
+    // The second connection is greeted with 421 4.7.0.
+    let relay = Smtp::faulty("throttle-second", &[]);
+    let s = spool(
+        "throttle_backoff = 2s\nmax_per_destination = 1\n",
+        &format!("* {} max_messages_per_connection=2\n", relay.addr()),
+    );
+    for i in 0..5 {
+        submit(&s, "x@shop.example", &["a@example.net"], &format!("m{i}"));
+    }
+    s.pass(&[]);
+    // Two over the first connection; the second refused (the message it
+    // was for waits, counted); after the rest, the other two.
+    assert_eq!(relay.message_count(), 4, "{}", s.log());
+    assert_eq!(s.queue_ids().len(), 1, "{}", s.log());
+    s.assert_deferred("421 4.7.0");
+    let times = relay.connection_times();
+    assert_eq!(times.len(), 3, "{times:?}");
+    assert!(times[2] - times[1] >= 1.9, "rested: {times:?}");
+    assert!(s.log().contains("throttles"), "{}", s.log());
+    // The waiting message goes at the next run: each exactly once.
+    s.pass(&[]);
+    s.assert_empty("every message delivered");
+    let mut subjects: Vec<String> = relay.messages().iter().map(subject).collect();
+    subjects.sort();
+    assert_eq!(subjects, ["m0", "m1", "m2", "m3", "m4"]);
+}
+
+#[test]
+fn a_bad_map_line_stops_queue_runs_with_one_line() {
+    let s = spool(
+        "",
+        "# relays\n* relay.example\n@shop.example relay.example tls=ssl\n",
+    );
+    submit(&s, "x@shop.example", &["a@example.net"], "kept");
+    let out = s.run(&["-q"], b"");
+    let line = out.assert_fails_one_line(&[78]);
+    let map = s.root().join("relays");
+    assert_eq!(
+        line,
+        format!(
+            "spoolmail: {}:3: tls: `ssl` must be starttls or implicit",
+            map.display()
+        )
+    );
+    assert_eq!(s.queue_ids().len(), 1, "the message waits");
+}
