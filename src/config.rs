@@ -907,9 +907,8 @@ pub const KEYS: &[Key] = &[
         doc: "The most messages started to the smarthost in any minute: messages are \
               spread out, one every 60/N seconds (as Postfix's \
               `default_destination_rate_delay`), never refused: the queue run waits for \
-              them. Each queue run keeps its own pace (runs at the same time, such as \
-              cron's and a background runner's, each keep the limit). A \
-              `sender_relay_map` line has its own.",
+              them. Every queue run of the spool keeps one pace together (in \
+              `slots/`). A `sender_relay_map` line has its own.",
         set: |c, k, v| positive(k, v).map(|n| c.smarthost_limits.per_minute = Some(n)),
     },
     Key {
@@ -920,8 +919,9 @@ pub const KEYS: &[Key] = &[
               answers `421` or a `4.7.x` reply (a rate limit): the connection is closed, \
               the message that got the reply waits for its next attempt, and the rest of \
               the relay's queue waits in the queue run for this long, then goes on over \
-              a new connection. Each repeat in a run doubles the rest, up to 10 minutes; \
-              after the fourth rest the rest of the relay's queue waits for the next run.",
+              a new connection; other queue runs of the spool wait as long. Each repeat \
+              in a run doubles the rest, up to 10 minutes; after the fourth rest the \
+              rest of the relay's queue waits for the next run.",
         set: |c, k, v| positive_duration(k, v).map(|d| c.throttle_backoff = d),
     },
     Key {

@@ -413,6 +413,7 @@ impl Worker<'_> {
                     }
                     self.client = Some(c);
                     self.sent_here = 0;
+                    self.throttled = None; // another of its hosts took it
                     return Ok(());
                 }
                 // Ours to fix (credentials refused, a smarthost's
@@ -422,11 +423,12 @@ impl Worker<'_> {
                     let outcome = Outcome::misconfigured(e.text);
                     return Err((outcome.clone(), Some(outcome.to_string())));
                 }
-                // A relay that throttles is not dead: it rests (the parent
-                // sees to it), and its other hosts are spared meanwhile.
+                // A relay that throttles is not dead: the next of its
+                // hosts is tried, and when none takes the connection it
+                // rests (the parent sees to it).
                 Err(e) if e.throttled && is_relay(&self.destination) => {
                     self.throttled = Some(e.text.clone());
-                    return Err((Outcome::deferred(e.text), None));
+                    errors.push((e.text, false));
                 }
                 Err(e) => {
                     let text = match (&sts, &e.no_tls) {
@@ -439,7 +441,8 @@ impl Worker<'_> {
                 }
             }
         }
-        Err(unreachable(errors))
+        let (outcome, dead) = unreachable(errors);
+        Err((outcome, dead.filter(|_| self.throttled.is_none())))
     }
 
     /// The destination's hosts, looked up once per child.

@@ -200,6 +200,11 @@ pub const THROTTLE_BACKOFF_MAX: Duration = Duration::from_secs(10 * 60);
 /// + 240 + 480 s of rests) instead of waiting on a relay without end.
 pub const THROTTLE_RESTS_PER_PASS: u32 = 4;
 
+/// How long a pass waits for the lock of a relay's pace file
+/// (`slots/pace.HASH`), polling; then it goes on with its own pace only.
+pub const PACE_LOCK_WAIT: Duration = Duration::from_millis(100);
+pub const PACE_LOCK_POLL: Duration = Duration::from_millis(2);
+
 /// The largest `sender_relay_map` read (bytes): a map of thousands of
 /// lines is well under it, and a file named by mistake is refused rather
 /// than held in memory.

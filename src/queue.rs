@@ -193,7 +193,7 @@ fn run_pass_seeing(
         scanned: Instant::now(),
         scan_cost,
         starved_since: None,
-        paces: Paces::default(),
+        paces: Paces::new(starter.slots.clone()),
     };
     pass.run(&mut starter, &ctx, &mut log, &mut summary)?;
     crate::metrics::after_pass(config, selection.message.is_none(), &mut log);
@@ -983,10 +983,11 @@ fn assign(
         (false, false) if !queue.is_empty() => Answer::Wait,
         _ => answer(queue, &held, now),
     };
-    let pass = ctx.pass;
+    let (pass, per_minute) = (ctx.pass, ctx.config.limits_of(&destination).per_minute);
     let (reply, free) = match told {
         Answer::Wait => return,
         Answer::Quit => (Message::Quit, None),
+        Answer::Give(_) if !paces.take_turn(&destination, per_minute, now) => return,
         Answer::Give(pos) => {
             let job = &queue[pos];
             let (id, rcpts, pass) = (job.id.clone(), job.rcpts.clone(), pass.clone());
@@ -1004,8 +1005,6 @@ fn assign(
     {
         let job = queue.remove(pos).expect("found above");
         child.job = Some((job, Instant::now()));
-        let per_minute = ctx.config.limits_of(&destination).per_minute;
-        paces.started(&destination, per_minute, now);
     }
 }
 

@@ -17,14 +17,21 @@
 //!
 //! `runner.UID` is the lock of one user's background runner (see
 //! [`crate::queue::run_background`]).
+//!
+//! `pace.HASH` holds when the next message to one relay (the smarthost, a
+//! `sender_relay_map` line's) may start, for every pass of the spool: its
+//! `max_messages_per_minute` and its rests after throttling replies.
 
-use crate::limits::DESTINATION_BUCKETS;
+use crate::limits::{
+    DESTINATION_BUCKETS, PACE_LOCK_POLL, PACE_LOCK_WAIT, RATE_WINDOW, THROTTLE_BACKOFF_MAX,
+};
 use crate::model::Destination;
 use md5::{Digest, Md5};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The directory under the spool directory (doc/SPOOL.md, "Layout").
 pub const SLOTS_DIR: &str = "slots";
@@ -112,15 +119,85 @@ impl Slots {
         })
     }
 
+    /// Takes a turn to start a message to `destination`, at most one every
+    /// `spacing` across every pass of the spool and none while it rests:
+    /// Ok(None) when taken, Ok(Some(wait)) while the next turn is that far.
+    /// An Err (the file cannot be used, or its lock is held too long) is
+    /// for the caller to go on with its own pace.
+    pub fn take_turn(
+        &self,
+        destination: &Destination,
+        spacing: Duration,
+    ) -> io::Result<Option<Duration>> {
+        let spacing = spacing.as_millis() as u64;
+        self.with_pace(destination, |not_before, now| {
+            match turn(not_before, now, spacing) {
+                Ok(next) => (Some(next), None),
+                Err(wait) => (None, Some(Duration::from_millis(wait))),
+            }
+        })
+    }
+
+    /// Rests `destination` for `rest` from now, for every pass of the spool.
+    pub fn rest(&self, destination: &Destination, rest: Duration) -> io::Result<()> {
+        let rest = rest.as_millis() as u64;
+        self.with_pace(destination, |not_before, now| {
+            (Some(not_before.max(now + rest)), ())
+        })
+    }
+
+    /// Runs `f` on the time `destination`'s pace file holds (milliseconds
+    /// since the epoch; 0 when it holds none) and the time now, under its
+    /// lock, and writes the time `f` returns, if any. The lock is waited
+    /// for [`PACE_LOCK_WAIT`] at most: a holder keeps it for one small read
+    /// and write, and one stopped by its caller must not hold up others.
+    fn with_pace<T>(
+        &self,
+        destination: &Destination,
+        f: impl FnOnce(u64, u64) -> (Option<u64>, T),
+    ) -> io::Result<T> {
+        let file = self.open_file(&pace_name(destination), true)?;
+        let mut lock = fd_lock::RwLock::new(&file);
+        let started = Instant::now();
+        let _held = loop {
+            match lock.try_write() {
+                Ok(held) => break held,
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                Err(_) if started.elapsed() >= PACE_LOCK_WAIT => {
+                    return Err(io::Error::other("locked by another process for too long"));
+                }
+                Err(_) => std::thread::sleep(PACE_LOCK_POLL),
+            }
+        };
+        let mut buf = [0u8; 128];
+        let n = file.read_at(&mut buf, 0)?;
+        let not_before = parse_pace(&buf[..n]);
+        let (secs, micros) = crate::system::now();
+        let now = secs * 1000 + u64::from(micros / 1000);
+        let (write, result) = f(not_before, now);
+        if let Some(t) = write {
+            let text = format!("{PACE_MAGIC}\nnot_before {t}\n");
+            file.set_len(0)?;
+            file.write_at(text.as_bytes(), 0)?;
+        }
+        Ok(result)
+    }
+
     /// Opens a lock file read-only (flock needs no more), creating it
     /// mode 0660 whatever the umask: a file only its creator could open
     /// would take the spool-wide bound away from everyone else. Never
     /// follows a symbolic link.
     fn file(&self, name: &str) -> io::Result<File> {
+        self.open_file(name, false)
+    }
+
+    /// As [`Slots::file`], for writing too when `write`.
+    fn open_file(&self, name: &str, write: bool) -> io::Result<File> {
         let path = self.dir.join(name);
         let open = |extra: i32| {
             OpenOptions::new()
                 .read(true)
+                .write(write)
                 .mode(0o660)
                 .custom_flags(extra | libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&path)
@@ -197,6 +274,43 @@ pub fn name(kind: Kind, number: u32) -> String {
     }
 }
 
+/// The first line of a pace file: its format and version.
+const PACE_MAGIC: &str = "SPOOLMAIL-PACE 1";
+
+/// The pace file of a relay: `pace.` and 16 hex digits of the md5 of its
+/// display (one file per relay: no bucket to share, as a shared pace
+/// would slow another relay down).
+fn pace_name(destination: &Destination) -> String {
+    let digest = Md5::digest(destination.to_string().as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("pace.{hex}")
+}
+
+/// The `not_before` time a pace file holds; 0 (none) for anything else (an
+/// empty file, one a crash left half written).
+fn parse_pace(bytes: &[u8]) -> u64 {
+    let text = String::from_utf8_lossy(bytes);
+    let mut lines = text.lines();
+    if lines.next() != Some(PACE_MAGIC) {
+        return 0;
+    }
+    lines
+        .find_map(|l| l.strip_prefix("not_before ")?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A turn at `now` (milliseconds) for a relay whose next start is
+/// `not_before`, one every `spacing`: Ok(the next one's time) when it has
+/// come, Err(milliseconds to wait) otherwise. A time further off than any
+/// rest and spacing can make (a clock set back, a damaged file) is no pace.
+fn turn(not_before: u64, now: u64, spacing: u64) -> Result<u64, u64> {
+    let longest = (THROTTLE_BACKOFF_MAX + RATE_WINDOW).as_millis() as u64;
+    match not_before.checked_sub(now) {
+        Some(wait) if wait > 0 && wait <= longest => Err(wait),
+        _ => Ok(now + spacing),
+    }
+}
+
 /// The hash bucket of a destination, from its display (`[smarthost]`, a
 /// lower-case domain, a literal), 0 to `DESTINATION_BUCKETS - 1`: two
 /// destinations in one bucket only share one bound, which is never
@@ -235,6 +349,35 @@ pub fn user_share(max_children: u32, max_per_destination: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relays_turns_across_passes() {
+        // (not before, now, spacing) -> taken (next) or wait
+        for (not_before, now, spacing, want) in [
+            (0, 1_000, 1_500, Ok(2_500)),
+            (1_000, 1_000, 1_500, Ok(2_500)),
+            (2_500, 1_000, 1_500, Err(1_500)),
+            (2_500, 2_499, 0, Err(1)),
+            // Further off than anything a pass writes: no pace.
+            (10_000_000, 1_000, 0, Ok(1_000)),
+        ] {
+            assert_eq!(turn(not_before, now, spacing), want, "{not_before} {now}");
+        }
+        assert_eq!(parse_pace(b"SPOOLMAIL-PACE 1\nnot_before 42\n"), 42);
+        for damaged in [
+            &b""[..],
+            b"SPOOLMAIL-PACE 1\nnot_bef",
+            b"x\nnot_before 42\n",
+        ] {
+            assert_eq!(parse_pace(damaged), 0);
+        }
+        let (a, b) = (
+            Destination::Smarthost,
+            Destination::Domain("a.example".into()),
+        );
+        assert_ne!(pace_name(&a), pace_name(&b));
+        assert_eq!(pace_name(&a).len(), "pace.".len() + 16);
+    }
 
     #[test]
     fn the_slots_a_pass_may_try() {

@@ -277,3 +277,64 @@ fn a_bad_map_line_stops_queue_runs_with_one_line() {
     );
     assert_eq!(s.queue_ids().len(), 1, "the message waits");
 }
+
+#[test]
+fn the_pace_holds_across_queue_runs_at_the_same_time() {
+    let relay = Smtp::sink(&[]);
+    // 40 a minute: one every 1.5 s, for every run of the spool together.
+    let s = spool(
+        "",
+        &format!("* {} max_messages_per_minute=40\n", relay.addr()),
+    );
+    // Two runs at once, each over its own two messages (-qS: by sender).
+    for i in 0..2 {
+        submit(
+            &s,
+            "alpha@shop.example",
+            &["a@example.net"],
+            &format!("a{i}"),
+        );
+        submit(
+            &s,
+            "beta@shop.example",
+            &["a@example.net"],
+            &format!("b{i}"),
+        );
+    }
+    let mut cmd = s.cmd(&["-qS", "alpha@"]);
+    cmd.stdout(std::process::Stdio::null());
+    let other = harness::spawn(&mut cmd);
+    s.run_ok(&["-qS", "beta@"], b"");
+    harness::wait_output(other, Duration::from_secs(30)).assert_ok();
+    s.assert_empty("every message delivered");
+    let mut times: Vec<f64> = relay.messages().iter().map(|m| m.received_at).collect();
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(times.len(), 4, "each message once");
+    for pair in times.windows(2) {
+        assert!(pair[1] - pair[0] >= 1.2, "{times:?}");
+    }
+    // The runs share one pace file in slots/.
+    let paces: Vec<String> = harness::list_dir(&s.spool.join("slots"))
+        .into_iter()
+        .filter(|n| n.starts_with("pace."))
+        .collect();
+    assert_eq!(paces.len(), 1, "{paces:?}");
+}
+
+#[test]
+fn a_smarthost_that_says_421_at_the_greeting_fails_over_to_the_next_without_a_rest() {
+    let (first, second) = (Smtp::faulty("greet-421", &[]), Smtp::sink(&[]));
+    let s = Spool::new(
+        "relays",
+        &Config::delivery()
+            .set("smarthost", format!("{} {}", first.addr(), second.addr()))
+            .set("throttle_backoff", "30s"),
+    );
+    submit(&s, "x@shop.example", &["a@example.net"], "failover");
+    let started = std::time::Instant::now();
+    s.pass(&[]);
+    s.assert_empty("delivered by the second smarthost");
+    assert_eq!(second.message_count(), 1);
+    assert!(started.elapsed() < Duration::from_secs(20), "no rest");
+    assert!(!s.log().contains("throttles"), "{}", s.log());
+}

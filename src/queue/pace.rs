@@ -3,9 +3,13 @@
 //! at least a minute divided by the limit apart (Postfix's
 //! `destination_rate_delay`: spread out, never refused), and the rests
 //! after throttling replies (421, 4.7.x), which double with each repeat.
+//! Both are kept across the passes of the spool too, in the relay's pace
+//! file (`slots/pace.HASH`, see [`Slots::take_turn`]); a pass that cannot
+//! use it keeps its own pace only.
 
 use crate::limits::{RATE_WINDOW, THROTTLE_BACKOFF_MAX, THROTTLE_RESTS_PER_PASS};
 use crate::model::{Destination, Outcome};
+use crate::slots::Slots;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -21,41 +25,63 @@ struct Pace {
 }
 
 /// The paces of a pass's relays (destinations without limits or
-/// throttling replies have none).
+/// throttling replies have none), and the spool's pace files.
 #[derive(Debug, Default)]
-pub(super) struct Paces(BTreeMap<Destination, Pace>);
+pub(super) struct Paces {
+    paces: BTreeMap<Destination, Pace>,
+    shared: Option<Slots>,
+}
 
 impl Paces {
+    /// Paces kept across passes in `shared`'s pace files too, when given.
+    pub(super) fn new(shared: Option<Slots>) -> Paces {
+        Paces {
+            paces: BTreeMap::new(),
+            shared,
+        }
+    }
+
     /// Whether a message to `destination` may start at `now`: it is not
     /// resting, and its last one started long enough ago.
     pub(super) fn may_start(&self, destination: &Destination, now: Instant) -> bool {
-        self.0.get(destination).is_none_or(|p| {
+        self.paces.get(destination).is_none_or(|p| {
             p.resting_until.is_none_or(|t| t <= now) && p.next_start.is_none_or(|t| t <= now)
         })
     }
 
     /// Whether `destination` rests at `now` (its children are told to quit).
     pub(super) fn resting(&self, destination: &Destination, now: Instant) -> bool {
-        (self.0.get(destination)).is_some_and(|p| p.resting_until.is_some_and(|t| t > now))
+        (self.paces.get(destination)).is_some_and(|p| p.resting_until.is_some_and(|t| t > now))
     }
 
-    /// A message to `destination` handed out at `now`, under its
-    /// `max_messages_per_minute` (None: no limit).
-    pub(super) fn started(
+    /// Takes the turn of a message to `destination` at `now`, which
+    /// [`Paces::may_start`] allows, under its `max_messages_per_minute`
+    /// (None: no limit): false when another pass of the spool has taken
+    /// it, or rests the relay (this pass then waits as long).
+    pub(super) fn take_turn(
         &mut self,
         destination: &Destination,
         per_minute: Option<u32>,
         now: Instant,
-    ) {
-        if let Some(n) = per_minute {
-            self.0.entry(destination.clone()).or_default().next_start = Some(now + spacing(n));
+    ) -> bool {
+        let spacing = per_minute.map(spacing).unwrap_or_default();
+        let shared = self.shared(destination);
+        // A pace file that cannot be used leaves this pass's own pace.
+        if let Some(Ok(Some(wait))) = shared.map(|s| s.take_turn(destination, spacing)) {
+            self.pace(destination).next_start = Some(now + wait);
+            return false;
         }
+        if per_minute.is_some() {
+            self.pace(destination).next_start = Some(now + spacing);
+        }
+        true
     }
 
     /// A throttling reply from `destination` (`reason`: what it said) at
-    /// `now`: Ok with how long it rests (`base` the first time); Err with
-    /// the outcome for the rest of its queue, which waits for the next
-    /// queue run, when its rests in this pass are used up.
+    /// `now`: Ok with how long it rests (`base` the first time), in this
+    /// pass and (through its pace file) in every other; Err with the
+    /// outcome for the rest of its queue, which waits for the next queue
+    /// run, when its rests in this pass are used up.
     pub(super) fn throttled(
         &mut self,
         destination: &Destination,
@@ -63,18 +89,29 @@ impl Paces {
         reason: &str,
         now: Instant,
     ) -> Result<Duration, Outcome> {
-        let pace = self.0.entry(destination.clone()).or_default();
-        match rest_for(pace.rests, base) {
-            Some(rest) => {
-                pace.rests += 1;
-                pace.resting_until = Some(now + rest);
-                Ok(rest)
-            }
-            None => Err(Outcome::deferred(format!(
+        let pace = self.pace(destination);
+        let Some(rest) = rest_for(pace.rests, base) else {
+            return Err(Outcome::deferred(format!(
                 "{reason} (the relay throttled {} times in this queue run: the rest waits for the next run)",
                 pace.rests + 1
-            ))),
+            )));
+        };
+        pace.rests += 1;
+        pace.resting_until = Some(now + rest);
+        if let Some(shared) = self.shared(destination) {
+            let _ = shared.rest(destination, rest); // best effort, as take_turn
         }
+        Ok(rest)
+    }
+
+    fn pace(&mut self, destination: &Destination) -> &mut Pace {
+        self.paces.entry(destination.clone()).or_default()
+    }
+
+    /// The spool's pace files, for a relay (MX hosts have none).
+    fn shared(&self, destination: &Destination) -> Option<&Slots> {
+        let relay = matches!(destination, Destination::Smarthost | Destination::Relay(_));
+        self.shared.as_ref().filter(|_| relay)
     }
 }
 
@@ -113,8 +150,8 @@ mod tests {
         let t0 = Instant::now();
         let mut paces = Paces::default();
         assert!(paces.may_start(&relay, t0));
-        paces.started(&relay, Some(30), t0);
-        paces.started(&other, None, t0);
+        assert!(paces.take_turn(&relay, Some(30), t0));
+        assert!(paces.take_turn(&other, None, t0));
         for (destination, after, may) in [
             (&relay, 0, false),
             (&relay, 1999, false),
