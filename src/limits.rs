@@ -200,6 +200,12 @@ pub const THROTTLE_BACKOFF_MAX: Duration = Duration::from_secs(10 * 60);
 /// + 240 + 480 s of rests) instead of waiting on a relay without end.
 pub const THROTTLE_RESTS_PER_PASS: u32 = 4;
 
+/// A delivery child whose relay's next message may start within this
+/// (`max_messages_per_minute`) waits for it with its connection open; a
+/// longer wait (a slower pace, a rest) ends the child, which frees its
+/// slots for other destinations, and a new one starts when the time comes.
+pub const PACE_HOLD: Duration = Duration::from_secs(10);
+
 /// How long a pass waits for the lock of a relay's pace file
 /// (`slots/pace.HASH`), polling; then it goes on with its own pace only.
 pub const PACE_LOCK_WAIT: Duration = Duration::from_millis(100);

@@ -15,8 +15,8 @@ use crate::config::Config;
 use crate::deliver;
 use crate::error::{Error, Result};
 use crate::limits::{
-    LEFTOVER_MIN_AGE, LINGER, PASS_READ_PIECE, PASS_TICK, RESCAN_COST_FACTOR, RUNNER_FAILED_PASSES,
-    RUNNER_RETRY_PAUSE, RUNNER_SLOT_WAIT, STALLED_AFTER, STARVED_RESCAN,
+    LEFTOVER_MIN_AGE, LINGER, PACE_HOLD, PASS_READ_PIECE, PASS_TICK, RESCAN_COST_FACTOR,
+    RUNNER_FAILED_PASSES, RUNNER_RETRY_PAUSE, RUNNER_SLOT_WAIT, STALLED_AFTER, STARVED_RESCAN,
 };
 use crate::log::Log;
 use crate::model::{Destination, Outcome, PassId, QueueId, SenderPattern};
@@ -647,7 +647,14 @@ fn start_children(
         if !paces.may_start(destination, now) {
             continue; // a relay resting, or its next message not yet due
         }
-        while may_start(&loads(children), destination, queue.len(), limits, now) {
+        // A paced relay takes one message at a time: one idle child is enough.
+        let paced = config.limits_of(destination).per_minute.is_some();
+        let queued = if paced {
+            queue.len().min(1)
+        } else {
+            queue.len()
+        };
+        while may_start(&loads(children), destination, queued, limits, now) {
             let taken = match &starter.slots {
                 None => None,
                 Some(slots) => {
@@ -975,12 +982,11 @@ fn assign(
         }
     }
     let held: Vec<&(Job, Instant)> = children.iter().filter_map(|c| c.job.as_ref()).collect();
-    let told = match (
-        paces.resting(&destination, now),
-        paces.may_start(&destination, now),
-    ) {
-        (true, _) => Answer::Quit,
-        (false, false) if !queue.is_empty() => Answer::Wait,
+    // A relay resting, or whose next turn is further off than a child
+    // keeps its connection for, gets a new child when the time comes.
+    let told = match paces.wait(&destination, now) {
+        Some(wait) if wait > PACE_HOLD => Answer::Quit,
+        Some(_) if !queue.is_empty() => Answer::Wait,
         _ => answer(queue, &held, now),
     };
     let (pass, per_minute) = (ctx.pass, ctx.config.limits_of(&destination).per_minute);

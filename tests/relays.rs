@@ -338,3 +338,20 @@ fn a_smarthost_that_says_421_at_the_greeting_fails_over_to_the_next_without_a_re
     assert!(started.elapsed() < Duration::from_secs(20), "no rest");
     assert!(!s.log().contains("throttles"), "{}", s.log());
 }
+
+#[test]
+fn a_relays_password_file_others_can_read_stops_queue_runs() {
+    let s = Spool::new("relays", &Config::delivery());
+    let pw = s.write_file("shop.pw", "secret\n");
+    harness::set_mode(&pw, 0o644);
+    let map = format!("* relay.example user=shop password_file={}\n", pw.display());
+    let path = s.write_file("relays", &map);
+    s.configure(&Config::delivery().set("sender_relay_map", path.display()));
+    let out = s.run(&["-q"], b"");
+    let line = out.assert_fails_one_line(&[78]);
+    assert!(
+        line.starts_with(&format!("spoolmail: {}:1: password_file:", path.display())),
+        "{line}"
+    );
+    assert!(line.contains("others can read it"), "{line}");
+}

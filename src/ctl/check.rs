@@ -1,5 +1,6 @@
 //! `spoolctl check`: the config, the spool's layout, owners and modes, and
-//! the modes of the secret files (DKIM keys too), each problem on one line (exit 78).
+//! the modes of the secret files (DKIM keys and the relays' password files
+//! too), each problem on one line (exit 78).
 
 use crate::config::Config;
 use crate::error::{Result, exit};
@@ -32,6 +33,18 @@ pub fn check(config: &Config) -> Result<u8> {
         if let (Some(path), Some(gid)) = (path, spool_gid) {
             problems.extend(secret_owner_problems(key, path, gid));
         }
+    }
+    // The relays' password files are a map's config problems too; the
+    // map itself must not be another user's to change.
+    for relay in &config.sender_relays {
+        if let (Some(path), Some(gid)) = (&relay.password_file, spool_gid) {
+            problems.extend(secret_owner_problems("password_file", path, gid));
+        }
+    }
+    if let Some(map) = &config.sender_relay_map
+        && let Ok(m) = std::fs::metadata(map)
+    {
+        problems.extend(owner_problem(map, m.uid()));
     }
     // The DKIM keys' modes are config problems too (`dkim_key`); a missing
     // key holds the mail it should sign.

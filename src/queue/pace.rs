@@ -49,9 +49,12 @@ impl Paces {
         })
     }
 
-    /// Whether `destination` rests at `now` (its children are told to quit).
-    pub(super) fn resting(&self, destination: &Destination, now: Instant) -> bool {
-        (self.paces.get(destination)).is_some_and(|p| p.resting_until.is_some_and(|t| t > now))
+    /// How long until a message to `destination` may start, after `now`
+    /// (its rest, or its next turn); None when one may start now.
+    pub(super) fn wait(&self, destination: &Destination, now: Instant) -> Option<Duration> {
+        let pace = self.paces.get(destination)?;
+        let until = pace.resting_until.max(pace.next_start)?;
+        (until > now).then(|| until - now)
     }
 
     /// Takes the turn of a message to `destination` at `now`, which
@@ -191,9 +194,10 @@ mod tests {
         let mut paces = Paces::default();
         let base = Duration::from_secs(2);
         assert_eq!(paces.throttled(&relay, base, "421", t0), Ok(base));
-        assert!(paces.resting(&relay, t0 + Duration::from_millis(1999)));
-        assert!(!paces.may_start(&relay, t0 + Duration::from_millis(1999)));
-        assert!(!paces.resting(&relay, t0 + base));
+        let ms = Duration::from_millis;
+        assert_eq!(paces.wait(&relay, t0 + ms(1999)), Some(ms(1)));
+        assert!(!paces.may_start(&relay, t0 + ms(1999)));
+        assert_eq!(paces.wait(&relay, t0 + base), None);
         assert!(paces.may_start(&relay, t0 + base));
         for _ in 1..THROTTLE_RESTS_PER_PASS {
             assert!(paces.throttled(&relay, base, "421", t0).is_ok());
@@ -204,6 +208,6 @@ mod tests {
             text.starts_with("421 4.7.0 slow down (the relay throttled 5 times"),
             "{text}"
         );
-        assert!(!paces.resting(&Destination::Smarthost, t0));
+        assert_eq!(paces.wait(&Destination::Smarthost, t0), None);
     }
 }
