@@ -355,3 +355,56 @@ fn a_relays_password_file_others_can_read_stops_queue_runs() {
     );
     assert!(line.contains("others can read it"), "{line}");
 }
+
+#[test]
+fn a_4_7_x_reply_in_a_transaction_rests_the_relay_too() {
+    // The third MAIL gets 450 4.7.1 rate limit exceeded.
+    let relay = Smtp::faulty("rate-limit-third", &[]);
+    let s = spool(
+        "throttle_backoff = 2s\nmax_per_destination = 1\n",
+        &format!("* {}\n", relay.addr()),
+    );
+    for i in 0..5 {
+        submit(&s, "x@shop.example", &["a@example.net"], &format!("m{i}"));
+    }
+    s.pass(&[]);
+    assert_eq!(relay.message_count(), 4, "{}", s.log());
+    s.assert_deferred("450 4.7.1 rate limit exceeded");
+    // The connection that got it was closed; the next came after the rest.
+    let times = relay.connection_times();
+    assert_eq!(times.len(), 2, "{times:?}");
+    assert!(times[1] - times[0] >= 1.9, "rested: {times:?}");
+    s.pass(&[]);
+    s.assert_empty("every message delivered");
+    let mut subjects: Vec<String> = relay.messages().iter().map(subject).collect();
+    subjects.sort();
+    assert_eq!(subjects, ["m0", "m1", "m2", "m3", "m4"]);
+}
+
+#[test]
+fn a_relay_without_a_login_gets_none_of_the_smarthosts() {
+    // The smarthost takes a login; the relay offers no AUTH at all, so
+    // any credentials sent its way would stop the delivery.
+    let (smarthost, relay) = (auth_sink("alice", "alice-secret"), Smtp::sink(&[]));
+    let s = Spool::new("relays", &Config::delivery());
+    let pw = s.secret("alice.pw", "alice-secret\n");
+    let path = s.write_file("relays", &format!("@shop.example {}\n", relay.addr()));
+    s.configure(&Config::delivery().lines(&format!(
+        "sender_relay_map = {}\nsmarthost = {}\nauth_user = alice\nauth_password_file = {}\n\
+         auth_allow_plaintext = yes\n",
+        path.display(),
+        smarthost.addr(),
+        pw.display()
+    )));
+    submit(&s, "x@shop.example", &["a@example.net"], "relay");
+    submit(&s, "x@other.example", &["a@example.net"], "smarthost");
+    s.pass(&[]);
+    s.assert_empty("every message delivered");
+    let got = |server: &Smtp| -> Vec<(String, String)> {
+        (server.messages().iter())
+            .map(|m| (subject(m), m.auth.clone()))
+            .collect()
+    };
+    assert_eq!(got(&relay), [("relay".into(), "".into())]);
+    assert_eq!(got(&smarthost), [("smarthost".into(), "alice".into())]);
+}
