@@ -465,7 +465,7 @@ fn collect_jobs(
     let mut queues: BTreeMap<Destination, VecDeque<Job>> = BTreeMap::new();
     let entries = match &selection.message {
         Some(id) => vec![spool.entry(id)],
-        None => scan_logging_strays(spool, log, first)?,
+        None => scan_logging_strays(spool, config, selection, seen, log, first, now)?,
     };
     for entry in entries {
         if !seen.insert(entry.id.clone()) {
@@ -558,19 +558,46 @@ fn flush_finished(
     });
 }
 
-/// The queue's messages; what is named like one but is not a regular file
-/// is left alone, and logged when `first`.
+/// The queue's messages not in `seen`; what is named like one but is not
+/// a regular file is left alone, and logged when `first`, which also
+/// removes the state files left without their message (unless
+/// `background`: a user's runner leaves that to the cron pass). A pass
+/// that is not forced leaves out, unread, the messages whose state file's
+/// mtime says they wait ([`crate::spool::waits_by_mtime`]), adding them to
+/// `seen` as a look that found them not due does.
 fn scan_logging_strays(
     spool: &Spool,
+    config: &Config,
+    selection: &Selection,
+    seen: &mut HashSet<QueueId>,
     log: &mut Log,
     first: bool,
+    now: u64,
 ) -> Result<Vec<crate::spool::QueueEntry>> {
-    let scan = spool.scan_all()?;
+    // No pass writes a next attempt further away than the longest wait;
+    // the lifetime leaves room for a schedule shortened since.
+    let steps = config.retry_schedule.steps.iter().copied();
+    let longest = steps.chain(config.queue_lifetime()).max();
+    let horizon = match selection.force {
+        true => 0,
+        false => longest.map_or(0, |d| d.as_secs()),
+    };
+    let scan = spool.scan_for_pass(now, horizon, seen)?;
+    if !first {
+        return Ok(scan.entries);
+    }
     // Once per pass: its later looks at the queue say nothing new.
-    for name in scan.strays.into_iter().filter(|_| first) {
+    for name in scan.strays {
         log.info(&format!(
             "queue/{name} is not a regular file: skipped, left alone"
         ));
+    }
+    let orphans = match selection.background {
+        true => 0,
+        false => spool.remove_orphans(&scan.orphans),
+    };
+    if orphans > 0 {
+        log.info(&format!("removed {orphans} leftover files of dead writers"));
     }
     Ok(scan.entries)
 }

@@ -233,6 +233,9 @@ pub struct QueueEntry {
 pub struct Scan {
     pub entries: Vec<QueueEntry>,
     pub strays: Vec<String>,
+    /// State files without their message in the scan: left by a runner
+    /// that died between removing the two (see [`Spool::remove_orphans`]).
+    pub orphans: Vec<QueueId>,
 }
 
 /// A message being written: the envelope has been written; the content goes
@@ -440,39 +443,71 @@ impl Spool {
     /// entry (lstat where the file system does not say): nothing is opened,
     /// so a FIFO named like a message cannot hang a pass or mailq.
     pub fn scan_all(&self) -> Result<Scan> {
+        self.scan_for_pass(0, 0, &mut std::collections::HashSet::new())
+    }
+
+    /// As `scan_all` for a queue pass at `now`: the messages in `seen`
+    /// (looked at already) are left out, and so is a message whose state
+    /// file's mtime says it waits ([`waits_by_mtime`], within `horizon`
+    /// seconds of `now`; 0 trusts no mtime, as a forced pass), which is
+    /// added to `seen` without its state being opened: one `fstatat` per
+    /// state file, relative to the open `queue/`.
+    pub fn scan_for_pass(
+        &self,
+        now: u64,
+        horizon: u64,
+        seen: &mut std::collections::HashSet<QueueId>,
+    ) -> Result<Scan> {
         let dir = self.queue_dir();
-        let entries = std::fs::read_dir(&dir)
+        let listing = std::fs::read_dir(&dir)
             .map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
         let mut ids = Vec::new();
         let mut strays = Vec::new();
-        let mut with_state = std::collections::HashSet::new();
-        for entry in entries.filter_map(|e| e.ok()) {
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
+        // Each state file's message, and whether its mtime says it waits.
+        let mut states = Vec::new();
+        for entry in listing.filter_map(|e| e.ok()) {
+            use std::os::unix::ffi::OsStrExt;
+            let name = entry.file_name();
+            let name = name.as_bytes();
+            let (id, state) = match name.strip_suffix(STATE_SUFFIX.as_bytes()) {
+                Some(id) => (QueueId::parse_bytes(id), true),
+                None => (QueueId::parse_bytes(name), false),
             };
-            let regular = entry.file_type().is_ok_and(|t| t.is_file());
-            match name.strip_suffix(STATE_SUFFIX).map(QueueId::parse) {
-                Some(Some(id)) => {
-                    with_state.insert(id);
+            match id {
+                Some(id) if seen.contains(&id) => {}
+                Some(id) if state => {
+                    states.push((id, horizon > 0 && state_waits(&entry, now, horizon)))
                 }
-                None => match QueueId::parse(&name) {
-                    Some(id) if regular => ids.push(id),
-                    Some(_) => strays.push(name),
-                    None => {}
-                },
-                _ => {}
+                Some(id) if entry.file_type().is_ok_and(|t| t.is_file()) => ids.push(id),
+                Some(_) => strays.push(String::from_utf8_lossy(name).into_owned()),
+                None => {}
             }
         }
         ids.sort_unstable();
+        states.sort_unstable();
         strays.sort_unstable();
-        let entries = ids
-            .into_iter()
-            .map(|id| QueueEntry {
-                has_state: with_state.contains(&id),
-                id,
-            })
-            .collect();
-        Ok(Scan { entries, strays })
+        let mut scan = Scan {
+            entries: Vec::with_capacity(ids.len()),
+            strays,
+            orphans: Vec::new(),
+        };
+        let mut states = states.into_iter().peekable();
+        for id in ids {
+            while let Some((orphan, _)) = states.next_if(|(s, _)| *s < id) {
+                scan.orphans.push(orphan);
+            }
+            match states.next_if(|(s, _)| *s == id) {
+                Some((_, true)) => {
+                    seen.insert(id);
+                }
+                found => scan.entries.push(QueueEntry {
+                    has_state: found.is_some(),
+                    id,
+                }),
+            }
+        }
+        scan.orphans.extend(states.map(|(id, _)| id));
+        Ok(scan)
     }
 
     /// One message as `scan` would list it, without reading the directory.
@@ -600,6 +635,7 @@ impl Spool {
             .tmp_dir()
             .join(format!("{}.state.{}", claim.id, std::process::id()));
         let text = format_state(state);
+        let hint = mtime_hint(state, crate::system::now().0);
         let write = || -> io::Result<()> {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -609,6 +645,13 @@ impl Spool {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&tmp)?;
             f.write_all(text.as_bytes())?;
+            if let Some(due) = hint {
+                // Before the fsync, so that it is as durable as the text.
+                // Not set (a file system that refuses it): the file keeps
+                // the time of writing, and every pass reads it, as before.
+                let due = std::time::UNIX_EPOCH + std::time::Duration::from_secs(due);
+                let _ = f.set_times(std::fs::FileTimes::new().set_modified(due));
+            }
             f.sync_all()?;
             std::fs::rename(&tmp, self.state_path(&claim.id))
         };
@@ -646,10 +689,11 @@ impl Spool {
         sync_dir(&self.queue_dir())
     }
 
-    /// Removes what dead writers and runners left: unlocked files in `tmp/`
-    /// older than `min_age` (younger ones may belong to a writer that has
-    /// created its file but not locked it yet), and state files whose message
-    /// is gone. Returns how many files were removed.
+    /// Removes what dead writers left: unlocked files in `tmp/` older
+    /// than `min_age` (younger ones may belong to a writer that has created
+    /// its file but not locked it yet). Returns how many files were removed.
+    /// (The state files whose message is gone are found by the pass's scan
+    /// of `queue/`: [`Spool::remove_orphans`].)
     pub fn recover_leftovers(&self, min_age: std::time::Duration) -> usize {
         let mut removed = 0;
         let now = std::time::SystemTime::now();
@@ -659,10 +703,7 @@ impl Spool {
                 if !entry.file_type().is_ok_and(|t| t.is_file()) {
                     continue;
                 }
-                let old_enough = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= min_age);
+                let old_enough = entry.metadata().is_ok_and(|m| unix_age(&m, now) >= min_age);
                 if !old_enough {
                     continue;
                 }
@@ -675,20 +716,18 @@ impl Spool {
                 }
             }
         }
-        if let Ok(entries) = std::fs::read_dir(self.queue_dir()) {
-            for name in entries
-                .flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-            {
-                if let Some(id) = name.strip_suffix(STATE_SUFFIX).and_then(QueueId::parse)
-                    && !self.message_path(&id).exists()
-                    && std::fs::remove_file(self.state_path(&id)).is_ok()
-                {
-                    removed += 1;
-                }
-            }
-        }
         removed
+    }
+
+    /// Removes the state files of `orphans` (a scan's, see [`Scan`])
+    /// whose message is still gone: a runner died between removing the
+    /// message and its state. Returns how many were removed.
+    pub fn remove_orphans(&self, orphans: &[QueueId]) -> usize {
+        let gone = |id: &&QueueId| !self.message_path(id).exists();
+        let removed = orphans.iter().filter(gone);
+        removed
+            .filter(|id| std::fs::remove_file(self.state_path(id)).is_ok())
+            .count()
     }
 
     /// The delivery state, or the empty state when no attempt has been made.
@@ -712,6 +751,55 @@ impl Spool {
             Err(e) => Err(e),
         }
     }
+}
+
+/// [`waits_by_mtime`] of a state file in a directory listing, from its
+/// `fstatat` (relative to the open directory, not following a link).
+fn state_waits(entry: &std::fs::DirEntry, now: u64, horizon: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let meta = entry.metadata().ok().filter(|m| m.is_file());
+    waits_by_mtime(meta.map(|m| m.mtime()), now, horizon)
+}
+
+/// The due time a state file's mtime carries (doc/SPOOL.md, "Due times",
+/// since 1.6): the next attempt, when the message only waits for it (no
+/// notice owed, not held, attempted, the time still to come at `now`, when
+/// the state is written); None leaves the mtime at the time of writing,
+/// which says "read me". Every state file a pass must act on before its
+/// next attempt has None, so that no pass passes it by.
+pub fn mtime_hint(state: &State, now: u64) -> Option<u64> {
+    let waits_only = state.held.is_none() && state.owed.is_empty() && state.attempts > 0;
+    (waits_only && state.next_attempt > now).then_some(state.next_attempt)
+}
+
+/// The due decision of a pass that is not forced, from a state file's
+/// mtime alone (`mtime`, Unix seconds; None when `fstatat` failed or it is
+/// not a regular file): the message waits, and its state need not be
+/// read, only when the mtime is after `now` and no further than `horizon`
+/// seconds (the retry schedule's longest wait) beyond. Any other mtime, a
+/// file older than 1.6 (mtime = when it was written) or one set by hand
+/// past the horizon, is read as before: in doubt, read.
+pub fn waits_by_mtime(mtime: Option<i64>, now: u64, horizon: u64) -> bool {
+    let Some(mtime) = mtime.and_then(|m| u64::try_from(m).ok()) else {
+        return false;
+    };
+    mtime > now && mtime - now <= horizon
+}
+
+/// How long ago a file in `tmp/` was last written, by the earlier of its
+/// mtime and ctime: a state file about to be renamed into `queue/` has its
+/// mtime set to its due time (see [`mtime_hint`]), which a writer that
+/// died before the rename would leave behind in the future; its ctime,
+/// which nobody can set, is then when it was written.
+fn unix_age(meta: &std::fs::Metadata, now: std::time::SystemTime) -> std::time::Duration {
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, UNIX_EPOCH};
+    let at = |secs: i64, nanos: i64| {
+        let nanos = u32::try_from(nanos).unwrap_or(0);
+        UNIX_EPOCH + Duration::new(u64::try_from(secs).unwrap_or(0), nanos)
+    };
+    let written = at(meta.mtime(), meta.mtime_nsec()).min(at(meta.ctime(), meta.ctime_nsec()));
+    now.duration_since(written).unwrap_or_default()
 }
 
 /// Whether a file may exist, from what `stat` said of it: only NotFound
@@ -1400,6 +1488,207 @@ mod tests {
         // message left alone.
         assert!(!text.starts_with("SPOOLMAIL-STATE 1\n"));
         assert!(parse_state("SPOOLMAIL-STATE 1.2\nheld soon\n").is_err());
+    }
+
+    #[test]
+    fn a_state_carries_its_next_attempt_in_its_mtime_only_when_it_only_waits() {
+        const NOW: u64 = 1_795_305_600;
+        let waiting = State {
+            attempts: 1,
+            next_attempt: NOW + 600,
+            ..State::default()
+        };
+        let owed = Owed {
+            index: 0,
+            status: None,
+            expired: false,
+            remote: None,
+        };
+        let cases = [
+            (waiting.clone(), Some(NOW + 600)),
+            // Due already, or now: read at once.
+            (
+                State {
+                    next_attempt: NOW,
+                    ..waiting.clone()
+                },
+                None,
+            ),
+            (
+                State {
+                    next_attempt: NOW - 1,
+                    ..waiting.clone()
+                },
+                None,
+            ),
+            // Never attempted (a hold's state of a new message): due.
+            (
+                State {
+                    attempts: 0,
+                    ..waiting.clone()
+                },
+                None,
+            ),
+            // A notice owed is sent by the next pass, due or not.
+            (
+                State {
+                    owed: vec![owed],
+                    ..waiting.clone()
+                },
+                None,
+            ),
+            // Held: read, as before, so that mailq and passes see the hold.
+            (
+                State {
+                    held: Some(NOW),
+                    ..waiting.clone()
+                },
+                None,
+            ),
+            (
+                State {
+                    pass: Some(PassMark {
+                        id: PassId::new(1, 2),
+                        at: NOW,
+                    }),
+                    ..waiting.clone()
+                },
+                Some(NOW + 600),
+            ),
+            (
+                State {
+                    delay_notified: Some(NOW),
+                    ..waiting
+                },
+                Some(NOW + 600),
+            ),
+        ];
+        for (state, hint) in cases {
+            assert_eq!(mtime_hint(&state, NOW), hint, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn a_pass_passes_a_state_by_only_when_its_mtime_is_to_come_within_the_horizon() {
+        const NOW: u64 = 1_795_305_600;
+        const DAY: u64 = 86_400;
+        let t = |secs: u64| Some(secs as i64);
+        let cases = [
+            (t(NOW + 1), true),
+            (t(NOW + DAY), true),
+            // Its time has come: read, and taken.
+            (t(NOW), false),
+            (t(NOW - 1), false),
+            // Written by 1.5 or earlier: the time of writing, in the past.
+            (t(NOW - 3 * DAY), false),
+            // Past the longest wait of the schedule: not written by a pass
+            // (by hand, or a clock that jumped): in doubt, read.
+            (t(NOW + DAY + 1), false),
+            (Some(i64::MAX), false),
+            (Some(-1), false),
+            // fstatat failed, or not a regular file: read (and held, logged).
+            (None, false),
+        ];
+        for (mtime, waits) in cases {
+            assert_eq!(waits_by_mtime(mtime, NOW, DAY), waits, "{mtime:?}");
+        }
+        assert!(
+            !waits_by_mtime(t(NOW + 1), NOW, 0),
+            "no schedule: no hint trusted"
+        );
+    }
+
+    #[test]
+    fn written_states_carry_their_due_time_and_a_scan_leaves_out_those_that_wait() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, spool) = spool();
+        let (now, _) = crate::system::now();
+        let mut ids = Vec::new();
+        for (attempts, next) in [(1, now + 3600), (1, now), (0, 0), (1, now + 60)] {
+            let env = spool.deposit(envelope, |_, _| Ok(())).unwrap();
+            let mut slot = ClaimSlot::default();
+            let claim = spool.claim(&env.id, &mut slot).unwrap().unwrap();
+            let state = State {
+                attempts,
+                next_attempt: next,
+                ..State::default()
+            };
+            spool.write_state(&claim, &state).unwrap();
+            ids.push(env.id);
+        }
+        let untouched = spool.deposit(envelope, |_, _| Ok(())).unwrap().id;
+        let mtime = |id: &QueueId| std::fs::metadata(spool.state_path(id)).unwrap().mtime();
+        assert_eq!(mtime(&ids[0].clone()), (now + 3600) as i64);
+        assert!(mtime(&ids[1].clone()) <= now as i64 + 1);
+        let sorted = |mut v: Vec<QueueId>| {
+            v.sort();
+            v
+        };
+        let mut seen = std::collections::HashSet::new();
+        let scan = spool.scan_for_pass(now, 3600, &mut seen).unwrap();
+        assert_eq!(
+            sorted(seen.into_iter().collect()),
+            sorted(vec![ids[0].clone(), ids[3].clone()])
+        );
+        let listed: Vec<_> = scan
+            .entries
+            .iter()
+            .map(|e| (e.id.clone(), e.has_state))
+            .collect();
+        let mut want = vec![
+            (ids[1].clone(), true),
+            (ids[2].clone(), true),
+            (untouched.clone(), false),
+        ];
+        want.sort();
+        assert_eq!(listed, want);
+        // A horizon shorter than the wait: in doubt, read.
+        let mut seen = std::collections::HashSet::new();
+        let scan = spool.scan_for_pass(now, 60, &mut seen).unwrap();
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            [ids[3].clone()],
+            "an hour is past it"
+        );
+        assert_eq!(scan.entries.len(), 4);
+        // Those seen already are left out, their state files not looked at.
+        let mut seen = std::collections::HashSet::from([ids[1].clone(), untouched]);
+        let scan = spool.scan_for_pass(now, 0, &mut seen).unwrap();
+        let listed: Vec<_> = scan.entries.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(
+            listed,
+            sorted(vec![ids[0].clone(), ids[2].clone(), ids[3].clone()])
+        );
+        assert!(scan.orphans.is_empty());
+        // A state file left without its message is an orphan.
+        std::fs::remove_file(spool.message_path(&ids[2].clone())).unwrap();
+        assert_eq!(spool.scan_all().unwrap().orphans, [ids[2].clone()]);
+        assert_eq!(spool.remove_orphans(&[ids[2].clone(), ids[1].clone()]), 1);
+        assert!(
+            !spool.state_path(&ids[2].clone()).exists()
+                && spool.state_path(&ids[1].clone()).exists()
+        );
+        std::fs::write(spool.message_path(&ids[2].clone()), "").unwrap();
+        assert_eq!(spool.scan_all().unwrap().entries.len(), 5);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_leftover_state_with_its_due_time_set_ages_by_its_ctime() {
+        let (dir, spool) = spool();
+        let leftover = dir.join("tmp").join("6553F100F423FFFF.state.1");
+        let f = File::create(&leftover).unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400);
+        f.set_times(std::fs::FileTimes::new().set_modified(later))
+            .unwrap();
+        let meta = std::fs::metadata(&leftover).unwrap();
+        let age = unix_age(
+            &meta,
+            std::time::SystemTime::now() + std::time::Duration::from_secs(61),
+        );
+        assert!(age >= std::time::Duration::from_secs(61), "{age:?}");
+        assert_eq!(spool.recover_leftovers(std::time::Duration::ZERO), 1);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
