@@ -303,6 +303,14 @@ pub const ENVELOPE_FIRST_READ: usize = 1024;
 /// before the directory's own locks do.
 pub const LISTING_THREADS: usize = 4;
 
+/// The threads that act on the queue's messages for `spoolctl delete`,
+/// `hold`, `release` and `retry`, whatever the number of cores: their time
+/// is waiting on the file system's journal (unlinks, fsyncs), not the
+/// processor, and waiting together shares the journal's commits. A delete
+/// of 20,000 messages on 2 cores: 2.7 s wall on 2 threads, 1.3 to 2.3 s on
+/// 8; a delete --all of 100,000 was 17 times faster on 4 threads than on 1.
+pub const ACTION_THREADS: usize = 8;
+
 /// How many messages a listing reads before it prints them: what it holds
 /// in memory is one round's text (about 300 bytes a message), whatever the
 /// length of the queue.

@@ -70,18 +70,23 @@ pub fn list_with(
             Err(e) => Item::Unreadable(e),
         }
     };
-    in_order(&entries, item, |entry, item| match item {
-        Item::Shown(text, size) => {
-            total_size += size;
-            count += 1;
-            out.write_all(&text)
-        }
-        Item::Hidden => Ok(()),
-        Item::Unreadable(e) => {
-            count += 1;
-            writeln!(out, "{:<10}  (unreadable: {e})\n", entry.id)
-        }
-    })
+    in_order(
+        &entries,
+        listing_threads(),
+        item,
+        |entry, item| match item {
+            Item::Shown(text, size) => {
+                total_size += size;
+                count += 1;
+                out.write_all(&text)
+            }
+            Item::Hidden => Ok(()),
+            Item::Unreadable(e) => {
+                count += 1;
+                writeln!(out, "{:<10}  (unreadable: {e})\n", entry.id)
+            }
+        },
+    )
     .map_err(out_err)?;
     // Sendmail's count line, for tools that parse Sendmail's listing
     // (check_mailq's default mode); Postfix's parsers read only the last line.
@@ -104,14 +109,21 @@ pub fn list_with(
 /// for spoolctl's actions, whose unlinks and fsyncs wait on the file
 /// system's journal, together rather than one after another): a queue
 /// pass, which forks, stays single-threaded.
+/// The threads a listing reads with: its work is system calls that each
+/// take a core, so no more than the machine has.
+pub fn listing_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(crate::limits::LISTING_THREADS)
+}
+
 pub fn in_order<E: Sync, T: Send>(
     entries: &[E],
+    threads: usize,
     read: impl Fn(&E) -> T + Sync,
     mut emit: impl FnMut(&E, T) -> io::Result<()>,
 ) -> io::Result<()> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(crate::limits::LISTING_THREADS);
+    let threads = threads.max(1);
     for round in entries.chunks(crate::limits::LISTING_ROUND) {
         let part = round.len().div_ceil(threads);
         let results: Vec<Vec<T>> = std::thread::scope(|scope| {

@@ -568,11 +568,19 @@ impl Spool {
         id: &QueueId,
         slot: &'s mut ClaimSlot,
     ) -> io::Result<Option<Claim<'s>>> {
-        let file = match self.open_queued(id, false) {
-            Ok((f, _)) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
+        match self.open_queued(id, false) {
+            Ok((file, _)) => Self::claim_open(id, file, slot),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The claim of an open message file.
+    fn claim_open<'s>(
+        id: &QueueId,
+        file: File,
+        slot: &'s mut ClaimSlot,
+    ) -> io::Result<Option<Claim<'s>>> {
         let guard = match slot.0.insert(fd_lock::RwLock::new(file)).try_write() {
             Ok(guard) => guard,
             // The file, unlocked, stays in the slot until the caller drops it.
@@ -599,14 +607,21 @@ impl Spool {
         slot: &'s mut ClaimSlot,
     ) -> io::Result<Option<Claim<'s>>> {
         for _ in 1..crate::limits::CLAIM_TRIES {
-            let Ok(file) = File::open(self.message_path(id)) else {
-                break; // gone: `claim` says so
+            let file = match self.open_queued(id, false) {
+                Ok((file, _)) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
             };
-            // Free now: taken and let go at once, claimed for good below.
-            if fd_lock::RwLock::new(&file).try_write().is_ok() {
-                break;
+            match file.try_lock() {
+                // Taken: the claim locks it again through the same open
+                // file, which cannot be refused (flock locks belong to the
+                // open file), so the file is opened once, not twice.
+                Ok(()) => return Self::claim_open(id, file, slot),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    std::thread::sleep(crate::limits::CLAIM_PAUSE)
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
             }
-            std::thread::sleep(crate::limits::CLAIM_PAUSE);
         }
         self.claim(id, slot)
     }
@@ -884,6 +899,14 @@ impl Claim<'_> {
     /// The claimed message file.
     pub fn file(&self) -> &File {
         &self.guard
+    }
+
+    /// The claimed message's envelope and the size of its content, read
+    /// through the claim's own open file (no second open of the message).
+    pub fn envelope(&self) -> io::Result<(Envelope, u64)> {
+        let mut file: &File = &self.guard;
+        io::Seek::seek(&mut file, io::SeekFrom::Start(0))?;
+        read_envelope_from(file, file.metadata()?.len())
     }
 }
 

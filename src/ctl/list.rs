@@ -49,7 +49,7 @@ fn list_json(spool: &Spool, out: &mut impl Write, shown: ShownFn, now: u64) -> R
         Err(e) => Err(e),
     };
     let entries = spool.scan()?;
-    mailq::in_order(&entries, read, |entry, line| {
+    mailq::in_order(&entries, mailq::listing_threads(), read, |entry, line| {
         match line {
             Ok(Some(line)) => writeln!(out, "{line}")?,
             Ok(None) => {}
