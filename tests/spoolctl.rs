@@ -591,6 +591,46 @@ fn check_says_each_problem_on_one_line() {
     );
 }
 
+/// Delivery rewrites the OAuth2 refresh token (a temporary file beside it,
+/// then a rename) with the spool's group alone: a directory that group
+/// cannot write would fail the first rotation, so check says so.
+#[test]
+fn check_says_when_the_refresh_tokens_directory_is_not_the_groups() {
+    let s = spool("ctl-refresh-dir");
+    harness::set_mode(&s.spool, 0o750);
+    harness::set_mode(&s.tmp_dir(), 0o770);
+    harness::set_mode(&s.queue_dir(), 0o770);
+    let dir = s.root().join("oauth2-secrets");
+    std::fs::create_dir(&dir).unwrap();
+    harness::set_mode(&dir, 0o755);
+    let token = dir.join("refresh_token");
+    std::fs::write(&token, "1//refresh\n").unwrap();
+    harness::set_mode(&token, 0o640);
+    s.configure(
+        &Config::submission()
+            .set("smarthost", "127.0.0.1:587")
+            .set("auth_user", "me@example.org")
+            .set("auth_oauth2_token_url", "https://127.0.0.1:1/token")
+            .set("auth_oauth2_client_id", "spoolmail-test")
+            .set("auth_oauth2_refresh_token_file", token.display()),
+    );
+    let out = ctl(&s, &["check"]);
+    assert_eq!(out.code(), Some(78), "{}", out.stdout);
+    let line = |what: &str| {
+        format!(
+            "auth_oauth2_refresh_token_file: {}: mode 0755, {what} (0770 expected): \
+             delivery rewrites the refresh token there (install -d -m 2770 -g spoolmail)",
+            dir.display()
+        )
+    };
+    let expected = [line("the group cannot write"), line("open to others")];
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), expected);
+    harness::set_mode(&dir, 0o2770);
+    let out = ctl(&s, &["check"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stdout);
+    assert_eq!(out.stdout, "no problem found\n");
+}
+
 /// Owners and groups, as root can get them wrong: a queue directory
 /// another user owns, a message not of the spool's group, a password file
 /// of another user and group; each is one line (exit 78).

@@ -46,6 +46,9 @@ pub fn check(config: &Config) -> Result<u8> {
     {
         problems.extend(owner_problem(map, m.uid()));
     }
+    if let (Some(path), Some(gid)) = (&config.auth_oauth2_refresh_token_file, spool_gid) {
+        problems.extend(refresh_token_problems(path, gid));
+    }
     // The DKIM keys' modes are config problems too (`dkim_key`); a missing
     // key holds the mail it should sign.
     for key in &config.dkim_keys {
@@ -201,6 +204,40 @@ fn mode_problems(path: &Path, mode: u32, gid: u32, spool_gid: u32) -> Vec<String
         ));
     }
     problems.extend(group_problem(path, gid, spool_gid));
+    problems
+}
+
+/// The refresh token's file and directory: delivery replaces the file
+/// (a temporary file beside it, then a rename) as whichever user's
+/// delivery child got a new token, with the spool's group alone, so the
+/// directory is the group's to write and nobody else's to enter; the
+/// file's owner may then be any of those users.
+fn refresh_token_problems(path: &Path, spool_gid: u32) -> Vec<String> {
+    const KEY: &str = "auth_oauth2_refresh_token_file";
+    let mut problems: Vec<String> = secret_problem(KEY, path).into_iter().collect();
+    if let Ok(m) = std::fs::metadata(path)
+        && m.gid() != spool_gid
+    {
+        problems.push(format!(
+            "{KEY}: {}: group {}, not the spool directory's ({spool_gid}): users' deliveries cannot read it",
+            path.display(),
+            m.gid()
+        ));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) => {
+            problems.extend(owner_problem(dir, m.uid()).map(|p| format!("{KEY}: {p}")));
+            let modes = mode_problems(dir, m.mode(), m.gid(), spool_gid);
+            problems.extend(modes.into_iter().map(|p| {
+                format!("{KEY}: {p}: delivery rewrites the refresh token there (install -d -m 2770 -g spoolmail)")
+            }));
+        }
+        Err(e) => problems.push(format!("{KEY}: {}: {e}", dir.display())),
+    }
     problems
 }
 

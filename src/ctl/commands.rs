@@ -100,8 +100,9 @@ pub const COMMANDS: &[Entry] = &[
               there, not open to others, writable by the spool directory's group; the \
               directories, `slots/`, `sts/` and `counters` owned by root and of that group; every \
               file in `queue/` of that group) and the password, token and key files (not \
-              readable by everyone, owned by root, of the spool directory's group), and \
-              prints each problem on one line (exit 78), or `no problem found`. Root is \
+              readable by everyone, owned by root, of the spool directory's group; the \
+              OAuth2 refresh token's directory writable by that group and closed to others, \
+              as delivery rewrites the token there), and prints each problem on one line (exit 78), or `no problem found`. Root is \
               not required where the user running the check owns the spool (a spool of \
               their own).",
         args: &["check"],
