@@ -81,6 +81,11 @@ pub const STS_FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 /// The longest `max_age` kept (seconds, about a year): RFC 8461 section 3.2.
 pub const STS_MAX_AGE: u64 = 31_557_600;
 
+/// The files of `sts/` a queue pass looks at to remove expired policies:
+/// a bound on the pass's start-up, whatever the number of domains mailed
+/// (the rest are looked at by later passes, in the directory's order).
+pub const STS_PRUNE_MAX: usize = 10_000;
+
 // ---- OAuth 2.0 (smarthosts) ----
 
 /// How long one request to a token or device authorization endpoint may

@@ -138,6 +138,15 @@ fn run_pass_seeing(
             "removed {recovered} leftover files of dead writers"
         ));
     }
+    // A cache, any user's to refill: pruned by passes over everyone's mail.
+    if selection.message.is_none() && !selection.background && selection.owner.is_none() {
+        let pruned = crate::sts::prune(&config.spool_dir, system::now().0, LEFTOVER_MIN_AGE);
+        if pruned > 0 {
+            log.info(&format!(
+                "removed {pruned} expired MTA-STS policies from sts/"
+            ));
+        }
+    }
     // The messages whose notices the pass sends once it has no job left
     // for them: those it has jobs for, and those a dead pass left owing.
     let mut notices = BTreeSet::new();

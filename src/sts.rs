@@ -386,6 +386,38 @@ fn accepted(response: &https::Response) -> Result<String, String> {
     String::from_utf8(response.body.clone()).map_err(|_| "the policy is not UTF-8".to_string())
 }
 
+/// Removes from `sts/` the policies that can no longer serve (their
+/// `max_age` has passed: a new fetch is needed in any case) and the
+/// temporary files of delivery children killed while writing one, older
+/// than `min_age`. Without this, `sts/` keeps a file for every domain ever
+/// mailed. At most `limits::STS_PRUNE_MAX` files are looked at, in the
+/// directory's order. A file this version cannot read (a later version's)
+/// is left alone. Returns how many files were removed.
+pub fn prune(spool_dir: &Path, now: u64, min_age: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(spool_dir.join(STS_DIR)) else {
+        return 0; // no sts/ yet
+    };
+    let mut removed = 0;
+    for entry in entries.flatten().take(crate::limits::STS_PRUNE_MAX) {
+        let Ok(meta) = entry.metadata() else { continue };
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let stale = if name.starts_with('.') && name.ends_with(".tmp") {
+            meta.is_file()
+                && meta
+                    .modified()
+                    .is_ok_and(|m| m.elapsed().is_ok_and(|a| a >= min_age))
+        } else {
+            let cache = CacheFile::new(spool_dir, &name);
+            is_host_name(&name) && cache.read().is_some_and(|c| c.policy_at(now).is_none())
+        };
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// `SPOOL_DIR/sts/DOMAIN`.
 struct CacheFile {
     dir: PathBuf,
@@ -446,6 +478,40 @@ mod tests {
 
     fn strings(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn prune_removes_expired_policies_and_old_temporary_files_only() {
+        let spool =
+            std::env::temp_dir().join(format!("spoolmail-sts-prune-{}", std::process::id()));
+        let dir = spool.join(STS_DIR);
+        std::fs::create_dir_all(&dir).unwrap();
+        let policy = |fetched| Cached {
+            id: "1".into(),
+            fetched,
+            text: "version: STSv1\nmode: enforce\nmx: mx.example\nmax_age: 100\n".into(),
+        };
+        let now = 1_800_000_000;
+        let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+        write("expired.example", &policy(now - 100).encode());
+        write("live.example", &policy(now - 99).encode());
+        write("later.example", "SPOOLMAIL-STS 2\nid 1\n\nwhatever\n");
+        write(".live.example.123.tmp", "half");
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(prune(&spool, now, hour), 1);
+        let mut left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [".live.example.123.tmp", "later.example", "live.example"]
+        );
+        assert_eq!(prune(&spool, now, std::time::Duration::ZERO), 1);
+        assert!(!dir.join(".live.example.123.tmp").exists());
+        assert_eq!(prune(&spool.join("none"), now, hour), 0);
+        std::fs::remove_dir_all(&spool).unwrap();
     }
 
     #[test]
