@@ -443,6 +443,8 @@ fn a_user_acts_on_their_own_messages_only() {
         &["hold", &own][..],
         &["release", &own],
         &["show", &own, "--body"],
+        &["dkim-keygen", "example.org", "sel1"],
+        &["oauth2", "authorize"],
     ] {
         let out = ctl_as_nobody(&s, args);
         assert_eq!(out.code(), Some(77), "{args:?}: {}", out.stderr);

@@ -116,7 +116,7 @@ pub const COMMANDS: &[Entry] = &[
               (/etc/spoolmail/dkim/ for /etc/spoolmail.conf), mode 0640 with the spool's \
               group, never over an existing file (a new key takes a new selector). Prints \
               the `dkim_key` line to add to the config and the TXT record to publish at \
-              `SELECTOR._domainkey.DOMAIN`. Run it as root.",
+              `SELECTOR._domainkey.DOMAIN`. For root, the spool's group and admin_group.",
         args: &[
             "dkim-keygen example.org mail2026",
             "dkim-keygen example.org ed2026 --ed25519",

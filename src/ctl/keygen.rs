@@ -28,6 +28,14 @@ pub fn keygen(
     (domain, selector): (&str, &str),
     ed25519: bool,
 ) -> Result<u8> {
+    // The key signs everyone's mail from the domain: an admin's to make,
+    // as `oauth2 authorize` is (file permissions alone would let a user
+    // with a writable config directory of their own through).
+    if system::pass_owner(&config.spool_dir, config.admin_group.as_deref()).is_some() {
+        return Err(Error::NoPerm(
+            "dkim-keygen is for root, the spool's group and admin_group".into(),
+        ));
+    }
     let config_file = file.unwrap_or(Path::new(config::DEFAULT_FILE));
     let path = key_path(config_file, &domain.to_ascii_lowercase(), selector);
     let spec =
