@@ -116,6 +116,29 @@ pub fn run_pass(config: &Config, selection: &Selection, verbose: bool) -> Result
     run_pass_seeing(config, selection, verbose, &mut HashSet::new())
 }
 
+/// What a pass over the whole queue clears away first: the files of
+/// writers that died, and (a cache, any user's to refill, so only passes
+/// over everyone's mail) the MTA-STS policies that can no longer serve.
+fn tidy_spool(spool: &Spool, config: &Config, selection: &Selection, log: &mut Log) {
+    if selection.message.is_some() || selection.background {
+        return;
+    }
+    let recovered = spool.recover_leftovers(LEFTOVER_MIN_AGE);
+    if recovered > 0 {
+        log.info(&format!(
+            "removed {recovered} leftover files of dead writers"
+        ));
+    }
+    if selection.owner.is_none() {
+        let pruned = crate::sts::prune(&config.spool_dir, system::now().0, LEFTOVER_MIN_AGE);
+        if pruned > 0 {
+            log.info(&format!(
+                "removed {pruned} expired MTA-STS policies from sts/"
+            ));
+        }
+    }
+}
+
 /// A pass that leaves alone the messages in `seen` and adds every message
 /// it looks at to it (a background runner's passes never take one message
 /// twice).
@@ -128,25 +151,7 @@ fn run_pass_seeing(
     let spool = Spool::new(&config.spool_dir);
     let mut log = Log::open(config, "spoolmail");
     system::prepare_for_delivery().inspect_err(|e| log.info(&e.to_string()))?;
-    let recovered = if selection.message.is_none() && !selection.background {
-        spool.recover_leftovers(LEFTOVER_MIN_AGE)
-    } else {
-        0
-    };
-    if recovered > 0 {
-        log.info(&format!(
-            "removed {recovered} leftover files of dead writers"
-        ));
-    }
-    // A cache, any user's to refill: pruned by passes over everyone's mail.
-    if selection.message.is_none() && !selection.background && selection.owner.is_none() {
-        let pruned = crate::sts::prune(&config.spool_dir, system::now().0, LEFTOVER_MIN_AGE);
-        if pruned > 0 {
-            log.info(&format!(
-                "removed {pruned} expired MTA-STS policies from sts/"
-            ));
-        }
-    }
+    tidy_spool(&spool, config, selection, &mut log);
     // The messages whose notices the pass sends once it has no job left
     // for them: those it has jobs for, and those a dead pass left owing.
     let mut notices = BTreeSet::new();
