@@ -77,6 +77,7 @@ const MAP: &[(&str, &[&str])] = &[
             "record",
             "slots",
             "spool",
+            "sts",
         ],
     ),
     (
