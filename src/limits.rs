@@ -81,9 +81,9 @@ pub const STS_FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 /// The longest `max_age` kept (seconds, about a year): RFC 8461 section 3.2.
 pub const STS_MAX_AGE: u64 = 31_557_600;
 
-/// The files of `sts/` a queue pass looks at to remove expired policies:
-/// a bound on the pass's start-up, whatever the number of domains mailed
-/// (the rest are looked at by later passes, in the directory's order).
+/// The files of `sts/` a queue pass reads to remove expired policies: a
+/// bound on the pass's start-up, whatever the number of domains mailed.
+/// Each pass starts at a random file, so later passes look at the rest.
 pub const STS_PRUNE_MAX: usize = 10_000;
 
 // ---- OAuth 2.0 (smarthosts) ----

@@ -397,25 +397,48 @@ pub fn prune(spool_dir: &Path, now: u64, min_age: std::time::Duration) -> usize 
     let Ok(entries) = std::fs::read_dir(spool_dir.join(STS_DIR)) else {
         return 0; // no sts/ yet
     };
+    // Names are cheap to list; reading is what costs. A random start, so
+    // that over passes every file gets looked at, however many there are.
+    let names: Vec<std::ffi::OsString> = entries.flatten().map(|e| e.file_name()).collect();
+    let start = random_below(names.len());
     let mut removed = 0;
-    for entry in entries.flatten().take(crate::limits::STS_PRUNE_MAX) {
-        let Ok(meta) = entry.metadata() else { continue };
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let stale = if name.starts_with('.') && name.ends_with(".tmp") {
-            meta.is_file()
-                && meta
-                    .modified()
-                    .is_ok_and(|m| m.elapsed().is_ok_and(|a| a >= min_age))
-        } else {
-            let cache = CacheFile::new(spool_dir, &name);
-            is_host_name(&name) && cache.read().is_some_and(|c| c.policy_at(now).is_none())
-        };
-        if stale && std::fs::remove_file(entry.path()).is_ok() {
+    let window = names[start..].iter().chain(&names[..start]);
+    for name in window.take(crate::limits::STS_PRUNE_MAX) {
+        let path = spool_dir.join(STS_DIR).join(name);
+        if is_stale(spool_dir, &path, now, min_age) && std::fs::remove_file(&path).is_ok() {
             removed += 1;
         }
     }
     removed
+}
+
+/// Whether a file of `sts/` can go: a policy past its `max_age`, or a
+/// temporary file older than `min_age`. Never follows a symbolic link.
+fn is_stale(spool_dir: &Path, path: &Path, now: u64, min_age: std::time::Duration) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    if name.starts_with('.') && name.ends_with(".tmp") {
+        let age = meta.modified().ok().and_then(|m| m.elapsed().ok());
+        return meta.is_file() && age.is_some_and(|a| a >= min_age);
+    }
+    let cache = CacheFile::new(spool_dir, &name);
+    is_host_name(&name) && cache.read().is_some_and(|c| c.policy_at(now).is_none())
+}
+
+/// A number below `n` (0 when `n` is 0), from the standard library's
+/// randomly keyed hasher: enough to spread work, not for secrets.
+fn random_below(n: usize) -> usize {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    if n == 0 {
+        0
+    } else {
+        (random % n as u64) as usize
+    }
 }
 
 /// `SPOOL_DIR/sts/DOMAIN`.
@@ -511,6 +534,14 @@ mod tests {
         assert_eq!(prune(&spool, now, std::time::Duration::ZERO), 1);
         assert!(!dir.join(".live.example.123.tmp").exists());
         assert_eq!(prune(&spool.join("none"), now, hour), 0);
+        // Past STS_PRUNE_MAX files, each pass starts at a random one: the
+        // expired policy behind many live ones is found in a few passes.
+        for i in 0..crate::limits::STS_PRUNE_MAX + 10 {
+            write(&format!("live{i:05}.example"), &policy(now).encode());
+        }
+        write("zzz-expired.example", &policy(now - 100).encode());
+        let found = (0..20).any(|_| prune(&spool, now, hour) == 1);
+        assert!(found, "the expired policy was never looked at");
         std::fs::remove_dir_all(&spool).unwrap();
     }
 
