@@ -97,7 +97,7 @@ pub fn worker_main(
     .host;
     let mut worker = Worker {
         config,
-        spool: Spool::new(&config.spool_dir),
+        spool: Spool::new(&config.spool_dir).recycling_states(),
         router: Router::new(config),
         targets: None,
         sts: None,
@@ -158,6 +158,7 @@ pub fn worker_main(
     if let Some(client) = worker.client.take() {
         client.quit();
     }
+    worker.spool.drop_spare();
     0
 }
 

@@ -21,7 +21,7 @@
 //! and the counters' lock is waited for a bounded time only.
 
 use crate::config::Config;
-use crate::limits::{COUNTERS_LOCK_POLL, COUNTERS_LOCK_WAIT};
+use crate::limits::{COUNTERS_LOCK_FIRST_POLL, COUNTERS_LOCK_POLL, COUNTERS_LOCK_WAIT};
 use crate::log::Log;
 use crate::spool::{RcptStatus, Spool, Standing, State, standing};
 use crate::system;
@@ -174,7 +174,11 @@ fn add_to(path: &Path, tally: &Tally, now: u64) -> io::Result<bool> {
         counters.tally.add(tally);
         let new = format_counters(&counters);
         f.write_all_at(new.as_bytes(), 0)?;
-        f.set_len(new.len() as u64)?;
+        // Counters only grow: a truncation (which ext4 makes costly, under
+        // the lock every child waits for) only after a restart from zero.
+        if new.len() < text.len() {
+            f.set_len(new.len() as u64)?;
+        }
         Ok(whole)
     })
 }
@@ -192,6 +196,11 @@ fn open_counters(path: &Path) -> io::Result<File> {
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(path)
     };
+    // There is one but the first time: it is opened first.
+    match open(false) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        other => return other,
+    }
     match open(true) {
         Ok(file) => {
             file.set_permissions(std::fs::Permissions::from_mode(0o660))?;
@@ -234,6 +243,7 @@ fn locked<T>(
 ) -> io::Result<T> {
     let mut lock = fd_lock::RwLock::new(file);
     let start = Instant::now();
+    let mut pause = COUNTERS_LOCK_FIRST_POLL;
     loop {
         let refused = if exclusive {
             match lock.try_write() {
@@ -252,7 +262,8 @@ fn locked<T>(
         if start.elapsed() >= COUNTERS_LOCK_WAIT {
             return Err(io::Error::other("locked by another process for too long"));
         }
-        std::thread::sleep(COUNTERS_LOCK_POLL);
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(COUNTERS_LOCK_POLL);
     }
 }
 

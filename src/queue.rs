@@ -274,8 +274,10 @@ impl Pass<'_> {
                 continue;
             }
             // With no child running (every slot held elsewhere), a pause.
-            wait_for_children(&self.children, PASS_TICK);
-            for i in 0..self.children.len() {
+            let ready = wait_for_children(&self.children, PASS_TICK);
+            // Only those with something to say: a read of each of the
+            // others would be a system call per child per message.
+            for i in (0..self.children.len()).filter(|&i| ready[i]) {
                 let (queues, paces) = (&mut self.queues, &mut self.paces);
                 serve(i, &mut self.children, queues, paces, ctx, log, summary);
             }
@@ -910,9 +912,11 @@ fn fork_child(
     }
 }
 
-fn wait_for_children(children: &[Child], timeout: Duration) {
+/// Waits for a child to say something (or end), at most `timeout`;
+/// returns which children have (see [`sys::poll_readable`]).
+fn wait_for_children(children: &[Child], timeout: Duration) -> Vec<bool> {
     let fds: Vec<BorrowedFd> = children.iter().map(|c| c.sock.as_fd()).collect();
-    sys::poll_readable(&fds, timeout);
+    sys::poll_readable(&fds, timeout)
 }
 
 /// Reads what a child said (the pass answers every waiting child after

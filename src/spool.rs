@@ -217,6 +217,8 @@ pub struct Spool {
     /// `queue/`, opened on first use, for opening its files by name alone
     /// (None when it could not be opened: then by their paths).
     queue: std::sync::OnceLock<Option<File>>,
+    /// A delivery child's spare state file (see [`Spool::recycling_states`]).
+    spare: Option<PathBuf>,
 }
 
 pub struct QueueEntry {
@@ -272,6 +274,31 @@ impl Spool {
         Spool {
             dir: dir.to_path_buf(),
             queue: std::sync::OnceLock::new(),
+            spare: None,
+        }
+    }
+
+    /// This spool, recycling its state files, for a delivery child: the
+    /// state file of a message it removes is renamed to `tmp/spare.PID`
+    /// instead of unlinked, and the next record that an attempt begins is
+    /// written into it, so that a run of deliveries creates no inode for its
+    /// states and frees only its messages'. On ext4 without a journal, which
+    /// skips every inode freed in the last minutes when it picks one for a
+    /// new file, the cost of each new file grows with the files freed
+    /// before it (a profile of a queue run: 40% of its CPU time). Only this
+    /// process writes its spare, in `tmp/`, where no reader looks; a state
+    /// file in `queue/` is still never written in place.
+    pub fn recycling_states(mut self) -> Spool {
+        let name = format!("spare.{}", std::process::id());
+        self.spare = Some(self.tmp_dir().join(name));
+        self
+    }
+
+    /// Removes the spare state file, if any (at the end of a delivery
+    /// child; one a killed child leaves is a leftover `tmp/` file).
+    pub fn drop_spare(&self) {
+        if let Some(spare) = &self.spare {
+            let _ = std::fs::remove_file(spare);
         }
     }
 
@@ -641,7 +668,31 @@ impl Spool {
     /// lose the rename, and then the attempt, which gives at most one
     /// duplicate, as a crash before the record always could.
     pub fn write_state_before_attempt(&self, claim: &Claim, state: &State) -> Result<()> {
+        if let Some(spare) = &self.spare
+            && self.state_through_spare(spare, claim, state).is_ok()
+        {
+            return Ok(());
+        }
         self.replace_state(claim, state)
+    }
+
+    /// The state written into the spare file (see
+    /// [`Spool::recycling_states`]), created when there is none: in place,
+    /// with no block freed or allocated when it fits the one it has, fsync,
+    /// renamed to the state file. An Err leaves the ordinary way to the
+    /// caller.
+    fn state_through_spare(&self, spare: &Path, claim: &Claim, state: &State) -> io::Result<()> {
+        let text = format_state(state);
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(spare)?;
+        f.write_all_at(text.as_bytes(), 0)?;
+        f.set_len(text.len() as u64)?;
+        f.sync_all()?;
+        std::fs::rename(spare, self.state_path(&claim.id))
     }
 
     /// The state file replaced by a temporary file in `tmp/`, fsync, rename.
@@ -696,7 +747,15 @@ impl Spool {
             _ => Ok(()),
         };
         rm(self.message_path(&claim.id))?;
-        rm(self.state_path(&claim.id))
+        let state = self.state_path(&claim.id);
+        // A child's spare: the state this process wrote under the claim.
+        match &self.spare {
+            Some(spare) => match std::fs::rename(&state, spare) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => rm(state),
+                _ => Ok(()),
+            },
+            None => rm(state),
+        }
     }
 
     /// Makes the removals and renames in `queue/` so far durable.
@@ -1354,6 +1413,66 @@ mod tests {
         assert!(spool.scan().unwrap().is_empty());
         assert!(spool.claim(&env.id, &mut slot).unwrap().is_none());
         assert!(!spool.state_path(&env.id).exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_delivery_child_recycles_its_state_files_through_one_spare() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, plain) = spool();
+        let spool = Spool::new(&dir).recycling_states();
+        let spare = dir
+            .join("tmp")
+            .join(format!("spare.{}", std::process::id()));
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        // A long state first, then a shorter one through the same file.
+        let mut long = State {
+            attempts: 1,
+            next_attempt: 42,
+            ..State::default()
+        };
+        long.set(0, RcptStatus::Deferred, &"451 4.3.0 busy ".repeat(40));
+        let short = State {
+            attempts: 2,
+            next_attempt: 7,
+            ..State::default()
+        };
+        let first = spool.deposit(envelope, |_, _| Ok(())).unwrap();
+        let mut slot = ClaimSlot::default();
+        let claim = spool.claim(&first.id, &mut slot).unwrap().unwrap();
+        spool.write_state_before_attempt(&claim, &long).unwrap();
+        assert!(!spare.exists(), "the spare became the state file");
+        let state_ino = ino(&spool.state_path(&first.id));
+        spool.remove(claim).unwrap();
+        assert!(!spool.message_path(&first.id).exists());
+        assert!(!spool.state_path(&first.id).exists());
+        assert_eq!(ino(&spare), state_ino, "the state file is the spare now");
+        let second = spool.deposit(envelope, |_, _| Ok(())).unwrap();
+        let mut slot = ClaimSlot::default();
+        let claim = spool.claim(&second.id, &mut slot).unwrap().unwrap();
+        spool.write_state_before_attempt(&claim, &short).unwrap();
+        assert_eq!(
+            ino(&spool.state_path(&second.id)),
+            state_ino,
+            "no new inode"
+        );
+        assert!(!spare.exists());
+        // Read as any other process reads it: exactly the shorter state.
+        assert_eq!(plain.read_state(&second.id).unwrap(), short);
+        // A state written the ordinary way is recycled as well.
+        spool.write_state(&claim, &long).unwrap();
+        spool.remove(claim).unwrap();
+        assert!(spare.exists());
+        spool.drop_spare();
+        assert!(!spare.exists());
+        // A spool that does not recycle unlinks its state files.
+        let third = plain.deposit(envelope, |_, _| Ok(())).unwrap();
+        let mut slot = ClaimSlot::default();
+        let claim = plain.claim(&third.id, &mut slot).unwrap().unwrap();
+        plain.write_state_before_attempt(&claim, &short).unwrap();
+        plain.remove(claim).unwrap();
+        assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(dir.join("queue")).unwrap().count(), 0);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

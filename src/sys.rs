@@ -80,8 +80,9 @@ pub fn kill_hard(pid: pid_t) {
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
 
-/// Waits until one of `fds` is readable (or closed) or `timeout` passes.
-pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) {
+/// Waits until one of `fds` is readable (or closed) or `timeout` passes;
+/// returns which are (all of them when poll fails, as on a signal).
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) -> Vec<bool> {
     let mut polls: Vec<libc::pollfd> = fds
         .iter()
         .map(|fd| libc::pollfd {
@@ -93,7 +94,8 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Duration) {
     let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
     // SAFETY: polls is a live array of exactly polls.len() pollfd structs,
     // and every fd in it is open for the call (the BorrowedFds say so).
-    unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, millis) };
+    let n = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, millis) };
+    polls.iter().map(|p| n < 0 || p.revents != 0).collect()
 }
 
 /// Makes `file` the process's stdin, stdout and stderr.

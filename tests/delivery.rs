@@ -674,6 +674,13 @@ fn three_concurrent_passes_deliver_each_message_once() {
     let doubles: Vec<_> = counts.iter().filter(|(_, n)| **n != 1).collect();
     assert!(doubles.is_empty(), "delivered more than once: {doubles:?}");
     assert!(s.queue_ids().is_empty());
+    // Each delivery child's spare state file goes with it.
+    let left: Vec<_> = fs::read_dir(s.tmp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left in tmp/: {left:?}");
 }
 
 #[test]
