@@ -281,8 +281,6 @@ impl Pass<'_> {
                 let (queues, paces) = (&mut self.queues, &mut self.paces);
                 serve(i, &mut self.children, queues, paces, ctx, log, summary);
             }
-            // Notices first, so that the look below finds the bounces.
-            self.flush_finished(ctx, log);
             let idle = |c: &Child| {
                 c.waiting
                     && self
@@ -295,6 +293,10 @@ impl Pass<'_> {
             let since = self.scanned.elapsed();
             let affordable = since >= self.scan_cost * RESCAN_COST_FACTOR;
             if since >= every || (affordable && self.children.iter().any(idle)) {
+                // Notices first, so that the look finds the bounces; only
+                // then, for the check of every message the pass holds
+                // would cost each message the length of the queue.
+                self.flush_finished(ctx, log);
                 self.rescan(ctx, log, summary);
             }
             let linger = self.selection.background;
