@@ -715,8 +715,13 @@ impl Spool {
                 // Before the fsync, so that it is as durable as the text.
                 // Not set (a file system that refuses it): the file keeps
                 // the time of writing, and every pass reads it, as before.
+                // The atime a second later: under `relatime`, a read of a
+                // file whose atime is not after its mtime writes the inode
+                // back, which every mailq would do for every waiting state.
                 let due = std::time::UNIX_EPOCH + std::time::Duration::from_secs(due);
-                let _ = f.set_times(std::fs::FileTimes::new().set_modified(due));
+                let read = due + std::time::Duration::from_secs(1);
+                let times = std::fs::FileTimes::new().set_modified(due);
+                let _ = f.set_times(times.set_accessed(read));
             }
             f.sync_all()?;
             std::fs::rename(&tmp, self.state_path(&claim.id))
@@ -1761,6 +1766,10 @@ mod tests {
         let untouched = spool.deposit(envelope, |_, _| Ok(())).unwrap().id;
         let mtime = |id: &QueueId| std::fs::metadata(spool.state_path(id)).unwrap().mtime();
         assert_eq!(mtime(&ids[0].clone()), (now + 3600) as i64);
+        let atime = std::fs::metadata(spool.state_path(&ids[0]))
+            .unwrap()
+            .atime();
+        assert_eq!(atime, (now + 3601) as i64, "not written back when read");
         assert!(mtime(&ids[1].clone()) <= now as i64 + 1);
         let sorted = |mut v: Vec<QueueId>| {
             v.sort();
