@@ -695,6 +695,7 @@ impl Spool {
             .open(spare)?;
         f.write_all_at(text.as_bytes(), 0)?;
         f.set_len(text.len() as u64)?;
+        set_due_time(&f, state);
         f.sync_all()?;
         std::fs::rename(spare, self.state_path(&claim.id))
     }
@@ -705,7 +706,6 @@ impl Spool {
             .tmp_dir()
             .join(format!("{}.state.{}", claim.id, std::process::id()));
         let text = format_state(state);
-        let hint = mtime_hint(state, crate::system::now().0);
         let write = || -> io::Result<()> {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -715,18 +715,7 @@ impl Spool {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&tmp)?;
             f.write_all(text.as_bytes())?;
-            if let Some(due) = hint {
-                // Before the fsync, so that it is as durable as the text.
-                // Not set (a file system that refuses it): the file keeps
-                // the time of writing, and every pass reads it, as before.
-                // The atime a second later: under `relatime`, a read of a
-                // file whose atime is not after its mtime writes the inode
-                // back, which every mailq would do for every waiting state.
-                let due = std::time::UNIX_EPOCH + std::time::Duration::from_secs(due);
-                let read = due + std::time::Duration::from_secs(1);
-                let times = std::fs::FileTimes::new().set_modified(due);
-                let _ = f.set_times(times.set_accessed(read));
-            }
+            set_due_time(&f, state);
             f.sync_all()?;
             std::fs::rename(&tmp, self.state_path(&claim.id))
         };
@@ -834,6 +823,23 @@ impl Spool {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Sets the times of a state file being written, after its text and
+/// before its fsync (so that they are as durable as the text), when
+/// [`mtime_hint`] gives a due time: the mtime that, and the atime a second
+/// later (under `relatime`, a read of a file whose atime is not after its
+/// mtime writes the inode back, which every mailq would do for every
+/// waiting state). Not set (a file system that refuses it): the file keeps
+/// the time of writing, and every pass reads it, as before 1.6.
+fn set_due_time(file: &File, state: &State) {
+    let Some(due) = mtime_hint(state, crate::system::now().0) else {
+        return;
+    };
+    let due = std::time::UNIX_EPOCH + std::time::Duration::from_secs(due);
+    let read = due + std::time::Duration::from_secs(1);
+    let times = std::fs::FileTimes::new().set_modified(due);
+    let _ = file.set_times(times.set_accessed(read));
 }
 
 /// [`waits_by_mtime`] of a state file in a directory listing, from its
@@ -1825,6 +1831,26 @@ mod tests {
         );
         std::fs::write(spool.message_path(&ids[2].clone()), "").unwrap();
         assert_eq!(spool.scan_all().unwrap().entries.len(), 5);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_written_through_a_childs_spare_file_carries_its_due_time_too() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, spool) = spool();
+        let spool = spool.recycling_states();
+        let (now, _) = crate::system::now();
+        let env = spool.deposit(envelope, |_, _| Ok(())).unwrap();
+        let mut slot = ClaimSlot::default();
+        let claim = spool.claim(&env.id, &mut slot).unwrap().unwrap();
+        let state = State {
+            attempts: 1,
+            next_attempt: now + 600,
+            ..State::default()
+        };
+        spool.write_state_before_attempt(&claim, &state).unwrap();
+        let meta = std::fs::metadata(spool.state_path(&env.id)).unwrap();
+        assert_eq!(meta.mtime(), (now + 600) as i64);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
