@@ -747,12 +747,10 @@ impl Spool {
         rm(self.message_path(&claim.id))?;
         let state = self.state_path(&claim.id);
         // A child's spare: the state this process wrote under the claim.
+        // Any failure (no state, no `tmp/`) leaves it to the unlink.
         match &self.spare {
-            Some(spare) => match std::fs::rename(&state, spare) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => rm(state),
-                _ => Ok(()),
-            },
-            None => rm(state),
+            Some(spare) if std::fs::rename(&state, spare).is_ok() => Ok(()),
+            _ => rm(state),
         }
     }
 
@@ -1480,6 +1478,15 @@ mod tests {
         assert!(spare.exists());
         spool.drop_spare();
         assert!(!spare.exists());
+        // Without `tmp/`, the state file is unlinked as ever.
+        let fourth = spool.deposit(envelope, |_, _| Ok(())).unwrap();
+        let mut slot = ClaimSlot::default();
+        let claim = spool.claim(&fourth.id, &mut slot).unwrap().unwrap();
+        spool.write_state_before_attempt(&claim, &short).unwrap();
+        std::fs::remove_dir(dir.join("tmp")).unwrap();
+        spool.remove(claim).unwrap();
+        assert!(!spool.state_path(&fourth.id).exists());
+        std::fs::create_dir(dir.join("tmp")).unwrap();
         // A spool that does not recycle unlinks its state files.
         let third = plain.deposit(envelope, |_, _| Ok(())).unwrap();
         let mut slot = ClaimSlot::default();
