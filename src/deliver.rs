@@ -13,7 +13,7 @@ use crate::dkim;
 use crate::limits::CHILD_KILL_MARGIN;
 use crate::log::Log;
 use crate::mime;
-use crate::model::{Destination, Outcome, PassId, QueueId, choose_dkim_key};
+use crate::model::{Destination, Outcome, PassId, QueueId, Reply, choose_dkim_key};
 use crate::oauth2;
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext, read_claimed};
@@ -284,8 +284,8 @@ impl Worker<'_> {
         };
         match self.connection() {
             Ok(()) => {
-                let (outcomes, relay) = self.transaction(claim, env, rcpts, &wire);
-                self.note_throttling(&outcomes, relay.as_deref());
+                let (outcomes, relay, throttled) = self.transaction(claim, env, rcpts, &wire);
+                self.note_throttling(throttled, relay.as_deref());
                 self.count_message();
                 (outcomes, relay, JobEnd::Done)
             }
@@ -299,12 +299,10 @@ impl Worker<'_> {
         }
     }
 
-    /// Notes a throttling reply (421, 4.7.x) among a relay's `outcomes`;
-    /// an MX host's is an ordinary deferral.
-    fn note_throttling(&mut self, outcomes: &[(usize, Outcome)], relay: Option<&str>) {
-        let reply = outcomes
-            .iter()
-            .find_map(|(_, o)| o.reply().filter(|r| r.is_throttling()));
+    /// Notes a relay's throttling reply in a transaction (see
+    /// `protocol::throttling`: a 421, or a 4.7.x to MAIL); an MX host's is
+    /// an ordinary deferral.
+    fn note_throttling(&mut self, reply: Option<Reply>, relay: Option<&str>) {
         if let Some(reply) = reply
             && is_relay(&self.destination)
         {
@@ -670,9 +668,9 @@ impl Worker<'_> {
         env: &Envelope,
         rcpts: &[usize],
         wire: &Wire,
-    ) -> (Vec<(usize, Outcome)>, Option<String>) {
+    ) -> (Vec<(usize, Outcome)>, Option<String>, Option<Reply>) {
         let mut outcomes = Vec::with_capacity(rcpts.len());
-        let mut relay = None;
+        let (mut relay, mut throttled) = (None, None);
         let mut pending = rcpts.to_vec();
         while !pending.is_empty() {
             let (done, r) = self.one_transaction(claim, env, &pending, wire);
@@ -680,10 +678,11 @@ impl Worker<'_> {
             // each round ends at least one recipient, so the loop ends.
             debug_assert!(done.again.len() < pending.len());
             relay = relay.or(r);
+            throttled = throttled.or(done.throttled);
             outcomes.extend(done.outcomes);
             pending = done.again;
         }
-        (outcomes, relay)
+        (outcomes, relay, throttled)
     }
 
     /// One transaction over the open connection; when that connection
@@ -698,7 +697,7 @@ impl Worker<'_> {
     ) -> (Transaction, Option<String>) {
         let all = |o: &Outcome| Transaction {
             outcomes: rcpts.iter().map(|&i| (i, o.clone())).collect(),
-            again: Vec::new(),
+            ..Transaction::default()
         };
         let mut result = self.try_transaction(claim, env, rcpts, wire);
         if let Err((e, _)) = &result

@@ -33,7 +33,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 mod pace;
-use pace::Paces;
+use pace::{Paces, Rest};
 
 #[derive(Debug, Clone)]
 struct Job {
@@ -61,6 +61,9 @@ struct Child {
     /// (None in a pass without the slots directory).
     slots: Option<(u32, u32)>,
     killed: bool,
+    /// Its relay refused or closed its connection with a throttling
+    /// reply: it is told to quit.
+    throttled: bool,
 }
 
 /// Which messages a pass takes.
@@ -692,6 +695,11 @@ fn start_children(
         if !paces.may_start(destination, now) {
             continue; // a relay resting, or its next message not yet due
         }
+        // A relay that has rested in this pass (too many connections, too
+        // fast) goes on with the connections it kept; one when none is left.
+        if paces.has_rested(destination) && children.iter().any(|c| c.destination == *destination) {
+            continue;
+        }
         // A paced relay takes one message at a time: one idle child is enough.
         let paced = config.limits_of(destination).per_minute.is_some();
         let queued = if paced {
@@ -909,6 +917,7 @@ fn fork_child(
                 idle_since: None,
                 slots: numbers,
                 killed: false,
+                throttled: false,
             })
         }
     }
@@ -952,7 +961,21 @@ fn serve(
             Some(Message::Dead { reason }) => Some(Outcome::deferred(reason)),
             Some(Message::Misconfigured { reason }) => Some(Outcome::misconfigured(reason)),
             Some(Message::Throttled { reason }) => {
-                throttled(&children[i].destination, &reason, paces, ctx, log)
+                let handed = children[i].job.as_ref().map(|(_, at)| *at);
+                let handed = handed.unwrap_or_else(Instant::now);
+                throttled(
+                    &children[i].destination,
+                    &reason,
+                    handed,
+                    queues,
+                    paces,
+                    ctx,
+                    log,
+                );
+                // Its connection was refused or closed: the relay goes on
+                // with the ones it kept (see `start_children`).
+                children[i].throttled = true;
+                None
             }
             _ => {
                 log.info(&format!(
@@ -979,28 +1002,36 @@ fn serve(
     }
 }
 
-/// A relay's throttling reply (`reason`): it rests (its children are told
-/// to quit, a new one starts after the rest), or when its rests in this
-/// pass are used up, the outcome that defers the rest of its queue.
+/// A relay's throttling reply (`reason`) to a message handed out at
+/// `handed`: it rests (a new child starts after the rest), once for a
+/// burst of replies; when its rests in this pass are used up, the rest of
+/// its queue is left, untried and uncounted, to the next queue run, as a
+/// pass leaves what it has no slot for (see `Pass::starved`): its messages
+/// stay in `seen`, and their state files are not touched, so no attempt
+/// is counted and no other message's reply is recorded for them.
 fn throttled(
     destination: &Destination,
     reason: &str,
+    handed: Instant,
+    queues: &mut BTreeMap<Destination, VecDeque<Job>>,
     paces: &mut Paces,
     ctx: &RecordContext,
     log: &mut Log,
-) -> Option<Outcome> {
+) {
     let base = ctx.config.throttle_backoff;
-    match paces.throttled(destination, base, reason, Instant::now()) {
-        Ok(rest) => {
+    match paces.throttled(destination, base, handed, Instant::now()) {
+        Rest::Begins(rest) => log.info(&format!(
+            "{destination} throttles: {reason}; it rests {}s before its next connection",
+            rest.as_secs()
+        )),
+        Rest::Taken => {}
+        Rest::UsedUp(times) => {
+            let left = queues
+                .get_mut(destination)
+                .map_or(0, |q| q.drain(..).count());
             log.info(&format!(
-                "{destination} throttles: {reason}; it rests {}s before its next connection",
-                rest.as_secs()
+                "{destination} throttled {times} times in this queue run (421/4.7.x): {left} message(s) left untried to the next queue run"
             ));
-            None
-        }
-        Err(outcome) => {
-            log.info(&format!("{destination}: {outcome}"));
-            Some(outcome)
         }
     }
 }
@@ -1032,6 +1063,7 @@ fn assign(
     // A relay resting, or whose next turn is further off than a child
     // keeps its connection for, gets a new child when the time comes.
     let told = match paces.wait(&destination, now) {
+        _ if children[i].throttled => Answer::Quit,
         Some(wait) if wait > PACE_HOLD => Answer::Quit,
         Some(_) if !queue.is_empty() => Answer::Wait,
         _ => answer(queue, &held, now),

@@ -408,3 +408,145 @@ fn a_relay_without_a_login_gets_none_of_the_smarthosts() {
     assert_eq!(got(&relay), [("relay".into(), "".into())]);
     assert_eq!(got(&smarthost), [("smarthost".into(), "alice".into())]);
 }
+
+#[test]
+fn a_burst_of_421s_at_the_greeting_is_one_rest_and_every_message_goes_once() {
+    // The relay takes two connections at once and greets a third with
+    // 421 4.7.0, as providers limiting concurrent connections do; the pass
+    // opens up to max_per_destination (10) at first.
+    let relay = Smtp::faulty("two-at-once", &[]);
+    let s = Spool::new(
+        "relays",
+        &Config::delivery()
+            .set("smarthost", relay.addr())
+            .set("throttle_backoff", "1s"),
+    );
+    for i in 0..30 {
+        submit(&s, "a@example.org", &["b@example.net"], &format!("m{i:02}"));
+    }
+    let started = std::time::Instant::now();
+    s.pass(&[]);
+    let took = started.elapsed();
+    let log = s.log();
+    // One rest for the burst, waited out; then the two connections kept
+    // take the rest of the queue in the same pass.
+    let rests = log.lines().filter(|l| l.contains("throttles")).count();
+    assert_eq!(rests, 1, "{log}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "rested: {took:?}\n{log}"
+    );
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    // The messages whose connections were refused wait, each counted
+    // once with its own 421; the others all went in the pass.
+    let waiting = s.queue_ids();
+    assert!(waiting.len() <= 9, "{log}");
+    assert_eq!(relay.message_count() + waiting.len(), 30, "{log}");
+    for id in &waiting {
+        let state = s.state(id);
+        assert!(state.contains("attempts 1"), "{state}");
+        assert!(state.contains("421 4.7.0"), "{state}");
+    }
+    // A later run opens a connection for each message again (a new pass
+    // knows nothing of the last one's concurrency): with the relay's
+    // limit set, as its admin would after reading the log, the rest goes.
+    s.configure(
+        &Config::delivery()
+            .set("smarthost", relay.addr())
+            .set("max_per_destination", 2),
+    );
+    s.pass(&[]);
+    s.assert_empty("every message delivered");
+    let mut subjects: Vec<String> = relay.messages().iter().map(subject).collect();
+    subjects.sort();
+    let want: Vec<String> = (0..30).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(subjects, want, "each exactly once");
+}
+
+#[test]
+fn a_4_7_x_to_one_recipient_defers_that_message_and_rests_no_one() {
+    // The relay greylists RCPT to grey*: 450 4.7.1, one recipient's policy.
+    let relay = Smtp::faulty("greylist-rcpt", &[]);
+    let s = Spool::new(
+        "relays",
+        &Config::delivery()
+            .set("smarthost", relay.addr())
+            .set("throttle_backoff", "15s"),
+    );
+    for i in 0..10 {
+        submit(
+            &s,
+            "mallory@example.org",
+            &["grey@example.net"],
+            &format!("m{i}"),
+        );
+    }
+    submit(&s, "alice@example.org", &["bob@example.net"], "alice");
+    let started = std::time::Instant::now();
+    s.pass(&[]);
+    let took = started.elapsed();
+    let log = s.log();
+    assert!(!log.contains("throttles"), "{log}");
+    assert!(took < Duration::from_secs(10), "no rest: {took:?}\n{log}");
+    let got: Vec<String> = relay.messages().iter().map(subject).collect();
+    assert_eq!(got, ["alice"], "{log}");
+    // Mallory's own messages wait, each with its own reply.
+    let ids = s.queue_ids();
+    assert_eq!(ids.len(), 10, "{log}");
+    for id in &ids {
+        let state = s.state(id);
+        assert!(state.contains("attempts 1"), "{state}");
+        assert!(state.contains("450 4.7.1 <grey@example.net>"), "{state}");
+    }
+    // A run of alice's own mail afterwards waits for no rest either.
+    submit(&s, "alice@example.org", &["bob@example.net"], "alice2");
+    let started = std::time::Instant::now();
+    s.pass(&["-qSalice@"]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(relay.message_count(), 2);
+}
+
+#[test]
+fn when_a_relays_rests_run_out_its_untried_mail_waits_uncounted() {
+    // Every connection is greeted with 421: one message at a time, each
+    // refused, rests of 1, 2, 4 and 8 s; the fifth refusal ends the pass's
+    // patience with the relay.
+    let relay = Smtp::faulty("greet-421", &[]);
+    let s = Spool::new(
+        "relays",
+        &Config::delivery()
+            .set("smarthost", relay.addr())
+            .set("throttle_backoff", "1s")
+            .set("max_per_destination", 1),
+    );
+    for i in 0..5 {
+        submit(
+            &s,
+            "mallory@example.org",
+            &["a@example.net"],
+            &format!("m{i}"),
+        );
+    }
+    submit(&s, "alice@example.org", &["bob@example.net"], "alice");
+    submit(&s, "alice@example.org", &["carol@example.net"], "alice2");
+    s.pass(&[]);
+    let log = s.log();
+    assert!(log.contains("throttled 5 times"), "{log}");
+    assert_eq!(relay.connections(), 5, "{log}");
+    let (mut tried, mut untried) = (0, 0);
+    for id in s.queue_ids() {
+        let state = s.state(id.as_str());
+        if state.contains("attempts 1") {
+            assert!(state.contains("421"), "{state}");
+            tried += 1;
+        } else {
+            // Never tried: no attempt counted, and no other message's reply.
+            assert!(!state.contains("attempts"), "{state}");
+            assert!(!state.contains("421"), "{state}");
+            untried += 1;
+        }
+    }
+    assert_eq!((tried, untried), (5, 2), "{log}");
+    let mailq = s.mailq();
+    assert!(!mailq.contains("a@example.net>: "), "{mailq}");
+}

@@ -2,13 +2,14 @@
 //! line's): `max_messages_per_minute`, kept by handing its messages out
 //! at least a minute divided by the limit apart (Postfix's
 //! `destination_rate_delay`: spread out, never refused), and the rests
-//! after throttling replies (421, 4.7.x), which double with each repeat.
+//! after throttling replies (421, 4.7.x before RCPT), one per burst of
+//! them, which double with each repeat.
 //! Both are kept across the passes of the spool too, in the relay's pace
 //! file (`slots/pace.HASH`, see [`Slots::take_turn`]); a pass that cannot
 //! use it keeps its own pace only.
 
 use crate::limits::{RATE_WINDOW, THROTTLE_BACKOFF_MAX, THROTTLE_RESTS_PER_PASS};
-use crate::model::{Destination, Outcome};
+use crate::model::Destination;
 use crate::slots::Slots;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -20,8 +21,24 @@ struct Pace {
     next_start: Option<Instant>,
     /// Until when it rests after a throttling reply.
     resting_until: Option<Instant>,
+    /// When its last rest began.
+    rest_began: Option<Instant>,
     /// The rests it has had in this pass.
     rests: u32,
+}
+
+/// What a throttling reply does to its relay (see [`Paces::throttled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rest {
+    /// A rest of this long begins.
+    Begins(Duration),
+    /// None: the reply came to a message handed out before the relay's
+    /// last rest began, which that rest already answers (a burst of
+    /// connections refused at once is one signal, not one each).
+    Taken,
+    /// Its rests in this pass are used up, after this many throttling
+    /// replies: the rest of its queue waits for the next queue run.
+    UsedUp(u32),
 }
 
 /// The paces of a pass's relays (destinations without limits or
@@ -80,31 +97,36 @@ impl Paces {
         true
     }
 
-    /// A throttling reply from `destination` (`reason`: what it said) at
-    /// `now`: Ok with how long it rests (`base` the first time), in this
-    /// pass and (through its pace file) in every other; Err with the
-    /// outcome for the rest of its queue, which waits for the next queue
-    /// run, when its rests in this pass are used up.
+    /// A throttling reply from `destination` at `now`, to a message
+    /// handed out at `handed`: what it does (the first rest lasts `base`).
+    /// A rest holds in this pass and (through its pace file) in every other.
     pub(super) fn throttled(
         &mut self,
         destination: &Destination,
         base: Duration,
-        reason: &str,
+        handed: Instant,
         now: Instant,
-    ) -> Result<Duration, Outcome> {
+    ) -> Rest {
         let pace = self.pace(destination);
+        if pace.rest_began.is_some_and(|began| handed < began) {
+            return Rest::Taken;
+        }
         let Some(rest) = rest_for(pace.rests, base) else {
-            return Err(Outcome::deferred(format!(
-                "{reason} (the relay throttled {} times in this queue run: the rest waits for the next run)",
-                pace.rests + 1
-            )));
+            return Rest::UsedUp(pace.rests + 1);
         };
         pace.rests += 1;
+        pace.rest_began = Some(now);
         pace.resting_until = Some(now + rest);
         if let Some(shared) = self.shared(destination) {
             let _ = shared.rest(destination, rest); // best effort, as take_turn
         }
-        Ok(rest)
+        Rest::Begins(rest)
+    }
+
+    /// Whether `destination` has rested in this pass: it then keeps the
+    /// connections it has, and gets a new one only when it has none.
+    pub(super) fn has_rested(&self, destination: &Destination) -> bool {
+        self.paces.get(destination).is_some_and(|p| p.rests > 0)
     }
 
     fn pace(&mut self, destination: &Destination) -> &mut Pace {
@@ -193,21 +215,49 @@ mod tests {
         let t0 = Instant::now();
         let mut paces = Paces::default();
         let base = Duration::from_secs(2);
-        assert_eq!(paces.throttled(&relay, base, "421", t0), Ok(base));
+        assert!(!paces.has_rested(&relay));
+        assert_eq!(paces.throttled(&relay, base, t0, t0), Rest::Begins(base));
+        assert!(paces.has_rested(&relay));
         let ms = Duration::from_millis;
         assert_eq!(paces.wait(&relay, t0 + ms(1999)), Some(ms(1)));
         assert!(!paces.may_start(&relay, t0 + ms(1999)));
         assert_eq!(paces.wait(&relay, t0 + base), None);
         assert!(paces.may_start(&relay, t0 + base));
+        let mut t = t0;
         for _ in 1..THROTTLE_RESTS_PER_PASS {
-            assert!(paces.throttled(&relay, base, "421", t0).is_ok());
+            t += ms(1);
+            assert!(matches!(
+                paces.throttled(&relay, base, t, t),
+                Rest::Begins(_)
+            ));
         }
-        let gave_up = paces.throttled(&relay, base, "421 4.7.0 slow down", t0);
-        let text = gave_up.expect_err("rests used up").to_string();
-        assert!(
-            text.starts_with("421 4.7.0 slow down (the relay throttled 5 times"),
-            "{text}"
-        );
+        t += ms(1);
+        assert_eq!(paces.throttled(&relay, base, t, t), Rest::UsedUp(5));
         assert_eq!(paces.wait(&Destination::Smarthost, t0), None);
+    }
+
+    #[test]
+    fn a_burst_of_throttling_replies_is_one_rest() {
+        let relay = Destination::Smarthost;
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut paces = Paces::default();
+        // Ten messages handed out at t0; eight connections refused.
+        assert_eq!(
+            paces.throttled(&relay, s(1), t0, t0 + Duration::from_millis(1)),
+            Rest::Begins(s(1))
+        );
+        for late in 2..9 {
+            let now = t0 + Duration::from_millis(late);
+            assert_eq!(paces.throttled(&relay, s(1), t0, now), Rest::Taken);
+        }
+        // One handed out after the rest: a new signal, a longer rest.
+        let after = t0 + s(1);
+        assert_eq!(
+            paces.throttled(&relay, s(1), after, after),
+            Rest::Begins(s(2))
+        );
+        assert_eq!(paces.throttled(&relay, s(1), t0, after + s(1)), Rest::Taken);
+        assert_eq!(paces.wait(&relay, after), Some(s(2)));
     }
 }

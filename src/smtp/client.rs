@@ -110,6 +110,9 @@ pub struct Rcpt<'a> {
 pub struct Transaction {
     pub outcomes: Vec<(usize, Outcome)>,
     pub again: Vec<usize>,
+    /// The reply that asks the relay to be left alone, if one did (see
+    /// `protocol::throttling`).
+    pub throttled: Option<Reply>,
 }
 
 /// The replies of a transaction's envelope: MAIL, each RCPT, DATA if sent.
@@ -404,7 +407,7 @@ impl Client {
         if let Some(o) = protocol::refuse_before_mail(&params, &self.caps, &self.peer) {
             return Ok(Transaction {
                 outcomes: rcpts.iter().map(|r| (r.index, o.clone())).collect(),
-                again: Vec::new(),
+                ..Transaction::default()
             });
         }
         let reused = self.transactions > 0;
@@ -432,14 +435,15 @@ impl Client {
         if end.is_some() {
             self.open_transaction = false;
         }
-        let finished = protocol::finish(&Replies {
+        let replies = Replies {
             mail: &mail_reply,
             rcpts: &rcpt_replies,
             data: data_reply.as_ref(),
             end: end.as_ref(),
-        })
-        .map_err(|e| self.protocol_error(e))?;
+        };
+        let finished = protocol::finish(&replies).map_err(|e| self.protocol_error(e))?;
         Ok(Transaction {
+            throttled: protocol::throttling(&replies).cloned(),
             outcomes: (finished.outcomes.into_iter())
                 .map(|(i, o)| (rcpts[i].index, o))
                 .collect(),

@@ -463,6 +463,23 @@ pub fn finish(r: &Replies) -> Result<Finished, ProtocolError> {
     Ok(f)
 }
 
+/// The reply of a transaction that asks its relay to be left alone for a
+/// while, if any: a 421 to any command (the server is closing the
+/// connection), or a 4.7.x to MAIL (a limit on the sender or the
+/// connection, which every message would meet). A 4.7.x to RCPT or to
+/// DATA is that message's own deferral (greylisting, a policy on one
+/// recipient or on one content): resting the relay for it would hold up
+/// everyone else's mail for one sender's.
+pub fn throttling<'a>(r: &Replies<'a>) -> Option<&'a Reply> {
+    if r.mail.is_throttling() {
+        return Some(r.mail);
+    }
+    (r.rcpts.iter())
+        .chain(r.data)
+        .chain(r.end)
+        .find(|reply| reply.code == 421)
+}
+
 /// A recipient's outcome from a reply `answer` has checked; `from_final`
 /// would still never make a 3xx "sent".
 fn final_outcome(reply: &Reply, command: Command) -> Outcome {
@@ -1007,5 +1024,53 @@ mod tests {
         assert_eq!(wants_data(&reply("250 ok"), &rs), Ok(true));
         assert_eq!(wants_data(&reply("250 ok"), &rs[..1]), Ok(false));
         assert_eq!(wants_data(&reply("451 no"), &rs), Ok(false));
+    }
+
+    #[test]
+    fn only_a_421_or_a_4_7_x_to_mail_throttles_the_relay() {
+        let ok = reply("250 2.0.0 ok");
+        let go = reply("354 go ahead");
+        let grey = reply("450 4.7.1 <grey@example.net>: Greylisted");
+        let closing = reply("421 4.7.0 too many connections");
+        let slow = reply("450 4.7.1 rate limit exceeded");
+        let busy = reply("451 4.3.0 try again");
+        let none: Option<&Reply> = None;
+        for (mail, rcpts, data, end, want) in [
+            (&ok, vec![ok.clone()], Some(&go), Some(&ok), none),
+            (&slow, vec![ok.clone()], None, None, Some(&slow)),
+            (
+                &ok,
+                vec![grey.clone(), ok.clone()],
+                Some(&go),
+                Some(&ok),
+                none,
+            ),
+            (&ok, vec![ok.clone()], Some(&grey), None, none),
+            (&ok, vec![ok.clone()], Some(&go), Some(&grey), none),
+            (
+                &ok,
+                vec![ok.clone(), closing.clone()],
+                None,
+                None,
+                Some(&closing),
+            ),
+            (&ok, vec![ok.clone()], Some(&closing), None, Some(&closing)),
+            (
+                &ok,
+                vec![ok.clone()],
+                Some(&go),
+                Some(&closing),
+                Some(&closing),
+            ),
+            (&busy, vec![ok.clone()], None, None, none),
+        ] {
+            let r = Replies {
+                mail,
+                rcpts: &rcpts,
+                data,
+                end,
+            };
+            assert_eq!(throttling(&r), want, "{mail} {rcpts:?} {data:?} {end:?}");
+        }
     }
 }
