@@ -916,12 +916,13 @@ pub const KEYS: &[Key] = &[
         value: "DURATION",
         default: KeyDefault::Value("60s"),
         doc: "How long the smarthost or a `sender_relay_map` relay rests after it \
-              answers `421` or a `4.7.x` reply (a rate limit): the connection is closed, \
-              the message that got the reply waits for its next attempt, and the rest of \
-              the relay's queue waits in the queue run for this long, then goes on over \
-              a new connection; other queue runs of the spool wait as long. Each repeat \
-              in a run doubles the rest, up to 10 minutes; after the fourth rest the \
-              rest of the relay's queue waits for the next run.",
+              answers `421`, or a `4.7.x` reply before RCPT (a rate limit): the \
+              connection is closed, the message that got the reply waits for its next \
+              attempt, and the rest of the relay's queue waits in the queue run for this \
+              long, then goes on; other queue runs of the spool wait as long. A burst of \
+              replies is one rest; each later one in a run doubles it, up to 10 minutes; \
+              after the fourth rest the relay's untried messages are left, uncounted, to \
+              the next run.",
         set: |c, k, v| positive_duration(k, v).map(|d| c.throttle_backoff = d),
     },
     Key {
