@@ -309,6 +309,9 @@ impl Pass<'_> {
                     assign(i, &mut self.children, queues, paces, linger, ctx);
                 }
             }
+            for note in self.paces.take_notes() {
+                log.info(&note);
+            }
             enforce_deadlines(starter.config, &mut self.children);
             reap(&mut self.children, ctx, log, summary);
         }

@@ -138,6 +138,33 @@ impl Slots {
         })
     }
 
+    /// How long until `destination` may have its next message, as its
+    /// pace file says (a rest, or another pass's pace): None when now, or
+    /// when it has no file. Read without the lock, which only writers
+    /// need: a file written in place, whole, at one offset, by one write
+    /// (see [`Slots::with_pace`]), and a time further off than any rest
+    /// reads as none, so a holder of the lock, even one its caller
+    /// stopped, never holds up a relay without a rate limit.
+    pub fn pace_wait(&self, destination: &Destination) -> io::Result<Option<Duration>> {
+        let path = self.dir.join(pace_name(destination));
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut buf = [0u8; 128];
+        let n = file.read_at(&mut buf, 0)?;
+        let (secs, micros) = crate::system::now();
+        let now = secs * 1000 + u64::from(micros / 1000);
+        Ok(turn(parse_pace(&buf[..n]), now, 0)
+            .err()
+            .map(Duration::from_millis))
+    }
+
     /// Rests `destination` for `rest` from now, for every pass of the spool.
     pub fn rest(&self, destination: &Destination, rest: Duration) -> io::Result<()> {
         let rest = rest.as_millis() as u64;
@@ -176,9 +203,12 @@ impl Slots {
         let now = secs * 1000 + u64::from(micros / 1000);
         let (write, result) = f(not_before, now);
         if let Some(t) = write {
+            // Over the old text first, then cut to length: a writer killed
+            // in between leaves the new time (or the old one), never an
+            // empty file, which would read as no pace and lose a rest.
             let text = format!("{PACE_MAGIC}\nnot_before {t}\n");
-            file.set_len(0)?;
             file.write_at(text.as_bytes(), 0)?;
+            file.set_len(text.len() as u64)?;
         }
         Ok(result)
     }
@@ -466,6 +496,37 @@ mod tests {
         r1.release();
         assert!(r2.try_acquire().unwrap());
         drop(b);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_rest_is_read_past_a_held_lock_and_written_over_in_place() {
+        let dir = std::env::temp_dir().join(format!("slots-pace-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let slots = Slots::open(&dir).unwrap();
+        let relay = Destination::Smarthost;
+        assert_eq!(slots.pace_wait(&relay).unwrap(), None, "no file: no pace");
+        assert!(!dir.join(SLOTS_DIR).join(pace_name(&relay)).exists());
+        slots.rest(&relay, Duration::from_secs(5)).unwrap();
+        let path = dir.join(SLOTS_DIR).join(pace_name(&relay));
+        let written = std::fs::read_to_string(&path).unwrap();
+        // A holder of the lock (a pass its caller stopped inside it).
+        let held = File::open(&path).unwrap();
+        let mut lock = fd_lock::RwLock::new(&held);
+        let _guard = lock.try_write().unwrap();
+        let started = Instant::now();
+        let wait = slots.pace_wait(&relay).unwrap().expect("resting");
+        assert!(started.elapsed() < PACE_LOCK_WAIT, "read without the lock");
+        assert!(wait > Duration::from_secs(4) && wait <= Duration::from_secs(5));
+        let taken = slots.take_turn(&relay, Duration::ZERO);
+        assert!(taken.is_err(), "a writer waits for the lock, then gives up");
+        drop(_guard);
+        // A longer old text (a damaged file) is written over, then cut.
+        std::fs::write(&path, format!("{written}{}", "x".repeat(60))).unwrap();
+        slots.rest(&relay, Duration::from_secs(5)).unwrap();
+        let now = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(now.len(), written.len(), "{now:?}");
+        assert!(parse_pace(now.as_bytes()) > 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

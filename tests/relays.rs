@@ -550,3 +550,91 @@ fn when_a_relays_rests_run_out_its_untried_mail_waits_uncounted() {
     let mailq = s.mailq();
     assert!(!mailq.contains("a@example.net>: "), "{mailq}");
 }
+
+/// The pace files in the spool's slots/.
+fn pace_files(s: &Spool) -> Vec<String> {
+    harness::list_dir(&s.spool.join("slots"))
+        .into_iter()
+        .filter(|n| n.starts_with("pace."))
+        .collect()
+}
+
+#[test]
+fn a_relay_without_a_rate_limit_or_a_rest_has_no_pace_file() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new("relays", &Config::delivery().set("smarthost", sink.addr()));
+    for i in 0..10 {
+        submit(&s, "a@example.org", &["b@example.net"], &format!("m{i}"));
+    }
+    s.pass(&[]);
+    s.assert_empty("every message delivered");
+    assert_eq!(pace_files(&s), Vec::<String>::new());
+}
+
+#[test]
+fn a_held_pace_lock_costs_a_pass_one_wait_not_one_a_message() {
+    let sink = Smtp::sink(&[]);
+    let s = Spool::new(
+        "relays",
+        &Config::delivery()
+            .set("smarthost", sink.addr())
+            .set("max_messages_per_minute", 6000),
+    );
+    let n = 40;
+    for i in 0..n {
+        submit(&s, "a@example.org", &["b@example.net"], &format!("free{i}"));
+    }
+    let started = std::time::Instant::now();
+    s.pass(&[]);
+    let free = started.elapsed();
+    let pace = pace_files(&s);
+    assert_eq!(pace.len(), 1, "{pace:?}");
+    // A holder that does not let go: a user's pass stopped inside it.
+    let path = s.spool.join("slots").join(&pace[0]);
+    let mut holder = std::process::Command::new("flock")
+        .arg("-x")
+        .arg(&path)
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    let locked = std::time::Instant::now();
+    while std::fs::OpenOptions::new()
+        .read(true)
+        .open(&path)
+        .map(|f| flock_free(&f))
+        .unwrap_or(true)
+    {
+        assert!(
+            locked.elapsed() < Duration::from_secs(10),
+            "flock(1) took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for i in 0..n {
+        submit(&s, "a@example.org", &["b@example.net"], &format!("held{i}"));
+    }
+    let started = std::time::Instant::now();
+    s.pass(&[]);
+    let took = started.elapsed();
+    holder.kill().unwrap();
+    let _ = holder.wait();
+    s.assert_empty("every message delivered");
+    let log = s.log();
+    let notes = log.matches("cannot use its pace file").count();
+    assert_eq!(notes, 1, "{log}");
+    // One wait for the lock (0.1 s), not one a message (4 s).
+    let bound = free + Duration::from_millis(2000);
+    assert!(took < bound, "{took:?}, {free:?} without a holder");
+}
+
+/// Whether no one holds `file`'s flock (tried and let go at once).
+fn flock_free(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor `file` keeps open for the call.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if taken {
+        // SAFETY: as above.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+    }
+    taken
+}

@@ -11,7 +11,7 @@
 use crate::limits::{RATE_WINDOW, THROTTLE_BACKOFF_MAX, THROTTLE_RESTS_PER_PASS};
 use crate::model::Destination;
 use crate::slots::Slots;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// What a pass knows of one relay's pace.
@@ -47,15 +47,27 @@ pub(super) enum Rest {
 pub(super) struct Paces {
     paces: BTreeMap<Destination, Pace>,
     shared: Option<Slots>,
+    /// The relays whose pace file failed this pass (its lock held too
+    /// long: a holder its caller stopped): they keep the pass's own pace
+    /// for the rest of it, so that the pass waits for the lock once, not
+    /// once a message.
+    unshared: BTreeSet<Destination>,
+    /// What the pass log should say (see [`Paces::take_notes`]).
+    notes: Vec<String>,
 }
 
 impl Paces {
     /// Paces kept across passes in `shared`'s pace files too, when given.
     pub(super) fn new(shared: Option<Slots>) -> Paces {
         Paces {
-            paces: BTreeMap::new(),
             shared,
+            ..Paces::default()
         }
+    }
+
+    /// What happened to the pace files since the last call, for the log.
+    pub(super) fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 
     /// Whether a message to `destination` may start at `now`: it is not
@@ -84,17 +96,35 @@ impl Paces {
         per_minute: Option<u32>,
         now: Instant,
     ) -> bool {
-        let spacing = per_minute.map(spacing).unwrap_or_default();
-        let shared = self.shared(destination);
-        // A pace file that cannot be used leaves this pass's own pace.
-        if let Some(Ok(Some(wait))) = shared.map(|s| s.take_turn(destination, spacing)) {
-            self.pace(destination).next_start = Some(now + wait);
-            return false;
+        // Without a limit, only a rest (another pass's) can hold it up,
+        // read without the lock; with one, the turn is taken under it.
+        let shared = match (self.shared(destination), per_minute) {
+            (None, _) => Ok(None),
+            (Some(slots), None) => slots.pace_wait(destination),
+            (Some(slots), Some(n)) => slots.take_turn(destination, spacing(n)),
+        };
+        match shared {
+            Ok(Some(wait)) => {
+                self.pace(destination).next_start = Some(now + wait);
+                return false;
+            }
+            Ok(None) => {}
+            Err(e) => self.unshare(destination, &e),
         }
-        if per_minute.is_some() {
-            self.pace(destination).next_start = Some(now + spacing);
+        if let Some(n) = per_minute {
+            self.pace(destination).next_start = Some(now + spacing(n));
         }
         true
+    }
+
+    /// A pace file that cannot be used (`e`) leaves `destination` this
+    /// pass's own pace, for the rest of the pass.
+    fn unshare(&mut self, destination: &Destination, e: &std::io::Error) {
+        if self.unshared.insert(destination.clone()) {
+            self.notes.push(format!(
+                "{destination}: cannot use its pace file in slots/: {e}; this pass keeps its own pace for it"
+            ));
+        }
     }
 
     /// A throttling reply from `destination` at `now`, to a message
@@ -117,8 +147,9 @@ impl Paces {
         pace.rests += 1;
         pace.rest_began = Some(now);
         pace.resting_until = Some(now + rest);
-        if let Some(shared) = self.shared(destination) {
-            let _ = shared.rest(destination, rest); // best effort, as take_turn
+        // Best effort, as take_turn: this pass rests the relay anyway.
+        if let Some(Err(e)) = self.shared(destination).map(|s| s.rest(destination, rest)) {
+            self.unshare(destination, &e);
         }
         Rest::Begins(rest)
     }
@@ -133,10 +164,12 @@ impl Paces {
         self.paces.entry(destination.clone()).or_default()
     }
 
-    /// The spool's pace files, for a relay (MX hosts have none).
+    /// The spool's pace files, for a relay (MX hosts have none) whose
+    /// file has not failed in this pass.
     fn shared(&self, destination: &Destination) -> Option<&Slots> {
         let relay = matches!(destination, Destination::Smarthost | Destination::Relay(_));
-        self.shared.as_ref().filter(|_| relay)
+        let usable = relay && !self.unshared.contains(destination);
+        self.shared.as_ref().filter(|_| usable)
     }
 }
 
