@@ -622,8 +622,9 @@ fn a_held_pace_lock_costs_a_pass_one_wait_not_one_a_message() {
     let log = s.log();
     let notes = log.matches("cannot use its pace file").count();
     assert_eq!(notes, 1, "{log}");
-    // One wait for the lock (0.1 s), not one a message (4 s).
-    let bound = free + Duration::from_millis(2000);
+    // One wait for the lock (0.1 s, the one note above), not one a
+    // message (4 s); the bound is loose, for a loaded machine.
+    let bound = free * 2 + Duration::from_secs(2);
     assert!(took < bound, "{took:?}, {free:?} without a holder");
 }
 
