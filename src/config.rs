@@ -616,11 +616,13 @@ pub const KEYS: &[Key] = &[
         doc: "Relays chosen by the envelope sender, as Postfix's \
               `sender_dependent_relayhost_maps`: a file of lines `PATTERN HOST[:PORT] \
               [user=USER password_file=PATH] [tls=starttls|implicit] \
-              [max_messages_per_connection=N] [max_messages_per_minute=N]` (`#` \
-              comments, blank lines), PATTERN `user@domain`, `@domain` or `*`. A message \
-              goes, all its recipients in one transaction, through the relay of the line \
-              for its sender's exact address, else for its domain, else `*` (the null \
-              sender of bounces matches `*` only); a sender no line takes goes through \
+              [max_messages_per_connection=N] [max_messages_per_minute=N] \
+              [users=NAME[,NAME...]]` (`#` comments, blank lines), PATTERN \
+              `user@domain`, `@domain` or `*`. A message goes, all its recipients in one \
+              transaction, through the relay of the line for its sender's exact address, \
+              else for its domain, else `*` (the null sender of bounces matches `*` \
+              only), skipping a line with `users=` unless root or one of those login \
+              names submitted the message; a sender no line takes goes through \
               `smarthost`, or to the MX hosts. AUTH with a line's user goes to that relay \
               only, under the rules of `auth_user`; a password file is as private as \
               `auth_password_file`, and a map others can write is refused. Read with the \
@@ -1289,9 +1291,14 @@ impl OAuth2 {
 
 impl Config {
     /// The `sender_relay_map` line for a message from `sender` (empty for
-    /// the null sender), if any line takes it.
-    pub fn relay_for_sender(&self, sender: &str) -> Option<&SenderRelay> {
-        choose_sender_relay(&self.sender_relays, sender)
+    /// the null sender), among those `may_use` (see
+    /// [`SenderRelay::allows`]), if any line takes it.
+    pub fn relay_for_sender(
+        &self,
+        sender: &str,
+        may_use: impl Fn(&SenderRelay) -> bool,
+    ) -> Option<&SenderRelay> {
+        choose_sender_relay(&self.sender_relays, sender, may_use)
     }
 
     /// The `sender_relay_map` line with this pattern.

@@ -19,7 +19,7 @@ use crate::limits::{
     RUNNER_FAILED_PASSES, RUNNER_RETRY_PAUSE, RUNNER_SLOT_WAIT, STALLED_AFTER, STARVED_RESCAN,
 };
 use crate::log::Log;
-use crate::model::{Destination, Outcome, PassId, QueueId, SenderPattern};
+use crate::model::{Destination, Outcome, PassId, QueueId, SenderPattern, SenderRelay};
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext};
 use crate::slots::{self, Slot, Slots};
@@ -547,7 +547,9 @@ fn collect_jobs(
         }
         // Taken at each pass from the config, never stored: a change of
         // the map applies to the mail already queued.
-        let relay = config.relay_for_sender(&env.sender).map(|r| &r.pattern);
+        // A line with `users=` is for the mail its users submitted.
+        let may_use = |r: &SenderRelay| r.allows(env.uid, || system::login_name(env.uid));
+        let relay = (config.relay_for_sender(&env.sender, may_use)).map(|r| &r.pattern);
         for (destination, job) in jobs_of(&env, &state, relay, via_smarthost) {
             queues.entry(destination).or_default().push_back(job);
         }

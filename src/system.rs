@@ -19,6 +19,13 @@ pub struct User {
     pub full_name: Option<String>,
 }
 
+/// The login name of `uid`; None when it has none (or it cannot be
+/// looked up).
+pub fn login_name(uid: u32) -> Option<String> {
+    let entry = sys::getpwuid(uid).ok()??;
+    Some(String::from_utf8_lossy(&entry.name).into_owned())
+}
+
 pub fn current_user() -> Result<User> {
     let uid = sys::getuid();
     let entry = match sys::getpwuid(uid) {

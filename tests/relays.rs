@@ -639,3 +639,69 @@ fn flock_free(file: &std::fs::File) -> bool {
     }
     taken
 }
+
+/// The spool's group in the `users=` test (the setgid binary's, in a
+/// real install).
+const SPOOL_GROUP: u32 = 4343;
+
+/// The binary as `uid` (its own primary group, supplementary group
+/// `SPOOL_GROUP`), as a local user runs it.
+fn as_user(s: &Spool, uid: u32, args: &[&str]) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = s.cmd(args);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: between fork and exec only async-signal-safe system calls
+    // on values copied into the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            let groups = [SPOOL_GROUP];
+            if libc::setgroups(1, groups.as_ptr()) != 0
+                || libc::setgid(uid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    cmd
+}
+
+#[test]
+fn a_line_with_users_carries_only_those_users_mail() {
+    if !harness::is_root() {
+        eprintln!("skipped: running as other users needs root");
+        return;
+    }
+    // uid 1 and 2 have login names (daemon and bin on most systems).
+    let (allowed, other) = (1, 2);
+    let name = harness::user_name(allowed);
+    let (shop, default) = (Smtp::sink(&[]), Smtp::sink(&[]));
+    let s = spool(
+        "",
+        &format!(
+            "billing@shop.example {} users={name},nosuchuser\n* {}\n",
+            shop.addr(),
+            default.addr()
+        ),
+    );
+    s.share_queue_with_group(SPOOL_GROUP);
+    for (uid, subject) in [(allowed, "allowed"), (other, "other")] {
+        let mut cmd = as_user(&s, uid, &["-f", "billing@shop.example", "a@example.net"]);
+        cmd.stdin(std::process::Stdio::piped());
+        let mut child = harness::spawn(&mut cmd);
+        let text = format!("Subject: {subject}\n\nhello\n");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+        let status = harness::wait_timeout(&mut child, Duration::from_secs(30)).unwrap();
+        assert!(status.success(), "{uid}: {status:?}\n{}", s.log());
+    }
+    submit(&s, "billing@shop.example", &["a@example.net"], "root");
+    s.pass(&[]);
+    s.assert_empty("every message delivered");
+    let mut got: Vec<String> = shop.messages().iter().map(subject).collect();
+    got.sort();
+    assert_eq!(got, ["allowed", "root"], "{}", s.log());
+    let got: Vec<String> = default.messages().iter().map(subject).collect();
+    assert_eq!(got, ["other"], "{}", s.log());
+}

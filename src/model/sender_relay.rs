@@ -77,6 +77,10 @@ pub struct SenderRelay {
     /// implicit on port 465, STARTTLS otherwise, as for `smarthost`.
     pub implicit_tls: Option<bool>,
     pub limits: RelayLimits,
+    /// `users=NAME[,NAME...]`: only mail these login names (and root)
+    /// submitted may use the line; others' falls through to the next
+    /// match. None: everyone's.
+    pub users: Option<Vec<String>>,
 }
 
 impl SenderRelay {
@@ -96,6 +100,7 @@ impl SenderRelay {
             password_file: None,
             implicit_tls: None,
             limits: RelayLimits::default(),
+            users: None,
         };
         let mut seen: Vec<&str> = Vec::new();
         for word in words {
@@ -135,6 +140,7 @@ impl SenderRelay {
                     _ => return Err(format!("tls: `{value}` must be starttls or implicit")),
                 });
             }
+            "users" => self.users = Some(login_names(value)?),
             "max_messages_per_connection" => self.limits.per_connection = Some(count()?),
             "max_messages_per_minute" => self.limits.per_minute = Some(count()?),
             "oauth2" => {
@@ -146,11 +152,45 @@ impl SenderRelay {
     }
 }
 
+impl SenderRelay {
+    /// Whether mail submitted by `uid` may use this line: everyone's
+    /// without `users=`; with it, root's and that of the login names
+    /// listed (`login` gives `uid`'s, None when it has none; asked only
+    /// then).
+    pub fn allows(&self, uid: u32, login: impl FnOnce() -> Option<String>) -> bool {
+        match &self.users {
+            None => true,
+            Some(_) if uid == 0 => true,
+            Some(names) => login().is_some_and(|name| names.contains(&name)),
+        }
+    }
+}
+
+/// The names of `users=NAME[,NAME...]`: login names (letters, digits,
+/// `.`, `_`, `-`, not first), none empty.
+fn login_names(value: &str) -> Result<Vec<String>, String> {
+    value
+        .split(',')
+        .map(|name| {
+            let ok = !name.is_empty()
+                && !name.starts_with('-')
+                && (name.bytes()).all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            ok.then(|| name.to_string())
+                .ok_or(format!("users: `{name}` is not a login name"))
+        })
+        .collect()
+}
+
 /// The relay for a message from `sender` (empty: the null sender): the
-/// line for that exact address, else for its domain, else `*`; the null
-/// sender of bounces matches `*` only. None: no line takes it.
-pub fn choose_sender_relay<'r>(relays: &'r [SenderRelay], sender: &str) -> Option<&'r SenderRelay> {
-    let find = |p: &SenderPattern| relays.iter().find(|r| r.pattern == *p);
+/// line for that exact address, else for its domain, else `*`, among the
+/// lines `may_use` (see [`SenderRelay::allows`]); the null sender of
+/// bounces matches `*` only. None: no line takes it.
+pub fn choose_sender_relay<'r>(
+    relays: &'r [SenderRelay],
+    sender: &str,
+    may_use: impl Fn(&SenderRelay) -> bool,
+) -> Option<&'r SenderRelay> {
+    let find = |p: &SenderPattern| relays.iter().find(|r| r.pattern == *p && may_use(r));
     let lower = sender.trim_end_matches('.').to_ascii_lowercase();
     let exact = match lower.rsplit_once('@') {
         Some((local, domain)) if !local.is_empty() && !domain.is_empty() => Some((
@@ -187,6 +227,7 @@ mod tests {
                     per_connection: Some(10),
                     per_minute: Some(30)
                 },
+                users: None,
             }
         );
         for (line, pattern, shown) in [
@@ -260,7 +301,7 @@ mod tests {
         .iter()
         .map(|l| SenderRelay::parse(l).unwrap())
         .collect();
-        let chosen = |s: &str| choose_sender_relay(&map, s).map(|r| r.host.as_str());
+        let chosen = |s: &str| choose_sender_relay(&map, s, |_| true).map(|r| r.host.as_str());
         for (sender, relay) in [
             ("billing@shop.example", Some("exact")),
             ("Billing@SHOP.example", Some("exact")),
@@ -283,8 +324,72 @@ mod tests {
             ("x@elsewhere.example", None),
             ("billing@shop.example", Some("exact")),
         ] {
-            let got = choose_sender_relay(&no_any, sender).map(|r| r.host.as_str());
+            let got = choose_sender_relay(&no_any, sender, |_| true).map(|r| r.host.as_str());
             assert_eq!(got, relay, "{sender:?}");
+        }
+    }
+
+    #[test]
+    fn a_line_with_users_is_for_those_logins_and_root_only() {
+        let parse = |l: &str| SenderRelay::parse(l).map(|r| r.users);
+        for (line, users) in [
+            ("* r users=alice", Ok(Some(vec!["alice".to_string()]))),
+            (
+                "* r users=alice,bob.smith,www-data,_svc",
+                Ok(Some(vec![
+                    "alice".into(),
+                    "bob.smith".into(),
+                    "www-data".into(),
+                    "_svc".into(),
+                ])),
+            ),
+            ("* r", Ok(None)),
+            (
+                "* r users=",
+                Err("users: `` is not a login name".to_string()),
+            ),
+            (
+                "* r users=alice,",
+                Err("users: `` is not a login name".into()),
+            ),
+            (
+                "* r users=-x",
+                Err("users: `-x` is not a login name".into()),
+            ),
+            (
+                "* r users=a/b",
+                Err("users: `a/b` is not a login name".into()),
+            ),
+            ("* r users=a users=b", Err("users is given twice".into())),
+        ] {
+            assert_eq!(parse(line), users, "{line}");
+        }
+        let map: Vec<SenderRelay> = [
+            "billing@shop.example exact users=alice,bob",
+            "@shop.example domain users=carol",
+            "* any",
+        ]
+        .iter()
+        .map(|l| SenderRelay::parse(l).unwrap())
+        .collect();
+        let login = |uid: u32| match uid {
+            1000 => Some("alice".to_string()),
+            1001 => Some("mallory".to_string()),
+            1002 => Some("carol".to_string()),
+            _ => None,
+        };
+        for (uid, sender, relay) in [
+            (1000, "billing@shop.example", "exact"),
+            (0, "billing@shop.example", "exact"),
+            (1001, "billing@shop.example", "any"),
+            (1002, "billing@shop.example", "domain"),
+            (1001, "sales@shop.example", "any"),
+            (1002, "sales@shop.example", "domain"),
+            (4242, "billing@shop.example", "any"),
+        ] {
+            let may_use = |r: &SenderRelay| r.allows(uid, || login(uid));
+            let got = choose_sender_relay(&map, sender, may_use).map(|r| r.host.as_str());
+            assert_eq!(got, Some(relay), "{uid} {sender}");
         }
     }
 }
