@@ -647,24 +647,10 @@ const SPOOL_GROUP: u32 = 4343;
 /// The binary as `uid` (its own primary group, supplementary group
 /// `SPOOL_GROUP`), as a local user runs it.
 fn as_user(s: &Spool, uid: u32, args: &[&str]) -> std::process::Command {
-    use std::os::unix::process::CommandExt;
     let mut cmd = s.cmd(args);
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    // SAFETY: between fork and exec only async-signal-safe system calls
-    // on values copied into the closure.
-    unsafe {
-        cmd.pre_exec(move || {
-            let groups = [SPOOL_GROUP];
-            if libc::setgroups(1, groups.as_ptr()) != 0
-                || libc::setgid(uid) != 0
-                || libc::setuid(uid) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-    };
+    harness::as_local_user(&mut cmd, uid, SPOOL_GROUP);
     cmd
 }
 

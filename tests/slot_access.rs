@@ -15,7 +15,6 @@ mod harness;
 
 use harness::{Config, Smtp, Spool};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -47,21 +46,7 @@ fn as_user(s: &Spool, uid: u32, args: &[&str]) -> Command {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: between fork and exec only async-signal-safe system calls
-    // on values copied into the closure.
-    unsafe {
-        cmd.pre_exec(move || {
-            let groups = [SPOOL_GROUP];
-            if libc::setgroups(1, groups.as_ptr()) != 0
-                || libc::setgid(uid) != 0
-                || libc::setuid(uid) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::umask(0o027);
-            Ok(())
-        })
-    };
+    harness::as_local_user(&mut cmd, uid, SPOOL_GROUP);
     cmd
 }
 

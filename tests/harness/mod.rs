@@ -53,5 +53,5 @@ pub use servers::{Fixture, Message, Smtp};
 pub use smtp_client::{Reply, SmtpConn, dot_stuff};
 pub use spool::{Config, Spool, make_spool_dirs};
 pub use sts::PolicyServer;
-pub use system::{Rng, group_name, is_root, raise_nofile_limit, user_name};
+pub use system::{Rng, as_local_user, group_name, is_root, raise_nofile_limit, user_name};
 pub use tools::{fixtures_dir, python, require_program, require_python_module};

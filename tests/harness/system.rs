@@ -4,6 +4,28 @@
 
 use std::process::{Command, Stdio};
 
+/// Makes `cmd` run as local user `uid` would: primary group `uid`, the
+/// one supplementary group `group` (a spool's group in the tests), under
+/// the umask 027 of a common login. Needs root.
+pub fn as_local_user(cmd: &mut Command, uid: u32, group: u32) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe system calls
+    // on values copied into the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            let groups = [group];
+            if libc::setgroups(1, groups.as_ptr()) != 0
+                || libc::setgid(uid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::umask(0o027);
+            Ok(())
+        })
+    }
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
