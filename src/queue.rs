@@ -545,16 +545,28 @@ fn collect_jobs(
         if !is_due(&state, now, selection.force) {
             continue;
         }
-        // Taken at each pass from the config, never stored: a change of
-        // the map applies to the mail already queued.
-        // A line with `users=` is for the mail its users submitted.
-        let may_use = |r: &SenderRelay| r.allows(env.uid, || system::login_name(env.uid));
-        let relay = (config.relay_for_sender(&env.sender, may_use)).map(|r| &r.pattern);
-        for (destination, job) in jobs_of(&env, &state, relay, via_smarthost) {
-            queues.entry(destination).or_default().push_back(job);
-        }
+        queue_jobs(&mut queues, &env, &state, config, via_smarthost);
     }
     Ok(queues)
+}
+
+/// Queues a due message's jobs, each under its destination: its sender's
+/// relay (taken at each pass from the config, never stored, so that a
+/// change of the map applies to the mail already queued; a line with
+/// `users=` is for the mail its users submitted), else the smarthost or
+/// the recipients' domains.
+fn queue_jobs(
+    queues: &mut BTreeMap<Destination, VecDeque<Job>>,
+    env: &Envelope,
+    state: &State,
+    config: &Config,
+    via_smarthost: bool,
+) {
+    let may_use = |r: &SenderRelay| r.allows(env.uid, || system::login_name(env.uid));
+    let relay = (config.relay_for_sender(&env.sender, may_use)).map(|r| &r.pattern);
+    for (destination, job) in jobs_of(env, state, relay, via_smarthost) {
+        queues.entry(destination).or_default().push_back(job);
+    }
 }
 
 /// Sends the notices of the messages in `notices` that have no job left
