@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod relay_map;
+pub use relay_map::parse_relay_map;
 
 /// The config file read without `-C`. Set at build time with
 /// `SPOOLMAIL_CONFIG=/path cargo build` (as scripts/install.sh does for a

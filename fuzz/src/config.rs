@@ -1,14 +1,17 @@
 //! The config file: never a panic, and what an accepted file names that
 //! later goes into an SMTP command, a header or the envelope (host names,
-//! domains, addresses, the AUTH user) holds no control character.
+//! domains, addresses, the AUTH user) holds no control character. The same
+//! for the same text read as a `sender_relay_map`, whose lines name relays
+//! and their logins.
 
 use crate::common::text;
-use spoolmail::config::{Config, parse_duration};
+use spoolmail::config::{Config, parse_duration, parse_relay_map};
 use std::path::Path;
 
 pub fn check(data: &[u8]) {
     let input = text(data);
     let _ = parse_duration(input.trim());
+    check_relay_map(&input);
     let Ok(cfg) = Config::parse(&input, Path::new("fuzz.conf")) else {
         return;
     };
@@ -31,4 +34,30 @@ pub fn check(data: &[u8]) {
     // The same text gives the same config.
     let again = Config::parse(&input, Path::new("fuzz.conf")).expect("parses twice");
     assert_eq!(format!("{cfg:?}"), format!("{again:?}"));
+}
+
+/// A relay map: no panic; an accepted line's host, login and users hold no
+/// control character, each pattern has one line, and every line is either
+/// accepted or a problem with its number.
+fn check_relay_map(input: &str) {
+    let (relays, bad) = parse_relay_map(input);
+    for (_, relay) in &relays {
+        let named = relay.user.iter().chain(relay.users.iter().flatten());
+        for value in named.chain(std::iter::once(&relay.host)) {
+            assert!(
+                !value.chars().any(char::is_control),
+                "control character in relay map value {value:?}"
+            );
+        }
+        let twins = relays.iter().filter(|(_, r)| r.pattern == relay.pattern);
+        assert_eq!(twins.count(), 1, "{} has two lines", relay.pattern);
+    }
+    let lines = input.lines().count();
+    let numbers = relays
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(bad.iter().map(|(n, _)| *n));
+    for n in numbers {
+        assert!(n >= 1 && n <= lines, "line {n} of {lines}");
+    }
 }
