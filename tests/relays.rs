@@ -428,14 +428,12 @@ fn a_burst_of_421s_at_the_greeting_is_one_rest_and_every_message_goes_once() {
     s.pass(&[]);
     let took = started.elapsed();
     let log = s.log();
-    // One rest for the burst, waited out; then the two connections kept
-    // take the rest of the queue in the same pass.
+    // One rest for the burst; the two connections kept take the rest of
+    // the queue in the same pass. (How long the pass takes says nothing
+    // more: the kept connections may empty the queue before the rest is
+    // over, and then nothing waits for it.)
     let rests = log.lines().filter(|l| l.contains("throttles")).count();
     assert_eq!(rests, 1, "{log}");
-    assert!(
-        took >= Duration::from_millis(900),
-        "rested: {took:?}\n{log}"
-    );
     assert!(took < Duration::from_secs(30), "{took:?}");
     // The messages whose connections were refused wait, each counted
     // once with its own 421; the others all went in the pass.
