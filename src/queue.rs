@@ -26,7 +26,8 @@ use crate::slots::{self, Slot, Slots};
 use crate::spool::{Envelope, Selector, Spool, State};
 use crate::sys;
 use crate::system;
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
@@ -487,6 +488,7 @@ fn collect_jobs(
     let (now, _) = system::now();
     let via_smarthost = !config.smarthosts.is_empty();
     let mut queues: BTreeMap<Destination, VecDeque<Job>> = BTreeMap::new();
+    let logins = LoginNames::default();
     let entries = match &selection.message {
         Some(id) => vec![spool.entry(id)],
         None => scan_logging_strays(spool, config, selection, seen, log, first, now)?,
@@ -545,9 +547,27 @@ fn collect_jobs(
         if !is_due(&state, now, selection.force) {
             continue;
         }
-        queue_jobs(&mut queues, &env, &state, config, via_smarthost);
+        queue_jobs(&mut queues, &env, &state, config, via_smarthost, &logins);
     }
     Ok(queues)
+}
+
+/// The login names of the uids a look at the queue has met, looked up once
+/// each: a `users=` line of the sender relay map is checked against every
+/// due message's submitter, and a look-up can go through NSS (LDAP, a
+/// database), so a queue of a user's 100,000 messages costs one, not
+/// 100,000.
+#[derive(Default)]
+struct LoginNames(RefCell<HashMap<u32, Option<String>>>);
+
+impl LoginNames {
+    fn of(&self, uid: u32) -> Option<String> {
+        let mut names = self.0.borrow_mut();
+        names
+            .entry(uid)
+            .or_insert_with(|| system::login_name(uid))
+            .clone()
+    }
 }
 
 /// Queues a due message's jobs, each under its destination: its sender's
@@ -561,8 +581,9 @@ fn queue_jobs(
     state: &State,
     config: &Config,
     via_smarthost: bool,
+    logins: &LoginNames,
 ) {
-    let may_use = |r: &SenderRelay| r.allows(env.uid, || system::login_name(env.uid));
+    let may_use = |r: &SenderRelay| r.allows(env.uid, || logins.of(env.uid));
     let relay = (config.relay_for_sender(&env.sender, may_use)).map(|r| &r.pattern);
     for (destination, job) in jobs_of(env, state, relay, via_smarthost) {
         queues.entry(destination).or_default().push_back(job);
