@@ -19,6 +19,9 @@ enum Sink {
 pub struct Log {
     tag: String,
     sink: Sink,
+    /// This process's id, asked once (a delivery child logs two lines a
+    /// message); a log is not carried across a fork.
+    pid: u32,
 }
 
 impl Log {
@@ -46,6 +49,7 @@ impl Log {
         Log {
             tag: tag.to_string(),
             sink,
+            pid: std::process::id(),
         }
     }
 
@@ -63,7 +67,7 @@ impl Log {
         // Text from outside (addresses, SMTP replies) is logged escaped, so a
         // log line cannot be forged or split.
         let msg = escape_controls(msg);
-        let pid = std::process::id();
+        let pid = self.pid;
         let ok = match &mut self.sink {
             Sink::Syslog(logger) => logger.info(&*msg).is_ok(),
             Sink::File(f) => {

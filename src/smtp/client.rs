@@ -158,6 +158,17 @@ pub struct Client {
     /// A MAIL was accepted and the transaction did not reach its end of
     /// data: the next one starts with RSET.
     open_transaction: bool,
+    /// The socket's timeouts as last set through this client (None: not
+    /// known, set before the next use): a setsockopt is made only when the
+    /// value changes, not before every read and write of every message.
+    timeouts: SocketTimeouts,
+}
+
+/// What `SO_RCVTIMEO` and `SO_SNDTIMEO` were last set to.
+#[derive(Debug, Default, Clone, Copy)]
+struct SocketTimeouts {
+    read: Option<Duration>,
+    write: Option<Duration>,
 }
 
 impl Client {
@@ -188,6 +199,7 @@ impl Client {
             verbose: setup.verbose,
             transactions: 0,
             open_transaction: false,
+            timeouts: SocketTimeouts::default(),
         };
         client.show_tls();
         let greeting = client.read_reply(t.greeting, "the greeting")?;
@@ -274,6 +286,7 @@ impl Client {
             verbose,
             transactions: 0,
             open_transaction: false,
+            timeouts: SocketTimeouts::default(),
         };
         client.show_tls();
         client.send_line(&format!("EHLO {}", setup.helo_name))?;
@@ -639,11 +652,30 @@ impl Client {
     }
 
     fn set_write_timeout(&mut self, d: Duration) -> Result<(), SessionError> {
-        self.reader
-            .get_ref()
-            .tcp()
+        if self.timeouts.write == Some(d) {
+            return Ok(());
+        }
+        self.timeouts.write = None;
+        (self.reader.get_ref().tcp())
             .set_write_timeout(Some(d))
-            .map_err(|e| SessionError::temporary(format!("{}: {e}", self.peer)))
+            .map_err(|e| SessionError::temporary(format!("{}: {e}", self.peer)))?;
+        self.timeouts.write = Some(d);
+        Ok(())
+    }
+
+    /// Bounds the next read from the socket by `left`, the time to a
+    /// reply's deadline: the socket's timeout is set only when the one it
+    /// has could outlast that. A shorter one may run out first: the read
+    /// then fails with WouldBlock, and [`Client::read_line`] tries again
+    /// with the time left.
+    fn bound_read(&mut self, left: Duration) -> io::Result<()> {
+        if self.timeouts.read.is_some_and(|set| set <= left) {
+            return Ok(());
+        }
+        self.timeouts.read = None;
+        self.reader.get_ref().tcp().set_read_timeout(Some(left))?;
+        self.timeouts.read = Some(left);
+        Ok(())
     }
 
     fn write_out(&mut self) -> io::Result<()> {
@@ -752,10 +784,19 @@ impl Client {
             if left.is_zero() {
                 return Err(io::ErrorKind::TimedOut.into());
             }
-            self.reader.get_ref().tcp().set_read_timeout(Some(left))?;
+            if self.reader.buffer().is_empty() {
+                self.bound_read(left)?;
+            }
             let buf = match self.reader.fill_buf() {
                 Ok(buf) => buf,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The socket's timeout, shorter than the time left to
+                // the deadline, ran out: again with the time left (the
+                // deadline is checked above).
+                Err(e) if timed_out(&e) && self.timeouts.read.is_some_and(|set| set < left) => {
+                    self.timeouts.read = None;
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             if buf.is_empty() {
@@ -777,6 +818,14 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// Whether a read or write failed because the socket's timeout ran out.
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// The TLS handshake, bounded by `timeout` each way, as a SessionError
