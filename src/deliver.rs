@@ -10,7 +10,7 @@
 use crate::auth::{self, Credentials, Secret};
 use crate::config::{Config, SmarthostTls, TlsPolicy};
 use crate::dkim;
-use crate::limits::CHILD_KILL_MARGIN;
+use crate::limits::{CHILD_KILL_MARGIN, KILL_TIMER_SLACK};
 use crate::log::Log;
 use crate::mime;
 use crate::model::{Destination, Outcome, PassId, QueueId, Reply, choose_dkim_key};
@@ -19,11 +19,12 @@ use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext, read_claimed};
 use crate::route::{RouteError, Router, Target};
 use crate::smtp::{Client, Rcpt, SessionError, Setup, TlsMode, Transaction};
-use crate::spool::{Claim, ClaimSlot, Envelope, Spool};
+use crate::spool::{Claim, ClaimSlot, Envelope, QueueEntry, Spool, State};
 use crate::sts::{self, Applied, Mode};
 use crate::sys;
 use crate::system;
 use crate::tls::{self, Tls};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
@@ -68,6 +69,9 @@ pub struct Worker<'c> {
     host: String,
     log: Log,
     verbose: bool,
+    /// The outcomes recorded, added to the spool's counters about once a
+    /// second and when the child ends.
+    counts: record::Counts,
 }
 
 /// The kill timer a delivery child makes and arms first thing after the
@@ -89,30 +93,7 @@ pub fn worker_main(
     verbose: bool,
     timer: std::io::Result<sys::KillTimer>,
 ) -> i32 {
-    let host = system::identity(
-        config.helo_name.as_deref(),
-        config.qualify_domain.as_deref(),
-        &config.mailname_file,
-    )
-    .host;
-    let mut worker = Worker {
-        config,
-        spool: Spool::new(&config.spool_dir).recycling_states(),
-        router: Router::new(config),
-        targets: None,
-        sts: None,
-        client: None,
-        tls: None,
-        credentials: None,
-        signers: HashMap::new(),
-        plaintext_only: Vec::new(),
-        sent_here: 0,
-        throttled: None,
-        host,
-        log: Log::open(config, "spoolmail"),
-        verbose,
-        destination,
-    };
+    let mut worker = Worker::new(config, destination, verbose);
     let mut reader = BufReader::new(match sock.try_clone() {
         Ok(s) => s,
         Err(_) => return i32::from(crate::error::exit::TEMPFAIL),
@@ -122,9 +103,13 @@ pub fn worker_main(
     let mut report = first.encode();
     // The timer bounds every wait and every job, whatever happens to the
     // parent, which its caller may stop: see CHILD_KILL_MARGIN.
-    let limit = config.transaction_deadline + CHILD_KILL_MARGIN;
+    let mut bound = Bound {
+        timer: timer.as_ref(),
+        limit: config.transaction_deadline + CHILD_KILL_MARGIN,
+        armed: None,
+    };
     loop {
-        let _ = timer.as_ref().map(|t| t.arm(limit));
+        let _ = bound.renew();
         if writer.write_all(report.as_bytes()).is_err() {
             break;
         }
@@ -135,31 +120,66 @@ pub fn worker_main(
         let Some(Message::Job { id, rcpts, pass }) = Message::decode(&line) else {
             break; // quit
         };
-        let Some(Ok(())) = timer.as_ref().map(|t| t.arm(limit)) else {
+        if !bound.renew() {
             break; // never a transaction that nothing bounds
-        };
+        }
         let (end, failed) = worker.run_job(&id, &rcpts, &pass);
-        // Permanent failures first, for `-odi -oep`, which reports them.
-        let mut lines: Vec<Message> = failed
-            .into_iter()
-            .map(|(index, reason)| Message::Failed {
-                id: id.clone(),
-                index,
-                reason,
-            })
-            .collect();
-        lines.push(match end {
-            JobEnd::Done => Message::Next,
-            JobEnd::DestinationDead(why) => dead(why),
-            JobEnd::Throttled(reason) => Message::Throttled { reason },
-        });
-        report = lines.iter().map(Message::encode).collect();
+        report = job_report(&id, end, failed);
     }
     if let Some(client) = worker.client.take() {
         client.quit();
     }
     worker.spool.drop_spare();
+    worker.counts.flush(&mut worker.log);
     0
+}
+
+/// What the child tells the parent of a job: the recipients that failed
+/// for good first (for `-odi -oep`, which reports them), then how it ended.
+fn job_report(id: &QueueId, end: JobEnd, failed: Vec<(usize, String)>) -> String {
+    let mut lines: Vec<Message> = failed
+        .into_iter()
+        .map(|(index, reason)| Message::Failed {
+            id: id.clone(),
+            index,
+            reason,
+        })
+        .collect();
+    lines.push(match end {
+        JobEnd::Done => Message::Next,
+        JobEnd::DestinationDead(why) => dead(why),
+        JobEnd::Throttled(reason) => Message::Throttled { reason },
+    });
+    lines.iter().map(Message::encode).collect()
+}
+
+/// The bound the kill timer puts on each wait for the parent and each job.
+struct Bound<'t> {
+    timer: Option<&'t sys::KillTimer>,
+    limit: std::time::Duration,
+    /// When the timer was last armed with `limit`.
+    armed: Option<std::time::Instant>,
+}
+
+impl Bound<'_> {
+    /// Makes sure the timer fires no sooner than `limit` less
+    /// [`KILL_TIMER_SLACK`] from now, and never later than `limit`: armed
+    /// again only when it was last armed longer ago than the slack. False
+    /// when there is no timer, or the kernel refused to arm it.
+    fn renew(&mut self) -> bool {
+        let Some(timer) = self.timer else {
+            return false;
+        };
+        if self.armed.is_some_and(|at| at.elapsed() < KILL_TIMER_SLACK) {
+            return true;
+        }
+        self.armed = None;
+        let armed = timer.arm(self.limit).is_ok();
+        if armed {
+            self.armed = Some(std::time::Instant::now());
+        }
+        armed
+    }
 }
 
 /// The child's kill timer (see [`sys::KillTimer`]) and what the child says
@@ -181,7 +201,35 @@ fn kill_timer(
     }
 }
 
-impl Worker<'_> {
+impl<'c> Worker<'c> {
+    fn new(config: &'c Config, destination: Destination, verbose: bool) -> Worker<'c> {
+        let host = system::identity(
+            config.helo_name.as_deref(),
+            config.qualify_domain.as_deref(),
+            &config.mailname_file,
+        )
+        .host;
+        Worker {
+            config,
+            spool: Spool::new(&config.spool_dir).recycling_states(),
+            router: Router::new(config),
+            targets: None,
+            sts: None,
+            client: None,
+            tls: None,
+            credentials: None,
+            signers: HashMap::new(),
+            plaintext_only: Vec::new(),
+            sent_here: 0,
+            throttled: None,
+            host,
+            log: Log::open(config, "spoolmail"),
+            verbose,
+            destination,
+            counts: record::Counts::new(&config.spool_dir),
+        }
+    }
+
     /// Delivers one message to this destination's recipients for `pass`;
     /// returns how the job ended and the recipients that failed for good.
     fn run_job(
@@ -194,31 +242,15 @@ impl Worker<'_> {
         let Ok(Some(claim)) = self.spool.claim_soon(id, &mut slot) else {
             return (JobEnd::Done, Vec::new()); // another runner has it, or it is gone
         };
-        let (envelope, header_len, size) = match read_claimed(&claim) {
-            Ok(v) => v,
-            Err(e) => {
-                self.log
-                    .info(&format!("{id}: cannot read queued message: {e}"));
-                return (JobEnd::Done, Vec::new());
-            }
-        };
-        let Some(state) = record::state_or_hold(&self.spool, &self.spool.entry(id), &mut self.log)
-        else {
+        let Some((envelope, stored, state, rcpts)) = self.read_job(&claim, indices) else {
             return (JobEnd::Done, Vec::new());
         };
-        // Held since the pass collected it: it waits for its release.
-        if state.held.is_some() {
-            return (JobEnd::Done, Vec::new());
-        }
-        let rcpts = state.undone(indices, envelope.recipients.len());
-        if rcpts.is_empty() {
-            return (JobEnd::Done, Vec::new());
-        }
         let ctx = RecordContext {
             spool: &self.spool,
             config: self.config,
             host: &self.host,
             pass,
+            counts: Some(&self.counts),
         };
         if let Err(e) = record::begin(&ctx, &claim, &envelope, &state) {
             // Sent without a counted attempt, it could be sent again on
@@ -228,12 +260,13 @@ impl Worker<'_> {
             ));
             return (JobEnd::Done, Vec::new());
         }
-        let (outcomes, relay, end) = self.attempt(&claim, &envelope, &rcpts, header_len, size);
+        let (outcomes, relay, end) = self.attempt(&claim, &envelope, &rcpts, &stored);
         let ctx = RecordContext {
             spool: &self.spool,
             config: self.config,
             host: &self.host,
             pass,
+            counts: Some(&self.counts),
         };
         let recorded = record::record(
             &ctx,
@@ -264,6 +297,38 @@ impl Worker<'_> {
         }
     }
 
+    /// A claimed message's envelope, content and state, and the
+    /// recipients of `indices` still to be tried; None when there are none
+    /// (held since the pass collected it, done meanwhile, unreadable).
+    fn read_job(
+        &mut self,
+        claim: &Claim,
+        indices: &[usize],
+    ) -> Option<(Envelope, Stored, State, Vec<usize>)> {
+        let id = &claim.id;
+        let (envelope, stored) = match read_message(claim) {
+            Ok(v) => v,
+            Err(e) => {
+                self.log
+                    .info(&format!("{id}: cannot read queued message: {e}"));
+                return None;
+            }
+        };
+        // Read under the claim, without a stat first: a state file that is
+        // not there reads as the empty state, in one failed open.
+        let entry = QueueEntry {
+            id: id.clone(),
+            has_state: true,
+        };
+        let state = record::state_or_hold(&self.spool, &entry, &mut self.log)?;
+        // Held since the pass collected it: it waits for its release.
+        if state.held.is_some() {
+            return None;
+        }
+        let rcpts = state.undone(indices, envelope.recipients.len());
+        (!rcpts.is_empty()).then_some((envelope, stored, state, rcpts))
+    }
+
     /// One attempt for `rcpts`: the message made ready for the wire (and
     /// signed), a connection, the transactions; each recipient's outcome,
     /// the relay, and how the job ended.
@@ -272,11 +337,10 @@ impl Worker<'_> {
         claim: &Claim,
         env: &Envelope,
         rcpts: &[usize],
-        header_len: u64,
-        size: u64,
+        stored: &Stored,
     ) -> (Vec<(usize, Outcome)>, Option<String>, JobEnd) {
         let all = |o: &Outcome| rcpts.iter().map(|&i| (i, o.clone())).collect();
-        let wire = match self.wire(claim, header_len, size) {
+        let wire = match self.wire(claim, stored) {
             Ok(wire) => wire,
             // A DKIM key that cannot sign is the admin's to fix: the
             // message waits for them, and never leaves unsigned.
@@ -330,25 +394,24 @@ impl Worker<'_> {
     /// The message as it goes on the wire: re-encoded when it has lines
     /// too long for SMTP, then signed when a `dkim_key` covers its From
     /// domain. An Err says why it cannot be signed.
-    fn wire(&mut self, claim: &Claim, header_len: u64, size: u64) -> Result<Wire, String> {
-        let reencoded = reencoded_content(claim, header_len, size);
+    fn wire<'m>(&mut self, claim: &Claim, stored: &'m Stored) -> Result<Wire<'m>, String> {
+        let body = match (reencoded_content(claim, stored), stored) {
+            (Some(bytes), _) => Body::Bytes(Cow::Owned(bytes)),
+            (None, Stored::Memory { bytes, start }) => Body::Bytes(Cow::Borrowed(&bytes[*start..])),
+            (None, &Stored::File { header_len, size }) => Body::File { header_len, size },
+        };
         let unreadable = |e: std::io::Error| format!("cannot read the queued message: {e}");
-        let signature = match (&reencoded, self.config.dkim_keys.is_empty()) {
+        let signature = match (&body, self.config.dkim_keys.is_empty()) {
             (_, true) => Vec::new(),
-            (Some(bytes), false) => self.dkim_signature(&mut &bytes[..])?,
-            (None, false) => {
+            (Body::Bytes(bytes), false) => self.dkim_signature(&mut &bytes[..])?,
+            (&Body::File { header_len, .. }, false) => {
                 let mut file = claim.file();
                 file.seek(SeekFrom::Start(header_len)).map_err(unreadable)?;
                 let mut reader = BufReader::with_capacity(crate::limits::IO_BUFFER, file);
                 self.dkim_signature(&mut reader)?
             }
         };
-        Ok(Wire {
-            signature,
-            reencoded,
-            header_len,
-            size,
-        })
+        Ok(Wire { signature, body })
     }
 
     /// The DKIM-Signature field for `content` (the message as it will be
@@ -741,20 +804,20 @@ impl Worker<'_> {
         let t = &self.config.timeouts;
         let signature = &wire.signature[..];
         let signed = signature.len() as u64;
-        let result = match &wire.reencoded {
-            Some(bytes) => {
+        let result = match &wire.body {
+            Body::Bytes(bytes) => {
                 let size = signed + bytes.len() as u64;
                 client.send(env, &list, &mut signature.chain(&bytes[..]), size, t)
             }
-            None => {
+            &Body::File { header_len, size } => {
                 let mut file = claim.file();
-                match file.seek(SeekFrom::Start(wire.header_len)) {
+                match file.seek(SeekFrom::Start(header_len)) {
                     Ok(_) => client.send(
                         env,
                         &list,
                         &mut signature
                             .chain(BufReader::with_capacity(crate::limits::IO_BUFFER, file)),
-                        signed + wire.size,
+                        signed + size,
                         t,
                     ),
                     Err(e) => Err(SessionError::temporary(format!(
@@ -909,13 +972,41 @@ fn auth_settings(config: &Config) -> auth::Settings {
 }
 
 /// A message as it goes on the wire: its DKIM-Signature field (empty when
-/// it is not signed), then the re-encoded content, or when there is none
-/// the content as stored (from `header_len`, `size` octets).
-struct Wire {
+/// it is not signed), then its content.
+struct Wire<'m> {
     signature: Vec<u8>,
-    reencoded: Option<Vec<u8>>,
-    header_len: u64,
-    size: u64,
+    body: Body<'m>,
+}
+
+/// The content of a message as it goes on the wire: re-encoded or read
+/// already (bytes), or the content as stored, streamed from the file
+/// (from `header_len`, `size` octets).
+enum Body<'m> {
+    Bytes(Cow<'m, [u8]>),
+    File { header_len: u64, size: u64 },
+}
+
+/// A claimed message's content as the child holds it: in memory when the
+/// whole file is no larger than [`IN_MEMORY`] (read with its envelope in
+/// one pread: most messages are a few kilobytes), the content from
+/// `start`; otherwise left in the file, from `header_len`, `size` octets.
+enum Stored {
+    Memory { bytes: Vec<u8>, start: usize },
+    File { header_len: u64, size: u64 },
+}
+
+/// The largest message file a delivery child reads whole into memory.
+const IN_MEMORY: u64 = crate::limits::IO_BUFFER as u64;
+
+/// The envelope of a claimed message and its content ([`Stored`]).
+fn read_message(claim: &Claim) -> std::io::Result<(Envelope, Stored)> {
+    if let Some(bytes) = claim.read_whole(IN_MEMORY)? {
+        let (envelope, header_len) = crate::spool::parse_envelope(&mut &bytes[..])?;
+        let start = usize::try_from(header_len).map_err(std::io::Error::other)?;
+        return Ok((envelope, Stored::Memory { bytes, start }));
+    }
+    let (envelope, header_len, size) = read_claimed(claim)?;
+    Ok((envelope, Stored::File { header_len, size }))
 }
 
 /// What a transaction did, and the relay (`host[ip]:port`).
@@ -926,8 +1017,17 @@ use crate::limits::MAX_REENCODE;
 /// The content re-encoded for SMTP when a text part has lines over 998
 /// octets (see `mime::reencode_long_lines`); None to send it as stored. A
 /// streaming scan comes first, so that ordinary messages are never held in
-/// memory.
-fn reencoded_content(claim: &Claim, header_len: u64, size: u64) -> Option<Vec<u8>> {
+/// memory (one held already is scanned where it is).
+fn reencoded_content(claim: &Claim, stored: &Stored) -> Option<Vec<u8>> {
+    let (header_len, size) = match stored {
+        Stored::Memory { bytes, start } => {
+            let content = &bytes[*start..];
+            return has_long_line(content)
+                .then(|| mime::reencode_long_lines(content))
+                .flatten();
+        }
+        &Stored::File { header_len, size } => (header_len, size),
+    };
     if size <= mime::MAX_LINE as u64 || size > MAX_REENCODE {
         return None;
     }
@@ -957,6 +1057,20 @@ fn reencoded_content(claim: &Claim, header_len: u64, size: u64) -> Option<Vec<u8
     mime::reencode_long_lines(&content)
 }
 
+/// Whether `content` has a line longer than SMTP allows (more than
+/// `mime::MAX_LINE` octets before its line feed, a CR counted), as the
+/// streaming scan of [`reencoded_content`] finds it.
+fn has_long_line(content: &[u8]) -> bool {
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', content) {
+        if end - start > mime::MAX_LINE {
+            return true;
+        }
+        start = end + 1;
+    }
+    content.len() - start > mime::MAX_LINE
+}
+
 #[cfg(test)]
 mod tests {
     // A table's row type is spelled out where the table is.
@@ -964,6 +1078,27 @@ mod tests {
 
     use super::*;
     use crate::model::Verdict;
+
+    #[test]
+    fn a_long_line_is_found_in_memory_as_the_streaming_scan_finds_it() {
+        let max = mime::MAX_LINE;
+        let line = |n: usize| vec![b'a'; n];
+        let join = |parts: &[&[u8]]| parts.concat();
+        for (content, long) in [
+            (Vec::new(), false),
+            (b"\n\n".to_vec(), false),
+            (line(max), false),
+            (line(max + 1), true),
+            (join(&[&line(max), b"\n", &line(max)]), false),
+            (join(&[&line(max), b"\n", &line(max + 1)]), true),
+            (join(&[&line(max + 1), b"\n", &line(3)]), true),
+            // A CR counts, as in the file's scan.
+            (join(&[&line(max), b"\r\n"]), true),
+            (join(&[&line(max - 1), b"\r\n"]), false),
+        ] {
+            assert_eq!(has_long_line(&content), long, "{} octets", content.len());
+        }
+    }
 
     #[test]
     fn implicit_tls_only_for_a_smarthost_so_configured_or_on_port_465() {

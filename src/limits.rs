@@ -237,6 +237,13 @@ pub const PASS_READ_PIECE: usize = 1024;
 /// past the deadline by much.
 pub const CHILD_KILL_MARGIN: Duration = Duration::from_secs(5);
 
+/// A delivery child's kill timer (see [`CHILD_KILL_MARGIN`]) is armed
+/// again before a wait or a job only when it was last armed longer ago
+/// than this: so each wait and each job has at most the whole bound and at
+/// least the bound less this, and a child sending hundreds of messages a
+/// second sets its timer a few times a second, not twice a message.
+pub const KILL_TIMER_SLACK: Duration = Duration::from_millis(100);
+
 /// A pass sends the failure notices another pass left owed (`owed` lines)
 /// only when that pass last wrote the message's state longer ago than
 /// `transaction_deadline` and this: a pass still running (the owner's
@@ -333,6 +340,11 @@ pub const LISTING_ROUND: usize = 4096;
 /// fixed 2 ms pause cost a queue run's children about one pause per
 /// message, for a lock held some microseconds.
 pub const COUNTERS_LOCK_WAIT: Duration = Duration::from_millis(100);
+
+/// How often a delivery child adds its outcomes to the counters file, at
+/// most (and once more when it ends): see `metrics::Batch`. What a killed
+/// child loses is the statistics of this long at most, never mail.
+pub const COUNTERS_FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub const COUNTERS_LOCK_POLL: Duration = Duration::from_millis(2);
 pub const COUNTERS_LOCK_FIRST_POLL: Duration = Duration::from_micros(20);
 

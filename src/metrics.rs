@@ -21,10 +21,13 @@
 //! and the counters' lock is waited for a bounded time only.
 
 use crate::config::Config;
-use crate::limits::{COUNTERS_LOCK_FIRST_POLL, COUNTERS_LOCK_POLL, COUNTERS_LOCK_WAIT};
+use crate::limits::{
+    COUNTERS_FLUSH_EVERY, COUNTERS_LOCK_FIRST_POLL, COUNTERS_LOCK_POLL, COUNTERS_LOCK_WAIT,
+};
 use crate::log::Log;
 use crate::spool::{RcptStatus, Spool, Standing, State, standing};
 use crate::system;
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -142,6 +145,45 @@ pub fn count(spool_dir: &Path, tally: &Tally, log: &mut Log) {
             "cannot update the counters in {}: {e} (mail is not affected)",
             path.display()
         )),
+    }
+}
+
+/// A delivery child's counts not yet added to the counters file: a child
+/// records a message every fraction of a millisecond, and the file's
+/// read-modify-write under its lock was ten system calls a message. The
+/// counts are added every [`COUNTERS_FLUSH_EVERY`] at most and when the
+/// child ends ([`Batch::flush`]); a child killed in between loses the
+/// counts since its last flush, statistics only (doc/SPOOL.md).
+pub struct Batch {
+    spool_dir: PathBuf,
+    pending: Cell<Tally>,
+    flushed: Cell<Instant>,
+}
+
+impl Batch {
+    pub fn new(spool_dir: &Path) -> Batch {
+        Batch {
+            spool_dir: spool_dir.to_path_buf(),
+            pending: Cell::new(Tally::default()),
+            flushed: Cell::new(Instant::now()),
+        }
+    }
+
+    /// Adds one attempt's outcomes; to the file when the last flush is
+    /// [`COUNTERS_FLUSH_EVERY`] ago.
+    pub fn add(&self, tally: &Tally, log: &mut Log) {
+        let mut pending = self.pending.get();
+        pending.add(tally);
+        self.pending.set(pending);
+        if self.flushed.get().elapsed() >= COUNTERS_FLUSH_EVERY {
+            self.flush(log);
+        }
+    }
+
+    /// Adds what is pending to the counters file ([`count`]).
+    pub fn flush(&self, log: &mut Log) {
+        count(&self.spool_dir, &self.pending.take(), log);
+        self.flushed.set(Instant::now());
     }
 }
 
@@ -540,6 +582,38 @@ mod tests {
         assert!(!add_to(&path, &one, 300).unwrap(), "started again");
         let c = read_counters(&dir).unwrap();
         assert_eq!((c.since, c.tally.delivered), (300, 2));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A delivery child's counts reach the file about once a second, and
+    /// whatever is left when it ends: none lost, none counted twice.
+    #[test]
+    fn a_childs_counts_reach_the_file_in_batches() {
+        let dir = std::env::temp_dir().join(format!("spoolmail-batch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = Config {
+            log: crate::config::LogTarget::Stderr,
+            ..Config::default()
+        };
+        let mut log = Log::open(&config, "test");
+        let one = Tally {
+            delivered: 1,
+            ..Tally::default()
+        };
+        let batch = Batch::new(&dir);
+        let delivered = || read_counters(&dir).unwrap().tally.delivered;
+        batch.add(&one, &mut log);
+        batch.add(&one, &mut log);
+        assert_eq!(delivered(), 0, "held in the child");
+        std::thread::sleep(COUNTERS_FLUSH_EVERY);
+        batch.add(&one, &mut log);
+        assert_eq!(delivered(), 3, "a second on: all of them");
+        batch.add(&one, &mut log);
+        assert_eq!(delivered(), 3);
+        batch.flush(&mut log);
+        assert_eq!(delivered(), 4, "the rest when the child ends");
+        batch.flush(&mut log);
+        assert_eq!(delivered(), 4);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -195,6 +195,7 @@ fn run_pass_seeing(
         config,
         host: &host,
         pass: &pass_id,
+        counts: None,
     };
     let mut starter = Starter {
         config,

@@ -22,13 +22,17 @@ use std::time::Duration;
 /// content starts) and the content's size. Reads from the start of the file,
 /// wherever an earlier read left its position.
 pub fn read_claimed(claim: &Claim) -> std::io::Result<(Envelope, u64, u64)> {
-    let total = claim.file().metadata()?.len();
+    let total = claim.file_len();
     let mut file = claim.file();
     file.seek(SeekFrom::Start(0))?;
     let mut reader = BufReader::with_capacity(crate::limits::ENVELOPE_READ_BUFFER, file);
     let (envelope, header_len) = crate::spool::parse_envelope(&mut reader)?;
     Ok((envelope, header_len, total.saturating_sub(header_len)))
 }
+
+/// The outcomes a delivery child recorded, added to the spool's counters
+/// in batches ([`crate::metrics::Batch`]): a child counts through here.
+pub use crate::metrics::Batch as Counts;
 
 /// What recording needs besides the message: where the spool is, the
 /// retry and bounce settings, this host's name for the DSN, and the pass
@@ -38,6 +42,9 @@ pub struct RecordContext<'a> {
     pub config: &'a Config,
     pub host: &'a str,
     pub pass: &'a PassId,
+    /// Where the outcomes are counted: a delivery child's batch
+    /// ([`crate::metrics::Batch`]); None: added to the counters file at once.
+    pub counts: Option<&'a Counts>,
 }
 
 impl RecordContext<'_> {
@@ -79,7 +86,10 @@ pub fn record(
         ));
     }
     store(ctx, claim, env, &decision.state, log)?;
-    crate::metrics::count(&ctx.config.spool_dir, &decision.tally(), log);
+    match ctx.counts {
+        Some(batch) => batch.add(&decision.tally(), log),
+        None => crate::metrics::count(&ctx.config.spool_dir, &decision.tally(), log),
+    }
     Ok(decision.failed())
 }
 

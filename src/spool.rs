@@ -218,7 +218,53 @@ pub struct Spool {
     /// (None when it could not be opened: then by their paths).
     queue: std::sync::OnceLock<Option<File>>,
     /// A delivery child's spare state file (see [`Spool::recycling_states`]).
-    spare: Option<PathBuf>,
+    spare: Option<Spare>,
+}
+
+/// A delivery child's spare state file `tmp/spare.PID`, and the file kept
+/// open from one message to the next (no open and close a message).
+struct Spare {
+    path: PathBuf,
+    open: std::sync::Mutex<Option<OpenSpare>>,
+}
+
+/// The open spare: at `tmp/spare.PID` while `out` is None, else renamed to
+/// the state file of message `out` (and so never written again through
+/// this descriptor, which is dropped once that state is replaced or goes
+/// elsewhere).
+struct OpenSpare {
+    file: File,
+    /// The length of its text, when this process wrote it.
+    len: Option<usize>,
+    out: Option<QueueId>,
+}
+
+impl Spare {
+    fn kept(&self) -> std::sync::MutexGuard<'_, Option<OpenSpare>> {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The state file of `id`, which may be the open spare, is replaced or
+    /// unlinked: the descriptor is let go.
+    fn forget(&self, id: &QueueId) {
+        let mut kept = self.kept();
+        if kept.as_ref().is_some_and(|o| o.out.as_ref() == Some(id)) {
+            *kept = None;
+        }
+    }
+
+    /// The state file of `id` was renamed to the spare's path: the open
+    /// spare is there again when it was that state, and let go otherwise
+    /// (the file at the path is another, of unknown length).
+    fn came_home(&self, id: &QueueId) {
+        let mut kept = self.kept();
+        match kept.as_mut() {
+            Some(o) if o.out.as_ref() == Some(id) => o.out = None,
+            _ => *kept = None,
+        }
+    }
 }
 
 pub struct QueueEntry {
@@ -290,7 +336,10 @@ impl Spool {
     /// file in `queue/` is still never written in place.
     pub fn recycling_states(mut self) -> Spool {
         let name = format!("spare.{}", std::process::id());
-        self.spare = Some(self.tmp_dir().join(name));
+        self.spare = Some(Spare {
+            path: self.tmp_dir().join(name),
+            open: std::sync::Mutex::new(None),
+        });
         self
     }
 
@@ -298,7 +347,8 @@ impl Spool {
     /// child; one a killed child leaves is a leftover `tmp/` file).
     pub fn drop_spare(&self) {
         if let Some(spare) = &self.spare {
-            let _ = std::fs::remove_file(spare);
+            *spare.kept() = None;
+            let _ = std::fs::remove_file(&spare.path);
         }
     }
 
@@ -313,6 +363,11 @@ impl Spool {
     /// Opens `queue/ID` (or `queue/ID.state` when `state`) as
     /// [`open_regular_sized`] opens a path, through the open `queue/`.
     fn open_queued(&self, id: &QueueId, state: bool) -> io::Result<(File, u64)> {
+        checked_regular(self.open_queued_unchecked(id, state))
+    }
+
+    /// `queue/`, opened once (None when it cannot be opened).
+    fn queue_fd(&self) -> Option<&File> {
         let dir = self.queue.get_or_init(|| {
             let flags = libc::O_DIRECTORY | libc::O_CLOEXEC;
             OpenOptions::new()
@@ -321,12 +376,19 @@ impl Spool {
                 .open(self.queue_dir())
                 .ok()
         });
-        let Some(dir) = dir else {
+        dir.as_ref()
+    }
+
+    /// As [`Spool::open_queued`], without the fstat that checks it is a
+    /// regular file: for a claim, which checks it once it holds the lock
+    /// ([`Spool::try_claim`]), before reading a byte.
+    fn open_queued_unchecked(&self, id: &QueueId, state: bool) -> io::Result<File> {
+        let Some(dir) = self.queue_fd() else {
             let path = match state {
                 true => self.state_path(id),
                 false => self.message_path(id),
             };
-            return open_regular_sized(&path);
+            return open_unchecked(&path);
         };
         // The name and its NUL on the stack: no allocation per message.
         let mut name = [0u8; QueueId::LEN + STATE_SUFFIX.len() + 1];
@@ -338,7 +400,7 @@ impl Spool {
         }
         let name = std::ffi::CStr::from_bytes_with_nul(&name[..=len]).map_err(io::Error::other)?;
         let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
-        checked_regular(crate::sys::open_in(dir.as_fd(), name, flags))
+        crate::sys::open_in(dir.as_fd(), name, flags).map_err(not_a_link)
     }
 
     pub fn message_path(&self, id: &QueueId) -> PathBuf {
@@ -599,33 +661,34 @@ impl Spool {
         id: &QueueId,
         slot: &'s mut ClaimSlot,
     ) -> io::Result<Option<Claim<'s>>> {
-        match self.open_queued(id, false) {
-            Ok((file, _)) => Self::claim_open(id, file, slot),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        match self.try_claim(id) {
+            Ok(Taken::Locked(file, len)) => Ok(Some(Claim::new(id, slot, file, len))),
+            Ok(Taken::Busy | Taken::Gone) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// The claim of an open message file.
-    fn claim_open<'s>(
-        id: &QueueId,
-        file: File,
-        slot: &'s mut ClaimSlot,
-    ) -> io::Result<Option<Claim<'s>>> {
-        let guard = match slot.0.insert(fd_lock::RwLock::new(file)).try_write() {
-            Ok(guard) => guard,
-            // The file, unlocked, stays in the slot until the caller drops it.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+    /// One try at a claim: the message opened, locked without waiting, and
+    /// only then checked (fstat) to be a regular file that is still in
+    /// `queue/`; a file that is not is refused before a byte is read.
+    fn try_claim(&self, id: &QueueId) -> io::Result<Taken> {
+        let file = match self.open_queued_unchecked(id, false) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Taken::Gone),
             Err(e) => return Err(e),
         };
-        // Removed by the runner that held it before us: nothing left to do.
-        if std::os::unix::fs::MetadataExt::nlink(&guard.metadata()?) == 0 {
-            return Ok(None);
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(Taken::Busy),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
-        Ok(Some(Claim {
-            id: id.clone(),
-            guard,
-        }))
+        let meta = file.metadata()?;
+        let len = regular_len(&meta)?;
+        // Removed by the runner that held it before us: nothing left to do.
+        if std::os::unix::fs::MetadataExt::nlink(&meta) == 0 {
+            return Ok(Taken::Gone);
+        }
+        Ok(Taken::Locked(file, len))
     }
 
     /// As [`Spool::claim`], waiting out a lock held only for a moment: a
@@ -638,20 +701,10 @@ impl Spool {
         slot: &'s mut ClaimSlot,
     ) -> io::Result<Option<Claim<'s>>> {
         for _ in 1..crate::limits::CLAIM_TRIES {
-            let file = match self.open_queued(id, false) {
-                Ok((file, _)) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            match file.try_lock() {
-                // Taken: the claim locks it again through the same open
-                // file, which cannot be refused (flock locks belong to the
-                // open file), so the file is opened once, not twice.
-                Ok(()) => return Self::claim_open(id, file, slot),
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    std::thread::sleep(crate::limits::CLAIM_PAUSE)
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            match self.try_claim(id)? {
+                Taken::Locked(file, len) => return Ok(Some(Claim::new(id, slot, file, len))),
+                Taken::Gone => return Ok(None),
+                Taken::Busy => std::thread::sleep(crate::limits::CLAIM_PAUSE),
             }
         }
         self.claim(id, slot)
@@ -661,7 +714,7 @@ impl Spool {
     /// `tmp/`, fsync, rename, directory fsync.
     pub fn write_state(&self, claim: &Claim, state: &State) -> Result<()> {
         self.replace_state(claim, state)?;
-        sync_dir(&self.queue_dir())
+        self.sync_queue()
     }
 
     /// Replaces the state of a claimed message as [`Spool::write_state`]
@@ -682,26 +735,46 @@ impl Spool {
 
     /// The state written into the spare file (see
     /// [`Spool::recycling_states`]), created when there is none: in place,
-    /// with no block freed or allocated when it fits the one it has, fsync,
-    /// renamed to the state file. An Err leaves the ordinary way to the
-    /// caller.
-    fn state_through_spare(&self, spare: &Path, claim: &Claim, state: &State) -> io::Result<()> {
+    /// with no block freed or allocated when it fits the one it has, cut to
+    /// its length when the text before was longer, fsync, renamed to the
+    /// state file. The file stays open for the next message, which finds it
+    /// at the spare's path again when this message is removed. An Err
+    /// leaves the ordinary way to the caller.
+    fn state_through_spare(&self, spare: &Spare, claim: &Claim, state: &State) -> io::Result<()> {
         let text = format_state(state);
-        let f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .mode(0o640)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(spare)?;
+        let mut kept = spare.kept();
+        let mut open = match kept.take() {
+            Some(o) if o.out.is_none() => o,
+            _ => OpenSpare {
+                file: OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .mode(0o640)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&spare.path)?,
+                len: None,
+                out: None,
+            },
+        };
+        let f = &open.file;
         f.write_all_at(text.as_bytes(), 0)?;
-        f.set_len(text.len() as u64)?;
-        set_due_time(&f, state);
+        if open.len.is_none_or(|len| len > text.len()) {
+            f.set_len(text.len() as u64)?;
+        }
+        set_due_time(f, state);
         f.sync_all()?;
-        std::fs::rename(spare, self.state_path(&claim.id))
+        std::fs::rename(&spare.path, self.state_path(&claim.id))?;
+        open.len = Some(text.len());
+        open.out = Some(claim.id.clone());
+        *kept = Some(open);
+        Ok(())
     }
 
     /// The state file replaced by a temporary file in `tmp/`, fsync, rename.
     fn replace_state(&self, claim: &Claim, state: &State) -> Result<()> {
+        if let Some(spare) = &self.spare {
+            spare.forget(&claim.id);
+        }
         let tmp = self
             .tmp_dir()
             .join(format!("{}.state.{}", claim.id, std::process::id()));
@@ -737,7 +810,7 @@ impl Spool {
     /// removal durable: for removing many messages at once (`spoolctl
     /// delete --all`), which calls [`Spool::sync_queue`] once at the end.
     /// A crash before that may bring a removed message back, never lose one.
-    pub fn remove_unsynced(&self, claim: Claim) -> Result<()> {
+    pub fn remove_unsynced(&self, mut claim: Claim) -> Result<()> {
         let rm = |p: PathBuf| match std::fs::remove_file(&p) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 Err(Error::io(format!("cannot remove {}", p.display()), e))
@@ -745,18 +818,31 @@ impl Spool {
             _ => Ok(()),
         };
         rm(self.message_path(&claim.id))?;
+        claim.unlock = false;
         let state = self.state_path(&claim.id);
         // A child's spare: the state this process wrote under the claim.
         // Any failure (no state, no `tmp/`) leaves it to the unlink.
-        match &self.spare {
-            Some(spare) if std::fs::rename(&state, spare).is_ok() => Ok(()),
-            _ => rm(state),
+        let Some(spare) = &self.spare else {
+            return rm(state);
+        };
+        if std::fs::rename(&state, &spare.path).is_ok() {
+            spare.came_home(&claim.id);
+            return Ok(());
         }
+        spare.forget(&claim.id);
+        rm(state)
     }
 
-    /// Makes the removals and renames in `queue/` so far durable.
+    /// Makes the removals and renames in `queue/` so far durable, through
+    /// the `queue/` kept open when there is one.
     pub fn sync_queue(&self) -> Result<()> {
-        sync_dir(&self.queue_dir())
+        match self.queue_fd() {
+            Some(dir) => dir.sync_all().map_err(|e| {
+                let path = self.queue_dir();
+                Error::io(format!("cannot fsync directory {}", path.display()), e)
+            }),
+            None => sync_dir(&self.queue_dir()),
+        }
     }
 
     /// Removes what dead writers left: unlocked files in `tmp/` older
@@ -913,25 +999,40 @@ pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
 
 /// As [`open_regular`], with the file's length from the same fstat.
 fn open_regular_sized(path: &Path) -> io::Result<(File, u64)> {
-    checked_regular(
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path),
-    )
+    checked_regular(open_unchecked(path))
 }
 
-/// What [`open_regular`] opened, checked with fstat to be a regular file.
-fn checked_regular(opened: io::Result<File>) -> io::Result<(File, u64)> {
-    let file = opened.map_err(|e| match e.raw_os_error() {
+/// Opens a spool file for reading as [`open_regular`] does, without the
+/// fstat: the caller checks before reading ([`checked_regular`]).
+fn open_unchecked(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(not_a_link)
+}
+
+/// The error of an open refused with O_NOFOLLOW, as the reader says it.
+fn not_a_link(e: io::Error) -> io::Error {
+    match e.raw_os_error() {
         Some(libc::ELOOP) => invalid("a symbolic link, not a regular file".into()),
         _ => e,
-    })?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(invalid("not a regular file".into()));
     }
-    Ok((file, meta.len()))
+}
+
+/// What [`open_unchecked`] opened, checked with fstat to be a regular file.
+fn checked_regular(opened: io::Result<File>) -> io::Result<(File, u64)> {
+    let file = opened?;
+    let len = regular_len(&file.metadata()?)?;
+    Ok((file, len))
+}
+
+/// The length of a file from its fstat, refused when it is not a regular file.
+fn regular_len(meta: &std::fs::Metadata) -> io::Result<u64> {
+    match meta.is_file() {
+        true => Ok(meta.len()),
+        false => Err(invalid("not a regular file".into())),
+    }
 }
 
 /// The envelope of the message `file`, `total` bytes long, and the length
@@ -962,32 +1063,79 @@ fn read_envelope_from(file: &File, total: u64) -> io::Result<(Envelope, u64)> {
 /// sharing the spool) never deliver to the same recipient twice.
 pub struct Claim<'s> {
     pub id: QueueId,
-    /// Unlocks when the claim is dropped; the open file it locks is in the
-    /// [`ClaimSlot`] the claim borrows, so it cannot be closed before.
-    guard: fd_lock::RwLockWriteGuard<'s, File>,
+    /// The locked file, in the [`ClaimSlot`] the claim borrows, so that it
+    /// cannot be closed before the claim lets go of its lock.
+    file: &'s File,
+    /// The file's length when it was claimed (a message never changes
+    /// after its commit).
+    len: u64,
+    /// False once the message is removed: its lock then goes with the file
+    /// when the slot closes it (a runner that opened it before the removal
+    /// finds it unlinked), without a system call of its own.
+    unlock: bool,
 }
 
-impl Claim<'_> {
+/// What one try at a claim found.
+enum Taken {
+    Locked(File, u64),
+    Busy,
+    Gone,
+}
+
+impl<'s> Claim<'s> {
+    fn new(id: &QueueId, slot: &'s mut ClaimSlot, file: File, len: u64) -> Claim<'s> {
+        Claim {
+            id: id.clone(),
+            file: slot.0.insert(file),
+            len,
+            unlock: true,
+        }
+    }
+
     /// The claimed message file.
     pub fn file(&self) -> &File {
-        &self.guard
+        self.file
+    }
+
+    /// The message file's length.
+    pub fn file_len(&self) -> u64 {
+        self.len
+    }
+
+    /// The whole message file, when it is no longer than `most` bytes:
+    /// read in one pread(2) at most, envelope and content together.
+    pub fn read_whole(&self, most: u64) -> io::Result<Option<Vec<u8>>> {
+        if self.len > most {
+            return Ok(None);
+        }
+        let mut bytes = vec![0; usize::try_from(self.len).map_err(io::Error::other)?];
+        self.file.read_exact_at(&mut bytes, 0)?;
+        Ok(Some(bytes))
     }
 
     /// The claimed message's envelope and the size of its content, read
     /// through the claim's own open file (no second open of the message).
     pub fn envelope(&self) -> io::Result<(Envelope, u64)> {
-        let mut file: &File = &self.guard;
+        let mut file: &File = self.file;
         io::Seek::seek(&mut file, io::SeekFrom::Start(0))?;
-        read_envelope_from(file, file.metadata()?.len())
+        read_envelope_from(file, self.len)
     }
 }
 
-/// Where a [`Claim`] keeps the message file it locks. The lock guard borrows
-/// the lock, so the two cannot live in one value without unsafe code; the
-/// caller keeps this one for the claim's lifetime instead:
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if self.unlock {
+            let _ = self.file.unlock();
+        }
+    }
+}
+
+/// Where a [`Claim`] keeps the message file it locks. The claim borrows
+/// the file, which so outlives the lock; the caller keeps this one for the
+/// claim's lifetime:
 /// `let mut slot = ClaimSlot::default(); let claim = spool.claim(id, &mut slot)?;`
 #[derive(Default)]
-pub struct ClaimSlot(Option<fd_lock::RwLock<File>>);
+pub struct ClaimSlot(Option<File>);
 
 /// 8 hex digits of seconds/// 8 hex digits of seconds, 5 of microseconds, 3 random: sorts by arrival.
 fn new_queue_id() -> QueueId {
@@ -1495,6 +1643,68 @@ mod tests {
         plain.remove(claim).unwrap();
         assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
         assert_eq!(std::fs::read_dir(dir.join("queue")).unwrap().count(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_childs_open_spare_never_writes_a_state_it_no_longer_is() {
+        let (dir, plain) = spool();
+        let spool = Spool::new(&dir).recycling_states();
+        let spare = dir
+            .join("tmp")
+            .join(format!("spare.{}", std::process::id()));
+        let state = |attempts: u32, text: &str| {
+            let mut s = State {
+                attempts,
+                next_attempt: 42,
+                ..State::default()
+            };
+            s.set(0, RcptStatus::Deferred, text);
+            s
+        };
+        let (short, long) = (state(1, "x"), state(1, &"451 busy ".repeat(30)));
+        let deferred = state(2, "451 4.3.0 try later");
+        // Each step: a message claimed, its attempt begun through the spare.
+        let begin = |s: &State| {
+            let env = spool.deposit(envelope, |_, _| Ok(())).unwrap();
+            let mut slot = ClaimSlot::default();
+            let claim = spool.claim(&env.id, &mut slot).unwrap().unwrap();
+            spool.write_state_before_attempt(&claim, s).unwrap();
+            drop(claim);
+            // Exactly this text, nothing of an earlier one after it.
+            let text = std::fs::read_to_string(spool.state_path(&env.id)).unwrap();
+            assert_eq!(text, format_state(s));
+            (env.id, slot)
+        };
+        // A deferred: its state replaced the ordinary way; the open spare
+        // (A's state before) must not be written again.
+        let a = spool.deposit(envelope, |_, _| Ok(())).unwrap();
+        {
+            let mut slot = ClaimSlot::default();
+            let claim = spool.claim(&a.id, &mut slot).unwrap().unwrap();
+            spool.write_state_before_attempt(&claim, &long).unwrap();
+            spool.write_state(&claim, &deferred).unwrap();
+        }
+        // B begun and never recorded (its record failed): its state stays
+        // as the spare made it, and the next attempt's goes elsewhere.
+        let (b, _slot) = begin(&long);
+        // C, D, E, F delivered one after the other: short, long, short
+        // again through the one spare, each read back exactly.
+        for s in [&short, &long, &short, &long] {
+            let (id, mut slot) = begin(s);
+            let claim = spool.claim(&id, &mut slot).unwrap().unwrap();
+            spool.remove(claim).unwrap();
+            assert!(spare.exists());
+            assert_eq!(plain.read_state(&a.id).unwrap(), deferred, "A untouched");
+            assert_eq!(plain.read_state(&b).unwrap(), long, "B untouched");
+        }
+        // The spare removed behind the child's back (a pass's clean-up of
+        // `tmp/`): the state is written the ordinary way, whole.
+        std::fs::remove_file(&spare).unwrap();
+        let (id, _slot) = begin(&long);
+        assert_eq!(plain.read_state(&id).unwrap(), long);
+        assert_eq!(plain.read_state(&a.id).unwrap(), deferred);
+        spool.drop_spare();
         std::fs::remove_dir_all(dir).unwrap();
     }
 
