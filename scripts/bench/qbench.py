@@ -646,26 +646,43 @@ def report(path, count, hold):
               f" ({best[0]}: {ratio:.2f}x over {fmt_n(best[2])} connections; the limit {limit[0]:.0f} msgs/s"
               f" at {limit[1]} sessions)")
 
+    def floor_line(res, limit, floor, conns_of):
+        """spoolmail's contenders against the null limit and the durable floor, side by side."""
+        if not floor:
+            return
+        print(f"   the durable floor: {floor[0]:.0f} msgs/s (durable-floor-{floor[1]}), "
+              + (f"{floor[0] / limit[0]:.2f}x the limit" if limit else "no limit measured"))
+        for w, st in res.items():
+            if (w == "spoolmail" or w.startswith("spoolmail-") or w == "base") and st[0] == "ok":
+                rate = count / st[1]
+                vl = f"{rate / limit[0]:.2f}x the limit, " if limit else ""
+                print(f"   {w}: {rate:.0f} msgs/s over {fmt_n(conns_of(w))} connections: "
+                      f"{vl}{rate / floor[0]:.2f}x the durable floor")
+
     if "throughput" in rows:
         t = rows["throughput"]
         print()
         print(f"1. Queue run: {count} queued 2048-byte messages to smtp-sink on 127.0.0.1, from the start")
         print("   of the flush until the sink counted them all (every run verified: count, dump, empty queue)")
-        print("   (source-N: Postfix's smtp-source, N sessions, into the same sink: the best is the limit)")
-        print(f"   {'contender':<14} {'msgs/s':>8} {'secs':>7}  {'runs (s)':<24} {'conns':>6} {'rate vs postfix':>16} {'vs limit':>9}")
+        print("   (source-N: Postfix's smtp-source, N sessions, into the same sink: the best is the limit;")
+        print("   durable-floor-N: tls-source --plain --spool, N sessions, the least a runner that keeps every")
+        print("   outcome durable does: the best is the floor; disk-floor-N: its file work alone, no network)")
+        print(f"   {'contender':<16} {'msgs/s':>8} {'secs':>7}  {'runs (s)':<24} {'conns':>6} {'rate vs postfix':>16} {'vs limit':>9} {'vs floor':>9}")
         res = {w: summary(r) for w, r in t.items()}
         pf = res.get("postfix")
         pf_rate = count / pf[1] if pf and pf[0] == "ok" else None
         limit = limit_of(res, "source-")
+        floor = limit_of(res, "durable-floor-")
         for w, (status, med, secs, conns, notes) in res.items():
             if status != "ok":
                 failed |= status == "FAILED"
-                print(f"   {w:<14} {status}: {'; '.join(notes)}")
+                print(f"   {w:<16} {status}: {'; '.join(notes)}")
                 continue
             rate = count / med
             vs = f"{rate / pf_rate:.2f}x" if pf_rate else "-"
             vl = f"{rate / limit[0]:.2f}x" if limit else "-"
-            print(f"   {w:<14} {rate:>8.0f} {med:>7.2f}  {fmt_runs(secs):<24} {fmt_n(conns):>6} {vs:>16} {vl:>9}")
+            vf = f"{rate / floor[0]:.2f}x" if floor else "-"
+            print(f"   {w:<16} {rate:>8.0f} {med:>7.2f}  {fmt_runs(secs):<24} {fmt_n(conns):>6} {vs:>16} {vl:>9} {vf:>9}")
         sm = res.get("spoolmail")
         if sm and sm[0] == "ok" and pf_rate:
             ratio = (count / sm[1]) / pf_rate
@@ -675,14 +692,16 @@ def report(path, count, hold):
             print(f"   goal: spoolmail >= 1.5x Postfix's rate: {'MET' if ok1 else 'NOT MET'} ({ratio:.2f}x);"
                   f" connections <= Postfix's: {'MET' if ok2 else 'NOT MET'} ({fmt_n(sm[3])} vs {fmt_n(pf[3])})")
         limit_goal(res, limit, lambda w: res[w][3])
+        floor_line(res, limit, floor, lambda w: res[w][3])
     if "tls" in rows:
         t = rows["tls"]
         print()
         print(f"1b. TLS: the same {count} messages to a sink that offers STARTTLS (certificate from a throwaway CA)")
         print("   and takes mail only under TLS; handshakes counted at the sink, one per STARTTLS (every run")
         print("   verified: count, every X-Bench-Seq once, no MAIL refused without TLS, empty queue)")
-        print("   (tls-source-N: a C client of this project's, N sessions, into the same sink: the best is the limit)")
-        print(f"   {'contender':<14} {'msgs/s':>7} {'secs':>7}  {'runs (s)':<20} {'conns':>6} {'handshakes':>10} {'vs postfix':>10} {'vs limit':>9}  notes")
+        print("   (tls-source-N: a C client of this project's, N sessions, into the same sink: the best is the limit;")
+        print("   durable-floor-N: the same client with --spool, the queued files' durable work: the best is the floor)")
+        print(f"   {'contender':<16} {'msgs/s':>7} {'secs':>7}  {'runs (s)':<20} {'conns':>6} {'handshakes':>10} {'vs postfix':>10} {'vs limit':>9} {'vs floor':>9}  notes")
         res = {}
         for w, runs in t.items():
             st = summary([r[:3] + ("-",) + r[4:] for r in runs])  # conns carry C:H:R
@@ -694,16 +713,18 @@ def report(path, count, hold):
         pf = res.get("postfix")
         pf_rate = count / pf[0][1] if pf and pf[0][0] == "ok" else None
         limit = limit_of({w: r[0] for w, r in res.items()}, "tls-source-")
+        floor = limit_of({w: r[0] for w, r in res.items()}, "durable-floor-")
         for w, ((status, med, secs, _, notes), conns, hs, resumed) in res.items():
             if status != "ok":
                 failed |= status == "FAILED"
-                print(f"   {w:<14} {status}: {'; '.join(notes)}")
+                print(f"   {w:<16} {status}: {'; '.join(notes)}")
                 continue
             rate = count / med
             vs = f"{rate / pf_rate:.2f}x" if pf_rate else "-"
             extra = (f"; {resumed} resumed sessions" if resumed else "")
             vl = f"{rate / limit[0]:.2f}x" if limit else "-"
-            print(f"   {w:<14} {rate:>7.0f} {med:>7.2f}  {fmt_runs(secs):<20} {fmt_n(conns):>6} {fmt_n(hs):>10} {vs:>10} {vl:>9}  {' | '.join(notes)}{extra}")
+            vf = f"{rate / floor[0]:.2f}x" if floor else "-"
+            print(f"   {w:<16} {rate:>7.0f} {med:>7.2f}  {fmt_runs(secs):<20} {fmt_n(conns):>6} {fmt_n(hs):>10} {vs:>10} {vl:>9} {vf:>9}  {' | '.join(notes)}{extra}")
         sm = res.get("spoolmail")
         if sm and sm[0][0] == "ok":
             ok = sm[2] is not None and sm[2] <= count / 50
@@ -711,6 +732,7 @@ def report(path, count, hold):
             print(f"   goal: spoolmail's handshakes far fewer than the messages (at most 1 in 50): "
                   f"{'MET' if ok else 'NOT MET'} ({fmt_n(sm[2])} for {count}); each one logged Verified")
         limit_goal({w: r[0] for w, r in res.items()}, limit, lambda w: res[w][1])
+        floor_line({w: r[0] for w, r in res.items()}, limit, floor, lambda w: res[w][1])
     if "slowhost" in rows:
         t = rows["slowhost"]
         print()
