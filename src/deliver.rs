@@ -316,10 +316,7 @@ impl<'c> Worker<'c> {
         };
         // Read under the claim, without a stat first: a state file that is
         // not there reads as the empty state, in one failed open.
-        let entry = QueueEntry {
-            id: id.clone(),
-            has_state: true,
-        };
+        let entry = QueueEntry::unscanned(id.clone(), true);
         let state = record::state_or_hold(&self.spool, &entry, &mut self.log)?;
         // Held since the pass collected it: it waits for its release.
         if state.held.is_some() {

@@ -309,6 +309,20 @@ pub const ENVELOPE_READ_BUFFER: usize = 4096;
 /// message of the queue).
 pub const ENVELOPE_FIRST_READ: usize = 1024;
 
+/// A listing's first read of a message or state file (bytes, on the
+/// stack): a file shorter than this is read whole, and its length is the
+/// read's count, with no fstat (a state file is a few hundred bytes, a
+/// short notice a couple of KiB); a longer message takes an fstat.
+pub const LISTING_FIRST_READ: usize = 4096;
+
+/// The room a listing makes for one message's lines at first (bytes): a
+/// message with a recipient or two and a reason fits.
+pub const LISTED_MESSAGE_TEXT: usize = 512;
+
+/// The buffer a scan of `queue/` reads the directory into (bytes, one
+/// getdents64 call a buffer): about 8,000 of its names a call.
+pub const DIR_READ_BUFFER: usize = 256 * 1024;
+
 /// The threads that read the queue's messages for a listing (`mailq`,
 /// `spoolctl list`), at most: its time is system calls, one open, fstat,
 /// read and close per file, which run in parallel; more than 4 gain little

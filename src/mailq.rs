@@ -16,8 +16,8 @@
 //! hold`), as Postfix marks them.
 
 use crate::error::{Error, Result};
-use crate::model::{QueueId, sanitize};
-use crate::spool::{Envelope, QueueEntry, RcptStatus, Spool, State};
+use crate::model::sanitize;
+use crate::spool::{BusyTest, Envelope, QueueEntry, RcptStatus, Spool, State};
 use crate::system;
 use std::io::{self, Write};
 
@@ -62,31 +62,28 @@ pub fn list_with(
     .map_err(out_err)?;
     let mut total_size = 0u64;
     let mut count = 0usize;
-    let item = |entry: &QueueEntry| {
-        let mut text = Vec::new();
-        match show_message(spool, entry, (shown, detail), &mut text) {
+    let item = |entry: &QueueEntry, busy: &BusyTest| {
+        // Room for a message's lines at once: grown from empty, the text
+        // was reallocated five times a message.
+        let mut text = Vec::with_capacity(crate::limits::LISTED_MESSAGE_TEXT);
+        match show_message(spool, entry, busy, (shown, detail), &mut text) {
             Ok(Some(size)) => Item::Shown(text, size),
             Ok(None) => Item::Hidden,
             Err(e) => Item::Unreadable(e),
         }
     };
-    in_order(
-        &entries,
-        listing_threads(),
-        item,
-        |entry, item| match item {
-            Item::Shown(text, size) => {
-                total_size += size;
-                count += 1;
-                out.write_all(&text)
-            }
-            Item::Hidden => Ok(()),
-            Item::Unreadable(e) => {
-                count += 1;
-                writeln!(out, "{:<10}  (unreadable: {e})\n", entry.id)
-            }
-        },
-    )
+    listing_in_order(spool, &entries, item, |entry, item| match item {
+        Item::Shown(text, size) => {
+            total_size += size;
+            count += 1;
+            out.write_all(&text)
+        }
+        Item::Hidden => Ok(()),
+        Item::Unreadable(e) => {
+            count += 1;
+            writeln!(out, "{:<10}  (unreadable: {e})\n", entry.id)
+        }
+    })
     .map_err(out_err)?;
     // Sendmail's count line, for tools that parse Sendmail's listing
     // (check_mailq's default mode); Postfix's parsers read only the last line.
@@ -98,6 +95,24 @@ pub fn list_with(
         total_size / 1024
     )
     .map_err(out_err)?;
+    Ok(())
+}
+
+/// As [`in_order`] for a listing's messages: `read` gets the entry and
+/// how to tell whether a runner holds it, made afresh for each round (one
+/// read of the kernel's lock table a round, where it can be trusted,
+/// instead of a flock test per message: [`crate::flocks`]).
+pub fn listing_in_order<T: Send>(
+    spool: &Spool,
+    entries: &[QueueEntry],
+    read: impl Fn(&QueueEntry, &BusyTest) -> T + Sync,
+    mut emit: impl FnMut(&QueueEntry, T) -> io::Result<()>,
+) -> io::Result<()> {
+    let table = spool.lock_table();
+    for round in entries.chunks(crate::limits::LISTING_ROUND) {
+        let busy = BusyTest::for_round(table.as_ref());
+        in_order(round, listing_threads(), |e| read(e, &busy), &mut emit)?;
+    }
     Ok(())
 }
 
@@ -174,15 +189,15 @@ pub struct Listed {
 impl Listed {
     /// Reads one message for a listing; None when it vanished meanwhile
     /// (delivered and removed).
-    pub fn load(spool: &Spool, id: &QueueId, has_state: bool) -> io::Result<Option<Listed>> {
-        let (envelope, size, busy) = match spool.read_envelope_for_listing(id) {
+    pub fn load(spool: &Spool, entry: &QueueEntry, busy: &BusyTest) -> io::Result<Option<Listed>> {
+        let (envelope, size, busy) = match spool.read_for_listing(entry, busy) {
             Ok(v) => v,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
         // A state that cannot be read holds the message: every recipient is
         // shown under the reason, as a runner leaves them all alone.
-        let (state, unreadable) = match has_state.then(|| spool.read_state(id)) {
+        let (state, unreadable) = match entry.has_state.then(|| spool.read_state_listed(entry)) {
             Some(Err(e)) if e.kind() != io::ErrorKind::NotFound => {
                 (Default::default(), crate::spool::held_reason(&e))
             }
@@ -232,10 +247,11 @@ type Shown<'a> = (ShownFn<'a>, DetailFn<'a>);
 fn show_message(
     spool: &Spool,
     entry: &QueueEntry,
+    busy: &BusyTest,
     (shown, detail): Shown,
     out: &mut impl Write,
 ) -> io::Result<Option<u64>> {
-    let Some(listed) = Listed::load(spool, &entry.id, entry.has_state)? else {
+    let Some(listed) = Listed::load(spool, entry, busy)? else {
         return Ok(None);
     };
     if !shown(&listed) {
@@ -272,17 +288,11 @@ pub fn write_message(
     }
     // Recipients grouped under their last error, as Postfix shows them; the
     // ones not tried yet first, so that none reads as under another's error.
-    let mut groups: Vec<(&str, Vec<String>)> = vec![("", Vec::new())];
+    let mut groups: Vec<(&str, Vec<usize>)> = vec![("", Vec::new())];
     for (i, _, reason) in listed.waiting() {
-        let r = &envelope.recipients[i];
-        // The address as it was written, when aliases or qualifying changed it.
-        let shown = match &r.orcpt {
-            Some(o) => format!("{} ({o})", r.address),
-            None => r.address.to_string(),
-        };
         match groups.iter_mut().find(|(g, _)| *g == reason) {
-            Some((_, list)) => list.push(shown),
-            None => groups.push((reason, vec![shown])),
+            Some((_, list)) => list.push(i),
+            None => groups.push((reason, vec![i])),
         }
     }
     if !listed.state.owed.is_empty() {
@@ -296,12 +306,53 @@ pub fn write_message(
         if !reason.is_empty() {
             // Sanitized when it was recorded; again here for state files
             // written before that was so, since this goes to a terminal.
-            writeln!(out, "({})", sanitize(reason))?;
+            writeln!(out, "({})", shown_reason(reason))?;
         }
-        for address in list {
-            writeln!(out, "{:41}{address}", "")?;
+        for i in list {
+            let r = &envelope.recipients[i];
+            write!(out, "{:41}{}", "", r.address)?;
+            // The address as it was written, when aliases or qualifying
+            // changed it.
+            match &r.orcpt {
+                Some(o) => writeln!(out, " ({o})")?,
+                None => writeln!(out)?,
+            }
         }
     }
     writeln!(out)?;
     Ok(())
+}
+
+/// A reason as [`sanitize`] shows it, without its copy when it is all
+/// printable ASCII, which sanitize leaves as it is (nearly every reply).
+fn shown_reason(reason: &str) -> std::borrow::Cow<'_, str> {
+    match reason.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        true => std::borrow::Cow::Borrowed(reason),
+        false => std::borrow::Cow::Owned(sanitize(reason)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_shown_as_sanitize_shows_it() {
+        for reason in [
+            "451 4.7.1 <bob@example.com>: relay access refused for now",
+            "",
+            "tab\there",
+            "line\r\nbreak",
+            "bell\x07",
+            "del\x7f",
+            "bidi \u{202e}txt",
+            "caf\u{e9}",
+        ] {
+            assert_eq!(shown_reason(reason), sanitize(reason), "{reason:?}");
+        }
+        assert!(matches!(
+            shown_reason("250 ok"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 }

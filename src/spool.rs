@@ -267,12 +267,73 @@ impl Spare {
     }
 }
 
+/// How a listing tells that a runner holds a message, for a round of its
+/// messages: from one snapshot of the kernel's lock table, or by testing
+/// each message's lock.
+pub enum BusyTest {
+    Table(crate::flocks::Holders),
+    Flock,
+}
+
+impl BusyTest {
+    /// The test for the next round of a listing: a fresh read of `table`
+    /// ([`Spool::lock_table`]), or a flock test per message when there is
+    /// none or it cannot be read.
+    pub fn for_round(table: Option<&crate::flocks::LockTable>) -> BusyTest {
+        match table.map(|t| t.read()) {
+            Some(Ok(held)) => BusyTest::Table(held),
+            _ => BusyTest::Flock,
+        }
+    }
+}
+
 pub struct QueueEntry {
     pub id: QueueId,
     /// A state file exists: at least one delivery attempt was made. (Also
     /// when `QID.state` is not a regular file: [`Spool::read_state`] then
     /// refuses it, and the message is left alone.)
     pub has_state: bool,
+    /// The directory says the state file is a regular file (its `d_type`,
+    /// or an lstat where the file system does not say), so that a listing
+    /// may read it without an fstat of its own ([`Spool::read_state_listed`]).
+    pub state_regular: bool,
+    /// See [`QueueEntry::ino`]; in bytes, not a u64, so that an entry is
+    /// 27 bytes and not 32 (a large listing holds one per message).
+    ino: [u8; 8],
+    /// The scan found its state waiting by the mtime (it then leaves the
+    /// entry out: only while a scan sorts its entries).
+    waits: bool,
+}
+
+impl QueueEntry {
+    /// A message not found by a scan, whose state file may exist or not
+    /// (`has_state`): listings read it with every check.
+    pub fn unscanned(id: QueueId, has_state: bool) -> QueueEntry {
+        QueueEntry {
+            id,
+            has_state,
+            state_regular: false,
+            ino: [0; 8],
+            waits: false,
+        }
+    }
+
+    fn scanned(id: QueueId, ino: u64) -> QueueEntry {
+        QueueEntry {
+            id,
+            has_state: false,
+            state_regular: false,
+            ino: ino.to_ne_bytes(),
+            waits: false,
+        }
+    }
+
+    /// The message's inode as the directory gave it (readdir's `d_ino`),
+    /// for the lock table ([`crate::flocks`]); Some only from a scan, which
+    /// found the message a regular file; None from [`Spool::entry`].
+    pub fn ino(&self) -> Option<u64> {
+        Some(u64::from_ne_bytes(self.ino)).filter(|&ino| ino != 0)
+    }
 }
 
 /// One scan of `queue/`: the messages, and the names of what is there
@@ -401,6 +462,12 @@ impl Spool {
         let name = std::ffi::CStr::from_bytes_with_nul(&name[..=len]).map_err(io::Error::other)?;
         let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
         crate::sys::open_in(dir.as_fd(), name, flags).map_err(not_a_link)
+    }
+
+    /// The lock table a listing may read instead of testing each message's
+    /// lock ([`crate::flocks`]), when it can be trusted for this spool.
+    pub fn lock_table(&self) -> Option<crate::flocks::LockTable> {
+        crate::flocks::LockTable::for_dir(self.queue_fd()?.as_fd())
     }
 
     pub fn message_path(&self, id: &QueueId) -> PathBuf {
@@ -548,67 +615,84 @@ impl Spool {
         seen: &mut std::collections::HashSet<QueueId>,
     ) -> Result<Scan> {
         let dir = self.queue_dir();
-        let listing = std::fs::read_dir(&dir)
-            .map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
-        let mut ids = Vec::new();
+        let read_err = |e| Error::io(format!("cannot read {}", dir.display()), e);
+        // A descriptor of its own: reading moves its offset.
+        let listing = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&dir)
+            .map_err(read_err)?;
+        let mut entries = Vec::new();
         let mut strays = Vec::new();
-        // Each state file's message, and whether its mtime says it waits.
+        // Each state file's message, whether its mtime says it waits, and
+        // whether the directory says it is a regular file.
         let mut states = Vec::new();
-        for entry in listing.filter_map(|e| e.ok()) {
-            use std::os::unix::ffi::OsStrExt;
-            let name = entry.file_name();
-            let name = name.as_bytes();
+        crate::sys::for_each_dir_entry(&listing, |entry| {
+            let name = entry.name.to_bytes();
             let (id, state) = match name.strip_suffix(STATE_SUFFIX.as_bytes()) {
                 Some(id) => (QueueId::parse_bytes(id), true),
                 None => (QueueId::parse_bytes(name), false),
             };
-            match id {
-                Some(id) if seen.contains(&id) => {}
-                Some(id) if state => {
-                    states.push((id, horizon > 0 && state_waits(&entry, now, horizon)))
-                }
-                Some(id) if entry.file_type().is_ok_and(|t| t.is_file()) => ids.push(id),
-                Some(_) => strays.push(String::from_utf8_lossy(name).into_owned()),
-                None => {}
+            let Some(id) = id.filter(|id| !seen.contains(id)) else {
+                return;
+            };
+            // The type from the directory; an lstat where it does not say
+            // (DT_UNKNOWN), or where a pass needs the mtime anyway.
+            let stat = || crate::sys::stat_in(listing.as_fd(), entry.name);
+            let said = match entry.kind {
+                libc::DT_UNKNOWN => None,
+                kind => Some(kind == libc::DT_REG),
+            };
+            if state {
+                let (regular, waits) = match horizon {
+                    0 => (said.unwrap_or_else(|| stat().is_ok_and(|(r, _)| r)), false),
+                    _ => match stat() {
+                        Ok((r, mtime)) => (r, r && waits_by_mtime(Some(mtime), now, horizon)),
+                        Err(_) => (false, false),
+                    },
+                };
+                states.push((id, waits, regular));
+            } else if said.unwrap_or_else(|| stat().is_ok_and(|(r, _)| r)) {
+                entries.push(QueueEntry::scanned(id, entry.ino));
+            } else {
+                strays.push(String::from_utf8_lossy(name).into_owned());
             }
-        }
-        ids.sort_unstable();
+        })
+        .map_err(read_err)?;
+        entries.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         states.sort_unstable();
         strays.sort_unstable();
-        let mut scan = Scan {
-            entries: Vec::with_capacity(ids.len()),
-            strays,
-            orphans: Vec::new(),
-        };
+        let mut orphans = Vec::new();
         let mut states = states.into_iter().peekable();
-        let mut waiting = Vec::new();
-        for id in ids {
-            while let Some((orphan, _)) = states.next_if(|(s, _)| *s < id) {
-                scan.orphans.push(orphan);
+        for e in &mut entries {
+            while let Some((orphan, ..)) = states.next_if(|(s, ..)| *s < e.id) {
+                orphans.push(orphan);
             }
-            match states.next_if(|(s, _)| *s == id) {
-                Some((_, true)) => waiting.push(id),
-                found => scan.entries.push(QueueEntry {
-                    has_state: found.is_some(),
-                    id,
-                }),
+            if let Some((_, waits, regular)) = states.next_if(|(s, ..)| *s == e.id) {
+                (e.has_state, e.waits, e.state_regular) = (true, waits, regular);
             }
         }
-        scan.orphans.extend(states.map(|(id, _)| id));
+        orphans.extend(states.map(|(id, ..)| id));
         // Into `seen` at once, the names gone: a set grown one id at a
         // time holds its old table and the new one at each doubling,
         // beside the names (on a queue of a million, 87 MB against 52).
-        seen.reserve(waiting.len());
-        seen.extend(waiting);
+        // The waiting are marked in place, not copied out: no second list.
+        seen.reserve(entries.iter().filter(|e| e.waits).count());
+        seen.extend(entries.iter().filter(|e| e.waits).map(|e| e.id.clone()));
+        entries.retain(|e| !e.waits);
+        entries.shrink_to_fit();
+        let scan = Scan {
+            entries,
+            strays,
+            orphans,
+        };
         Ok(scan)
     }
 
     /// One message as `scan` would list it, without reading the directory.
     pub fn entry(&self, id: &QueueId) -> QueueEntry {
-        QueueEntry {
-            id: id.clone(),
-            has_state: may_exist(&std::fs::symlink_metadata(self.state_path(id))),
-        }
+        let has_state = may_exist(&std::fs::symlink_metadata(self.state_path(id)));
+        QueueEntry::unscanned(id.clone(), has_state)
     }
 
     /// Reads a message's envelope and the size of its content.
@@ -639,6 +723,71 @@ impl Spool {
         };
         let (envelope, size) = read_envelope_from(&file, len)?;
         Ok((envelope, size, busy))
+    }
+
+    /// A message of a scan for a listing, as [`Spool::read_envelope_for_listing`]
+    /// reads one, in as few system calls as a listing of a large queue
+    /// wants: open, one pread into the stack, close. The scan has read the
+    /// file's type from the directory, so no fstat checks it again; a short
+    /// read is the end of a regular file and gives its length, so only a
+    /// message longer than [`crate::limits::LISTING_FIRST_READ`] takes an
+    /// fstat for it. Whether a runner holds it comes from `busy` (the lock
+    /// table, where it can be trusted, else a flock test on the open file).
+    /// The type read from the directory can be stale only if someone put
+    /// another kind of file in its place since the scan, which only the
+    /// spool's owner can: the open still never blocks (`O_NONBLOCK`) nor
+    /// follows a link, and the pread refuses a FIFO, a socket or a terminal.
+    pub fn read_for_listing(
+        &self,
+        entry: &QueueEntry,
+        busy: &BusyTest,
+    ) -> io::Result<(Envelope, u64, bool)> {
+        // Not from a scan ([`Spool::entry`]): its type is not known yet.
+        if entry.ino().is_none() {
+            return self.read_envelope_for_listing(&entry.id);
+        }
+        let file = self.open_queued_unchecked(&entry.id, false)?;
+        let busy = match (busy, entry.ino()) {
+            (BusyTest::Table(held), Some(ino)) => held.holds(ino),
+            _ => match file.try_lock_shared() {
+                Ok(()) => false,
+                Err(std::fs::TryLockError::WouldBlock) => true,
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            },
+        };
+        let mut head = [0u8; crate::limits::LISTING_FIRST_READ];
+        let n = read_head(&file, &mut head)?;
+        if n < head.len() {
+            let (envelope, header_len) = parse_envelope(&mut &head[..n])?;
+            return Ok((envelope, (n as u64).saturating_sub(header_len), busy));
+        }
+        let (file, total) = checked_regular(Ok(file))?;
+        io::Seek::seek(&mut &file, io::SeekFrom::Start(n as u64))?;
+        let (envelope, size) = envelope_after(&file, &head, total)?;
+        Ok((envelope, size, busy))
+    }
+
+    /// A message's state for a listing: as [`Spool::read_state`], without
+    /// an fstat when the scan found the state file regular (see
+    /// [`Spool::read_for_listing`]): one pread into the stack, whose short
+    /// count is the whole file. A state that fills it is read again the
+    /// ordinary way.
+    pub fn read_state_listed(&self, entry: &QueueEntry) -> io::Result<State> {
+        if !entry.state_regular {
+            return self.read_state(&entry.id);
+        }
+        let file = match self.open_queued_unchecked(&entry.id, true) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
+            other => other?,
+        };
+        let mut buf = [0u8; crate::limits::LISTING_FIRST_READ];
+        let n = read_head(&file, &mut buf)?;
+        if n == buf.len() {
+            return self.read_state(&entry.id);
+        }
+        let text = std::str::from_utf8(&buf[..n])
+            .map_err(|_| invalid("a state file that is not UTF-8".into()))?;
+        parse_state(text)
     }
 
     /// Whether a runner holds the message's claim lock now (tried without
@@ -926,14 +1075,6 @@ fn set_due_time(file: &File, state: &State) {
     let _ = file.set_times(times.set_accessed(read));
 }
 
-/// [`waits_by_mtime`] of a state file in a directory listing, from its
-/// `fstatat` (relative to the open directory, not following a link).
-fn state_waits(entry: &std::fs::DirEntry, now: u64, horizon: u64) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let meta = entry.metadata().ok().filter(|m| m.is_file());
-    waits_by_mtime(meta.map(|m| m.mtime()), now, horizon)
-}
-
 /// The due time a state file's mtime carries (doc/SPOOL.md, "Due times",
 /// since 1.6): the next attempt, when the message only waits for it (no
 /// notice owed, not held, attempted, the time still to come at `now`, when
@@ -1035,6 +1176,21 @@ fn regular_len(meta: &std::fs::Metadata) -> io::Result<u64> {
     }
 }
 
+/// The first bytes of `file` into `buf` (a pread at 0), how many: a
+/// short count from a regular file is its end. A FIFO, socket or terminal
+/// has no offset (ESPIPE): not a regular file.
+fn read_head(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match file.read_at(buf, 0) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ESPIPE) => {
+                return Err(invalid("not a regular file".into()));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The envelope of the message `file`, `total` bytes long, and the length
 /// of its content. Listings and queue runs read every envelope of the
 /// queue: the first read(2) is into the stack and nearly always holds the
@@ -1047,7 +1203,12 @@ fn read_envelope_from(file: &File, total: u64) -> io::Result<(Envelope, u64)> {
             other => break other?,
         }
     };
-    let head = &head[..n];
+    envelope_after(file, &head[..n], total)
+}
+
+/// The envelope of the message `file`, `total` bytes long, whose first
+/// bytes `head` have been read, the file's offset just after them.
+fn envelope_after(file: &File, head: &[u8], total: u64) -> io::Result<(Envelope, u64)> {
     let (envelope, header_len) = if head.windows(2).any(|w| w == b"\n\n") {
         parse_envelope(&mut &*head)?
     } else {
@@ -1201,7 +1362,9 @@ fn invalid(msg: String) -> io::Error {
 
 /// Reads the envelope up to its empty line; returns it with its length in bytes.
 pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> {
-    let mut line = String::new();
+    // Room for an envelope's usual line: grown from empty, each envelope
+    // reallocated it several times (a listing parses every one).
+    let mut line = String::with_capacity(256);
     let mut consumed = reader.read_line(&mut line)? as u64;
     if line.trim_end() != MAGIC {
         return Err(invalid(format!(
@@ -1730,6 +1893,106 @@ mod tests {
         );
         let again = spool.claim(&env.id, &mut slot).unwrap();
         assert!(again.is_some(), "the message can be claimed again");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_listing_sees_a_claim_in_the_lock_table_as_by_flock() {
+        let (dir, spool) = spool();
+        let env = spool.deposit(envelope, |_, _| Ok(())).unwrap();
+        let table = spool.lock_table();
+        // Trusted here when the test's temporary directory is on ext4,
+        // XFS or tmpfs (and the test in the initial pid namespace); else
+        // both are the flock test.
+        let entry = spool.scan().unwrap().pop().unwrap();
+        let busy = |test: BusyTest| spool.read_for_listing(&entry, &test).unwrap().2;
+        let both = || [BusyTest::for_round(table.as_ref()), BusyTest::Flock];
+        assert_eq!(both().map(busy), [false, false]);
+        let mut slot = ClaimSlot::default();
+        let claim = spool.claim(&env.id, &mut slot).unwrap().expect("claim");
+        assert_eq!(both().map(busy), [true, true], "mailq sees the claim");
+        drop(claim);
+        assert_eq!(both().map(busy), [false, false]);
+        // A listing's own look (a shared lock) is not a claim.
+        let other = File::open(spool.message_path(&env.id)).unwrap();
+        other.lock_shared().unwrap();
+        assert_eq!(both().map(busy), [false, false]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_listing_reads_what_the_checked_reads_read() {
+        let (dir, spool) = spool();
+        let many = |id| {
+            let mut e = envelope(id);
+            let r = e.recipients[0].clone();
+            e.recipients = vec![r; 200]; // an envelope longer than the first read
+            e
+        };
+        let short = spool.deposit(envelope, |_, _| Ok(())).unwrap();
+        let content = |_: &mut Envelope, d: &mut Draft| {
+            d.content().write_all(&[b'x'; 10_000]).unwrap();
+            d.add_content_len(10_000);
+            Ok(())
+        };
+        let long = spool.deposit(envelope, content).unwrap();
+        let wide = spool.deposit(many, |_, _| Ok(())).unwrap();
+        let mut st = State {
+            attempts: 1,
+            next_attempt: 42,
+            ..State::default()
+        };
+        st.set(0, RcptStatus::Deferred, "451 later");
+        let mut big = st.clone();
+        big.set(1, RcptStatus::Deferred, &"y".repeat(5000));
+        for (id, state) in [(&short.id, &st), (&long.id, &big)] {
+            let mut slot = ClaimSlot::default();
+            let claim = spool.claim(id, &mut slot).unwrap().unwrap();
+            spool.write_state(&claim, state).unwrap();
+        }
+        let state_len = std::fs::metadata(spool.state_path(&long.id)).unwrap().len();
+        assert!(state_len > crate::limits::LISTING_FIRST_READ as u64);
+        for entry in spool.scan().unwrap() {
+            assert!(entry.ino().is_some());
+            let (env, size, busy) = spool.read_envelope_for_listing(&entry.id).unwrap();
+            let listed = spool.read_for_listing(&entry, &BusyTest::Flock).unwrap();
+            assert_eq!(listed, (env, size, busy));
+            assert_eq!(entry.has_state, entry.state_regular);
+            let state = spool.read_state(&entry.id).unwrap();
+            assert_eq!(spool.read_state_listed(&entry).unwrap(), state);
+        }
+        let size = |id| spool.read_for_listing(&spool.entry(id), &BusyTest::Flock);
+        assert_eq!(size(&long.id).unwrap().1, 10_000);
+        assert_eq!(size(&short.id).unwrap().1, 0);
+        assert_eq!(size(&wide.id).unwrap().0.recipients.len(), 200);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_listing_never_reads_a_fifo_put_in_a_file_s_place() {
+        let (dir, spool) = spool();
+        let env = spool.deposit(envelope, |_, _| Ok(())).unwrap();
+        let mut slot = ClaimSlot::default();
+        let claim = spool.claim(&env.id, &mut slot).unwrap().unwrap();
+        spool.write_state(&claim, &State::default()).unwrap();
+        drop(claim);
+        let entry = spool.scan().unwrap().pop().unwrap();
+        // Swapped for FIFOs after the scan: refused, without blocking.
+        for path in [spool.message_path(&env.id), spool.state_path(&env.id)] {
+            std::fs::remove_file(&path).unwrap();
+            let made = std::process::Command::new("mkfifo").arg(&path).status();
+            assert!(made.unwrap().success());
+        }
+        let e = spool
+            .read_for_listing(&entry, &BusyTest::Flock)
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        let e = spool.read_state_listed(&entry).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        // And a scan that sees the FIFO state refuses it as read_state does.
+        let entry = spool.entry(&env.id);
+        assert!(!entry.state_regular);
+        assert!(spool.read_state_listed(&entry).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

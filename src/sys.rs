@@ -239,6 +239,129 @@ pub fn open_in(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Resu
     Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
+/// One entry of a directory as getdents64(2) gives it: the name (with its
+/// NUL, for the *at calls), the inode (`d_ino`) and the type (`d_type`,
+/// `libc::DT_REG` and so on; `DT_UNKNOWN` where the file system does not
+/// say).
+pub struct RawDirEntry<'a> {
+    pub name: &'a CStr,
+    pub ino: u64,
+    pub kind: u8,
+}
+
+/// Calls `each` with every entry of the directory open as `dir` (a
+/// descriptor of its own, read from its offset to the end), but `.` and
+/// `..`: getdents64 into one large buffer, each name handed out in place.
+/// std's `read_dir` reads through glibc's 32 KiB buffer and allocates each
+/// name (a queue of a million messages is two million names).
+pub fn for_each_dir_entry(dir: &File, mut each: impl FnMut(RawDirEntry<'_>)) -> io::Result<()> {
+    let mut buf = vec![0u8; crate::limits::DIR_READ_BUFFER];
+    loop {
+        // SAFETY: buf is writable for buf.len() bytes, the length passed;
+        // dir is an open descriptor borrowed for the call.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        };
+        let Ok(n) = usize::try_from(n) else {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        for entry in dirent64_records(&buf[..n.min(buf.len())]) {
+            let entry = entry?;
+            if !matches!(entry.name.to_bytes(), b"." | b"..") {
+                each(entry);
+            }
+        }
+    }
+}
+
+/// The records of a buffer getdents64 filled (struct linux_dirent64:
+/// `d_ino` u64, `d_off` i64, `d_reclen` u16, `d_type` u8, then the name and
+/// its NUL, padded to `d_reclen`); an Err for a record that does not fit.
+pub fn dirent64_records(buf: &[u8]) -> impl Iterator<Item = io::Result<RawDirEntry<'_>>> {
+    const NAME: usize = 19;
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let bad = || io::Error::other("a malformed directory record");
+        let record = || -> io::Result<(RawDirEntry<'_>, usize)> {
+            let head = rest.get(..NAME).ok_or_else(bad)?;
+            let ino = u64::from_ne_bytes(head[..8].try_into().map_err(|_| bad())?);
+            let len = usize::from(u16::from_ne_bytes([head[16], head[17]]));
+            let name = rest.get(NAME..len).ok_or_else(bad)?;
+            let name = CStr::from_bytes_until_nul(name).map_err(|_| bad())?;
+            let kind = head[18];
+            Ok((RawDirEntry { name, ino, kind }, len))
+        };
+        match record() {
+            Ok((entry, len)) => {
+                rest = &rest[len..];
+                Some(Ok(entry))
+            }
+            Err(e) => {
+                rest = &[];
+                Some(Err(e))
+            }
+        }
+    })
+}
+
+/// Whether `name` in the directory `dir` is a regular file, and its mtime
+/// (Unix seconds): fstatat(2), not following a symbolic link.
+pub fn stat_in(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<(bool, i64)> {
+    // SAFETY: stat is a plain C struct of integers; all zeros is valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: name is NUL-terminated and lives for the call; dir is an open
+    // descriptor borrowed for the call; st is a live, writable local.
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
+    #[allow(clippy::unnecessary_cast)] // st_mtime's width differs by architecture
+    Ok((regular, st.st_mtime as i64))
+}
+
+/// The type of the file system holding the open directory or file `fd`
+/// (statfs's `f_type`, a magic number) and its device (fstat's `st_dev`).
+pub fn fs_type_and_device(fd: BorrowedFd<'_>) -> io::Result<(i64, libc::dev_t)> {
+    // SAFETY: statfs is a plain C struct of integers; all zeros is valid.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is an open descriptor borrowed for the call; fs is a live,
+    // writable local.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut fs) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above, for stat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open; st is a live, writable local.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs by architecture
+    Ok((fs.f_type as i64, st.st_dev))
+}
+
 /// The space of the file system holding `path`: (bytes available to
 /// unprivileged users, total bytes).
 pub fn free_space(path: &std::path::Path) -> io::Result<(u64, u64)> {
@@ -521,6 +644,79 @@ unsafe fn c_bytes(p: *const libc::c_char) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A linux_dirent64 record as the kernel lays it out, padded to 8.
+    fn record(ino: u64, kind: u8, name: &[u8]) -> Vec<u8> {
+        let len = (19 + name.len() + 1).div_ceil(8) * 8;
+        let mut r = Vec::new();
+        r.extend_from_slice(&ino.to_ne_bytes());
+        r.extend_from_slice(&0i64.to_ne_bytes());
+        r.extend_from_slice(&(len as u16).to_ne_bytes());
+        r.push(kind);
+        r.extend_from_slice(name);
+        r.resize(len, 0);
+        r
+    }
+
+    #[test]
+    fn dirent64_records_are_read_in_place() {
+        let mut buf = record(7, libc::DT_REG, b"6A3F2C1B0A1B2C3D");
+        buf.extend(record(8, libc::DT_UNKNOWN, b"6A3F2C1B0A1B2C3D.state"));
+        buf.extend(record(1, libc::DT_DIR, b"."));
+        let got: Vec<_> = dirent64_records(&buf)
+            .map(|e| e.map(|e| (e.ino, e.kind, e.name.to_bytes().to_vec())))
+            .collect::<io::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            got,
+            [
+                (7, libc::DT_REG, b"6A3F2C1B0A1B2C3D".to_vec()),
+                (8, libc::DT_UNKNOWN, b"6A3F2C1B0A1B2C3D.state".to_vec()),
+                (1, libc::DT_DIR, b".".to_vec()),
+            ]
+        );
+        assert_eq!(dirent64_records(&[]).count(), 0);
+        // Cut short, a length past the end, a name without its NUL, a
+        // length too short for the header: one Err, then the end.
+        let whole = record(7, libc::DT_REG, b"x");
+        let mut long = whole.clone();
+        long[16] = 200;
+        let mut no_nul = whole.clone();
+        no_nul[19..].fill(b'x');
+        let mut short = whole.clone();
+        short[16] = 3;
+        short[17] = 0;
+        for bad in [&whole[..12], &long[..], &no_nul[..], &short[..]] {
+            let mut records = dirent64_records(bad);
+            assert!(records.next().unwrap().is_err());
+            assert!(records.next().is_none());
+        }
+    }
+
+    #[test]
+    fn for_each_dir_entry_lists_a_directory_as_read_dir_does() {
+        let dir = std::env::temp_dir().join(format!("spoolmail-sys-dir-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let mut want: Vec<Vec<u8>> = vec![b"sub".to_vec()];
+        for i in 0..3000 {
+            let name = format!("{i:040}");
+            std::fs::write(dir.join(&name), "").unwrap();
+            want.push(name.into_bytes());
+        }
+        use std::os::fd::AsFd;
+        let mut got = Vec::new();
+        let open = File::open(&dir).unwrap();
+        for_each_dir_entry(&open, |e| {
+            let (regular, _) = stat_in(open.as_fd(), e.name).unwrap();
+            assert_eq!(regular, e.name.to_bytes() != b"sub");
+            got.push(e.name.to_bytes().to_vec());
+        })
+        .unwrap();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn passwd_lookup_grows_a_tiny_buffer() {

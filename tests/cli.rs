@@ -1413,6 +1413,35 @@ fn mailq_heading_is_postfixs() {
     assert_eq!(out.stdout.lines().next(), Some(POSTFIX_HEADING));
 }
 
+/// `*` marks the message a runner holds (its claim: an exclusive flock),
+/// read from the kernel's lock table where it can be trusted, else by a
+/// lock test; a shared lock (another listing's look) is not a claim.
+#[test]
+fn mailq_marks_only_the_claimed_message_in_delivery() {
+    let t = spool("mailq-busy");
+    let held = t.submit_one(&["-i", "bob@example.com"], SIMPLE);
+    let free = t.submit_one(&["-i", "carol@example.com"], SIMPLE);
+    let looked = t.submit_one(&["-i", "dave@example.com"], SIMPLE);
+    let open = |q: &str| std::fs::File::open(t.queue_dir().join(q)).unwrap();
+    let claim = open(&held.id);
+    claim.lock().unwrap();
+    let look = open(&looked.id);
+    look.lock_shared().unwrap();
+    let out = t.run(&["-bp"], b"");
+    out.assert_ok();
+    let mark = |id: &str| {
+        let line = out.stdout.lines().find(|l| l.starts_with(id));
+        line.unwrap_or_else(|| panic!("{id} not listed: {}", out.stdout))
+            .as_bytes()[id.len()]
+    };
+    assert_eq!(mark(&held.id), b'*', "{}", out.stdout);
+    assert_eq!(mark(&free.id), b' ', "{}", out.stdout);
+    assert_eq!(mark(&looked.id), b' ', "{}", out.stdout);
+    drop(claim);
+    let out = t.run(&["-bp"], b"");
+    assert!(!out.stdout.contains('*'), "{}", out.stdout);
+}
+
 #[test]
 fn mailq_lists_messages_senders_and_recipients() {
     let t = spool("mailq-full");
