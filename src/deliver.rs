@@ -19,7 +19,7 @@ use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext, read_claimed};
 use crate::route::{RouteError, Router, Target};
 use crate::smtp::{Client, Rcpt, SessionError, Setup, TlsMode, Transaction};
-use crate::spool::{Claim, ClaimSlot, Envelope, QueueEntry, Spool, State};
+use crate::spool::{Claim, ClaimSlot, Envelope, Spool, State};
 use crate::sts::{self, Applied, Mode};
 use crate::sys;
 use crate::system;
@@ -242,7 +242,14 @@ impl<'c> Worker<'c> {
         let Ok(Some(claim)) = self.spool.claim_soon(id, &mut slot) else {
             return (JobEnd::Done, Vec::new()); // another runner has it, or it is gone
         };
-        let Some((envelope, stored, state, rcpts)) = self.read_job(&claim, indices) else {
+        let Some(ReadJob {
+            envelope,
+            stored,
+            state,
+            stood,
+            rcpts,
+        }) = self.read_job(&claim, indices)
+        else {
             return (JobEnd::Done, Vec::new());
         };
         let ctx = RecordContext {
@@ -252,7 +259,7 @@ impl<'c> Worker<'c> {
             pass,
             counts: Some(&self.counts),
         };
-        if let Err(e) = record::begin(&ctx, &claim, &envelope, &state) {
+        if let Err(e) = record::begin(&ctx, &claim, &envelope, &state, !stood) {
             // Sent without a counted attempt, it could be sent again on
             // every run; so not at all while the attempt cannot be recorded.
             self.log.info(&format!(
@@ -300,11 +307,7 @@ impl<'c> Worker<'c> {
     /// A claimed message's envelope, content and state, and the
     /// recipients of `indices` still to be tried; None when there are none
     /// (held since the pass collected it, done meanwhile, unreadable).
-    fn read_job(
-        &mut self,
-        claim: &Claim,
-        indices: &[usize],
-    ) -> Option<(Envelope, Stored, State, Vec<usize>)> {
+    fn read_job(&mut self, claim: &Claim, indices: &[usize]) -> Option<ReadJob> {
         let id = &claim.id;
         let (envelope, stored) = match read_message(claim) {
             Ok(v) => v,
@@ -316,14 +319,19 @@ impl<'c> Worker<'c> {
         };
         // Read under the claim, without a stat first: a state file that is
         // not there reads as the empty state, in one failed open.
-        let entry = QueueEntry::unscanned(id.clone(), true);
-        let state = record::state_or_hold(&self.spool, &entry, &mut self.log)?;
+        let (state, stood) = record::read_state_or_hold(&self.spool, id, &mut self.log)?;
         // Held since the pass collected it: it waits for its release.
         if state.held.is_some() {
             return None;
         }
         let rcpts = state.undone(indices, envelope.recipients.len());
-        (!rcpts.is_empty()).then_some((envelope, stored, state, rcpts))
+        (!rcpts.is_empty()).then_some(ReadJob {
+            envelope,
+            stored,
+            state,
+            stood,
+            rcpts,
+        })
     }
 
     /// One attempt for `rcpts`: the message made ready for the wire (and
@@ -981,6 +989,17 @@ struct Wire<'m> {
 enum Body<'m> {
     Bytes(Cow<'m, [u8]>),
     File { header_len: u64, size: u64 },
+}
+
+/// A claimed message as a job reads it ([`Worker::read_job`]).
+struct ReadJob {
+    envelope: Envelope,
+    stored: Stored,
+    state: State,
+    /// A state stood (false: none, or a torn one, see `record::read_state_or_hold`).
+    stood: bool,
+    /// The job's recipients still to be tried.
+    rcpts: Vec<usize>,
 }
 
 /// A claimed message's content as the child holds it: in memory when the

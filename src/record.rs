@@ -13,6 +13,7 @@ use crate::mime::one_line;
 use crate::model::{EnhancedCode, Notify, Outcome, PassId, QueueId, Verdict};
 use crate::spool::{
     Claim, ClaimSlot, Envelope, Owed, PassMark, QueueEntry, RcptStatus, Recipient, Spool, State,
+    StateFile,
 };
 use crate::system;
 use std::io::{BufReader, Seek, SeekFrom};
@@ -382,16 +383,20 @@ pub fn attempt_begins(state: &State, arrival: u64, now: u64, policy: &Policy) ->
 
 /// Records that an attempt of a claimed message begins ([`attempt_begins`]);
 /// an Err means it could not be written, and the message must not be sent.
+///
+/// `first`: no state of the message stood before (see
+/// `Spool::write_state_before_attempt`).
 pub fn begin(
     ctx: &RecordContext,
     claim: &Claim,
     env: &Envelope,
     state: &State,
+    first: bool,
 ) -> Result<(), String> {
     let (now, _) = system::now();
     let policy = Policy::of(ctx.config);
     let begun = attempt_begins_in(state, env.arrival, &policy, ctx.mark(now));
-    (ctx.spool.write_state_before_attempt(claim, &begun)).map_err(|e| e.to_string())
+    (ctx.spool.write_state_before_attempt(claim, &begun, first)).map_err(|e| e.to_string())
 }
 
 /// [`attempt_begins`] in the pass of `mark` at its time: the attempt
@@ -718,12 +723,26 @@ pub fn state_or_hold(spool: &Spool, entry: &QueueEntry, log: &mut Log) -> Option
     if !entry.has_state {
         return Some(State::default());
     }
-    match spool.read_state(&entry.id) {
-        Ok(state) => Some(state),
+    read_state_or_hold(spool, &entry.id, log).map(|(state, _)| state)
+}
+
+/// As [`state_or_hold`], reading the state file whatever a scan said, and
+/// whether a state stood (false: none, or one a crash left torn, which is
+/// logged and read as none: see `spool::parse_state_of`).
+pub fn read_state_or_hold(spool: &Spool, id: &QueueId, log: &mut Log) -> Option<(State, bool)> {
+    match spool.read_state_file(id) {
+        Ok(StateFile::Found(state)) => Some((state, true)),
+        Ok(StateFile::Absent) => Some((State::default(), false)),
+        Ok(StateFile::Torn(why)) => {
+            log.info(&format!(
+                "{id}: {why} (a crash while its first attempt began?): read as no state, the message as never attempted"
+            ));
+            Some((State::default(), false))
+        }
         // Delivered and removed since (the state goes with the message).
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(State::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some((State::default(), false)),
         Err(e) => {
-            log.info(&format!("{}: {}", entry.id, crate::spool::held_reason(&e)));
+            log.info(&format!("{id}: {}", crate::spool::held_reason(&e)));
             None
         }
     }

@@ -228,6 +228,21 @@ struct Spare {
     open: std::sync::Mutex<Option<OpenSpare>>,
 }
 
+/// Whether the state of a message's attempt, `len` bytes, may be written
+/// into the spare without `fsync` (since 1.7): only when no state of the
+/// message stood before (`first`), so that a state torn by a crash is read
+/// as what there was, none ([`parse_state_of`]); only when it fits one disk
+/// sector, so that it cannot be found half old and half new; and only into
+/// a file whose text is known (`known`: empty, or a 1.7 state this process
+/// wrote, which names another message), so that what a crash may leave
+/// there is recognised as torn. Anything else is written with `fsync`.
+fn unsynced(first: bool, len: usize, known: Option<usize>) -> bool {
+    first && len <= UNSYNCED_STATE_MAX && known.is_some()
+}
+
+/// The largest state written without `fsync`: one sector (see [`unsynced`]).
+const UNSYNCED_STATE_MAX: usize = 512;
+
 /// The open spare: at `tmp/spare.PID` while `out` is None, else renamed to
 /// the state file of message `out` (and so never written again through
 /// this descriptor, which is dropped once that state is replaced or goes
@@ -240,6 +255,23 @@ struct OpenSpare {
 }
 
 impl Spare {
+    /// The spare opened at its path (made when there is none); its text
+    /// known only when it is empty.
+    fn reopen(&self) -> io::Result<OpenSpare> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&self.path)?;
+        let empty = file.metadata()?.len() == 0;
+        Ok(OpenSpare {
+            file,
+            len: empty.then_some(0),
+            out: None,
+        })
+    }
+
     fn kept(&self) -> std::sync::MutexGuard<'_, Option<OpenSpare>> {
         self.open
             .lock()
@@ -787,7 +819,7 @@ impl Spool {
         }
         let text = std::str::from_utf8(&buf[..n])
             .map_err(|_| invalid("a state file that is not UTF-8".into()))?;
-        parse_state(text)
+        parse_state_of(&entry.id, text).map(StateFile::state)
     }
 
     /// Whether a runner holds the message's claim lock now (tried without
@@ -873,9 +905,17 @@ impl Spool {
     /// cache, and survives the process); only a crash of the machine may
     /// lose the rename, and then the attempt, which gives at most one
     /// duplicate, as a crash before the record always could.
-    pub fn write_state_before_attempt(&self, claim: &Claim, state: &State) -> Result<()> {
+    ///
+    /// `first`: no state of the message stood before (none, or a torn one):
+    /// then the state may be written without `fsync` ([`unsynced`]).
+    pub fn write_state_before_attempt(
+        &self,
+        claim: &Claim,
+        state: &State,
+        first: bool,
+    ) -> Result<()> {
         if let Some(spare) = &self.spare
-            && self.state_through_spare(spare, claim, state).is_ok()
+            && self.state_through_spare(spare, claim, state, first).is_ok()
         {
             return Ok(());
         }
@@ -889,29 +929,29 @@ impl Spool {
     /// state file. The file stays open for the next message, which finds it
     /// at the spare's path again when this message is removed. An Err
     /// leaves the ordinary way to the caller.
-    fn state_through_spare(&self, spare: &Spare, claim: &Claim, state: &State) -> io::Result<()> {
-        let text = format_state(state);
+    fn state_through_spare(
+        &self,
+        spare: &Spare,
+        claim: &Claim,
+        state: &State,
+        first: bool,
+    ) -> io::Result<()> {
+        let text = state_text(&claim.id, state);
         let mut kept = spare.kept();
         let mut open = match kept.take() {
             Some(o) if o.out.is_none() => o,
-            _ => OpenSpare {
-                file: OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .mode(0o640)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                    .open(&spare.path)?,
-                len: None,
-                out: None,
-            },
+            _ => spare.reopen()?,
         };
         let f = &open.file;
+        let skip_fsync = unsynced(first, text.len(), open.len);
         f.write_all_at(text.as_bytes(), 0)?;
         if open.len.is_none_or(|len| len > text.len()) {
             f.set_len(text.len() as u64)?;
         }
         set_due_time(f, state);
-        f.sync_all()?;
+        if !skip_fsync {
+            f.sync_all()?;
+        }
         std::fs::rename(&spare.path, self.state_path(&claim.id))?;
         open.len = Some(text.len());
         open.out = Some(claim.id.clone());
@@ -927,7 +967,7 @@ impl Spool {
         let tmp = self
             .tmp_dir()
             .join(format!("{}.state.{}", claim.id, std::process::id()));
-        let text = format_state(state);
+        let text = state_text(&claim.id, state);
         let write = || -> io::Result<()> {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -1040,6 +1080,12 @@ impl Spool {
     /// a state file spoolmail can parse) must leave the message alone: taken
     /// as "never attempted", every recipient would get the message again.
     pub fn read_state(&self, id: &QueueId) -> io::Result<State> {
+        self.read_state_file(id).map(StateFile::state)
+    }
+
+    /// As [`Spool::read_state`], saying whether the state file was there,
+    /// absent, or torn (see [`parse_state_of`]).
+    pub fn read_state_file(&self, id: &QueueId) -> io::Result<StateFile> {
         // A state file is replaced by rename, never written in place: the
         // length fstat gives is the whole of it, read in one read(2)
         // (read_to_string would ask fstat and lseek again, and read once
@@ -1051,9 +1097,30 @@ impl Spool {
             String::from_utf8(text).map_err(|_| invalid("a state file that is not UTF-8".into()))
         };
         match read() {
-            Ok(text) => parse_state(&text),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
+            Ok(text) => parse_state_of(id, &text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(StateFile::Absent),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// A message's state file as read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StateFile {
+    Found(State),
+    /// No state file: never attempted (nor held).
+    Absent,
+    /// A state file left torn by a crash (see [`parse_state_of`]): no state,
+    /// for the reason said.
+    Torn(&'static str),
+}
+
+impl StateFile {
+    /// The state; the empty one when there is none, or none that stands.
+    pub fn state(self) -> State {
+        match self {
+            StateFile::Found(state) => state,
+            StateFile::Absent | StateFile::Torn(_) => State::default(),
         }
     }
 }
@@ -1524,6 +1591,53 @@ fn number<T: std::str::FromStr>(key: &str, value: &str) -> io::Result<T> {
         .map_err(|_| invalid(format!("bad {key} `{value}`")))
 }
 
+/// The state file of message `id` as written since 1.7: the magic line,
+/// `id QID`, the lines [`format_state`] writes, and `end`, so that a state
+/// torn by a crash can be told (see [`parse_state_of`]).
+pub fn state_text(id: &QueueId, state: &State) -> String {
+    let body = format_state(state);
+    let (magic, rest) = body.split_once('\n').unwrap_or((&body, ""));
+    format!("{magic}\nid {id}\n{rest}{STATE_END}\n")
+}
+
+/// The last line of a state file since 1.7.
+const STATE_END: &str = "end";
+
+/// The state file of message `id` from its text. A state whose attempt
+/// was recorded without `fsync` (a first attempt's, see doc/SPOOL.md,
+/// "The state file") may be found torn after a crash: empty or all NUL
+/// bytes, cut short, longer than written, or the whole of the state of
+/// the message the recycled file held before. Such a file is read as no
+/// state ([`StateFile::Torn`]): since only a message that had no state is
+/// written so, there was none before it. Recognised: an empty or all-NUL
+/// text, a beginning of the 1.7 header (`SPOOLMAIL-STATE 1`, `id `) cut
+/// short, and a 1.7 state (one with an `id` line) whose `id` is another
+/// message's, or which does not end with its one `end` line. A state of
+/// 1.6 or before (no `id` line) is read as ever; anything else that is not
+/// a state file is an Err, which holds the message.
+pub fn parse_state_of(id: &QueueId, text: &str) -> io::Result<StateFile> {
+    if text.bytes().all(|b| b == 0) {
+        return Ok(StateFile::Torn("an empty state file"));
+    }
+    let header = format!("{STATE_MAGIC}\nid ");
+    if header.starts_with(text) {
+        return Ok(StateFile::Torn("a state file cut short"));
+    }
+    let Some(rest) = text.strip_prefix(&header) else {
+        return parse_state(text).map(StateFile::Found); // 1.6 or before
+    };
+    let (written_for, _) = rest.split_once('\n').unwrap_or((rest, ""));
+    if written_for != id.as_str() {
+        return Ok(StateFile::Torn("the state file of another message"));
+    }
+    let ends = text.lines().filter(|l| *l == STATE_END).count();
+    let end_line = format!("\n{STATE_END}\n");
+    if ends != 1 || !text.ends_with(&end_line) {
+        return Ok(StateFile::Torn("a state file that is not whole"));
+    }
+    parse_state(text).map(StateFile::Found)
+}
+
 pub fn parse_state(text: &str) -> io::Result<State> {
     let mut lines = text.lines();
     if !matches!(lines.next(), Some(STATE_MAGIC | HELD_STATE_MAGIC)) {
@@ -1764,7 +1878,9 @@ mod tests {
         let first = spool.deposit(envelope, |_, _| Ok(())).unwrap();
         let mut slot = ClaimSlot::default();
         let claim = spool.claim(&first.id, &mut slot).unwrap().unwrap();
-        spool.write_state_before_attempt(&claim, &long).unwrap();
+        spool
+            .write_state_before_attempt(&claim, &long, false)
+            .unwrap();
         assert!(!spare.exists(), "the spare became the state file");
         let state_ino = ino(&spool.state_path(&first.id));
         spool.remove(claim).unwrap();
@@ -1774,7 +1890,9 @@ mod tests {
         let second = spool.deposit(envelope, |_, _| Ok(())).unwrap();
         let mut slot = ClaimSlot::default();
         let claim = spool.claim(&second.id, &mut slot).unwrap().unwrap();
-        spool.write_state_before_attempt(&claim, &short).unwrap();
+        spool
+            .write_state_before_attempt(&claim, &short, false)
+            .unwrap();
         assert_eq!(
             ino(&spool.state_path(&second.id)),
             state_ino,
@@ -1793,7 +1911,9 @@ mod tests {
         let fourth = spool.deposit(envelope, |_, _| Ok(())).unwrap();
         let mut slot = ClaimSlot::default();
         let claim = spool.claim(&fourth.id, &mut slot).unwrap().unwrap();
-        spool.write_state_before_attempt(&claim, &short).unwrap();
+        spool
+            .write_state_before_attempt(&claim, &short, false)
+            .unwrap();
         std::fs::remove_dir(dir.join("tmp")).unwrap();
         spool.remove(claim).unwrap();
         assert!(!spool.state_path(&fourth.id).exists());
@@ -1802,7 +1922,9 @@ mod tests {
         let third = plain.deposit(envelope, |_, _| Ok(())).unwrap();
         let mut slot = ClaimSlot::default();
         let claim = plain.claim(&third.id, &mut slot).unwrap().unwrap();
-        plain.write_state_before_attempt(&claim, &short).unwrap();
+        plain
+            .write_state_before_attempt(&claim, &short, false)
+            .unwrap();
         plain.remove(claim).unwrap();
         assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
         assert_eq!(std::fs::read_dir(dir.join("queue")).unwrap().count(), 0);
@@ -1832,11 +1954,11 @@ mod tests {
             let env = spool.deposit(envelope, |_, _| Ok(())).unwrap();
             let mut slot = ClaimSlot::default();
             let claim = spool.claim(&env.id, &mut slot).unwrap().unwrap();
-            spool.write_state_before_attempt(&claim, s).unwrap();
+            spool.write_state_before_attempt(&claim, s, true).unwrap();
             drop(claim);
             // Exactly this text, nothing of an earlier one after it.
             let text = std::fs::read_to_string(spool.state_path(&env.id)).unwrap();
-            assert_eq!(text, format_state(s));
+            assert_eq!(text, state_text(&env.id, s));
             (env.id, slot)
         };
         // A deferred: its state replaced the ordinary way; the open spare
@@ -1845,7 +1967,9 @@ mod tests {
         {
             let mut slot = ClaimSlot::default();
             let claim = spool.claim(&a.id, &mut slot).unwrap().unwrap();
-            spool.write_state_before_attempt(&claim, &long).unwrap();
+            spool
+                .write_state_before_attempt(&claim, &long, false)
+                .unwrap();
             spool.write_state(&claim, &deferred).unwrap();
         }
         // B begun and never recorded (its record failed): its state stays
@@ -1869,6 +1993,78 @@ mod tests {
         assert_eq!(plain.read_state(&a.id).unwrap(), deferred);
         spool.drop_spare();
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_torn_by_a_crash_is_read_as_no_state_and_no_other_is() {
+        let id = QueueId::new(1_795_305_600, 1, 2);
+        let other = QueueId::new(1_795_305_600, 3, 4);
+        let mut state = State {
+            attempts: 1,
+            next_attempt: 1_795_305_900,
+            ..State::default()
+        };
+        state.set(0, RcptStatus::Delivered, "250 ok");
+        let whole = state_text(&id, &state);
+        let foreign = state_text(&other, &state);
+        let old = format_state(&state); // 1.6 and before: no id, no end
+        let torn = |why: &'static str| Ok(StateFile::Torn(why));
+        let cut = &whole[..whole.len() - 3];
+        let longer = format!("{whole}{}", &foreign[foreign.len() - 9..]);
+        let header_cut = &whole[..STATE_MAGIC.len() + 3];
+        let id_cut = &whole[..STATE_MAGIC.len() + 8];
+        let twice = format!("{whole}{STATE_END}\n");
+        for (text, read) in [
+            (whole.as_str(), Ok(StateFile::Found(state.clone()))),
+            (old.as_str(), Ok(StateFile::Found(state.clone()))),
+            ("", torn("an empty state file")),
+            ("\0\0\0\0", torn("an empty state file")),
+            ("SPOOLM", torn("a state file cut short")),
+            (header_cut, torn("a state file cut short")),
+            (id_cut, torn("the state file of another message")),
+            (foreign.as_str(), torn("the state file of another message")),
+            (cut, torn("a state file that is not whole")),
+            (longer.as_str(), torn("a state file that is not whole")),
+            (twice.as_str(), torn("a state file that is not whole")),
+        ] {
+            let got = parse_state_of(&id, text).map_err(|e| e.to_string());
+            assert_eq!(got, read, "{text:?}");
+        }
+        // Not torn, not a state: held, as before 1.7.
+        for text in [
+            "\0\u{7f}garbage that is no state\n",
+            "SPOOLMAIL-STATE 2\nid 0\n",
+            "hello\n",
+        ] {
+            assert!(parse_state_of(&id, text).is_err(), "{text:?}");
+        }
+        // A held state (1.2's magic) carries its id and end line as well.
+        let held = State {
+            held: Some(1_795_305_600),
+            ..state.clone()
+        };
+        let text = state_text(&id, &held);
+        assert!(text.starts_with("SPOOLMAIL-STATE 1.2\nid ") && text.ends_with("\nend\n"));
+        assert_eq!(parse_state_of(&id, &text).unwrap(), StateFile::Found(held));
+    }
+
+    #[test]
+    fn only_a_first_attempts_small_state_into_a_known_file_skips_the_fsync() {
+        // (no state stood before, length, the spare's text known) -> unsynced
+        for (first, len, known, expected) in [
+            (true, 90, Some(0), true),
+            (true, 90, Some(120), true),
+            (true, UNSYNCED_STATE_MAX, Some(90), true),
+            (true, UNSYNCED_STATE_MAX + 1, Some(90), false),
+            (true, 90, None, false),
+            (false, 90, Some(90), false),
+        ] {
+            assert_eq!(
+                unsynced(first, len, known),
+                expected,
+                "{first} {len} {known:?}"
+            );
+        }
     }
 
     #[test]
@@ -2328,7 +2524,9 @@ mod tests {
             next_attempt: now + 600,
             ..State::default()
         };
-        spool.write_state_before_attempt(&claim, &state).unwrap();
+        spool
+            .write_state_before_attempt(&claim, &state, false)
+            .unwrap();
         let meta = std::fs::metadata(spool.state_path(&env.id)).unwrap();
         assert_eq!(meta.mtime(), (now + 600) as i64);
         std::fs::remove_dir_all(dir).unwrap();

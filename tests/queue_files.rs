@@ -125,3 +125,52 @@ fn a_message_without_recipients_is_logged_and_removed() {
     );
     assert_eq!(sink.message_count(), 0);
 }
+
+/// A state file a crash left torn (spool format 1.7: a first attempt's
+/// state is written without fsync): empty, all NUL bytes, cut short, or
+/// the whole state of the message whose recycled file it was (here one
+/// saying the recipient was delivered, which believed would lose the
+/// mail). Each is read as no state, and logged: the message is delivered,
+/// not held, not taken for delivered.
+#[test]
+fn a_torn_or_foreign_state_file_is_read_as_no_state_and_the_message_delivered() {
+    let sink = Smtp::sink(&[]);
+    let s = spool(&sink);
+    let other = "6A3F2C1B0A1B2C3D";
+    let foreign = format!(
+        "SPOOLMAIL-STATE 1\nid {other}\nattempts 1\nnext 4102444800\nrcpt 0 delivered 250 ok\nend\n"
+    );
+    let torn = |id: &str| -> Vec<(String, String)> {
+        vec![
+            (String::new(), "an empty state file".into()),
+            ("\0".repeat(90), "an empty state file".into()),
+            (
+                format!("SPOOLMAIL-STATE 1\nid {id}\nattempts 1\nnext 41"),
+                "a state file that is not whole".into(),
+            ),
+            (foreign.clone(), "the state file of another message".into()),
+        ]
+    };
+    let mut expected = Vec::new();
+    for i in 0..4 {
+        let q = s.submit_one(&["bob@example.net"], MESSAGE);
+        let (text, why) = torn(&q.id).swap_remove(i);
+        fs::write(s.queue_dir().join(format!("{}.state", q.id)), text).unwrap();
+        expected.push((q.id, why));
+    }
+    let mailq = s.mailq();
+    assert!(
+        !mailq.contains("unreadable"),
+        "listed as never attempted:\n{mailq}"
+    );
+    s.pass(&[]);
+    assert_eq!(sink.wait_for_messages(4, Duration::from_secs(10)).len(), 4);
+    assert!(s.queue_ids().is_empty(), "{:?}", s.queue_ids());
+    let log = s.log();
+    for (id, why) in expected {
+        assert!(
+            log.contains(&format!("{id}: {why} (a crash")) && log.contains("read as no state"),
+            "{id}: {why}\n{log}"
+        );
+    }
+}
