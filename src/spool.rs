@@ -418,7 +418,7 @@ impl Spool {
     }
 
     /// This spool, recycling its state files, for a delivery child: the
-    /// state file of a message it removes is renamed to `tmp/spare.PID`
+    /// state file of a message it removes is renamed to `tmp/spare.PID.RAND`
     /// instead of unlinked, and the next record that an attempt begins is
     /// written into it, so that a run of deliveries creates no inode for its
     /// states and frees only its messages'. On ext4 without a journal, which
@@ -427,8 +427,15 @@ impl Spool {
     /// before it (a profile of a queue run: 40% of its CPU time). Only this
     /// process writes its spare, in `tmp/`, where no reader looks; a state
     /// file in `queue/` is still never written in place.
+    ///
+    /// The name is this spool's own, random besides the pid: another child
+    /// of the same pid (in another pid namespace, or on another host
+    /// sharing the spool) that found the file at its path would keep it
+    /// open as its spare, and write its next state into what is by then
+    /// this child's state file of another message.
     pub fn recycling_states(mut self) -> Spool {
-        let name = format!("spare.{}", std::process::id());
+        let (pid, rand) = (std::process::id(), crate::system::random_u64());
+        let name = format!("spare.{pid}.{rand:016x}");
         self.spare = Some(Spare {
             path: self.tmp_dir().join(name),
             open: std::sync::Mutex::new(None),
@@ -1859,9 +1866,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let (dir, plain) = spool();
         let spool = Spool::new(&dir).recycling_states();
-        let spare = dir
-            .join("tmp")
-            .join(format!("spare.{}", std::process::id()));
+        let spare = spool.spare.as_ref().unwrap().path.clone();
         let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
         // A long state first, then a shorter one through the same file.
         let mut long = State {
@@ -1935,9 +1940,7 @@ mod tests {
     fn a_childs_open_spare_never_writes_a_state_it_no_longer_is() {
         let (dir, plain) = spool();
         let spool = Spool::new(&dir).recycling_states();
-        let spare = dir
-            .join("tmp")
-            .join(format!("spare.{}", std::process::id()));
+        let spare = spool.spare.as_ref().unwrap().path.clone();
         let state = |attempts: u32, text: &str| {
             let mut s = State {
                 attempts,
@@ -1992,6 +1995,51 @@ mod tests {
         assert_eq!(plain.read_state(&id).unwrap(), long);
         assert_eq!(plain.read_state(&a.id).unwrap(), deferred);
         spool.drop_spare();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn two_children_of_one_pid_never_write_into_each_others_states() {
+        // Two delivery children with the same pid (in two pid namespaces,
+        // or on two hosts sharing the spool): two spools of this process.
+        let (dir, plain) = spool();
+        let (x, y) = (
+            Spool::new(&dir).recycling_states(),
+            Spool::new(&dir).recycling_states(),
+        );
+        let mut mine = State {
+            attempts: 3,
+            next_attempt: 42,
+            ..State::default()
+        };
+        mine.set(0, RcptStatus::Delivered, "250 ok");
+        mine.set(1, RcptStatus::Deferred, "451 later");
+        let first = State {
+            attempts: 1,
+            next_attempt: 42,
+            ..State::default()
+        };
+        let begin = |spool: &Spool, state: &State, first: bool| {
+            let env = spool.deposit(envelope, |_, _| Ok(())).unwrap();
+            let mut slot = ClaimSlot::default();
+            let claim = spool.claim(&env.id, &mut slot).unwrap().unwrap();
+            spool
+                .write_state_before_attempt(&claim, state, first)
+                .unwrap();
+            env.id
+        };
+        // Y's first message delivered: its spare home, and kept open.
+        let b = begin(&y, &first, true);
+        let mut slot = ClaimSlot::default();
+        y.remove(y.claim(&b, &mut slot).unwrap().unwrap()).unwrap();
+        // X's message A, delivered to one recipient before, begins again.
+        let a = begin(&x, &mine, false);
+        // Y's next message begins: A's state must stay A's.
+        let c = begin(&y, &first, true);
+        assert_eq!(plain.read_state_file(&a).unwrap(), StateFile::Found(mine));
+        assert_eq!(plain.read_state(&c).unwrap(), first);
+        x.drop_spare();
+        y.drop_spare();
         std::fs::remove_dir_all(dir).unwrap();
     }
 
