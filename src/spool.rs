@@ -2116,6 +2116,27 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_refuses_a_fifo_or_a_link_in_a_message_s_place() {
+        let (dir, spool) = spool();
+        let outside = dir.join("outside");
+        std::fs::write(&outside, "not a message\n").unwrap();
+        let fifo = QueueId::new(1_795_305_600, 1, 1);
+        let made = std::process::Command::new("mkfifo")
+            .arg(spool.message_path(&fifo))
+            .status();
+        assert!(made.unwrap().success());
+        let link = QueueId::new(1_795_305_600, 1, 2);
+        std::os::unix::fs::symlink(&outside, spool.message_path(&link)).unwrap();
+        for id in [&fifo, &link] {
+            let mut slot = ClaimSlot::default();
+            // Refused at once (an open of the FIFO never blocks), unread.
+            let e = spool.claim_soon(id, &mut slot).err().expect("refused");
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn a_claim_holds_its_lock_until_it_is_dropped() {
         let (dir, spool) = spool();
         let env = spool.deposit(envelope, |_, _| Ok(())).unwrap();
