@@ -51,7 +51,6 @@ pub mod ctl;
 pub mod deliver;
 pub mod dkim;
 pub mod error;
-pub mod flocks;
 pub mod https;
 pub mod json;
 pub mod limits;

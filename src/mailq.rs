@@ -17,7 +17,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::sanitize;
-use crate::spool::{BusyTest, Envelope, QueueEntry, RcptStatus, Spool, State};
+use crate::spool::{Envelope, QueueEntry, RcptStatus, Spool, State};
 use crate::system;
 use std::io::{self, Write};
 
@@ -62,28 +62,33 @@ pub fn list_with(
     .map_err(out_err)?;
     let mut total_size = 0u64;
     let mut count = 0usize;
-    let item = |entry: &QueueEntry, busy: &BusyTest| {
+    let item = |entry: &QueueEntry| {
         // Room for a message's lines at once: grown from empty, the text
         // was reallocated five times a message.
         let mut text = Vec::with_capacity(crate::limits::LISTED_MESSAGE_TEXT);
-        match show_message(spool, entry, busy, (shown, detail), &mut text) {
+        match show_message(spool, entry, (shown, detail), &mut text) {
             Ok(Some(size)) => Item::Shown(text, size),
             Ok(None) => Item::Hidden,
             Err(e) => Item::Unreadable(e),
         }
     };
-    listing_in_order(spool, &entries, item, |entry, item| match item {
-        Item::Shown(text, size) => {
-            total_size += size;
-            count += 1;
-            out.write_all(&text)
-        }
-        Item::Hidden => Ok(()),
-        Item::Unreadable(e) => {
-            count += 1;
-            writeln!(out, "{:<10}  (unreadable: {e})\n", entry.id)
-        }
-    })
+    in_order(
+        &entries,
+        listing_threads(),
+        item,
+        |entry, item| match item {
+            Item::Shown(text, size) => {
+                total_size += size;
+                count += 1;
+                out.write_all(&text)
+            }
+            Item::Hidden => Ok(()),
+            Item::Unreadable(e) => {
+                count += 1;
+                writeln!(out, "{:<10}  (unreadable: {e})\n", entry.id)
+            }
+        },
+    )
     .map_err(out_err)?;
     // Sendmail's count line, for tools that parse Sendmail's listing
     // (check_mailq's default mode); Postfix's parsers read only the last line.
@@ -95,24 +100,6 @@ pub fn list_with(
         total_size / 1024
     )
     .map_err(out_err)?;
-    Ok(())
-}
-
-/// As [`in_order`] for a listing's messages: `read` gets the entry and
-/// how to tell whether a runner holds it, made afresh for each round (one
-/// read of the kernel's lock table a round, where it can be trusted,
-/// instead of a flock test per message: [`crate::flocks`]).
-pub fn listing_in_order<T: Send>(
-    spool: &Spool,
-    entries: &[QueueEntry],
-    read: impl Fn(&QueueEntry, &BusyTest) -> T + Sync,
-    mut emit: impl FnMut(&QueueEntry, T) -> io::Result<()>,
-) -> io::Result<()> {
-    let table = spool.lock_table();
-    for round in entries.chunks(crate::limits::LISTING_ROUND) {
-        let busy = BusyTest::for_round(table.as_ref());
-        in_order(round, listing_threads(), |e| read(e, &busy), &mut emit)?;
-    }
     Ok(())
 }
 
@@ -189,8 +176,8 @@ pub struct Listed {
 impl Listed {
     /// Reads one message for a listing; None when it vanished meanwhile
     /// (delivered and removed).
-    pub fn load(spool: &Spool, entry: &QueueEntry, busy: &BusyTest) -> io::Result<Option<Listed>> {
-        let (envelope, size, busy) = match spool.read_for_listing(entry, busy) {
+    pub fn load(spool: &Spool, entry: &QueueEntry) -> io::Result<Option<Listed>> {
+        let (envelope, size, busy) = match spool.read_for_listing(entry) {
             Ok(v) => v,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -247,11 +234,10 @@ type Shown<'a> = (ShownFn<'a>, DetailFn<'a>);
 fn show_message(
     spool: &Spool,
     entry: &QueueEntry,
-    busy: &BusyTest,
     (shown, detail): Shown,
     out: &mut impl Write,
 ) -> io::Result<Option<u64>> {
-    let Some(listed) = Listed::load(spool, entry, busy)? else {
+    let Some(listed) = Listed::load(spool, entry)? else {
         return Ok(None);
     };
     if !shown(&listed) {

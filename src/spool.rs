@@ -299,26 +299,6 @@ impl Spare {
     }
 }
 
-/// How a listing tells that a runner holds a message, for a round of its
-/// messages: from one snapshot of the kernel's lock table, or by testing
-/// each message's lock.
-pub enum BusyTest {
-    Table(crate::flocks::Holders),
-    Flock,
-}
-
-impl BusyTest {
-    /// The test for the next round of a listing: a fresh read of `table`
-    /// ([`Spool::lock_table`]), or a flock test per message when there is
-    /// none or it cannot be read.
-    pub fn for_round(table: Option<&crate::flocks::LockTable>) -> BusyTest {
-        match table.map(|t| t.read()) {
-            Some(Ok(held)) => BusyTest::Table(held),
-            _ => BusyTest::Flock,
-        }
-    }
-}
-
 pub struct QueueEntry {
     pub id: QueueId,
     /// A state file exists: at least one delivery attempt was made. (Also
@@ -329,9 +309,9 @@ pub struct QueueEntry {
     /// or an lstat where the file system does not say), so that a listing
     /// may read it without an fstat of its own ([`Spool::read_state_listed`]).
     pub state_regular: bool,
-    /// See [`QueueEntry::ino`]; in bytes, not a u64, so that an entry is
-    /// 27 bytes and not 32 (a large listing holds one per message).
-    ino: [u8; 8],
+    /// Found by a scan, which found the message a regular file (not made
+    /// by [`Spool::entry`]): a listing reads it without an fstat.
+    scanned: bool,
     /// The scan found its state waiting by the mtime (it then leaves the
     /// entry out: only while a scan sorts its entries).
     waits: bool,
@@ -345,26 +325,16 @@ impl QueueEntry {
             id,
             has_state,
             state_regular: false,
-            ino: [0; 8],
+            scanned: false,
             waits: false,
         }
     }
 
-    fn scanned(id: QueueId, ino: u64) -> QueueEntry {
+    fn scanned(id: QueueId) -> QueueEntry {
         QueueEntry {
-            id,
-            has_state: false,
-            state_regular: false,
-            ino: ino.to_ne_bytes(),
-            waits: false,
+            scanned: true,
+            ..QueueEntry::unscanned(id, false)
         }
-    }
-
-    /// The message's inode as the directory gave it (readdir's `d_ino`),
-    /// for the lock table ([`crate::flocks`]); Some only from a scan, which
-    /// found the message a regular file; None from [`Spool::entry`].
-    pub fn ino(&self) -> Option<u64> {
-        Some(u64::from_ne_bytes(self.ino)).filter(|&ino| ino != 0)
     }
 }
 
@@ -501,12 +471,6 @@ impl Spool {
         let name = std::ffi::CStr::from_bytes_with_nul(&name[..=len]).map_err(io::Error::other)?;
         let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
         crate::sys::open_in(dir.as_fd(), name, flags).map_err(not_a_link)
-    }
-
-    /// The lock table a listing may read instead of testing each message's
-    /// lock ([`crate::flocks`]), when it can be trusted for this spool.
-    pub fn lock_table(&self) -> Option<crate::flocks::LockTable> {
-        crate::flocks::LockTable::for_dir(self.queue_fd()?.as_fd())
     }
 
     pub fn message_path(&self, id: &QueueId) -> PathBuf {
@@ -692,40 +656,30 @@ impl Spool {
                 };
                 states.push((id, waits, regular));
             } else if said.unwrap_or_else(|| stat().is_ok_and(|(r, _)| r)) {
-                entries.push(QueueEntry::scanned(id, entry.ino));
+                entries.push(QueueEntry::scanned(id));
             } else {
                 strays.push(String::from_utf8_lossy(name).into_owned());
             }
         })
         .map_err(read_err)?;
-        entries.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        states.sort_unstable();
         strays.sort_unstable();
-        let mut orphans = Vec::new();
-        let mut states = states.into_iter().peekable();
-        for e in &mut entries {
-            while let Some((orphan, ..)) = states.next_if(|(s, ..)| *s < e.id) {
-                orphans.push(orphan);
-            }
-            if let Some((_, waits, regular)) = states.next_if(|(s, ..)| *s == e.id) {
-                (e.has_state, e.waits, e.state_regular) = (true, waits, regular);
-            }
-        }
-        orphans.extend(states.map(|(id, ..)| id));
+        let orphans = merge_states(&mut entries, states);
         // Into `seen` at once, the names gone: a set grown one id at a
         // time holds its old table and the new one at each doubling,
         // beside the names (on a queue of a million, 87 MB against 52).
-        // The waiting are marked in place, not copied out: no second list.
-        seen.reserve(entries.iter().filter(|e| e.waits).count());
-        seen.extend(entries.iter().filter(|e| e.waits).map(|e| e.id.clone()));
+        // The waiting copied out and the entries' room given back before
+        // the set grows: entries and set together were 64 MB at a million.
+        let mut waiting = Vec::with_capacity(entries.iter().filter(|e| e.waits).count());
+        waiting.extend(entries.iter().filter(|e| e.waits).map(|e| e.id.clone()));
         entries.retain(|e| !e.waits);
         entries.shrink_to_fit();
-        let scan = Scan {
+        seen.reserve(waiting.len());
+        seen.extend(waiting);
+        Ok(Scan {
             entries,
             strays,
             orphans,
-        };
-        Ok(scan)
+        })
     }
 
     /// One message as `scan` would list it, without reading the directory.
@@ -766,33 +720,25 @@ impl Spool {
 
     /// A message of a scan for a listing, as [`Spool::read_envelope_for_listing`]
     /// reads one, in as few system calls as a listing of a large queue
-    /// wants: open, one pread into the stack, close. The scan has read the
-    /// file's type from the directory, so no fstat checks it again; a short
-    /// read is the end of a regular file and gives its length, so only a
-    /// message longer than [`crate::limits::LISTING_FIRST_READ`] takes an
-    /// fstat for it. Whether a runner holds it comes from `busy` (the lock
-    /// table, where it can be trusted, else a flock test on the open file).
-    /// The type read from the directory can be stale only if someone put
+    /// wants: open, the lock test, one pread into the stack, close. The scan
+    /// has read the file's type from the directory, so no fstat checks it
+    /// again; a short read is the end of a regular file and gives its
+    /// length, so only a message longer than
+    /// [`crate::limits::LISTING_FIRST_READ`] takes an fstat for it. The type read from the directory can be stale only if someone put
     /// another kind of file in its place since the scan, which only the
     /// spool's owner can: the open still never blocks (`O_NONBLOCK`) nor
     /// follows a link, and the pread refuses a FIFO, a socket or a terminal.
-    pub fn read_for_listing(
-        &self,
-        entry: &QueueEntry,
-        busy: &BusyTest,
-    ) -> io::Result<(Envelope, u64, bool)> {
+    pub fn read_for_listing(&self, entry: &QueueEntry) -> io::Result<(Envelope, u64, bool)> {
         // Not from a scan ([`Spool::entry`]): its type is not known yet.
-        if entry.ino().is_none() {
+        if !entry.scanned {
             return self.read_envelope_for_listing(&entry.id);
         }
         let file = self.open_queued_unchecked(&entry.id, false)?;
-        let busy = match (busy, entry.ino()) {
-            (BusyTest::Table(held), Some(ino)) => held.holds(ino),
-            _ => match file.try_lock_shared() {
-                Ok(()) => false,
-                Err(std::fs::TryLockError::WouldBlock) => true,
-                Err(std::fs::TryLockError::Error(e)) => return Err(e),
-            },
+        // Kept until the close, as read_envelope_for_listing keeps it.
+        let busy = match file.try_lock_shared() {
+            Ok(()) => false,
+            Err(std::fs::TryLockError::WouldBlock) => true,
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
         };
         let mut head = [0u8; crate::limits::LISTING_FIRST_READ];
         let n = read_head(&file, &mut head)?;
@@ -1130,6 +1076,30 @@ impl StateFile {
             StateFile::Absent | StateFile::Torn(_) => State::default(),
         }
     }
+}
+
+/// Sorts a scan's messages and marks each with its state file from
+/// `states` (id, waits by its mtime, regular by the directory), in one
+/// sorted merge (no hash set of every state); returns the states left
+/// without their message.
+fn merge_states(
+    entries: &mut [QueueEntry],
+    mut states: Vec<(QueueId, bool, bool)>,
+) -> Vec<QueueId> {
+    entries.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    states.sort_unstable();
+    let mut orphans = Vec::new();
+    let mut states = states.into_iter().peekable();
+    for e in entries {
+        while let Some((orphan, ..)) = states.next_if(|(s, ..)| *s < e.id) {
+            orphans.push(orphan);
+        }
+        if let Some((_, waits, regular)) = states.next_if(|(s, ..)| *s == e.id) {
+            (e.has_state, e.waits, e.state_regular) = (true, waits, regular);
+        }
+    }
+    orphans.extend(states.map(|(id, ..)| id));
+    orphans
 }
 
 /// Sets the times of a state file being written, after its text and
@@ -2162,26 +2132,21 @@ mod tests {
     }
 
     #[test]
-    fn a_listing_sees_a_claim_in_the_lock_table_as_by_flock() {
+    fn a_listing_sees_a_claim_and_not_another_look() {
         let (dir, spool) = spool();
         let env = spool.deposit(envelope, |_, _| Ok(())).unwrap();
-        let table = spool.lock_table();
-        // Trusted here when the test's temporary directory is on ext4,
-        // XFS or tmpfs (and the test in the initial pid namespace); else
-        // both are the flock test.
         let entry = spool.scan().unwrap().pop().unwrap();
-        let busy = |test: BusyTest| spool.read_for_listing(&entry, &test).unwrap().2;
-        let both = || [BusyTest::for_round(table.as_ref()), BusyTest::Flock];
-        assert_eq!(both().map(busy), [false, false]);
+        let busy = || spool.read_for_listing(&entry).unwrap().2;
+        assert!(!busy());
         let mut slot = ClaimSlot::default();
         let claim = spool.claim(&env.id, &mut slot).unwrap().expect("claim");
-        assert_eq!(both().map(busy), [true, true], "mailq sees the claim");
+        assert!(busy(), "mailq sees the claim");
         drop(claim);
-        assert_eq!(both().map(busy), [false, false]);
+        assert!(!busy());
         // A listing's own look (a shared lock) is not a claim.
         let other = File::open(spool.message_path(&env.id)).unwrap();
         other.lock_shared().unwrap();
-        assert_eq!(both().map(busy), [false, false]);
+        assert!(!busy());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -2218,15 +2183,15 @@ mod tests {
         let state_len = std::fs::metadata(spool.state_path(&long.id)).unwrap().len();
         assert!(state_len > crate::limits::LISTING_FIRST_READ as u64);
         for entry in spool.scan().unwrap() {
-            assert!(entry.ino().is_some());
+            assert!(entry.scanned);
             let (env, size, busy) = spool.read_envelope_for_listing(&entry.id).unwrap();
-            let listed = spool.read_for_listing(&entry, &BusyTest::Flock).unwrap();
+            let listed = spool.read_for_listing(&entry).unwrap();
             assert_eq!(listed, (env, size, busy));
             assert_eq!(entry.has_state, entry.state_regular);
             let state = spool.read_state(&entry.id).unwrap();
             assert_eq!(spool.read_state_listed(&entry).unwrap(), state);
         }
-        let size = |id| spool.read_for_listing(&spool.entry(id), &BusyTest::Flock);
+        let size = |id| spool.read_for_listing(&spool.entry(id));
         assert_eq!(size(&long.id).unwrap().1, 10_000);
         assert_eq!(size(&short.id).unwrap().1, 0);
         assert_eq!(size(&wide.id).unwrap().0.recipients.len(), 200);
@@ -2248,9 +2213,7 @@ mod tests {
             let made = std::process::Command::new("mkfifo").arg(&path).status();
             assert!(made.unwrap().success());
         }
-        let e = spool
-            .read_for_listing(&entry, &BusyTest::Flock)
-            .unwrap_err();
+        let e = spool.read_for_listing(&entry).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
         let e = spool.read_state_listed(&entry).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");

@@ -342,26 +342,6 @@ pub fn stat_in(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<(bool, i64)> {
     Ok((regular, st.st_mtime as i64))
 }
 
-/// The type of the file system holding the open directory or file `fd`
-/// (statfs's `f_type`, a magic number) and its device (fstat's `st_dev`).
-pub fn fs_type_and_device(fd: BorrowedFd<'_>) -> io::Result<(i64, libc::dev_t)> {
-    // SAFETY: statfs is a plain C struct of integers; all zeros is valid.
-    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: fd is an open descriptor borrowed for the call; fs is a live,
-    // writable local.
-    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut fs) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above, for stat.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fd is open; st is a live, writable local.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    #[allow(clippy::unnecessary_cast)] // f_type's width differs by architecture
-    Ok((fs.f_type as i64, st.st_dev))
-}
-
 /// The space of the file system holding `path`: (bytes available to
 /// unprivileged users, total bytes).
 pub fn free_space(path: &std::path::Path) -> io::Result<(u64, u64)> {

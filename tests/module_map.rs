@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// Leaves: they use nothing above them, and any module may use them.
 const LEAVES: &[&str] = &[
-    "error", "limits", "model", "sys", "system", "mime", "address", "flocks",
+    "error", "limits", "model", "sys", "system", "mime", "address",
 ];
 
 /// The submission stack (cli -> smtpd -> submit -> aliases) and the delivery
@@ -47,7 +47,6 @@ const MAP: &[(&str, &[&str])] = &[
     ("system", &["error", "limits", "sys"]),
     ("mime", &["limits"]),
     ("address", &["error", "limits", "model"]),
-    ("flocks", &["sys"]),
     // Shared by both stacks.
     ("config", &["error", "limits", "model"]),
     ("log", &["config"]),

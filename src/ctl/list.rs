@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::json::Object;
 use crate::mailq::{self, Listed, ShownFn};
-use crate::spool::{BusyTest, QueueEntry, RcptStatus, Spool, Standing};
+use crate::spool::{QueueEntry, RcptStatus, Spool, Standing};
 use crate::system;
 use std::io::{self, Write};
 
@@ -43,13 +43,13 @@ fn detail(l: &Listed, now: u64) -> String {
 
 fn list_json(spool: &Spool, out: &mut impl Write, shown: ShownFn, now: u64) -> Result<()> {
     let out_err = |e| Error::io("cannot write the listing", e);
-    let read = |entry: &QueueEntry, busy: &BusyTest| match Listed::load(spool, entry, busy) {
+    let read = |entry: &QueueEntry| match Listed::load(spool, entry) {
         Ok(Some(l)) => Ok(shown(&l).then(|| object(&l, now).render())),
         Ok(None) => Ok(None), // delivered and removed meanwhile
         Err(e) => Err(e),
     };
     let entries = spool.scan()?;
-    mailq::listing_in_order(spool, &entries, read, |entry, line| {
+    mailq::in_order(&entries, mailq::listing_threads(), read, |entry, line| {
         match line {
             Ok(Some(line)) => writeln!(out, "{line}")?,
             Ok(None) => {}

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::error::{Error, Result, exit};
 use crate::mailq::Listed;
 use crate::model::{QueueId, sanitize};
-use crate::spool::{BusyTest, RcptStatus, Spool};
+use crate::spool::{RcptStatus, Spool};
 use crate::system;
 use std::io::{self, BufRead, Write};
 
@@ -20,7 +20,7 @@ pub fn show(config: &Config, text: &str, body: bool) -> Result<u8> {
     }
     let unknown = || Error::NoUser(format!("{text}: no such message in the queue"));
     let id = QueueId::parse(&text.to_ascii_uppercase()).ok_or_else(unknown)?;
-    let listed = Listed::load(&spool, &spool.entry(&id), &BusyTest::Flock)
+    let listed = Listed::load(&spool, &spool.entry(&id))
         .map_err(|e| Error::io(format!("cannot read {id}"), e))?
         .ok_or_else(unknown)?;
     if owner.is_some_and(|uid| uid != listed.envelope.uid) {
