@@ -125,7 +125,9 @@ fn version(inv: &Invocation) -> Result<u8> {
 fn list_queue(config: &Config) -> Result<u8> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    mailq::list(&spool::Spool::new(&config.spool_dir), &mut out)?;
+    let viewer = system::pass_owner(&config.spool_dir, config.admin_group.as_deref());
+    let spool = spool::Spool::new(&config.spool_dir).looked_at_by(viewer);
+    mailq::list(&spool, &mut out)?;
     out.flush()
         .map_err(|e| Error::io("cannot write the listing", e))?;
     config.check_for_delivery().map_err(|e| match e {

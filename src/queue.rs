@@ -152,7 +152,9 @@ fn run_pass_seeing(
     verbose: bool,
     seen: &mut HashSet<QueueId>,
 ) -> Result<PassSummary> {
-    let spool = Spool::new(&config.spool_dir);
+    // A pass limited to its owner's mail never locks another's message,
+    // even to test it (see Spool::looked_at_by).
+    let spool = Spool::new(&config.spool_dir).looked_at_by(selection.owner);
     let mut log = Log::open(config, "spoolmail");
     system::prepare_for_delivery().inspect_err(|e| log.info(&e.to_string()))?;
     tidy_spool(&spool, config, selection, &mut log);
@@ -426,7 +428,7 @@ pub fn run_background(
         background: true,
         ..Selection::default()
     };
-    let spool = Spool::new(&config.spool_dir);
+    let spool = Spool::new(&config.spool_dir).looked_at_by(Some(owner));
     // Every message this runner has taken or found in other hands: taken
     // once per runner, so that one that fails again is not a loop.
     let mut seen = HashSet::new();

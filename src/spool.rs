@@ -219,6 +219,9 @@ pub struct Spool {
     queue: std::sync::OnceLock<Option<File>>,
     /// A delivery child's spare state file (see [`Spool::recycling_states`]).
     spare: Option<Spare>,
+    /// Whose messages a listing here may test the claim lock of: `Some(uid)`
+    /// when an ordinary user controls this process (see [`Spool::looked_at_by`]).
+    lock_tests_of: Option<u32>,
 }
 
 /// A delivery child's spare state file `tmp/spare.PID`, and the file kept
@@ -384,6 +387,36 @@ impl Spool {
             dir: dir.to_path_buf(),
             queue: std::sync::OnceLock::new(),
             spare: None,
+            lock_tests_of: None,
+        }
+    }
+
+    /// This spool, read by a process that the ordinary user `owner`
+    /// controls (None: root or the spool's group, see
+    /// [`crate::system::pass_owner`]): its listings test the claim lock
+    /// (the `*` of mailq, the pass's "busy") of `owner`'s own messages
+    /// only. The test takes a shared lock, held until the file is closed;
+    /// a user who stopped their own mailq or pass inside that window
+    /// (SIGSTOP, over and over until it lands) would keep the lock, and
+    /// every runner would find the message busy and leave it, for as long
+    /// as they liked. Another user's message is read without a lock (its
+    /// file is whole once it is in `queue/`), and shown as not in delivery.
+    pub fn looked_at_by(mut self, owner: Option<u32>) -> Spool {
+        self.lock_tests_of = owner;
+        self
+    }
+
+    /// Whether a runner holds the message now, tried on its open file
+    /// without waiting, when this reader may test `uid`'s messages (see
+    /// [`Spool::looked_at_by`]); false when it may not.
+    fn busy_for(&self, file: &File, uid: u32) -> io::Result<bool> {
+        if self.lock_tests_of.is_some_and(|owner| owner != uid) {
+            return Ok(false);
+        }
+        match file.try_lock_shared() {
+            Ok(()) => Ok(false),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
     }
 
@@ -707,24 +740,23 @@ impl Spool {
     /// The shared lock that tells is kept until the file is closed, a few
     /// microseconds later: letting it go would cost a system call per
     /// message of a listing (a claim waits such a look out: `claim_soon`).
+    /// It is taken after the envelope is read, and only on the messages
+    /// this reader may test ([`Spool::looked_at_by`]).
     pub fn read_envelope_for_listing(&self, id: &QueueId) -> io::Result<(Envelope, u64, bool)> {
         let (file, len) = self.open_queued(id, false)?;
-        let busy = match file.try_lock_shared() {
-            Ok(()) => false,
-            Err(std::fs::TryLockError::WouldBlock) => true,
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        };
         let (envelope, size) = read_envelope_from(&file, len)?;
+        let busy = self.busy_for(&file, envelope.uid)?;
         Ok((envelope, size, busy))
     }
 
     /// A message of a scan for a listing, as [`Spool::read_envelope_for_listing`]
     /// reads one, in as few system calls as a listing of a large queue
-    /// wants: open, the lock test, one pread into the stack, close. The scan
-    /// has read the file's type from the directory, so no fstat checks it
-    /// again; a short read is the end of a regular file and gives its
+    /// wants: open, one pread into the stack, the lock test, close. The
+    /// scan has read the file's type from the directory, so no fstat checks
+    /// it again; a short read is the end of a regular file and gives its
     /// length, so only a message longer than
-    /// [`crate::limits::LISTING_FIRST_READ`] takes an fstat for it. The type read from the directory can be stale only if someone put
+    /// [`crate::limits::LISTING_FIRST_READ`] takes an fstat for it. The
+    /// type read from the directory can be stale only if someone put
     /// another kind of file in its place since the scan, which only the
     /// spool's owner can: the open still never blocks (`O_NONBLOCK`) nor
     /// follows a link, and the pread refuses a FIFO, a socket or a terminal.
@@ -734,21 +766,18 @@ impl Spool {
             return self.read_envelope_for_listing(&entry.id);
         }
         let file = self.open_queued_unchecked(&entry.id, false)?;
-        // Kept until the close, as read_envelope_for_listing keeps it.
-        let busy = match file.try_lock_shared() {
-            Ok(()) => false,
-            Err(std::fs::TryLockError::WouldBlock) => true,
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        };
         let mut head = [0u8; crate::limits::LISTING_FIRST_READ];
         let n = read_head(&file, &mut head)?;
         if n < head.len() {
             let (envelope, header_len) = parse_envelope(&mut &head[..n])?;
+            // Kept until the close, as read_envelope_for_listing keeps it.
+            let busy = self.busy_for(&file, envelope.uid)?;
             return Ok((envelope, (n as u64).saturating_sub(header_len), busy));
         }
         let (file, total) = checked_regular(Ok(file))?;
         io::Seek::seek(&mut &file, io::SeekFrom::Start(n as u64))?;
         let (envelope, size) = envelope_after(&file, &head, total)?;
+        let busy = self.busy_for(&file, envelope.uid)?;
         Ok((envelope, size, busy))
     }
 
@@ -2147,6 +2176,31 @@ mod tests {
         let other = File::open(spool.message_path(&env.id)).unwrap();
         other.lock_shared().unwrap();
         assert!(!busy());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_users_listing_or_pass_never_locks_another_users_message() {
+        // The message is uid 1000's (`envelope`). A reader an ordinary
+        // user controls tests the claim lock of their own messages only:
+        // a lock it took on another's, kept by stopping the process, would
+        // make every runner leave that message alone.
+        let (dir, spool) = spool();
+        let env = spool.deposit(envelope, |_, _| Ok(())).unwrap();
+        assert_eq!(env.uid, 1000);
+        let entry = spool.scan().unwrap().pop().unwrap();
+        let mut slot = ClaimSlot::default();
+        let claim = spool.claim(&env.id, &mut slot).unwrap().expect("claim");
+        for (viewer, tested) in [(None, true), (Some(1000), true), (Some(1001), false)] {
+            let spool = Spool::new(&spool.dir).looked_at_by(viewer);
+            let scanned = spool.read_for_listing(&entry).unwrap();
+            let by_id = spool.read_envelope_for_listing(&env.id).unwrap();
+            assert_eq!(scanned.0, env, "{viewer:?} reads the message");
+            assert_eq!(by_id.0, env, "{viewer:?} reads the message");
+            // Claimed: only a reader that tested the lock sees it.
+            assert_eq!((scanned.2, by_id.2), (tested, tested), "{viewer:?}");
+        }
+        drop(claim);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

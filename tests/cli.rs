@@ -1419,6 +1419,9 @@ fn mailq_heading_is_postfixs() {
 #[test]
 fn mailq_marks_only_the_claimed_message_in_delivery() {
     let t = spool("mailq-busy");
+    if harness::is_root() {
+        t.share_queue_with_group(4343); // for a user's listing, below
+    }
     let held = t.submit_one(&["-i", "bob@example.com"], SIMPLE);
     let free = t.submit_one(&["-i", "carol@example.com"], SIMPLE);
     let looked = t.submit_one(&["-i", "dave@example.com"], SIMPLE);
@@ -1437,6 +1440,19 @@ fn mailq_marks_only_the_claimed_message_in_delivery() {
     assert_eq!(mark(&held.id), b'*', "{}", out.stdout);
     assert_eq!(mark(&free.id), b' ', "{}", out.stdout);
     assert_eq!(mark(&looked.id), b' ', "{}", out.stdout);
+    if harness::is_root() {
+        // An ordinary user's mailq never locks another user's message,
+        // not even to test it (a test's lock, kept by stopping the
+        // process, would stall the message): root's claimed one shows no `*`.
+        let mut cmd = t.cmd(&["-bp"]);
+        harness::as_local_user(&mut cmd, 4242, 4343);
+        let user = cmd.output().expect("mailq as a user");
+        let listing = String::from_utf8_lossy(&user.stdout);
+        assert!(user.status.success(), "{listing}{:?}", user.stderr);
+        assert!(listing.contains("bob@example.com"), "read: {listing}");
+        assert!(!listing.contains("unreadable"), "{listing}");
+        assert!(!listing.contains('*'), "{listing}");
+    }
     drop(claim);
     let out = t.run(&["-bp"], b"");
     assert!(!out.stdout.contains('*'), "{}", out.stdout);

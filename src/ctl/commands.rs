@@ -21,7 +21,7 @@ pub const COMMANDS: &[Entry] = &[
         synopsis: "`list` [`--json`] [SELECTOR]",
         help: "the queue: mailq's listing with attempts and next attempt",
         doc: "The queue, as `mailq` lists it, with each message's attempts and next attempt \
-              below its first line (`*` after the id: being delivered now; `!`: held). With `--json`, one JSON object per message per line, with the \
+              below its first line (`*` after the id: being delivered now, shown to an ordinary user on their own messages only; `!`: held). With `--json`, one JSON object per message per line, with the \
               field names of Postfix's `postqueue -j`: `queue_name` \
               (`hold` when held or its state cannot be read; `active` when being delivered or \
               due, that is never tried or its next attempt come; else `deferred`: the rule of \

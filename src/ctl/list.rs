@@ -13,7 +13,8 @@ use crate::system;
 use std::io::{self, Write};
 
 pub fn list(config: &Config, json: bool, filter: Option<&Filter>) -> Result<u8> {
-    let spool = Spool::new(&config.spool_dir);
+    let viewer = system::pass_owner(&config.spool_dir, config.admin_group.as_deref());
+    let spool = Spool::new(&config.spool_dir).looked_at_by(viewer);
     let (now, _) = system::now();
     let shown = |l: &Listed| filter.is_none_or(|f| f.matches(&l.envelope, now));
     let stdout = io::stdout();

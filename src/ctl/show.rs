@@ -10,9 +10,9 @@ use crate::system;
 use std::io::{self, BufRead, Write};
 
 pub fn show(config: &Config, text: &str, body: bool) -> Result<u8> {
-    let spool = Spool::new(&config.spool_dir);
     // None: root, the spool's group or admin_group; else the caller's uid.
     let owner = system::pass_owner(&config.spool_dir, config.admin_group.as_deref());
+    let spool = Spool::new(&config.spool_dir).looked_at_by(owner);
     if body && owner.is_some() {
         return Err(Error::NoPerm(
             "show --body is for root, the spool's group and admin_group".into(),
