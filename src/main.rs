@@ -43,3 +43,23 @@ fn run() -> u8 {
         }
     }
 }
+
+// The two functions of the C maths library the dependency tree calls (`exp`
+// in hickory's decaying round-trip time, `pow` in tokio), defined here so
+// that the linker, which links libm.so only when something needs it, leaves
+// it out: every start of the program then maps and relocates one shared
+// library fewer (0.3 MiB of peak RSS; README, Benchmarks). The libm crate is
+// musl's maths library ported to Rust.
+// SAFETY (of the unsafe attributes): nothing else in the program defines
+// these C symbols, and the signatures are C's `double f(double[, double])`.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+extern "C" fn exp(x: f64) -> f64 {
+    libm::exp(x)
+}
+
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+extern "C" fn pow(x: f64, y: f64) -> f64 {
+    libm::pow(x, y)
+}
