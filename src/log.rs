@@ -113,6 +113,12 @@ fn open_shared(path: &Path, spool: &Path) -> std::io::Result<File> {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
     };
+    // The file exists at nearly every start: open it first, create it only
+    // when it is missing (one failing system call fewer per submission).
+    match open(false) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        other => return other,
+    }
     match open(true) {
         Ok(f) => {
             if let Ok(dir) = std::fs::metadata(spool) {

@@ -403,6 +403,8 @@ pub struct Normalizer<R> {
     /// it ends the message or is given out.
     dot_pending: bool,
     done: bool,
+    /// The last read filled the buffer: more is likely to follow.
+    last_read_filled: bool,
 }
 
 /// The byte before where input is read, for a held dot.
@@ -412,7 +414,7 @@ impl<R: Read> Normalizer<R> {
     pub fn new(inner: R, ignore_dots: bool) -> Self {
         Normalizer {
             inner,
-            buf: vec![0; SPARE + crate::limits::IO_BUFFER].into_boxed_slice(),
+            buf: vec![0; SPARE + crate::limits::INTAKE_FIRST_BUFFER].into_boxed_slice(),
             out: 0,
             end: 0,
             ignore_dots,
@@ -420,13 +422,26 @@ impl<R: Read> Normalizer<R> {
             at_line_start: true,
             dot_pending: false,
             done: false,
+            last_read_filled: false,
         }
     }
 
+    /// Reads the next input into `buf[SPARE..]`, first growing the buffer
+    /// to [`crate::limits::IO_BUFFER`] when the last read filled it (a large
+    /// message: fewer, larger reads). Nothing in `buf` outlives a fill (a
+    /// held dot is a flag), so the new buffer starts empty.
     fn fill(&mut self) -> io::Result<usize> {
+        let full = SPARE + crate::limits::IO_BUFFER;
+        if self.last_read_filled && self.buf.len() < full {
+            self.buf = vec![0; full].into_boxed_slice();
+        }
         loop {
             match self.inner.read(&mut self.buf[SPARE..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(n) => {
+                    self.last_read_filled = n == self.buf.len() - SPARE;
+                    return Ok(n);
+                }
                 other => return other,
             }
         }
@@ -488,12 +503,37 @@ impl<R: Read> Normalizer<R> {
     fn line_run(&self, r: usize, end: usize) -> usize {
         let rest = &self.buf[r..end];
         let found = if self.ignore_dots {
-            memchr::memchr(b'\r', rest)
+            find_cr(rest)
         } else {
-            memchr::memchr2(b'\r', b'\n', rest)
+            find_cr_or_lf(rest)
         };
         found.map_or(rest.len(), |i| i + 1)
     }
+}
+
+/// The first CR in `hay`: see [`crate::limits::CPU_PROBE_MIN_INPUT`] for
+/// why short input goes to the SSE2 code.
+fn find_cr(hay: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if hay.len() < crate::limits::CPU_PROBE_MIN_INPUT {
+        use memchr::arch::x86_64::sse2::memchr::One;
+        if let Some(sse2) = One::new(b'\r') {
+            return sse2.find(hay);
+        }
+    }
+    memchr::memchr(b'\r', hay)
+}
+
+/// The first CR or LF in `hay`, as [`find_cr`].
+fn find_cr_or_lf(hay: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if hay.len() < crate::limits::CPU_PROBE_MIN_INPUT {
+        use memchr::arch::x86_64::sse2::memchr::Two;
+        if let Some(sse2) = Two::new(b'\r', b'\n') {
+            return sse2.find(hay);
+        }
+    }
+    memchr::memchr2(b'\r', b'\n', hay)
 }
 
 impl<R: Read> BufRead for Normalizer<R> {
@@ -946,7 +986,9 @@ mod tests {
 
     /// The line-end and dot rules of intake do not depend on where reads
     /// split the stream: a CRLF and a lone dot at every position around
-    /// the 64 KiB buffer, read in pieces of several sizes.
+    /// the first buffer (8 KiB), the search's switch to memchr's own choice
+    /// of code (16 KiB) and the 64 KiB buffer, read in pieces of several
+    /// sizes.
     #[test]
     fn normalizer_splits_anywhere_around_its_buffer() {
         struct Pieces<'a>(&'a [u8], usize);
@@ -958,20 +1000,56 @@ mod tests {
                 Ok(n)
             }
         }
-        let buf = 64 * 1024;
-        for len in (buf - 4..=buf + 2).chain(2 * buf - 3..=2 * buf + 1) {
+        let buf = crate::limits::IO_BUFFER;
+        let first = crate::limits::INTAKE_FIRST_BUFFER;
+        let probe = crate::limits::CPU_PROBE_MIN_INPUT;
+        let lens = (first - 4..=first + 2)
+            .chain(probe - 3..=probe + 1)
+            .chain(buf - 4..=buf + 2)
+            .chain(2 * buf - 3..=2 * buf + 1);
+        for len in lens {
             let mut input = b"a\r\n".to_vec();
             input.extend(std::iter::repeat_n(b'x', len));
             input.extend_from_slice(b"\r\n..b\r\n.\r\nafter\n");
             let mut want = b"a\n".to_vec();
             want.extend(std::iter::repeat_n(b'x', len));
             want.extend_from_slice(b"\n..b\n");
-            for size in [7, buf - 1, buf, buf + 1, usize::MAX] {
+            for size in [
+                7,
+                first - 1,
+                first,
+                first + 1,
+                buf - 1,
+                buf,
+                buf + 1,
+                usize::MAX,
+            ] {
                 let mut out = Vec::new();
                 Normalizer::new(Pieces(&input, size), false)
                     .read_to_end(&mut out)
                     .unwrap();
                 assert!(out == want, "line {len}, reads of {size}");
+            }
+        }
+    }
+
+    /// The SSE2 search of short input and memchr's own of long input
+    /// find the same bytes.
+    #[test]
+    fn short_and_long_searches_agree() {
+        let probe = crate::limits::CPU_PROBE_MIN_INPUT;
+        for len in [0, 1, 15, 16, 17, 63, 64, 65, probe - 1, probe, probe + 1] {
+            for at in [None, Some(0), Some(len / 2), len.checked_sub(1)] {
+                for byte in [b'\r', b'\n'] {
+                    let mut hay = vec![b'x'; len];
+                    if let Some(i) = at.filter(|&i| i < len) {
+                        hay[i] = byte;
+                    }
+                    let cr = hay.iter().position(|&b| b == b'\r');
+                    let either = hay.iter().position(|&b| b == b'\r' || b == b'\n');
+                    assert_eq!(find_cr(&hay), cr, "{len} {at:?} {byte}");
+                    assert_eq!(find_cr_or_lf(&hay), either, "{len} {at:?} {byte}");
+                }
             }
         }
     }
