@@ -44,32 +44,42 @@ fn main() {
     }
 }
 
-/// The release build's start-up layout (see the top of this file). Only
-/// where the linker is known to be lld: another linker may not take a
-/// script that only inserts a section, and the packing needs a glibc that
-/// reads DT_RELR, which rustc's lld targets imply.
+/// The release build's start-up layout (see the top of this file).
 fn link_for_start_up() {
-    let var = |name| std::env::var(name).unwrap_or_default();
-    let script = std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("link/hot-text.ld");
     println!("cargo::rerun-if-changed=link/hot-text.ld");
     println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     // scripts/hot-code traces a build without the section: valgrind takes
     // function symbols only from `.text`, and names nothing in `.text.hot`.
     println!("cargo::rerun-if-env-changed=SPOOLMAIL_HOT_TEXT");
-    let hot = var("SPOOLMAIL_HOT_TEXT") != "0";
+    let env = |name: &str| std::env::var(name).unwrap_or_default();
+    for arg in start_up_link_args(env) {
+        println!("cargo::rustc-link-arg-bins={arg}");
+    }
+}
+
+/// The linker arguments of the start-up layout, from cargo's environment
+/// (`env` gives "" for a variable not set). Only where the linker is known
+/// to be lld: another linker may not take a script that only inserts a
+/// section, and the packing needs a glibc that reads DT_RELR, which rustc's
+/// lld targets imply.
+pub fn start_up_link_args(env: impl Fn(&str) -> String) -> Vec<String> {
+    let script = std::path::Path::new(&env("CARGO_MANIFEST_DIR")).join("link/hot-text.ld");
+    let hot = env("SPOOLMAIL_HOT_TEXT") != "0";
     // A linker chosen in RUSTFLAGS or in cargo's target config may not be lld.
-    let flags = var("CARGO_ENCODED_RUSTFLAGS");
+    let flags = env("CARGO_ENCODED_RUSTFLAGS");
     let own_linker = ["linker", "link-self-contained", "link-arg"]
         .iter()
         .any(|f| flags.contains(f))
-        || std::env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_some();
-    let lld = var("TARGET") == "x86_64-unknown-linux-gnu" && !own_linker;
+        || !env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_empty();
+    let lld = env("TARGET") == "x86_64-unknown-linux-gnu" && !own_linker;
     let path = script.to_string_lossy();
-    if var("PROFILE") != "release" || !lld {
-        return;
+    if env("PROFILE") != "release" || !lld {
+        return Vec::new();
     }
+    let mut args = Vec::new();
     if hot && script.is_file() && !path.contains(',') {
-        println!("cargo::rustc-link-arg-bins=-Wl,-T,{path}");
+        args.push(format!("-Wl,-T,{path}"));
     }
-    println!("cargo::rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    args.push("-Wl,-z,pack-relative-relocs".into());
+    args
 }
