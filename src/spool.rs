@@ -974,7 +974,21 @@ impl Spool {
     /// message without its state would be delivered again.
     pub fn remove(&self, claim: Claim) -> Result<()> {
         self.remove_unsynced(claim)?;
-        self.sync_queue()
+        self.after_removal(self.sync_queue())
+    }
+
+    /// What a removal's fsync of `queue/` (`synced`) leaves: when it
+    /// failed (an EIO), the renames before it may not be on disk, and after
+    /// a crash the spare may be the removed message's state file again,
+    /// beside the message. The spare is then let go and unlinked, never
+    /// written again: a later state goes through a new file, and the
+    /// message, if a crash brings it back, keeps its own state (it is sent
+    /// again at worst, never read with another message's state).
+    fn after_removal(&self, synced: Result<()>) -> Result<()> {
+        if synced.is_err() {
+            self.drop_spare();
+        }
+        synced
     }
 
     /// As [`Spool::remove`], without the fsync of `queue/` that makes the
@@ -1932,6 +1946,46 @@ mod tests {
         plain.remove(claim).unwrap();
         assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
         assert_eq!(std::fs::read_dir(dir.join("queue")).unwrap().count(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A removal whose fsync of `queue/` failed leaves the spare, which
+    /// may still be the removed message's state on disk, unwritten: the
+    /// next message's state goes into another file.
+    #[test]
+    fn a_spare_is_not_reused_after_a_removal_that_was_not_made_durable() {
+        let (dir, _) = spool();
+        let spool = Spool::new(&dir).recycling_states();
+        let state = State {
+            attempts: 1,
+            next_attempt: 42,
+            ..State::default()
+        };
+        let first = spool.deposit(envelope, |_, _| Ok(())).unwrap();
+        let mut slot = ClaimSlot::default();
+        let claim = spool.claim(&first.id, &mut slot).unwrap().unwrap();
+        spool
+            .write_state_before_attempt(&claim, &state, true)
+            .unwrap();
+        // The first message's state file itself, as a crash could bring it
+        // back: held open here, whatever its name becomes.
+        let first_state = File::open(spool.state_path(&first.id)).unwrap();
+        // The removal, its fsync failing.
+        spool.remove_unsynced(claim).unwrap();
+        let eio = Error::io("fsync", io::Error::from_raw_os_error(libc::EIO));
+        assert!(spool.after_removal(Err(eio)).is_err());
+        let second = spool.deposit(envelope, |_, _| Ok(())).unwrap();
+        let mut slot = ClaimSlot::default();
+        let claim = spool.claim(&second.id, &mut slot).unwrap().unwrap();
+        spool
+            .write_state_before_attempt(&claim, &state, true)
+            .unwrap();
+        let text = std::io::read_to_string(&first_state).unwrap();
+        assert!(
+            text.contains(&format!("\nid {}\n", first.id)),
+            "the first message's state was overwritten: {text}"
+        );
+        spool.drop_spare();
         std::fs::remove_dir_all(dir).unwrap();
     }
 
