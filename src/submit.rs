@@ -502,38 +502,30 @@ impl<R: Read> Normalizer<R> {
     /// LF, after which a dot may start a line), or to `end`.
     fn line_run(&self, r: usize, end: usize) -> usize {
         let rest = &self.buf[r..end];
-        let found = if self.ignore_dots {
-            find_cr(rest)
-        } else {
-            find_cr_or_lf(rest)
-        };
+        let found = find_line_stop(rest, !self.ignore_dots);
         found.map_or(rest.len(), |i| i + 1)
     }
 }
 
-/// The first CR in `hay`: see [`crate::limits::CPU_PROBE_MIN_INPUT`] for
-/// why short input goes to the SSE2 code.
-fn find_cr(hay: &[u8]) -> Option<usize> {
+/// The first CR in `hay`, or with `lf_too` the first CR or LF. Short input
+/// goes to memchr's SSE2 code (see [`crate::limits::CPU_PROBE_MIN_INPUT`]
+/// for why), long input to memchr's own choice.
+fn find_line_stop(hay: &[u8], lf_too: bool) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     if hay.len() < crate::limits::CPU_PROBE_MIN_INPUT {
-        use memchr::arch::x86_64::sse2::memchr::One;
-        if let Some(sse2) = One::new(b'\r') {
-            return sse2.find(hay);
+        use memchr::arch::x86_64::sse2::memchr::{One, Two};
+        let found = match lf_too {
+            true => Two::new(b'\r', b'\n').map(|sse2| sse2.find(hay)),
+            false => One::new(b'\r').map(|sse2| sse2.find(hay)),
+        };
+        if let Some(found) = found {
+            return found;
         }
     }
-    memchr::memchr(b'\r', hay)
-}
-
-/// The first CR or LF in `hay`, as [`find_cr`].
-fn find_cr_or_lf(hay: &[u8]) -> Option<usize> {
-    #[cfg(target_arch = "x86_64")]
-    if hay.len() < crate::limits::CPU_PROBE_MIN_INPUT {
-        use memchr::arch::x86_64::sse2::memchr::Two;
-        if let Some(sse2) = Two::new(b'\r', b'\n') {
-            return sse2.find(hay);
-        }
+    match lf_too {
+        true => memchr::memchr2(b'\r', b'\n', hay),
+        false => memchr::memchr(b'\r', hay),
     }
-    memchr::memchr2(b'\r', b'\n', hay)
 }
 
 impl<R: Read> BufRead for Normalizer<R> {
@@ -1047,8 +1039,8 @@ mod tests {
                     }
                     let cr = hay.iter().position(|&b| b == b'\r');
                     let either = hay.iter().position(|&b| b == b'\r' || b == b'\n');
-                    assert_eq!(find_cr(&hay), cr, "{len} {at:?} {byte}");
-                    assert_eq!(find_cr_or_lf(&hay), either, "{len} {at:?} {byte}");
+                    assert_eq!(find_line_stop(&hay, false), cr, "{len} {at:?} {byte}");
+                    assert_eq!(find_line_stop(&hay, true), either, "{len} {at:?} {byte}");
                 }
             }
         }
