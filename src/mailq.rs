@@ -16,7 +16,7 @@
 //! hold`), as Postfix marks them.
 
 use crate::error::{Error, Result};
-use crate::model::sanitize;
+use crate::model::sanitized;
 use crate::spool::{Envelope, QueueEntry, RcptStatus, Spool, State};
 use crate::system;
 use std::io::{self, Write};
@@ -292,7 +292,7 @@ pub fn write_message(
         if !reason.is_empty() {
             // Sanitized when it was recorded; again here for state files
             // written before that was so, since this goes to a terminal.
-            writeln!(out, "({})", shown_reason(reason))?;
+            writeln!(out, "({})", sanitized(reason))?;
         }
         for i in list {
             let r = &envelope.recipients[i];
@@ -307,38 +307,4 @@ pub fn write_message(
     }
     writeln!(out)?;
     Ok(())
-}
-
-/// A reason as [`sanitize`] shows it, without its copy when it is all
-/// printable ASCII, which sanitize leaves as it is (nearly every reply).
-fn shown_reason(reason: &str) -> std::borrow::Cow<'_, str> {
-    match reason.bytes().all(|b| (b' '..=b'~').contains(&b)) {
-        true => std::borrow::Cow::Borrowed(reason),
-        false => std::borrow::Cow::Owned(sanitize(reason)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reason_is_shown_as_sanitize_shows_it() {
-        for reason in [
-            "451 4.7.1 <bob@example.com>: relay access refused for now",
-            "",
-            "tab\there",
-            "line\r\nbreak",
-            "bell\x07",
-            "del\x7f",
-            "bidi \u{202e}txt",
-            "caf\u{e9}",
-        ] {
-            assert_eq!(shown_reason(reason), sanitize(reason), "{reason:?}");
-        }
-        assert!(matches!(
-            shown_reason("250 ok"),
-            std::borrow::Cow::Borrowed(_)
-        ));
-    }
 }

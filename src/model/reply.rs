@@ -16,6 +16,15 @@ use std::fmt;
 /// the server sent. The one place this is decided: every reply's text and
 /// every reason of an Outcome is made of it.
 pub fn sanitize(text: &str) -> String {
+    sanitized(text).into_owned()
+}
+
+/// [`sanitize`] without a copy when the text is all printable ASCII, which
+/// it leaves as it is (nearly every reply): for a reader of many, as mailq.
+pub fn sanitized(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_ascii_whitespace() {
@@ -28,7 +37,7 @@ pub fn sanitize(text: &str) -> String {
             out.push(c);
         }
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 /// Unicode's Cf (format), Zl (line separator) and Zp (paragraph separator)
@@ -455,6 +464,20 @@ mod tests {
             assert_eq!(sanitize(raw), *want, "{raw:?}");
             assert_eq!(sanitize(want), *want, "idempotent: {want:?}");
         }
+        // What needs no change is not copied (mailq shows every reason).
+        for reason in [
+            "451 4.7.1 <bob@example.com>: relay access refused for now",
+            "",
+            "tab\there",
+            "line\r\nbreak",
+            "bell\x07",
+            "del\x7f",
+            "bidi \u{202e}txt",
+            "caf\u{e9}",
+        ] {
+            assert_eq!(sanitized(reason), sanitize(reason), "{reason:?}");
+        }
+        assert!(matches!(sanitized("250 ok"), std::borrow::Cow::Borrowed(_)));
         // Whatever enters an Outcome is sanitized, reply or reason.
         let r = reply(550, &["5.1.1 x\u{202e}y\u{2028}"]);
         assert_eq!(r.to_string(), "550 5.1.1 x<U+202E>y<U+2028>");
