@@ -240,12 +240,10 @@ pub fn open_in(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Resu
 }
 
 /// One entry of a directory as getdents64(2) gives it: the name (with its
-/// NUL, for the *at calls), the inode (`d_ino`) and the type (`d_type`,
-/// `libc::DT_REG` and so on; `DT_UNKNOWN` where the file system does not
-/// say).
+/// NUL, for the *at calls) and the type (`d_type`, `libc::DT_REG` and so
+/// on; `DT_UNKNOWN` where the file system does not say).
 pub struct RawDirEntry<'a> {
     pub name: &'a CStr,
-    pub ino: u64,
     pub kind: u8,
 }
 
@@ -299,12 +297,11 @@ pub fn dirent64_records(buf: &[u8]) -> impl Iterator<Item = io::Result<RawDirEnt
         let bad = || io::Error::other("a malformed directory record");
         let record = || -> io::Result<(RawDirEntry<'_>, usize)> {
             let head = rest.get(..NAME).ok_or_else(bad)?;
-            let ino = u64::from_ne_bytes(head[..8].try_into().map_err(|_| bad())?);
             let len = usize::from(u16::from_ne_bytes([head[16], head[17]]));
             let name = rest.get(NAME..len).ok_or_else(bad)?;
             let name = CStr::from_bytes_until_nul(name).map_err(|_| bad())?;
             let kind = head[18];
-            Ok((RawDirEntry { name, ino, kind }, len))
+            Ok((RawDirEntry { name, kind }, len))
         };
         match record() {
             Ok((entry, len)) => {
@@ -644,15 +641,15 @@ mod tests {
         buf.extend(record(8, libc::DT_UNKNOWN, b"6A3F2C1B0A1B2C3D.state"));
         buf.extend(record(1, libc::DT_DIR, b"."));
         let got: Vec<_> = dirent64_records(&buf)
-            .map(|e| e.map(|e| (e.ino, e.kind, e.name.to_bytes().to_vec())))
+            .map(|e| e.map(|e| (e.kind, e.name.to_bytes().to_vec())))
             .collect::<io::Result<_>>()
             .unwrap();
         assert_eq!(
             got,
             [
-                (7, libc::DT_REG, b"6A3F2C1B0A1B2C3D".to_vec()),
-                (8, libc::DT_UNKNOWN, b"6A3F2C1B0A1B2C3D.state".to_vec()),
-                (1, libc::DT_DIR, b".".to_vec()),
+                (libc::DT_REG, b"6A3F2C1B0A1B2C3D".to_vec()),
+                (libc::DT_UNKNOWN, b"6A3F2C1B0A1B2C3D.state".to_vec()),
+                (libc::DT_DIR, b".".to_vec()),
             ]
         );
         assert_eq!(dirent64_records(&[]).count(), 0);
