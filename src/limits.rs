@@ -328,6 +328,13 @@ pub const ENVELOPE_FIRST_READ: usize = 1024;
 /// short notice a couple of KiB); a longer message takes an fstat.
 pub const LISTING_FIRST_READ: usize = 4096;
 
+/// The longest envelope (bytes, the message file's lines up to its empty
+/// line) a state file copies for listings (spool format 1.8): a message
+/// with more recipients than fit is listed from its own file, as before.
+/// Half of [`LISTING_FIRST_READ`], so that a deferred message's state,
+/// its replies included, is still read in one pread.
+pub const STATE_ENVELOPE_COPY: usize = 2048;
+
 /// The room a listing makes for one message's lines at first (bytes): a
 /// message with a recipient or two and a reason fits.
 pub const LISTED_MESSAGE_TEXT: usize = 512;

@@ -12,8 +12,9 @@
 //! ```
 //!
 //! `*` after the id marks a message a queue runner is delivering now (its
-//! claim lock is taken, tried without waiting), `!` one on hold (`spoolctl
-//! hold`), as Postfix marks them.
+//! claim lock is taken, tried without waiting, where its state says an
+//! attempt began or it has no copy of its envelope), `!` one on hold
+//! (`spoolctl hold`), as Postfix marks them.
 
 use crate::error::{Error, Result};
 use crate::model::sanitized;
@@ -175,21 +176,37 @@ pub struct Listed {
 
 impl Listed {
     /// Reads one message for a listing; None when it vanished meanwhile
-    /// (delivered and removed).
+    /// (delivered and removed). The state comes first: since spool format
+    /// 1.8 it carries a copy of the envelope, and the message file is
+    /// then opened only for the lock test (`*`), when the state says an
+    /// attempt began. A state without a whole copy of its own (written
+    /// before 1.8, or its envelope too long to copy) sends the listing to
+    /// the message file, as before.
     pub fn load(spool: &Spool, entry: &QueueEntry) -> io::Result<Option<Listed>> {
-        let (envelope, size, busy) = match spool.read_for_listing(entry) {
+        // A state that cannot be read holds the message: every recipient is
+        // shown under the reason, as a runner leaves them all alone.
+        let (state, lines, unreadable) =
+            match entry.has_state.then(|| spool.read_state_listed(entry)) {
+                Some(Err(e)) if e.kind() != io::ErrorKind::NotFound => (
+                    Default::default(),
+                    Default::default(),
+                    crate::spool::held_reason(&e),
+                ),
+                Some(Ok((state, lines))) => (state, lines, String::new()),
+                _ => Default::default(),
+            };
+        let tested = lines.may_be_in_delivery();
+        let read = match lines.copy {
+            Some((envelope, size)) if tested => spool
+                .busy_listed(&envelope.id, envelope.uid)
+                .map(|busy| (envelope, size, busy)),
+            Some((envelope, size)) => Ok((envelope, size, false)),
+            None => spool.read_for_listing(entry),
+        };
+        let (envelope, size, busy) = match read {
             Ok(v) => v,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
-        };
-        // A state that cannot be read holds the message: every recipient is
-        // shown under the reason, as a runner leaves them all alone.
-        let (state, unreadable) = match entry.has_state.then(|| spool.read_state_listed(entry)) {
-            Some(Err(e)) if e.kind() != io::ErrorKind::NotFound => {
-                (Default::default(), crate::spool::held_reason(&e))
-            }
-            Some(Ok(state)) => (state, String::new()),
-            _ => (Default::default(), String::new()),
         };
         Ok(Some(Listed {
             envelope,

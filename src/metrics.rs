@@ -364,18 +364,21 @@ pub fn gauges(spool: &Spool, now: u64) -> crate::error::Result<Gauges> {
         ..Gauges::default()
     };
     for entry in &entries {
-        let state = match entry.has_state.then(|| spool.read_state(&entry.id)) {
-            None => Some(State::default()),
-            Some(Ok(state)) => Some(state),
+        let (state, lines) = match entry.has_state.then(|| spool.read_state_listed(entry)) {
+            None => (Some(State::default()), Default::default()),
+            Some(Ok((state, lines))) => (Some(state), lines),
             // Delivered and removed since the scan (the state goes with it).
             Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => continue,
-            Some(Err(_)) => None,
+            Some(Err(_)) => (None, Default::default()),
         };
         let mut standing = standing(state.as_ref(), false, now);
         // Only a message otherwise waiting may be in a runner's hands (a
         // held one is not, and a due one is active anyway): its lock is
-        // tried for those alone.
-        if standing == Standing::Deferred && spool.in_delivery(&entry.id) {
+        // tried for those alone, by the listings' rule.
+        if standing == Standing::Deferred
+            && lines.may_be_in_delivery()
+            && spool.in_delivery(&entry.id)
+        {
             standing = Standing::Active;
         }
         let mut recipients = None;

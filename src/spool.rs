@@ -781,27 +781,43 @@ impl Spool {
         Ok((envelope, size, busy))
     }
 
-    /// A message's state for a listing: as [`Spool::read_state`], without
-    /// an fstat when the scan found the state file regular (see
-    /// [`Spool::read_for_listing`]): one pread into the stack, whose short
-    /// count is the whole file. A state that fills it is read again the
-    /// ordinary way.
-    pub fn read_state_listed(&self, entry: &QueueEntry) -> io::Result<State> {
-        if !entry.state_regular {
-            return self.read_state(&entry.id);
-        }
-        let file = match self.open_queued_unchecked(&entry.id, true) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
-            other => other?,
+    /// A message's state for a listing, with the lines a listing reads
+    /// besides ([`listing_lines`], none when the state is absent or torn):
+    /// as [`Spool::read_state`], without an fstat when the scan found the
+    /// state file regular (see [`Spool::read_for_listing`]): one pread
+    /// into the stack, whose short count is the whole file. A state that
+    /// fills it is read again the ordinary way.
+    /// NotFound when the state file is gone (its message removed since
+    /// the scan).
+    pub fn read_state_listed(&self, entry: &QueueEntry) -> io::Result<(State, ListingLines)> {
+        let found = |text: &str| match parse_state_of(&entry.id, text)? {
+            StateFile::Found(state) => Ok((state, listing_lines(&entry.id, text))),
+            other => Ok((other.state(), ListingLines::default())),
         };
+        let whole = || match self.read_state_text(&entry.id)? {
+            Some(text) => found(&text),
+            None => Err(io::ErrorKind::NotFound.into()),
+        };
+        if !entry.state_regular {
+            return whole();
+        }
+        let file = self.open_queued_unchecked(&entry.id, true)?;
         let mut buf = [0u8; crate::limits::LISTING_FIRST_READ];
         let n = read_head(&file, &mut buf)?;
         if n == buf.len() {
-            return self.read_state(&entry.id);
+            return whole();
         }
-        let text = std::str::from_utf8(&buf[..n])
-            .map_err(|_| invalid("a state file that is not UTF-8".into()))?;
-        parse_state_of(&entry.id, text).map(StateFile::state)
+        found(std::str::from_utf8(&buf[..n]).map_err(|_| not_utf8())?)
+    }
+
+    /// Whether a runner holds message `id`'s claim lock now, as a listing
+    /// tests it on a message it read from its state's copy (see
+    /// [`Spool::busy_for`]); NotFound when the message is gone.
+    pub fn busy_listed(&self, id: &QueueId, uid: u32) -> io::Result<bool> {
+        if self.lock_tests_of.is_some_and(|owner| owner != uid) {
+            return Ok(false);
+        }
+        self.busy_for(&self.open_queued_unchecked(id, false)?, uid)
     }
 
     /// Whether a runner holds the message's claim lock now (tried without
@@ -874,9 +890,13 @@ impl Spool {
     }
 
     /// Replaces the state of a claimed message durably: temporary file in
-    /// `tmp/`, fsync, rename, directory fsync.
+    /// `tmp/`, fsync, rename, directory fsync. The state carries the copy
+    /// of the message's envelope that listings read instead of the message
+    /// ([`envelope_copy`], from the claimed file: a message never changes
+    /// after its commit); one that cannot be read is left out.
     pub fn write_state(&self, claim: &Claim, state: &State) -> Result<()> {
-        self.replace_state(claim, state)?;
+        let copy = claim.envelope_copy().unwrap_or_default();
+        self.replace_state(claim, state, &copy)?;
         self.sync_queue()
     }
 
@@ -901,7 +921,7 @@ impl Spool {
         {
             return Ok(());
         }
-        self.replace_state(claim, state)
+        self.replace_state(claim, state, BEGUN_LINE)
     }
 
     /// The state written into the spare file (see
@@ -918,7 +938,7 @@ impl Spool {
         state: &State,
         first: bool,
     ) -> io::Result<()> {
-        let text = state_text(&claim.id, state);
+        let text = state_text_with(&claim.id, state, BEGUN_LINE);
         let mut kept = spare.kept();
         let mut open = match kept.take() {
             Some(o) if o.out.is_none() => o,
@@ -941,15 +961,16 @@ impl Spool {
         Ok(())
     }
 
-    /// The state file replaced by a temporary file in `tmp/`, fsync, rename.
-    fn replace_state(&self, claim: &Claim, state: &State) -> Result<()> {
+    /// The state file replaced by a temporary file in `tmp/`, fsync, rename;
+    /// `listing`: its lines for listings ([`state_text_with`]).
+    fn replace_state(&self, claim: &Claim, state: &State, listing: &str) -> Result<()> {
         if let Some(spare) = &self.spare {
             spare.forget(&claim.id);
         }
         let tmp = self
             .tmp_dir()
             .join(format!("{}.state.{}", claim.id, std::process::id()));
-        let text = state_text(&claim.id, state);
+        let text = state_text_with(&claim.id, state, listing);
         let write = || -> io::Result<()> {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -1082,6 +1103,14 @@ impl Spool {
     /// As [`Spool::read_state`], saying whether the state file was there,
     /// absent, or torn (see [`parse_state_of`]).
     pub fn read_state_file(&self, id: &QueueId) -> io::Result<StateFile> {
+        match self.read_state_text(id)? {
+            Some(text) => parse_state_of(id, &text),
+            None => Ok(StateFile::Absent),
+        }
+    }
+
+    /// The text of message `id`'s state file; None when there is none.
+    fn read_state_text(&self, id: &QueueId) -> io::Result<Option<String>> {
         // A state file is replaced by rename, never written in place: the
         // length fstat gives is the whole of it, read in one read(2)
         // (read_to_string would ask fstat and lseek again, and read once
@@ -1090,11 +1119,11 @@ impl Spool {
             let (mut file, len) = self.open_queued(id, true)?;
             let mut text = vec![0; usize::try_from(len).map_err(io::Error::other)?];
             io::Read::read_exact(&mut file, &mut text)?;
-            String::from_utf8(text).map_err(|_| invalid("a state file that is not UTF-8".into()))
+            String::from_utf8(text).map_err(|_| not_utf8())
         };
         match read() {
-            Ok(text) => parse_state_of(id, &text),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(StateFile::Absent),
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -1361,6 +1390,15 @@ impl<'s> Claim<'s> {
         Ok(Some(bytes))
     }
 
+    /// The lines of a state of the claimed message that copy its envelope
+    /// for listings ([`envelope_copy`]): one pread of the file's beginning.
+    pub fn envelope_copy(&self) -> Option<String> {
+        let most = (crate::limits::STATE_ENVELOPE_COPY as u64).min(self.len);
+        let mut head = vec![0; usize::try_from(most).ok()?];
+        self.file.read_exact_at(&mut head, 0).ok()?;
+        envelope_copy(&head, self.len)
+    }
+
     /// The claimed message's envelope and the size of its content, read
     /// through the claim's own open file (no second open of the message).
     pub fn envelope(&self) -> io::Result<(Envelope, u64)> {
@@ -1445,6 +1483,10 @@ pub fn write_envelope(out: &mut impl Write, e: &Envelope) -> io::Result<u64> {
 
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+fn not_utf8() -> io::Error {
+    invalid("a state file that is not UTF-8".into())
 }
 
 /// Reads the envelope up to its empty line; returns it with its length in bytes.
@@ -1615,9 +1657,97 @@ fn number<T: std::str::FromStr>(key: &str, value: &str) -> io::Result<T> {
 /// `id QID`, the lines [`format_state`] writes, and `end`, so that a state
 /// torn by a crash can be told (see [`parse_state_of`]).
 pub fn state_text(id: &QueueId, state: &State) -> String {
+    state_text_with(id, state, "")
+}
+
+/// [`state_text`] with `listing` (lines for listings alone, since 1.8:
+/// [`BEGUN_LINE`] or [`envelope_copy`]'s) before its `end`.
+fn state_text_with(id: &QueueId, state: &State, listing: &str) -> String {
     let body = format_state(state);
     let (magic, rest) = body.split_once('\n').unwrap_or((&body, ""));
-    format!("{magic}\nid {id}\n{rest}{STATE_END}\n")
+    format!("{magic}\nid {id}\n{rest}{listing}{STATE_END}\n")
+}
+
+/// The line a state written just before a transaction carries (since
+/// 1.8): an attempt began, and its outcome is not recorded yet. A listing
+/// tests the message's claim lock (`*`) only when it is there: a runner
+/// holds the lock for more than a moment only in a transaction, which
+/// this state begins, and every state that records an outcome (or an
+/// admin's action) is written without it.
+pub const BEGUN_LINE: &str = "begun\n";
+
+/// The lines a state file carries (since 1.8) so that a listing need not
+/// open the message: `envelope LINE` for each line of the message file's
+/// envelope (`head`, the file's first bytes, up to its empty line), then
+/// `content-size N` (the file's length, `file_len`, less the envelope's).
+/// None when the envelope does not end within
+/// [`crate::limits::STATE_ENVELOPE_COPY`] bytes of `head`, or is not
+/// what a spool file's envelope can be (UTF-8, no control character): a
+/// listing then reads the message file, as it did before 1.8.
+pub fn envelope_copy(head: &[u8], file_len: u64) -> Option<String> {
+    use std::fmt::Write as _;
+    let head = &head[..head.len().min(crate::limits::STATE_ENVELOPE_COPY)];
+    let end = memchr::memmem::find(head, b"\n\n")?;
+    let block = std::str::from_utf8(&head[..end]).ok()?;
+    if block.chars().any(|c| c.is_control() && c != '\n') {
+        return None;
+    }
+    let size = file_len.checked_sub(end as u64 + 2)?;
+    let mut out = String::with_capacity(block.len() * 2);
+    for line in block.split('\n') {
+        let _ = writeln!(out, "envelope {}", line.trim_end_matches(' '));
+    }
+    let _ = writeln!(out, "content-size {size}");
+    Some(out)
+}
+
+/// What a listing reads in a state file besides the state (since 1.8).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ListingLines {
+    /// The state was written as an attempt began ([`BEGUN_LINE`]).
+    pub begun: bool,
+    /// The message's envelope and content size, from the state's copy
+    /// ([`envelope_copy`]) when it is whole and is the message's own.
+    pub copy: Option<(Envelope, u64)>,
+}
+
+impl ListingLines {
+    /// Whether a runner may hold the message in a transaction, so that a
+    /// test of its claim lock is worth an open of the message file: the
+    /// state says an attempt began, or it has no copy (a state of 1.7 or
+    /// before, which never says). The one rule of listings and metrics.
+    pub fn may_be_in_delivery(&self) -> bool {
+        self.begun || self.copy.is_none()
+    }
+}
+
+/// The [`ListingLines`] of the state file text of message `id`, read
+/// leniently: a copy that is not whole, not a version 1 envelope, or
+/// another message's is no copy, and never makes the state unreadable.
+pub fn listing_lines(id: &QueueId, text: &str) -> ListingLines {
+    let mut lines = ListingLines::default();
+    let mut envelope = String::new();
+    let mut size = None;
+    for l in text.lines() {
+        let (key, value) = l.split_once(' ').unwrap_or((l, ""));
+        match key {
+            "begun" => lines.begun = true,
+            "envelope" => {
+                envelope.push_str(value);
+                envelope.push('\n');
+            }
+            "content-size" => size = value.parse::<u64>().ok(),
+            _ => {}
+        }
+    }
+    envelope.push('\n');
+    lines.copy = match (parse_envelope(&mut envelope.as_bytes()), size) {
+        (Ok((env, used)), Some(size)) if env.id == *id && used == envelope.len() as u64 => {
+            Some((env, size))
+        }
+        _ => None,
+    };
+    lines
 }
 
 /// The last line of a state file since 1.7.
@@ -2014,7 +2144,7 @@ mod tests {
             drop(claim);
             // Exactly this text, nothing of an earlier one after it.
             let text = std::fs::read_to_string(spool.state_path(&env.id)).unwrap();
-            assert_eq!(text, state_text(&env.id, s));
+            assert_eq!(text, state_text_with(&env.id, s, BEGUN_LINE));
             (env.id, slot)
         };
         // A deferred: its state replaced the ordinary way; the open spare
@@ -2094,6 +2224,104 @@ mod tests {
         x.drop_spare();
         y.drop_spare();
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A message file's bytes: `env`'s envelope, then `content`.
+    fn message_bytes(env: &Envelope, content: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        write_envelope(&mut bytes, env).unwrap();
+        bytes.extend_from_slice(content);
+        bytes
+    }
+
+    #[test]
+    fn a_state_copies_the_envelope_only_when_it_is_whole_and_short() {
+        let env = envelope(QueueId::new(1, 2, 3));
+        let bytes = message_bytes(&env, b"Subject: x\n\nhello\n");
+        let copy = envelope_copy(&bytes, bytes.len() as u64).unwrap();
+        // Line by line, the body's padding trimmed, then the content's size.
+        let expected = format!(
+            "envelope {MAGIC}\nenvelope id {}\nenvelope arrival 1795305600\n\
+             envelope uid 1000\nenvelope sender alice@example.org\n",
+            env.id
+        );
+        assert!(copy.starts_with(&expected), "{copy}");
+        assert!(copy.contains("\nenvelope body 7bit\n"), "{copy}");
+        assert!(copy.ends_with("\ncontent-size 18\n"), "{copy}");
+        let mut wide = env.clone();
+        wide.recipients = vec![env.recipients[0].clone(); 100];
+        let wide = message_bytes(&wide, b"x\n");
+        let cases: &[(&str, &[u8], u64)] = &[
+            ("longer than the limit", &wide, wide.len() as u64),
+            ("no empty line", &bytes[..40], 40),
+            (
+                "a control character",
+                b"SPOOLMAIL 1\nsender a\x1b@b\n\nx",
+                30,
+            ),
+            ("not UTF-8", b"SPOOLMAIL 1\nsender \xff@b\n\nx", 30),
+            ("a file shorter than its envelope", &bytes, 10),
+        ];
+        for (why, head, len) in cases {
+            assert_eq!(envelope_copy(head, *len), None, "{why}");
+        }
+    }
+
+    #[test]
+    fn a_listing_takes_a_copy_only_when_it_is_the_message_s_own_and_whole() {
+        let id = QueueId::new(1, 2, 3);
+        let env = envelope(id.clone());
+        let bytes = message_bytes(&env, &[b'x'; 100]);
+        let copy = envelope_copy(&bytes, bytes.len() as u64).unwrap();
+        let mut state = State {
+            attempts: 2,
+            next_attempt: 42,
+            ..State::default()
+        };
+        state.set(0, RcptStatus::Deferred, "451 4.3.0 later");
+        let whole = state_text_with(&id, &state, &copy);
+        // Older readers ignore the lines; the state is the same.
+        assert_eq!(parse_state(&whole).unwrap(), state);
+        assert_eq!(
+            parse_state_of(&id, &whole).unwrap(),
+            StateFile::Found(state.clone())
+        );
+        let lines = listing_lines(&id, &whole);
+        assert_eq!(lines.copy, Some((env.clone(), 100)));
+        assert!(!lines.begun);
+        let begun = state_text_with(&id, &state, BEGUN_LINE);
+        assert_eq!(parse_state(&begun).unwrap(), state);
+        assert_eq!(
+            listing_lines(&id, &begun),
+            ListingLines {
+                begun: true,
+                copy: None
+            }
+        );
+        let other = QueueId::new(9, 9, 9);
+        let no_copy = [
+            ("another message's copy", listing_lines(&other, &whole)),
+            (
+                "no size",
+                listing_lines(&id, &whole.replace("content-size", "size")),
+            ),
+            (
+                "a bad size",
+                listing_lines(&id, &whole.replace("size 100", "size -1")),
+            ),
+            (
+                "an empty line in it",
+                listing_lines(&id, &whole.replace("envelope uid 1000", "envelope")),
+            ),
+            (
+                "another version",
+                listing_lines(&id, &whole.replace(MAGIC, "SPOOLMAIL 2")),
+            ),
+            ("no envelope", listing_lines(&id, &state_text(&id, &state))),
+        ];
+        for (why, lines) in no_copy {
+            assert_eq!(lines.copy, None, "{why}");
+        }
     }
 
     #[test]
@@ -2283,7 +2511,7 @@ mod tests {
         st.set(0, RcptStatus::Deferred, "451 later");
         let mut big = st.clone();
         big.set(1, RcptStatus::Deferred, &"y".repeat(5000));
-        for (id, state) in [(&short.id, &st), (&long.id, &big)] {
+        for (id, state) in [(&short.id, &st), (&long.id, &big), (&wide.id, &st)] {
             let mut slot = ClaimSlot::default();
             let claim = spool.claim(id, &mut slot).unwrap().unwrap();
             spool.write_state(&claim, state).unwrap();
@@ -2294,10 +2522,16 @@ mod tests {
             assert!(entry.scanned);
             let (env, size, busy) = spool.read_envelope_for_listing(&entry.id).unwrap();
             let listed = spool.read_for_listing(&entry).unwrap();
-            assert_eq!(listed, (env, size, busy));
+            assert_eq!(listed, (env.clone(), size, busy));
             assert_eq!(entry.has_state, entry.state_regular);
             let state = spool.read_state(&entry.id).unwrap();
-            assert_eq!(spool.read_state_listed(&entry).unwrap(), state);
+            let (listed_state, lines) = spool.read_state_listed(&entry).unwrap();
+            assert_eq!(listed_state, state);
+            // The state's copy is the message's envelope and size, but for
+            // an envelope too long to copy (200 recipients).
+            let copied = (entry.id != wide.id).then_some((env, size));
+            assert_eq!(lines.copy, copied, "{}", entry.id);
+            assert!(!lines.begun);
         }
         let size = |id| spool.read_for_listing(&spool.entry(id));
         assert_eq!(size(&long.id).unwrap().1, 10_000);

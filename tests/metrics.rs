@@ -229,6 +229,9 @@ fn queue_names(t: &Setup) -> Vec<(String, String)> {
 /// (Postfix's queues): a message in a runner's hands is active in both (the
 /// metrics called it deferred), one made due by `spoolctl retry` is active
 /// (the listing called it deferred), one waiting for its retry deferred.
+/// In a runner's hands: its claim lock taken and, since spool format 1.8,
+/// its state saying an attempt began (`begun`); a lock alone is a
+/// moment's (a spoolctl action), and deferred in both.
 #[test]
 fn the_metrics_and_the_json_listing_agree_on_what_is_active() {
     let t = Setup::new();
@@ -241,9 +244,20 @@ fn the_metrics_and_the_json_listing_agree_on_what_is_active() {
     // The claim lock a delivery holds, taken as a runner takes it.
     let claim = fs::File::open(t.s.queue_dir().join(&busy.id)).unwrap();
     claim.lock().unwrap();
+    let named = |id: &str, name: &str| (id.to_string(), name.to_string());
+    let m = t.pass(&[]);
+    assert_eq!(gauges(&m).0, [0, 2, 0], "{}", t.s.log());
+    assert_eq!(
+        queue_names(&t),
+        [named(&busy.id, "deferred"), named(&waiting.id, "deferred")]
+    );
+    // And the `begun` line it writes before its transaction.
+    let state_path = t.s.queue_dir().join(format!("{}.state", busy.id));
+    let state = fs::read_to_string(&state_path).unwrap();
+    assert!(state.contains("\ncontent-size "), "{state}");
+    fs::write(&state_path, state.replace("\nend\n", "\nbegun\nend\n")).unwrap();
     let m = t.pass(&[]);
     assert_eq!(gauges(&m).0, [1, 1, 0], "{}", t.s.log());
-    let named = |id: &str, name: &str| (id.to_string(), name.to_string());
     assert_eq!(
         queue_names(&t),
         [named(&busy.id, "active"), named(&waiting.id, "deferred")]

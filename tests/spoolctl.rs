@@ -132,6 +132,79 @@ fn json_listing_agrees_with_the_message_files_field_by_field() {
     );
 }
 
+/// Spool format 1.8: a deferred message's state carries a copy of its
+/// envelope, which mailq lists instead of opening the message; a copy
+/// too long to keep, or none (a state of 1.7), sends it to the file, and
+/// both give the same listing.
+#[test]
+fn mailq_lists_a_deferred_message_from_its_states_copy_as_from_its_file() {
+    let s = spool("ctl-copy");
+    let a = s.submit_one(&["-f", "alice@example.org", "bob@example.net", "root"], MSG);
+    let many: Vec<String> = (0..100)
+        .map(|i| format!("rcpt{i:03}@example.net"))
+        .collect();
+    let mut args = vec!["-f", "carol@example.org"];
+    args.extend(many.iter().map(String::as_str));
+    let wide = s.submit_one(&args, MSG);
+    s.pass(&[]);
+    let state_path = s.queue_dir().join(format!("{}.state", a.id));
+    let state = std::fs::read_to_string(&state_path).unwrap();
+    assert!(
+        state.contains("\nenvelope sender alice@example.org\n"),
+        "{state}"
+    );
+    assert!(state.contains("\nenvelope orcpt root\n"), "{state}");
+    assert!(
+        state.contains(&format!("\ncontent-size {}\n", a.content.len())),
+        "{state}"
+    );
+    let wide_state = String::from_utf8(s.read_queued(&format!("{}.state", wide.id))).unwrap();
+    assert!(!wide_state.contains("envelope "), "{wide_state}");
+    let mailq = || {
+        let out = s.run(&["-bp"], b"");
+        out.assert_ok();
+        out.stdout
+    };
+    let listed = mailq();
+    assert!(
+        listed.contains("alice@example.org") && listed.contains("rcpt099@"),
+        "{listed}"
+    );
+    // The message file's sender changed behind mailq's back: still the
+    // copy's, so the file was not read.
+    let file = s.queue_dir().join(&a.id);
+    let original = std::fs::read(&file).unwrap();
+    let text = String::from_utf8(original.clone()).unwrap();
+    std::fs::write(&file, text.replace("sender alice@", "sender alica@")).unwrap();
+    assert_eq!(mailq(), listed);
+    // Without the copy (as 1.7 wrote the state): the file is read.
+    let old: String = state
+        .lines()
+        .filter(|l| !l.starts_with("envelope ") && !l.starts_with("content-size "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&state_path, &old).unwrap();
+    assert_eq!(mailq(), listed.replace("alice@", "alica@"));
+    std::fs::write(&file, &original).unwrap();
+    assert_eq!(mailq(), listed);
+    // `*`: tested where the state says an attempt began (a runner writes
+    // `begun` before each transaction), read from the file where there is
+    // no copy; a lock without either is a moment's (a spoolctl action).
+    let claim = std::fs::File::open(&file).unwrap();
+    claim.lock().unwrap();
+    let mark = |listing: &str| {
+        let line = listing.lines().find(|l| l.starts_with(&a.id)).unwrap();
+        line.as_bytes()[a.id.len()]
+    };
+    assert_eq!(mark(&mailq()), b'*');
+    std::fs::write(&state_path, &state).unwrap();
+    assert_eq!(mark(&mailq()), b' ');
+    std::fs::write(&state_path, state.replace("\nend\n", "\nbegun\nend\n")).unwrap();
+    assert_eq!(mark(&mailq()), b'*');
+    drop(claim);
+    assert_eq!(mark(&mailq()), b' ');
+}
+
 #[test]
 fn empty_queue_lists_nothing_in_json() {
     let s = spool("ctl-empty");

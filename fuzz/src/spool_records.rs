@@ -5,8 +5,8 @@
 use crate::common::{Bytes, text};
 use spoolmail::model::{Address, BodyType, Notify, PassId, QueueId, Ret};
 use spoolmail::spool::{
-    Envelope, PassMark, RcptStatus, Recipient, State, format_state, parse_envelope, parse_state,
-    write_envelope,
+    Envelope, PassMark, RcptStatus, Recipient, State, envelope_copy, format_state, listing_lines,
+    parse_envelope, parse_state, write_envelope,
 };
 
 pub fn check(data: &[u8]) {
@@ -127,9 +127,19 @@ fn envelope_text(data: &[u8]) {
     write_envelope(&mut written, &e).expect("writing to memory");
     let (again, _) = parse_envelope(&mut &written[..]).expect("rewritten envelope parses");
     assert_eq!(again, e, "an envelope read back does not write the same");
+    // Its copy in a state file (spool format 1.8) reads back as it.
+    written.extend_from_slice(b"content\n");
+    if let Some(copy) = envelope_copy(&written, written.len() as u64) {
+        let state = spoolmail::spool::state_text(&e.id, &State::default());
+        let with = state.replace("\nend\n", &format!("\n{copy}end\n"));
+        let lines = listing_lines(&e.id, &with);
+        assert_eq!(lines.copy, Some((e, 8)), "a copy read back: {with}");
+    }
 }
 
 fn state_text(data: &[u8]) {
+    // What a listing reads besides the state: never a panic.
+    let _ = listing_lines(&QueueId::new(1, 2, 3), &text(data));
     let Ok(s) = parse_state(&text(data)) else {
         return;
     };
