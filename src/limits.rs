@@ -410,6 +410,11 @@ pub const MAX_RETURNED: u64 = 1024 * 1024;
 pub const LOOKUP_BUFFER_START: usize = 4096;
 pub const LOOKUP_BUFFER_MAX: usize = 1 << 20;
 
+/// The longest /etc/nsswitch.conf or /etc/passwd (bytes) read directly for
+/// a user's passwd entry (`system::passwd_entry`); a longer one is left to
+/// getpwuid(3).
+pub const PASSWD_FILE_MAX: u64 = 4 << 20;
+
 // ---- Defaults of the settings (config.rs has the settings) ----
 
 /// `retry_schedule`: when the attempts come, each counted from the one
