@@ -2324,6 +2324,41 @@ mod tests {
         }
     }
 
+    /// Spool format 1.8, through a child's spare and the ordinary way: the
+    /// state written before a transaction says `begun` and has no copy (a
+    /// listing reads the message file and tests its lock while it stands);
+    /// the outcome's, written durably, has the copy and no `begun`.
+    #[test]
+    fn a_begun_state_has_no_copy_and_the_outcome_s_no_begun() {
+        let (dir, plain) = spool();
+        let recycling = Spool::new(&dir).recycling_states();
+        let mut state = State {
+            attempts: 1,
+            next_attempt: 42,
+            ..State::default()
+        };
+        for spool in [&plain, &recycling] {
+            let env = spool.deposit(envelope, |_, _| Ok(())).unwrap();
+            let entry = QueueEntry::unscanned(env.id.clone(), true);
+            let mut slot = ClaimSlot::default();
+            let claim = spool.claim(&env.id, &mut slot).unwrap().unwrap();
+            spool
+                .write_state_before_attempt(&claim, &state, false)
+                .unwrap();
+            let (_, lines) = spool.read_state_listed(&entry).unwrap();
+            assert!(lines.begun && lines.copy.is_none(), "{lines:?}");
+            assert!(lines.may_be_in_delivery());
+            state.set(0, RcptStatus::Deferred, "451 4.3.0 later");
+            spool.write_state(&claim, &state).unwrap();
+            let (read, lines) = spool.read_state_listed(&entry).unwrap();
+            assert_eq!(read, state);
+            assert_eq!(lines.copy, Some((env, 0)));
+            assert!(!lines.begun && !lines.may_be_in_delivery());
+        }
+        recycling.drop_spare();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn a_state_torn_by_a_crash_is_read_as_no_state_and_no_other_is() {
         let id = QueueId::new(1_795_305_600, 1, 2);

@@ -463,6 +463,50 @@ fn delete_and_hold_racing_a_running_pass_fail_with_in_delivery() {
     assert!(!s.log().contains("spoolctl"), "nothing was changed");
 }
 
+/// Spool format 1.8: a message whose state carries a copy of its envelope
+/// (here `spoolctl hold` and `release` wrote it) is marked `*` and listed
+/// active all the same while a runner is in its transaction: the state the
+/// runner writes before it says `begun` and has no copy, so the listing
+/// reads the message file and tests its lock.
+#[test]
+fn a_retried_message_in_its_transaction_is_marked_in_delivery_despite_its_copy() {
+    let server = Smtp::faulty("slow-data", &["--delay", "4"]);
+    let s = delivering("ctl-begun", &server);
+    let q = s.submit_one(&["-f", "alice@example.org", "bob@example.net"], MSG);
+    for verb in ["hold", "release"] {
+        ctl(&s, &[verb, &q.id]).assert_ok();
+    }
+    let state_path = s.queue_dir().join(format!("{}.state", q.id));
+    let before = std::fs::read_to_string(&state_path).unwrap();
+    assert!(
+        before.contains("\ncontent-size ") && !before.contains("begun"),
+        "{before}"
+    );
+    let mut pass = s.spawn_pass();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !s.mailq().contains(&format!("{}*", q.id)) {
+        assert!(std::time::Instant::now() < deadline, "never in delivery");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let during = std::fs::read_to_string(&state_path).unwrap();
+    assert!(
+        during.ends_with("\nbegun\nend\n") && !during.contains("\nenvelope "),
+        "{during}"
+    );
+    let json = ctl(&s, &["list", "--json"]).stdout;
+    assert!(json.contains(r#""queue_name": "active""#), "{json}");
+    assert!(
+        harness::wait_timeout(&mut pass, Duration::from_secs(30))
+            .unwrap()
+            .success()
+    );
+    assert_eq!(
+        server.wait_for_messages(1, Duration::from_secs(10)).len(),
+        1
+    );
+    assert!(s.queue_ids().is_empty(), "{}", s.mailq());
+}
+
 // ---------------------------------------------------------------------------
 // Who may do what
 // ---------------------------------------------------------------------------
