@@ -2352,8 +2352,16 @@ mod tests {
             spool.write_state(&claim, &state).unwrap();
             let (read, lines) = spool.read_state_listed(&entry).unwrap();
             assert_eq!(read, state);
-            assert_eq!(lines.copy, Some((env, 0)));
+            assert_eq!(lines.copy, Some((env.clone(), 0)));
             assert!(!lines.begun && !lines.may_be_in_delivery());
+            // The same text cut before its `end` (as a crash may leave a
+            // first attempt's state): torn, so no copy, whatever it holds.
+            drop(claim);
+            let text = std::fs::read_to_string(spool.state_path(&env.id)).unwrap();
+            let cut = text.strip_suffix("end\n").unwrap();
+            std::fs::write(spool.state_path(&env.id), cut).unwrap();
+            let read = spool.read_state_listed(&entry).unwrap();
+            assert_eq!(read, (State::default(), ListingLines::default()));
         }
         recycling.drop_spare();
         std::fs::remove_dir_all(dir).unwrap();
