@@ -5,8 +5,8 @@
 use crate::common::{Bytes, text};
 use spoolmail::model::{Address, BodyType, Notify, PassId, QueueId, Ret};
 use spoolmail::spool::{
-    Envelope, PassMark, RcptStatus, Recipient, State, envelope_copy, format_state, listing_lines,
-    parse_envelope, parse_state, write_envelope,
+    Envelope, ListingLines, PassMark, RcptStatus, Recipient, State, StateFile, envelope_copy,
+    format_state, listing_lines, parse_envelope, parse_state, parse_state_of, write_envelope,
 };
 
 pub fn check(data: &[u8]) {
@@ -102,6 +102,16 @@ fn state_round_trip(b: &mut Bytes) {
         s.recipients.push((index, status, reason));
     }
     let written = format_state(&s);
+    // Spool format 1.8: no reply text makes a line a listing reads (no
+    // `begun`, no copy of an envelope) or a torn state.
+    let id = QueueId::new(1, 2, 3);
+    let whole = spoolmail::spool::state_text(&id, &s);
+    let lines = listing_lines(&id, &whole);
+    assert_eq!(lines, ListingLines::default(), "{whole:?}");
+    assert!(
+        matches!(parse_state_of(&id, &whole), Ok(StateFile::Found(_))),
+        "{whole:?}"
+    );
     let back = parse_state(&written).expect("a written state parses");
     assert_eq!(back.attempts, s.attempts);
     assert_eq!(back.next_attempt, s.next_attempt);
