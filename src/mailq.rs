@@ -12,8 +12,9 @@
 //! ```
 //!
 //! `*` after the id marks a message a queue runner is delivering now (its
-//! claim lock is taken, tried without waiting, where its state says an
-//! attempt began or it has no copy of its envelope), `!` one on hold
+//! claim lock is taken, tried without waiting, where its state has no copy
+//! of its envelope, as in a transaction: see
+//! [`crate::spool::ListingLines::may_be_in_delivery`]), `!` one on hold
 //! (`spoolctl hold`), as Postfix marks them.
 
 use crate::error::{Error, Result};
@@ -177,11 +178,11 @@ pub struct Listed {
 impl Listed {
     /// Reads one message for a listing; None when it vanished meanwhile
     /// (delivered and removed). The state comes first: since spool format
-    /// 1.8 it carries a copy of the envelope, and the message file is
-    /// then opened only for the lock test (`*`), when the state says an
-    /// attempt began. A state without a whole copy of its own (written
-    /// before 1.8, or its envelope too long to copy) sends the listing to
-    /// the message file, as before.
+    /// 1.8 a deferred message's carries a copy of the envelope, and the
+    /// message file is not opened. A state without a whole copy of its
+    /// own (the one a runner writes before its transaction, one written
+    /// before 1.8, or an envelope too long to copy) sends the listing to
+    /// the message file, whose lock it tests (`*`), as before.
     pub fn load(spool: &Spool, entry: &QueueEntry) -> io::Result<Option<Listed>> {
         // A state that cannot be read holds the message: every recipient is
         // shown under the reason, as a runner leaves them all alone.
@@ -197,11 +198,8 @@ impl Listed {
             };
         let tested = lines.may_be_in_delivery();
         let read = match lines.copy {
-            Some((envelope, size)) if tested => spool
-                .busy_listed(&envelope.id, envelope.uid)
-                .map(|busy| (envelope, size, busy)),
-            Some((envelope, size)) => Ok((envelope, size, false)),
-            None => spool.read_for_listing(entry),
+            Some((envelope, size)) if !tested => Ok((envelope, size, false)),
+            _ => spool.read_for_listing(entry),
         };
         let (envelope, size, busy) = match read {
             Ok(v) => v,

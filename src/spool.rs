@@ -810,16 +810,6 @@ impl Spool {
         found(std::str::from_utf8(&buf[..n]).map_err(|_| not_utf8())?)
     }
 
-    /// Whether a runner holds message `id`'s claim lock now, as a listing
-    /// tests it on a message it read from its state's copy (see
-    /// [`Spool::busy_for`]); NotFound when the message is gone.
-    pub fn busy_listed(&self, id: &QueueId, uid: u32) -> io::Result<bool> {
-        if self.lock_tests_of.is_some_and(|owner| owner != uid) {
-            return Ok(false);
-        }
-        self.busy_for(&self.open_queued_unchecked(id, false)?, uid)
-    }
-
     /// Whether a runner holds the message's claim lock now (tried without
     /// waiting); false when it is gone or cannot be opened.
     pub fn in_delivery(&self, id: &QueueId) -> bool {
@@ -921,7 +911,7 @@ impl Spool {
         {
             return Ok(());
         }
-        self.replace_state(claim, state, BEGUN_LINE)
+        self.replace_state(claim, state, "")
     }
 
     /// The state written into the spare file (see
@@ -938,7 +928,7 @@ impl Spool {
         state: &State,
         first: bool,
     ) -> io::Result<()> {
-        let text = state_text_with(&claim.id, state, BEGUN_LINE);
+        let text = state_text(&claim.id, state);
         let mut kept = spare.kept();
         let mut open = match kept.take() {
             Some(o) if o.out.is_none() => o,
@@ -1660,21 +1650,13 @@ pub fn state_text(id: &QueueId, state: &State) -> String {
     state_text_with(id, state, "")
 }
 
-/// [`state_text`] with `listing` (lines for listings alone, since 1.8:
-/// [`BEGUN_LINE`] or [`envelope_copy`]'s) before its `end`.
+/// [`state_text`] with `listing` (the lines of [`envelope_copy`], for
+/// listings alone, since 1.8) before its `end`.
 fn state_text_with(id: &QueueId, state: &State, listing: &str) -> String {
     let body = format_state(state);
     let (magic, rest) = body.split_once('\n').unwrap_or((&body, ""));
     format!("{magic}\nid {id}\n{rest}{listing}{STATE_END}\n")
 }
-
-/// The line a state written just before a transaction carries (since
-/// 1.8): an attempt began, and its outcome is not recorded yet. A listing
-/// tests the message's claim lock (`*`) only when it is there: a runner
-/// holds the lock for more than a moment only in a transaction, which
-/// this state begins, and every state that records an outcome (or an
-/// admin's action) is written without it.
-pub const BEGUN_LINE: &str = "begun\n";
 
 /// The lines a state file carries (since 1.8) so that a listing need not
 /// open the message: `envelope LINE` for each line of the message file's
@@ -1704,8 +1686,6 @@ pub fn envelope_copy(head: &[u8], file_len: u64) -> Option<String> {
 /// What a listing reads in a state file besides the state (since 1.8).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ListingLines {
-    /// The state was written as an attempt began ([`BEGUN_LINE`]).
-    pub begun: bool,
     /// The message's envelope and content size, from the state's copy
     /// ([`envelope_copy`]) when it is whole and is the message's own.
     pub copy: Option<(Envelope, u64)>,
@@ -1714,10 +1694,13 @@ pub struct ListingLines {
 impl ListingLines {
     /// Whether a runner may hold the message in a transaction, so that a
     /// test of its claim lock is worth an open of the message file: the
-    /// state says an attempt began, or it has no copy (a state of 1.7 or
-    /// before, which never says). The one rule of listings and metrics.
+    /// state has no copy. A runner writes the state that begins its
+    /// transactions without one (and a state of 1.7 or before has none),
+    /// and every state with a copy records an outcome or an admin's
+    /// action, after which the lock is held only for a moment. The one
+    /// rule of listings and metrics.
     pub fn may_be_in_delivery(&self) -> bool {
-        self.begun || self.copy.is_none()
+        self.copy.is_none()
     }
 }
 
@@ -1731,7 +1714,6 @@ pub fn listing_lines(id: &QueueId, text: &str) -> ListingLines {
     for l in text.lines() {
         let (key, value) = l.split_once(' ').unwrap_or((l, ""));
         match key {
-            "begun" => lines.begun = true,
             "envelope" => {
                 envelope.push_str(value);
                 envelope.push('\n');
@@ -2144,7 +2126,7 @@ mod tests {
             drop(claim);
             // Exactly this text, nothing of an earlier one after it.
             let text = std::fs::read_to_string(spool.state_path(&env.id)).unwrap();
-            assert_eq!(text, state_text_with(&env.id, s, BEGUN_LINE));
+            assert_eq!(text, state_text(&env.id, s));
             (env.id, slot)
         };
         // A deferred: its state replaced the ordinary way; the open spare
@@ -2288,16 +2270,7 @@ mod tests {
         );
         let lines = listing_lines(&id, &whole);
         assert_eq!(lines.copy, Some((env.clone(), 100)));
-        assert!(!lines.begun);
-        let begun = state_text_with(&id, &state, BEGUN_LINE);
-        assert_eq!(parse_state(&begun).unwrap(), state);
-        assert_eq!(
-            listing_lines(&id, &begun),
-            ListingLines {
-                begun: true,
-                copy: None
-            }
-        );
+        assert!(!lines.may_be_in_delivery());
         let other = QueueId::new(9, 9, 9);
         let no_copy = [
             ("another message's copy", listing_lines(&other, &whole)),
@@ -2325,11 +2298,11 @@ mod tests {
     }
 
     /// Spool format 1.8, through a child's spare and the ordinary way: the
-    /// state written before a transaction says `begun` and has no copy (a
-    /// listing reads the message file and tests its lock while it stands);
-    /// the outcome's, written durably, has the copy and no `begun`.
+    /// state written before a transaction has no copy (a listing reads the
+    /// message file and tests its lock while it stands); the outcome's,
+    /// written durably, has the copy.
     #[test]
-    fn a_begun_state_has_no_copy_and_the_outcome_s_no_begun() {
+    fn the_state_before_a_transaction_has_no_copy_and_the_outcome_s_has() {
         let (dir, plain) = spool();
         let recycling = Spool::new(&dir).recycling_states();
         let mut state = State {
@@ -2346,14 +2319,14 @@ mod tests {
                 .write_state_before_attempt(&claim, &state, false)
                 .unwrap();
             let (_, lines) = spool.read_state_listed(&entry).unwrap();
-            assert!(lines.begun && lines.copy.is_none(), "{lines:?}");
+            assert!(lines.copy.is_none(), "{lines:?}");
             assert!(lines.may_be_in_delivery());
             state.set(0, RcptStatus::Deferred, "451 4.3.0 later");
             spool.write_state(&claim, &state).unwrap();
             let (read, lines) = spool.read_state_listed(&entry).unwrap();
             assert_eq!(read, state);
             assert_eq!(lines.copy, Some((env.clone(), 0)));
-            assert!(!lines.begun && !lines.may_be_in_delivery());
+            assert!(!lines.may_be_in_delivery());
             // The same text cut before its `end` (as a crash may leave a
             // first attempt's state): torn, so no copy, whatever it holds.
             drop(claim);
@@ -2574,7 +2547,6 @@ mod tests {
             // an envelope too long to copy (200 recipients).
             let copied = (entry.id != wide.id).then_some((env, size));
             assert_eq!(lines.copy, copied, "{}", entry.id);
-            assert!(!lines.begun);
         }
         let size = |id| spool.read_for_listing(&spool.entry(id));
         assert_eq!(size(&long.id).unwrap().1, 10_000);

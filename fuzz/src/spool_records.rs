@@ -102,8 +102,8 @@ fn state_round_trip(b: &mut Bytes) {
         s.recipients.push((index, status, reason));
     }
     let written = format_state(&s);
-    // Spool format 1.8: no reply text makes a line a listing reads (no
-    // `begun`, no copy of an envelope) or a torn state.
+    // Spool format 1.8: no reply text makes a line a listing reads (a copy
+    // of an envelope) or a torn state.
     let id = QueueId::new(1, 2, 3);
     let whole = spoolmail::spool::state_text(&id, &s);
     let lines = listing_lines(&id, &whole);
