@@ -618,7 +618,7 @@ pub const KEYS: &[Key] = &[
               `sender_dependent_relayhost_maps`: a file of lines `PATTERN HOST[:PORT] \
               [user=USER password_file=PATH] [tls=starttls|implicit] \
               [max_messages_per_connection=N] [max_messages_per_minute=N] \
-              [users=NAME[,NAME...]]` (`#` comments, blank lines), PATTERN \
+              [max_connections=N] [users=NAME[,NAME...]]` (`#` comments, blank lines), PATTERN \
               `user@domain`, `@domain` or `*`. A message goes, all its recipients in one \
               transaction, through the relay of the line for its sender's exact address, \
               else for its domain, else `*` (the null sender of bounces matches `*` \

@@ -727,12 +727,9 @@ fn start_children(
     log: &mut Log,
 ) -> Result<()> {
     let config = starter.config;
-    let limits = Limits {
-        children: config.max_children as usize,
-        per_destination: config.max_per_destination as usize,
-    };
     let now = Instant::now();
     for (destination, queue) in queues.iter() {
+        let limits = Limits::of(config, destination);
         if !paces.may_start(destination, now) {
             continue; // a relay resting, or its next message not yet due
         }
@@ -799,6 +796,7 @@ fn take_slots(
     let reserve = user.is_some();
     let global = !reserve && headroom(children, now, global_limit, |c| c.slots.map(|s| s.0));
     let own = !reserve
+        && !limits.capped
         && headroom(children, now, dest_limit, |c| {
             (c.destination == *destination)
                 .then_some(c.slots.map(|s| s.1))
@@ -883,17 +881,37 @@ fn loads(children: &[Child]) -> Vec<Load<'_>> {
         .collect()
 }
 
-/// `max_children` and `max_per_destination`.
+/// `max_children` and `max_per_destination`, or a relay's
+/// `max_connections` under it.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     children: usize,
     per_destination: usize,
+    /// `per_destination` is the relay's own `max_connections`: a bound on
+    /// its connections, with no headroom for stalled ones (a relay that
+    /// allows N refuses the N+1th, stalled or not).
+    capped: bool,
+}
+
+impl Limits {
+    /// The limits a new child for `destination` starts under.
+    fn of(config: &Config, destination: &Destination) -> Limits {
+        let spool_wide = config.max_per_destination;
+        let cap = config.limits_of(destination).connections;
+        Limits {
+            children: config.max_children as usize,
+            per_destination: cap.map_or(spool_wide, |c| c.min(spool_wide)) as usize,
+            capped: cap.is_some(),
+        }
+    }
 }
 
 /// Whether another child may start for `destination`, which has `queued`
 /// messages waiting: room under `max_children` (stalled children, up to as
 /// many again, do not count), fewer than `max_per_destination` of its own
-/// children moving, and fewer idle ones than the messages they would take.
+/// children moving (a capped relay: fewer children at all, stalled or
+/// idle, each of which may hold a connection), and fewer idle ones than
+/// the messages they would take.
 fn may_start(
     children: &[Load],
     destination: &Destination,
@@ -906,7 +924,10 @@ fn may_start(
         return false;
     }
     let own = || children.iter().filter(|c| c.destination == destination);
-    let active = own().filter(|c| !c.is_stalled(now)).count();
+    let active = match limits.capped {
+        true => own().count(),
+        false => own().filter(|c| !c.is_stalled(now)).count(),
+    };
     let idle = own().filter(|c| c.started.is_none()).count();
     active < limits.per_destination && idle < queued
 }
@@ -1237,6 +1258,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         children: 4,
         per_destination: 2,
+        capped: false,
     };
 
     /// Children as (destination, seconds their job has run; None: idle).
@@ -1292,6 +1314,28 @@ mod tests {
         for (children, queued, expected) in cases {
             let got = may_start(&loads(&children, now), &a, queued, LIMITS, now);
             assert_eq!(got, expected, "{children:?}, {queued} queued");
+        }
+        // A relay's max_connections (2): every child of it counts, stalled
+        // or idle, since each may hold a connection the relay counts.
+        let capped = Limits {
+            capped: true,
+            ..LIMITS
+        };
+        let cases: Vec<(Children, usize, bool)> = vec![
+            (vec![], 1, true),
+            (vec![(a.clone(), None)], 2, true),
+            (vec![(a.clone(), None), (a.clone(), Some(0))], 5, false),
+            (
+                vec![(a.clone(), Some(0)), (a.clone(), Some(stalled))],
+                5,
+                false,
+            ),
+            (vec![(a.clone(), Some(stalled))], 5, true),
+            (vec![(b.clone(), Some(0)); 3], 5, true),
+        ];
+        for (children, queued, expected) in cases {
+            let got = may_start(&loads(&children, now), &a, queued, capped, now);
+            assert_eq!(got, expected, "capped: {children:?}, {queued} queued");
         }
     }
 

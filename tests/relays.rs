@@ -461,6 +461,36 @@ fn a_burst_of_421s_at_the_greeting_is_one_rest_and_every_message_goes_once() {
     assert_eq!(subjects, want, "each exactly once");
 }
 
+/// A map line's `max_connections`: the relay that greets a third
+/// connection at once with 421 gets two at most, in every run, so no
+/// message meets a refusal and none waits (the test above, without it,
+/// has nine wait for the next run).
+#[test]
+fn max_connections_keeps_a_relay_under_its_concurrency_from_the_first_run() {
+    let relay = Smtp::faulty("two-at-once", &[]);
+    let s = spool(
+        "throttle_backoff = 1s\n",
+        &format!("@shop.example {} max_connections=2\n", relay.addr()),
+    );
+    for i in 0..30 {
+        submit(
+            &s,
+            "a@shop.example",
+            &["b@example.net"],
+            &format!("m{i:02}"),
+        );
+    }
+    s.pass(&[]);
+    let log = s.log();
+    s.assert_empty("every message delivered in the first run");
+    assert!(!log.contains("throttles"), "no rest: {log}");
+    assert!(!log.contains("421"), "no refusal: {log}");
+    let mut subjects: Vec<String> = relay.messages().iter().map(subject).collect();
+    subjects.sort();
+    let want: Vec<String> = (0..30).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(subjects, want, "each exactly once");
+}
+
 #[test]
 fn a_4_7_x_to_one_recipient_defers_that_message_and_rests_no_one() {
     // The relay greylists RCPT to grey*: 450 4.7.1, one recipient's policy.

@@ -57,11 +57,17 @@ impl fmt::Display for SenderPattern {
 }
 
 /// Message limits of a relay (`max_messages_per_connection`,
-/// `max_messages_per_minute`); None: no limit.
+/// `max_messages_per_minute`) and, for a `sender_relay_map` line, its
+/// connections at once (`max_connections`); None: no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RelayLimits {
     pub per_connection: Option<u32>,
     pub per_minute: Option<u32>,
+    /// The most connections open to the relay at once, from the whole
+    /// spool, under `max_per_destination`: for a relay that refuses more
+    /// (a provider's 421 at the greeting), which every new queue run would
+    /// otherwise meet again with its first messages.
+    pub connections: Option<u32>,
 }
 
 /// One line of `sender_relay_map`.
@@ -86,8 +92,9 @@ pub struct SenderRelay {
 impl SenderRelay {
     /// One line without its comment: `PATTERN HOST[:PORT]` and options
     /// `user=`, `password_file=`, `tls=starttls|implicit`,
-    /// `max_messages_per_connection=N`, `max_messages_per_minute=N`, each
-    /// at most once; `user` and `password_file` go together.
+    /// `max_messages_per_connection=N`, `max_messages_per_minute=N`,
+    /// `max_connections=N`, each at most once; `user` and `password_file`
+    /// go together.
     pub fn parse(line: &str) -> Result<SenderRelay, String> {
         let mut words = line.split_whitespace();
         let (Some(pattern), Some(host)) = (words.next(), words.next()) else {
@@ -143,6 +150,7 @@ impl SenderRelay {
             "users" => self.users = Some(login_names(value)?),
             "max_messages_per_connection" => self.limits.per_connection = Some(count()?),
             "max_messages_per_minute" => self.limits.per_minute = Some(count()?),
+            "max_connections" => self.limits.connections = Some(count()?),
             "oauth2" => {
                 return Err("oauth2= is not supported in sender_relay_map (see the README)".into());
             }
@@ -212,7 +220,8 @@ mod tests {
     fn lines_parse() {
         let r = SenderRelay::parse(
             "billing@Shop.Example smtp.shop.example:587 user=shop password_file=/etc/pw \
-             tls=starttls max_messages_per_connection=10 max_messages_per_minute=30",
+             tls=starttls max_messages_per_connection=10 max_messages_per_minute=30 \
+             max_connections=2",
         )
         .unwrap();
         assert_eq!(
@@ -225,7 +234,8 @@ mod tests {
                 implicit_tls: Some(false),
                 limits: RelayLimits {
                     per_connection: Some(10),
-                    per_minute: Some(30)
+                    per_minute: Some(30),
+                    connections: Some(2),
                 },
                 users: None,
             }
@@ -282,6 +292,7 @@ mod tests {
                 "* relay max_messages_per_connection=x",
                 "is not a positive number",
             ),
+            ("* relay max_connections=0", "is not a positive number"),
             ("* relay oauth2=default", "oauth2= is not supported"),
             ("* relay port=2", "unknown option `port`"),
         ] {
