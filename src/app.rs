@@ -5,6 +5,7 @@
 use crate::cli::{self, Invocation, Mode};
 use crate::config::{self, Config, DeliveryMode};
 use crate::error::{Error, Result, exit};
+use crate::model::{Destination, SenderRelay};
 use crate::{
     address, aliases, ctl, log, mailq, manual, queue, route, smtpd, spool, submit, sys, system, tls,
 };
@@ -278,12 +279,24 @@ fn verify(inv: &Invocation, config: &Config) -> Result<u8> {
     if inv.recipients.is_empty() {
         return Err(Error::Usage("-bv needs addresses to verify".into()));
     }
-    let origin = submit::Origin::of_current_process(config, false)?;
+    // With a sender_relay_map, the sender a submission would queue (-f,
+    // else the user's) picks the relay, as a queue run picks it.
+    let mapped = !config.sender_relays.is_empty();
+    let origin = submit::Origin::of_current_process(config, mapped && inv.sender.is_none())?;
+    let relay = match mapped {
+        true => {
+            let sender = submit::queued_sender(inv.sender.as_deref(), &origin, config)?;
+            let may_use = |r: &SenderRelay| r.allows(origin.uid, || system::login_name(origin.uid));
+            (config.relay_for_sender(&sender, may_use))
+                .map(|r| Destination::Relay(r.pattern.clone()))
+        }
+        false => None,
+    };
     for arg in &inv.recipients {
         let addrs = address::parse_argument(arg)?;
         let (recipients, notes) = aliases::resolve(addrs, config, &origin.domain);
         for r in recipients {
-            let host = route::destination_of(&r.address, config);
+            let host = (relay.clone()).unwrap_or_else(|| route::destination_of(&r.address, config));
             let via = r
                 .orcpt
                 .as_ref()

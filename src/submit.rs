@@ -300,6 +300,20 @@ fn recipients_of(
     Ok((recipients, notes))
 }
 
+/// The envelope sender a submission with sender `given` would queue:
+/// [`envelope_sender`], then `sender_address` or masquerading as
+/// [`submit`] applies them (for `-bv`, which routes by it).
+pub fn queued_sender(given: Option<&str>, origin: &Origin, config: &Config) -> Result<String> {
+    let sender = envelope_sender(given, origin)?;
+    let masquerade = crate::aliases::Masquerade::new(config, &origin.host, &origin.domain);
+    Ok(final_sender(
+        &sender,
+        config,
+        masquerade.as_ref(),
+        &mut Vec::new(),
+    ))
+}
+
 /// The envelope sender: `given` (from `-f`, or MAIL FROM), qualified, else
 /// the submitting user at the qualifying domain.
 pub fn envelope_sender(given: Option<&str>, origin: &Origin) -> Result<String> {

@@ -491,6 +491,28 @@ fn max_connections_keeps_a_relay_under_its_concurrency_from_the_first_run() {
     assert_eq!(subjects, want, "each exactly once");
 }
 
+/// `-bv` routes as a queue run would: by the sender a submission with
+/// the same `-f` would queue, through the map.
+#[test]
+fn bv_shows_the_relay_the_sender_chooses() {
+    let (relay, smarthost) = (Smtp::sink(&[]), Smtp::sink(&[]));
+    let s = spool(
+        &format!("smarthost = {}\n", smarthost.addr()),
+        &format!("@shop.example {}\n", relay.addr()),
+    );
+    let bv = |sender: &str| {
+        let out = s.run(&["-bv", "-f", sender, "b@example.net"], b"");
+        out.assert_ok();
+        out.stdout
+    };
+    let line = |host: &str| {
+        format!("b@example.net... deliverable: mailer esmtp, host {host}, user b@example.net\n")
+    };
+    assert_eq!(bv("x@shop.example"), line("[relay:@shop.example]"));
+    assert_eq!(bv("x@other.example"), line("[smarthost]"));
+    assert!(s.queue_ids().is_empty(), "-bv queues nothing");
+}
+
 #[test]
 fn a_4_7_x_to_one_recipient_defers_that_message_and_rests_no_one() {
     // The relay greylists RCPT to grey*: 450 4.7.1, one recipient's policy.

@@ -92,7 +92,8 @@ pub const FLAGS: &[Flag] = &[
         synopsis: "`-bv` ADDRESS...",
         help: "show where each address would go; queue nothing",
         doc: "Print where each address would go, after aliases and qualification, as \
-              Sendmail does; nothing is queued.",
+              Sendmail does, and through the `sender_relay_map` relay of the sender a \
+              submission would queue (`-f`, else the user's); nothing is queued.",
         section: Section::Modes,
         args: &["-bv"],
     },
