@@ -66,56 +66,159 @@ fn read_small(path: &str) -> Option<Vec<u8>> {
 
 /// Whether nsswitch.conf (`conf`) has the passwd database read from
 /// /etc/passwd first, with the default action on success (return): its
-/// one `passwd:` line begins with the `files` source, not followed by an
-/// action (`[...]`). False for anything else, and for a file with no such
-/// line or more than one.
+/// one `passwd` line, split as glibc splits it ([`nsswitch_line`]), begins
+/// with the `files` source, not followed by an action (`[...]`). False for
+/// anything else: no such line or more than one (glibc takes the last), a
+/// NUL (which ends a line for glibc), and a line of any database whose
+/// actions glibc cannot parse, which makes it refuse the whole file.
 fn files_first(conf: &[u8]) -> bool {
-    let Ok(conf) = std::str::from_utf8(conf) else {
+    if conf.contains(&0) {
         return false;
-    };
-    let mut passwd = conf.lines().filter_map(|line| {
-        let line = line.split('#').next().unwrap_or_default();
-        let (database, sources) = line.split_once(':')?;
-        database
-            .trim()
-            .eq_ignore_ascii_case("passwd")
-            .then_some(sources)
-    });
-    let (Some(sources), None) = (passwd.next(), passwd.next()) else {
-        return false;
-    };
-    let mut words = sources.split_whitespace();
-    words.next() == Some("files") && words.next().is_none_or(|w| !w.starts_with('['))
+    }
+    let mut passwd = None;
+    // With its newline, as getline(3) gives it to glibc's parser.
+    for line in conf.split_inclusive(|&b| b == b'\n') {
+        let Some((database, sources)) = nsswitch_line(line) else {
+            continue;
+        };
+        if !actions_well_formed(sources) {
+            return false;
+        }
+        if database == b"passwd" && passwd.replace(sources).is_some() {
+            return false;
+        }
+    }
+    passwd.is_some_and(|sources| {
+        let (first, rest) = take_until(sources, |b| b == b'[');
+        first == b"files" && trim_start(rest).first() != Some(&b'[')
+    })
+}
+
+/// isspace(3) in the C locale, the blanks glibc's parsers of
+/// nsswitch.conf and /etc/passwd skip (Unicode's other spaces are not).
+fn c_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+}
+
+/// `bytes` without the blanks it begins with.
+fn trim_start(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| !c_space(b));
+    &bytes[start.unwrap_or(bytes.len())..]
+}
+
+/// The bytes of `bytes` up to a blank or a byte `end` says ends the word,
+/// and the rest.
+fn take_until(bytes: &[u8], end: impl Fn(u8) -> bool) -> (&[u8], &[u8]) {
+    let len = bytes.iter().position(|&b| c_space(b) || end(b));
+    bytes.split_at(len.unwrap_or(bytes.len()))
+}
+
+/// A line of nsswitch.conf as glibc reads it: the database name (case
+/// matters; since 2.33 `#` is no comment mark, a comment line is a
+/// database of no such name) up to a blank or `:`, then the sources. None
+/// for a line glibc skips. glibc 2.33 on skips a run of blanks and colons
+/// before the sources, older ones the one byte: the sources here follow
+/// that byte and blanks, so that a second colon begins a source which is
+/// not `files` for either.
+fn nsswitch_line(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (database, rest) = take_until(trim_start(line), |b| b == b':');
+    if database.is_empty() || rest.is_empty() {
+        return None;
+    }
+    Some((database, trim_start(&rest[1..])))
+}
+
+/// Whether glibc's `nss_action_parse` accepts `sources`: each source
+/// optionally followed by `[` `!`? STATUS `=` ACTION ... `]`.
+fn actions_well_formed(mut sources: &[u8]) -> bool {
+    loop {
+        let (name, rest) = take_until(trim_start(sources), |b| b == b'[');
+        if name.is_empty() {
+            return true; // the end, or a `[` with no source: glibc stops there
+        }
+        let Some(mut criteria) = trim_start(rest).strip_prefix(b"[") else {
+            sources = rest;
+            continue;
+        };
+        loop {
+            let body = trim_start(criteria);
+            let body = body.strip_prefix(b"!").unwrap_or(body);
+            let word = |b| b == b'=' || b == b']';
+            let (status, rest) = take_until(body, word);
+            let Some(rest) = trim_start(rest).strip_prefix(b"=") else {
+                return false;
+            };
+            let (action, rest) = take_until(trim_start(rest), word);
+            let known = |w: &[u8], names: &[&str]| {
+                names.iter().any(|n| w.eq_ignore_ascii_case(n.as_bytes()))
+            };
+            if !known(status, &["SUCCESS", "UNAVAIL", "NOTFOUND", "TRYAGAIN"])
+                || !known(action, &["RETURN", "CONTINUE", "MERGE"])
+            {
+                return false;
+            }
+            criteria = trim_start(rest);
+            if let Some(rest) = criteria.strip_prefix(b"]") {
+                sources = rest;
+                break;
+            }
+        }
+    }
 }
 
 /// The first entry of `uid` in the passwd file `file`, as glibc's `files`
 /// source finds it; None when the uid is not there, or when a line before
-/// it is one glibc may read otherwise than this strict reading (NIS's `+`
-/// and `-`, leading blanks, not seven fields, a uid not plain digits):
-/// the caller then asks getpwuid(3). Comments and empty lines are skipped,
-/// as glibc skips them.
+/// it is one glibc may read otherwise than this strict reading
+/// ([`plain_passwd_line`]): the caller then asks getpwuid(3). Comments and
+/// empty lines are skipped, as glibc skips them.
 fn passwd_file_entry(file: &[u8], uid: u32) -> Option<sys::Passwd> {
     for line in file.split(|&b| b == b'\n') {
         if line.is_empty() || line[0] == b'#' {
             continue;
         }
-        let fields: Vec<&[u8]> = line.split(|&b| b == b':').collect();
-        let plain = fields.len() == 7
-            && !line[0].is_ascii_whitespace()
-            && !matches!(line[0], b'+' | b'-')
-            && !fields[2].is_empty()
-            && fields[2].iter().all(u8::is_ascii_digit);
-        if !plain {
-            return None;
-        }
-        if std::str::from_utf8(fields[2]).ok()?.parse::<u32>().ok()? == uid {
+        let entry = plain_passwd_line(line)?;
+        if entry.uid == uid {
             return Some(sys::Passwd {
-                name: fields[0].to_vec(),
-                gecos: fields[4].to_vec(),
+                name: entry.name.to_vec(),
+                gecos: entry.gecos.to_vec(),
             });
         }
     }
     None
+}
+
+/// The fields of a passwd line spoolmail uses.
+struct PasswdLine<'a> {
+    name: &'a [u8],
+    uid: u32,
+    gecos: &'a [u8],
+}
+
+/// A passwd line read strictly: None for NIS's `+` and `-`, a leading
+/// blank, not seven fields, a uid or gid not plain digits of a u32 (glibc
+/// skips a line whose gid is no number), a NUL (glibc's line ends there),
+/// or a line longer than getpwuid_r's first buffer holds (it may fail
+/// with ERANGE on it).
+fn plain_passwd_line(line: &[u8]) -> Option<PasswdLine<'_>> {
+    let fields: Vec<&[u8]> = line.split(|&b| b == b':').collect();
+    let number = |field: &[u8]| {
+        let digits = !field.is_empty() && field.iter().all(u8::is_ascii_digit);
+        digits.then(|| std::str::from_utf8(field).ok()?.parse::<u32>().ok())?
+    };
+    let plain = fields.len() == 7
+        && line.len() + 3 <= crate::limits::LOOKUP_BUFFER_START
+        && !c_space(line[0])
+        && !matches!(line[0], b'+' | b'-')
+        && !line.contains(&0);
+    if !plain {
+        return None;
+    }
+    number(fields[3])?;
+    Some(PasswdLine {
+        name: fields[0],
+        uid: number(fields[2])?,
+        gecos: fields[4],
+    })
 }
 
 pub fn current_user() -> Result<User> {
@@ -531,7 +634,6 @@ mod tests {
             ("passwd:         files systemd\ngroup: files\n", true),
             ("# comment\npasswd:files\n", true),
             ("passwd: files # then nothing\n", true),
-            ("Passwd: files\n", true),
             ("passwd: files [NOTFOUND=return] ldap\n", false),
             ("passwd: files [SUCCESS=continue] ldap\n", false),
             ("passwd: sss files\n", false),
@@ -544,10 +646,70 @@ mod tests {
             ("passwd: files\npasswd: ldap\n", false),
             ("", false),
             ("passwd: \n", false),
+            // glibc's database names are case-sensitive: "Passwd" is none.
+            ("Passwd: files\n", false),
         ] {
             assert_eq!(files_first(conf.as_bytes()), first, "{conf:?}");
         }
         assert!(!files_first(b"passwd: files\xff\n"));
+    }
+
+    #[test]
+    fn nsswitch_conf_is_split_as_glibc_splits_it() {
+        for (conf, first) in [
+            // The colon is optional; after a second one glibc before 2.33
+            // reads a source ":" (2.33 on skips it).
+            ("passwd files\n", true),
+            ("passwd :: files\n", false),
+            ("passwd : files\n", false),
+            ("\tpasswd:\x0bfiles\r\n", true),
+            // glibc (2.33 on) takes the last of two: this one's ldap.
+            ("passwd: files\npasswd ldap\n", false),
+            ("passwd: files\npasswd\n", false),
+            // No comment mark inside a line: the source is "files#".
+            ("passwd: files# [NOTFOUND=return]\n", false),
+            ("passwd: files #c\n", true),
+            // A NUL ends glibc's line; Unicode spaces are no blanks for it.
+            ("passwd: files\0\n", false),
+            ("passwd: files\u{a0}ldap\n", false),
+            // An action glibc cannot parse makes it refuse the whole file.
+            ("passwd: files\nhosts: files [NOTFOUND=retrun] dns\n", false),
+            ("passwd: files\nhosts: files [NOTFOUND=return\n", false),
+            ("passwd: files\nhosts: files [] dns\n", false),
+            (
+                "passwd: files\nhosts: files [ !UNAVAIL = return ] dns\n",
+                true,
+            ),
+            (
+                "passwd: files\nhosts: mdns4_minimal [NOTFOUND=return]dns\n",
+                true,
+            ),
+        ] {
+            assert_eq!(files_first(conf.as_bytes()), first, "{conf:?}");
+        }
+    }
+
+    #[test]
+    fn a_passwd_line_glibc_skips_or_reads_otherwise_is_not_decided_here() {
+        let long = format!("carol:x:1002:1002:{}:/:/bin/sh\n", "c".repeat(2 << 20));
+        for before in [
+            "carol:x:1002:x:Carol:/:/bin/sh\n",
+            "carol:x:1002::Carol:/:/bin/sh\n",
+            "carol:x:1002:99999999999:Carol:/:/bin/sh\n",
+            "\x0bcarol:x:1002:1002::/:/bin/sh\n",
+            "car\0ol:x:1002:1002::/:/bin/sh\n",
+            &long,
+        ] {
+            let text = format!("{before}alice:x:1000:1000:A:/home/alice:/bin/sh\n");
+            let shown: String = before.chars().take(40).collect();
+            assert_eq!(passwd_file_entry(text.as_bytes(), 1000), None, "{shown:?}");
+        }
+        // glibc's gecos ends at a NUL: not this reading's.
+        let nul = b"alice:x:1000:1000:Al\0ice:/home/alice:/bin/sh\n";
+        assert_eq!(passwd_file_entry(nul, 1000), None);
+        // An uid as glibc would read it, the highest there is.
+        let max = b"alice:x:4294967295:0004294967295:A:/:/bin/sh\n";
+        assert!(passwd_file_entry(max, u32::MAX).is_some());
     }
 
     #[test]
