@@ -35,6 +35,14 @@ fn submit(s: &Spool, sender: &str, rcpts: &[&str], subject: &str) {
     s.run_ok(&args, text.as_bytes());
 }
 
+/// Asserts that `server` received messages `m00` to `m{n-1}`, each once.
+fn assert_each_once(server: &Smtp, n: usize) {
+    let mut subjects: Vec<String> = server.messages().iter().map(subject).collect();
+    subjects.sort();
+    let want: Vec<String> = (0..n).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(subjects, want, "each exactly once");
+}
+
 /// The Subject of a received message.
 fn subject(m: &harness::Message) -> String {
     let text = m.text();
@@ -455,10 +463,7 @@ fn a_burst_of_421s_at_the_greeting_is_one_rest_and_every_message_goes_once() {
     );
     s.pass(&[]);
     s.assert_empty("every message delivered");
-    let mut subjects: Vec<String> = relay.messages().iter().map(subject).collect();
-    subjects.sort();
-    let want: Vec<String> = (0..30).map(|i| format!("m{i:02}")).collect();
-    assert_eq!(subjects, want, "each exactly once");
+    assert_each_once(&relay, 30);
 }
 
 /// A map line's `max_connections`: the relay that greets a third
@@ -485,10 +490,7 @@ fn max_connections_keeps_a_relay_under_its_concurrency_from_the_first_run() {
     s.assert_empty("every message delivered in the first run");
     assert!(!log.contains("throttles"), "no rest: {log}");
     assert!(!log.contains("421"), "no refusal: {log}");
-    let mut subjects: Vec<String> = relay.messages().iter().map(subject).collect();
-    subjects.sort();
-    let want: Vec<String> = (0..30).map(|i| format!("m{i:02}")).collect();
-    assert_eq!(subjects, want, "each exactly once");
+    assert_each_once(&relay, 30);
 }
 
 /// `-bv` routes as a queue run would: by the sender a submission with
