@@ -5,7 +5,6 @@
 use crate::cli::{self, Invocation, Mode};
 use crate::config::{self, Config, DeliveryMode};
 use crate::error::{Error, Result, exit};
-use crate::model::{Destination, SenderRelay};
 use crate::{
     address, aliases, ctl, log, mailq, manual, queue, route, smtpd, spool, submit, sys, system, tls,
 };
@@ -286,9 +285,8 @@ fn verify(inv: &Invocation, config: &Config) -> Result<u8> {
     let relay = match mapped {
         true => {
             let sender = submit::queued_sender(inv.sender.as_deref(), &origin, config)?;
-            let may_use = |r: &SenderRelay| r.allows(origin.uid, || system::login_name(origin.uid));
-            (config.relay_for_sender(&sender, may_use))
-                .map(|r| Destination::Relay(r.pattern.clone()))
+            let login = || system::login_name(origin.uid);
+            (config.relay_for_sender(&sender, origin.uid, login)).map(|r| &r.pattern)
         }
         false => None,
     };
@@ -296,7 +294,7 @@ fn verify(inv: &Invocation, config: &Config) -> Result<u8> {
         let addrs = address::parse_argument(arg)?;
         let (recipients, notes) = aliases::resolve(addrs, config, &origin.domain);
         for r in recipients {
-            let host = (relay.clone()).unwrap_or_else(|| route::destination_of(&r.address, config));
+            let host = route::destination_of(&r.address, relay, config);
             let via = r
                 .orcpt
                 .as_ref()

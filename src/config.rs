@@ -1292,14 +1292,16 @@ impl OAuth2 {
 
 impl Config {
     /// The `sender_relay_map` line for a message from `sender` (empty for
-    /// the null sender), among those `may_use` (see
-    /// [`SenderRelay::allows`]), if any line takes it.
+    /// the null sender) submitted by `uid`, whose login name `login` gives
+    /// (asked only for a line with `users=`: [`SenderRelay::allows`]), if
+    /// any line takes it. The one choice of a queue run and of `-bv`.
     pub fn relay_for_sender(
         &self,
         sender: &str,
-        may_use: impl Fn(&SenderRelay) -> bool,
+        uid: u32,
+        login: impl Fn() -> Option<String>,
     ) -> Option<&SenderRelay> {
-        choose_sender_relay(&self.sender_relays, sender, may_use)
+        choose_sender_relay(&self.sender_relays, sender, |r| r.allows(uid, &login))
     }
 
     /// The `sender_relay_map` line with this pattern.

@@ -19,7 +19,7 @@ use crate::limits::{
     RUNNER_FAILED_PASSES, RUNNER_RETRY_PAUSE, RUNNER_SLOT_WAIT, STALLED_AFTER, STARVED_RESCAN,
 };
 use crate::log::Log;
-use crate::model::{Destination, Outcome, PassId, QueueId, SenderPattern, SenderRelay};
+use crate::model::{Destination, Outcome, PassId, QueueId, SenderPattern};
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext};
 use crate::slots::{self, Slot, Slots};
@@ -586,8 +586,8 @@ fn queue_jobs(
     via_smarthost: bool,
     logins: &LoginNames,
 ) {
-    let may_use = |r: &SenderRelay| r.allows(env.uid, || logins.of(env.uid));
-    let relay = (config.relay_for_sender(&env.sender, may_use)).map(|r| &r.pattern);
+    let login = || logins.of(env.uid);
+    let relay = (config.relay_for_sender(&env.sender, env.uid, login)).map(|r| &r.pattern);
     for (destination, job) in jobs_of(env, state, relay, via_smarthost) {
         queues.entry(destination).or_default().push_back(job);
     }
@@ -686,10 +686,7 @@ fn jobs_of(
     let all: Vec<usize> = (0..env.recipients.len()).collect();
     for i in state.undone(&all, env.recipients.len()) {
         let address = &env.recipients[i].address;
-        let destination = match relay {
-            Some(pattern) => Destination::Relay(pattern.clone()),
-            None => Destination::of(address, via_smarthost),
-        };
+        let destination = Destination::routed(address, relay, via_smarthost);
         by_destination.entry(destination).or_default().push(i);
     }
     by_destination

@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use crate::limits;
-use crate::model::{Address, Destination};
+use crate::model::{Address, Destination, SenderPattern};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -31,10 +31,16 @@ pub enum RouteError {
     Temporary(String),
 }
 
-/// The destination a recipient belongs to: all of them share the smarthost,
-/// otherwise recipients are grouped by domain (or address literal).
-pub fn destination_of(recipient: &Address, config: &Config) -> Destination {
-    Destination::of(recipient, !config.smarthosts.is_empty())
+/// The destination a recipient belongs to: its sender's relay (`relay`,
+/// the `sender_relay_map` line's) for all of them, else the smarthost for
+/// all of them, otherwise recipients are grouped by domain (or address
+/// literal).
+pub fn destination_of(
+    recipient: &Address,
+    relay: Option<&SenderPattern>,
+    config: &Config,
+) -> Destination {
+    Destination::routed(recipient, relay, !config.smarthosts.is_empty())
 }
 
 pub struct Router<'c> {

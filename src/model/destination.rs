@@ -23,6 +23,20 @@ pub enum Destination {
 }
 
 impl Destination {
+    /// The destination of `recipient` of a message whose sender's
+    /// `sender_relay_map` line is `relay`: that relay for every recipient,
+    /// else [`Destination::of`].
+    pub fn routed(
+        recipient: &Address,
+        relay: Option<&SenderPattern>,
+        via_smarthost: bool,
+    ) -> Destination {
+        match relay {
+            Some(pattern) => Destination::Relay(pattern.clone()),
+            None => Destination::of(recipient, via_smarthost),
+        }
+    }
+
     /// The destination of `recipient`.
     pub fn of(recipient: &Address, via_smarthost: bool) -> Destination {
         if via_smarthost {
@@ -88,5 +102,15 @@ mod tests {
             Destination::Relay(SenderPattern::Any).to_string(),
             "[relay:*]"
         );
+        // A sender's relay takes every recipient, smarthost or not.
+        let shop = SenderPattern::Domain("shop.example".into());
+        for (rcpt, smarthost) in [("a@example.org", false), ("b@[127.0.0.1]", true)] {
+            let a = Address::accepted(rcpt);
+            assert_eq!(Destination::routed(&a, Some(&shop), smarthost), relay);
+            assert_eq!(
+                Destination::routed(&a, None, smarthost),
+                Destination::of(&a, smarthost)
+            );
+        }
     }
 }
