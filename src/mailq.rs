@@ -196,10 +196,11 @@ impl Listed {
                 Some(Ok((state, lines))) => (state, lines, String::new()),
                 _ => Default::default(),
             };
-        let tested = lines.may_be_in_delivery();
+        // A copy means no transaction is under way (see
+        // `ListingLines::may_be_in_delivery`): nothing to test the lock for.
         let read = match lines.copy {
-            Some((envelope, size)) if !tested => Ok((envelope, size, false)),
-            _ => spool.read_for_listing(entry),
+            Some((envelope, size)) => Ok((envelope, size, false)),
+            None => spool.read_for_listing(entry),
         };
         let (envelope, size, busy) = match read {
             Ok(v) => v,
