@@ -652,6 +652,12 @@ def report(path, count, hold):
             return
         print(f"   the durable floor: {floor[0]:.0f} msgs/s (durable-floor-{floor[1]}), "
               + (f"{floor[0] / limit[0]:.2f}x the limit" if limit else "no limit measured"))
+        bound = limit_of(res, "nosync-floor-")
+        if bound and limit:
+            reach = "within" if bound[0] / limit[0] >= 0.8 else "out of"
+            print(f"   the same without any fsync: {bound[0]:.0f} msgs/s (nosync-floor-{bound[1]}), "
+                  f"{bound[0] / limit[0]:.2f}x the limit: 0.8x is {reach} reach of a runner that keeps a file "
+                  "a message, however it groups or overlaps its fsyncs")
         for w, st in res.items():
             if (w == "spoolmail" or w.startswith("spoolmail-") or w == "base") and st[0] == "ok":
                 rate = count / st[1]
@@ -666,7 +672,8 @@ def report(path, count, hold):
         print("   of the flush until the sink counted them all (every run verified: count, dump, empty queue)")
         print("   (source-N: Postfix's smtp-source, N sessions, into the same sink: the best is the limit;")
         print("   durable-floor-N: tls-source --plain --spool, N sessions, the least a runner that keeps every")
-        print("   outcome durable does: the best is the floor; disk-floor-N: its file work alone, no network)")
+        print("   outcome durable does: the best is the floor; nosync-floor-N: the same without fsync, not durable;")
+        print("   disk-floor-N: its file work alone, no network)")
         print(f"   {'contender':<16} {'msgs/s':>8} {'secs':>7}  {'runs (s)':<24} {'conns':>6} {'rate vs postfix':>16} {'vs limit':>9} {'vs floor':>9}")
         res = {w: summary(r) for w, r in t.items()}
         pf = res.get("postfix")
@@ -700,7 +707,8 @@ def report(path, count, hold):
         print("   and takes mail only under TLS; handshakes counted at the sink, one per STARTTLS (every run")
         print("   verified: count, every X-Bench-Seq once, no MAIL refused without TLS, empty queue)")
         print("   (tls-source-N: a C client of this project's, N sessions, into the same sink: the best is the limit;")
-        print("   durable-floor-N: the same client with --spool, the queued files' durable work: the best is the floor)")
+        print("   durable-floor-N: the same client with --spool, the queued files' durable work: the best is the floor;")
+        print("   nosync-floor-N: the same without fsync, not durable)")
         print(f"   {'contender':<16} {'msgs/s':>7} {'secs':>7}  {'runs (s)':<20} {'conns':>6} {'handshakes':>10} {'vs postfix':>10} {'vs limit':>9} {'vs floor':>9}  notes")
         res = {}
         for w, runs in t.items():

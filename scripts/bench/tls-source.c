@@ -24,8 +24,12 @@
  *   and it omits what a real runner adds: locks, state parsing, logs.
  * --disk-only (with --spool): the same file work with no connection at all
  *   (HOST, PORT and CA are not used): where the time of --spool goes.
+ * --no-sync (with --spool): the same file work and sending with no fsync at
+ *   all: not durable, and so faster than any runner that keeps its outcomes,
+ *   however it groups its fsyncs or overlaps them with sending (one fsync
+ *   for many messages, or on another thread). What no such scheme can beat.
  *
- * Usage: tls-source [--plain] [--spool [--disk-only]] HOST PORT CA SESSIONS COUNT SOURCE
+ * Usage: tls-source [--plain] [--spool [--disk-only|--no-sync]] HOST PORT CA SESSIONS COUNT SOURCE
  *   SOURCE: the MESSAGE file, or with --spool the spool directory
  * Build: cc -O2 -o tls-source tls-source.c -lssl -lcrypto -lpthread */
 #define _GNU_SOURCE
@@ -48,7 +52,7 @@
 #include <unistd.h>
 
 static const char *host, *ca;
-static int port, count, plain, disk_only;
+static int port, count, plain, disk_only, no_sync;
 static char *body;   /* the message, CRLF and dot-stuffed, with the final ".\r\n" */
 static size_t body_len;
 static int next_seq = 1, handshakes;
@@ -245,7 +249,7 @@ static void *spool_session(void *arg) {
         /* The attempt, on disk before the message leaves. */
         char text[64];
         int tn = snprintf(text, sizeof text, "attempts 1\nlast %lld\n", (long long)time(NULL));
-        if (pwrite(sfd, text, (size_t)tn, 0) != tn || ftruncate(sfd, tn) != 0 || fsync(sfd) != 0)
+        if (pwrite(sfd, text, (size_t)tn, 0) != tn || ftruncate(sfd, tn) != 0 || (!no_sync && fsync(sfd) != 0))
             die("cannot write %s", spare);
         snprintf(att, sizeof att, "%s.att", name);
         snprintf(record, sizeof record, "%s/queue/%s", spool, att);
@@ -254,7 +258,7 @@ static void *spool_session(void *arg) {
         /* The outcome, on disk before the next message. */
         if (unlinkat(queue_fd, name, 0) != 0) die("cannot unlink queue/%s", name);
         if (rename(record, spare) != 0) die("cannot rename %s", record);
-        if (fsync(queue_fd) != 0) die("cannot fsync %s/queue", spool);
+        if (!no_sync && fsync(queue_fd) != 0) die("cannot fsync %s/queue", spool);
     }
     if (!disk_only) close_session(&c);
     close(sfd);
@@ -306,10 +310,11 @@ int main(int argc, char **argv) {
         if (strcmp(argv[a], "--plain") == 0) plain = 1;
         else if (strcmp(argv[a], "--spool") == 0) use_spool = 1;
         else if (strcmp(argv[a], "--disk-only") == 0) disk_only = 1;
+        else if (strcmp(argv[a], "--no-sync") == 0) no_sync = 1;
         else die("unknown option %s", argv[a]);
     }
-    if (argc - a != 6 || (disk_only && !use_spool))
-        die("usage: tls-source [--plain] [--spool [--disk-only]] HOST PORT CA SESSIONS COUNT SOURCE");
+    if (argc - a != 6 || ((disk_only || no_sync) && !use_spool) || (disk_only && no_sync))
+        die("usage: tls-source [--plain] [--spool [--disk-only|--no-sync]] HOST PORT CA SESSIONS COUNT SOURCE");
     host = argv[a];
     port = atoi(argv[a + 1]);
     ca = argv[a + 2];
