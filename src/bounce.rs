@@ -97,6 +97,7 @@ pub fn queue(
         notify: None,
         body: BodyType::SevenBit,
         smtputf8: !to.is_ascii(),
+        notice: true,
     };
     // A delay notice returns the header only, as Postfix's does.
     let full =

@@ -1142,7 +1142,7 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "dkim_key",
-        value: "DOMAIN SELECTOR PATH",
+        value: "DOMAIN SELECTOR PATH [users=NAME[,NAME...]]",
         default: KeyDefault::Unset {
             means: "mail is not signed",
             example: "example.org mail2026 /etc/spoolmail/dkim/example.org.mail2026.pem",
@@ -1161,7 +1161,11 @@ pub const KEYS: &[Key] = &[
               are signed too. The key is as private as `auth_password_file` (0640 \
               root:spoolmail, or the config is refused); a key that is missing or cannot \
               be used holds the mail it should sign in the queue, with the reason in \
-              `mailq`: nothing goes out unsigned. `spoolctl dkim-keygen` makes one.",
+              `mailq`: nothing goes out unsigned. `spoolctl dkim-keygen` makes one. With \
+              `users=`, the key signs only the mail that root or those login names \
+              submitted, and spoolmail's own bounces and delay notices; another user's \
+              mail from that domain goes out unsigned (logged), and is not signed by a \
+              parent domain's key either.",
         set: |c, k, v| dkim_key(k, v, &c.dkim_keys).map(|key| c.dkim_keys.push(key)),
     },
     Key {

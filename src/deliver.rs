@@ -345,7 +345,7 @@ impl<'c> Worker<'c> {
         stored: &Stored,
     ) -> (Vec<(usize, Outcome)>, Option<String>, JobEnd) {
         let all = |o: &Outcome| rcpts.iter().map(|&i| (i, o.clone())).collect();
-        let wire = match self.wire(claim, stored) {
+        let wire = match self.wire(claim, env, stored) {
             Ok(wire) => wire,
             // A DKIM key that cannot sign is the admin's to fix: the
             // message waits for them, and never leaves unsigned.
@@ -398,8 +398,14 @@ impl<'c> Worker<'c> {
 
     /// The message as it goes on the wire: re-encoded when it has lines
     /// too long for SMTP, then signed when a `dkim_key` covers its From
-    /// domain. An Err says why it cannot be signed.
-    fn wire<'m>(&mut self, claim: &Claim, stored: &'m Stored) -> Result<Wire<'m>, String> {
+    /// domain and signs for its submitter. An Err says why it cannot be
+    /// signed.
+    fn wire<'m>(
+        &mut self,
+        claim: &Claim,
+        env: &Envelope,
+        stored: &'m Stored,
+    ) -> Result<Wire<'m>, String> {
         let body = match (reencoded_content(claim, stored), stored) {
             (Some(bytes), _) => Body::Bytes(Cow::Owned(bytes)),
             (None, Stored::Memory { bytes, start }) => Body::Bytes(Cow::Borrowed(&bytes[*start..])),
@@ -408,12 +414,12 @@ impl<'c> Worker<'c> {
         let unreadable = |e: std::io::Error| format!("cannot read the queued message: {e}");
         let signature = match (&body, self.config.dkim_keys.is_empty()) {
             (_, true) => Vec::new(),
-            (Body::Bytes(bytes), false) => self.dkim_signature(&mut &bytes[..])?,
+            (Body::Bytes(bytes), false) => self.dkim_signature(env, &mut &bytes[..])?,
             (&Body::File { header_len, .. }, false) => {
                 let mut file = claim.file();
                 file.seek(SeekFrom::Start(header_len)).map_err(unreadable)?;
                 let mut reader = BufReader::with_capacity(crate::limits::IO_BUFFER, file);
-                self.dkim_signature(&mut reader)?
+                self.dkim_signature(env, &mut reader)?
             }
         };
         Ok(Wire { signature, body })
@@ -421,14 +427,27 @@ impl<'c> Worker<'c> {
 
     /// The DKIM-Signature field for `content` (the message as it will be
     /// sent, in the stored form), empty when no key covers its From
-    /// domain. Each key is read once per child.
-    fn dkim_signature(&mut self, content: &mut impl BufRead) -> Result<Vec<u8>, String> {
+    /// domain, or the key's `users=` leave out the message's submitter.
+    /// Each key is read once per child.
+    fn dkim_signature(
+        &mut self,
+        env: &Envelope,
+        content: &mut impl BufRead,
+    ) -> Result<Vec<u8>, String> {
         let header = dkim::read_header(content)
             .map_err(|e| format!("cannot read the queued message: {e}"))?;
         let keys = &self.config.dkim_keys;
         let Some(key) = dkim::from_domain(&header).and_then(|d| choose_dkim_key(keys, &d)) else {
             return Ok(Vec::new());
         };
+        if !key.signs_for(env.uid, env.notice, || system::login_name(env.uid)) {
+            self.log.info(&format!(
+                "{}: sent unsigned: the dkim_key of {} signs only the mail of its users=, \
+                 and uid {} is not among them",
+                env.id, key.domain, env.uid
+            ));
+            return Ok(Vec::new());
+        }
         let index = keys.iter().position(|k| k == key).expect("one of the keys");
         let signer = (self.signers.entry(index)).or_insert_with(|| dkim::Signer::load(key));
         signer

@@ -1445,6 +1445,7 @@ mod tests {
             notify: None,
             body: crate::model::BodyType::SevenBit,
             smtputf8: false,
+            notice: false,
         }
     }
 

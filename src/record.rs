@@ -853,6 +853,7 @@ mod tests {
             notify,
             body: crate::model::BodyType::SevenBit,
             smtputf8: false,
+            notice: false,
         }
     }
 

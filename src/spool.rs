@@ -71,6 +71,10 @@ pub struct Envelope {
     pub notify: Option<Notify>,
     pub body: BodyType,
     pub smtputf8: bool,
+    /// A notice spoolmail made (a bounce, a delay notice), never a
+    /// submission: `notice yes` (since 1.9), which a `dkim_key` with
+    /// `users=` signs whoever the original's submitter was.
+    pub notice: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1452,6 +1456,9 @@ pub fn write_envelope(out: &mut impl Write, e: &Envelope) -> io::Result<u64> {
     if e.smtputf8 {
         head.push_str("smtputf8 yes\n");
     }
+    if e.notice {
+        head.push_str("notice yes\n");
+    }
     head.push_str("body ");
     let body_offset = head.len() as u64;
     let body = if e.body == BodyType::EightBitMime {
@@ -1504,6 +1511,7 @@ pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> 
         notify: None,
         body: BodyType::SevenBit,
         smtputf8: false,
+        notice: false,
     };
     loop {
         line.clear();
@@ -1534,6 +1542,7 @@ pub fn parse_envelope(reader: &mut impl BufRead) -> io::Result<(Envelope, u64)> 
             // Written from a checked value; anything else is read as no NOTIFY.
             "notify" => e.notify = Notify::parse(value),
             "smtputf8" => e.smtputf8 = value == "yes",
+            "notice" => e.notice = value == "yes",
             "body" => {
                 e.body = if value == "8bitmime" {
                     BodyType::EightBitMime
@@ -1838,6 +1847,7 @@ mod tests {
             notify: Some(Notify::SUCCESS | Notify::FAILURE),
             body: BodyType::SevenBit,
             smtputf8: false,
+            notice: false,
         }
     }
 

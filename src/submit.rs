@@ -199,6 +199,7 @@ pub fn submit(
         arrival: now,
         uid: origin.uid,
         smtputf8: !sender.is_ascii() || recipients.iter().any(|r| !r.address.is_ascii()),
+        notice: false,
         sender,
         recipients,
         ret: sub.ret,

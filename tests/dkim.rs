@@ -550,3 +550,99 @@ fn keys_from_dkim_keygen_verify() {
         config.stdout
     );
 }
+
+/// The spool's group in the `users=` test (the setgid binary's, in a
+/// real install).
+const SPOOL_GROUP: u32 = 4343;
+
+#[test]
+fn a_key_with_users_signs_only_their_mail_roots_and_notices() {
+    if !harness::is_root() {
+        eprintln!("skipped: running as other users needs root");
+        return;
+    }
+    // uid 1 and 2 have login names (daemon and bin on most systems).
+    let (allowed, other) = (1, 2);
+    let name = harness::user_name(allowed);
+    let mut s = setup(&[
+        ("dkim.test", Kind::Ed25519),
+        ("sub.dkim.test", Kind::Ed25519),
+    ]);
+    s.lines = (s.lines.lines())
+        .map(|l| match l.starts_with("dkim_key = sub.dkim.test ") {
+            true => format!("{l} users={name},nosuchuser\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    assert!(
+        s.lines.contains(&format!(" users={name},nosuchuser\n")),
+        "{}",
+        s.lines
+    );
+    let relay = Smtp::faulty("reject-rcpt", &[]);
+    let sp = Spool::new(
+        "dkim-users",
+        &Config::delivery()
+            .set("smarthost", relay.addr())
+            .set("qualify_domain", "sub.dkim.test")
+            .lines(&s.lines),
+    );
+    sp.share_queue_with_group(SPOOL_GROUP);
+    let message = |from: &str, subject: &str| {
+        format!("From: {from}\nTo: x@example.net\nSubject: {subject}\n\nbody\n").into_bytes()
+    };
+    let submit = |uid: u32, from: &str, rcpt: &str, subject: &str| {
+        let args = ["-f", "sender@example.net", rcpt];
+        let out = sp.run_as(uid, SPOOL_GROUP, &args, &message(from, subject));
+        assert!(out.success(), "{uid}: {}", out.stderr);
+    };
+    submit(allowed, "a@sub.dkim.test", "ok@example.net", "allowed");
+    submit(other, "a@sub.dkim.test", "ok@example.net", "other");
+    submit(
+        other,
+        "a@dkim.test",
+        "ok@example.net",
+        "other, the open key",
+    );
+    // Its bounce, From MAILER-DAEMON@sub.dkim.test, is spoolmail's own.
+    submit(other, "a@dkim.test", "bad@example.net", "bounced");
+    sp.run_ok(&["ok@example.net"], &message("a@sub.dkim.test", "root"));
+    sp.pass(&[]);
+    sp.pass(&[]);
+    let msgs = received(&relay, 5);
+    let data: Vec<&[u8]> = msgs.iter().map(|m| &m.data[..]).collect();
+    let verdicts = verify(&s.dns, &data);
+    let mut got: Vec<(String, usize, String)> = (msgs.iter().zip(&verdicts))
+        .map(|(m, v)| {
+            let text = String::from_utf8_lossy(&m.data);
+            let what = if m.mail_from.is_empty() {
+                "the bounce".to_string()
+            } else {
+                let subject = text.lines().find_map(|l| l.strip_prefix("Subject: "));
+                subject.unwrap_or_default().to_string()
+            };
+            assert!(v.signatures == 0 || v.ok, "{what}: {}", v.error);
+            (what, v.signatures, v.tag("d"))
+        })
+        .collect();
+    got.sort();
+    let want = [
+        ("allowed", 1, "sub.dkim.test"),
+        ("other", 0, ""),
+        ("other, the open key", 1, "dkim.test"),
+        ("root", 1, "sub.dkim.test"),
+        ("the bounce", 1, "sub.dkim.test"),
+    ];
+    let want: Vec<(String, usize, String)> = (want.iter())
+        .map(|(w, n, d)| (w.to_string(), *n, d.to_string()))
+        .collect();
+    assert_eq!(got, want, "{}", sp.log());
+    assert!(
+        sp.log().contains(&format!(
+            "sent unsigned: the dkim_key of sub.dkim.test signs only the mail of its users=, \
+             and uid {other} is not among them"
+        )),
+        "{}",
+        sp.log()
+    );
+}

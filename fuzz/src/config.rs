@@ -42,7 +42,8 @@ pub fn check(data: &[u8]) {
 fn check_relay_map(input: &str) {
     let (relays, bad) = parse_relay_map(input);
     for (_, relay) in &relays {
-        let named = relay.user.iter().chain(relay.users.iter().flatten());
+        let users = relay.users.iter().flat_map(|u| u.names());
+        let named = relay.user.iter().chain(users);
         for value in named.chain(std::iter::once(&relay.host)) {
             assert!(
                 !value.chars().any(char::is_control),

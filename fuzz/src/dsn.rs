@@ -43,6 +43,7 @@ pub fn check(data: &[u8]) {
         notify: None,
         body: BodyType::SevenBit,
         smtputf8: false,
+        notice: false,
     };
     let spool = Spool::new(&config().spool_dir);
     let mta = Mta {

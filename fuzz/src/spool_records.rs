@@ -58,6 +58,7 @@ fn envelope_round_trip(b: &mut Bytes) {
             BodyType::SevenBit
         },
         smtputf8: flags & 32 != 0,
+        notice: flags & 64 != 0,
     };
     while !b.is_empty() {
         let with_orcpt = b.flag();

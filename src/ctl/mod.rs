@@ -422,6 +422,7 @@ mod tests {
             notify: None,
             body: crate::model::BodyType::SevenBit,
             smtputf8: false,
+            notice: false,
         };
         let f = Filter::OlderThan(Duration::from_secs(60));
         assert!(f.matches(&env, 1060));

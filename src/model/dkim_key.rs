@@ -1,26 +1,38 @@
-//! A DKIM signing key of the config (`dkim_key = DOMAIN SELECTOR KEYFILE`)
-//! and which one signs a message.
+//! A DKIM signing key of the config (`dkim_key = DOMAIN SELECTOR KEYFILE
+//! [users=NAME,...]`), which one covers a message, and whether it signs it.
 
 use std::path::PathBuf;
 
-/// One `dkim_key = DOMAIN SELECTOR KEYFILE`.
+use super::login_names::{LoginNames, users_allow};
+
+/// One `dkim_key = DOMAIN SELECTOR KEYFILE [users=NAME[,NAME...]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DkimKey {
     /// Lower case, without a trailing dot.
     pub domain: String,
     pub selector: String,
     pub file: PathBuf,
+    /// `users=`: only mail these login names (and root) submitted is
+    /// signed with the key, and spoolmail's own notices; None: everyone's.
+    pub users: Option<LoginNames>,
 }
 
 impl DkimKey {
-    /// `DOMAIN SELECTOR KEYFILE`, separated by spaces or tabs; KEYFILE
-    /// absolute.
+    /// `DOMAIN SELECTOR KEYFILE [users=NAME[,NAME...]]`, separated by
+    /// spaces or tabs; KEYFILE absolute.
     pub fn parse(v: &str) -> Result<DkimKey, String> {
         let words: Vec<&str> = v.split_whitespace().collect();
-        let [domain, selector, file] = words[..] else {
-            return Err(format!(
-                "dkim_key: `{v}` is not DOMAIN SELECTOR KEYFILE (three words)"
-            ));
+        let (domain, selector, file, users) = match words[..] {
+            [domain, selector, file] => (domain, selector, file, None),
+            [domain, selector, file, option] => match option.strip_prefix("users=") {
+                Some(names) => (domain, selector, file, Some(LoginNames::parse(names)?)),
+                None => return Err(format!("dkim_key: `{option}` is not users=NAME[,NAME...]")),
+            },
+            _ => {
+                return Err(format!(
+                    "dkim_key: `{v}` is not DOMAIN SELECTOR KEYFILE [users=NAME,...]"
+                ));
+            }
         };
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         if !is_dns_name(&domain) || !domain.contains('.') {
@@ -42,7 +54,23 @@ impl DkimKey {
             domain,
             selector: selector.to_string(),
             file,
+            users,
         })
+    }
+
+    /// Whether the key signs a message that `uid` submitted (`login` gives
+    /// its login name, asked only when it matters), or that spoolmail
+    /// itself made (`notice`: a bounce or delay notice, whose envelope says
+    /// so; no submission can). The key [`choose_dkim_key`] finds decides
+    /// alone: a user it does not sign for gets no signature, not one of a
+    /// parent domain's key, which would align with the From domain.
+    pub fn signs_for(
+        &self,
+        uid: u32,
+        notice: bool,
+        login: impl FnOnce() -> Option<String>,
+    ) -> bool {
+        notice || users_allow(self.users.as_ref(), uid, login)
     }
 
     /// The DNS name the public key is published at.
@@ -92,14 +120,22 @@ mod tests {
                 domain: "example.org".into(),
                 selector: "mail2026".into(),
                 file: "/etc/spoolmail/dkim/a.pem".into(),
+                users: None,
             }
         );
+        let shop = DkimKey::parse("example.org sel /k users=www-data,alice").unwrap();
+        let names = shop.users.as_ref().map(|u| u.names().to_vec());
+        assert_eq!(names, Some(vec!["www-data".into(), "alice".into()]));
         assert_eq!(k.dns_name(), "mail2026._domainkey.example.org");
         assert!(DkimKey::parse("example.org s1.eu /k").is_ok());
         for bad in [
             "",
             "example.org sel",
             "example.org sel /k extra",
+            "example.org sel /k users=",
+            "example.org sel /k users=a/b",
+            "example.org sel /k users=a users=b",
+            "example.org sel /k user=a",
             "example.org sel relative.pem",
             "localhost sel /k",
             "exa_mple.org sel /k",
@@ -140,5 +176,27 @@ mod tests {
             );
         }
         assert!(choose_dkim_key(&[], "example.org").is_none());
+    }
+
+    #[test]
+    fn a_key_with_users_signs_their_mail_roots_and_notices_only() {
+        let open = DkimKey::parse("example.org a /a").unwrap();
+        let shop = DkimKey::parse("example.org a /a users=www-data").unwrap();
+        let name = |n: &'static str| move || Some(n.to_string());
+        // (key, uid, login, notice) -> signs
+        let cases = [
+            (&open, 1001, name("mallory"), false, true),
+            (&shop, 33, name("www-data"), false, true),
+            (&shop, 0, name("root"), false, true),
+            (&shop, 1001, name("mallory"), false, false),
+            (&shop, 1001, name("mallory"), true, true),
+        ];
+        for (key, uid, login, notice, want) in cases {
+            assert_eq!(key.signs_for(uid, notice, login), want, "{uid} {notice}");
+        }
+        assert!(
+            !shop.signs_for(4242, false, || None),
+            "a uid without a name"
+        );
     }
 }

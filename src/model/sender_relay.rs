@@ -2,6 +2,7 @@
 //! (`PATTERN HOST[:PORT] [OPTION=VALUE ...]`), and which line a sender
 //! matches, as Postfix's `sender_dependent_relayhost_maps` chooses.
 
+use super::login_names::{LoginNames, users_allow};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -86,7 +87,7 @@ pub struct SenderRelay {
     /// `users=NAME[,NAME...]`: only mail these login names (and root)
     /// submitted may use the line; others' falls through to the next
     /// match. None: everyone's.
-    pub users: Option<Vec<String>>,
+    pub users: Option<LoginNames>,
 }
 
 impl SenderRelay {
@@ -147,7 +148,7 @@ impl SenderRelay {
                     _ => return Err(format!("tls: `{value}` must be starttls or implicit")),
                 });
             }
-            "users" => self.users = Some(login_names(value)?),
+            "users" => self.users = Some(LoginNames::parse(value)?),
             "max_messages_per_connection" => self.limits.per_connection = Some(count()?),
             "max_messages_per_minute" => self.limits.per_minute = Some(count()?),
             "max_connections" => self.limits.connections = Some(count()?),
@@ -166,27 +167,8 @@ impl SenderRelay {
     /// listed (`login` gives `uid`'s, None when it has none; asked only
     /// then).
     pub fn allows(&self, uid: u32, login: impl FnOnce() -> Option<String>) -> bool {
-        match &self.users {
-            None => true,
-            Some(_) if uid == 0 => true,
-            Some(names) => login().is_some_and(|name| names.contains(&name)),
-        }
+        users_allow(self.users.as_ref(), uid, login)
     }
-}
-
-/// The names of `users=NAME[,NAME...]`: login names (letters, digits,
-/// `.`, `_`, `-`, not first), none empty.
-fn login_names(value: &str) -> Result<Vec<String>, String> {
-    value
-        .split(',')
-        .map(|name| {
-            let ok = !name.is_empty()
-                && !name.starts_with('-')
-                && (name.bytes()).all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            ok.then(|| name.to_string())
-                .ok_or(format!("users: `{name}` is not a login name"))
-        })
-        .collect()
 }
 
 /// The relay for a message from `sender` (empty: the null sender): the
@@ -342,7 +324,7 @@ mod tests {
 
     #[test]
     fn a_line_with_users_is_for_those_logins_and_root_only() {
-        let parse = |l: &str| SenderRelay::parse(l).map(|r| r.users);
+        let parse = |l: &str| SenderRelay::parse(l).map(|r| r.users.map(|u| u.names().to_vec()));
         for (line, users) in [
             ("* r users=alice", Ok(Some(vec!["alice".to_string()]))),
             (

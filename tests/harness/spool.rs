@@ -185,6 +185,15 @@ impl Spool {
         run(self.cmd(args), stdin, self.deadline)
     }
 
+    /// `spoolmail -C CONF ARGS < stdin` as local user `uid` would run it
+    /// (see [`super::as_local_user`]; the spool shared with
+    /// `group` by [`Spool::share_queue_with_group`]). Needs root.
+    pub fn run_as(&self, uid: u32, group: u32, args: &[&str], stdin: &[u8]) -> Outcome {
+        let mut cmd = self.cmd(args);
+        super::as_local_user(&mut cmd, uid, group);
+        run(cmd, stdin, self.deadline)
+    }
+
     /// Runs and expects exit 0 (the panic shows stderr).
     pub fn run_ok(&self, args: &[&str], stdin: &[u8]) -> Outcome {
         let out = self.run(args, stdin);
