@@ -652,7 +652,8 @@ pub const KEYS: &[Key] = &[
               `_mta-sts` TXT record is looked up and its policy fetched from \
               `https://mta-sts.DOMAIN/.well-known/mta-sts.txt` (verified with \
               `tls_ca_file` or the system's CA bundle, its host found through \
-              `dns_server` when set) and kept in the spool (`sts/`) for its `max_age`. \
+              `dns_server` when set) and kept in the spool (`sts/`) for its `max_age` \
+              (fetched again on a new `id`, and refreshed once past half its `max_age`). \
               Under `mode: enforce`, mail goes only to the MX hosts the policy lists, \
               only over STARTTLS with a certificate valid for the MX host's name, \
               whatever `tls` says; otherwise it waits in the queue, and mailq says \

@@ -81,6 +81,12 @@ pub const STS_FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 /// The longest `max_age` kept (seconds, about a year): RFC 8461 section 3.2.
 pub const STS_MAX_AGE: u64 = 31_557_600;
 
+/// After a fetch that failed while a cached policy still served (a new
+/// `id`, or the refresh of a policy past half its `max_age`), how long
+/// deliveries use that policy without trying again (seconds): a policy host
+/// that is down costs one fetch timeout an hour, not one a delivery.
+pub const STS_RETRY_FETCH: u64 = 3600;
+
 /// The files of `sts/` a queue pass reads to remove expired policies: a
 /// bound on the pass's start-up, whatever the number of domains mailed.
 /// Each pass starts at a random file, so later passes look at the rest.

@@ -5,8 +5,12 @@
 //! `_mta-sts.DOMAIN` TXT record says whether the domain has a policy and
 //! which (`id`); the policy itself is fetched over HTTPS from
 //! `mta-sts.DOMAIN` and kept in the spool (`sts/DOMAIN`, doc/SPOOL.md) for
-//! its `max_age`. A new `id` fetches it again; a failed fetch uses the cached
-//! policy, or none (section 5: no policy never stops mail). A policy that is
+//! its `max_age`. A new `id` fetches it again, and so does a policy past
+//! half its `max_age` (section 5.1's proactive refresh, so that a policy
+//! host that is down when the policy expires does not leave the domain
+//! without one); a failed fetch uses the cached policy, or none (section
+//! 5: no policy never stops mail), and is not tried again for
+//! [`STS_RETRY_FETCH`] while the cached one serves. A policy that is
 //! malformed, too large or served wrongly is refused with a log line, as if
 //! the fetch had failed.
 //!
@@ -14,7 +18,7 @@
 //! patterns, the cache file) are pure functions with table tests.
 
 use crate::https;
-use crate::limits::{STS_FETCH_TIMEOUT, STS_MAX_AGE, STS_MAX_POLICY};
+use crate::limits::{STS_FETCH_TIMEOUT, STS_MAX_AGE, STS_MAX_POLICY, STS_RETRY_FETCH};
 use crate::log::Log;
 use crate::route::Router;
 use crate::tls::Anchors;
@@ -217,20 +221,27 @@ fn shorten(text: &str) -> String {
     s
 }
 
-/// A cached policy: the TXT id it was fetched under, when, and its text.
+/// A cached policy: the TXT id it was fetched under, when, its text, and
+/// when a fetch that would have replaced it last failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cached {
     pub id: String,
     /// Unix seconds.
     pub fetched: u64,
     pub text: String,
+    /// Unix seconds of the last failed fetch since `fetched` (`tried`).
+    pub tried: Option<u64>,
 }
 
 impl Cached {
     /// The cache file's content (doc/SPOOL.md, "MTA-STS policies").
     pub fn encode(&self) -> String {
+        let tried = self
+            .tried
+            .map(|t| format!("tried {t}\n"))
+            .unwrap_or_default();
         format!(
-            "{CACHE_MAGIC}\nid {}\nfetched {}\n\n{}",
+            "{CACHE_MAGIC}\nid {}\nfetched {}\n{tried}\n{}",
             self.id, self.fetched, self.text
         )
     }
@@ -242,11 +253,12 @@ impl Cached {
         if lines.next()? != CACHE_MAGIC {
             return None;
         }
-        let (mut id, mut fetched) = (None, None);
+        let (mut id, mut fetched, mut tried) = (None, None, None);
         for line in lines {
             match line.split_once(' ') {
                 Some(("id", v)) => id = Some(v.trim_end().to_string()),
                 Some(("fetched", v)) => fetched = v.trim_end().parse().ok(),
+                Some(("tried", v)) => tried = v.trim_end().parse().ok(),
                 _ => {} // a later version's key
             }
         }
@@ -254,6 +266,7 @@ impl Cached {
             id: id?,
             fetched: fetched?,
             text: policy.to_string(),
+            tried,
         })
     }
 
@@ -261,6 +274,51 @@ impl Cached {
     pub fn policy_at(&self, now: u64) -> Option<Policy> {
         let policy = parse_policy(&self.text).ok()?;
         (now < self.fetched.saturating_add(policy.max_age)).then_some(policy)
+    }
+}
+
+/// What a delivery does about a domain's policy, from the `id` its TXT
+/// record announces and the cache alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Plan {
+    /// No policy: none announced, and none cached that still serves.
+    Nothing,
+    /// The cached policy serves; nothing is fetched.
+    Cached(Policy),
+    /// Fetch the policy; when that fails, `fallback` serves (the cached
+    /// one, while valid). `refresh`: the cached policy's `id` is still the
+    /// one announced (or none is), and it is past half its `max_age`.
+    Fetch {
+        fallback: Option<Policy>,
+        refresh: bool,
+    },
+}
+
+/// Section 5.1: a cached policy within its `max_age` serves, even when the
+/// record is gone, until the record announces another `id`, which is
+/// fetched; it is refreshed once past half its `max_age`, so that it does
+/// not lapse while its host is down. A fetch that failed while a cached
+/// policy served is not tried again for [`STS_RETRY_FETCH`].
+fn plan(announced: Option<&str>, cached: Option<&Cached>, now: u64) -> Plan {
+    let fresh = cached.and_then(|c| c.policy_at(now).map(|p| (c, p)));
+    let Some((cached, policy)) = fresh else {
+        return match announced {
+            Some(_) => Plan::Fetch {
+                fallback: None,
+                refresh: false,
+            },
+            None => Plan::Nothing,
+        };
+    };
+    let new_id = announced.is_some_and(|id| id != cached.id);
+    let aging = now >= cached.fetched.saturating_add(policy.max_age / 2);
+    let tried_lately = (cached.tried).is_some_and(|t| now < t.saturating_add(STS_RETRY_FETCH));
+    match (new_id || aging) && !tried_lately {
+        true => Plan::Fetch {
+            fallback: Some(policy),
+            refresh: !new_id,
+        },
+        false => Plan::Cached(policy),
     }
 }
 
@@ -285,7 +343,30 @@ pub fn policy_for(domain: &str, lookup: &mut Lookup<'_, '_>) -> Option<Applied> 
     let now = crate::system::now().0;
     let cache = CacheFile::new(lookup.spool_dir, &domain);
     let cached = cache.read();
-    let announced = match lookup.router.txt(&format!("_mta-sts.{domain}")) {
+    let announced = announced_id(&domain, lookup);
+    let policy = match plan(announced.as_deref(), cached.as_ref(), now) {
+        Plan::Nothing => None,
+        Plan::Cached(policy) => Some(policy),
+        Plan::Fetch { fallback, refresh } => {
+            let known = Known {
+                domain: &domain,
+                cache: &cache,
+                cached,
+                announced,
+                now,
+            };
+            fetch_and_cache(&known, fallback, refresh, lookup)
+        }
+    };
+    policy
+        .filter(|p| p.mode != Mode::None)
+        .map(|policy| Applied { domain, policy })
+}
+
+/// The `id` the domain's `_mta-sts` TXT record announces; None when there
+/// is none, or it cannot be had (logged).
+fn announced_id(domain: &str, lookup: &mut Lookup<'_, '_>) -> Option<String> {
+    match lookup.router.txt(&format!("_mta-sts.{domain}")) {
         Ok(records) => record_id(&records).unwrap_or_else(|why| {
             lookup
                 .log
@@ -296,49 +377,68 @@ pub fn policy_for(domain: &str, lookup: &mut Lookup<'_, '_>) -> Option<Applied> 
             lookup.log.info(&format!("MTA-STS: {why}"));
             None
         }
+    }
+}
+
+/// What a fetch of a domain's policy starts from.
+struct Known<'a> {
+    domain: &'a str,
+    cache: &'a CacheFile,
+    cached: Option<Cached>,
+    announced: Option<String>,
+    now: u64,
+}
+
+/// Fetches the policy and caches it under the announced `id` (a refresh
+/// without one keeps the cached `id`); when that fails, `fallback` serves
+/// and the cache notes the try, so that the next deliveries do not try
+/// again before [`STS_RETRY_FETCH`].
+fn fetch_and_cache(
+    known: &Known<'_>,
+    fallback: Option<Policy>,
+    refresh: bool,
+    lookup: &mut Lookup<'_, '_>,
+) -> Option<Policy> {
+    let (domain, now) = (known.domain, known.now);
+    let kept_id = known.cached.as_ref().map(|c| c.id.clone());
+    let Some(id) = known.announced.clone().or(kept_id) else {
+        return fallback; // unreachable: a fetch has an id to cache under
     };
-    let fresh = cached
-        .as_ref()
-        .and_then(|c| c.policy_at(now).map(|p| (c, p)));
-    let policy = match (announced, fresh) {
-        // Section 5.1: a cached policy within its max_age serves, even when
-        // the record is gone, until the record announces another.
-        (None, Some((_, p))) => Some(p),
-        (None, None) => None,
-        (Some(id), Some((c, p))) if c.id == id => Some(p),
-        (Some(id), fresh) => match fetch(&domain, lookup) {
-            Ok((text, policy)) => {
-                lookup.log.info(&format!(
-                    "MTA-STS policy of {domain} fetched (id {id}): mode {}, max_age {}",
-                    mode_word(policy.mode),
-                    policy.max_age
-                ));
-                cache.write(
-                    &Cached {
-                        id,
-                        fetched: now,
-                        text,
-                    },
-                    lookup.log,
-                );
-                Some(policy)
-            }
-            Err(why) => {
-                let fallback = if fresh.is_some() {
-                    "the cached policy serves"
-                } else {
-                    "no policy applies"
+    let what = if refresh { "refreshed" } else { "fetched" };
+    match fetch(domain, lookup) {
+        Ok((text, policy)) => {
+            lookup.log.info(&format!(
+                "MTA-STS policy of {domain} {what} (id {id}): mode {}, max_age {}",
+                mode_word(policy.mode),
+                policy.max_age
+            ));
+            let fresh = Cached {
+                id,
+                fetched: now,
+                text,
+                tried: None,
+            };
+            known.cache.write(&fresh, lookup.log);
+            Some(policy)
+        }
+        Err(why) => {
+            let fallback_says = match fallback {
+                Some(_) => "the cached policy serves",
+                None => "no policy applies",
+            };
+            lookup.log.info(&format!(
+                "MTA-STS policy of {domain} not {what}: {why}; {fallback_says}"
+            ));
+            if let (Some(cached), Some(_)) = (&known.cached, &fallback) {
+                let tried = Cached {
+                    tried: Some(now),
+                    ..cached.clone()
                 };
-                lookup.log.info(&format!(
-                    "MTA-STS policy of {domain} not fetched: {why}; {fallback}"
-                ));
-                fresh.map(|(_, p)| p)
+                known.cache.write(&tried, lookup.log);
             }
-        },
-    };
-    policy
-        .filter(|p| p.mode != Mode::None)
-        .map(|policy| Applied { domain, policy })
+            fallback
+        }
+    }
 }
 
 /// Fetches and parses `https://mta-sts.DOMAIN/.well-known/mta-sts.txt`
@@ -513,6 +613,7 @@ mod tests {
             id: "1".into(),
             fetched,
             text: "version: STSv1\nmode: enforce\nmx: mx.example\nmax_age: 100\n".into(),
+            tried: None,
         };
         let now = 1_800_000_000;
         let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
@@ -707,10 +808,18 @@ mod tests {
             id: "20260101".into(),
             fetched: 1000,
             text: "version: STSv1\nmode: enforce\nmx: mx.example\nmax_age: 100\n".into(),
+            tried: None,
         };
         let text = c.encode();
         assert!(text.starts_with("SPOOLMAIL-STS 1\nid 20260101\nfetched 1000\n\n"));
         assert_eq!(Cached::decode(&text), Some(c.clone()));
+        let tried = Cached {
+            tried: Some(1050),
+            ..c.clone()
+        };
+        let text = tried.encode();
+        assert!(text.starts_with("SPOOLMAIL-STS 1\nid 20260101\nfetched 1000\ntried 1050\n\n"));
+        assert_eq!(Cached::decode(&text), Some(tried));
         assert!(c.policy_at(1099).is_some());
         assert!(c.policy_at(1100).is_none());
         assert_eq!(
@@ -721,6 +830,71 @@ mod tests {
         assert_eq!(Cached::decode("SPOOLMAIL-STS 1\nid 1\n\nx"), None);
         let later = "SPOOLMAIL-STS 1\nid 1\nfetched 5\nnew key\n\ntext";
         assert_eq!(Cached::decode(later).map(|c| c.fetched), Some(5));
+    }
+
+    #[test]
+    fn what_a_delivery_does_about_a_policy() {
+        let text = "version: STSv1\nmode: enforce\nmx: mx.example\nmax_age: 10000\n";
+        let policy = parse_policy(text).unwrap();
+        let cached = |fetched, tried| Cached {
+            id: "1".into(),
+            fetched,
+            text: text.into(),
+            tried,
+        };
+        let hour = STS_RETRY_FETCH;
+        let fetch = |fallback: bool, refresh| Plan::Fetch {
+            fallback: fallback.then(|| policy.clone()),
+            refresh,
+        };
+        let serves = Plan::Cached(policy.clone());
+        let now = 1_000_000;
+        // (announced id, cache) -> plan
+        let cases = [
+            (None, None, Plan::Nothing),
+            (Some("1"), None, fetch(false, false)),
+            // Within half its max_age, under the announced id or none.
+            (Some("1"), Some(cached(now - 4999, None)), serves.clone()),
+            (None, Some(cached(now - 4999, None)), serves.clone()),
+            // A new id fetches, the cached policy as the fallback.
+            (Some("2"), Some(cached(now - 10, None)), fetch(true, false)),
+            // Past half its max_age: refreshed, with or without a record.
+            (Some("1"), Some(cached(now - 5000, None)), fetch(true, true)),
+            (None, Some(cached(now - 9999, None)), fetch(true, true)),
+            // A failed try within the hour: the cached policy serves.
+            (
+                Some("1"),
+                Some(cached(now - 6000, Some(now - hour + 1))),
+                serves.clone(),
+            ),
+            (
+                Some("2"),
+                Some(cached(now - 10, Some(now - 5))),
+                serves.clone(),
+            ),
+            // An hour later it is tried again.
+            (
+                Some("1"),
+                Some(cached(now - 6000, Some(now - hour))),
+                fetch(true, true),
+            ),
+            (
+                Some("2"),
+                Some(cached(now - 10, Some(now - hour))),
+                fetch(true, false),
+            ),
+            // Expired: as if nothing were cached, whatever was tried.
+            (
+                Some("1"),
+                Some(cached(now - 10000, Some(now - 5))),
+                fetch(false, false),
+            ),
+            (None, Some(cached(now - 10000, None)), Plan::Nothing),
+        ];
+        for (announced, cache, want) in cases {
+            let got = plan(announced, cache.as_ref(), now);
+            assert_eq!(got, want, "{announced:?} {cache:?}");
+        }
     }
 
     #[test]

@@ -397,3 +397,74 @@ fn mta_sts_no_skips_the_lookup() {
         w.dns.query_log()
     );
 }
+
+/// Rewrites the cached policy's head: `fetched` (and `tried`, when given)
+/// that many seconds ago.
+fn age_cache(w: &World, fetched_ago: u64, tried_ago: Option<u64>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let text = fs::read_to_string(w.cache()).unwrap();
+    let (head, policy) = text.split_once("\n\n").unwrap();
+    let mut lines: Vec<String> = (head.lines())
+        .filter(|l| !l.starts_with("fetched ") && !l.starts_with("tried "))
+        .map(String::from)
+        .collect();
+    lines.push(format!("fetched {}", now - fetched_ago));
+    if let Some(ago) = tried_ago {
+        lines.push(format!("tried {}", now - ago));
+    }
+    fs::write(w.cache(), format!("{}\n\n{policy}", lines.join("\n"))).unwrap();
+}
+
+#[test]
+fn a_policy_past_half_its_max_age_is_refreshed_and_a_failed_refresh_waits_an_hour() {
+    let w = World::new("sts-refresh", &policy("enforce", &[MX]), valid);
+    w.send();
+    w.mx.wait_for_messages(1, Duration::from_secs(10));
+    assert_eq!(w.server.requests(), 1);
+
+    // Past half its max_age (86400), the id unchanged: a refresh. The
+    // server now serves something that is no policy: the refresh fails,
+    // the cached policy still enforces (the mail goes to the listed MX
+    // over verified TLS), and the try is noted.
+    age_cache(&w, 50_000, None);
+    w.server.set_policy("not a policy\n");
+    w.send();
+    w.mx.wait_for_messages(2, Duration::from_secs(10));
+    assert_eq!(w.server.requests(), 2, "{}", w.spool.log());
+    let log = w.spool.log();
+    assert!(
+        log.contains("MTA-STS policy of sts.test not refreshed: ")
+            && log.contains("; the cached policy serves"),
+        "{log}"
+    );
+    let cache = fs::read_to_string(w.cache()).unwrap();
+    assert!(cache.contains("\ntried "), "{cache}");
+    assert!(cache.contains("mx: mx1.sts.test"), "{cache}");
+
+    // Within the hour: not tried again.
+    w.send();
+    w.mx.wait_for_messages(3, Duration::from_secs(10));
+    assert_eq!(w.server.requests(), 2, "{}", w.spool.log());
+
+    // An hour after the failed try, a good policy: refreshed, cached with
+    // a new fetch time, and it applies.
+    age_cache(&w, 50_000, Some(3600));
+    w.server.set_policy(&policy("enforce", &["mx9.sts.test"]));
+    w.send();
+    assert_eq!(w.server.requests(), 3);
+    assert!(
+        w.spool
+            .log()
+            .contains("MTA-STS policy of sts.test refreshed (id 1): mode enforce"),
+        "{}",
+        w.spool.log()
+    );
+    w.spool
+        .assert_deferred("MTA-STS policy of sts.test does not list MX host mx1.sts.test");
+    let cache = fs::read_to_string(w.cache()).unwrap();
+    assert!(!cache.contains("\ntried "), "{cache}");
+    assert!(cache.contains("mx: mx9.sts.test"), "{cache}");
+}

@@ -78,10 +78,12 @@ fn cache(input: &str, data: &[u8]) {
         .iter()
         .take(8)
         .fold(0u64, |n, b| (n << 8) | u64::from(*b));
+    let tried = data.get(8).map(|b| fetched.wrapping_add(u64::from(*b)));
     let cached = Cached {
         id: "id2026".into(),
         fetched,
         text: input.to_string(),
+        tried,
     };
     assert_eq!(Cached::decode(&cached.encode()), Some(cached.clone()));
     // A cached policy is the policy its text parses to, while it lasts.
