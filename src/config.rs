@@ -1152,7 +1152,9 @@ pub const KEYS: &[Key] = &[
               DKIM (RFC 6376): the key in PATH (PEM, PKCS#8 or PKCS#1: an RSA key of 2048 \
               bits or more signs with `rsa-sha256`, an Ed25519 key with `ed25519-sha256`, \
               RFC 8463), published in DNS at `SELECTOR._domainkey.DOMAIN`. May be given \
-              once per domain, for several domains; the most specific domain's key signs. \
+              for several domains, and twice for one with two selectors (an RSA and an \
+              Ed25519 key: each message is then signed with both, RFC 8463 section 5); \
+              the most specific domain's keys sign. \
               The signature is made in the delivery process over what the server receives \
               (after the re-encoding of long lines), with relaxed/relaxed \
               canonicalization, over From (once more than it occurs, so that no From can \
@@ -1480,14 +1482,25 @@ fn secret_file(key: &str, v: &str) -> std::result::Result<PathBuf, String> {
 }
 
 /// One `dkim_key` line: its words, a key file as private as a password
-/// file, and a domain no earlier line has.
+/// file, and a selector no earlier line of its domain has, which has at
+/// most [`limits::DKIM_KEYS_PER_DOMAIN`] lines.
 fn dkim_key(key: &str, v: &str, earlier: &[DkimKey]) -> std::result::Result<DkimKey, String> {
     let dkim = DkimKey::parse(v)?;
     secret_file(key, &dkim.file.to_string_lossy())?;
-    if earlier.iter().any(|k| k.domain == dkim.domain) {
+    let same_domain: Vec<&DkimKey> = (earlier.iter())
+        .filter(|k| k.domain == dkim.domain)
+        .collect();
+    if same_domain.iter().any(|k| k.selector == dkim.selector) {
         return Err(format!(
-            "dkim_key: {} has a key already (one key per domain)",
-            dkim.domain
+            "dkim_key: {} has a key with selector {} already",
+            dkim.domain, dkim.selector
+        ));
+    }
+    if same_domain.len() >= limits::DKIM_KEYS_PER_DOMAIN {
+        return Err(format!(
+            "dkim_key: {} has {} keys already (RSA and Ed25519 at most)",
+            dkim.domain,
+            limits::DKIM_KEYS_PER_DOMAIN
         ));
     }
     Ok(dkim)
@@ -1927,6 +1940,42 @@ mod tests {
             let e = first_problem(&format!("{line}\n"));
             assert_eq!(e.to_string(), format!("/etc/test.conf:1: {msg}"), "{line}");
             assert_eq!(e.exit_code(), 78, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_domain_has_two_dkim_keys_at_most_each_with_its_selector() {
+        let c = parse(
+            "dkim_key = example.org rsa /k1\ndkim_key = example.org ed /k2\n\
+             dkim_key = shop.example.org rsa /k3\n",
+        )
+        .unwrap();
+        let keys: Vec<(&str, &str)> = (c.dkim_keys.iter())
+            .map(|k| (k.domain.as_str(), k.selector.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("example.org", "rsa"),
+                ("example.org", "ed"),
+                ("shop.example.org", "rsa")
+            ]
+        );
+        let a = "dkim_key = example.org a /k1\n";
+        for (text, line, msg) in [
+            (
+                format!("{a}dkim_key = Example.ORG. a /k2\n"),
+                2,
+                "dkim_key: example.org has a key with selector a already",
+            ),
+            (
+                format!("{a}dkim_key = example.org b /k2\ndkim_key = example.org c /k3\n"),
+                3,
+                "dkim_key: example.org has 2 keys already (RSA and Ed25519 at most)",
+            ),
+        ] {
+            let e = first_problem(&text);
+            assert_eq!(e.to_string(), format!("/etc/test.conf:{line}: {msg}"));
         }
     }
 

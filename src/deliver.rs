@@ -13,7 +13,7 @@ use crate::dkim;
 use crate::limits::{CHILD_KILL_MARGIN, KILL_TIMER_SLACK};
 use crate::log::Log;
 use crate::mime;
-use crate::model::{Destination, Outcome, PassId, QueueId, Reply, choose_dkim_key};
+use crate::model::{Destination, DkimKey, Outcome, PassId, QueueId, Reply, choose_dkim_keys};
 use crate::oauth2;
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext, read_claimed};
@@ -425,10 +425,10 @@ impl<'c> Worker<'c> {
         Ok(Wire { signature, body })
     }
 
-    /// The DKIM-Signature field for `content` (the message as it will be
-    /// sent, in the stored form), empty when no key covers its From
-    /// domain, or the key's `users=` leave out the message's submitter.
-    /// Each key is read once per child.
+    /// The DKIM-Signature fields for `content` (the message as it will be
+    /// sent, in the stored form), one per key of its From domain that
+    /// signs for its submitter (`users=`); empty when there is none. Each
+    /// key is read once per child.
     fn dkim_signature(
         &mut self,
         env: &Envelope,
@@ -437,23 +437,37 @@ impl<'c> Worker<'c> {
         let header = dkim::read_header(content)
             .map_err(|e| format!("cannot read the queued message: {e}"))?;
         let keys = &self.config.dkim_keys;
-        let Some(key) = dkim::from_domain(&header).and_then(|d| choose_dkim_key(keys, &d)) else {
-            return Ok(Vec::new());
-        };
-        if !key.signs_for(env.uid, env.notice, || system::login_name(env.uid)) {
+        let covering = (dkim::from_domain(&header))
+            .map(|d| choose_dkim_keys(keys, &d))
+            .unwrap_or_default();
+        let login = std::cell::OnceCell::new();
+        let login = || login.get_or_init(|| system::login_name(env.uid)).clone();
+        let (signing, left_out): (Vec<&DkimKey>, Vec<&DkimKey>) =
+            (covering.into_iter()).partition(|k| k.signs_for(env.uid, env.notice, login));
+        if let (true, Some(key)) = (signing.is_empty(), left_out.first()) {
             self.log.info(&format!(
                 "{}: sent unsigned: the dkim_key of {} signs only the mail of its users=, \
                  and uid {} is not among them",
                 env.id, key.domain, env.uid
             ));
+        }
+        if signing.is_empty() {
             return Ok(Vec::new());
         }
-        let index = keys.iter().position(|k| k == key).expect("one of the keys");
-        let signer = (self.signers.entry(index)).or_insert_with(|| dkim::Signer::load(key));
-        signer
-            .as_ref()
-            .map_err(Clone::clone)?
-            .sign(&header, content)
+        let mut signers = Vec::with_capacity(signing.len());
+        for key in &signing {
+            let index = keys
+                .iter()
+                .position(|k| k == *key)
+                .expect("one of the keys");
+            let signer = (self.signers.entry(index)).or_insert_with(|| dkim::Signer::load(key));
+            signer.as_ref().map_err(Clone::clone)?;
+            signers.push(index);
+        }
+        let signers: Vec<&dkim::Signer> = (signers.iter())
+            .filter_map(|i| self.signers.get(i)?.as_ref().ok())
+            .collect();
+        dkim::sign_all(&signers, &header, content)
     }
 
     /// Makes sure a connection is open; on failure, the outcome for the

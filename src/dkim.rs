@@ -117,39 +117,56 @@ impl Signer {
         algorithm_name(self.key.algorithm())
     }
 
-    /// The DKIM-Signature field for a message as stored (LF line
-    /// endings): `header` (its header, as [`read_header`] read it) and the
-    /// rest from `body`. The field is in the stored form too (LF line
-    /// endings, folded): what goes before the message. The signature
-    /// covers the message as the SMTP client sends it: every LF as CRLF,
-    /// and a last line without one ended.
-    pub fn sign(&self, header: &[u8], body: &mut impl BufRead) -> Result<Vec<u8>, String> {
-        let failed =
-            |e: &dyn std::fmt::Display| format!("DKIM signing for {} failed: {e}", self.domain);
-        let signer = DkimSigner::from_key(Borrowed(&self.key))
+    /// This key's signer for a message whose header has these fields.
+    fn stream_for(&self, header: &[u8]) -> DkimSigner<Borrowed<'_>, mail_auth::dkim::Done> {
+        DkimSigner::from_key(Borrowed(&self.key))
             .domain(&self.domain)
             .selector(&self.selector)
             .headers(field_names(header))
             .header_canonicalization(Canonicalization::Relaxed)
-            .body_canonicalization(Canonicalization::Relaxed);
-        let mut stream = signer.sign_streaming();
-        let mut wire = WireForm::default();
-        stream.write(wire.crlf(header));
-        loop {
-            let chunk = body.fill_buf().map_err(|e| failed(&e))?;
-            if chunk.is_empty() {
-                break;
-            }
-            stream.write(wire.crlf(chunk));
-            let n = chunk.len();
-            body.consume(n);
-        }
-        if wire.open_line {
-            stream.write(b"\r\n");
-        }
-        let signature = stream.finish().map_err(|e| failed(&e))?;
-        Ok(signature.to_header().replace("\r\n", "\n").into_bytes())
+            .body_canonicalization(Canonicalization::Relaxed)
     }
+}
+
+/// The DKIM-Signature fields of `signers`, in their order, for a message as
+/// stored (LF line endings): `header` (its header, as [`read_header`] read
+/// it) and the rest from `body`, read once whatever the number of keys.
+/// The fields are in the stored form too (LF line endings, folded): what
+/// goes before the message. Each signature covers the message as the SMTP
+/// client sends it (every LF as CRLF, a last line without one ended), not
+/// the other signatures: either verifies alone (RFC 8463 section 5's RSA
+/// and Ed25519 side by side).
+pub fn sign_all(
+    signers: &[&Signer],
+    header: &[u8],
+    body: &mut impl BufRead,
+) -> Result<Vec<u8>, String> {
+    let failed = |s: &Signer, e: &dyn std::fmt::Display| {
+        format!("DKIM signing for {} failed: {e}", s.domain)
+    };
+    let mut streams: Vec<_> = (signers.iter()).map(|s| s.stream_for(header)).collect();
+    let mut streams: Vec<_> = streams.iter_mut().map(|s| s.sign_streaming()).collect();
+    let mut wire = WireForm::default();
+    let mut write = |bytes: &[u8]| streams.iter_mut().for_each(|s| s.write(bytes));
+    write(wire.crlf(header));
+    loop {
+        let chunk = body.fill_buf().map_err(|e| failed(signers[0], &e))?;
+        if chunk.is_empty() {
+            break;
+        }
+        write(wire.crlf(chunk));
+        let n = chunk.len();
+        body.consume(n);
+    }
+    if wire.open_line {
+        write(b"\r\n");
+    }
+    let mut fields = Vec::new();
+    for (stream, signer) in streams.into_iter().zip(signers) {
+        let signature = stream.finish().map_err(|e| failed(signer, &e))?;
+        fields.extend(signature.to_header().replace("\r\n", "\n").into_bytes());
+    }
+    Ok(fields)
 }
 
 /// The header of a message as stored, up to and with its empty line (all
@@ -460,7 +477,8 @@ mod tests {
         assert_eq!(signer.algorithm(), "ed25519-sha256");
         let mut content = MESSAGE.as_bytes();
         let header = read_header(&mut content).unwrap();
-        let field = String::from_utf8(signer.sign(&header, &mut content).unwrap()).unwrap();
+        let field =
+            String::from_utf8(sign_all(&[&signer], &header, &mut content).unwrap()).unwrap();
         assert!(
             field.starts_with(
                 "DKIM-Signature: v=1; a=ed25519-sha256; s=sel; d=example.org; c=relaxed/relaxed;"

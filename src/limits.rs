@@ -67,6 +67,13 @@ pub const SMTP_QUOTED_REPLY_CHARS: usize = 80;
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DNS_ATTEMPTS: usize = 2;
 
+// ---- DKIM ----
+
+/// The `dkim_key` lines one domain may have: two, so that mail is signed
+/// twice, RSA and Ed25519 (RFC 8463 section 5 advises both while
+/// receivers learn Ed25519), and no more, as each costs a signature.
+pub const DKIM_KEYS_PER_DOMAIN: usize = 2;
+
 // ---- MTA-STS (RFC 8461) ----
 
 /// The largest MTA-STS policy taken (bytes): RFC 8461 section 3.3 lets

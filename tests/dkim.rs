@@ -95,6 +95,8 @@ struct Verdict {
     signatures: usize,
     tags: Json,
     error: String,
+    /// Every signature checked alone, in order: (ok, a=, s=, the error).
+    each: Vec<(bool, String, String, String)>,
 }
 
 impl Verdict {
@@ -147,6 +149,13 @@ fn verify(dns: &Dns, messages: &[&[u8]]) -> Vec<Verdict> {
                 signatures: j.get("signatures").and_then(Json::as_f64).unwrap() as usize,
                 error: j.get("error").and_then(Json::as_str).unwrap().to_string(),
                 tags: j.get("tags").unwrap().clone(),
+                each: (j.get("each").and_then(Json::as_array).unwrap().iter())
+                    .map(|e| {
+                        let text = |k| e.get(k).and_then(Json::as_str).unwrap().to_string();
+                        let ok = format!("{:?}", e.get("ok").unwrap()).contains("true");
+                        (ok, text("a"), text("s"), text("error"))
+                    })
+                    .collect(),
             }
         })
         .collect();
@@ -645,4 +654,69 @@ fn a_key_with_users_signs_only_their_mail_roots_and_notices() {
         "{}",
         sp.log()
     );
+}
+
+#[test]
+fn a_domain_with_an_rsa_and_an_ed25519_key_signs_twice_and_each_verifies() {
+    let dir = TempDir::new("dkim-dual");
+    let (rsa, rsa_record) = make_key(dir.path(), "rsa", Kind::Rsa);
+    let (ed, ed_record) = make_key(dir.path(), "ed", Kind::Ed25519);
+    let dns = Dns::start(
+        &DnsZone::new()
+            .txt("r2026._domainkey.dkim.test", &rsa_record)
+            .txt("e2026._domainkey.dkim.test", &ed_record),
+    );
+    let lines = format!(
+        "dkim_key = dkim.test r2026 {}\ndkim_key = dkim.test e2026 {}\n",
+        rsa.display(),
+        ed.display()
+    );
+    let s = Setup {
+        _dir: dir,
+        dns,
+        lines,
+    };
+    let sink = Smtp::sink(&[]);
+    let sp = spool("dkim-dual", &sink, &s, "");
+    sp.run_ok(&["bob@example.net"], EIGHT_BIT);
+    sp.pass(&[]);
+    let msgs = received(&sink, 1);
+    let v = verify(&s.dns, &[&msgs[0].data]);
+    assert_eq!(
+        v[0].signatures,
+        2,
+        "{}",
+        String::from_utf8_lossy(&msgs[0].data)
+    );
+    let each: Vec<(bool, &str, &str)> = (v[0].each.iter())
+        .map(|(ok, a, sel, error)| {
+            assert!(*ok, "{a} {sel}: {error}");
+            (*ok, a.as_str(), sel.as_str())
+        })
+        .collect();
+    // In the config's order, the first field first.
+    assert_eq!(
+        each,
+        [
+            (true, "rsa-sha256", "r2026"),
+            (true, "ed25519-sha256", "e2026")
+        ]
+    );
+    // Either verifies with the other's key gone from DNS: neither covers
+    // the other.
+    for (gone, left) in [("r2026", "ed25519-sha256"), ("e2026", "rsa-sha256")] {
+        let record = if gone == "r2026" {
+            &ed_record
+        } else {
+            &rsa_record
+        };
+        let kept = if gone == "r2026" { "e2026" } else { "r2026" };
+        let only = Dns::start(&DnsZone::new().txt(&format!("{kept}._domainkey.dkim.test"), record));
+        let v = verify(&only, &[&msgs[0].data]);
+        let ok: Vec<&str> = (v[0].each.iter())
+            .filter(|e| e.0)
+            .map(|e| e.1.as_str())
+            .collect();
+        assert_eq!(ok, [left], "with {gone} gone");
+    }
 }

@@ -1,5 +1,5 @@
 //! A DKIM signing key of the config (`dkim_key = DOMAIN SELECTOR KEYFILE
-//! [users=NAME,...]`), which one covers a message, and whether it signs it.
+//! [users=NAME,...]`), which cover a message, and whether one signs it.
 
 use std::path::PathBuf;
 
@@ -61,8 +61,8 @@ impl DkimKey {
     /// Whether the key signs a message that `uid` submitted (`login` gives
     /// its login name, asked only when it matters), or that spoolmail
     /// itself made (`notice`: a bounce or delay notice, whose envelope says
-    /// so; no submission can). The key [`choose_dkim_key`] finds decides
-    /// alone: a user it does not sign for gets no signature, not one of a
+    /// so; no submission can). The keys [`choose_dkim_keys`] finds decide
+    /// alone: a user they do not sign for gets no signature, not one of a
     /// parent domain's key, which would align with the From domain.
     pub fn signs_for(
         &self,
@@ -92,19 +92,25 @@ fn is_dns_name(name: &str) -> bool {
         })
 }
 
-/// The key for a message whose From address is at `domain`: the key of
-/// that domain or of the closest parent domain that has one (the most
-/// specific wins); None when no key covers it.
-pub fn choose_dkim_key<'k>(keys: &'k [DkimKey], domain: &str) -> Option<&'k DkimKey> {
+/// The keys for a message whose From address is at `domain`: those of
+/// that domain or of the closest parent domain that has any (the most
+/// specific wins), in the config's order; none when no key covers it.
+pub fn choose_dkim_keys<'k>(keys: &'k [DkimKey], domain: &str) -> Vec<&'k DkimKey> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    keys.iter()
-        .filter(|k| {
-            domain == k.domain
-                || domain
-                    .strip_suffix(k.domain.as_str())
-                    .is_some_and(|rest| rest.ends_with('.'))
-        })
-        .max_by_key(|k| k.domain.len())
+    let covers = |k: &DkimKey| {
+        domain == k.domain
+            || domain
+                .strip_suffix(k.domain.as_str())
+                .is_some_and(|rest| rest.ends_with('.'))
+    };
+    let closest = keys
+        .iter()
+        .filter(|k| covers(k))
+        .map(|k| k.domain.len())
+        .max();
+    (keys.iter())
+        .filter(|k| covers(k) && Some(k.domain.len()) == closest)
+        .collect()
 }
 
 #[cfg(test)]
@@ -153,29 +159,30 @@ mod tests {
             "example.org a /a",
             "mail.example.org b /b",
             "other.net c /c",
+            "mail.example.org b2 /b2",
         ]
         .iter()
         .map(|l| DkimKey::parse(l).unwrap())
         .collect();
-        for (from, selector) in [
-            ("example.org", Some("a")),
-            ("EXAMPLE.org", Some("a")),
-            ("shop.example.org", Some("a")),
-            ("mail.example.org", Some("b")),
-            ("x.mail.example.org", Some("b")),
-            ("other.net", Some("c")),
-            ("badexample.org", None),
-            ("example.org.evil", None),
-            ("org", None),
-            ("example.com", None),
+        let selectors = |from| -> Vec<&str> {
+            let chosen = choose_dkim_keys(&keys, from);
+            chosen.iter().map(|k| k.selector.as_str()).collect()
+        };
+        for (from, want) in [
+            ("example.org", &["a"][..]),
+            ("EXAMPLE.org", &["a"]),
+            ("shop.example.org", &["a"]),
+            ("mail.example.org", &["b", "b2"]),
+            ("x.mail.example.org", &["b", "b2"]),
+            ("other.net", &["c"]),
+            ("badexample.org", &[]),
+            ("example.org.evil", &[]),
+            ("org", &[]),
+            ("example.com", &[]),
         ] {
-            assert_eq!(
-                choose_dkim_key(&keys, from).map(|k| k.selector.as_str()),
-                selector,
-                "{from}"
-            );
+            assert_eq!(selectors(from), want, "{from}");
         }
-        assert!(choose_dkim_key(&[], "example.org").is_none());
+        assert!(choose_dkim_keys(&[], "example.org").is_empty());
     }
 
     #[test]
