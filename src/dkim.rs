@@ -117,6 +117,16 @@ impl Signer {
         algorithm_name(self.key.algorithm())
     }
 
+    /// What this key's DNS record must hold: its `k=` and `p=` (base64 of
+    /// the public key: an RSA key's SubjectPublicKeyInfo, an Ed25519 key's
+    /// 32 octets), as `spoolctl dkim-keygen` printed them.
+    pub fn record_key(&self) -> (&'static str, String) {
+        match &self.key {
+            DkimKey::Rsa(k) => ("rsa", base64(&rsa_spki(&k.public_key()))),
+            DkimKey::Ed25519(k) => ("ed25519", base64(&k.public_key())),
+        }
+    }
+
     /// This key's signer for a message whose header has these fields.
     fn stream_for(&self, header: &[u8]) -> DkimSigner<Borrowed<'_>, mail_auth::dkim::Done> {
         DkimSigner::from_key(Borrowed(&self.key))
@@ -344,6 +354,81 @@ fn rsa_spki(rsa_public: &[u8]) -> Vec<u8> {
     spki
 }
 
+/// Whether the TXT records published for a key (each its strings joined)
+/// let verifiers check its signatures (RFC 6376 3.6.1): Ok, with a note
+/// when the record is in test mode (`t=y`), when there is one record and
+/// it holds this key's `k` and `p`; Err says what is wrong.
+pub fn record_verdict(records: &[String], k: &str, p: &str) -> Result<Option<String>, String> {
+    let record = match records {
+        [] => return Err("no TXT record: publish the one `spoolctl dkim-keygen` printed".into()),
+        [one] => one,
+        more => return Err(format!("{} TXT records: publish one", more.len())),
+    };
+    let tags = record_tags(record)?;
+    let tag = |name: &str| {
+        tags.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    if tags.first().is_some_and(|(n, _)| n != "v") && tag("v").is_some() {
+        return Err("v= is not the record's first tag".into());
+    }
+    if let Some(v) = tag("v").filter(|v| *v != "DKIM1") {
+        return Err(format!("v={} is not DKIM1", shown(v)));
+    }
+    let published_k = tag("k").unwrap_or("rsa");
+    if !published_k.eq_ignore_ascii_case(k) {
+        return Err(format!(
+            "the record is for k={}, the key is {k}",
+            shown(published_k)
+        ));
+    }
+    let published = tag("p").map(|v| v.split_ascii_whitespace().collect::<String>());
+    match published.as_deref() {
+        None => return Err("the record has no p= (no public key)".into()),
+        Some("") => return Err("the record revokes the key (empty p=)".into()),
+        Some(published) if published != p => {
+            return Err("the record's public key (p=) is not this key's".into());
+        }
+        Some(_) => {}
+    }
+    let listed = |name: &str, want: &str| {
+        tag(name).is_none_or(|v| {
+            v.split(':')
+                .any(|x| x.trim().eq_ignore_ascii_case(want) || x.trim() == "*")
+        })
+    };
+    if !listed("h", "sha256") {
+        return Err("the record's h= leaves out sha256".into());
+    }
+    if !listed("s", "email") {
+        return Err("the record's s= leaves out email".into());
+    }
+    let testing = tag("t").is_some_and(|t| t.split(':').any(|f| f.trim() == "y"));
+    Ok(testing.then(|| "t=y: receivers treat its signatures as a test".into()))
+}
+
+/// A record's tag=value list (RFC 6376 3.2), names as written; Err when a
+/// tag has no `=` or comes twice.
+fn record_tags(record: &str) -> Result<Vec<(String, String)>, String> {
+    let mut tags: Vec<(String, String)> = Vec::new();
+    for spec in record.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, value) =
+            (spec.split_once('=')).ok_or_else(|| format!("`{}` is not tag=value", shown(spec)))?;
+        let name = name.trim().to_string();
+        if tags.iter().any(|(n, _)| *n == name) {
+            return Err(format!("the record has {} twice", shown(&name)));
+        }
+        tags.push((name, value.trim().to_string()));
+    }
+    Ok(tags)
+}
+
+/// A piece of a record as a message may quote it: printable, short.
+fn shown(text: &str) -> String {
+    crate::model::sanitize(text).chars().take(40).collect()
+}
+
 /// A new key pair, as `spoolctl dkim-keygen` writes it.
 pub struct NewKey {
     /// The private key in PEM: PKCS#1 for RSA, PKCS#8 for Ed25519.
@@ -475,6 +560,17 @@ mod tests {
         );
         let signer = Signer::load(&key_file(&dir, "ed.pem", &new.pem, 0o640)).unwrap();
         assert_eq!(signer.algorithm(), "ed25519-sha256");
+        // The record dkim-keygen prints is the one dkim-check wants.
+        let (k, p) = signer.record_key();
+        assert_eq!(
+            record_verdict(std::slice::from_ref(&new.record), k, &p),
+            Ok(None)
+        );
+        let rsa = generate(false).unwrap();
+        let rsa_signer = Signer::load(&key_file(&dir, "rsa.pem", &rsa.pem, 0o640)).unwrap();
+        let (k, p) = rsa_signer.record_key();
+        assert_eq!(record_verdict(&[rsa.record], k, &p), Ok(None));
+        assert!(record_verdict(std::slice::from_ref(&new.record), k, &p).is_err());
         let mut content = MESSAGE.as_bytes();
         let header = read_header(&mut content).unwrap();
         let field =
@@ -538,6 +634,81 @@ mod tests {
         assert_eq!(der_len(0x7f), [0x7f]);
         assert_eq!(der_len(0x80), [0x81, 0x80]);
         assert_eq!(der_len(0x10e), [0x82, 0x01, 0x0e]);
+    }
+
+    #[test]
+    fn what_a_published_record_says_of_a_key() {
+        let one = |r: &str| vec![r.to_string()];
+        let (k, p) = ("rsa", "MIIBIjANBgkqAB");
+        // (published records) -> Ok(a note) or Err(what is wrong)
+        type Want = Result<Option<&'static str>, &'static str>;
+        let cases: &[(Vec<String>, Want)] = &[
+            (one("v=DKIM1; k=rsa; p=MIIBIjANBgkqAB"), Ok(None)),
+            (one("p=MIIBIjANBgkqAB"), Ok(None)),
+            (one("v=DKIM1;k=RSA;p=MIIBIj ANBg\tkqAB;"), Ok(None)),
+            (
+                one("v=DKIM1; h=sha1:sha256; s=email; p=MIIBIjANBgkqAB"),
+                Ok(None),
+            ),
+            (one("v=DKIM1; s=*; p=MIIBIjANBgkqAB; x=future"), Ok(None)),
+            (
+                one("v=DKIM1; t=y; p=MIIBIjANBgkqAB"),
+                Ok(Some("t=y: receivers treat its signatures as a test")),
+            ),
+            (
+                vec![],
+                Err("no TXT record: publish the one `spoolctl dkim-keygen` printed"),
+            ),
+            (
+                vec!["p=MIIBIjANBgkqAB".into(), "p=other".into()],
+                Err("2 TXT records: publish one"),
+            ),
+            (
+                one("v=DKIM1; p="),
+                Err("the record revokes the key (empty p=)"),
+            ),
+            (
+                one("v=DKIM1; k=rsa"),
+                Err("the record has no p= (no public key)"),
+            ),
+            (
+                one("v=DKIM1; p=MIIBIjANBgkqAC"),
+                Err("the record's public key (p=) is not this key's"),
+            ),
+            (
+                one("v=DKIM1; k=ed25519; p=MIIBIjANBgkqAB"),
+                Err("the record is for k=ed25519, the key is rsa"),
+            ),
+            (
+                one("v=DKIM2; p=MIIBIjANBgkqAB"),
+                Err("v=DKIM2 is not DKIM1"),
+            ),
+            (
+                one("p=MIIBIjANBgkqAB; v=DKIM1"),
+                Err("v= is not the record's first tag"),
+            ),
+            (
+                one("v=DKIM1; h=sha1; p=MIIBIjANBgkqAB"),
+                Err("the record's h= leaves out sha256"),
+            ),
+            (
+                one("v=DKIM1; s=tlsrpt; p=MIIBIjANBgkqAB"),
+                Err("the record's s= leaves out email"),
+            ),
+            (
+                one("v=DKIM1; p=MIIBIjANBgkqAB; p=x"),
+                Err("the record has p twice"),
+            ),
+            (
+                one("v=DKIM1; garbage; p=MIIBIjANBgkqAB"),
+                Err("`garbage` is not tag=value"),
+            ),
+        ];
+        for (records, want) in cases {
+            let got = record_verdict(records, k, p);
+            let want = want.map(|n| n.map(String::from)).map_err(String::from);
+            assert_eq!(got, want, "{records:?}");
+        }
     }
 
     #[test]

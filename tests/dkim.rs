@@ -720,3 +720,67 @@ fn a_domain_with_an_rsa_and_an_ed25519_key_signs_twice_and_each_verifies() {
         assert_eq!(ok, [left], "with {gone} gone");
     }
 }
+
+#[test]
+fn dkim_check_says_whether_each_record_holds_its_key() {
+    let dir = TempDir::new("dkim-check");
+    let (good, good_record) = make_key(dir.path(), "good", Kind::Rsa);
+    let (swapped, _) = make_key(dir.path(), "swapped", Kind::Ed25519);
+    let (_, other_record) = make_key(dir.path(), "other", Kind::Ed25519);
+    let (absent, _) = make_key(dir.path(), "absent", Kind::Ed25519);
+    let dns = Dns::start(
+        &DnsZone::new()
+            .txt("s1._domainkey.good.test", &good_record)
+            .txt("s1._domainkey.swapped.test", &other_record)
+            .servfail("failing.test"),
+    );
+    let line = |domain: &str, file: &Path| format!("dkim_key = {domain} s1 {}\n", file.display());
+    let base = Config::delivery().set("dns_server", dns.addr());
+    let all = format!(
+        "{}{}{}",
+        line("good.test", &good),
+        line("swapped.test", &swapped),
+        line("absent.test", &absent)
+    );
+    let sp = Spool::new("dkim-check", &base.clone().lines(&all));
+    let out = spoolctl(&sp, &["dkim-check"]);
+    assert_eq!(out.code(), Some(78), "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        [
+            "s1._domainkey.good.test: ok, rsa-sha256",
+            "s1._domainkey.swapped.test: the record's public key (p=) is not this key's",
+            "s1._domainkey.absent.test: no TXT record: publish the one `spoolctl dkim-keygen` printed",
+        ],
+        "{}",
+        out.stderr
+    );
+    // Every record right: exit 0.
+    sp.configure(&base.clone().lines(&line("good.test", &good)));
+    let out = spoolctl(&sp, &["dkim-check"]);
+    assert_eq!(out.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    // A record that cannot be looked up now: exit 75, try again later.
+    let failing = line("failing.test", &good);
+    sp.configure(
+        &base
+            .clone()
+            .lines(&format!("{}{failing}", line("good.test", &good))),
+    );
+    let out = spoolctl(&sp, &["dkim-check"]);
+    assert_eq!(out.code(), Some(75), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("s1._domainkey.failing.test: cannot be looked up: "),
+        "{}",
+        out.stdout
+    );
+    // No key at all: a config problem, said on stderr.
+    sp.configure(&base);
+    let out = spoolctl(&sp, &["dkim-check"]);
+    assert_eq!(out.code(), Some(78), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no dkim_key: nothing to check"),
+        "{}",
+        out.stderr
+    );
+}

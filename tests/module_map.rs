@@ -61,7 +61,10 @@ const MAP: &[(&str, &[&str])] = &[
     ("aliases", &["config", "log", "spool"]),
     ("mailq", &["config", "spool"]),
     // The queue's administration, and the JSON it writes.
-    ("ctl", &["config", "dkim", "json", "log", "mailq", "spool"]),
+    (
+        "ctl",
+        &["config", "dkim", "json", "log", "mailq", "route", "spool"],
+    ),
     ("json", &[]),
     // The documentation generated from the flags, the keys and spoolctl's commands.
     ("manual", &["cli", "config", "ctl"]),

@@ -108,6 +108,20 @@ pub const COMMANDS: &[Entry] = &[
         args: &["check"],
     },
     Entry {
+        synopsis: "`dkim-check`",
+        help: "check that each dkim_key's DNS record holds its key",
+        doc: "For each `dkim_key`, looks up the TXT record at \
+              `SELECTOR._domainkey.DOMAIN` (through `dns_server` when set, as delivery \
+              does) and prints one line: `ok` with the algorithm, or what is wrong (no \
+              record, several, another key's `p=`, a revoked key, a `k=` of the other \
+              algorithm, an `h=` or `s=` that leaves DKIM's use out, a key file that \
+              cannot sign); `t=y` (test mode) is noted. Exit 0 when every record holds \
+              its key, 78 when one does not, 75 when one could not be looked up. Run it \
+              after publishing a record, before the mail it signs is judged by it. For \
+              root, the spool's group and admin_group (it reads the keys).",
+        args: &["dkim-check"],
+    },
+    Entry {
         synopsis: "`dkim-keygen` DOMAIN SELECTOR [`--ed25519`]",
         help: "make a DKIM key for DOMAIN and print its DNS record",
         doc: "Makes a DKIM signing key for mail from DOMAIN: RSA of 2048 bits (PKCS#1), or \

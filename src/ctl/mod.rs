@@ -15,6 +15,7 @@ use std::time::Duration;
 mod act;
 mod check;
 mod commands;
+mod dkim_check;
 mod keygen;
 mod list;
 mod settings;
@@ -49,6 +50,8 @@ pub enum Command {
     },
     /// `check`.
     Check,
+    /// `dkim-check`.
+    DkimCheck,
     /// `dkim-keygen DOMAIN SELECTOR [--ed25519]`.
     DkimKeygen {
         domain: String,
@@ -212,7 +215,7 @@ fn command(seen: Seen) -> Result<Command> {
         "list" => &["--json", "SELECTOR"],
         "show" => &["--body"],
         "config" => &["--all"],
-        "check" | "oauth2" => &[],
+        "check" | "oauth2" | "dkim-check" => &[],
         "dkim-keygen" => &["--ed25519"],
         _ if action.is_some() => &["--all", "SELECTOR"],
         _ => return Err(Error::Usage(format!("unknown command {verb} (see --help)"))),
@@ -237,6 +240,7 @@ fn command(seen: Seen) -> Result<Command> {
         ("show", _, _) => Err(Error::Usage("show takes one queue id".into())),
         ("config", _, []) => Ok(Command::Config { all: seen.all }),
         ("check", _, []) => Ok(Command::Check),
+        ("dkim-check", _, []) => Ok(Command::DkimCheck),
         ("dkim-keygen", _, [domain, selector]) => Ok(Command::DkimKeygen {
             domain: domain.clone(),
             selector: selector.clone(),
@@ -284,6 +288,7 @@ pub fn run(command: &Command, config: &Config, file: Option<&std::path::Path>) -
         Command::Act { action, target } => act::act(config, *action, target),
         Command::Config { all } => settings::show(config, file, *all),
         Command::Check => check::check(config),
+        Command::DkimCheck => dkim_check::dkim_check(config, file),
         Command::DkimKeygen {
             domain,
             selector,
@@ -373,6 +378,7 @@ mod tests {
             }
         );
         assert_eq!(p("list --help").unwrap().command, Command::Help);
+        assert_eq!(p("dkim-check").unwrap().command, Command::DkimCheck);
     }
 
     #[test]
@@ -398,6 +404,8 @@ mod tests {
             "config --json",
             "check --all",
             "check x",
+            "dkim-check example.org",
+            "dkim-check --all",
             "dkim-keygen",
             "dkim-keygen example.org",
             "dkim-keygen example.org s1 extra",
