@@ -336,10 +336,9 @@ pub struct Lookup<'a, 'c> {
 /// The policy in force for `domain`: None when it has none (or `mode:
 /// none`), whatever failed on the way (each failure logged).
 pub fn policy_for(domain: &str, lookup: &mut Lookup<'_, '_>) -> Option<Applied> {
-    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    if !is_host_name(&domain) {
+    let Some(domain) = policy_domain(domain) else {
         return None; // an address literal, or a name no policy host can have
-    }
+    };
     let now = crate::system::now().0;
     let cache = CacheFile::new(lookup.spool_dir, &domain);
     let cached = cache.read();
@@ -439,6 +438,24 @@ fn fetch_and_cache(
             fallback
         }
     }
+}
+
+/// A recipient domain as its policy's names are written: lower case,
+/// without a trailing dot, and a name in Unicode as its A-labels (IDNA, as
+/// the MX look-up resolves it: `bücher.example` is `xn--bcher-kva.example`,
+/// whose `_mta-sts` record, policy host and cache file these are); None
+/// when no policy host can have it (an address literal, a name that is no
+/// domain).
+pub fn policy_domain(domain: &str) -> Option<String> {
+    let domain = domain.trim_end_matches('.');
+    let ascii = match domain.is_ascii() {
+        true => domain.to_string(),
+        false => hickory_resolver::proto::rr::Name::from_utf8(domain)
+            .ok()?
+            .to_ascii(),
+    };
+    let ascii = ascii.trim_end_matches('.').to_ascii_lowercase();
+    is_host_name(&ascii).then_some(ascii)
 }
 
 /// Fetches and parses `https://mta-sts.DOMAIN/.well-known/mta-sts.txt`
@@ -894,6 +911,23 @@ mod tests {
         for (announced, cache, want) in cases {
             let got = plan(announced, cache.as_ref(), now);
             assert_eq!(got, want, "{announced:?} {cache:?}");
+        }
+    }
+
+    #[test]
+    fn a_domain_in_unicode_has_its_policy_under_its_a_labels() {
+        for (domain, want) in [
+            ("Example.COM.", Some("example.com")),
+            ("bücher.example", Some("xn--bcher-kva.example")),
+            ("BÜCHER.example.", Some("xn--bcher-kva.example")),
+            ("xn--bcher-kva.example", Some("xn--bcher-kva.example")),
+            ("例え.テスト", Some("xn--r8jz45g.xn--zckzah")),
+            ("[192.0.2.1]", None),
+            ("a..b", None),
+            ("", None),
+            ("bad_name.example", None),
+        ] {
+            assert_eq!(policy_domain(domain).as_deref(), want, "{domain:?}");
         }
     }
 

@@ -468,3 +468,40 @@ fn a_policy_past_half_its_max_age_is_refreshed_and_a_failed_refresh_waits_an_hou
     assert!(!cache.contains("\ntried "), "{cache}");
     assert!(cache.contains("mx: mx9.sts.test"), "{cache}");
 }
+
+#[test]
+fn a_domain_in_unicode_has_its_policy_under_its_a_labels() {
+    let ace = "xn--bcher-kva.test"; // bücher.test
+    let mx_name = format!("mx1.{ace}");
+    let policy_host = format!("mta-sts.{ace}");
+    let pki = Pki::new();
+    let mx = sink(Some(&pki.server(&[&mx_name])));
+    let text = policy("enforce", &[&format!("mx9.{ace}")]);
+    let server = PolicyServer::start(&pki.server(&[&policy_host]), &text, &[]);
+    let dns = Dns::start(
+        &DnsZone::new()
+            .mx(ace, 10, &mx_name)
+            .host(&mx_name, &[&mx.host])
+            .txt(&format!("_mta-sts.{ace}"), "v=STSv1; id=1")
+            .host(&policy_host, &[&server.host]),
+    );
+    let spool = Spool::new("sts-idna", &Config::delivery());
+    spool.configure(&Config::delivery().lines(&format!(
+        "dns_server = {}\nsmtp_port = {}\nmta_sts_port = {}\ntls_ca_file = {}\n",
+        dns.addr(),
+        mx.port,
+        server.port,
+        pki.ca.display()
+    )));
+    spool.run_ok(
+        &["-f", "alice@example.org", "user@bücher.test"],
+        b"From: alice@example.org\nSubject: idna\n\nhello\n",
+    );
+    spool.pass(&[]);
+    assert_eq!(server.requests(), 1, "{}", spool.log());
+    spool.assert_deferred(&format!(
+        "MTA-STS policy of {ace} does not list MX host {mx_name}"
+    ));
+    assert_eq!(mx.message_count(), 0);
+    assert!(spool.spool.join("sts").join(ace).exists());
+}
