@@ -3,17 +3,31 @@
 //! digits or refused; a policy that parses has a known mode, a bounded
 //! max_age and `mx` patterns that are host names (or `*.` and one), each
 //! matching what section 4.1 says; a refusal's reason is short; the cache
-//! file round-trips exactly, and any cache file decodes without panic.
+//! file round-trips exactly, and any cache file decodes without panic; a
+//! recipient domain's policy domain is an A-label host name.
 
 use crate::common::text;
 use spoolmail::limits::STS_MAX_AGE;
-use spoolmail::sts::{Cached, Mode, is_host_name, mx_matches, parse_policy, record_id};
+use spoolmail::sts::{
+    Cached, Mode, is_host_name, mx_matches, parse_policy, policy_domain, record_id,
+};
 
 pub fn check(data: &[u8]) {
     let input = text(data);
     policy(&input);
     txt_records(&input);
     cache(&input, data);
+    domain(&input);
+}
+
+/// Any recipient domain (an SMTPUTF8 address's may be Unicode): its policy
+/// domain, when it has one, is an ASCII host name in lower case, its own.
+fn domain(input: &str) {
+    if let Some(d) = policy_domain(input) {
+        assert!(is_host_name(&d), "{input:?} -> {d:?}");
+        assert_eq!(d, d.to_ascii_lowercase(), "{input:?}");
+        assert_eq!(policy_domain(&d).as_deref(), Some(d.as_str()), "{input:?}");
+    }
 }
 
 fn policy(input: &str) {
