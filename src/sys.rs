@@ -584,6 +584,35 @@ fn getgrnam_gid_from(name: &str, start: usize) -> io::Result<Option<gid_t>> {
     })
 }
 
+/// Whether a user named `name` exists (getpwnam_r).
+pub fn user_exists(name: &str) -> io::Result<bool> {
+    let Ok(cname) = CString::new(name) else {
+        return Ok(false); // a name with a NUL names no user
+    };
+    let found = with_growing_buffer(LOOKUP_BUFFER_START, |buf| {
+        // SAFETY: passwd is a C struct of integers and pointers, for which
+        // all zeros is a valid value; getpwnam_r fills it.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: cname is NUL-terminated; every other pointer is to a live
+        // local or to buf, writable for buf.len() bytes, the length passed.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        match rc {
+            0 if !result.is_null() => (0, Some(())),
+            rc => (rc, None),
+        }
+    })?;
+    Ok(found.is_some())
+}
+
 /// Runs a `get*_r` lookup with a buffer that doubles on ERANGE (the entry
 /// did not fit) up to LOOKUP_BUFFER_MAX. `lookup` returns the call's error
 /// number (0 for success or no entry) and what it found.

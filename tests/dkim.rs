@@ -784,3 +784,21 @@ fn dkim_check_says_whether_each_record_holds_its_key() {
         out.stderr
     );
 }
+
+#[test]
+fn check_names_a_users_entry_that_is_no_local_user() {
+    let mut s = setup(&[("dkim.test", Kind::Ed25519)]);
+    s.lines = s.lines.replace('\n', " users=root,nosuch-user\n");
+    let sink = Smtp::sink(&[]);
+    let sp = spool("dkim-check-users", &sink, &s, "");
+    let out = spoolctl(&sp, &["check"]);
+    assert!(
+        out.stdout.contains(
+            "dkim_key of dkim.test (sel): users= names nosuch-user, who is no local user"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("names root"), "{}", out.stdout);
+    assert_eq!(out.code(), Some(78), "{}", out.stdout);
+}

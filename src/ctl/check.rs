@@ -1,6 +1,7 @@
-//! `spoolctl check`: the config, the spool's layout, owners and modes, and
-//! the modes of the secret files (DKIM keys and the relays' password files
-//! too), each problem on one line (exit 78).
+//! `spoolctl check`: the config, the spool's layout, owners and modes, the
+//! modes of the secret files (DKIM keys and the relays' password files
+//! too), and the login names `users=` options give, each problem on one
+//! line (exit 78).
 
 use crate::config::Config;
 use crate::error::{Result, exit};
@@ -63,6 +64,7 @@ pub fn check(config: &Config) -> Result<u8> {
             problems.extend(secret_owner_problems("dkim_key", &key.file, gid));
         }
     }
+    problems.extend(unknown_users(config));
     for p in &problems {
         system::outln(format_args!("{p}"));
     }
@@ -252,6 +254,29 @@ fn secret_problem(key: &str, path: &Path) -> Option<String> {
         Ok(_) => None,
         Err(e) => Some(format!("{}: {key}: {e}", path.display())),
     }
+}
+
+/// The login names of `users=` options that name no local user: a typo
+/// there leaves that user's mail unsigned (`dkim_key`) or on another relay
+/// (`sender_relay_map`), with nothing else to say so.
+fn unknown_users(config: &Config) -> Vec<String> {
+    let dkim = (config.dkim_keys.iter()).map(|k| {
+        (
+            format!("dkim_key of {} ({})", k.domain, k.selector),
+            &k.users,
+        )
+    });
+    let relays = (config.sender_relays.iter())
+        .map(|r| (format!("sender_relay_map line {}", r.pattern), &r.users));
+    let mut problems = Vec::new();
+    for (what, users) in dkim.chain(relays) {
+        for name in users.iter().flat_map(|u| u.names()) {
+            if let Ok(false) = crate::sys::user_exists(name) {
+                problems.push(format!("{what}: users= names {name}, who is no local user"));
+            }
+        }
+    }
+    problems
 }
 
 #[cfg(test)]

@@ -102,7 +102,9 @@ pub const COMMANDS: &[Entry] = &[
               file in `queue/` of that group) and the password, token and key files (not \
               readable by everyone, owned by root, of the spool directory's group; the \
               OAuth2 refresh token's directory writable by that group and closed to others, \
-              as delivery rewrites the token there), and prints each problem on one line (exit 78), or `no problem found`. Root is \
+              as delivery rewrites the token there), and the `users=` names of `dkim_key` \
+              and `sender_relay_map` lines that are no local user (a typo there leaves \
+              that user's mail unsigned, or on another relay), and prints each problem on one line (exit 78), or `no problem found`. Root is \
               not required where the user running the check owns the spool (a spool of \
               their own).",
         args: &["check"],
