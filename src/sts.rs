@@ -277,6 +277,18 @@ impl Cached {
     }
 }
 
+/// A cache file's text with its `tried` line set to `at`, its other lines
+/// as they are; None when it has no head.
+fn with_tried(text: &str, at: u64) -> Option<String> {
+    let (head, policy) = text.split_once("\n\n")?;
+    let mut out: String = (head.lines())
+        .filter(|l| !l.starts_with("tried "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str(&format!("tried {at}\n\n{policy}"));
+    Some(out)
+}
+
 /// What a delivery does about a domain's policy, from the `id` its TXT
 /// record announces and the cache alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,8 +323,11 @@ fn plan(announced: Option<&str>, cached: Option<&Cached>, now: u64) -> Plan {
         };
     };
     let new_id = announced.is_some_and(|id| id != cached.id);
-    let aging = now >= cached.fetched.saturating_add(policy.max_age / 2);
-    let tried_lately = (cached.tried).is_some_and(|t| now < t.saturating_add(STS_RETRY_FETCH));
+    // A time ahead of `now` is of a clock since set back: the policy is
+    // refreshed, and such a try does not hold the next one back.
+    let aging = now >= cached.fetched.saturating_add(policy.max_age / 2) || cached.fetched > now;
+    let tried_lately =
+        (cached.tried).is_some_and(|t| t <= now && now < t.saturating_add(STS_RETRY_FETCH));
     match (new_id || aging) && !tried_lately {
         true => Plan::Fetch {
             fallback: Some(policy),
@@ -428,12 +443,10 @@ fn fetch_and_cache(
             lookup.log.info(&format!(
                 "MTA-STS policy of {domain} not {what}: {why}; {fallback_says}"
             ));
-            if let (Some(cached), Some(_)) = (&known.cached, &fallback) {
-                let tried = Cached {
-                    tried: Some(now),
-                    ..cached.clone()
-                };
-                known.cache.write(&tried, lookup.log);
+            if let (Some(cached), Some(_)) = (&known.cached, &fallback)
+                && let Err(e) = known.cache.note_tried(cached, now)
+            {
+                known.cache.log_unwritten(&e, lookup.log);
             }
             fallback
         }
@@ -577,6 +590,10 @@ impl CacheFile {
     /// version reads (left alone: a later version's is rewritten only on
     /// the next fetch).
     fn read(&self) -> Option<Cached> {
+        Cached::decode(&self.read_text()?)
+    }
+
+    fn read_text(&self) -> Option<String> {
         use std::io::Read;
         let file = crate::spool::open_regular(&self.path).ok()?;
         let mut text = String::new();
@@ -584,21 +601,45 @@ impl CacheFile {
         file.take(STS_MAX_POLICY + 1024)
             .read_to_string(&mut text)
             .ok()?;
-        Cached::decode(&text)
+        Some(text)
     }
 
-    /// Writes the cache file as a whole, making `sts/` where it may;
-    /// failing to is logged, and costs only a fetch next time.
-    fn write(&self, cached: &Cached, log: &mut Log) {
-        let written = self.ensure_dir().and_then(|()| {
-            crate::system::write_atomically(&self.path, cached.encode().as_bytes(), 0o640)
-        });
-        if let Err(e) = written {
-            log.info(&format!(
-                "MTA-STS policy not cached in {}: {e}",
-                self.path.display()
-            ));
+    /// Notes a failed fetch at `now` in the file, when it still holds the
+    /// policy `read`: another delivery child may have fetched a newer one
+    /// meanwhile (a fetch takes up to [`STS_FETCH_TIMEOUT`]), which the
+    /// older must not replace. The head's other lines stay as they are (a
+    /// later version's keys).
+    fn note_tried(&self, read: &Cached, now: u64) -> std::io::Result<()> {
+        let Some(text) = self.read_text() else {
+            return Ok(());
+        };
+        let unchanged = Cached::decode(&text)
+            .is_some_and(|c| (&c.id, c.fetched, &c.text) == (&read.id, read.fetched, &read.text));
+        match (unchanged, with_tried(&text, now)) {
+            (true, Some(noted)) => self.write_text(&noted),
+            _ => Ok(()),
         }
+    }
+
+    /// Writes the cache file as a whole; failing to is logged, and costs
+    /// only a fetch next time.
+    fn write(&self, cached: &Cached, log: &mut Log) {
+        if let Err(e) = self.write_text(&cached.encode()) {
+            self.log_unwritten(&e, log);
+        }
+    }
+
+    fn log_unwritten(&self, e: &std::io::Error, log: &mut Log) {
+        log.info(&format!(
+            "MTA-STS policy not cached in {}: {e}",
+            self.path.display()
+        ));
+    }
+
+    /// Writes the file atomically, making `sts/` where it may.
+    fn write_text(&self, text: &str) -> std::io::Result<()> {
+        self.ensure_dir()
+            .and_then(|()| crate::system::write_atomically(&self.path, text.as_bytes(), 0o640))
     }
 
     /// `sts/` as `slots/` is: mode 02770, the spool's group.
@@ -907,11 +948,80 @@ mod tests {
                 fetch(false, false),
             ),
             (None, Some(cached(now - 10000, None)), Plan::Nothing),
+            // The clock set back: a fetch or a try in the future refreshes.
+            (
+                Some("1"),
+                Some(cached(now + 86400, None)),
+                fetch(true, true),
+            ),
+            (
+                Some("1"),
+                Some(cached(now - 6000, Some(now + 86400))),
+                fetch(true, true),
+            ),
+            (
+                Some("2"),
+                Some(cached(now - 10, Some(now + 1))),
+                fetch(true, false),
+            ),
         ];
         for (announced, cache, want) in cases {
             let got = plan(announced, cache.as_ref(), now);
             assert_eq!(got, want, "{announced:?} {cache:?}");
         }
+    }
+
+    /// A failed fetch notes its try in the file it read, and only there: a
+    /// policy another delivery child fetched meanwhile is not replaced by
+    /// the older one, and a later version's head lines are kept.
+    #[test]
+    fn a_failed_fetch_notes_its_try_only_on_the_policy_it_read() {
+        let spool =
+            std::env::temp_dir().join(format!("spoolmail-sts-tried-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&spool);
+        let now = 1_800_000_000;
+        let text = |mx: &str| format!("version: STSv1\nmode: enforce\nmx: {mx}\nmax_age: 10000\n");
+        let (old, newer) = (text("old.example"), text("new.example"));
+        let head = |id, fetched, more: &str| {
+            format!("SPOOLMAIL-STS 1\nid {id}\nfetched {fetched}\n{more}\n")
+        };
+        let tried = format!("tried {now}\n");
+        // (what the child read, what the file holds when its fetch fails,
+        // what the file holds after)
+        let read = head(1, now - 6000, "") + &old;
+        let cases = [
+            (
+                read.clone(),
+                read.clone(),
+                Some(head(1, now - 6000, &tried) + &old),
+            ),
+            (
+                head(1, now - 6000, "tried 5\n") + &old,
+                head(1, now - 6000, "tried 5\n") + &old,
+                Some(head(1, now - 6000, &tried) + &old),
+            ),
+            // Another child fetched a policy meanwhile: a new id, or the
+            // same id refreshed.
+            (read.clone(), head(2, now - 5, "") + &newer, None),
+            (read.clone(), head(1, now - 5, "") + &old, None),
+            (read.clone(), head(1, now - 6000, "") + &newer, None),
+            (
+                head(1, now - 6000, "later-key x\n") + &old,
+                head(1, now - 6000, "later-key x\n") + &old,
+                Some(head(1, now - 6000, &format!("later-key x\n{tried}")) + &old),
+            ),
+        ];
+        std::fs::create_dir_all(&spool).unwrap();
+        for (read, then, want) in cases {
+            let cache = CacheFile::new(&spool, "race.example");
+            cache.write_text(&read).unwrap();
+            let cached = cache.read().unwrap();
+            cache.write_text(&then).unwrap();
+            cache.note_tried(&cached, now).unwrap();
+            let after = std::fs::read_to_string(&cache.path).unwrap();
+            assert_eq!(after, want.unwrap_or(then), "{read}");
+        }
+        std::fs::remove_dir_all(&spool).unwrap();
     }
 
     #[test]
