@@ -25,10 +25,13 @@ pub struct Failure {
     pub expired: bool,
 }
 
-/// Who reports: this host's name, and the domain of MAILER-DAEMON.
+/// Who reports: this host's name, the domain of MAILER-DAEMON, and the
+/// address the notice's From has instead (`rewrite_from`'s
+/// `sender_address`, for a relay that takes only its account's From).
 pub struct Mta<'a> {
     pub host: &'a str,
     pub domain: &'a str,
+    pub from: Option<&'a str>,
 }
 
 /// Where the bounce of `original` goes, or None when it must not be sent;
@@ -75,7 +78,7 @@ pub fn queue(
     (content, content_len): (&mut impl BufRead, u64),
     notice: &Notice,
 ) -> Result<QueueId> {
-    let (host, domain) = (mta.host, mta.domain);
+    let (host, domain, from) = (mta.host, mta.domain, mta.from);
     let Notice {
         report,
         failures,
@@ -111,6 +114,7 @@ pub fn queue(
             failures,
             host,
             domain,
+            from,
             full,
         };
         let head = dsn.head(to);
@@ -157,6 +161,7 @@ struct Dsn<'a> {
     failures: &'a [Failure],
     host: &'a str,
     domain: &'a str,
+    from: Option<&'a str>,
     full: bool,
 }
 
@@ -169,9 +174,13 @@ impl Dsn<'_> {
             Report::Failed => "Undelivered Mail Returned to Sender",
             Report::Delayed { .. } => "Delayed Mail (still being retried)",
         };
+        let from = match self.from {
+            Some(address) => format!("Mail Delivery System <{address}>"),
+            None => format!("MAILER-DAEMON@{domain} (Mail Delivery System)"),
+        };
         let mut s = String::with_capacity(2048);
         s.push_str(&format!(
-            "Date: {date}\nFrom: MAILER-DAEMON@{domain} (Mail Delivery System)\nTo: <{to}>\n\
+            "Date: {date}\nFrom: {from}\nTo: <{to}>\n\
              Subject: {subject}\nMessage-ID: <{}.bounce@{host}>\n\
              Auto-Submitted: auto-replied\nMIME-Version: 1.0\n\
              Content-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"{b}\"\n\n\

@@ -1138,7 +1138,10 @@ pub const KEYS: &[Key] = &[
         default: KeyDefault::Value("no"),
         doc: "With `yes`, the From header becomes `sender_address`, keeping its display \
               name; the original From goes into a Reply-To when there is none, so that \
-              replies still reach the author. Needs `sender_address`.",
+              replies still reach the author. The bounces and delay notices spoolmail \
+              sends have it too (`Mail Delivery System <ADDRESS>`, their envelope sender \
+              still null), so that a relay that takes only its account's From takes \
+              them. Needs `sender_address`.",
         set: |c, k, v| choice(k, v, YES_NO).map(|b| c.rewrite_from = b),
     },
     Key {

@@ -480,6 +480,7 @@ fn queue_notice(
     let mta = bounce::Mta {
         host: ctx.host,
         domain: &domain,
+        from: (ctx.config.sender_address.as_deref()).filter(|_| ctx.config.rewrite_from),
     };
     let content = (&mut BufReader::new(file), size);
     let what = match notice.report {

@@ -241,3 +241,41 @@ fn one_delay_notice_when_asked_for_or_configured() {
         0
     );
 }
+
+/// With `rewrite_from` (a relay that takes only its account's From), the
+/// notices spoolmail sends through it have that From too; without it,
+/// MAILER-DAEMON's. Their envelope sender stays null either way.
+#[test]
+fn a_notice_has_the_rewritten_from_when_rewrite_from_is_on() {
+    for (rewrite, from) in [
+        ("yes", "From: Mail Delivery System <relay@notices.test>"),
+        (
+            "no",
+            "From: MAILER-DAEMON@notices.test (Mail Delivery System)",
+        ),
+    ] {
+        let relay = Smtp::faulty("reject-rcpt", &[]);
+        let s = Spool::new(
+            "notices-from",
+            &Config::delivery()
+                .set("smarthost", relay.addr())
+                .set("qualify_domain", "notices.test")
+                .set("sender_address", "relay@notices.test")
+                .set("rewrite_from", rewrite),
+        );
+        s.submit_one(&["bad@example.net"], MESSAGE);
+        s.pass(&[]);
+        let got = relay.wait_for_messages(1, std::time::Duration::from_secs(20));
+        assert_eq!(got[0].mail_from, "", "a bounce");
+        assert_eq!(got[0].rcpt_tos, ["relay@notices.test"], "to the sender");
+        let text = got[0].text();
+        assert!(
+            text.contains(&format!("\r\n{from}\r\n")) || text.starts_with(from),
+            "{rewrite}: {text}"
+        );
+        assert!(
+            text.contains("Final-Recipient: rfc822; bad@example.net"),
+            "{text}"
+        );
+    }
+}

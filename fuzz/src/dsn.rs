@@ -49,6 +49,7 @@ pub fn check(data: &[u8]) {
     let mta = Mta {
         host: "host.example.org",
         domain: "example.org",
+        from: (flags & 16 != 0).then_some("relay@example.org"),
     };
     let to = "alice@example.org";
     let len = ORIGINAL.len() as u64;
