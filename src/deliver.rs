@@ -436,8 +436,28 @@ impl<'c> Worker<'c> {
     ) -> Result<Vec<u8>, String> {
         let header = dkim::read_header(content)
             .map_err(|e| format!("cannot read the queued message: {e}"))?;
+        let indices = self.signing_keys(env, &header);
+        for &index in &indices {
+            let key = &self.config.dkim_keys[index];
+            let signer = (self.signers.entry(index)).or_insert_with(|| dkim::Signer::load(key));
+            signer.as_ref().map_err(Clone::clone)?;
+        }
+        let signers: Vec<&dkim::Signer> = (indices.iter())
+            .filter_map(|i| self.signers.get(i)?.as_ref().ok())
+            .collect();
+        if signers.is_empty() {
+            return Ok(Vec::new());
+        }
+        dkim::sign_all(&signers, &header, content)
+    }
+
+    /// The keys (their indices in `dkim_keys`) that sign a message with
+    /// `header`: those of its From domain ([`choose_dkim_keys`]) that sign
+    /// for its submitter; when its submitter is left out of every one, the
+    /// log says so.
+    fn signing_keys(&mut self, env: &Envelope, header: &[u8]) -> Vec<usize> {
         let keys = &self.config.dkim_keys;
-        let covering = (dkim::from_domain(&header))
+        let covering = (dkim::from_domain(header))
             .map(|d| choose_dkim_keys(keys, &d))
             .unwrap_or_default();
         let login = std::cell::OnceCell::new();
@@ -451,23 +471,8 @@ impl<'c> Worker<'c> {
                 env.id, key.domain, env.uid
             ));
         }
-        if signing.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut signers = Vec::with_capacity(signing.len());
-        for key in &signing {
-            let index = keys
-                .iter()
-                .position(|k| k == *key)
-                .expect("one of the keys");
-            let signer = (self.signers.entry(index)).or_insert_with(|| dkim::Signer::load(key));
-            signer.as_ref().map_err(Clone::clone)?;
-            signers.push(index);
-        }
-        let signers: Vec<&dkim::Signer> = (signers.iter())
-            .filter_map(|i| self.signers.get(i)?.as_ref().ok())
-            .collect();
-        dkim::sign_all(&signers, &header, content)
+        let index_of = |key: &DkimKey| keys.iter().position(|k| k == key);
+        signing.into_iter().filter_map(index_of).collect()
     }
 
     /// Makes sure a connection is open; on failure, the outcome for the
