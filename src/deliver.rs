@@ -13,7 +13,9 @@ use crate::dkim;
 use crate::limits::{CHILD_KILL_MARGIN, KILL_TIMER_SLACK};
 use crate::log::Log;
 use crate::mime;
-use crate::model::{Destination, DkimKey, Outcome, PassId, QueueId, Reply, choose_dkim_keys};
+use crate::model::{
+    Destination, DkimKey, Outcome, PassId, QueueId, Reply, choose_dkim_keys, refusing_key,
+};
 use crate::oauth2;
 use crate::pass_protocol::Message;
 use crate::record::{self, RecordContext, read_claimed};
@@ -427,8 +429,8 @@ impl<'c> Worker<'c> {
 
     /// The DKIM-Signature fields for `content` (the message as it will be
     /// sent, in the stored form), one per key of its From domain that
-    /// signs for its submitter (`users=`); empty when there is none. Each
-    /// key is read once per child.
+    /// signs for its submitter (`users=`, see `signing_keys`); empty
+    /// when there is none. Each key is read once per child.
     fn dkim_signature(
         &mut self,
         env: &Envelope,
@@ -453,8 +455,9 @@ impl<'c> Worker<'c> {
 
     /// The keys (their indices in `dkim_keys`) that sign a message with
     /// `header`: those of its From domain ([`choose_dkim_keys`]) that sign
-    /// for its submitter; when its submitter is left out of every one, the
-    /// log says so.
+    /// for its submitter; none when a domain any From field names has keys
+    /// that all leave its submitter out ([`refusing_key`]: not only the
+    /// first address's), which the log says.
     fn signing_keys(&mut self, env: &Envelope, header: &[u8]) -> Vec<usize> {
         let keys = &self.config.dkim_keys;
         let covering = (dkim::from_domain(header))
@@ -462,14 +465,18 @@ impl<'c> Worker<'c> {
             .unwrap_or_default();
         let login = std::cell::OnceCell::new();
         let login = || login.get_or_init(|| system::login_name(env.uid)).clone();
-        let (signing, left_out): (Vec<&DkimKey>, Vec<&DkimKey>) =
-            (covering.into_iter()).partition(|k| k.signs_for(env.uid, env.notice, login));
-        if let (true, Some(key)) = (signing.is_empty(), left_out.first()) {
+        let signs = |k: &DkimKey| k.signs_for(env.uid, env.notice, login);
+        let signing: Vec<&DkimKey> = covering.into_iter().filter(|k| signs(k)).collect();
+        // The first address's keys, and those of every other domain the
+        // From fields name.
+        let names = dkim::from_names(header, keys);
+        if let Some(refusing) = refusing_key(keys, &names, signs) {
             self.log.info(&format!(
                 "{}: sent unsigned: the dkim_key of {} signs only the mail of its users=, \
                  and uid {} is not among them",
-                env.id, key.domain, env.uid
+                env.id, refusing.domain, env.uid
             ));
+            return Vec::new();
         }
         let index_of = |key: &DkimKey| keys.iter().position(|k| k == key);
         signing.into_iter().filter_map(index_of).collect()

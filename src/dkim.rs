@@ -73,6 +73,32 @@ pub fn from_domain(header: &[u8]) -> Option<String> {
     Some(address.domain()?.to_ascii_lowercase())
 }
 
+/// Every domain the message's From fields name, as any reader might take
+/// them, for [`crate::model::refusing_key`]: the domain of each address
+/// of each field, and each word that could be a domain (letters, digits,
+/// `-`, `.`) anywhere in them, display names and comments included. A
+/// field that does not parse as an address list names every key's
+/// domain: what a lenient reader finds in it is anyone's guess.
+pub fn from_names(header: &[u8], keys: &[KeySpec]) -> Vec<String> {
+    let mut names = Vec::new();
+    for (name, value) in fields(header) {
+        if !name.eq_ignore_ascii_case("From") {
+            continue;
+        }
+        let words = value.split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '.'));
+        names.extend(words.filter(|w| !w.is_empty()).map(str::to_string));
+        match crate::address::parse_list(&value) {
+            Ok(addresses) => names.extend(
+                addresses
+                    .iter()
+                    .filter_map(|a| Some(crate::model::Address::accepted(a).domain()?.to_string())),
+            ),
+            Err(_) => names.extend(keys.iter().map(|k| k.domain.clone())),
+        }
+    }
+    names
+}
+
 /// The `h=` list to ask mail-auth for: the fields of [`SIGNED_FIELDS`] the
 /// header has, each once (mail-auth signs every occurrence of a name it is
 /// given), and From once more, which mail-auth then lists as absent: the
@@ -507,6 +533,39 @@ mod tests {
                 domain,
                 "{header}"
             );
+        }
+    }
+
+    #[test]
+    fn every_domain_any_from_field_names() {
+        let keys = [KeySpec::parse("shop.example a /a users=x").unwrap()];
+        let names = |header: &str| from_names(header.as_bytes(), &keys).join(" ");
+        for (header, want) in [
+            ("From: a@b.example\n\n", "a b.example b.example"),
+            (
+                "From: A <a@b.example>, c@d.example\nTo: x@y.example\n\n",
+                "A a b.example c d.example b.example d.example",
+            ),
+            // The domain with its CFWS, as a parser reads it, and its words.
+            (
+                "From: a@shop (x) .example\n\n",
+                "a shop x .example shop.example",
+            ),
+            (
+                "From: a@b.example\nSubject: s\nfrom: <@shop.example:a@b.example>\n\n",
+                "a b.example b.example shop.example a b.example b.example",
+            ),
+            (
+                "From: =?utf-8?q?x?= (c@Shop.example.)\n\n",
+                "utf-8 q x c Shop.example.",
+            ),
+            (
+                "From: a@b.example\nFrom: a@b.example (\n\n",
+                "a b.example b.example a b.example shop.example",
+            ),
+            ("Subject: x\n\nFrom: a@shop.example\n", ""),
+        ] {
+            assert_eq!(names(header), want, "{header}");
         }
     }
 

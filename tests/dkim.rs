@@ -802,3 +802,80 @@ fn check_names_a_users_entry_that_is_no_local_user() {
     assert!(!out.stdout.contains("names root"), "{}", out.stdout);
     assert_eq!(out.code(), Some(78), "{}", out.stdout);
 }
+
+/// A From that names a `users=` key's domain anywhere (a second address,
+/// a second From field, an obsolete route) gets no signature of another
+/// key from a user the key does not sign for: a receiver may read that
+/// domain as the author's, and the other key's signature would align
+/// with it (relaxed alignment: `dkim.test` aligns with `sub.dkim.test`).
+#[test]
+fn a_from_naming_a_users_key_domain_is_not_signed_with_another_key() {
+    if !harness::is_root() {
+        eprintln!("skipped: running as other users needs root");
+        return;
+    }
+    let (allowed, other) = (1, 2);
+    let name = harness::user_name(allowed);
+    let mut s = setup(&[
+        ("dkim.test", Kind::Ed25519),
+        ("sub.dkim.test", Kind::Ed25519),
+    ]);
+    s.lines = (s.lines.lines())
+        .map(|l| match l.starts_with("dkim_key = sub.dkim.test ") {
+            true => format!("{l} users={name}\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    let relay = Smtp::sink(&[]);
+    let sp = Spool::new(
+        "dkim-users-from",
+        &Config::delivery()
+            .set("smarthost", relay.addr())
+            .set("qualify_domain", "dkim.test")
+            .lines(&s.lines),
+    );
+    sp.share_queue_with_group(SPOOL_GROUP);
+    let froms = [
+        "From: a@dkim.test, ceo@sub.dkim.test",
+        "From: a@dkim.test\nFrom: ceo@sub.dkim.test",
+        "From: <@sub.dkim.test:a@dkim.test>",
+        "From: a@dkim.test (ceo@SUB.dkim.test.)",
+    ];
+    for (uid, who) in [(allowed, "allowed"), (other, "other")] {
+        for (i, from) in froms.iter().enumerate() {
+            let message = format!("{from}\nTo: x@example.net\nSubject: {who} {i}\n\nbody\n");
+            let args = ["-f", "sender@example.net", "ok@example.net"];
+            let out = sp.run_as(uid, SPOOL_GROUP, &args, message.as_bytes());
+            assert!(out.success(), "{uid}: {}", out.stderr);
+        }
+    }
+    sp.pass(&[]);
+    let msgs = received(&relay, 2 * froms.len());
+    let data: Vec<&[u8]> = msgs.iter().map(|m| &m.data[..]).collect();
+    let verdicts = verify(&s.dns, &data);
+    let mut got: Vec<(String, usize, String)> = (msgs.iter().zip(&verdicts))
+        .map(|(m, v)| {
+            let text = String::from_utf8_lossy(&m.data);
+            let subject = text.lines().find_map(|l| l.strip_prefix("Subject: "));
+            let subject = subject.unwrap_or_default().to_string();
+            assert!(v.signatures == 0 || v.ok, "{subject}: {}", v.error);
+            (subject, v.signatures, v.tag("d"))
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, usize, String)> = Vec::new();
+    for i in 0..froms.len() {
+        want.push((format!("allowed {i}"), 1, "dkim.test".into()));
+        want.push((format!("other {i}"), 0, String::new()));
+    }
+    want.sort();
+    assert_eq!(got, want, "{}", sp.log());
+    assert!(
+        sp.log().contains(&format!(
+            "sent unsigned: the dkim_key of sub.dkim.test signs only the mail of its users=, \
+             and uid {other} is not among them"
+        )),
+        "{}",
+        sp.log()
+    );
+}

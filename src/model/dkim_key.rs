@@ -113,6 +113,27 @@ pub fn choose_dkim_keys<'k>(keys: &'k [DkimKey], domain: &str) -> Vec<&'k DkimKe
         .collect()
 }
 
+/// A key that does not sign for a message's submitter (`signs`:
+/// [`DkimKey::signs_for`]) and covers, with no key that does beside it,
+/// a domain of `names`, the domains its From fields name in any way (see
+/// `dkim::from_names`), if any. A receiver may take any of them for the
+/// author's domain (a second From field or address, a route, a parser
+/// that reads a comment), and a signature of the keys the first address
+/// chooses would align with it (relaxed alignment: `example.org`'s
+/// signature aligns with `shop.example.org`), so such a message is not
+/// signed at all.
+pub fn refusing_key<'k>(
+    keys: &'k [DkimKey],
+    names: &[String],
+    mut signs: impl FnMut(&DkimKey) -> bool,
+) -> Option<&'k DkimKey> {
+    names.iter().find_map(|name| {
+        let covering = choose_dkim_keys(keys, name.trim_start_matches('.'));
+        let refused = !covering.is_empty() && !covering.iter().any(|k| signs(k));
+        refused.then(|| covering[0])
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +226,39 @@ mod tests {
             !shop.signs_for(4242, false, || None),
             "a uid without a name"
         );
+    }
+
+    #[test]
+    fn a_name_whose_keys_do_not_sign_is_refused_whatever_the_others() {
+        let keys = [
+            DkimKey::parse("example.org a /a").unwrap(),
+            DkimKey::parse("shop.example.org a /a users=www-data").unwrap(),
+            DkimKey::parse("corp.test a /a users=www-data").unwrap(),
+            DkimKey::parse("news.corp.test a /a").unwrap(),
+            DkimKey::parse("both.test a /a users=www-data").unwrap(),
+            DkimKey::parse("both.test b /b").unwrap(),
+        ];
+        // Signs for nobody: every key with users= refuses.
+        let refused = |names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|f| f.to_string()).collect();
+            refusing_key(&keys, &names, |k| k.users.is_none()).map(|k| k.domain.as_str())
+        };
+        let (shop, corp) = (Some("shop.example.org"), Some("corp.test"));
+        for (names, want) in [
+            (&["a", "example.org"][..], None),
+            (&["news.corp.test", "x.news.corp.test."], None),
+            (&["example.org", "example", "shop"], None),
+            (&["example.org", "both.test"], None),
+            (&["example.org", "shop.example.org"], shop),
+            (&["example.org", "SHOP.Example.org."], shop),
+            (&["example.org", ".x.shop.example.org"], shop),
+            (&["news.corp.test", "corp.test"], corp),
+            (&["news.corp.test", "x.corp.test"], corp),
+        ] {
+            assert_eq!(refused(names), want, "{names:?}");
+        }
+        let names = vec!["example.org".to_string(), "shop.example.org".to_string()];
+        let www = |k: &DkimKey| k.signs_for(33, false, || Some("www-data".into()));
+        assert!(refusing_key(&keys, &names, www).is_none(), "a listed user");
     }
 }

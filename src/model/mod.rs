@@ -22,7 +22,7 @@ mod sender_relay;
 pub use address::{Address, AddressError, UnusualLocalPart};
 pub use body_type::BodyType;
 pub use destination::Destination;
-pub use dkim_key::{DkimKey, choose_dkim_keys};
+pub use dkim_key::{DkimKey, choose_dkim_keys, refusing_key};
 pub use login_names::{LoginNames, users_allow};
 pub use notify::Notify;
 pub use pass_id::PassId;
