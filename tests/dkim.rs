@@ -879,3 +879,85 @@ fn a_from_naming_a_users_key_domain_is_not_signed_with_another_key() {
         sp.log()
     );
 }
+
+/// Two keys of one domain (RSA and Ed25519) over every shape of body: each
+/// signature verifies alone in each. A key of the two that cannot be used
+/// holds the mail, as one key does: none goes out with a signature fewer.
+#[test]
+fn two_keys_sign_every_body_shape_and_one_that_cannot_sign_holds_the_mail() {
+    let dir = TempDir::new("dkim-dual-shapes");
+    let (rsa, rsa_record) = make_key(dir.path(), "rsa", Kind::Rsa);
+    let (ed, ed_record) = make_key(dir.path(), "ed", Kind::Ed25519);
+    let dns = Dns::start(
+        &DnsZone::new()
+            .txt("r._domainkey.dkim.test", &rsa_record)
+            .txt("e._domainkey.dkim.test", &ed_record),
+    );
+    let missing = dir.path().join("later.pem");
+    let lines = format!(
+        "dkim_key = dkim.test r {}\ndkim_key = dkim.test e {}\n\
+         dkim_key = half.test r {}\ndkim_key = half.test e {}\n",
+        rsa.display(),
+        ed.display(),
+        rsa.display(),
+        missing.display()
+    );
+    let s = Setup {
+        _dir: dir,
+        dns,
+        lines,
+    };
+    let sink = Smtp::sink(&[]);
+    let sp = spool("dkim-dual-shapes", &sink, &s, "");
+    let head =
+        |subject: &str| format!("From: alice@dkim.test\nTo: bob@example.net\nSubject: {subject}\n");
+    let shapes: [(&str, Vec<u8>); 5] = [
+        ("empty", (head("empty") + "\n").into_bytes()),
+        ("no body", head("no body").into_bytes()),
+        (
+            "no final newline",
+            (head("no final newline") + "\nlast  line").into_bytes(),
+        ),
+        (
+            "long",
+            (head("long") + &format!("\n{}caf\u{e9}\nend\n", "x".repeat(3000))).into_bytes(),
+        ),
+        ("8bit", EIGHT_BIT.to_vec()),
+    ];
+    for (_, message) in &shapes {
+        sp.run_ok(&["bob@example.net"], message);
+    }
+    sp.pass(&[]);
+    let msgs = received(&sink, shapes.len());
+    for (what, _) in &shapes {
+        let m = (msgs.iter())
+            .find(|m| {
+                let text = String::from_utf8_lossy(&m.data);
+                let subject = text.lines().find_map(|l| l.strip_prefix("Subject: "));
+                subject.is_some_and(|s| s == *what || (*what == "8bit" && s.starts_with("Gr")))
+            })
+            .unwrap_or_else(|| panic!("{what} not received"));
+        let v = verify(&s.dns, &[&m.data]);
+        let each: Vec<(bool, &str)> = (v[0].each.iter())
+            .map(|(ok, a, _, error)| {
+                assert!(*ok, "{what}: {a}: {error}");
+                (*ok, a.as_str())
+            })
+            .collect();
+        assert_eq!(
+            each,
+            [(true, "rsa-sha256"), (true, "ed25519-sha256")],
+            "{what}"
+        );
+    }
+
+    // half.test's Ed25519 key is missing: its mail waits (not sent with
+    // the RSA signature alone) until the key is there.
+    sp.run_ok(
+        &["bob@example.net"],
+        b"From: a@half.test\nSubject: half\n\nx\n",
+    );
+    sp.pass(&[]);
+    sp.assert_deferred("cannot read dkim_key");
+    assert_eq!(sink.message_count(), shapes.len());
+}
