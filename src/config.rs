@@ -1156,7 +1156,8 @@ pub const KEYS: &[Key] = &[
               bits or more signs with `rsa-sha256`, an Ed25519 key with `ed25519-sha256`, \
               RFC 8463), published in DNS at `SELECTOR._domainkey.DOMAIN`. May be given \
               for several domains, and twice for one with two selectors (an RSA and an \
-              Ed25519 key: each message is then signed with both, RFC 8463 section 5); \
+              Ed25519 key, with the same `users=`: each message is then signed with \
+              both, RFC 8463 section 5); \
               the most specific domain's keys sign. \
               The signature is made in the delivery process over what the server receives \
               (after the re-encoding of long lines), with relaxed/relaxed \
@@ -1486,7 +1487,7 @@ fn secret_file(key: &str, v: &str) -> std::result::Result<PathBuf, String> {
 
 /// One `dkim_key` line: its words, a key file as private as a password
 /// file, and a selector no earlier line of its domain has, which has at
-/// most [`limits::DKIM_KEYS_PER_DOMAIN`] lines.
+/// most [`limits::DKIM_KEYS_PER_DOMAIN`] lines, all with the same `users=`.
 fn dkim_key(key: &str, v: &str, earlier: &[DkimKey]) -> std::result::Result<DkimKey, String> {
     let dkim = DkimKey::parse(v)?;
     secret_file(key, &dkim.file.to_string_lossy())?;
@@ -1504,6 +1505,19 @@ fn dkim_key(key: &str, v: &str, earlier: &[DkimKey]) -> std::result::Result<Dkim
             "dkim_key: {} has {} keys already (RSA and Ed25519 at most)",
             dkim.domain,
             limits::DKIM_KEYS_PER_DOMAIN
+        ));
+    }
+    // A domain's keys sign the same mail: a user one key's `users=` leaves
+    // out would otherwise get the other's signature, which aligns with the
+    // From domain as well as the first would have.
+    fn users(k: &DkimKey) -> Option<std::collections::BTreeSet<&String>> {
+        k.users.as_ref().map(|u| u.names().iter().collect())
+    }
+    if same_domain.iter().any(|k| users(k) != users(&dkim)) {
+        return Err(format!(
+            "dkim_key: {} has a key with other users= \
+             (a domain's keys sign the same mail: give each the same users=)",
+            dkim.domain
         ));
     }
     Ok(dkim)
@@ -1979,6 +1993,31 @@ mod tests {
         ] {
             let e = first_problem(&text);
             assert_eq!(e.to_string(), format!("/etc/test.conf:{line}: {msg}"));
+        }
+    }
+
+    /// A domain's two keys sign the same mail: with `users=` on one line
+    /// only (or other names), a user it leaves out would still get the
+    /// other key's signature, aligned with the From domain as well.
+    #[test]
+    fn a_domains_dkim_keys_have_the_same_users() {
+        let ok = [
+            "dkim_key = example.org a /k1\ndkim_key = example.org b /k2\n",
+            "dkim_key = example.org a /k1 users=al,bo\ndkim_key = example.org b /k2 users=bo,al\n",
+            "dkim_key = example.org a /k1 users=al\ndkim_key = shop.example.org b /k2\n",
+        ];
+        for text in ok {
+            assert!(parse(text).is_ok(), "{text}");
+        }
+        let msg = "dkim_key: example.org has a key with other users= \
+                   (a domain's keys sign the same mail: give each the same users=)";
+        for text in [
+            "dkim_key = example.org a /k1 users=al\ndkim_key = example.org b /k2\n",
+            "dkim_key = example.org a /k1\ndkim_key = example.org b /k2 users=al\n",
+            "dkim_key = example.org a /k1 users=al\ndkim_key = example.org b /k2 users=al,bo\n",
+        ] {
+            let e = first_problem(text);
+            assert_eq!(e.to_string(), format!("/etc/test.conf:2: {msg}"), "{text}");
         }
     }
 
