@@ -1510,10 +1510,12 @@ fn dkim_key(key: &str, v: &str, earlier: &[DkimKey]) -> std::result::Result<Dkim
     // A domain's keys sign the same mail: a user one key's `users=` leaves
     // out would otherwise get the other's signature, which aligns with the
     // From domain as well as the first would have.
-    fn users(k: &DkimKey) -> Option<std::collections::BTreeSet<&String>> {
-        k.users.as_ref().map(|u| u.names().iter().collect())
-    }
-    if same_domain.iter().any(|k| users(k) != users(&dkim)) {
+    let same_users = |k: &DkimKey| match (&k.users, &dkim.users) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.same_users(b),
+        _ => false,
+    };
+    if !same_domain.iter().all(|k| same_users(k)) {
         return Err(format!(
             "dkim_key: {} has a key with other users= \
              (a domain's keys sign the same mail: give each the same users=)",

@@ -455,7 +455,7 @@ fn record_tags(record: &str) -> Result<Vec<(String, String)>, String> {
 
 /// A piece of a record as a message may quote it: printable, short.
 fn shown(text: &str) -> String {
-    crate::model::sanitize(text).chars().take(40).collect()
+    crate::model::excerpt(text, 40)
 }
 
 /// A new key pair, as `spoolctl dkim-keygen` writes it.

@@ -193,7 +193,7 @@ fn usable_token(token: &str) -> bool {
 /// [`crate::model::sanitize`] makes of reply text (no control characters,
 /// bidi and separator characters shown as `<U+202E>`), cut to 200.
 fn printable(text: &str) -> String {
-    crate::model::sanitize(text).chars().take(200).collect()
+    crate::model::excerpt(text, 200)
 }
 
 /// The cached access token (`oauth2/token`).

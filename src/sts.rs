@@ -214,11 +214,7 @@ fn shown(value: Option<&str>) -> String {
 
 /// At most 40 characters of text from outside, for a log line.
 fn shorten(text: &str) -> String {
-    let mut s: String = text.chars().take(40).collect();
-    if s.len() < text.len() {
-        s.push_str("...");
-    }
-    s
+    crate::model::excerpt(text, 40)
 }
 
 /// A cached policy: the TXT id it was fetched under, when, its text, and

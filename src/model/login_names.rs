@@ -24,6 +24,12 @@ impl LoginNames {
     pub fn names(&self) -> &[String] {
         &self.0
     }
+
+    /// Whether both name the same users, in any order.
+    pub fn same_users(&self, other: &LoginNames) -> bool {
+        use std::collections::BTreeSet;
+        self.0.iter().collect::<BTreeSet<_>>() == other.0.iter().collect::<BTreeSet<_>>()
+    }
 }
 
 /// Whether mail submitted by `uid` may use a line with `users` (None: no
@@ -72,5 +78,12 @@ mod tests {
             );
         }
         assert_eq!(asked.get(), 5, "the name is looked up only when it matters");
+        let same = |a: &str, b: &str| {
+            LoginNames::parse(a)
+                .unwrap()
+                .same_users(&LoginNames::parse(b).unwrap())
+        };
+        assert!(same("al,bo", "bo,al") && same("al,al", "al"));
+        assert!(!same("al", "al,bo") && !same("al", "Al"));
     }
 }

@@ -28,6 +28,6 @@ pub use notify::Notify;
 pub use pass_id::PassId;
 pub use queue_id::QueueId;
 pub(crate) use reply::is_format_or_separator;
-pub use reply::{EnhancedCode, Local, Outcome, Reply, Verdict, sanitize, sanitized};
+pub use reply::{EnhancedCode, Local, Outcome, Reply, Verdict, excerpt, sanitize, sanitized};
 pub use ret::Ret;
 pub use sender_relay::{RelayLimits, SenderPattern, SenderRelay, choose_sender_relay};

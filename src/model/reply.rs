@@ -19,6 +19,17 @@ pub fn sanitize(text: &str) -> String {
     sanitized(text).into_owned()
 }
 
+/// At most `max` characters of [`sanitize`]d text from outside (a server,
+/// a DNS record, a policy), `...` after a cut: what a message quotes of it.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let clean = sanitized(text);
+    let mut out: String = clean.chars().take(max).collect();
+    if out.len() < clean.len() {
+        out.push_str("...");
+    }
+    out
+}
+
 /// [`sanitize`] without a copy when the text is all printable ASCII, which
 /// it leaves as it is (nearly every reply): for a reader of many, as mailq.
 pub fn sanitized(text: &str) -> std::borrow::Cow<'_, str> {
@@ -435,6 +446,20 @@ mod tests {
             );
             assert_eq!(r.text, *text, "{lines:?}");
             assert_eq!(r.to_string(), *display, "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn an_excerpt_is_sanitized_and_cut_with_a_mark() {
+        for (text, max, want) in [
+            ("short", 40, "short"),
+            ("abcdef", 3, "abc..."),
+            ("abc", 3, "abc"),
+            ("a\nb\u{7}c", 40, "a bc"),
+            ("\u{202e}xyz", 8, "<U+202E>..."),
+            ("\u{e9}\u{e9}\u{e9}", 2, "\u{e9}\u{e9}..."),
+        ] {
+            assert_eq!(excerpt(text, max), want, "{text:?}");
         }
     }
 
